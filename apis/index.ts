@@ -1,0 +1,4 @@
+export * from './types';
+export * from './versions';
+export * from './validation';
+export * from './wardle';

@@ -1,0 +1,108 @@
+/**
+ * The shape of an API group definition: the one source of truth that both the construct
+ * library (`lib/`: APIServices, RBAC, CRDs) and the bundled server (`server/`: discovery,
+ * OpenAPI, storage) read. Pure data; it imports nothing.
+ *
+ * The vocabulary is Kubernetes' own, as in `apiextensions.k8s.io/v1` CustomResourceDefinition,
+ * so that a definition maps one to one onto a CRD.
+ */
+
+/** Whether objects of a kind live in a namespace or at the cluster scope. */
+export type ResourceScope = 'Namespaced' | 'Cluster';
+
+/**
+ * An OpenAPI v3 schema with the Kubernetes extensions, as accepted in a CRD's
+ * `openAPIV3Schema` (a structural schema).
+ */
+export interface JSONSchemaProps {
+  readonly type?: 'object' | 'array' | 'string' | 'integer' | 'number' | 'boolean';
+  readonly format?: string;
+  readonly description?: string;
+  readonly properties?: Readonly<Record<string, JSONSchemaProps>>;
+  readonly additionalProperties?: JSONSchemaProps | boolean;
+  readonly items?: JSONSchemaProps;
+  readonly required?: readonly string[];
+  readonly enum?: readonly unknown[];
+  readonly default?: unknown;
+  readonly nullable?: boolean;
+  readonly pattern?: string;
+  readonly minimum?: number;
+  readonly maximum?: number;
+  readonly minLength?: number;
+  readonly maxLength?: number;
+  readonly minItems?: number;
+  readonly maxItems?: number;
+  readonly 'x-kubernetes-preserve-unknown-fields'?: boolean;
+  readonly 'x-kubernetes-int-or-string'?: boolean;
+  readonly 'x-kubernetes-embedded-resource'?: boolean;
+  readonly 'x-kubernetes-list-type'?: 'atomic' | 'set' | 'map';
+  readonly 'x-kubernetes-list-map-keys'?: readonly string[];
+  readonly 'x-kubernetes-map-type'?: 'atomic' | 'granular';
+  readonly 'x-kubernetes-validations'?: readonly { readonly rule: string; readonly message?: string }[];
+}
+
+/** A column of `kubectl get` output, as in a CRD's `additionalPrinterColumns`. */
+export interface PrinterColumn {
+  readonly name: string;
+  readonly type: 'integer' | 'number' | 'string' | 'boolean' | 'date';
+  /** A simple JSONPath into the object, e.g. `.spec.referenceType`. */
+  readonly jsonPath: string;
+  readonly description?: string;
+  readonly format?: string;
+  /** 0 shows in the default view; higher only with `-o wide`. @default 0 */
+  readonly priority?: number;
+}
+
+/** The scale subresource, as in a CRD (`/scale`). */
+export interface ScaleSubresource {
+  readonly specReplicasPath: string;
+  readonly statusReplicasPath: string;
+  readonly labelSelectorPath?: string;
+}
+
+export interface Subresources {
+  /** Serve `<plural>/status`; the main resource then ignores changes to `.status`. @default false */
+  readonly status?: boolean;
+  readonly scale?: ScaleSubresource;
+}
+
+/** One version of a kind. */
+export interface KindVersion {
+  /** `v1`, `v1beta1`, `v2alpha3` … */
+  readonly name: string;
+  /** Whether the version is served over the API. */
+  readonly served: boolean;
+  /** Whether objects are stored in this version. Exactly one version of a kind stores. */
+  readonly storage: boolean;
+  /** The schema of the whole object (apiVersion, kind, metadata, spec, status …). */
+  readonly schema: JSONSchemaProps;
+  readonly subresources?: Subresources;
+  /** Columns beyond Name (first) and Age (last) in `kubectl get`. @default - none */
+  readonly printerColumns?: readonly PrinterColumn[];
+  readonly deprecated?: boolean;
+  readonly deprecationWarning?: string;
+}
+
+/** One kind of the group and every version it is served in. */
+export interface KindDefinition {
+  /** UpperCamelCase, e.g. `Flunder`. */
+  readonly kind: string;
+  /** @default - `<kind>List` */
+  readonly listKind?: string;
+  /** Lowercase DNS-1123 label, e.g. `flunders`. */
+  readonly plural: string;
+  /** Lowercase DNS-1123 label, e.g. `flunder`. */
+  readonly singular: string;
+  readonly shortNames?: readonly string[];
+  /** Groupings such as `all`, so `kubectl get all` includes the kind. */
+  readonly categories?: readonly string[];
+  readonly scope: ResourceScope;
+  readonly versions: readonly KindVersion[];
+}
+
+/** An API group: what one aggregated API server (or one set of CRDs) serves. */
+export interface ApiGroupDefinition {
+  /** A DNS subdomain with at least one dot, e.g. `wardle.example.com`. */
+  readonly group: string;
+  readonly kinds: readonly KindDefinition[];
+}

@@ -1,0 +1,102 @@
+import { ApiGroupDefinition, KindDefinition } from './types';
+import { KUBE_VERSION_PATTERN } from './versions';
+
+/** Thrown for a definition that Kubernetes would refuse; names the field, the value and the rule. */
+export class ApiDefinitionError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'ApiDefinitionError';
+  }
+}
+
+const DNS1123_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+const DNS1123_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
+const UPPER_CAMEL_CASE = /^[A-Z][A-Za-z0-9]*$/;
+const PRINTER_COLUMN_TYPES = ['integer', 'number', 'string', 'boolean', 'date'];
+
+export function isDns1123Label(value: string): boolean {
+  return value.length <= 63 && DNS1123_LABEL.test(value);
+}
+
+export function isDns1123Subdomain(value: string): boolean {
+  return value.length <= 253 && DNS1123_SUBDOMAIN.test(value);
+}
+
+/**
+ * Checks a definition against the rules the Kubernetes API server applies to APIServices and
+ * CRDs, and throws an `ApiDefinitionError` listing every problem found.
+ */
+export function validateApiGroupDefinition(api: ApiGroupDefinition): void {
+  const problems: string[] = [];
+  if (!isDns1123Subdomain(api.group) || !api.group.includes('.')) {
+    problems.push(
+      `group "${api.group}" is not a DNS subdomain with at least one dot ` +
+        `(lowercase letters, digits, '-' and '.', at most 253 characters, e.g. "wardle.example.com")`,
+    );
+  }
+  if (api.kinds.length === 0) problems.push(`group "${api.group}" defines no kinds (expected at least one)`);
+
+  const seen = new Map<string, string>();
+  for (const kind of api.kinds) {
+    problems.push(...kindProblems(kind));
+    for (const name of [kind.plural, kind.singular, ...(kind.shortNames ?? [])]) {
+      const owner = seen.get(name);
+      if (owner !== undefined && owner !== kind.kind) {
+        problems.push(`kinds "${owner}" and "${kind.kind}" both use the resource name "${name}" (names must be unique in a group)`);
+      }
+      seen.set(name, kind.kind);
+    }
+  }
+  if (problems.length > 0) {
+    throw new ApiDefinitionError(`invalid API definition "${api.group}":\n  - ${problems.join('\n  - ')}`);
+  }
+}
+
+function kindProblems(kind: KindDefinition): string[] {
+  const problems: string[] = [];
+  const where = `kind "${kind.kind}"`;
+  if (!UPPER_CAMEL_CASE.test(kind.kind)) {
+    problems.push(`${where}: kind "${kind.kind}" is not UpperCamelCase (expected a capital letter, then letters and digits)`);
+  }
+  if (kind.listKind !== undefined && !UPPER_CAMEL_CASE.test(kind.listKind)) {
+    problems.push(`${where}: listKind "${kind.listKind}" is not UpperCamelCase`);
+  }
+  for (const field of ['plural', 'singular'] as const) {
+    if (!isDns1123Label(kind[field])) {
+      problems.push(`${where}: ${field} "${kind[field]}" is not a lowercase DNS-1123 label (lowercase letters, digits and '-', at most 63 characters)`);
+    }
+  }
+  for (const shortName of kind.shortNames ?? []) {
+    if (!isDns1123Label(shortName)) problems.push(`${where}: shortName "${shortName}" is not a lowercase DNS-1123 label`);
+  }
+  if (kind.scope !== 'Namespaced' && kind.scope !== 'Cluster') {
+    problems.push(`${where}: scope "${String(kind.scope)}" is not one of "Namespaced", "Cluster"`);
+  }
+  if (kind.versions.length === 0) problems.push(`${where}: no versions (expected at least one)`);
+
+  const names = new Set<string>();
+  for (const version of kind.versions) {
+    if (!KUBE_VERSION_PATTERN.test(version.name)) {
+      problems.push(`${where}: version "${version.name}" does not match v<N>, v<N>alpha<M> or v<N>beta<M> (e.g. "v1", "v1beta2")`);
+    }
+    if (names.has(version.name)) problems.push(`${where}: version "${version.name}" is listed twice`);
+    names.add(version.name);
+    if (version.schema.type !== 'object') {
+      problems.push(`${where}, version "${version.name}": schema.type is "${String(version.schema.type)}" (expected "object")`);
+    }
+    for (const column of version.printerColumns ?? []) {
+      if (!PRINTER_COLUMN_TYPES.includes(column.type)) {
+        problems.push(`${where}, version "${version.name}": printer column "${column.name}" has type "${column.type}" (expected one of ${PRINTER_COLUMN_TYPES.join(', ')})`);
+      }
+      if (!column.jsonPath.startsWith('.')) {
+        problems.push(`${where}, version "${version.name}": printer column "${column.name}" jsonPath "${column.jsonPath}" must start with "."`);
+      }
+    }
+  }
+  const storage = kind.versions.filter((v) => v.storage).map((v) => v.name);
+  if (storage.length !== 1) {
+    problems.push(`${where}: ${storage.length} storage versions [${storage.join(', ')}] (expected exactly one)`);
+  }
+  if (!kind.versions.some((v) => v.served)) problems.push(`${where}: no version is served (expected at least one)`);
+  return problems;
+}

@@ -1,0 +1,10 @@
+/** @type {import('jest').Config} */
+module.exports = {
+  testEnvironment: 'node',
+  roots: ['<rootDir>/test'],
+  testMatch: ['**/*.test.ts'],
+  transform: { '^.+\\.ts$': ['@swc/jest'] },
+  testTimeout: 60000,
+  // Server and end-to-end tests start processes and bind ports; two workers fit this 2-core machine.
+  maxWorkers: 2,
+};

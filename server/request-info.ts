@@ -1,0 +1,100 @@
+/**
+ * What a request asks for, parsed from its method, path and query the way
+ * k8s.io/apiserver/pkg/endpoints/request/requestinfo.go does. Routing and the
+ * SubjectAccessReview both read it, so they can never disagree.
+ */
+export interface RequestInfo {
+  /** False for `/healthz`, `/apis`, `/apis/<g>`, `/apis/<g>/<v>` and anything that is not a resource. */
+  readonly isResourceRequest: boolean;
+  /** The URL path, without the query. */
+  readonly path: string;
+  /** Kubernetes verb: get, list, watch, create, update, patch, delete, deletecollection; for non-resource requests the lowercased method. */
+  readonly verb: string;
+  readonly apiPrefix: string;
+  readonly apiGroup: string;
+  readonly apiVersion: string;
+  readonly namespace: string;
+  readonly resource: string;
+  readonly subresource: string;
+  readonly name: string;
+  /** The path segments after the resource name and subresource, if any (not served here). */
+  readonly parts: readonly string[];
+}
+
+const METHOD_VERBS: Record<string, string> = {
+  POST: 'create',
+  GET: 'get',
+  HEAD: 'get',
+  PUT: 'update',
+  PATCH: 'patch',
+  DELETE: 'delete',
+};
+
+/** `?watch`, `?watch=1`, `?watch=true` mean watch; `watch=false` and `watch=0` do not. */
+function isWatchQuery(query: URLSearchParams): boolean {
+  if (!query.has('watch')) return false;
+  const value = query.get('watch')!.toLowerCase();
+  return value !== 'false' && value !== '0';
+}
+
+export function parseRequestInfo(method: string, url: string): RequestInfo {
+  const parsed = new URL(url, 'https://localhost');
+  const path = parsed.pathname;
+  const query = parsed.searchParams;
+  const nonResource: RequestInfo = {
+    isResourceRequest: false,
+    path,
+    verb: method.toLowerCase(),
+    apiPrefix: '',
+    apiGroup: '',
+    apiVersion: '',
+    namespace: '',
+    resource: '',
+    subresource: '',
+    name: '',
+    parts: [],
+  };
+
+  const segments = path.replace(/^\/+|\/+$/g, '').split('/').filter((s) => s.length > 0);
+  // Only /apis/<group>/<version>/<resource>… is a resource request; /api (the core group) is not served here.
+  if (segments[0] !== 'apis' || segments.length < 4) return nonResource;
+  const [apiPrefix, apiGroup, apiVersion, ...rest] = segments;
+
+  let verb = METHOD_VERBS[method.toUpperCase()] ?? method.toLowerCase();
+  let namespace = '';
+  let parts = rest.map(decodeURIComponent);
+  // `namespaces/<ns>/<resource>…` scopes to a namespace; `namespaces/<ns>` alone is the namespace object itself.
+  if (parts[0] === 'namespaces' && parts.length > 1) {
+    namespace = parts[1];
+    if (parts.length > 2) parts = parts.slice(2);
+  }
+  const [resource, name = '', subresource = '', ...extra] = parts;
+  let resolvedName = name;
+
+  if (verb === 'get' && resolvedName === '') verb = isWatchQuery(query) ? 'watch' : 'list';
+  else if (verb === 'get' && isWatchQuery(query)) verb = 'watch';
+  if (verb === 'delete' && resolvedName === '') verb = 'deletecollection';
+
+  // A list or watch narrowed to one name by fieldSelector is authorized as that name.
+  if (resolvedName === '' && (verb === 'list' || verb === 'watch' || verb === 'deletecollection')) {
+    const selector = query.get('fieldSelector') ?? '';
+    for (const term of selector.split(',')) {
+      const match = /^metadata\.name(?:==?)(.*)$/.exec(term.trim());
+      if (match) resolvedName = match[1];
+    }
+  }
+
+  return {
+    isResourceRequest: true,
+    path,
+    verb,
+    apiPrefix,
+    apiGroup,
+    apiVersion,
+    namespace,
+    resource,
+    subresource,
+    name: resolvedName,
+    parts: extra,
+  };
+}
