@@ -71,18 +71,16 @@ export function parseRequestInfo(method: string, url: string): RequestInfo {
   const [resource, name = '', subresource = '', ...extra] = parts;
   let resolvedName = name;
 
-  if (verb === 'get' && resolvedName === '') verb = isWatchQuery(query) ? 'watch' : 'list';
-  else if (verb === 'get' && isWatchQuery(query)) verb = 'watch';
-  if (verb === 'delete' && resolvedName === '') verb = 'deletecollection';
-
-  // A list or watch narrowed to one name by fieldSelector is authorized as that name.
-  if (resolvedName === '' && (verb === 'list' || verb === 'watch' || verb === 'deletecollection')) {
-    const selector = query.get('fieldSelector') ?? '';
-    for (const term of selector.split(',')) {
-      const match = /^metadata\.name(?:==?)(.*)$/.exec(term.trim());
+  // As in requestinfo.go: only a GET without a name becomes list or watch, and only then does a
+  // fieldSelector on metadata.name name the object for authorization.
+  if (verb === 'get' && resolvedName === '') {
+    verb = isWatchQuery(query) ? 'watch' : 'list';
+    for (const term of (query.get('fieldSelector') ?? '').split(',')) {
+      const match = /^metadata\.name==?([^=!,]+)$/.exec(term.trim());
       if (match) resolvedName = match[1];
     }
   }
+  if (verb === 'delete' && resolvedName === '') verb = 'deletecollection';
 
   return {
     isResourceRequest: true,
