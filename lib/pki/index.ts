@@ -1,0 +1,4 @@
+export * from './pki-error';
+export * from './certificate-authority';
+export * from './serving-certificate';
+export * from './inspect';
