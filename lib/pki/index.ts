@@ -2,3 +2,4 @@ export * from './pki-error';
 export * from './certificate-authority';
 export * from './serving-certificate';
 export * from './inspect';
+export * from './store';

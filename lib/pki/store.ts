@@ -1,0 +1,438 @@
+import { createPrivateKey, createPublicKey, KeyObject, randomBytes, X509Certificate } from 'node:crypto';
+import {
+  chmodSync,
+  closeSync,
+  fchmodSync,
+  fsyncSync,
+  mkdirSync,
+  openSync,
+  readdirSync,
+  readFileSync,
+  renameSync,
+  statSync,
+  unlinkSync,
+  writeSync,
+} from 'node:fs';
+import { join } from 'node:path';
+import { _checkCommonName, _checkNow, _checkValidityDays, _DAY_MS } from './_internal';
+import { CertificateKeyPair, createCertificateAuthority } from './certificate-authority';
+import { inspectCertificate, isIssuedBy, splitPemBundle } from './inspect';
+import { PkiError } from './pki-error';
+import { issueServingCertificate } from './serving-certificate';
+
+export interface PkiStoreOptions {
+  /** Directory that holds the PKI between synths, e.g. `.pki/wardle/wardle-apiserver`. Created with mode 0700. */
+  readonly directory: string;
+  /** Common name of a CA this store creates. Changing it does not rotate an existing CA. */
+  readonly caCommonName: string;
+  /** Common name of the serving certificate; changing it renews the certificate. */
+  readonly servingCommonName: string;
+  /** DNS names the serving certificate must carry (order does not matter); changing them renews it. */
+  readonly dnsNames: readonly string[];
+  /** Lifetime of a serving certificate this store issues, in days. */
+  readonly certValidityDays: number;
+  /** Lifetime of a CA this store creates, in days; must be greater than `certValidityDays`. */
+  readonly caValidityDays: number;
+  /**
+   * The time at which validity and renewal are judged and certificates are issued.
+   * @default - new Date()
+   */
+  readonly now?: Date;
+}
+
+/** What a PKI store hands to the constructs. Never holds the CA private key. */
+export interface PkiMaterial {
+  /** The current CA first, then retired CAs that a serving certificate still in use chains to. */
+  readonly caBundlePem: string;
+  /** The current CA certificate. */
+  readonly caCertPem: string;
+  /** The serving certificate (the contents of `tls.crt`). */
+  readonly tlsCertPem: string;
+  /** The serving certificate's private key (the contents of `tls.key`). */
+  readonly tlsKeyPem: string;
+  /** What was done, in order, e.g. `created CA`, `reused serving certificate`. */
+  readonly actions: readonly string[];
+}
+
+/** The files of a PKI store, relative to its directory. */
+export const PKI_STORE_FILES = {
+  caCert: 'ca.crt',
+  caKey: 'ca.key',
+  tlsCert: 'tls.crt',
+  tlsKey: 'tls.key',
+  /** CAs replaced by a rotation, kept while a serving certificate they signed may still be served. */
+  retiredCaCerts: 'ca-retired.crt',
+  /** The last serving certificate each retired CA signed: how long that CA is still needed. */
+  retiredTlsCerts: 'tls-retired.crt',
+} as const;
+
+const KEY_MODE = 0o600;
+const CERT_MODE = 0o644;
+const DIRECTORY_MODE = 0o700;
+
+/**
+ * Loads the PKI from `options.directory`, creating, renewing or rotating what is missing or no
+ * longer fit, and writes back only what changed (each file atomically). With the same options
+ * and an unchanged directory, it returns byte-identical PEMs.
+ *
+ * - The CA is created when `ca.crt` or `ca.key` is missing, and rotated when it is not a CA, not
+ *   valid at `now`, or would not outlive a serving certificate issued now. On rotation, the old
+ *   CA stays in `caBundlePem` (after the new one) until the serving certificate it signed expires.
+ * - The serving certificate is renewed when missing, when less than a third of its lifetime
+ *   remains, when its DNS names or common name differ from the options, or when it is not issued
+ *   by the current CA.
+ * - A malformed PEM file, or a key that does not match its certificate, is a PkiError naming the
+ *   file: the store never overwrites what it cannot read.
+ */
+export function ensurePki(options: PkiStoreOptions): PkiMaterial {
+  const now = _checkOptions(options);
+  const dir = options.directory;
+  const files = _paths(dir);
+  const actions: string[] = [];
+  const writes = new Map<string, { content: string; mode: number }>();
+
+  mkdirSync(dir, { recursive: true, mode: DIRECTORY_MODE });
+  chmodSync(dir, DIRECTORY_MODE);
+  _removeStaleTemporaryFiles(dir);
+
+  // The CA.
+  const storedCa = _loadPair(files.caCert, files.caKey, actions);
+  const caProblem = _caProblem(storedCa, options, now, files);
+  let ca: CertificateKeyPair;
+  if (caProblem === undefined) {
+    ca = { certPem: storedCa.cert!.pem, keyPem: storedCa.key!.pem };
+    actions.push('reused CA');
+  } else {
+    ca = createCertificateAuthority({ commonName: options.caCommonName, validityDays: options.caValidityDays, now });
+    writes.set(files.caCert, { content: ca.certPem, mode: CERT_MODE });
+    writes.set(files.caKey, { content: ca.keyPem, mode: KEY_MODE });
+    actions.push(storedCa.cert === undefined && storedCa.key === undefined ? 'created CA' : `rotated CA: ${caProblem}`);
+  }
+
+  // The serving certificate.
+  const storedTls = _loadPair(files.tlsCert, files.tlsKey, actions);
+  let retiredCas = _loadBundle(files.retiredCaCerts);
+  let retiredTls = _loadBundle(files.retiredTlsCerts);
+  if (caProblem !== undefined && storedCa.cert !== undefined && storedTls.cert !== undefined) {
+    const old = storedTls.cert;
+    if (old.x509.checkIssued(storedCa.cert.x509) && old.x509.verify(storedCa.cert.x509.publicKey) && _notAfter(old.x509) > now.getTime()) {
+      retiredCas = [...retiredCas, { pem: storedCa.cert.pem, x509: storedCa.cert.x509 }];
+      retiredTls = [...retiredTls, { pem: old.pem, x509: old.x509 }];
+    }
+  }
+
+  const tlsProblem = _servingProblem(storedTls, ca.certPem, options, now, files);
+  let tlsCertPem: string;
+  let tlsKeyPem: string;
+  if (tlsProblem === undefined) {
+    tlsCertPem = storedTls.cert!.fileText;
+    tlsKeyPem = storedTls.key!.pem;
+    actions.push('reused serving certificate');
+  } else {
+    const issued = issueServingCertificate({
+      ca,
+      commonName: options.servingCommonName,
+      dnsNames: options.dnsNames,
+      validityDays: options.certValidityDays,
+      now,
+    });
+    tlsCertPem = issued.certPem;
+    tlsKeyPem = issued.keyPem;
+    writes.set(files.tlsCert, { content: tlsCertPem, mode: CERT_MODE });
+    writes.set(files.tlsKey, { content: tlsKeyPem, mode: KEY_MODE });
+    actions.push(storedTls.cert === undefined && storedTls.key === undefined ? 'created serving certificate' : `renewed serving certificate: ${tlsProblem}`);
+  }
+
+  // Retired CAs: kept while a serving certificate they signed has not expired.
+  const liveRetiredTls = retiredTls.filter((t) => _notAfter(t.x509) > now.getTime());
+  const keptCas: _Pem[] = [];
+  for (const retired of retiredCas) {
+    const signed = liveRetiredTls.filter((t) => t.x509.checkIssued(retired.x509) && t.x509.verify(retired.x509.publicKey));
+    const duplicate = keptCas.some((k) => k.pem === retired.pem) || retired.pem === splitPemBundle(ca.certPem)[0];
+    if (signed.length > 0 && !duplicate) {
+      keptCas.push(retired);
+      const until = new Date(Math.max(...signed.map((t) => _notAfter(t.x509))));
+      actions.push(`kept retired CA ${_describe(retired.x509)} in the CA bundle until ${until.toISOString()}`);
+    } else if (!duplicate) {
+      actions.push(`dropped retired CA ${_describe(retired.x509)}: no serving certificate it signed is still valid`);
+    }
+  }
+  const keptTls = liveRetiredTls.filter((t) => keptCas.some((c) => t.x509.checkIssued(c.x509) && t.x509.verify(c.x509.publicKey)));
+  _setBundle(writes, files.retiredCaCerts, keptCas);
+  _setBundle(writes, files.retiredTlsCerts, keptTls);
+
+  _commit(dir, writes);
+
+  const caCertPem = splitPemBundle(ca.certPem)[0];
+  return {
+    caBundlePem: [caCertPem, ...keptCas.map((c) => c.pem)].join(''),
+    caCertPem,
+    tlsCertPem,
+    tlsKeyPem,
+    actions,
+  };
+}
+
+interface _Pem {
+  /** One normalized PEM block. */
+  readonly pem: string;
+  readonly x509: X509Certificate;
+}
+
+interface _StoredCert extends _Pem {
+  readonly fileText: string;
+}
+
+interface _StoredKey {
+  readonly pem: string;
+  readonly key: KeyObject;
+}
+
+interface _StoredPair {
+  readonly cert?: _StoredCert;
+  readonly key?: _StoredKey;
+}
+
+function _paths(dir: string) {
+  return {
+    caCert: join(dir, PKI_STORE_FILES.caCert),
+    caKey: join(dir, PKI_STORE_FILES.caKey),
+    tlsCert: join(dir, PKI_STORE_FILES.tlsCert),
+    tlsKey: join(dir, PKI_STORE_FILES.tlsKey),
+    retiredCaCerts: join(dir, PKI_STORE_FILES.retiredCaCerts),
+    retiredTlsCerts: join(dir, PKI_STORE_FILES.retiredTlsCerts),
+  };
+}
+
+function _checkOptions(options: PkiStoreOptions): Date {
+  if (typeof options.directory !== 'string' || options.directory.trim() === '') {
+    throw new PkiError(`directory ${JSON.stringify(options.directory)} is empty (expected a path, e.g. ".pki/wardle/wardle-apiserver")`);
+  }
+  _checkCommonName('caCommonName', options.caCommonName);
+  _checkCommonName('servingCommonName', options.servingCommonName);
+  _checkValidityDays('certValidityDays', options.certValidityDays);
+  _checkValidityDays('caValidityDays', options.caValidityDays);
+  if (options.caValidityDays <= options.certValidityDays) {
+    throw new PkiError(
+      `caValidityDays ${options.caValidityDays} is not greater than certValidityDays ${options.certValidityDays} ` +
+        `(expected the CA to outlive the serving certificates it signs)`,
+    );
+  }
+  // dnsNames are checked by issueServingCertificate; check them now, before anything is written.
+  if (!Array.isArray(options.dnsNames) || options.dnsNames.length === 0) {
+    throw new PkiError(`dnsNames ${JSON.stringify(options.dnsNames)} is empty (expected at least one DNS name, e.g. "<service>.<namespace>.svc")`);
+  }
+  return _checkNow(options.now);
+}
+
+function _readIfPresent(path: string): string | undefined {
+  try {
+    return readFileSync(path, 'utf8');
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
+    throw new PkiError(`${path} cannot be read (${(e as Error).message})`);
+  }
+}
+
+function _loadCert(path: string): _StoredCert | undefined {
+  const text = _readIfPresent(path);
+  if (text === undefined) return undefined;
+  const blocks = _blocks(path, text);
+  if (blocks.length === 0 || !blocks[0].startsWith('-----BEGIN CERTIFICATE-----')) {
+    throw new PkiError(`${path} is not a PEM certificate (expected a "-----BEGIN CERTIFICATE-----" block)`);
+  }
+  return { pem: blocks[0], x509: _x509(path, blocks[0]), fileText: text };
+}
+
+function _loadKey(path: string, actions: string[]): _StoredKey | undefined {
+  const text = _readIfPresent(path);
+  if (text === undefined) return undefined;
+  let key: KeyObject;
+  try {
+    key = createPrivateKey(text);
+  } catch (e) {
+    throw new PkiError(`${path} is not an unencrypted PEM private key (${(e as Error).message})`);
+  }
+  if (key.asymmetricKeyType !== 'rsa') {
+    throw new PkiError(`${path} holds a ${String(key.asymmetricKeyType)} key (expected an RSA private key)`);
+  }
+  if ((statSync(path).mode & 0o077) !== 0) {
+    chmodSync(path, KEY_MODE);
+    actions.push(`restricted ${path} to mode 0600`);
+  }
+  return { pem: text, key };
+}
+
+function _loadPair(certPath: string, keyPath: string, actions: string[]): _StoredPair {
+  const cert = _loadCert(certPath);
+  const key = _loadKey(keyPath, actions);
+  if (cert !== undefined && key !== undefined) {
+    const fromKey = createPublicKey(key.key).export({ type: 'spki', format: 'der' });
+    const fromCert = cert.x509.publicKey.export({ type: 'spki', format: 'der' });
+    if (!fromKey.equals(fromCert)) {
+      throw new PkiError(`${keyPath} does not match ${certPath} (expected the private key of that certificate's public key)`);
+    }
+  }
+  return { cert, key };
+}
+
+function _loadBundle(path: string): _Pem[] {
+  const text = _readIfPresent(path);
+  if (text === undefined) return [];
+  return _blocks(path, text).map((pem) => {
+    if (!pem.startsWith('-----BEGIN CERTIFICATE-----')) {
+      throw new PkiError(`${path} holds a non-certificate PEM block (expected only "-----BEGIN CERTIFICATE-----" blocks)`);
+    }
+    return { pem, x509: _x509(path, pem) };
+  });
+}
+
+function _blocks(path: string, text: string): string[] {
+  try {
+    return splitPemBundle(text);
+  } catch (e) {
+    throw new PkiError(`${path} is malformed: ${(e as Error).message}`);
+  }
+}
+
+function _x509(path: string, pem: string): X509Certificate {
+  try {
+    return new X509Certificate(pem);
+  } catch (e) {
+    throw new PkiError(`${path} is not a valid PEM certificate (${(e as Error).message})`);
+  }
+}
+
+/** Why the stored CA cannot be used, or undefined if it can. */
+function _caProblem(stored: _StoredPair, options: PkiStoreOptions, now: Date, files: ReturnType<typeof _paths>): string | undefined {
+  if (stored.cert === undefined) return `${files.caCert} is missing`;
+  if (stored.key === undefined) return `${files.caKey} is missing`;
+  const x509 = stored.cert.x509;
+  if (!x509.ca) return `${files.caCert} is not a CA certificate (no basicConstraints CA:TRUE)`;
+  if (_notBefore(x509) > now.getTime()) return `it is not valid before ${_iso(_notBefore(x509))}`;
+  if (_notAfter(x509) <= now.getTime()) return `it expired at ${_iso(_notAfter(x509))}`;
+  const newCertNotAfter = now.getTime() + options.certValidityDays * _DAY_MS;
+  if (_notAfter(x509) < newCertNotAfter) {
+    return (
+      `it expires at ${_iso(_notAfter(x509))}, before a serving certificate issued now would ` +
+      `(${_iso(newCertNotAfter)}, certValidityDays ${options.certValidityDays})`
+    );
+  }
+  return undefined;
+}
+
+/** Why the stored serving certificate must be renewed, or undefined if it can be reused. */
+function _servingProblem(
+  stored: _StoredPair,
+  caCertPem: string,
+  options: PkiStoreOptions,
+  now: Date,
+  files: ReturnType<typeof _paths>,
+): string | undefined {
+  if (stored.cert === undefined) return `${files.tlsCert} is missing`;
+  if (stored.key === undefined) return `${files.tlsKey} is missing`;
+  const x509 = stored.cert.x509;
+  if (!isIssuedBy(stored.cert.pem, caCertPem)) return 'it is not issued by the current CA';
+  const have = [...inspectCertificate(stored.cert.pem).dnsNames].sort();
+  const want = [...options.dnsNames].sort();
+  if (have.join(',') !== want.join(',')) return `its DNS names [${have.join(', ')}] differ from [${want.join(', ')}]`;
+  const commonName = /^CN=(.*)$/m.exec(x509.subject)?.[1];
+  if (commonName !== options.servingCommonName) return `its common name "${commonName}" differs from "${options.servingCommonName}"`;
+  const notBefore = _notBefore(x509);
+  const notAfter = _notAfter(x509);
+  if (notBefore > now.getTime()) return `it is not valid before ${_iso(notBefore)}`;
+  if (notAfter <= now.getTime()) return `it expired at ${_iso(notAfter)}`;
+  const lifetime = notAfter - notBefore;
+  const remaining = notAfter - now.getTime();
+  if (remaining * 3 < lifetime) {
+    return `${Math.floor(remaining / _DAY_MS)} of ${Math.round(lifetime / _DAY_MS)} days left`;
+  }
+  return undefined;
+}
+
+function _notBefore(x509: X509Certificate): number {
+  return new Date(x509.validFrom).getTime();
+}
+
+function _notAfter(x509: X509Certificate): number {
+  return new Date(x509.validTo).getTime();
+}
+
+function _iso(ms: number): string {
+  return new Date(ms).toISOString();
+}
+
+function _describe(x509: X509Certificate): string {
+  return `"${/^CN=(.*)$/m.exec(x509.subject)?.[1] ?? x509.subject}" (serial ${x509.serialNumber.toUpperCase()})`;
+}
+
+/** Schedules a bundle file for writing, or for removal (empty content) when nothing is left in it. */
+function _setBundle(writes: Map<string, { content: string; mode: number }>, path: string, pems: readonly _Pem[]): void {
+  const content = pems.map((p) => p.pem).join('');
+  const current = _readIfPresent(path);
+  if (current === (content === '' ? undefined : content)) return;
+  writes.set(path, { content, mode: CERT_MODE });
+}
+
+const TEMPORARY_SUFFIX = '.tmp-';
+
+/**
+ * Writes every changed file to a temporary sibling (fsynced, final mode), then renames them all
+ * into place and fsyncs the directory: a crash leaves whole old files or whole new ones, never a
+ * half-written key. An empty content removes the file.
+ */
+function _commit(dir: string, writes: Map<string, { content: string; mode: number }>): void {
+  const staged: Array<{ path: string; temporary?: string }> = [];
+  try {
+    for (const [path, { content, mode }] of writes) {
+      if (content === '') {
+        staged.push({ path });
+        continue;
+      }
+      const temporary = `${path}${TEMPORARY_SUFFIX}${process.pid}-${randomBytes(6).toString('hex')}`;
+      const fd = openSync(temporary, 'wx', mode);
+      staged.push({ path, temporary });
+      try {
+        writeSync(fd, content);
+        fchmodSync(fd, mode);
+        fsyncSync(fd);
+      } finally {
+        closeSync(fd);
+      }
+    }
+  } catch (e) {
+    for (const { temporary } of staged) if (temporary !== undefined) _unlinkQuietly(temporary);
+    throw new PkiError(`cannot write the PKI store ${dir} (${(e as Error).message})`);
+  }
+  for (const { path, temporary } of staged) {
+    if (temporary === undefined) _unlinkQuietly(path);
+    else renameSync(temporary, path);
+  }
+  if (staged.length > 0) {
+    const fd = openSync(dir, 'r');
+    try {
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+  }
+}
+
+/** Removes temporary files left by a crash (older than a minute, so a concurrent writer's are spared). */
+function _removeStaleTemporaryFiles(dir: string): void {
+  const ours = new Set<string>(Object.values(PKI_STORE_FILES));
+  for (const name of readdirSync(dir)) {
+    const at = name.indexOf(TEMPORARY_SUFFIX);
+    if (at <= 0 || !ours.has(name.slice(0, at))) continue;
+    const path = join(dir, name);
+    if (Date.now() - statSync(path).mtimeMs > 60_000) _unlinkQuietly(path);
+  }
+}
+
+function _unlinkQuietly(path: string): void {
+  try {
+    unlinkSync(path);
+  } catch {
+    // already gone
+  }
+}
