@@ -1,0 +1,193 @@
+import { ApiObject } from 'cdk8s';
+import * as kplus from 'cdk8s-plus-28';
+import { k8s } from 'cdk8s-plus-28';
+import { Construct } from 'constructs';
+import { ApiGroupDefinition, servedVersions, validateApiGroupDefinition } from '../apis';
+import { _checkDns1123Label, _checkDns1123Subdomain, _checkIntegerInRange } from './_validate';
+import { API_SERVICE_PORT, ApiService } from './api-service';
+import { ApiServiceDeployerRole } from './api-service-deployer-role';
+import { ApiResourceRoles } from './api-resource-roles';
+import { ApiServerClusterRole } from './api-server-cluster-role';
+import { ApiServerDeployment } from './api-server-deployment';
+import { AuthDelegation } from './auth-delegation';
+import { Certificates, ICertificates } from './certificates';
+import { DEFAULT_CLUSTER_DOMAIN, servingDnsNames } from './pki';
+
+/** The image of the bundled extension server. */
+export const DEFAULT_SERVER_IMAGE = 'cdk8s-api-extension/server:0.1.0';
+
+export interface AggregatedApiServerProps {
+  /** The API the server serves; one APIService is registered per served version. */
+  readonly api: ApiGroupDefinition;
+  /** @default - the first label of the group, e.g. `wardle` */
+  readonly namespace?: string;
+  /** Emit the Namespace (labelled to enforce the `restricted` Pod Security Standard). @default true */
+  readonly createNamespace?: boolean;
+  /**
+   * Name of the server; the Service, Deployment, ServiceAccount, Secret and RBAC names derive
+   * from it. Cluster-scoped names too, so it must be unique in the cluster.
+   * @default - `<first label of the group>-apiserver`, e.g. `wardle-apiserver`
+   */
+  readonly name?: string;
+  /** @default DEFAULT_SERVER_IMAGE */
+  readonly image?: string;
+  /** @default IF_NOT_PRESENT */
+  readonly imagePullPolicy?: kplus.ImagePullPolicy;
+  /** At least 1; more than 1 adds a PodDisruptionBudget and pod anti-affinity. @default 2 */
+  readonly replicas?: number;
+  /** The container's HTTPS port (GKE private clusters open only 443 and 10250 to the control plane). @default 10250 */
+  readonly securePort?: number;
+  /** 1–20000. @default 1000 */
+  readonly groupPriorityMinimum?: number;
+  /** 1–1000; the preferred version gets it, each next version one less (never below 1). @default 15 */
+  readonly versionPriority?: number;
+  /** @default Certificates.selfSigned() (PKI persisted in `.pki/`) */
+  readonly certificates?: ICertificates;
+  /** @default 'cluster.local' */
+  readonly clusterDomain?: string;
+  /** Bring your own; its token must be mountable. @default - one is created, token mounted */
+  readonly serviceAccount?: kplus.IServiceAccount;
+  /** @default - requests cpu 100m / memory 128Mi, limits memory 256Mi (no CPU limit) */
+  readonly resources?: kplus.ContainerResources;
+  /** @default - none */
+  readonly priorityClassName?: string;
+  /** @default [] */
+  readonly extraArgs?: readonly string[];
+  /** @default {} */
+  readonly env?: Readonly<Record<string, string>>;
+  /**
+   * Step 2: a ClusterRole that may create APIServices and update or delete only this server's
+   * (`true`), plus a ClusterRoleBinding when subjects are given.
+   * @default false
+   */
+  readonly deployer?: { readonly subjects: readonly k8s.Subject[] } | boolean;
+  /** Labels added to every object. @default {} */
+  readonly labels?: Readonly<Record<string, string>>;
+}
+
+/**
+ * Everything an aggregated API server needs, in the order of the fifteen steps: Namespace, PKI
+ * and TLS Secret, ServiceAccount, the server's RBAC, delegated-auth bindings (the reader one in
+ * kube-system), users' reader/editor roles, Deployment, Service and one APIService per served
+ * version with `caBundle` set. Cluster-scoped objects carry no namespace.
+ */
+export class AggregatedApiServer extends Construct {
+  public readonly api: ApiGroupDefinition;
+  public readonly namespace: string;
+  public readonly name: string;
+  public readonly serviceName: string;
+  public readonly clusterDomain: string;
+  public readonly namespaceResource?: kplus.Namespace;
+  public readonly serviceAccount: kplus.IServiceAccount;
+  public readonly secretName: string;
+  public readonly caBundlePem?: string;
+  /** The certificates written to the output, serving certificate first (empty in cert-manager and Secret modes). */
+  public readonly certificatePems: readonly string[];
+  /** What the self-signed PKI store did (empty in other modes). */
+  public readonly pkiActions: readonly string[];
+  public readonly serverRole: ApiServerClusterRole;
+  public readonly authDelegation: AuthDelegation;
+  public readonly resourceRoles: ApiResourceRoles;
+  public readonly deployerRole?: ApiServiceDeployerRole;
+  public readonly serverDeployment: ApiServerDeployment;
+  public readonly deployment: kplus.Deployment;
+  public readonly podDisruptionBudget?: k8s.KubePodDisruptionBudget;
+  public readonly service: kplus.Service;
+  public readonly apiServices: k8s.KubeApiService[];
+
+  constructor(scope: Construct, id: string, props: AggregatedApiServerProps) {
+    super(scope, id);
+    validateApiGroupDefinition(props.api);
+    this.api = props.api;
+    const firstLabel = props.api.group.split('.')[0];
+    this.namespace = _checkDns1123Label('namespace', props.namespace ?? firstLabel);
+    this.name = _checkDns1123Label('name', props.name ?? `${firstLabel}-apiserver`);
+    this.serviceName = this.name;
+    this.clusterDomain = _checkDns1123Subdomain('clusterDomain', props.clusterDomain ?? DEFAULT_CLUSTER_DOMAIN);
+    // Everything is checked before the certificates are bound: a bad prop must not touch the PKI directory.
+    const replicas = _checkIntegerInRange('replicas', props.replicas ?? 2, 1);
+    const securePort = _checkIntegerInRange('securePort', props.securePort ?? 10250, 1, 65535);
+    const groupPriorityMinimum = _checkIntegerInRange('groupPriorityMinimum', props.groupPriorityMinimum ?? 1000, 1, 20000);
+    const versionPriority = _checkIntegerInRange('versionPriority', props.versionPriority ?? 15, 1, 1000);
+    const labels = { ...props.labels };
+
+    if (props.createNamespace ?? true) {
+      this.namespaceResource = new kplus.Namespace(this, 'Namespace', {
+        metadata: { name: this.namespace, labels: { 'pod-security.kubernetes.io/enforce': 'restricted', ...labels } },
+      });
+    }
+
+    this.serviceAccount =
+      props.serviceAccount ??
+      new kplus.ServiceAccount(this, 'ServiceAccount', { metadata: { name: this.name, namespace: this.namespace, labels }, automountToken: true });
+
+    const certificates = (props.certificates ?? Certificates.selfSigned()).bind(new Construct(this, 'Certificates'), {
+      serviceName: this.serviceName,
+      namespace: this.namespace,
+      dnsNames: servingDnsNames(this.serviceName, this.namespace, this.clusterDomain),
+      name: this.name,
+    });
+    this.secretName = certificates.secretName;
+    this.caBundlePem = certificates.caBundlePem;
+    this.certificatePems = certificates.certificatePems;
+    this.pkiActions = certificates.pkiActions ?? [];
+
+    const rbac = { serviceAccount: this.serviceAccount, namespace: this.namespace, name: this.name };
+    this.serverRole = new ApiServerClusterRole(this, 'ServerRole', rbac);
+    this.authDelegation = new AuthDelegation(this, 'AuthDelegation', rbac);
+    this.resourceRoles = new ApiResourceRoles(this, 'ResourceRoles', { api: props.api });
+
+    this.serverDeployment = new ApiServerDeployment(this, 'Deployment', {
+      name: this.name,
+      namespace: this.namespace,
+      image: props.image ?? DEFAULT_SERVER_IMAGE,
+      imagePullPolicy: props.imagePullPolicy,
+      replicas,
+      securePort,
+      servingCertSecretName: this.secretName,
+      serviceAccount: this.serviceAccount,
+      resources: props.resources,
+      priorityClassName: props.priorityClassName,
+      extraArgs: props.extraArgs,
+      env: props.env,
+      labels,
+      servingCertificateChecksum: certificates.servingCertificateChecksum,
+    });
+    this.deployment = this.serverDeployment.deployment;
+    this.podDisruptionBudget = this.serverDeployment.podDisruptionBudget;
+
+    this.service = new kplus.Service(this, 'Service', {
+      metadata: { name: this.serviceName, namespace: this.namespace, labels },
+      ports: [{ name: 'https', port: API_SERVICE_PORT, targetPort: securePort }],
+    });
+    for (const [key, value] of Object.entries(this.serverDeployment.selectorLabels)) this.service.selectLabel(key, value);
+
+    this.apiServices = servedVersions(props.api).map(
+      (version, index) =>
+        new ApiService(this, `ApiService-${version}`, {
+          group: props.api.group,
+          version,
+          serviceName: this.serviceName,
+          serviceNamespace: this.namespace,
+          caBundlePem: certificates.caBundlePem,
+          groupPriorityMinimum,
+          versionPriority: Math.max(1, versionPriority - index),
+          metadata: { annotations: certificates.apiServiceAnnotations, labels },
+        }).resource,
+    );
+
+    if (props.deployer !== undefined && props.deployer !== false) {
+      this.deployerRole = new ApiServiceDeployerRole(this, 'DeployerRole', {
+        name: `${this.name}:apiservice-deployer`,
+        apiServiceNames: this.apiServices.map((apiService) => apiService.name),
+        subjects: props.deployer === true ? undefined : props.deployer.subjects,
+      });
+    }
+
+    for (const child of this.node.findAll()) {
+      if (ApiObject.isApiObject(child)) {
+        for (const [key, value] of Object.entries(labels)) child.metadata.addLabel(key, value);
+      }
+    }
+  }
+}

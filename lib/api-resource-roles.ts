@@ -1,0 +1,69 @@
+import { k8s } from 'cdk8s-plus-28';
+import { Construct } from 'constructs';
+import { ApiGroupDefinition, KindDefinition } from '../apis';
+
+export const AGGREGATE_TO_VIEW = 'rbac.authorization.k8s.io/aggregate-to-view';
+export const AGGREGATE_TO_EDIT = 'rbac.authorization.k8s.io/aggregate-to-edit';
+export const AGGREGATE_TO_ADMIN = 'rbac.authorization.k8s.io/aggregate-to-admin';
+
+const READ_VERBS = ['get', 'list', 'watch'];
+const WRITE_VERBS = ['create', 'update', 'patch', 'delete', 'deletecollection'];
+
+export interface ApiResourceRolesProps {
+  /** The API whose resources the roles cover. */
+  readonly api: ApiGroupDefinition;
+  /**
+   * Prefix of the two ClusterRole names, `<prefix>:reader` and `<prefix>:editor`.
+   * @default - the API group, e.g. `wardle.example.com`
+   */
+  readonly namePrefix?: string;
+}
+
+export interface IApiResourceRoles {
+  readonly reader: k8s.KubeClusterRole;
+  readonly editor: k8s.KubeClusterRole;
+}
+
+/**
+ * Step 10, for the API's users: a reader and an editor ClusterRole over every resource of the
+ * group (with their `status` and `scale` subresources), labelled so that Kubernetes aggregates
+ * them into the default user-facing roles: the reader into `view`, the editor into `edit` and
+ * `admin`, as the Kubernetes documentation does for custom resources.
+ *
+ * Status is read-only for users: only the server (or a controller) writes it.
+ */
+export class ApiResourceRoles extends Construct implements IApiResourceRoles {
+  public readonly reader: k8s.KubeClusterRole;
+  public readonly editor: k8s.KubeClusterRole;
+
+  constructor(scope: Construct, id: string, props: ApiResourceRolesProps) {
+    super(scope, id);
+    const { group, kinds } = props.api;
+    const prefix = props.namePrefix ?? group;
+    const resources = kinds.map((kind) => kind.plural);
+    const readable = kinds.flatMap((kind) => [kind.plural, ...subresourcesOf(kind).map((sub) => `${kind.plural}/${sub}`)]);
+    const scalable = kinds.filter((kind) => subresourcesOf(kind).includes('scale')).map((kind) => `${kind.plural}/scale`);
+
+    this.reader = new k8s.KubeClusterRole(this, 'Reader', {
+      metadata: { name: `${prefix}:reader`, labels: { [AGGREGATE_TO_VIEW]: 'true' } },
+      rules: [{ apiGroups: [group], resources: readable, verbs: READ_VERBS }],
+    });
+    this.editor = new k8s.KubeClusterRole(this, 'Editor', {
+      metadata: { name: `${prefix}:editor`, labels: { [AGGREGATE_TO_EDIT]: 'true', [AGGREGATE_TO_ADMIN]: 'true' } },
+      rules: [
+        { apiGroups: [group], resources: readable, verbs: READ_VERBS },
+        { apiGroups: [group], resources, verbs: WRITE_VERBS },
+        ...(scalable.length > 0 ? [{ apiGroups: [group], resources: scalable, verbs: ['update', 'patch'] }] : []),
+      ],
+    });
+  }
+}
+
+/** The subresources any served version of the kind has, in a fixed order. */
+function subresourcesOf(kind: KindDefinition): string[] {
+  const served = kind.versions.filter((version) => version.served);
+  return [
+    ...(served.some((version) => version.subresources?.status === true) ? ['status'] : []),
+    ...(served.some((version) => version.subresources?.scale !== undefined) ? ['scale'] : []),
+  ];
+}

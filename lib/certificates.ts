@@ -1,0 +1,329 @@
+import { createHash, createPrivateKey, createPublicKey, X509Certificate } from 'node:crypto';
+import { readFileSync } from 'node:fs';
+import * as path from 'node:path';
+import { ApiObject } from 'cdk8s';
+import { k8s } from 'cdk8s-plus-28';
+import { Construct } from 'constructs';
+import { _checkIntegerInRange } from './_validate';
+import { ensurePki, splitPemBundle } from './pki';
+
+/** Where `Certificates.selfSigned()` keeps the PKI between synths. */
+export const DEFAULT_PKI_DIRECTORY = '.pki';
+export const DEFAULT_CERT_VALIDITY_DAYS = 365;
+export const DEFAULT_CA_VALIDITY_DAYS = 3650;
+/** The annotation by which cert-manager's cainjector fills an APIService's `caBundle`. */
+export const CERT_MANAGER_INJECT_CA_FROM = 'cert-manager.io/inject-ca-from';
+
+/** What a certificate source needs to know about the server it serves. */
+export interface CertificateRequest {
+  /** The Service the aggregator dials; the certificate must be valid for `<serviceName>.<namespace>.svc`. */
+  readonly serviceName: string;
+  readonly namespace: string;
+  /** Every DNS name the serving certificate holds (`servingDnsNames`). */
+  readonly dnsNames: string[];
+  /** The server's name: Secret, Issuer and Certificate names derive from it. */
+  readonly name: string;
+}
+
+/** The certificate material for one server, as the other constructs consume it. */
+export interface BoundCertificates {
+  /** The `kubernetes.io/tls` Secret the pod mounts. */
+  readonly secretName: string;
+  /** PEM bundle of the CA certificate(s) for the APIService `caBundle`. @default - filled by cert-manager */
+  readonly caBundlePem?: string;
+  /** Annotations for each APIService (cert-manager's inject-ca-from). */
+  readonly apiServiceAnnotations: Record<string, string>;
+  /** SHA-256 (hex) of `tls.crt`; a pod-template annotation, so a new certificate rolls the pods. @default - none */
+  readonly servingCertificateChecksum?: string;
+  /** Certificates written to the output (serving certificate first, then the CA bundle), for summaries. */
+  readonly certificatePems: string[];
+  /** What the PKI store did (created, reused, renewed …), in self-signed mode. @default [] */
+  readonly pkiActions?: readonly string[];
+}
+
+/** A source of serving certificates; `bind` emits whatever objects the source needs into `scope`. */
+export interface ICertificates {
+  bind(scope: Construct, request: CertificateRequest): BoundCertificates;
+}
+
+export interface SelfSignedCertificatesOptions {
+  /** PKI directory; each server's PKI lives in `<pkiDirectory>/<namespace>/<name>`. @default '.pki' */
+  readonly pkiDirectory?: string;
+  /** @default 365 */
+  readonly certValidityDays?: number;
+  /** Must exceed certValidityDays: the CA outlives the certificates it signs. @default 3650 */
+  readonly caValidityDays?: number;
+  /** The clock, for tests. @default - the current time */
+  readonly now?: Date;
+}
+
+export interface PemCertificatesOptions {
+  /** The CA certificate(s) the serving certificate chains to. */
+  readonly caBundlePem: string;
+  /** The serving certificate, optionally followed by intermediates. */
+  readonly tlsCertPem: string;
+  /** The serving certificate's private key. */
+  readonly tlsKeyPem: string;
+  /** The clock the expiry check uses. @default - the current time */
+  readonly now?: Date;
+}
+
+export interface FileCertificatesOptions {
+  readonly caFile: string;
+  readonly certFile: string;
+  readonly keyFile: string;
+}
+
+export interface SecretCertificatesOptions {
+  /** An existing `kubernetes.io/tls` Secret in the server's namespace. */
+  readonly secretName: string;
+  /** The CA certificate(s) that Secret's certificate chains to. */
+  readonly caBundlePem: string;
+}
+
+export interface CertManagerIssuerRef {
+  readonly name: string;
+  readonly kind: 'Issuer' | 'ClusterIssuer';
+  /** @default 'cert-manager.io' */
+  readonly group?: string;
+}
+
+export interface CertManagerCertificatesOptions {
+  /**
+   * The issuer that signs the serving certificate. It must put its CA in the Secret's `ca.crt`
+   * (CA and self-signed issuers do), since cainjector copies that into `caBundle`.
+   * @default - a self-signed Issuer bootstraps a CA Certificate and a CA Issuer in the namespace
+   */
+  readonly issuerRef?: CertManagerIssuerRef;
+  /** @default 365 */
+  readonly certValidityDays?: number;
+  /** Validity of the bootstrapped CA. @default 3650 */
+  readonly caValidityDays?: number;
+}
+
+/**
+ * Where the serving certificate comes from (steps 4–6). Every mode gives the APIService a CA to
+ * verify against; none ever sets `insecureSkipTLSVerify`, and no mode writes a CA private key.
+ */
+export class Certificates {
+  /**
+   * The default: a CA and a serving certificate made in code, persisted in a PKI directory and
+   * reused while valid, so that the same inputs give byte-identical output. Emits the Secret
+   * (`tls.crt`, `tls.key`, `ca.crt`); the CA key stays in the PKI directory.
+   */
+  public static selfSigned(options: SelfSignedCertificatesOptions = {}): ICertificates {
+    const certValidityDays = options.certValidityDays ?? DEFAULT_CERT_VALIDITY_DAYS;
+    const caValidityDays = options.caValidityDays ?? DEFAULT_CA_VALIDITY_DAYS;
+    _checkValidities(certValidityDays, caValidityDays);
+    return {
+      bind(scope, request) {
+        const pki = ensurePki({
+          directory: path.join(options.pkiDirectory ?? DEFAULT_PKI_DIRECTORY, request.namespace, request.name),
+          caCommonName: `${request.name}.${request.namespace} aggregated API CA`,
+          servingCommonName: `${request.serviceName}.${request.namespace}.svc`,
+          dnsNames: request.dnsNames,
+          certValidityDays,
+          caValidityDays,
+          now: options.now,
+        });
+        return { ..._emitTlsSecret(scope, request, pki.caBundlePem, pki.tlsCertPem, pki.tlsKeyPem), pkiActions: pki.actions };
+      },
+    };
+  }
+
+  /**
+   * Certificates you already have. Checked at synth: the key matches the certificate, the
+   * certificate is valid for `<service>.<namespace>.svc` and now, and it chains to the bundle.
+   */
+  public static fromPem(options: PemCertificatesOptions): ICertificates {
+    return {
+      bind(scope, request) {
+        _checkServingCertificate(options, request, options.now ?? new Date());
+        return _emitTlsSecret(scope, request, options.caBundlePem, options.tlsCertPem, options.tlsKeyPem);
+      },
+    };
+  }
+
+  /** `fromPem` with the PEMs read from files (when bound). */
+  public static fromFiles(options: FileCertificatesOptions): ICertificates {
+    return {
+      bind(scope, request) {
+        const read = (option: string, file: string): string => {
+          try {
+            return readFileSync(file, 'utf8');
+          } catch (e) {
+            throw new Error(`${option} "${file}" cannot be read (${(e as Error).message})`);
+          }
+        };
+        return Certificates.fromPem({
+          caBundlePem: read('caFile', options.caFile),
+          tlsCertPem: read('certFile', options.certFile),
+          tlsKeyPem: read('keyFile', options.keyFile),
+        }).bind(scope, request);
+      },
+    };
+  }
+
+  /** A `kubernetes.io/tls` Secret that already exists in the namespace; nothing is emitted. */
+  public static fromSecret(options: SecretCertificatesOptions): ICertificates {
+    return {
+      bind() {
+        const certificatePems = _caCertificates('caBundlePem', options.caBundlePem);
+        return { secretName: options.secretName, caBundlePem: options.caBundlePem, apiServiceAnnotations: {}, certificatePems };
+      },
+    };
+  }
+
+  /**
+   * cert-manager issues and renews the serving certificate; its cainjector fills each
+   * APIService's `caBundle` from the annotation `cert-manager.io/inject-ca-from:
+   * <namespace>/<certificate>`. No key is in the output, which suits GitOps. The pods are not
+   * rolled on renewal: the server reloads the mounted files when they change.
+   */
+  public static certManager(options: CertManagerCertificatesOptions = {}): ICertificates {
+    const certValidityDays = options.certValidityDays ?? DEFAULT_CERT_VALIDITY_DAYS;
+    const caValidityDays = options.caValidityDays ?? DEFAULT_CA_VALIDITY_DAYS;
+    _checkValidities(certValidityDays, caValidityDays);
+    return {
+      bind(scope, request) {
+        const { name, namespace } = request;
+        let issuerRef = options.issuerRef;
+        if (issuerRef === undefined) {
+          new ApiObject(scope, 'SelfSignedIssuer', {
+            apiVersion: 'cert-manager.io/v1',
+            kind: 'Issuer',
+            metadata: { name: `${name}-selfsigned`, namespace },
+            spec: { selfSigned: {} },
+          });
+          new ApiObject(scope, 'CaCertificate', {
+            apiVersion: 'cert-manager.io/v1',
+            kind: 'Certificate',
+            metadata: { name: `${name}-ca`, namespace },
+            spec: {
+              isCA: true,
+              commonName: `${name}.${namespace} aggregated API CA`,
+              secretName: `${name}-ca`,
+              ..._durations(caValidityDays),
+              privateKey: { algorithm: 'RSA', size: 2048, rotationPolicy: 'Always' },
+              issuerRef: { name: `${name}-selfsigned`, kind: 'Issuer', group: 'cert-manager.io' },
+            },
+          });
+          new ApiObject(scope, 'CaIssuer', {
+            apiVersion: 'cert-manager.io/v1',
+            kind: 'Issuer',
+            metadata: { name: `${name}-ca`, namespace },
+            spec: { ca: { secretName: `${name}-ca` } },
+          });
+          issuerRef = { name: `${name}-ca`, kind: 'Issuer' };
+        }
+        const certificateName = `${name}-serving`;
+        const secretName = `${name}-tls`;
+        new ApiObject(scope, 'ServingCertificate', {
+          apiVersion: 'cert-manager.io/v1',
+          kind: 'Certificate',
+          metadata: { name: certificateName, namespace },
+          spec: {
+            secretName,
+            commonName: `${request.serviceName}.${namespace}.svc`,
+            dnsNames: request.dnsNames,
+            ..._durations(certValidityDays),
+            privateKey: { algorithm: 'RSA', size: 2048, rotationPolicy: 'Always' },
+            usages: ['server auth', 'digital signature', 'key encipherment'],
+            issuerRef: { name: issuerRef.name, kind: issuerRef.kind, group: issuerRef.group ?? 'cert-manager.io' },
+          },
+        });
+        return { secretName, apiServiceAnnotations: { [CERT_MANAGER_INJECT_CA_FROM]: `${namespace}/${certificateName}` }, certificatePems: [] };
+      },
+    };
+  }
+}
+
+function _checkValidities(certValidityDays: number, caValidityDays: number): void {
+  _checkIntegerInRange('certValidityDays', certValidityDays, 1);
+  _checkIntegerInRange('caValidityDays', caValidityDays, 1);
+  if (caValidityDays <= certValidityDays) {
+    throw new Error(
+      `caValidityDays ${caValidityDays} is not longer than certValidityDays ${certValidityDays} (expected the CA to outlive the certificates it signs)`,
+    );
+  }
+}
+
+/** cert-manager durations; renewal when a third of the life remains, as the self-signed store does. */
+function _durations(days: number): { duration: string; renewBefore: string } {
+  const hours = days * 24;
+  return { duration: `${hours}h`, renewBefore: `${Math.floor(hours / 3)}h` };
+}
+
+function _emitTlsSecret(scope: Construct, request: CertificateRequest, caBundlePem: string, tlsCertPem: string, tlsKeyPem: string): BoundCertificates {
+  const secretName = `${request.name}-tls`;
+  const base64 = (value: string): string => Buffer.from(value, 'utf8').toString('base64');
+  new k8s.KubeSecret(scope, 'Secret', {
+    metadata: { name: secretName, namespace: request.namespace },
+    type: 'kubernetes.io/tls',
+    data: { 'tls.crt': base64(tlsCertPem), 'tls.key': base64(tlsKeyPem), 'ca.crt': base64(caBundlePem) },
+  });
+  return {
+    secretName,
+    caBundlePem,
+    apiServiceAnnotations: {},
+    servingCertificateChecksum: createHash('sha256').update(tlsCertPem).digest('hex'),
+    certificatePems: [...splitPemBundle(tlsCertPem), ...splitPemBundle(caBundlePem)],
+  };
+}
+
+function _caCertificates(option: string, bundle: string): string[] {
+  const pems = splitPemBundle(bundle).filter((block) => block.startsWith('-----BEGIN CERTIFICATE-----'));
+  if (pems.length === 0) throw new Error(`${option} holds no PEM certificate (expected one or more "-----BEGIN CERTIFICATE-----" blocks)`);
+  return pems;
+}
+
+/** Fails unless the certificate is what the aggregator will accept for this Service. */
+function _checkServingCertificate(options: PemCertificatesOptions, request: CertificateRequest, now: Date): void {
+  const parse = (option: string, pem: string): X509Certificate => {
+    try {
+      return new X509Certificate(pem);
+    } catch (e) {
+      throw new Error(`${option} is not a valid PEM certificate (${(e as Error).message})`);
+    }
+  };
+  const cas = _caCertificates('caBundlePem', options.caBundlePem).map((pem) => parse('caBundlePem', pem));
+  const [leaf, ...intermediates] = splitPemBundle(options.tlsCertPem)
+    .filter((block) => block.startsWith('-----BEGIN CERTIFICATE-----'))
+    .map((pem) => parse('tlsCertPem', pem));
+  if (leaf === undefined) throw new Error('tlsCertPem holds no PEM certificate (expected the serving certificate first)');
+
+  const host = `${request.serviceName}.${request.namespace}.svc`;
+  if (leaf.checkHost(host, { subject: 'never' }) === undefined) {
+    throw new Error(
+      `tlsCertPem is not valid for "${host}" (its names: ${leaf.subjectAltName ?? 'none'}; ` +
+        `expected a DNS subject alternative name "${host}", which the aggregator verifies)`,
+    );
+  }
+  if (now < new Date(leaf.validFrom) || now > new Date(leaf.validTo)) {
+    throw new Error(`tlsCertPem is valid from ${leaf.validFrom} to ${leaf.validTo}, not now (${now.toISOString()})`);
+  }
+
+  let key;
+  try {
+    key = createPrivateKey(options.tlsKeyPem);
+  } catch (e) {
+    throw new Error(`tlsKeyPem is not a valid PEM private key (${(e as Error).message})`);
+  }
+  const der = (k: ReturnType<typeof createPublicKey>): Buffer => k.export({ type: 'spki', format: 'der' });
+  if (!der(createPublicKey(key)).equals(der(leaf.publicKey))) {
+    throw new Error(`tlsKeyPem does not match tlsCertPem (expected the private key of the serving certificate)`);
+  }
+
+  // Walk leaf → intermediates (from tls.crt) → a CA of the bundle.
+  let current = leaf;
+  for (let depth = 0; depth <= intermediates.length; depth++) {
+    if (cas.some((ca) => current.checkIssued(ca) && current.verify(ca.publicKey))) return;
+    const next = intermediates.find((cert) => current.checkIssued(cert) && current.verify(cert.publicKey));
+    if (next === undefined) break;
+    current = next;
+  }
+  throw new Error(
+    `tlsCertPem (issuer ${leaf.issuer.replace(/\n/g, ', ')}) does not chain to caBundlePem ` +
+      `(expected it to be signed by one of: ${cas.map((ca) => ca.subject.replace(/\n/g, ', ')).join('; ')})`,
+  );
+}
