@@ -1,0 +1,221 @@
+import { createHash } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import { ApiGroupDefinition, KindDefinition, KindVersion, kindsInVersion, preferredVersion, servedVersions, storageVersion } from '../apis';
+import { errors } from './status';
+
+/**
+ * API discovery, as k8s.io/apiserver serves it for one group:
+ * - legacy: `/apis` (APIGroupList), `/apis/<g>` (APIGroup), `/apis/<g>/<v>` (APIResourceList);
+ * - aggregated: `/apis` with `Accept: application/json;g=apidiscovery.k8s.io;v=<v2|v2beta1>;as=APIGroupDiscoveryList`.
+ *
+ * kube-apiserver 1.28 asks for v2beta1 and falls back to the legacy documents only on 406;
+ * current releases ask for v2. Every document is built once, at start: the definition is fixed.
+ */
+
+/** Verbs of a resource backed by storage, sorted as upstream lists them. */
+const RESOURCE_VERBS = ['create', 'delete', 'deletecollection', 'get', 'list', 'patch', 'update', 'watch'] as const;
+const STATUS_VERBS = ['get', 'patch', 'update'] as const;
+const AGGREGATED_GROUP = 'apidiscovery.k8s.io';
+const AGGREGATED_KIND = 'APIGroupDiscoveryList';
+/** The aggregated discovery versions served, most preferred first. */
+const AGGREGATED_VERSIONS = ['v2', 'v2beta1'] as const;
+
+/** One clause of an Accept header: `type/subtype;param=value;q=0.9`. */
+export interface MediaRange {
+  readonly type: string;
+  readonly subtype: string;
+  readonly params: Readonly<Record<string, string>>;
+  readonly q: number;
+}
+
+/** Splits an Accept header into media ranges, highest q first (stable for equal q). */
+export function parseAccept(header: string | undefined): MediaRange[] {
+  if (header === undefined || header.trim() === '') return [{ type: '*', subtype: '*', params: {}, q: 1 }];
+  const ranges: MediaRange[] = [];
+  for (const clause of header.split(',')) {
+    const [mediaType, ...paramTexts] = clause.split(';').map((s) => s.trim());
+    const slash = mediaType.indexOf('/');
+    if (slash <= 0) continue;
+    const params: Record<string, string> = {};
+    let q = 1;
+    for (const text of paramTexts) {
+      const eq = text.indexOf('=');
+      if (eq <= 0) continue;
+      const key = text.slice(0, eq).trim().toLowerCase();
+      const value = text.slice(eq + 1).trim().replace(/^"(.*)"$/, '$1');
+      if (key === 'q') q = Number(value);
+      else params[key] = value;
+    }
+    if (Number.isNaN(q) || q <= 0) continue;
+    ranges.push({ type: mediaType.slice(0, slash).toLowerCase(), subtype: mediaType.slice(slash + 1).toLowerCase(), params, q });
+  }
+  return ranges.map((r, i) => ({ r, i })).sort((a, b) => b.r.q - a.r.q || a.i - b.i).map(({ r }) => r);
+}
+
+/** Whether a range accepts plain `application/json` (no `as=` asking for another kind). */
+export function isPlainJson(range: MediaRange): boolean {
+  const typeOk = (range.type === 'application' && (range.subtype === 'json' || range.subtype === '*')) || (range.type === '*' && range.subtype === '*');
+  return typeOk && range.params.as === undefined && range.params.g === undefined && range.params.v === undefined;
+}
+
+/** Whether an Accept header lets us answer plain JSON. */
+export function acceptsJson(header: string | undefined): boolean {
+  return parseAccept(header).some(isPlainJson);
+}
+
+interface GroupVersionForDiscovery {
+  readonly groupVersion: string;
+  readonly version: string;
+}
+
+/** A response body serialized once, with its strong ETag. */
+interface Document {
+  readonly body: Buffer;
+  readonly etag: string;
+}
+
+function document(value: unknown): Document {
+  const body = Buffer.from(JSON.stringify(value));
+  return { body, etag: `"${createHash('sha256').update(body).digest('hex')}"` };
+}
+
+/** `base64(sha256("<group>/<version>/<kind>")[:8])`, as discovery.StorageVersionHash computes it. */
+export function storageVersionHash(group: string, version: string, kind: string): string {
+  return createHash('sha256').update(`${group}/${version}/${kind}`).digest().subarray(0, 8).toString('base64');
+}
+
+function hasStatus(version: KindVersion): boolean {
+  return version.subresources?.status === true;
+}
+
+function apiResources(api: ApiGroupDefinition, version: string): unknown[] {
+  const resources: unknown[] = [];
+  for (const { kind, version: kv } of kindsInVersion(api, version)) {
+    const namespaced = kind.scope === 'Namespaced';
+    resources.push({
+      name: kind.plural,
+      singularName: kind.singular,
+      namespaced,
+      kind: kind.kind,
+      verbs: RESOURCE_VERBS,
+      ...(kind.shortNames?.length ? { shortNames: kind.shortNames } : {}),
+      ...(kind.categories?.length ? { categories: kind.categories } : {}),
+      storageVersionHash: storageVersionHash(api.group, storageVersion(kind).name, kind.kind),
+    });
+    if (hasStatus(kv)) resources.push({ name: `${kind.plural}/status`, singularName: '', namespaced, kind: kind.kind, verbs: STATUS_VERBS });
+  }
+  return resources;
+}
+
+function aggregatedResource(api: ApiGroupDefinition, version: string, kind: KindDefinition, kv: KindVersion): unknown {
+  const responseKind = { group: api.group, version, kind: kind.kind };
+  return {
+    resource: kind.plural,
+    responseKind,
+    scope: kind.scope,
+    singularResource: kind.singular,
+    verbs: RESOURCE_VERBS,
+    ...(kind.shortNames?.length ? { shortNames: kind.shortNames } : {}),
+    ...(kind.categories?.length ? { categories: kind.categories } : {}),
+    ...(hasStatus(kv) ? { subresources: [{ subresource: 'status', responseKind, verbs: STATUS_VERBS }] } : {}),
+  };
+}
+
+/** Answers the discovery paths of one API group. */
+export class Discovery {
+  private readonly group: string;
+  private readonly versions: ReadonlySet<string>;
+  private readonly groupList: Document;
+  private readonly apiGroup: Document;
+  private readonly resourceLists = new Map<string, Document>();
+  private readonly aggregated = new Map<string, Document>();
+
+  constructor(api: ApiGroupDefinition) {
+    this.group = api.group;
+    const versions = servedVersions(api);
+    this.versions = new Set(versions);
+    const preferred = preferredVersion(api);
+    const gv = (version: string): GroupVersionForDiscovery => ({ groupVersion: `${api.group}/${version}`, version });
+    const group = { name: api.group, versions: versions.map(gv), preferredVersion: gv(preferred) };
+    this.groupList = document({ kind: 'APIGroupList', apiVersion: 'v1', groups: [group] });
+    this.apiGroup = document({ kind: 'APIGroup', apiVersion: 'v1', ...group });
+    for (const version of versions) {
+      this.resourceLists.set(version, document({ kind: 'APIResourceList', apiVersion: 'v1', groupVersion: `${api.group}/${version}`, resources: apiResources(api, version) }));
+    }
+    const item = {
+      metadata: { name: api.group, creationTimestamp: null },
+      versions: versions.map((version) => ({
+        version,
+        resources: kindsInVersion(api, version).map(({ kind, version: kv }) => aggregatedResource(api, version, kind, kv)),
+        freshness: 'Current',
+      })),
+    };
+    for (const version of AGGREGATED_VERSIONS) {
+      this.aggregated.set(version, document({ kind: AGGREGATED_KIND, apiVersion: `${AGGREGATED_GROUP}/${version}`, metadata: {}, items: [item] }));
+    }
+  }
+
+  /** Whether `path` is one of the discovery paths this group answers. */
+  handles(path: string): boolean {
+    const parts = path.split('/').filter((p) => p.length > 0);
+    if (parts[0] !== 'apis' || parts.length > 3) return false;
+    if (parts.length === 1) return true;
+    if (parts[1] !== this.group) return false;
+    return parts.length === 2 || this.versions.has(parts[2]);
+  }
+
+  /**
+   * Writes the discovery document for `path` (one `handles` accepted), negotiated from the
+   * Accept header. Throws StatusError 406 when nothing acceptable can be produced.
+   */
+  serve(req: IncomingMessage, res: ServerResponse, path: string): void {
+    const parts = path.split('/').filter((p) => p.length > 0);
+    const ranges = parseAccept(req.headers.accept);
+    if (parts.length === 1) {
+      for (const range of ranges) {
+        const version = this.aggregatedVersion(range);
+        if (version !== undefined) {
+          const contentType = `application/json;g=${AGGREGATED_GROUP};v=${version};as=${AGGREGATED_KIND}`;
+          writeDocument(req, res, this.aggregated.get(version)!, contentType, true);
+          return;
+        }
+        if (isPlainJson(range)) {
+          writeDocument(req, res, this.groupList, 'application/json', false);
+          return;
+        }
+      }
+      throw errors.notAcceptable(['application/json', ...AGGREGATED_VERSIONS.map((v) => `application/json;g=${AGGREGATED_GROUP};v=${v};as=${AGGREGATED_KIND}`)]);
+    }
+    if (!ranges.some(isPlainJson)) throw errors.notAcceptable(['application/json']);
+    const doc = parts.length === 2 ? this.apiGroup : this.resourceLists.get(parts[2])!;
+    writeDocument(req, res, doc, 'application/json', false);
+  }
+
+  private aggregatedVersion(range: MediaRange): string | undefined {
+    if (range.type !== 'application' || range.subtype !== 'json') return undefined;
+    if (range.params.g !== AGGREGATED_GROUP || range.params.as !== AGGREGATED_KIND) return undefined;
+    return (AGGREGATED_VERSIONS as readonly string[]).includes(range.params.v) ? range.params.v : undefined;
+  }
+}
+
+/** 200 with the body, or 304 when If-None-Match names the current ETag (when `withEtag`). */
+export function writeDocument(req: IncomingMessage, res: ServerResponse, doc: Document, contentType: string, withEtag: boolean): void {
+  if (withEtag) {
+    res.setHeader('ETag', doc.etag);
+    res.setHeader('Vary', 'Accept');
+    res.setHeader('Cache-Control', 'public');
+    const ifNoneMatch = req.headers['if-none-match'];
+    if (ifNoneMatch !== undefined && ifNoneMatch.split(',').some((tag) => tag.trim() === doc.etag || tag.trim() === '*')) {
+      res.statusCode = 304;
+      res.end();
+      return;
+    }
+  }
+  res.statusCode = 200;
+  res.setHeader('Content-Type', contentType);
+  res.setHeader('Content-Length', doc.body.length);
+  res.end(req.method === 'HEAD' ? undefined : doc.body);
+}
+
+export { document as serializedDocument };
+export type { Document as SerializedDocument };
