@@ -168,6 +168,9 @@ export class ApiServerDeployment extends Construct implements IApiServerDeployme
     container.mount('/tmp', kplus.Volume.fromEmptyDir(this, 'Tmp', 'tmp'));
 
     const apiObject = ApiObject.of(this.deployment);
+    // cdk8s-plus labels every pod with a hash of the construct path even when it does not select
+    // on it; moving the construct would then roll the pods for nothing.
+    apiObject.addJsonPatch(JsonPatch.remove(`/spec/template/metadata/labels/${kplus.Pod.ADDRESS_LABEL.replace(/\//g, '~1')}`));
     // cdk8s-plus has no pod-level seccompProfile; the restricted profile accepts either level, set both.
     apiObject.addJsonPatch(JsonPatch.add('/spec/template/spec/securityContext/seccompProfile', { type: 'RuntimeDefault' }));
     if (props.priorityClassName !== undefined) {
@@ -175,7 +178,16 @@ export class ApiServerDeployment extends Construct implements IApiServerDeployme
     }
 
     if (replicas > 1) {
-      this.deployment.scheduling.spread({ topology: kplus.Topology.HOSTNAME, weight: 100 });
+      // Written directly: cdk8s-plus's spread() selects on a label derived from the construct path.
+      apiObject.addJsonPatch(
+        JsonPatch.add('/spec/template/spec/affinity', {
+          podAntiAffinity: {
+            preferredDuringSchedulingIgnoredDuringExecution: [
+              { weight: 100, podAffinityTerm: { labelSelector: { matchLabels: { ...this.selectorLabels } }, topologyKey: 'kubernetes.io/hostname' } },
+            ],
+          },
+        }),
+      );
       this.podDisruptionBudget = new k8s.KubePodDisruptionBudget(this, 'DisruptionBudget', {
         metadata: { name, namespace, labels },
         spec: { minAvailable: k8s.IntOrString.fromNumber(1), selector: { matchLabels: { ...this.selectorLabels } } },

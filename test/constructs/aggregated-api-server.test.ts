@@ -1,0 +1,416 @@
+import { execFileSync } from 'node:child_process';
+import { createHash, createPrivateKey, createPublicKey, X509Certificate } from 'node:crypto';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { Size } from 'cdk8s';
+import * as kplus from 'cdk8s-plus-28';
+import { AggregatedApiServer, AggregatedApiServerProps, DEFAULT_SERVER_IMAGE, FLUNDER, SERVING_CERT_CHECKSUM_ANNOTATION, WARDLE } from '../../lib';
+import { CLUSTER_SCOPED_KINDS, findObject, KubeObject, validateKubeObject } from './_kube-schemas';
+import { decodeBase64, fixtureCertificates, FIXTURE_PEMS, newChart, synth } from './_fixtures';
+
+/* eslint-disable @typescript-eslint/no-explicit-any */
+
+function synthServer(props: Partial<AggregatedApiServerProps> = {}): { server: AggregatedApiServer; objects: KubeObject[] } {
+  const chart = newChart();
+  const server = new AggregatedApiServer(chart, 'wardle', { api: WARDLE, certificates: fixtureCertificates(), ...props });
+  return { server, objects: synth(chart) };
+}
+
+function podSpecOf(objects: KubeObject[]): any {
+  return (findObject(objects, 'Deployment') as any).spec.template.spec;
+}
+
+function containerOf(objects: KubeObject[]): any {
+  const containers = podSpecOf(objects).containers;
+  expect(containers).toHaveLength(1);
+  return containers[0];
+}
+
+describe('AggregatedApiServer with the defaults', () => {
+  // GIVEN the bundled wardle API and the fixed PEM fixtures
+  // WHEN it is synthesized
+  const { server, objects } = synthServer();
+
+  test('matches the snapshot', () => {
+    // THEN the whole output is as reviewed
+    expect(objects).toMatchSnapshot();
+  });
+
+  test('emits exactly the expected objects', () => {
+    // THEN every step of the table is there, once
+    expect(objects.map((o) => `${o.kind}/${o.metadata.namespace ?? ''}/${o.metadata.name}`).sort()).toEqual(
+      [
+        'APIService//v1alpha1.wardle.example.com',
+        'APIService//v1beta1.wardle.example.com',
+        'ClusterRole//wardle-apiserver',
+        'ClusterRole//wardle.example.com:editor',
+        'ClusterRole//wardle.example.com:reader',
+        'ClusterRoleBinding//wardle-apiserver',
+        'ClusterRoleBinding//wardle-apiserver:system:auth-delegator',
+        'Deployment/wardle/wardle-apiserver',
+        'Namespace//wardle',
+        'PodDisruptionBudget/wardle/wardle-apiserver',
+        'RoleBinding/kube-system/wardle-apiserver:extension-apiserver-authentication-reader',
+        'Secret/wardle/wardle-apiserver-tls',
+        'Service/wardle/wardle-apiserver',
+        'ServiceAccount/wardle/wardle-apiserver',
+      ].sort(),
+    );
+  });
+
+  test('every object validates against the Kubernetes schemas', () => {
+    // THEN kubernetes-models accepts each one
+    for (const object of objects) expect(() => validateKubeObject(object)).not.toThrow();
+  });
+
+  test('the schema check can fail', () => {
+    // GIVEN a Deployment with a string where the schema wants an integer
+    const broken = { ...findObject(objects, 'Deployment'), spec: { ...(findObject(objects, 'Deployment') as any).spec, replicas: 'two' } };
+    // THEN the helper the other tests rely on rejects it
+    expect(() => validateKubeObject(broken)).toThrow(/replicas/);
+  });
+
+  test('cluster-scoped objects carry no namespace, namespaced ones do', () => {
+    for (const object of objects) {
+      if (CLUSTER_SCOPED_KINDS.includes(object.kind)) expect(object.metadata.namespace).toBeUndefined();
+      else expect(object.metadata.namespace).toBeDefined();
+    }
+  });
+
+  test('exposes its names and children', () => {
+    expect(server.namespace).toBe('wardle');
+    expect(server.name).toBe('wardle-apiserver');
+    expect(server.serviceName).toBe('wardle-apiserver');
+    expect(server.secretName).toBe('wardle-apiserver-tls');
+    expect(server.caBundlePem).toBe(FIXTURE_PEMS.caBundlePem);
+    expect(server.apiServices.map((a) => a.name)).toEqual(['v1beta1.wardle.example.com', 'v1alpha1.wardle.example.com']);
+    expect(server.podDisruptionBudget).toBeDefined();
+    expect(server.certificatePems).toHaveLength(2);
+  });
+
+  test('registers one APIService per served version, verified against the CA', () => {
+    const apiServices = objects.filter((o) => o.kind === 'APIService') as any[];
+    expect(apiServices.map((a) => a.metadata.name).sort()).toEqual(['v1alpha1.wardle.example.com', 'v1beta1.wardle.example.com']);
+    for (const apiService of apiServices) {
+      expect(apiService.metadata.name).toBe(`${apiService.spec.version}.${apiService.spec.group}`);
+      expect(apiService.spec.service).toEqual({ name: 'wardle-apiserver', namespace: 'wardle', port: 443 });
+      expect(decodeBase64(apiService.spec.caBundle)).toBe(FIXTURE_PEMS.caBundlePem);
+      expect(apiService.spec.insecureSkipTLSVerify).toBeUndefined();
+      expect(apiService.spec.groupPriorityMinimum).toBe(1000);
+    }
+    // THEN the preferred version (v1beta1) has the highest versionPriority
+    expect(apiServices.find((a) => a.spec.version === 'v1beta1').spec.versionPriority).toBe(15);
+    expect(apiServices.find((a) => a.spec.version === 'v1alpha1').spec.versionPriority).toBe(14);
+  });
+
+  test('the Secret is a kubernetes.io/tls Secret that openssl verifies against the caBundle', () => {
+    const secret = findObject(objects, 'Secret', 'wardle-apiserver-tls') as any;
+    expect(secret.type).toBe('kubernetes.io/tls');
+    expect(Object.keys(secret.data).sort()).toEqual(['ca.crt', 'tls.crt', 'tls.key']);
+    const caBundle = decodeBase64((findObject(objects, 'APIService', 'v1beta1.wardle.example.com') as any).spec.caBundle);
+    expect(decodeBase64(secret.data['ca.crt'])).toBe(caBundle);
+
+    // THEN openssl, as the aggregator would, accepts tls.crt for wardle-apiserver.wardle.svc
+    const dir = mkdtempSync(join(tmpdir(), 'aggregated-api-server-'));
+    try {
+      writeFileSync(join(dir, 'ca.crt'), caBundle);
+      writeFileSync(join(dir, 'tls.crt'), decodeBase64(secret.data['tls.crt']));
+      const out = execFileSync(
+        'openssl',
+        ['verify', '-CAfile', join(dir, 'ca.crt'), '-verify_hostname', 'wardle-apiserver.wardle.svc', '-purpose', 'sslserver', join(dir, 'tls.crt')],
+        { encoding: 'utf8' },
+      );
+      expect(out).toMatch(/: OK/);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+    // AND tls.key is the serving certificate's key
+    const key = createPrivateKey(decodeBase64(secret.data['tls.key']));
+    const cert = new X509Certificate(decodeBase64(secret.data['tls.crt']));
+    expect(createPublicKey(key).export({ type: 'spki', format: 'der' }).equals(cert.publicKey.export({ type: 'spki', format: 'der' }))).toBe(true);
+  });
+
+  test('the only private key in the output is the serving key (never the CA key)', () => {
+    const text = JSON.stringify(objects);
+    const decoded = objects
+      .filter((o) => o.kind === 'Secret')
+      .flatMap((o) => Object.values((o as any).data as Record<string, string>).map((v) => Buffer.from(v, 'base64').toString('utf8')));
+    const privateKeys = [text, ...decoded].flatMap((s) => s.match(/-----BEGIN [A-Z ]*PRIVATE KEY-----/g) ?? []);
+    expect(privateKeys).toHaveLength(1);
+    expect(decoded.join('\n')).toContain(FIXTURE_PEMS.tlsKeyPem.trim());
+  });
+
+  test('the ServiceAccount token is mounted into the pod', () => {
+    const serviceAccount = findObject(objects, 'ServiceAccount', 'wardle-apiserver') as any;
+    expect(serviceAccount.automountServiceAccountToken).toBe(true);
+    expect(podSpecOf(objects).automountServiceAccountToken).toBe(true);
+    expect(podSpecOf(objects).serviceAccountName).toBe('wardle-apiserver');
+  });
+
+  test('binds system:auth-delegator and the authentication reader in kube-system', () => {
+    const subject = { kind: 'ServiceAccount', name: 'wardle-apiserver', namespace: 'wardle' };
+    const delegator = findObject(objects, 'ClusterRoleBinding', 'wardle-apiserver:system:auth-delegator') as any;
+    expect(delegator.roleRef).toEqual({ apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'system:auth-delegator' });
+    expect(delegator.subjects).toEqual([subject]);
+
+    const reader = findObject(objects, 'RoleBinding') as any;
+    expect(reader.metadata.namespace).toBe('kube-system');
+    expect(reader.roleRef).toEqual({ apiGroup: 'rbac.authorization.k8s.io', kind: 'Role', name: 'extension-apiserver-authentication-reader' });
+    expect(reader.subjects).toEqual([subject]);
+  });
+
+  test('grants the server what it reads itself, like sample-apiserver', () => {
+    const role = findObject(objects, 'ClusterRole', 'wardle-apiserver') as any;
+    const allows = (group: string, resource: string, verb: string): boolean =>
+      role.rules.some((r: any) => r.apiGroups.includes(group) && r.resources.includes(resource) && r.verbs.includes(verb));
+    for (const verb of ['get', 'list', 'watch']) {
+      expect(allows('', 'namespaces', verb)).toBe(true);
+      expect(allows('admissionregistration.k8s.io', 'mutatingwebhookconfigurations', verb)).toBe(true);
+      expect(allows('admissionregistration.k8s.io', 'validatingwebhookconfigurations', verb)).toBe(true);
+      expect(allows('flowcontrol.apiserver.k8s.io', 'flowschemas', verb)).toBe(true);
+      expect(allows('flowcontrol.apiserver.k8s.io', 'prioritylevelconfigurations', verb)).toBe(true);
+    }
+    expect(role.rules.flatMap((r: any) => r.verbs)).not.toContain('create');
+    const binding = findObject(objects, 'ClusterRoleBinding', 'wardle-apiserver') as any;
+    expect(binding.roleRef.name).toBe('wardle-apiserver');
+    expect(binding.subjects).toEqual([{ kind: 'ServiceAccount', name: 'wardle-apiserver', namespace: 'wardle' }]);
+  });
+
+  test('reader and editor roles cover every resource and aggregate into view, edit and admin', () => {
+    const reader = findObject(objects, 'ClusterRole', 'wardle.example.com:reader') as any;
+    expect(reader.metadata.labels).toEqual({ 'rbac.authorization.k8s.io/aggregate-to-view': 'true' });
+    expect(reader.rules).toEqual([{ apiGroups: ['wardle.example.com'], resources: ['flunders', 'flunders/status', 'fischers'], verbs: ['get', 'list', 'watch'] }]);
+
+    const editor = findObject(objects, 'ClusterRole', 'wardle.example.com:editor') as any;
+    expect(editor.metadata.labels).toEqual({
+      'rbac.authorization.k8s.io/aggregate-to-edit': 'true',
+      'rbac.authorization.k8s.io/aggregate-to-admin': 'true',
+    });
+    const editorVerbs = (resource: string): string[] => editor.rules.filter((r: any) => r.resources.includes(resource)).flatMap((r: any) => r.verbs);
+    for (const resource of ['flunders', 'fischers']) {
+      expect(editorVerbs(resource).sort()).toEqual(['create', 'delete', 'deletecollection', 'get', 'list', 'patch', 'update', 'watch']);
+    }
+    // status is written by the server, not by users
+    expect(editorVerbs('flunders/status').sort()).toEqual(['get', 'list', 'watch']);
+  });
+
+  test('the container loads the mounted certificate and listens on 10250', () => {
+    const container = containerOf(objects);
+    expect(container.image).toBe(DEFAULT_SERVER_IMAGE);
+    expect(container.imagePullPolicy).toBe('IfNotPresent');
+    expect(container.args).toEqual([
+      '--secure-port=10250',
+      '--tls-cert-file=/var/run/apiserver/serving-cert/tls.crt',
+      '--tls-private-key-file=/var/run/apiserver/serving-cert/tls.key',
+    ]);
+    expect(container.ports).toEqual([{ containerPort: 10250, name: 'https' }]);
+    const certMount = container.volumeMounts.find((m: any) => m.mountPath === '/var/run/apiserver/serving-cert');
+    expect(certMount.readOnly).toBe(true);
+    const certVolume = podSpecOf(objects).volumes.find((v: any) => v.name === certMount.name);
+    expect(certVolume.secret.secretName).toBe('wardle-apiserver-tls');
+    const tmpMount = container.volumeMounts.find((m: any) => m.mountPath === '/tmp');
+    expect(podSpecOf(objects).volumes.find((v: any) => v.name === tmpMount.name).emptyDir).toEqual({});
+  });
+
+  test('probes /livez and /readyz over HTTPS on the secure port', () => {
+    const container = containerOf(objects);
+    expect(container.livenessProbe.httpGet).toEqual({ path: '/livez', port: 10250, scheme: 'HTTPS' });
+    expect(container.readinessProbe.httpGet).toEqual({ path: '/readyz', port: 10250, scheme: 'HTTPS' });
+    expect(container.startupProbe).toBeUndefined();
+  });
+
+  test('meets the restricted Pod Security Standard', () => {
+    const container = containerOf(objects);
+    expect(container.securityContext).toMatchObject({
+      runAsNonRoot: true,
+      runAsUser: 65532,
+      readOnlyRootFilesystem: true,
+      allowPrivilegeEscalation: false,
+      privileged: false,
+      capabilities: { drop: ['ALL'] },
+      seccompProfile: { type: 'RuntimeDefault' },
+    });
+    expect(container.securityContext.capabilities.add).toBeUndefined();
+    expect(podSpecOf(objects).securityContext).toMatchObject({ runAsNonRoot: true, runAsUser: 65532, seccompProfile: { type: 'RuntimeDefault' } });
+    expect(podSpecOf(objects).hostNetwork).toBe(false);
+    expect((findObject(objects, 'Namespace') as any).metadata.labels['pod-security.kubernetes.io/enforce']).toBe('restricted');
+  });
+
+  test('requests resources sized for the server, with no CPU limit', () => {
+    expect(containerOf(objects).resources).toEqual({ requests: { cpu: '100m', memory: '128Mi' }, limits: { memory: '256Mi' } });
+  });
+
+  test('annotates the pod template with the serving certificate checksum', () => {
+    const template = (findObject(objects, 'Deployment') as any).spec.template;
+    expect(template.metadata.annotations[SERVING_CERT_CHECKSUM_ANNOTATION]).toBe(createHash('sha256').update(FIXTURE_PEMS.tlsCertPem).digest('hex'));
+  });
+
+  test('runs two replicas with a PodDisruptionBudget and preferred anti-affinity', () => {
+    const deployment = findObject(objects, 'Deployment') as any;
+    expect(deployment.spec.replicas).toBe(2);
+    const pdb = findObject(objects, 'PodDisruptionBudget') as any;
+    expect(pdb.apiVersion).toBe('policy/v1');
+    expect(pdb.spec).toEqual({ minAvailable: 1, selector: { matchLabels: deployment.spec.selector.matchLabels } });
+    const [term] = deployment.spec.template.spec.affinity.podAntiAffinity.preferredDuringSchedulingIgnoredDuringExecution;
+    expect(term.podAffinityTerm).toEqual({ labelSelector: { matchLabels: deployment.spec.selector.matchLabels }, topologyKey: 'kubernetes.io/hostname' });
+    expect(deployment.spec.template.spec.affinity.podAntiAffinity.requiredDuringSchedulingIgnoredDuringExecution).toBeUndefined();
+  });
+
+  test('the Service forwards 443 to the secure port of the pods', () => {
+    const service = findObject(objects, 'Service') as any;
+    expect(service.spec.ports).toEqual([{ name: 'https', port: 443, targetPort: 10250 }]);
+    const podLabels = (findObject(objects, 'Deployment') as any).spec.template.metadata.labels;
+    expect(Object.keys(service.spec.selector).length).toBeGreaterThan(0);
+    expect(podLabels).toMatchObject(service.spec.selector);
+  });
+});
+
+describe('AggregatedApiServer options', () => {
+  test('replicas 1: no PodDisruptionBudget, no anti-affinity', () => {
+    // GIVEN replicas 1 WHEN synthesized
+    const { server, objects } = synthServer({ replicas: 1 });
+    // THEN
+    expect(objects.filter((o) => o.kind === 'PodDisruptionBudget')).toHaveLength(0);
+    expect(server.podDisruptionBudget).toBeUndefined();
+    expect(podSpecOf(objects).affinity).toBeUndefined();
+    expect((findObject(objects, 'Deployment') as any).spec.replicas).toBe(1);
+  });
+
+  test('replicas 3: PodDisruptionBudget minAvailable 1 and anti-affinity', () => {
+    const { objects } = synthServer({ replicas: 3 });
+    expect((findObject(objects, 'Deployment') as any).spec.replicas).toBe(3);
+    expect((findObject(objects, 'PodDisruptionBudget') as any).spec.minAvailable).toBe(1);
+    expect(podSpecOf(objects).affinity.podAntiAffinity).toBeDefined();
+  });
+
+  test('createNamespace false: no Namespace object', () => {
+    const { objects } = synthServer({ createNamespace: false });
+    expect(objects.filter((o) => o.kind === 'Namespace')).toHaveLength(0);
+    expect(findObject(objects, 'Deployment').metadata.namespace).toBe('wardle');
+  });
+
+  test('brings its own ServiceAccount', () => {
+    // GIVEN a ServiceAccount made elsewhere
+    const chart = newChart();
+    const serviceAccount = kplus.ServiceAccount.fromServiceAccountName(chart, 'Existing', 'platform-apiserver', { namespaceName: 'wardle' });
+    new AggregatedApiServer(chart, 'wardle', { api: WARDLE, certificates: fixtureCertificates(), serviceAccount });
+    const objects = synth(chart);
+    // THEN none is created, and the pod and every binding use it
+    expect(objects.filter((o) => o.kind === 'ServiceAccount')).toHaveLength(0);
+    expect(podSpecOf(objects).serviceAccountName).toBe('platform-apiserver');
+    expect(podSpecOf(objects).automountServiceAccountToken).toBe(true);
+    for (const binding of objects.filter((o) => o.kind.endsWith('Binding')) as any[]) {
+      expect(binding.subjects).toEqual([{ kind: 'ServiceAccount', name: 'platform-apiserver', namespace: 'wardle' }]);
+    }
+  });
+
+  test('a custom port, image, pull policy, priorities, resources, labels and extras', () => {
+    // GIVEN every option set (the certificate must then be for the new Service name)
+    const chart = newChart();
+    new AggregatedApiServer(chart, 'custom', {
+      api: WARDLE,
+      namespace: 'wardle',
+      name: 'wardle-apiserver',
+      image: 'registry.example.com/wardle:1.2.3',
+      imagePullPolicy: kplus.ImagePullPolicy.ALWAYS,
+      securePort: 8443,
+      groupPriorityMinimum: 2000,
+      versionPriority: 100,
+      certificates: fixtureCertificates(),
+      priorityClassName: 'system-cluster-critical',
+      extraArgs: ['--v=2'],
+      env: { LOG_LEVEL: 'debug' },
+      labels: { 'example.com/team': 'platform' },
+      resources: { cpu: { request: kplus.Cpu.millis(250) }, memory: { request: Size.mebibytes(256), limit: Size.mebibytes(512) } },
+    });
+    const objects = synth(chart);
+    for (const object of objects) expect(() => validateKubeObject(object)).not.toThrow();
+    const container = containerOf(objects);
+    // THEN
+    expect(container.image).toBe('registry.example.com/wardle:1.2.3');
+    expect(container.imagePullPolicy).toBe('Always');
+    expect(container.args).toEqual([
+      '--secure-port=8443',
+      '--tls-cert-file=/var/run/apiserver/serving-cert/tls.crt',
+      '--tls-private-key-file=/var/run/apiserver/serving-cert/tls.key',
+      '--v=2',
+    ]);
+    expect(container.env).toEqual([{ name: 'LOG_LEVEL', value: 'debug' }]);
+    expect(container.ports).toEqual([{ containerPort: 8443, name: 'https' }]);
+    expect(container.livenessProbe.httpGet.port).toBe(8443);
+    expect(container.readinessProbe.httpGet.port).toBe(8443);
+    expect((findObject(objects, 'Service') as any).spec.ports).toEqual([{ name: 'https', port: 443, targetPort: 8443 }]);
+    expect(podSpecOf(objects).priorityClassName).toBe('system-cluster-critical');
+    expect(container.resources).toEqual({ requests: { cpu: '250m', memory: '256Mi' }, limits: { memory: '512Mi' } });
+    const apiServices = objects.filter((o) => o.kind === 'APIService') as any[];
+    expect(apiServices.map((a) => [a.spec.version, a.spec.groupPriorityMinimum, a.spec.versionPriority])).toEqual([
+      ['v1beta1', 2000, 100],
+      ['v1alpha1', 2000, 99],
+    ]);
+    for (const object of objects) expect(object.metadata.labels).toMatchObject({ 'example.com/team': 'platform' });
+  });
+
+  test('versionPriority never drops below 1', () => {
+    const { objects } = synthServer({ versionPriority: 1 });
+    expect(objects.filter((o) => o.kind === 'APIService').map((a: any) => a.spec.versionPriority)).toEqual([1, 1]);
+  });
+
+  test('only served versions get an APIService', () => {
+    // GIVEN v1beta1 of Flunder no longer served
+    const api = { ...WARDLE, kinds: WARDLE.kinds.map((k) => (k === FLUNDER ? { ...k, versions: k.versions.map((v) => ({ ...v, served: v.name !== 'v1beta1' })) } : k)) };
+    const { objects } = synthServer({ api });
+    expect(objects.filter((o) => o.kind === 'APIService').map((a) => a.metadata.name)).toEqual(['v1alpha1.wardle.example.com']);
+  });
+
+  test('deployer: a ClusterRole limited to this server\'s APIServices, bound to the given subjects', () => {
+    const { objects } = synthServer({ deployer: { subjects: [{ kind: 'ServiceAccount', name: 'ci', namespace: 'ci' }] } });
+    const role = findObject(objects, 'ClusterRole', 'wardle-apiserver:apiservice-deployer') as any;
+    const named = role.rules.find((r: any) => r.resourceNames !== undefined);
+    expect(named).toEqual({
+      apiGroups: ['apiregistration.k8s.io'],
+      resources: ['apiservices'],
+      resourceNames: ['v1beta1.wardle.example.com', 'v1alpha1.wardle.example.com'],
+      verbs: ['get', 'update', 'patch', 'delete'],
+    });
+    // create cannot be limited by name in RBAC; it is the only unnamed verb
+    expect(role.rules.filter((r: any) => r.resourceNames === undefined).flatMap((r: any) => r.verbs)).toEqual(['create']);
+    const binding = findObject(objects, 'ClusterRoleBinding', 'wardle-apiserver:apiservice-deployer') as any;
+    expect(binding.subjects).toEqual([{ kind: 'ServiceAccount', name: 'ci', namespace: 'ci' }]);
+    for (const object of objects) expect(() => validateKubeObject(object)).not.toThrow();
+  });
+
+  test('deployer true: the role without a binding; default: neither', () => {
+    const withRole = synthServer({ deployer: true }).objects;
+    expect(withRole.filter((o) => o.metadata.name === 'wardle-apiserver:apiservice-deployer').map((o) => o.kind)).toEqual(['ClusterRole']);
+    expect(synthServer().objects.filter((o) => o.metadata.name === 'wardle-apiserver:apiservice-deployer')).toHaveLength(0);
+  });
+});
+
+describe('AggregatedApiServer validation', () => {
+  const cases: [string, Partial<AggregatedApiServerProps>, RegExp][] = [
+    ['a namespace that is not a DNS-1123 label', { namespace: 'Bad_NS' }, /namespace "Bad_NS" is not a valid DNS-1123 label \(lowercase letters, digits and '-', at most 63 characters\)/],
+    ['a name that is not a DNS-1123 label', { name: 'wardle.apiserver' }, /name "wardle.apiserver" is not a valid DNS-1123 label/],
+    ['replicas 0', { replicas: 0 }, /replicas 0 is not valid \(expected an integer >= 1\)/],
+    ['replicas -1', { replicas: -1 }, /replicas -1 is not valid \(expected an integer >= 1\)/],
+    ['fractional replicas', { replicas: 1.5 }, /replicas 1.5 is not valid/],
+    ['securePort 0', { securePort: 0 }, /securePort 0 is not valid \(expected an integer from 1 to 65535\)/],
+    ['securePort 70000', { securePort: 70000 }, /securePort 70000 is not valid \(expected an integer from 1 to 65535\)/],
+    ['groupPriorityMinimum 0', { groupPriorityMinimum: 0 }, /groupPriorityMinimum 0 is not valid \(expected an integer from 1 to 20000\)/],
+    ['groupPriorityMinimum 20001', { groupPriorityMinimum: 20001 }, /groupPriorityMinimum 20001 is not valid \(expected an integer from 1 to 20000\)/],
+    ['versionPriority 0', { versionPriority: 0 }, /versionPriority 0 is not valid \(expected an integer from 1 to 1000\)/],
+    ['versionPriority 1001', { versionPriority: 1001 }, /versionPriority 1001 is not valid \(expected an integer from 1 to 1000\)/],
+    ['a clusterDomain that is not a DNS subdomain', { clusterDomain: 'Cluster_Local' }, /clusterDomain "Cluster_Local" is not a valid DNS-1123 subdomain/],
+    ['an invalid API definition', { api: { ...WARDLE, group: 'wardle' } }, /group "wardle" is not a DNS subdomain with at least one dot/],
+    ['an image with spaces', { image: 'my image' }, /image "my image" is not a valid image reference/],
+  ];
+  test.each(cases)('fails for %s', (_what, props, message) => {
+    // GIVEN a bad prop WHEN constructed THEN the error names the prop, the value and the expectation
+    expect(() => synthServer(props)).toThrow(message);
+  });
+
+  test('fails when the certificate is not for the Service (wrong namespace)', () => {
+    // GIVEN fixtures made for wardle-apiserver.wardle.svc, deployed in another namespace
+    expect(() => synthServer({ namespace: 'other' })).toThrow(/tlsCertPem is not valid for "wardle-apiserver.other.svc"/);
+  });
+});
