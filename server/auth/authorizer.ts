@@ -1,0 +1,171 @@
+/**
+ * Delegated authorization, as k8s.io/apiserver's DelegatingAuthorizationOptions builds it: a
+ * union of the always-allowed paths (non-resource requests only; exact paths and `prefix*`
+ * patterns, as pkg/authorization/path), the privileged groups (`system:masters`), and a
+ * SubjectAccessReview (authorization.k8s.io/v1) to kube-apiserver, whose answers are cached
+ * (allowed and denied, 10 s each by default) under the whole review spec.
+ *
+ * A review that fails (kube-apiserver unreachable, or refusing us) denies the request and is not
+ * cached, so the server recovers as soon as kube-apiserver answers again. (Upstream answers such
+ * a failure with 500 InternalError; this server answers 403, fail-closed either way.)
+ */
+import type { Logger } from 'pino';
+import type { KubeClient } from '../kube-client';
+import type { RequestInfo } from '../request-info';
+import { errors, type StatusError } from '../status';
+import type { AuthorizationDecision, Authorizer, UserInfo } from './types';
+
+export interface DelegatedAuthorizerOptions {
+  readonly client: KubeClient;
+  /** Non-resource paths allowed for everyone, anonymous included; `/x/*` allows everything under `/x/`. @default ['/healthz', '/readyz', '/livez'] */
+  readonly alwaysAllowPaths?: readonly string[];
+  /** Groups allowed everything without asking. @default ['system:masters'] */
+  readonly alwaysAllowGroups?: readonly string[];
+  /** @default 10000 */
+  readonly allowedCacheTtlMs?: number;
+  /** @default 10000 */
+  readonly deniedCacheTtlMs?: number;
+  /** @default 10000 */
+  readonly maxCacheEntries?: number;
+  /** @default Date.now */
+  readonly now?: () => number;
+  readonly logger?: Logger;
+}
+
+function omitEmpty(fields: Record<string, string>): Record<string, string> {
+  return Object.fromEntries(Object.entries(fields).filter(([, v]) => v !== ''));
+}
+
+/** The spec of the SubjectAccessReview that asks whether `user` may do `request`. */
+export function subjectAccessReviewSpec(user: UserInfo, request: RequestInfo): Record<string, unknown> {
+  const extraKeys = Object.keys(user.extra).sort();
+  return {
+    ...(request.isResourceRequest
+      ? {
+          // Empty fields are left out, as Go's omitempty does.
+          resourceAttributes: omitEmpty({
+            namespace: request.namespace,
+            verb: request.verb,
+            group: request.apiGroup,
+            version: request.apiVersion,
+            resource: request.resource,
+            subresource: request.subresource,
+            name: request.name,
+          }),
+        }
+      : { nonResourceAttributes: { path: request.path, verb: request.verb } }),
+    user: user.name,
+    ...(user.uid ? { uid: user.uid } : {}),
+    groups: user.groups,
+    ...(extraKeys.length > 0 ? { extra: Object.fromEntries(extraKeys.map((k) => [k, user.extra[k]])) } : {}),
+  };
+}
+
+/**
+ * The 403 kube-apiserver answers for a denied request (endpoints/handlers/responsewriters
+ * `forbiddenMessage` inside `apierrors.NewForbidden`), with the authorizer's reason appended.
+ */
+export function forbiddenError(user: UserInfo, request: RequestInfo, reason = ''): StatusError {
+  const suffix = reason ? `: ${reason}` : '';
+  if (!request.isResourceRequest) {
+    return errors.forbidden({ group: '', resource: '' }, '', `forbidden: User "${user.name}" cannot ${request.verb} path "${request.path}"${suffix}`);
+  }
+  const resource = request.subresource ? `${request.resource}/${request.subresource}` : request.resource;
+  const scope = request.namespace ? `in the namespace "${request.namespace}"` : 'at the cluster scope';
+  const qualified = request.apiGroup ? `${request.resource}.${request.apiGroup}` : request.resource;
+  const subject = request.name ? `${qualified} "${request.name}"` : qualified;
+  return errors.forbidden(
+    { group: request.apiGroup, resource: request.resource },
+    request.name,
+    `${subject} is forbidden: User "${user.name}" cannot ${request.verb} resource "${resource}" in API group "${request.apiGroup}" ${scope}${suffix}`,
+  );
+}
+
+/** Upstream path authorizer: exact paths, and `prefix*` patterns; only a trailing `*` is allowed. */
+function pathMatcher(paths: readonly string[]): (path: string) => boolean {
+  const exact = new Set<string>();
+  const prefixes: string[] = [];
+  for (const raw of paths) {
+    const p = raw.replace(/^\//, '');
+    if (p.slice(0, -1).includes('*')) throw new Error(`always-allow path ${JSON.stringify(raw)} is invalid: only a trailing "*" is allowed`);
+    if (p.endsWith('*')) prefixes.push(p.slice(0, -1));
+    else exact.add(p);
+  }
+  return (path) => {
+    const p = path.replace(/^\//, '');
+    return exact.has(p) || prefixes.some((prefix) => p.startsWith(prefix));
+  };
+}
+
+const ALLOWED_BY_PATH: AuthorizationDecision = Object.freeze({ allowed: true, reason: 'always-allowed path' });
+const ALLOWED_BY_GROUP: AuthorizationDecision = Object.freeze({ allowed: true, reason: 'privileged group' });
+
+export function createDelegatedAuthorizer(options: DelegatedAuthorizerOptions): Authorizer & { cacheSize(): number } {
+  const allowedPath = pathMatcher(options.alwaysAllowPaths ?? ['/healthz', '/readyz', '/livez']);
+  const privileged = new Set(options.alwaysAllowGroups ?? ['system:masters']);
+  const allowedTtl = options.allowedCacheTtlMs ?? 10_000;
+  const deniedTtl = options.deniedCacheTtlMs ?? 10_000;
+  const maxEntries = options.maxCacheEntries ?? 10_000;
+  const now = options.now ?? Date.now;
+  const cache = new Map<string, { decision: AuthorizationDecision; expires: number }>();
+  const pending = new Map<string, Promise<AuthorizationDecision>>();
+
+  const review = async (spec: Record<string, unknown>): Promise<{ decision: AuthorizationDecision; cacheable: boolean }> => {
+    let response: { status: number; body: { status?: { allowed?: boolean; denied?: boolean; reason?: string; evaluationError?: string }; message?: string } };
+    try {
+      response = await options.client.request('POST', '/apis/authorization.k8s.io/v1/subjectaccessreviews', {
+        apiVersion: 'authorization.k8s.io/v1',
+        kind: 'SubjectAccessReview',
+        spec,
+      });
+    } catch (error) {
+      options.logger?.warn({ err: { message: (error as Error).message } }, 'SubjectAccessReview failed: kube-apiserver unreachable');
+      return { decision: { allowed: false, reason: 'the authorization check could not be made' }, cacheable: false };
+    }
+    if (response.status !== 201 && response.status !== 200) {
+      options.logger?.warn({ status: response.status, message: response.body?.message }, 'SubjectAccessReview refused by kube-apiserver (is the auth-delegator ClusterRoleBinding missing?)');
+      return { decision: { allowed: false, reason: 'the authorization check could not be made' }, cacheable: false };
+    }
+    const status = response.body?.status ?? {};
+    const reason = status.reason || status.evaluationError || '';
+    return { decision: { allowed: status.allowed === true, reason }, cacheable: true };
+  };
+
+  const remember = (key: string, decision: AuthorizationDecision) => {
+    const ttl = decision.allowed ? allowedTtl : deniedTtl;
+    if (ttl <= 0) return;
+    if (cache.size >= maxEntries) {
+      const t = now();
+      for (const [k, v] of cache) if (v.expires <= t) cache.delete(k);
+      for (const k of cache.keys()) {
+        if (cache.size < maxEntries) break;
+        cache.delete(k);
+      }
+    }
+    cache.set(key, { decision, expires: now() + ttl });
+  };
+
+  return {
+    cacheSize: () => cache.size,
+    async authorize(user: UserInfo, request: RequestInfo): Promise<AuthorizationDecision> {
+      if (!request.isResourceRequest && allowedPath(request.path)) return ALLOWED_BY_PATH;
+      if (user.groups.some((g) => privileged.has(g))) return ALLOWED_BY_GROUP;
+      const spec = subjectAccessReviewSpec(user, request);
+      const key = JSON.stringify(spec);
+      const cached = cache.get(key);
+      if (cached && cached.expires > now()) return cached.decision;
+      if (cached) cache.delete(key);
+      let inflight = pending.get(key);
+      if (!inflight) {
+        inflight = review(spec)
+          .then(({ decision, cacheable }) => {
+            if (cacheable) remember(key, decision);
+            return decision;
+          })
+          .finally(() => pending.delete(key));
+        pending.set(key, inflight);
+      }
+      return inflight;
+    },
+  };
+}

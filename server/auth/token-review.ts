@@ -1,0 +1,126 @@
+/**
+ * Bearer-token authentication by TokenReview (authentication.k8s.io/v1), as k8s.io/apiserver's
+ * webhook token authenticator behind its cache: the token is sent to kube-apiserver, which says
+ * who it belongs to. Answers are cached (success and plain failure; 10 s by default) under a
+ * SHA-256 of the audiences and the token, never the token itself; concurrent requests with the
+ * same token share one review. A review that cannot be made, or that reports an error, fails the
+ * request (401) and is not cached, so the server recovers as soon as kube-apiserver answers again.
+ */
+import { createHash } from 'node:crypto';
+import type { IncomingMessage } from 'node:http';
+import type { Logger } from 'pino';
+import type { KubeClient } from '../kube-client';
+import type { ChainAuthenticator, ChainResult } from './authenticator';
+
+const NONE: ChainResult = { kind: 'none' };
+const INVALID: ChainResult = { kind: 'error', error: 'invalid bearer token' };
+
+export interface TokenReviewAuthenticatorOptions {
+  readonly client: KubeClient;
+  /** Audiences the token must be meant for (TokenReview spec.audiences). @default - the API server's own audiences */
+  readonly audiences?: readonly string[];
+  /** How long a review is trusted. @default 10000 */
+  readonly cacheTtlMs?: number;
+  /** @default 10000 */
+  readonly maxCacheEntries?: number;
+  /** @default Date.now */
+  readonly now?: () => number;
+  readonly logger?: Logger;
+}
+
+interface TokenReviewStatus {
+  authenticated?: boolean;
+  user?: { username?: string; uid?: string; groups?: string[]; extra?: Record<string, string[]> };
+  audiences?: string[];
+  error?: string;
+}
+
+/** The bearer token of `Authorization: Bearer <token>` as upstream's bearertoken authenticator reads it; '' when there is none. */
+export function bearerToken(req: IncomingMessage): string {
+  const header = req.headers.authorization;
+  if (!header) return '';
+  const parts = header.trim().split(' ');
+  if (parts.length < 2 || parts[0].toLowerCase() !== 'bearer') return '';
+  return parts[1];
+}
+
+export function createTokenReviewAuthenticator(options: TokenReviewAuthenticatorOptions): ChainAuthenticator & { cacheSize(): number } {
+  const ttl = options.cacheTtlMs ?? 10_000;
+  const maxEntries = options.maxCacheEntries ?? 10_000;
+  const now = options.now ?? Date.now;
+  const audiences = options.audiences ?? [];
+  const cache = new Map<string, { result: ChainResult; expires: number }>();
+  const pending = new Map<string, Promise<ChainResult>>();
+
+  const review = async (token: string): Promise<{ result: ChainResult; cacheable: boolean }> => {
+    let response: { status: number; body: { status?: TokenReviewStatus; message?: string } };
+    try {
+      response = await options.client.request('POST', '/apis/authentication.k8s.io/v1/tokenreviews', {
+        apiVersion: 'authentication.k8s.io/v1',
+        kind: 'TokenReview',
+        spec: { token, ...(audiences.length > 0 ? { audiences } : {}) },
+      });
+    } catch (error) {
+      options.logger?.warn({ err: { message: (error as Error).message } }, 'TokenReview failed: kube-apiserver unreachable');
+      return { result: { kind: 'error', error: `token review failed: ${(error as Error).message}` }, cacheable: false };
+    }
+    if (response.status !== 201 && response.status !== 200) {
+      options.logger?.warn({ status: response.status, message: response.body?.message }, 'TokenReview refused by kube-apiserver (is the auth-delegator ClusterRoleBinding missing?)');
+      return { result: { kind: 'error', error: `token review failed: HTTP ${response.status}` }, cacheable: false };
+    }
+    const status = response.body?.status ?? {};
+    if (!status.authenticated) {
+      // Upstream: an error reported by the review is not cached; a plain "not authenticated" is.
+      return status.error ? { result: { kind: 'error', error: status.error }, cacheable: false } : { result: INVALID, cacheable: true };
+    }
+    if (audiences.length > 0) {
+      const granted = status.audiences && status.audiences.length > 0 ? status.audiences : audiences;
+      if (!granted.some((a) => audiences.includes(a))) return { result: INVALID, cacheable: true };
+    }
+    const user = status.user ?? {};
+    if (!user.username) return { result: INVALID, cacheable: true };
+    return {
+      result: {
+        kind: 'user',
+        user: { name: user.username, ...(user.uid ? { uid: user.uid } : {}), groups: user.groups ?? [], extra: user.extra ?? {} },
+      },
+      cacheable: true,
+    };
+  };
+
+  const remember = (key: string, result: ChainResult) => {
+    if (cache.size >= maxEntries) {
+      const t = now();
+      for (const [k, v] of cache) if (v.expires <= t) cache.delete(k);
+      // Still full: drop the oldest entries (Map keeps insertion order).
+      for (const k of cache.keys()) {
+        if (cache.size < maxEntries) break;
+        cache.delete(k);
+      }
+    }
+    cache.set(key, { result, expires: now() + ttl });
+  };
+
+  return {
+    method: 'token',
+    cacheSize: () => cache.size,
+    authenticate(req: IncomingMessage): ChainResult | Promise<ChainResult> {
+      const token = bearerToken(req);
+      if (!token) return NONE;
+      const key = createHash('sha256').update(JSON.stringify(audiences)).update('|').update(token).digest('hex');
+      const cached = cache.get(key);
+      if (cached && cached.expires > now()) return cached.result;
+      if (cached) cache.delete(key);
+      let inflight = pending.get(key);
+      if (!inflight) {
+        inflight = review(token).then(({ result, cacheable }) => {
+          pending.delete(key);
+          if (cacheable && ttl > 0) remember(key, result);
+          return result;
+        });
+        pending.set(key, inflight);
+      }
+      return inflight;
+    },
+  };
+}
