@@ -1,0 +1,165 @@
+import * as crypto from 'node:crypto';
+import * as fs from 'node:fs';
+import * as path from 'node:path';
+import { App, Chart } from 'cdk8s';
+import * as YAML from 'yaml';
+import { ApiGroupDefinition, WARDLE } from '../../apis';
+import { AggregatedApiServer } from '../aggregated-api-server';
+import { Certificates, ICertificates } from '../certificates';
+import { inspectCertificate, splitPemBundle } from '../pki';
+import { SynthOptions, UsageError } from './options';
+
+/** One synthesized object, as the summary lists it. */
+export interface SynthesizedObject {
+  readonly apiVersion: string;
+  readonly kind: string;
+  readonly name: string;
+  readonly namespace?: string;
+}
+
+export interface SynthesizedCertificate {
+  /** `CA` for a certificate in an APIService caBundle, `serving` for a Secret's tls.crt. */
+  readonly role: 'CA' | 'serving';
+  readonly subject: string;
+  readonly sha256Fingerprint: string;
+  readonly notAfter: Date;
+}
+
+export interface SynthResult {
+  readonly outputDirectory: string;
+  readonly files: readonly { readonly path: string; readonly objects: readonly SynthesizedObject[] }[];
+  readonly certificates: readonly SynthesizedCertificate[];
+}
+
+/** Reads a PEM file named by a flag; the error names the flag, the file and what it should hold. */
+function readPemFlag(flag: string, file: string, holds: 'certificate' | 'private key'): string {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (error) {
+    throw new UsageError(`--${flag} "${file}" cannot be read: ${(error as Error).message}`);
+  }
+  try {
+    if (holds === 'private key') crypto.createPrivateKey(text);
+    else {
+      const pems = splitPemBundle(text);
+      if (pems.length === 0) throw new Error('no CERTIFICATE block');
+      pems.forEach((pem) => new crypto.X509Certificate(pem));
+    }
+  } catch (error) {
+    throw new UsageError(`--${flag} "${file}" does not hold a PEM ${holds} (${(error as Error).message})`);
+  }
+  return text;
+}
+
+function certificatesFor(o: SynthOptions): ICertificates {
+  const validity = { certValidityDays: o.certValidityDays, caValidityDays: o.caValidityDays };
+  switch (o.certMode) {
+    case 'self-signed':
+      return Certificates.selfSigned({ pkiDirectory: o.pkiDir, ...validity });
+    case 'cert-manager':
+      return Certificates.certManager(validity);
+    case 'existing':
+      return o.tlsSecretName !== undefined
+        ? Certificates.fromSecret({ secretName: o.tlsSecretName, caBundlePem: readPemFlag('ca-bundle-file', o.caBundleFile!, 'certificate') })
+        : Certificates.fromPem({
+            caBundlePem: readPemFlag('ca-bundle-file', o.caBundleFile!, 'certificate'),
+            tlsCertPem: readPemFlag('tls-cert-file', o.tlsCertFile!, 'certificate'),
+            tlsKeyPem: readPemFlag('tls-key-file', o.tlsKeyFile!, 'private key'),
+          });
+  }
+}
+
+/** Adds the server described by `o` to `app`: one chart, named after the server. */
+export function addServerChart(app: App, o: SynthOptions, api: ApiGroupDefinition = WARDLE): AggregatedApiServer {
+  const chart = new Chart(app, o.name ?? `${api.group.split('.')[0]}-apiserver`);
+  return new AggregatedApiServer(chart, 'Server', {
+    api,
+    namespace: o.namespace,
+    name: o.name,
+    image: o.image,
+    replicas: o.replicas,
+    securePort: o.securePort,
+    groupPriorityMinimum: o.groupPriorityMinimum,
+    versionPriority: o.versionPriority,
+    clusterDomain: o.clusterDomain,
+    certificates: certificatesFor(o),
+  });
+}
+
+/**
+ * Synthesizes into a staging directory beside `o.output` and swaps it in only when everything
+ * succeeded, so that a failed synth leaves the previous output exactly as it was.
+ */
+export function synthesize(o: SynthOptions, api: ApiGroupDefinition = WARDLE): SynthResult {
+  const output = path.resolve(o.output);
+  fs.mkdirSync(path.dirname(output), { recursive: true });
+  const staging = fs.mkdtempSync(path.join(path.dirname(output), `.${path.basename(output)}.staging-`));
+  try {
+    const app = new App({ outdir: staging });
+    addServerChart(app, o, api);
+    app.synth();
+    const result = describeOutput(staging, output);
+    replaceDirectory(staging, output);
+    return result;
+  } catch (error) {
+    fs.rmSync(staging, { recursive: true, force: true });
+    throw error;
+  }
+}
+
+/** Renames `from` onto `to`; the old `to` is moved aside first and restored if the rename fails. */
+function replaceDirectory(from: string, to: string): void {
+  const previous = fs.existsSync(to) ? `${to}.previous-${process.pid}` : undefined;
+  if (previous) fs.renameSync(to, previous);
+  try {
+    fs.renameSync(from, to);
+  } catch (error) {
+    if (previous) fs.renameSync(previous, to);
+    throw error;
+  }
+  if (previous) fs.rmSync(previous, { recursive: true, force: true });
+}
+
+function describeOutput(directory: string, reportedDirectory: string): SynthResult {
+  const files: { path: string; objects: SynthesizedObject[] }[] = [];
+  const certificates = new Map<string, SynthesizedCertificate>();
+  const note = (role: SynthesizedCertificate['role'], pem: string) => {
+    const info = inspectCertificate(pem);
+    certificates.set(`${role} ${info.sha256Fingerprint}`, { role, subject: info.subject, sha256Fingerprint: info.sha256Fingerprint, notAfter: info.notAfter });
+  };
+  for (const file of fs.readdirSync(directory).sort()) {
+    const objects: SynthesizedObject[] = [];
+    for (const document of YAML.parseAllDocuments(fs.readFileSync(path.join(directory, file), 'utf8'))) {
+      const object = document.toJS();
+      if (!object) continue;
+      objects.push({ apiVersion: object.apiVersion, kind: object.kind, name: object.metadata?.name, namespace: object.metadata?.namespace });
+      if (object.kind === 'APIService' && object.spec?.caBundle) {
+        splitPemBundle(Buffer.from(object.spec.caBundle, 'base64').toString('utf8')).forEach((pem) => note('CA', pem));
+      }
+      if (object.kind === 'Secret' && object.type === 'kubernetes.io/tls' && object.data?.['tls.crt']) {
+        note('serving', splitPemBundle(Buffer.from(object.data['tls.crt'], 'base64').toString('utf8'))[0]);
+      }
+    }
+    files.push({ path: path.join(reportedDirectory, file), objects });
+  }
+  return { outputDirectory: reportedDirectory, files, certificates: [...certificates.values()] };
+}
+
+/** The report printed after a successful synth. */
+export function formatSynthResult(result: SynthResult, cwd = process.cwd()): string {
+  const lines: string[] = [];
+  const count = result.files.reduce((n, f) => n + f.objects.length, 0);
+  lines.push(`Synthesized ${count} objects into ${path.relative(cwd, result.outputDirectory) || '.'}/`);
+  for (const file of result.files) {
+    lines.push(`  ${path.relative(cwd, file.path)}`);
+    for (const o of file.objects) lines.push(`    ${o.kind} ${o.namespace ? `${o.namespace}/` : ''}${o.name}`);
+  }
+  if (result.certificates.length > 0) {
+    lines.push('Certificates:');
+    for (const c of result.certificates) {
+      lines.push(`  ${c.role.padEnd(7)} ${c.subject}  SHA-256 ${c.sha256Fingerprint}  expires ${c.notAfter.toISOString()}`);
+    }
+  }
+  return lines.join('\n');
+}
