@@ -119,8 +119,8 @@ export class Certificates {
       bind(scope, request) {
         const pki = ensurePki({
           directory: path.join(options.pkiDirectory ?? DEFAULT_PKI_DIRECTORY, request.namespace, request.name),
-          caCommonName: `${request.name}.${request.namespace} aggregated API CA`,
-          servingCommonName: `${request.serviceName}.${request.namespace}.svc`,
+          caCommonName: _caCommonName(request),
+          servingCommonName: _servingCommonName(request),
           dnsNames: request.dnsNames,
           certValidityDays,
           caValidityDays,
@@ -201,7 +201,7 @@ export class Certificates {
             metadata: { name: `${name}-ca`, namespace },
             spec: {
               isCA: true,
-              commonName: `${name}.${namespace} aggregated API CA`,
+              commonName: _caCommonName(request),
               secretName: `${name}-ca`,
               ..._durations(caValidityDays),
               privateKey: { algorithm: 'RSA', size: 2048, rotationPolicy: 'Always' },
@@ -224,7 +224,7 @@ export class Certificates {
           metadata: { name: certificateName, namespace },
           spec: {
             secretName,
-            commonName: `${request.serviceName}.${namespace}.svc`,
+            commonName: _servingCommonName(request),
             dnsNames: request.dnsNames,
             ..._durations(certValidityDays),
             privateKey: { algorithm: 'RSA', size: 2048, rotationPolicy: 'Always' },
@@ -236,6 +236,19 @@ export class Certificates {
       },
     };
   }
+}
+
+/** X.509 limits a common name to 64 characters. */
+const MAX_COMMON_NAME_LENGTH = 64;
+
+function _caCommonName(request: CertificateRequest): string {
+  return `${request.name}.${request.namespace} aggregated API CA`.slice(0, MAX_COMMON_NAME_LENGTH);
+}
+
+/** Clients ignore the CN (they check the SANs); it names the Service for people reading the certificate. */
+function _servingCommonName(request: CertificateRequest): string {
+  const host = `${request.serviceName}.${request.namespace}.svc`;
+  return host.length <= MAX_COMMON_NAME_LENGTH ? host : request.serviceName;
 }
 
 function _checkValidities(certValidityDays: number, caValidityDays: number): void {

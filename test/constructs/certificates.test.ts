@@ -1,3 +1,4 @@
+import { X509Certificate } from 'node:crypto';
 import { mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -75,6 +76,21 @@ describe('Certificates.selfSigned', () => {
     // the CA certificate is in caBundle, and it signed the serving certificate
     expect(server.certificatePems).toHaveLength(2);
     expect(server.caBundlePem).toContain('-----BEGIN CERTIFICATE-----');
+  });
+
+  test('works for the longest names (common names are kept within 64 characters)', () => {
+    // GIVEN a 63-character name and namespace
+    const long = 'a'.repeat(60) + '-ns';
+    const chart = newChart();
+    const server = new AggregatedApiServer(chart, 'long', {
+      api: WARDLE,
+      namespace: long,
+      name: long,
+      certificates: Certificates.selfSigned({ pkiDirectory, now: new Date('2025-06-01T00:00:00Z') }),
+    });
+    // THEN a valid certificate for <svc>.<ns>.svc is issued
+    const [tls] = server.certificatePems;
+    expect(new X509Certificate(tls).checkHost(`${long}.${long}.svc`, { subject: 'never' })).toBe(`${long}.${long}.svc`);
   });
 
   test('fails when the CA would not outlive the serving certificate', () => {
