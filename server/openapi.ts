@@ -53,6 +53,9 @@ const WRITE_QUERY = ['dryRun', 'fieldManager', 'fieldValidation'];
 const DELETE_QUERY = ['dryRun', 'gracePeriodSeconds', 'orphanDependents', 'propagationPolicy'];
 const DELETE_COLLECTION_QUERY = ['continue', 'dryRun', 'fieldSelector', 'gracePeriodSeconds', 'labelSelector', 'limit', 'orphanDependents', 'propagationPolicy', 'resourceVersion', 'resourceVersionMatch', 'sendInitialEvents', 'timeoutSeconds'];
 
+/** Published even though no path refers to them: watch streams are lines of WatchEvent. */
+const ALWAYS_PUBLISHED = [`${META_PREFIX}.WatchEvent`];
+
 /** One operation, before it is rendered as swagger 2.0 or OpenAPI 3.0. */
 interface Operation {
   readonly method: Method;
@@ -248,7 +251,7 @@ export function buildOpenApiV2(api: ApiGroupDefinition): Schema {
       paths.push([path, entry]);
     }
   }
-  const referenced = new Set<string>();
+  const referenced = new Set<string>(ALWAYS_PUBLISHED);
   for (const [, entry] of paths) for (const m of JSON.stringify(entry).matchAll(/"\$ref":"#\/definitions\/([^"]+)"/g)) referenced.add(m[1]);
   return {
     swagger: '2.0',
@@ -321,7 +324,7 @@ export function buildOpenApiV3(api: ApiGroupDefinition, version: string): Schema
     }
     paths.push([path, entry]);
   }
-  const referenced = new Set<string>();
+  const referenced = new Set<string>(ALWAYS_PUBLISHED);
   for (const [, entry] of paths) for (const m of JSON.stringify(entry).matchAll(/"\$ref":"#\/components\/schemas\/([^"]+)"/g)) referenced.add(m[1]);
   const schemas = closure(referenced, all, '#/definitions/');
   return {

@@ -1,0 +1,194 @@
+import { randomUUID } from 'node:crypto';
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Logger } from 'pino';
+import { ApiGroupDefinition, servedVersions } from '../apis';
+import type { Authenticator, Authorizer, UserInfo } from './auth/types';
+import { Discovery } from './discovery';
+import { Health } from './health';
+import { Metrics, RequestLabels } from './metrics';
+import { OpenApi } from './openapi';
+import type { ApiServing } from './registry';
+import { RequestInfo, parseRequestInfo } from './request-info';
+import { Status, StatusError, errors } from './status';
+import { SERVER_VERSION } from './version';
+
+/**
+ * The request pipeline, in the order of k8s.io/apiserver's handler chain:
+ * request info → authentication (401) → authorization (403) → route → one log line and metrics.
+ *
+ * Nothing here reads a request body: the registry (`ApiServing`) reads and bounds bodies of
+ * resource requests; every other path answers without consuming one.
+ */
+
+export interface HandlerOptions {
+  readonly api: ApiGroupDefinition;
+  readonly authenticator: Authenticator;
+  readonly authorizer: Authorizer;
+  readonly apiServing: ApiServing;
+  readonly health: Health;
+  readonly metrics: Metrics;
+  readonly logger: Logger;
+}
+
+export type RequestHandler = (req: IncomingMessage, res: ServerResponse) => void;
+
+const METRIC_VERBS: Record<string, string> = { create: 'POST', update: 'PUT' };
+const READ_ONLY_VERBS = new Set(['get', 'list', 'watch', 'head']);
+const NO_LABELS = { group: '', version: '', resource: '', subresource: '', scope: '' };
+
+/** Writes a metav1.Status as the response (if nothing was written yet). */
+export function writeStatus(res: ServerResponse, status: Status): void {
+  if (res.headersSent) {
+    // A stream already started (a watch): the only honest signal left is to cut it.
+    res.destroy();
+    return;
+  }
+  const body = JSON.stringify(status);
+  res.statusCode = status.code;
+  res.setHeader('Content-Type', 'application/json');
+  res.setHeader('Content-Length', Buffer.byteLength(body));
+  res.setHeader('Cache-Control', 'no-cache, private');
+  res.end(body);
+}
+
+/**
+ * The 403 message upstream writes (responsewriters.ForbiddenStatus wrapping NewForbidden):
+ * `flunders.wardle.example.com is forbidden: User "alice" cannot list resource "flunders" in
+ * API group "wardle.example.com" in the namespace "ns"`, `… at the cluster scope`, or
+ * `forbidden: User "alice" cannot get path "/foo"`; `: <reason>` appended when the authorizer gave one.
+ */
+export function forbidden(user: UserInfo, info: RequestInfo, reason: string): StatusError {
+  let message: string;
+  if (!info.isResourceRequest) {
+    message = `User "${user.name}" cannot ${info.verb} path "${info.path}"`;
+  } else {
+    const resource = info.subresource ? `${info.resource}/${info.subresource}` : info.resource;
+    const where = info.namespace ? `in the namespace "${info.namespace}"` : 'at the cluster scope';
+    message = `User "${user.name}" cannot ${info.verb} resource "${resource}" in API group "${info.apiGroup}" ${where}`;
+  }
+  if (reason) message = `${message}: ${reason}`;
+  const gr = { group: info.apiGroup, resource: info.resource };
+  if (!info.isResourceRequest || info.resource === '') return new StatusError({ ...errors.forbidden(gr, '', '').status, message: `forbidden: ${message}`, details: undefined });
+  const qualified = info.apiGroup ? `${info.resource}.${info.apiGroup}` : info.resource;
+  const prefix = info.name ? `${qualified} "${info.name}" is forbidden` : `${qualified} is forbidden`;
+  return errors.forbidden(gr, info.name, `${prefix}: ${message}`);
+}
+
+function scopeOf(info: RequestInfo): string {
+  if (info.name) return 'resource';
+  return info.namespace ? 'namespace' : 'cluster';
+}
+
+/** Builds the per-request handler. Discovery and OpenAPI documents are built here, once. */
+export function createHandler(options: HandlerOptions): RequestHandler {
+  const { api, authenticator, authorizer, apiServing, health, metrics, logger } = options;
+  const discovery = new Discovery(api);
+  const openapi = new OpenApi(api);
+  const versions = new Set(servedVersions(api));
+  const resources = new Set(api.kinds.map((k) => k.plural));
+  const versionBody = JSON.stringify(SERVER_VERSION, null, 2);
+
+  /** Non-resource endpoints answer GET and HEAD only. */
+  function readOnly(req: IncomingMessage): void {
+    if (req.method !== 'GET' && req.method !== 'HEAD') throw errors.methodNotAllowed(req.method ?? '');
+  }
+
+  async function route(req: IncomingMessage, res: ServerResponse, info: RequestInfo, user: UserInfo): Promise<void> {
+    if (info.isResourceRequest) {
+      if (info.apiGroup === api.group && versions.has(info.apiVersion)) {
+        await apiServing.handle(req, res, info, user);
+        return;
+      }
+      throw errors.pathNotFound();
+    }
+    const path = info.path;
+    if (health.handles(path)) {
+      readOnly(req);
+      health.serve(req, res, path);
+    } else if (discovery.handles(path)) {
+      readOnly(req);
+      discovery.serve(req, res, path);
+    } else if (openapi.handles(path)) {
+      readOnly(req);
+      openapi.serve(req, res, path);
+    } else if (path === '/version' || path === '/version/') {
+      readOnly(req);
+      res.statusCode = 200;
+      res.setHeader('Content-Type', 'application/json');
+      res.end(versionBody);
+    } else if (path === '/metrics') {
+      readOnly(req);
+      await metrics.serve(req, res);
+    } else {
+      throw errors.pathNotFound();
+    }
+  }
+
+  async function handle(req: IncomingMessage, res: ServerResponse, start: bigint, auditId: string): Promise<void> {
+    let info: RequestInfo | undefined;
+    let user: UserInfo | undefined;
+    let done: (() => void) | undefined;
+    res.once('close', () => {
+      done?.();
+      const code = res.statusCode;
+      const seconds = Number(process.hrtime.bigint() - start) / 1e9;
+      const served = info?.isResourceRequest && info.apiGroup === api.group && versions.has(info.apiVersion) && resources.has(info.resource);
+      const labels: RequestLabels = info
+        ? {
+            verb: METRIC_VERBS[info.verb] ?? info.verb.toUpperCase(),
+            ...(served ? { group: info.apiGroup, version: info.apiVersion, resource: info.resource, subresource: info.subresource, scope: scopeOf(info) } : NO_LABELS),
+          }
+        : { verb: (req.method ?? '').toUpperCase(), ...NO_LABELS };
+      metrics.observe(labels, code, seconds);
+      logger.info(
+        {
+          auditID: auditId,
+          user: user?.name,
+          verb: info?.verb ?? req.method,
+          ...(info?.isResourceRequest
+            ? { group: info.apiGroup, version: info.apiVersion, resource: info.resource, subresource: info.subresource || undefined, namespace: info.namespace || undefined, name: info.name || undefined }
+            : { path: info?.path }),
+          code,
+          latencyMs: Math.round(seconds * 1e6) / 1e3,
+          ...(res.writableFinished ? {} : { aborted: true }),
+          userAgent: req.headers['user-agent'],
+          remote: req.socket.remoteAddress,
+        },
+        'request',
+      );
+    });
+
+    try {
+      try {
+        info = parseRequestInfo(req.method ?? 'GET', req.url ?? '/');
+      } catch {
+        throw errors.badRequest(`malformed request path: ${JSON.stringify(req.url)}`);
+      }
+      done = metrics.started(!READ_ONLY_VERBS.has(info.verb));
+      const authn = await authenticator.authenticate(req);
+      if (authn.outcome === 'rejected') {
+        logger.debug({ auditID: auditId, reason: authn.reason }, 'authentication rejected');
+        throw errors.unauthorized();
+      }
+      user = authn.user;
+      const decision = await authorizer.authorize(user, info);
+      if (!decision.allowed) throw forbidden(user, info, decision.reason);
+      await route(req, res, info, user);
+    } catch (error) {
+      if (error instanceof StatusError) {
+        writeStatus(res, error.status);
+      } else {
+        logger.error({ auditID: auditId, err: error }, 'request failed');
+        writeStatus(res, errors.internal('an unexpected error occurred while serving the request').status);
+      }
+    }
+  }
+
+  return (req, res) => {
+    const start = process.hrtime.bigint();
+    const header = req.headers['audit-id'];
+    const auditId = typeof header === 'string' && header.length > 0 && header.length <= 128 ? header : randomUUID();
+    res.setHeader('Audit-Id', auditId);
+    void handle(req, res, start, auditId);
+  };
+}

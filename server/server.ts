@@ -1,0 +1,118 @@
+import type { Logger } from 'pino';
+import { ApiGroupDefinition } from '../apis';
+import type { Authenticator, Authorizer } from './auth/types';
+import { createHandler } from './handler';
+import { Health, HealthCheck, checkOf, log, ping } from './health';
+import { Metrics } from './metrics';
+import type { ApiServing } from './registry';
+import { SecureServing } from './serving';
+
+/**
+ * One running server: the handler chain on HTTPS, with the lifecycle of a Go apiserver —
+ * ready only once authentication config and storage are, and a graceful shutdown.
+ */
+
+/** Delegated authentication and authorization as the server consumes them (server/auth's DelegatedAuth). */
+export interface ServerAuth {
+  readonly authenticator: Authenticator;
+  readonly authorizer: Authorizer;
+  clientCaBundle(): string[];
+  onClientCaChange(listener: () => void): void;
+  isReady(): boolean;
+  close(): void;
+}
+
+export interface ServerOptions {
+  readonly api: ApiGroupDefinition;
+  readonly auth: ServerAuth;
+  readonly apiServing: ApiServing;
+  readonly logger: Logger;
+  readonly bindAddress: string;
+  readonly securePort: number;
+  readonly tlsCertFile: string;
+  readonly tlsPrivateKeyFile: string;
+  /** Serve, unready, this long after shutdown begins (endpoints drop the pod meanwhile). */
+  readonly shutdownDelayMs: number;
+  /** Most time in-flight requests get once the listener is closed. */
+  readonly shutdownTimeoutMs: number;
+  /** @default 5000 */
+  readonly certPollIntervalMs?: number;
+  /** Released on shutdown after the listener (e.g. the kube client). @default - nothing */
+  readonly onClose?: () => void | Promise<void>;
+}
+
+export class Server {
+  private shuttingDown = false;
+  private stopped: Promise<void> | undefined;
+
+  private constructor(
+    private readonly options: ServerOptions,
+    readonly serving: SecureServing,
+    readonly health: Health,
+  ) {}
+
+  static async start(options: ServerOptions): Promise<Server> {
+    const { auth, apiServing, logger } = options;
+    let server: Server | undefined;
+    const shutdown: HealthCheck = checkOf('shutdown', () => server?.shuttingDown !== true, 'process is shutting down');
+    const live = [ping, log];
+    const health = new Health({
+      healthz: live,
+      livez: live,
+      readyz: [
+        ping,
+        log,
+        checkOf('authentication-config', () => auth.isReady(), 'the authentication configuration is not loaded yet'),
+        checkOf('storage', () => apiServing.isReady(), 'storage is not ready'),
+        shutdown,
+      ],
+    });
+    const metrics = new Metrics(() => apiServing.watchCount());
+    const handler = createHandler({ api: options.api, authenticator: auth.authenticator, authorizer: auth.authorizer, apiServing, health, metrics, logger });
+    const serving = await SecureServing.start({
+      bindAddress: options.bindAddress,
+      securePort: options.securePort,
+      tlsCertFile: options.tlsCertFile,
+      tlsPrivateKeyFile: options.tlsPrivateKeyFile,
+      handler,
+      clientCaBundle: () => auth.clientCaBundle(),
+      logger,
+      certPollIntervalMs: options.certPollIntervalMs,
+    });
+    auth.onClientCaChange(() => serving.reloadClientCa());
+    server = new Server(options, serving, health);
+    return server;
+  }
+
+  get port(): number {
+    return this.serving.port;
+  }
+
+  /** Whether shutdown has begun (readiness then fails). */
+  get isShuttingDown(): boolean {
+    return this.shuttingDown;
+  }
+
+  /**
+   * Graceful shutdown: readiness fails at once; after the shutdown delay the listener closes and
+   * watches end (each client sees its stream finish cleanly and re-lists elsewhere); in-flight
+   * requests then get up to the shutdown timeout. Idempotent.
+   */
+  shutdown(): Promise<void> {
+    this.stopped ??= this.runShutdown();
+    return this.stopped;
+  }
+
+  private async runShutdown(): Promise<void> {
+    const { logger, shutdownDelayMs, shutdownTimeoutMs } = this.options;
+    this.shuttingDown = true;
+    logger.info({ shutdownDelayMs }, 'shutting down: readiness is now failing');
+    if (shutdownDelayMs > 0) await new Promise((resolve) => setTimeout(resolve, shutdownDelayMs));
+    const stopping = this.serving.stop(shutdownTimeoutMs);
+    await this.options.apiServing.close();
+    await stopping;
+    this.options.auth.close();
+    await this.options.onClose?.();
+    logger.info('shutdown complete');
+  }
+}
