@@ -7,4 +7,6 @@ module.exports = {
   testTimeout: 60000,
   // Server and end-to-end tests start processes and bind ports; two workers fit this 2-core machine.
   maxWorkers: 2,
+  // The README's example imports the package by name, as another cdk8s app would.
+  moduleNameMapper: { '^cdk8s-api-extension$': '<rootDir>/lib/index.ts' },
 };

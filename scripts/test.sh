@@ -5,4 +5,5 @@ cd "$(dirname "$0")/.."
 export CDK8S_CHECK_UPGRADE=false
 npx tsc -p .
 npx eslint .
+bash scripts/imports.sh --check
 npx jest "$@"

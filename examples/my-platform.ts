@@ -1,0 +1,21 @@
+import { App, Chart } from 'cdk8s';
+import { AggregatedApiServer, Certificates, CustomResourceDefinitions, WARDLE } from 'cdk8s-api-extension';
+
+const app = new App();
+const chart = new Chart(app, 'platform');
+
+// The bundled wardle.example.com server in its own namespace, with a certificate from cert-manager.
+const wardle = new AggregatedApiServer(chart, 'Wardle', {
+  api: WARDLE,
+  namespace: 'wardle-system',
+  image: 'registry.example.com/platform/wardle-apiserver:0.1.0',
+  replicas: 3,
+  certificates: Certificates.certManager(),
+  priorityClassName: 'platform-critical',
+});
+
+// The other way to extend the API: the same definition as CRDs, in a group of their own.
+new CustomResourceDefinitions(chart, 'WardleCrds', { api: { ...WARDLE, group: 'wardle.crd.example.com' } });
+
+console.log(`APIServices: ${wardle.apiServices.map((a) => a.name).join(', ')}`);
+app.synth();
