@@ -29,6 +29,8 @@ export interface SynthResult {
   readonly outputDirectory: string;
   readonly files: readonly { readonly path: string; readonly objects: readonly SynthesizedObject[] }[];
   readonly certificates: readonly SynthesizedCertificate[];
+  /** What the PKI store did (created, reused, renewed, rotated), in self-signed mode. */
+  readonly pkiActions: readonly string[];
 }
 
 /** Reads a PEM file named by a flag; the error names the flag, the file and what it should hold. */
@@ -97,9 +99,9 @@ export function synthesize(o: SynthOptions, api: ApiGroupDefinition = WARDLE): S
   const staging = fs.mkdtempSync(path.join(path.dirname(output), `.${path.basename(output)}.staging-`));
   try {
     const app = new App({ outdir: staging });
-    addServerChart(app, o, api);
+    const server = addServerChart(app, o, api);
     app.synth();
-    const result = describeOutput(staging, output);
+    const result = { ...describeOutput(staging, output), pkiActions: server.pkiActions };
     replaceDirectory(staging, output);
     return result;
   } catch (error) {
@@ -121,7 +123,7 @@ function replaceDirectory(from: string, to: string): void {
   if (previous) fs.rmSync(previous, { recursive: true, force: true });
 }
 
-function describeOutput(directory: string, reportedDirectory: string): SynthResult {
+function describeOutput(directory: string, reportedDirectory: string): Omit<SynthResult, 'pkiActions'> {
   const files: { path: string; objects: SynthesizedObject[] }[] = [];
   const certificates = new Map<string, SynthesizedCertificate>();
   const note = (role: SynthesizedCertificate['role'], pem: string) => {
@@ -161,5 +163,6 @@ export function formatSynthResult(result: SynthResult, cwd = process.cwd()): str
       lines.push(`  ${c.role.padEnd(7)} ${c.subject}  SHA-256 ${c.sha256Fingerprint}  expires ${c.notAfter.toISOString()}`);
     }
   }
+  if (result.pkiActions.length > 0) lines.push(`PKI: ${result.pkiActions.join('; ')}`);
   return lines.join('\n');
 }
