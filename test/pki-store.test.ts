@@ -243,6 +243,19 @@ describe('CA rotation', () => {
     expect(existsSync(file('tls-retired.crt'))).toBe(false);
   });
 
+  test('recovers from a crash between writing the retired bundles and the new CA: the old CA is listed once', () => {
+    // GIVEN the state a rotation leaves if it dies after its first renames
+    const first = ensurePki(rotating());
+    writeFileSync(file('ca-retired.crt'), first.caCertPem);
+    writeFileSync(file('tls-retired.crt'), first.tlsCertPem);
+    // WHEN
+    const m = ensurePki({ ...rotating(), now: at(200) });
+    // THEN
+    expect(splitPemBundle(m.caBundlePem)).toEqual([m.caCertPem, first.caCertPem]);
+    expect(read('ca-retired.crt')).toBe(first.caCertPem);
+    expect(read('tls-retired.crt')).toBe(first.tlsCertPem);
+  });
+
   test('reports dropping a retired CA whose serving certificates are gone', () => {
     // GIVEN a store whose retired CA signed nothing still valid
     ensurePki(rotating());

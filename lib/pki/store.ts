@@ -13,7 +13,7 @@ import {
   unlinkSync,
   writeSync,
 } from 'node:fs';
-import { join } from 'node:path';
+import { basename, join } from 'node:path';
 import { _checkCommonName, _checkNow, _checkValidityDays, _DAY_MS } from './_internal';
 import { CertificateKeyPair, createCertificateAuthority } from './certificate-authority';
 import { inspectCertificate, isIssuedBy, splitPemBundle } from './inspect';
@@ -144,7 +144,7 @@ export function ensurePki(options: PkiStoreOptions): PkiMaterial {
   }
 
   // Retired CAs: kept while a serving certificate they signed has not expired.
-  const liveRetiredTls = retiredTls.filter((t) => _notAfter(t.x509) > now.getTime());
+  const liveRetiredTls = retiredTls.filter((t, i) => _notAfter(t.x509) > now.getTime() && retiredTls.findIndex((u) => u.pem === t.pem) === i);
   const keptCas: _Pem[] = [];
   for (const retired of retiredCas) {
     const signed = liveRetiredTls.filter((t) => t.x509.checkIssued(retired.x509) && t.x509.verify(retired.x509.publicKey));
@@ -377,14 +377,29 @@ function _setBundle(writes: Map<string, { content: string; mode: number }>, path
 const TEMPORARY_SUFFIX = '.tmp-';
 
 /**
+ * The order in which files are swapped in: the retired bundles first, so that a crash between two
+ * renames never leaves a retired CA out of the bundle while the CA that replaces it is in place.
+ */
+const COMMIT_ORDER: readonly string[] = [
+  PKI_STORE_FILES.retiredCaCerts,
+  PKI_STORE_FILES.retiredTlsCerts,
+  PKI_STORE_FILES.caKey,
+  PKI_STORE_FILES.caCert,
+  PKI_STORE_FILES.tlsKey,
+  PKI_STORE_FILES.tlsCert,
+];
+
+/**
  * Writes every changed file to a temporary sibling (fsynced, final mode), then renames them all
  * into place and fsyncs the directory: a crash leaves whole old files or whole new ones, never a
  * half-written key. An empty content removes the file.
  */
 function _commit(dir: string, writes: Map<string, { content: string; mode: number }>): void {
+  const rank = (path: string) => COMMIT_ORDER.indexOf(basename(path));
+  const ordered = [...writes].sort(([a], [b]) => rank(a) - rank(b));
   const staged: Array<{ path: string; temporary?: string }> = [];
   try {
-    for (const [path, { content, mode }] of writes) {
+    for (const [path, { content, mode }] of ordered) {
       if (content === '') {
         staged.push({ path });
         continue;
