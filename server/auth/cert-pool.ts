@@ -79,7 +79,7 @@ function allowsClientAuth(cert: X509Certificate): boolean {
 
 function signs(issuer: X509Certificate, cert: X509Certificate): boolean {
   try {
-    return issuer.checkIssued(cert) && cert.verify(issuer.publicKey);
+    return cert.checkIssued(issuer) && cert.verify(issuer.publicKey);
   } catch {
     return false;
   }
