@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import { ApiGroupDefinition, servedVersions } from '../apis';
+import { forbiddenError } from './auth/authorizer';
 import type { Authenticator, Authorizer, UserInfo } from './auth/types';
 import { Discovery } from './discovery';
 import { Health } from './health';
@@ -49,29 +50,6 @@ export function writeStatus(res: ServerResponse, status: Status): void {
   res.setHeader('Content-Length', Buffer.byteLength(body));
   res.setHeader('Cache-Control', 'no-cache, private');
   res.end(body);
-}
-
-/**
- * The 403 message upstream writes (responsewriters.ForbiddenStatus wrapping NewForbidden):
- * `flunders.wardle.example.com is forbidden: User "alice" cannot list resource "flunders" in
- * API group "wardle.example.com" in the namespace "ns"`, `… at the cluster scope`, or
- * `forbidden: User "alice" cannot get path "/foo"`; `: <reason>` appended when the authorizer gave one.
- */
-export function forbidden(user: UserInfo, info: RequestInfo, reason: string): StatusError {
-  let message: string;
-  if (!info.isResourceRequest) {
-    message = `User "${user.name}" cannot ${info.verb} path "${info.path}"`;
-  } else {
-    const resource = info.subresource ? `${info.resource}/${info.subresource}` : info.resource;
-    const where = info.namespace ? `in the namespace "${info.namespace}"` : 'at the cluster scope';
-    message = `User "${user.name}" cannot ${info.verb} resource "${resource}" in API group "${info.apiGroup}" ${where}`;
-  }
-  if (reason) message = `${message}: ${reason}`;
-  const gr = { group: info.apiGroup, resource: info.resource };
-  if (!info.isResourceRequest || info.resource === '') return new StatusError({ ...errors.forbidden(gr, '', '').status, message: `forbidden: ${message}`, details: undefined });
-  const qualified = info.apiGroup ? `${info.resource}.${info.apiGroup}` : info.resource;
-  const prefix = info.name ? `${qualified} "${info.name}" is forbidden` : `${qualified} is forbidden`;
-  return errors.forbidden(gr, info.name, `${prefix}: ${message}`);
 }
 
 function scopeOf(info: RequestInfo): string {
@@ -172,7 +150,7 @@ export function createHandler(options: HandlerOptions): RequestHandler {
       }
       user = authn.user;
       const decision = await authorizer.authorize(user, info);
-      if (!decision.allowed) throw forbidden(user, info, decision.reason);
+      if (!decision.allowed) throw forbiddenError(user, info, decision.reason);
       await route(req, res, info, user);
     } catch (error) {
       if (error instanceof StatusError) {

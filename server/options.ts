@@ -47,7 +47,7 @@ export type ParseResult =
 
 /** The flags as parsed, before defaults that depend on other flags and before validation. */
 interface RawFlags {
-  readonly 'secure-port': number;
+  readonly 'secure-port': string;
   readonly 'bind-address': string;
   readonly 'tls-cert-file'?: string;
   readonly 'tls-private-key-file'?: string;
@@ -103,8 +103,10 @@ function parser(argv: readonly string[]) {
     .scriptName('extension-apiserver')
     .usage('$0 [flags]\n\nServes an aggregated API behind kube-apiserver, with delegated authentication and authorization.')
     .parserConfiguration({ 'camel-case-expansion': false, 'strip-aliased': true, 'boolean-negation': false })
+    .help(false)
+    .version(false)
     .options({
-      'secure-port': { type: 'number', default: 10250, group: 'Serving:', describe: 'The port on which to serve HTTPS (0: a free port).' },
+      'secure-port': { type: 'string', default: '10250', group: 'Serving:', describe: 'The port on which to serve HTTPS (0: a free port).' },
       'bind-address': { type: 'string', default: '0.0.0.0', group: 'Serving:', describe: 'The IP address on which to listen.' },
       'tls-cert-file': { type: 'string', group: 'Serving:', describe: 'PEM serving certificate (with intermediates after it). Reloaded when the file changes.' },
       'tls-private-key-file': { type: 'string', group: 'Serving:', describe: 'PEM private key matching --tls-cert-file. Reloaded when the file changes.' },
@@ -131,8 +133,6 @@ function parser(argv: readonly string[]) {
       help: { type: 'boolean', alias: 'h', describe: 'Show this help.' },
       version: { type: 'boolean', describe: 'Show the version.' },
     })
-    .help(false)
-    .version(false)
     .strict()
     .exitProcess(false)
     .wrap(Math.min(120, process.stdout.columns ?? 100))
@@ -171,9 +171,10 @@ export function complete(flags: RawFlags): RawFlags {
 
 /** Checks every flag and builds the config; throws OptionsError on the first bad one. */
 export function validate(flags: RawFlags): ServerConfig {
-  const port = flags['secure-port'];
-  if (!Number.isInteger(port) || port < 0 || port > 65535) {
-    throw new OptionsError(`--secure-port=${port} is not a port: expected an integer from 1 to 65535 (0 picks a free port)`);
+  const portText = String(flags['secure-port']);
+  const port = /^\d{1,5}$/.test(portText) ? Number(portText) : NaN;
+  if (!(port >= 0 && port <= 65535)) {
+    throw new OptionsError(`--secure-port=${portText} is not a port: expected an integer from 1 to 65535 (0 picks a free port)`);
   }
   const bindAddress = flags['bind-address'];
   if (isIP(bindAddress) === 0) throw new OptionsError(`--bind-address="${bindAddress}" is not an IP address: expected e.g. 0.0.0.0 or ::`);
@@ -229,7 +230,7 @@ export function validate(flags: RawFlags): ServerConfig {
 /** Parses a command line (without the node and script arguments) into what to do. */
 export function parseCommandLine(argv: readonly string[]): ParseResult {
   const y = parser(argv);
-  const parsed = y.parseSync() as unknown as RawFlags & { help?: boolean; version?: boolean; _: (string | number)[] };
+  const parsed = y.parseSync() as unknown as RawFlags & { help?: boolean; version?: boolean };
   if (parsed.help) {
     let text = '';
     y.showHelp((s: string) => {
@@ -238,6 +239,5 @@ export function parseCommandLine(argv: readonly string[]): ParseResult {
     return { kind: 'help', text };
   }
   if (parsed.version) return { kind: 'version', text: SERVER_VERSION.gitVersion };
-  if (parsed._.length > 0) throw new OptionsError(`unexpected argument "${parsed._[0]}": the server takes only --flags`);
   return { kind: 'run', config: validate(complete(parsed)) };
 }

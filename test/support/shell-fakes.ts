@@ -77,7 +77,7 @@ export class FakeApiServing {
   readonly watches = new Set<ServerResponse>();
   readonly handled: RequestInfo[] = [];
 
-  async handle(req: IncomingMessage, res: ServerResponse, info: RequestInfo, _user: UserInfo): Promise<void> {
+  async handle(_req: IncomingMessage, res: ServerResponse, info: RequestInfo, _user: UserInfo): Promise<void> {
     this.handled.push(info);
     if (info.verb === 'watch') {
       res.writeHead(200, { 'Content-Type': 'application/json', 'Transfer-Encoding': 'chunked' });

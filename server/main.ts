@@ -1,0 +1,78 @@
+/**
+ * The bundled extension API server: flags → config → run, serving `wardle.example.com`.
+ * `npm run server -- --help` from a checkout; the image runs the esbuild bundle of this file.
+ */
+import type { Logger } from 'pino';
+import { WARDLE } from '../apis';
+import { banFlunder } from './admission/ban-flunder';
+import { KubeNamespaceLister } from './admission/namespace-lifecycle';
+import { startDelegatedAuth, StartupError } from './auth';
+import { loadKubeClient } from './kube-client';
+import { createLogger } from './logging';
+import { OptionsError, parseCommandLine, ServerConfig } from './options';
+import { createApiServing } from './registry';
+import { Server } from './server';
+import { MemoryStorage } from './storage/memory';
+
+/** Composes delegated auth, the kube client, storage and the registry into a running server. */
+async function run(config: ServerConfig, logger: Logger): Promise<Server> {
+  const auth = await startDelegatedAuth(config.auth, logger);
+  const kube = loadKubeClient({ kubeconfig: config.kubeconfig });
+  const namespaces = new KubeNamespaceLister(kube, logger);
+  const storage = new MemoryStorage();
+  const apiServing = createApiServing({ api: WARDLE, storage, namespaces, admission: [banFlunder()], logger });
+  return Server.start({ ...config, api: WARDLE, auth, apiServing, logger, onClose: () => {
+      namespaces.close();
+      kube.close();
+    },
+  });
+}
+
+async function main(argv: readonly string[]): Promise<number> {
+  let parsed;
+  try {
+    parsed = parseCommandLine(argv);
+  } catch (error) {
+    if (!(error instanceof OptionsError)) throw error;
+    process.stderr.write(`Error: ${error.message}\nRun with --help to list the flags.\n`);
+    return 1;
+  }
+  if (parsed.kind !== 'run') {
+    process.stdout.write(`${parsed.text}\n`);
+    return 0;
+  }
+  const logger = createLogger(parsed.config.logLevel);
+  let server: Server;
+  try {
+    server = await run(parsed.config, logger);
+  } catch (error) {
+    const message = error instanceof StartupError || error instanceof Error ? error.message : String(error);
+    logger.fatal({ err: message }, 'cannot start');
+    await flush(logger);
+    process.stderr.write(`Error: ${message}\n`);
+    return 1;
+  }
+  const signal = await new Promise<NodeJS.Signals>((resolve) => {
+    process.once('SIGTERM', resolve);
+    process.once('SIGINT', resolve);
+  });
+  logger.info({ signal }, 'signal received');
+  // A second signal while draining: stop at once, as the Go servers do.
+  process.once('SIGTERM', () => process.exit(1));
+  process.once('SIGINT', () => process.exit(1));
+  await server.shutdown();
+  await flush(logger);
+  return 0;
+}
+
+function flush(logger: Logger): Promise<void> {
+  return new Promise((resolve) => logger.flush(() => resolve()));
+}
+
+main(process.argv.slice(2)).then(
+  (code) => process.exit(code),
+  (error: unknown) => {
+    process.stderr.write(`fatal: ${(error as Error)?.stack ?? String(error)}\n`);
+    process.exit(1);
+  },
+);
