@@ -115,7 +115,7 @@ export function ensurePki(options: PkiStoreOptions): PkiMaterial {
   let retiredTls = _loadBundle(files.retiredTlsCerts);
   if (caProblem !== undefined && storedCa.cert !== undefined && storedTls.cert !== undefined) {
     const old = storedTls.cert;
-    if (old.x509.checkIssued(storedCa.cert.x509) && old.x509.verify(storedCa.cert.x509.publicKey) && _notAfter(old.x509) > now.getTime()) {
+    if (_signedBy(old, storedCa.cert) && _notAfter(old.x509) > now.getTime()) {
       retiredCas = [...retiredCas, { pem: storedCa.cert.pem, x509: storedCa.cert.x509 }];
       retiredTls = [...retiredTls, { pem: old.pem, x509: old.x509 }];
     }
@@ -147,7 +147,7 @@ export function ensurePki(options: PkiStoreOptions): PkiMaterial {
   const liveRetiredTls = retiredTls.filter((t, i) => _notAfter(t.x509) > now.getTime() && retiredTls.findIndex((u) => u.pem === t.pem) === i);
   const keptCas: _Pem[] = [];
   for (const retired of retiredCas) {
-    const signed = liveRetiredTls.filter((t) => t.x509.checkIssued(retired.x509) && t.x509.verify(retired.x509.publicKey));
+    const signed = liveRetiredTls.filter((t) => _signedBy(t, retired));
     const duplicate = keptCas.some((k) => k.pem === retired.pem) || retired.pem === splitPemBundle(ca.certPem)[0];
     if (signed.length > 0 && !duplicate) {
       keptCas.push(retired);
@@ -157,7 +157,7 @@ export function ensurePki(options: PkiStoreOptions): PkiMaterial {
       actions.push(`dropped retired CA ${_describe(retired.x509)}: no serving certificate it signed is still valid`);
     }
   }
-  const keptTls = liveRetiredTls.filter((t) => keptCas.some((c) => t.x509.checkIssued(c.x509) && t.x509.verify(c.x509.publicKey)));
+  const keptTls = liveRetiredTls.filter((t) => keptCas.some((c) => _signedBy(t, c)));
   _setBundle(writes, files.retiredCaCerts, keptCas);
   _setBundle(writes, files.retiredTlsCerts, keptTls);
 
@@ -348,6 +348,11 @@ function _servingProblem(
     return `${Math.floor(remaining / _DAY_MS)} of ${Math.round(lifetime / _DAY_MS)} days left`;
   }
   return undefined;
+}
+
+/** Issuer name and key identifier match, and the signature verifies. */
+function _signedBy(cert: _Pem, ca: _Pem): boolean {
+  return cert.x509.checkIssued(ca.x509) && cert.x509.verify(ca.x509.publicKey);
 }
 
 function _notBefore(x509: X509Certificate): number {
