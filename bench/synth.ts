@@ -55,7 +55,7 @@ function main(): void {
     const counts = [1, 5, 10, 20];
     const options = (i: number): SynthOptions => ({
       namespace: `tenant-${i}`,
-      name: `wardle-apiserver`,
+      name: `wardle-apiserver-${i}`,
       replicas: 2,
       securePort: 10250,
       groupPriorityMinimum: 1000,
