@@ -18,6 +18,7 @@ interface K8sObject {
   apiVersion: string;
   kind: string;
   metadata: { name: string; namespace?: string; labels?: Record<string, string>; annotations?: Record<string, string> };
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- parsed YAML of any kind
   [key: string]: any;
 }
 
@@ -71,8 +72,8 @@ describe('npm run synth on the defaults', () => {
     expect(run.status).toBe(0);
     expect(run.stdout).toMatch(/^Synthesized \d+ objects into dist\//);
     expect(run.stdout).toMatch(/APIService v1alpha1\.wardle\.example\.com/);
-    expect(run.stdout).toMatch(/CA .*SHA-256 ([0-9A-F]{2}:){31}[0-9A-F]{2}  expires \d{4}-/);
-    expect(run.stdout).toMatch(/serving .*SHA-256 ([0-9A-F]{2}:){31}[0-9A-F]{2}  expires \d{4}-/);
+    expect(run.stdout).toMatch(/CA .*SHA-256 ([0-9A-F]{2}:){31}[0-9A-F]{2} {2}expires \d{4}-/);
+    expect(run.stdout).toMatch(/serving .*SHA-256 ([0-9A-F]{2}:){31}[0-9A-F]{2} {2}expires \d{4}-/);
   });
 
   test('the reported serving fingerprint is the one openssl computes for tls.crt', () => {
@@ -152,10 +153,10 @@ describe('npm run synth on the defaults', () => {
     expect(container.args).toEqual(expect.arrayContaining(['--secure-port=10250']));
     const certArg = container.args.find((a: string) => a.startsWith('--tls-cert-file='));
     const keyArg = container.args.find((a: string) => a.startsWith('--tls-private-key-file='));
-    const mount = container.volumeMounts.find((m: any) => certArg.slice('--tls-cert-file='.length).startsWith(m.mountPath));
+    const mount = container.volumeMounts.find((m: { mountPath: string }) => certArg.slice('--tls-cert-file='.length).startsWith(m.mountPath));
     expect(mount).toBeDefined();
     expect(keyArg.slice('--tls-private-key-file='.length).startsWith(mount.mountPath)).toBe(true);
-    const volume = pod.volumes.find((v: any) => v.name === mount.name);
+    const volume = pod.volumes.find((v: { name: string }) => v.name === mount.name);
     expect(volume.secret.secretName).toBe(find(objects, 'Secret')[0].metadata.name);
     expect(container.ports).toEqual([expect.objectContaining({ containerPort: 10250 })]);
     expect(container.securityContext).toMatchObject({ readOnlyRootFilesystem: true, allowPrivilegeEscalation: false, capabilities: { drop: ['ALL'] } });
@@ -292,7 +293,7 @@ describe('certificate modes', () => {
     const objects = readObjects(path.join(work, 'dist'));
     expect(find(objects, 'Secret')).toHaveLength(0);
     const volumes = find(objects, 'Deployment')[0].spec.template.spec.volumes;
-    expect(volumes.map((v: any) => v.secret?.secretName)).toContain('my-serving-cert');
+    expect(volumes.map((v: { secret?: { secretName: string } }) => v.secret?.secretName)).toContain('my-serving-cert');
   });
 });
 
