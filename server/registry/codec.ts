@@ -1,0 +1,87 @@
+import type { KindDefinition, KindVersion } from '../../apis/types';
+import { listKindOf, storageVersion } from '../../apis/versions';
+import type { GroupResource } from '../status';
+import type { KindRules, KubeObject } from './rules';
+
+/**
+ * Everything the REST layer needs to know about one kind, derived from its definition and its
+ * rules: storage keys, the storage version, and conversion between versions.
+ *
+ * Keys are `/<group>/<plural>/<namespace>/<name>` (namespaced) or `/<group>/<plural>/<name>`,
+ * the layout of kube-apiserver's etcd keys under its prefix.
+ */
+export class KindCodec {
+  readonly storageVersion: string;
+  readonly listKind: string;
+  readonly gr: GroupResource;
+  readonly namespaced: boolean;
+  private readonly versions: ReadonlyMap<string, KindVersion>;
+
+  constructor(
+    readonly group: string,
+    readonly definition: KindDefinition,
+    readonly rules: KindRules = {},
+  ) {
+    this.storageVersion = storageVersion(definition).name;
+    this.listKind = listKindOf(definition);
+    this.gr = { group, resource: definition.plural };
+    this.namespaced = definition.scope === 'Namespaced';
+    this.versions = new Map(definition.versions.filter((v) => v.served).map((v) => [v.name, v]));
+  }
+
+  get kind(): string {
+    return this.definition.kind;
+  }
+
+  /** The served version of that name, if any. */
+  version(name: string): KindVersion | undefined {
+    return this.versions.get(name);
+  }
+
+  apiVersion(version: string): string {
+    return `${this.group}/${version}`;
+  }
+
+  /** The prefix of every key of the kind, or of those in one namespace. */
+  prefix(namespace?: string): string {
+    const base = `/${this.group}/${this.definition.plural}/`;
+    return this.namespaced && namespace ? `${base}${namespace}/` : base;
+  }
+
+  key(namespace: string, name: string): string {
+    return `${this.prefix(this.namespaced ? namespace : undefined)}${name}`;
+  }
+
+  /** The internal form of an object of `version`. */
+  toInternal(object: Readonly<KubeObject>, version: string): KubeObject {
+    return this.rules.toInternal ? this.rules.toInternal(object, version) : (object as KubeObject);
+  }
+
+  /** The internal form rendered in `version`, `apiVersion` and `kind` set. */
+  fromInternal(internal: Readonly<KubeObject>, version: string): KubeObject {
+    const out = this.rules.fromInternal ? this.rules.fromInternal(internal, version) : (internal as KubeObject);
+    return this.withTypeMeta(out, version);
+  }
+
+  /**
+   * Converts between versions; returns `object` itself when both are the same (no copy on the
+   * hot read path). Never mutates `object`.
+   */
+  convert(object: Readonly<KubeObject>, from: string, to: string): Readonly<KubeObject> {
+    if (from === to) return object;
+    return this.fromInternal(this.toInternal(object, from), to);
+  }
+
+  /** A stored object (storage version) as `version`. */
+  fromStorage(object: Readonly<KubeObject>, version: string): Readonly<KubeObject> {
+    return this.convert(object, this.storageVersion, version);
+  }
+
+  /** `apiVersion` and `kind` of `version`, first in key order as Kubernetes writes them. */
+  withTypeMeta(object: Readonly<KubeObject>, version: string): KubeObject {
+    const apiVersion = this.apiVersion(version);
+    if (object.apiVersion === apiVersion && object.kind === this.kind) return object as KubeObject;
+    const { apiVersion: _a, kind: _k, ...rest } = object;
+    return { apiVersion, kind: this.kind, ...rest };
+  }
+}

@@ -1,0 +1,61 @@
+import type { StatusCause } from '../status';
+
+/**
+ * Field errors as k8s.io/apimachinery/pkg/util/validation/field builds them: each becomes a
+ * `StatusCause` {type, message: the error body, field} of a 422 Invalid.
+ */
+export type FieldError = StatusCause & { readonly type: string; readonly message: string; readonly field: string };
+
+/** Renders a value the way field errors quote it: strings in double quotes, the rest as JSON. */
+function show(value: unknown): string {
+  if (typeof value === 'string') return JSON.stringify(value);
+  if (value === undefined) return 'null';
+  return JSON.stringify(value);
+}
+
+export const fieldErrors = {
+  invalid: (field: string, value: unknown, detail: string): FieldError => ({
+    type: 'FieldValueInvalid',
+    message: `Invalid value: ${show(value)}${detail ? `: ${detail}` : ''}`,
+    field,
+  }),
+  required: (field: string, detail = ''): FieldError => ({
+    type: 'FieldValueRequired',
+    message: `Required value${detail ? `: ${detail}` : ''}`,
+    field,
+  }),
+  forbidden: (field: string, detail: string): FieldError => ({ type: 'FieldValueForbidden', message: `Forbidden: ${detail}`, field }),
+  notSupported: (field: string, value: unknown, supported: readonly unknown[]): FieldError => ({
+    type: 'FieldValueNotSupported',
+    message: `Unsupported value: ${show(value)}: supported values: ${supported.map(show).join(', ')}`,
+    field,
+  }),
+  typeInvalid: (field: string, value: unknown, detail: string): FieldError => ({
+    type: 'FieldValueTypeInvalid',
+    message: `Invalid value: ${show(value)}: ${detail}`,
+    field,
+  }),
+  tooLong: (field: string, max: number): FieldError => ({
+    type: 'FieldValueTooLong',
+    message: `Too long: may not be more than ${max} bytes`,
+    field,
+  }),
+  tooMany: (field: string, actual: number, max: number): FieldError => ({
+    type: 'FieldValueTooMany',
+    message: `Too many: ${actual}: must have at most ${max} items`,
+    field,
+  }),
+};
+
+/** `spec.items[2].name`-style path building. */
+export function child(path: string, name: string): string {
+  return path ? `${path}.${name}` : name;
+}
+
+export function index(path: string, i: number): string {
+  return `${path}[${i}]`;
+}
+
+export function key(path: string, k: string): string {
+  return `${path}[${k}]`;
+}

@@ -1,0 +1,137 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Logger } from 'pino';
+import type { ApiGroupDefinition } from '../../apis/types';
+import { NamespaceLister, namespaceLifecycle } from '../admission/namespace-lifecycle';
+import type { AdmissionContext, AdmissionPlugin } from '../admission/types';
+import type { UserInfo } from '../auth/types';
+import { RESOURCE_OFFERS, ResourceOutput, SUPPORTED_OUTPUT_TYPES, negotiate, parseAccept } from '../content';
+import type { RequestInfo } from '../request-info';
+import type { Storage } from '../storage/types';
+import { errors } from '../status';
+import { KindCodec } from './codec';
+import { RegistryDeps, RequestScope, createObject, deleteCollection, deleteObject, getObject, listObjects, patchObject, updateObject, watchObjects } from './rest';
+import type { ApiRules } from './rules';
+import { WatchHub } from './watch';
+
+export type { ApiRules, KindRules, KubeObject } from './rules';
+export type { FieldError } from './field-errors';
+export { fieldErrors } from './field-errors';
+export { KindCodec } from './codec';
+
+/** Serves the resources of one API group: the contract between the server shell and the registry. */
+export interface ApiServing {
+  /**
+   * Handles one resource request for the group (RequestInfo.isResourceRequest, apiGroup matches).
+   * Writes the response (JSON / Table / PartialObjectMetadata / watch stream) or throws StatusError.
+   */
+  handle(req: IncomingMessage, res: ServerResponse, info: RequestInfo, user: UserInfo): Promise<void>;
+  /** Storage ready (a /readyz check). */
+  isReady(): boolean;
+  /** Open watch streams (for /metrics). */
+  watchCount(): number;
+  /** Ends every watch cleanly (graceful shutdown); the storage is not closed. */
+  close(): Promise<void>;
+}
+
+export interface ApiServingOptions {
+  readonly api: ApiGroupDefinition;
+  readonly storage: Storage;
+  /** NamespaceLifecycle runs first, over this lister. */
+  readonly namespaces: NamespaceLister;
+  /** Further plugins, after NamespaceLifecycle (e.g. BanFlunder). @default - none */
+  readonly admission?: readonly AdmissionPlugin[];
+  /** Per-kind conversion, defaulting and validation (e.g. wardle's). @default - the definition alone */
+  readonly rules?: ApiRules;
+  readonly logger: Logger;
+  /** How often watchers that allow bookmarks get one. @default 60000 (the cacher's bookmark frequency) */
+  readonly bookmarkIntervalMs?: number;
+}
+
+type Handler = (scope: RequestScope, deps: RegistryDeps) => Promise<void>;
+
+/** Verb → handler and what it may answer with; `null`: the method is not allowed there (405). */
+const COLLECTION_VERBS: Readonly<Record<string, readonly [Handler, keyof typeof RESOURCE_OFFERS]>> = {
+  list: [listObjects, 'list'],
+  watch: [watchObjects, 'watch'],
+  create: [createObject, 'write'],
+  deletecollection: [deleteCollection, 'list'],
+};
+const ITEM_VERBS: Readonly<Record<string, readonly [Handler, keyof typeof RESOURCE_OFFERS]>> = {
+  get: [getObject, 'object'],
+  update: [updateObject, 'write'],
+  patch: [patchObject, 'write'],
+  delete: [deleteObject, 'write'],
+};
+const STATUS_VERBS: Readonly<Record<string, readonly [Handler, keyof typeof RESOURCE_OFFERS]>> = {
+  get: [getObject, 'object'],
+  update: [updateObject, 'write'],
+  patch: [patchObject, 'write'],
+};
+
+/**
+ * Builds the registry of an API group: one generic REST handler per kind and served version,
+ * over one storage, with NamespaceLifecycle and the given admission plugins.
+ */
+export function createApiServing(options: ApiServingOptions): ApiServing {
+  const { api, storage, logger } = options;
+  const rules = options.rules ?? {};
+  const codecs = new Map<string, KindCodec>(); // by plural
+  const byKind = new Map<string, KindCodec>();
+  for (const kind of api.kinds) {
+    const codec = new KindCodec(api.group, kind, rules[kind.kind]);
+    codecs.set(kind.plural, codec);
+    byKind.set(kind.kind, codec);
+  }
+  for (const kindName of Object.keys(rules)) {
+    if (!byKind.has(kindName)) throw new Error(`rules are given for kind "${kindName}", which API group "${api.group}" does not define (kinds: ${[...byKind.keys()].join(', ')})`);
+  }
+
+  const admissionContext: AdmissionContext = {
+    async list(kind: string) {
+      const codec = byKind.get(kind);
+      if (!codec) throw errors.internal(`admission asked for kind "${kind}", which API group "${api.group}" does not define`);
+      const listed = await storage.list(codec.prefix());
+      return listed.items.map((item) => item.value);
+    },
+  };
+  const hub = new WatchHub();
+  const deps: RegistryDeps = {
+    storage,
+    admission: [namespaceLifecycle(options.namespaces), ...(options.admission ?? [])],
+    admissionContext,
+    hub,
+    watchSettings: { bookmarkIntervalMs: options.bookmarkIntervalMs ?? 60_000 },
+    logger,
+  };
+
+  async function handle(req: IncomingMessage, res: ServerResponse, info: RequestInfo, user: UserInfo): Promise<void> {
+    const codec = codecs.get(info.resource);
+    const version = codec?.version(info.apiVersion);
+    if (!codec || !version || info.apiGroup !== api.group || info.parts.length > 0) throw errors.pathNotFound();
+    if (info.subresource !== '' && !(info.subresource === 'status' && version.subresources?.status === true)) throw errors.pathNotFound();
+    // A cluster-scoped kind has no namespaced path; a namespaced kind at the cluster path only lists and watches.
+    if (!codec.namespaced && info.namespace !== '') throw errors.pathNotFound();
+    if (codec.namespaced && info.namespace === '' && info.name !== '' && info.verb !== 'list' && info.verb !== 'watch') throw errors.pathNotFound();
+
+    const table = info.subresource === 'status' ? STATUS_VERBS : info.name === '' || info.verb === 'list' || info.verb === 'watch' ? COLLECTION_VERBS : ITEM_VERBS;
+    const entry = Object.prototype.hasOwnProperty.call(table, info.verb) ? table[info.verb] : undefined;
+    if (!entry) throw errors.methodNotAllowed(req.method ?? '');
+    if (codec.namespaced && info.namespace === '' && (info.verb === 'create' || info.verb === 'deletecollection')) throw errors.methodNotAllowed(req.method ?? '');
+    const [handler, offers] = entry;
+
+    const chosen = negotiate<ResourceOutput>(parseAccept(req.headers.accept), RESOURCE_OFFERS[offers]);
+    if (!chosen) throw errors.notAcceptable(SUPPORTED_OUTPUT_TYPES);
+    const query = new URL(req.url ?? '/', 'http://localhost').searchParams;
+    const scope: RequestScope = { req, res, info, user, query, codec, version, subresource: info.subresource, output: chosen.value };
+    await handler(scope, deps);
+  }
+
+  return {
+    handle,
+    isReady: () => storage.isReady(),
+    watchCount: () => hub.count(),
+    async close() {
+      hub.endAll();
+    },
+  };
+}

@@ -1,0 +1,256 @@
+import type { ServerResponse } from 'node:http';
+import type { Logger } from 'pino';
+import type { KindVersion } from '../../apis/types';
+import type { ResourceOutput } from '../content';
+import { ExpiredError, Storage, StorageEvent, StorageWatch, StoredValue, TooLargeRevisionError } from '../storage/types';
+import { Status, StatusError, errors } from '../status';
+import type { KindCodec } from './codec';
+import type { ListQuery } from './list-options';
+import { IncludeObject, partialObjectMetadata, toTable } from './table';
+
+/**
+ * Watch streams, as k8s.io/apiserver's watch handler and cacher serve them: 200, then one JSON
+ * object per line `{"type":"ADDED|MODIFIED|DELETED|BOOKMARK|ERROR","object":…}`, each written
+ * (and so flushed) as it happens.
+ *
+ * - resourceVersion "" or "0": synthetic ADDED events for every current object first.
+ * - resourceVersion N: every change after N; N older than the kept history → an ERROR event
+ *   carrying a 410 Expired Status (`too old resource version: N (M)`), then the end.
+ * - `sendInitialEvents=true` (watch-list): ADDED for every object, then a BOOKMARK annotated
+ *   `k8s.io/initial-events-end: "true"` at the list's resourceVersion. `false`: no initial events.
+ * - `allowWatchBookmarks=true`: periodic BOOKMARK events with only `metadata.resourceVersion`.
+ * - Selector filtering with transitions: an object that stops matching is sent as DELETED, one
+ *   that starts matching as ADDED (as the cacher does).
+ * - Ends at `timeoutSeconds` (default 30–60 min, as `--min-request-timeout`), on client
+ *   disconnect, when the client cannot keep up, or on shutdown.
+ */
+
+/** Upstream terminates watchers that fall this far behind; we cut at this many buffered bytes. */
+const MAX_BUFFERED_BYTES = 16 * 1024 * 1024;
+const MIN_REQUEST_TIMEOUT_SECONDS = 1800;
+
+export interface WatchSettings {
+  /** How often bookmarks are sent to watchers that allow them. */
+  readonly bookmarkIntervalMs: number;
+}
+
+/** The open watch streams of a registry: counted for /metrics, ended on shutdown. */
+export class WatchHub {
+  private readonly sessions = new Set<{ end(): void }>();
+
+  add(session: { end(): void }): void {
+    this.sessions.add(session);
+  }
+
+  remove(session: { end(): void }): void {
+    this.sessions.delete(session);
+  }
+
+  count(): number {
+    return this.sessions.size;
+  }
+
+  endAll(): void {
+    for (const session of [...this.sessions]) session.end();
+  }
+}
+
+export interface WatchRequest {
+  readonly res: ServerResponse;
+  readonly codec: KindCodec;
+  readonly version: KindVersion;
+  readonly output: ResourceOutput;
+  readonly includeObject: IncludeObject;
+  readonly namespace: string;
+  readonly options: ListQuery;
+  readonly filter?: (value: StoredValue) => boolean;
+}
+
+/** Serialized events, cached per stored object and representation: one encoding for all watchers. */
+const encodedEvents = new WeakMap<object, Map<string, string>>();
+
+function eventLine(type: string, object: unknown): string {
+  return `{"type":"${type}","object":${JSON.stringify(object)}}\n`;
+}
+
+function statusLine(status: Status): string {
+  return eventLine('ERROR', status);
+}
+
+/** Streams one watch; resolves when it has ended. */
+export async function serveWatch(request: WatchRequest, storage: Storage, hub: WatchHub, settings: WatchSettings, logger: Logger): Promise<void> {
+  const { res, codec, version, output, includeObject, options } = request;
+  const prefix = codec.prefix(request.namespace || undefined);
+  const filter = request.filter;
+  const variant = `${version.name}|${output.as}|${'version' in output ? output.version : ''}|${includeObject}`;
+  let tableHeadersSent = false;
+
+  /** The object of an event in the requested representation. */
+  function render(value: StoredValue): unknown {
+    const object = codec.fromStorage(value, version.name);
+    switch (output.as) {
+      case 'Object':
+        return object;
+      case 'PartialObjectMetadata':
+      case 'PartialObjectMetadataList':
+        return partialObjectMetadata(object, output.version);
+      case 'Table': {
+        const metadata = (object.metadata ?? {}) as { resourceVersion?: string };
+        const noHeaders = tableHeadersSent;
+        tableHeadersSent = true;
+        return toTable([object], { resourceVersion: metadata.resourceVersion ?? '' }, { version, metaVersion: output.version, includeObject, noHeaders });
+      }
+    }
+  }
+
+  function encode(type: string, value: StoredValue, cacheable: boolean): string {
+    // A Table's first event carries the column definitions: never shared.
+    if (!cacheable || (output.as === 'Table' && !tableHeadersSent)) return eventLine(type, render(value));
+    let cache = encodedEvents.get(value);
+    if (!cache) {
+      cache = new Map();
+      encodedEvents.set(value, cache);
+    }
+    const cacheKey = `${type}|${variant}`;
+    let line = cache.get(cacheKey);
+    if (line === undefined) {
+      line = eventLine(type, render(value));
+      cache.set(cacheKey, line);
+    }
+    return line;
+  }
+
+  function bookmarkLine(revision: number, initialEventsEnd: boolean): string {
+    const metadata: Record<string, unknown> = { resourceVersion: String(revision) };
+    if (initialEventsEnd) metadata.annotations = { 'k8s.io/initial-events-end': 'true' };
+    switch (output.as) {
+      case 'Object':
+        return eventLine('BOOKMARK', { kind: codec.kind, apiVersion: codec.apiVersion(version.name), metadata });
+      case 'PartialObjectMetadata':
+      case 'PartialObjectMetadataList':
+        return eventLine('BOOKMARK', { kind: 'PartialObjectMetadata', apiVersion: `meta.k8s.io/${output.version}`, metadata });
+      case 'Table':
+        return eventLine('BOOKMARK', { kind: 'Table', apiVersion: `meta.k8s.io/${output.version}`, metadata: { resourceVersion: String(revision) }, rows: [] });
+    }
+  }
+
+  res.writeHead(200, { 'Content-Type': 'application/json', 'Cache-Control': 'no-cache, private' });
+  res.flushHeaders();
+  res.socket?.setNoDelay(true);
+
+  return new Promise<void>((resolve) => {
+    let ended = false;
+    let storageWatch: StorageWatch | undefined;
+    let lastRevision = 0;
+    const timers: NodeJS.Timeout[] = [];
+
+    const session = {
+      end(): void {
+        if (ended) return;
+        ended = true;
+        for (const timer of timers) clearTimeout(timer);
+        storageWatch?.stop();
+        hub.remove(session);
+        if (!res.writableEnded && !res.destroyed) res.end();
+        resolve();
+      },
+    };
+    hub.add(session);
+    res.on('close', () => session.end());
+
+    function write(line: string): void {
+      if (ended) return;
+      res.write(line);
+      if (res.writableLength > MAX_BUFFERED_BYTES) {
+        logger.warn({ resource: codec.gr.resource, bufferedBytes: res.writableLength }, 'watch client is not reading; ending its watch');
+        session.end();
+        res.destroy();
+      }
+    }
+
+    function fail(status: Status): void {
+      write(statusLine(status));
+      session.end();
+    }
+
+    function onEvent(event: StorageEvent): void {
+      let type: string = event.type;
+      let value = event.object;
+      if (filter) {
+        const matchesNow = filter(event.object);
+        if (event.type === 'MODIFIED') {
+          const matchedBefore = event.prevObject !== undefined && filter(event.prevObject);
+          if (matchesNow && !matchedBefore) type = 'ADDED';
+          else if (!matchesNow && matchedBefore) {
+            type = 'DELETED';
+            const prev = event.prevObject!;
+            value = { ...prev, metadata: { ...(prev.metadata as object), resourceVersion: String(event.revision) } };
+          } else if (!matchesNow) return;
+        } else if (!matchesNow) {
+          return;
+        }
+      }
+      lastRevision = event.revision;
+      write(encode(type, value, value === event.object));
+    }
+
+    const timeoutSeconds = options.timeoutSeconds ?? MIN_REQUEST_TIMEOUT_SECONDS * (1 + Math.random());
+    timers.push(setTimeout(() => session.end(), timeoutSeconds * 1000));
+
+    async function start(): Promise<void> {
+      const rv = options.resourceVersion;
+      const initialEvents = options.sendInitialEvents ?? (rv === '' || rv === '0');
+      let from: number;
+      if (initialEvents) {
+        const listed = await storage.list(prefix, filter ? { filter } : {});
+        if (ended) return;
+        for (const item of listed.items) write(encode('ADDED', item.value, true));
+        from = listed.revision;
+        if (options.sendInitialEvents && options.allowWatchBookmarks) write(bookmarkLine(from, true));
+      } else {
+        from = rv === '' || rv === '0' ? await storage.currentRevision() : Number(rv);
+      }
+      if (ended) return;
+      lastRevision = from;
+      storageWatch = storage.watch(prefix, from, {
+        onEvent,
+        onProgress: (notification) => {
+          if (notification.revision >= lastRevision) {
+            lastRevision = notification.revision;
+            write(bookmarkLine(notification.revision, false));
+          }
+        },
+        onError: (error) => {
+          if (error instanceof ExpiredError) fail(tooOld(error));
+          else {
+            logger.error({ err: error, resource: codec.gr.resource }, 'watch failed in storage');
+            fail(errors.internal('the watch ended unexpectedly').status);
+          }
+        },
+      });
+      if (ended) {
+        storageWatch.stop();
+        return;
+      }
+      if (options.allowWatchBookmarks) {
+        const interval = setInterval(() => storageWatch?.requestProgress(), settings.bookmarkIntervalMs);
+        timers.push(interval);
+      }
+    }
+
+    start().catch((error: unknown) => {
+      if (error instanceof ExpiredError) fail(tooOld(error));
+      else if (error instanceof TooLargeRevisionError) fail(errors.timeout(`Too large resource version: ${error.requestedRevision}, current: ${error.currentRevision}`).status);
+      else if (error instanceof StatusError) fail(error.status);
+      else {
+        logger.error({ err: error, resource: codec.gr.resource }, 'watch failed');
+        fail(errors.internal('the watch could not be started').status);
+      }
+    });
+  });
+}
+
+/** The cacher's wording: `too old resource version: 5 (10)`. */
+function tooOld(error: ExpiredError): Status {
+  return errors.gone(`too old resource version: ${error.requestedRevision} (${error.compactedRevision})`).status;
+}

@@ -1,0 +1,260 @@
+import {
+  ExpiredError,
+  KeyExistsError,
+  ListOptions,
+  ListResult,
+  NotFoundError,
+  RevisionMismatchError,
+  Storage,
+  StorageEvent,
+  StorageWatch,
+  StoredObject,
+  StoredValue,
+  TooLargeRevisionError,
+  WatchCallbacks,
+} from './types';
+
+export interface MemoryStorageOptions {
+  /**
+   * How many events the history keeps for watches, snapshots and continue tokens; older ones are
+   * compacted (watching or listing from before them → `ExpiredError`).
+   * @default 10000
+   */
+  readonly historyEvents?: number;
+}
+
+interface Watcher {
+  readonly prefix: string;
+  readonly callbacks: WatchCallbacks;
+  stopped: boolean;
+}
+
+/** A history entry: the event and the previous stored object, to rebuild snapshots. */
+interface HistoryEntry {
+  readonly event: StorageEvent;
+  readonly prev?: StoredObject;
+}
+
+function deepFreeze<T>(value: T): T {
+  if (value !== null && typeof value === 'object' && !Object.isFrozen(value)) {
+    Object.freeze(value);
+    for (const child of Object.values(value as object)) deepFreeze(child);
+  }
+  return value;
+}
+
+/** The value with `metadata.resourceVersion` set, frozen. Takes ownership of the value's nested objects. */
+function versioned(value: StoredValue, revision: number): StoredValue {
+  const metadata = (value.metadata ?? {}) as Record<string, unknown>;
+  return deepFreeze({ ...value, metadata: { ...metadata, resourceVersion: String(revision) } });
+}
+
+/** The first index in sorted `keys` whose key is ≥ `key`. */
+function lowerBound(keys: readonly string[], key: string): number {
+  let lo = 0;
+  let hi = keys.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (keys[mid] < key) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+/** The smallest string greater than every string starting with `prefix`. */
+function prefixEnd(prefix: string): string {
+  return prefix.slice(0, -1) + String.fromCharCode(prefix.charCodeAt(prefix.length - 1) + 1);
+}
+
+/**
+ * An in-memory `Storage`: a Map for point reads, a sorted key array for range reads, and a
+ * bounded ring of events for watches, snapshots and continue tokens. Writes are synchronous
+ * under the hood, so each write and its fan-out to watchers happen in one tick, in revision order.
+ */
+export class MemoryStorage implements Storage {
+  private revision = 1;
+  private compacted = 0;
+  private readonly objects = new Map<string, StoredObject>();
+  private readonly keys: string[] = [];
+  private readonly history: HistoryEntry[] = [];
+  private historyStart = 0;
+  private readonly historyEvents: number;
+  private readonly watchers = new Set<Watcher>();
+  private closed = false;
+
+  constructor(options: MemoryStorageOptions = {}) {
+    this.historyEvents = options.historyEvents ?? 10000;
+    if (!Number.isInteger(this.historyEvents) || this.historyEvents < 1) {
+      throw new Error(`historyEvents ${String(options.historyEvents)} is not a positive integer`);
+    }
+  }
+
+  /** The revision below which history is gone (`ExpiredError` for reads and watches before it). */
+  compactedRevision(): number {
+    return this.compacted;
+  }
+
+  async currentRevision(): Promise<number> {
+    return this.revision;
+  }
+
+  async get(key: string): Promise<StoredObject | undefined> {
+    return this.objects.get(key);
+  }
+
+  async list(prefix: string, options: ListOptions = {}): Promise<ListResult> {
+    const revision = options.revision ?? this.revision;
+    if (revision > this.revision) throw new TooLargeRevisionError(revision, this.revision);
+    if (revision < this.compacted) throw new ExpiredError(revision, this.compacted);
+    const start = options.startKey !== undefined && options.startKey > prefix ? options.startKey : prefix;
+    const end = prefixEnd(prefix);
+    const source = revision === this.revision ? undefined : this.snapshotOverrides(prefix, revision);
+    const keys = source ? this.snapshotKeys(prefix, source) : this.keys;
+    const lookup = (key: string): StoredObject | undefined => (source?.has(key) ? (source.get(key) ?? undefined) : this.objects.get(key));
+
+    const limit = options.limit !== undefined && options.limit > 0 ? options.limit : Infinity;
+    const items: StoredObject[] = [];
+    let index = lowerBound(keys, start);
+    for (; index < keys.length && keys[index] < end; index++) {
+      const stored = lookup(keys[index]);
+      if (!stored) continue;
+      if (options.filter && !options.filter(stored.value)) continue;
+      if (items.length === limit) break;
+      items.push(stored);
+    }
+    const more = index < keys.length && keys[index] < end;
+    if (!more) return { items, revision, more };
+    const last = items[items.length - 1];
+    const nextKey = last ? `${last.key}\u0000` : keys[index];
+    const remaining = options.filter ? undefined : lowerBound(keys, end) - index;
+    return { items, revision, more, nextKey, ...(remaining !== undefined ? { remaining } : {}) };
+  }
+
+  /**
+   * What differs under `prefix` between `revision` and now: for each key written since, its
+   * object at `revision` (`null` if it did not exist then).
+   */
+  private snapshotOverrides(prefix: string, revision: number): Map<string, StoredObject | null> {
+    const overrides = new Map<string, StoredObject | null>();
+    for (let i = this.historyStart; i < this.history.length; i++) {
+      const { event, prev } = this.history[i];
+      if (event.revision <= revision || !event.key.startsWith(prefix) || overrides.has(event.key)) continue;
+      overrides.set(event.key, event.type === 'ADDED' ? null : (prev ?? null));
+    }
+    return overrides;
+  }
+
+  private snapshotKeys(prefix: string, overrides: Map<string, StoredObject | null>): string[] {
+    if (overrides.size === 0) return this.keys;
+    const from = lowerBound(this.keys, prefix);
+    const to = lowerBound(this.keys, prefixEnd(prefix));
+    const keys = new Set(this.keys.slice(from, to));
+    for (const key of overrides.keys()) keys.add(key);
+    return [...keys].sort();
+  }
+
+  async create(key: string, value: StoredValue): Promise<StoredObject> {
+    this.assertOpen();
+    if (this.objects.has(key)) throw new KeyExistsError(key);
+    const revision = ++this.revision;
+    const stored: StoredObject = { key, value: versioned(value, revision), createRevision: revision, modRevision: revision };
+    this.objects.set(key, stored);
+    this.keys.splice(lowerBound(this.keys, key), 0, key);
+    this.record({ type: 'ADDED', key, revision, object: stored.value });
+    return stored;
+  }
+
+  async update(key: string, value: StoredValue, expectedModRevision: number): Promise<StoredObject> {
+    this.assertOpen();
+    const prev = this.objects.get(key);
+    if (!prev) throw new NotFoundError(key);
+    if (prev.modRevision !== expectedModRevision) throw new RevisionMismatchError(key, expectedModRevision, prev.modRevision);
+    const revision = ++this.revision;
+    const stored: StoredObject = { key, value: versioned(value, revision), createRevision: prev.createRevision, modRevision: revision };
+    this.objects.set(key, stored);
+    this.record({ type: 'MODIFIED', key, revision, object: stored.value, prevObject: prev.value }, prev);
+    return stored;
+  }
+
+  async delete(key: string, expectedModRevision: number): Promise<StoredObject> {
+    this.assertOpen();
+    const prev = this.objects.get(key);
+    if (!prev) throw new NotFoundError(key);
+    if (prev.modRevision !== expectedModRevision) throw new RevisionMismatchError(key, expectedModRevision, prev.modRevision);
+    const revision = ++this.revision;
+    this.objects.delete(key);
+    const index = lowerBound(this.keys, key);
+    if (this.keys[index] === key) this.keys.splice(index, 1);
+    const deleted: StoredObject = { key, value: versioned(prev.value, revision), createRevision: prev.createRevision, modRevision: revision };
+    this.record({ type: 'DELETED', key, revision, object: deleted.value, prevObject: prev.value }, prev);
+    return deleted;
+  }
+
+  /**
+   * Registers the watcher and replays history after `afterRevision` in the same tick, so no write
+   * can slip between the two; callbacks may therefore run before this returns.
+   */
+  watch(prefix: string, afterRevision: number, callbacks: WatchCallbacks): StorageWatch {
+    this.assertOpen();
+    if (afterRevision < this.compacted) throw new ExpiredError(afterRevision, this.compacted);
+    const watcher: Watcher = { prefix, callbacks, stopped: false };
+    for (let i = this.historyStart; i < this.history.length; i++) {
+      const { event } = this.history[i];
+      if (event.revision > afterRevision && event.key.startsWith(prefix)) callbacks.onEvent(event);
+    }
+    this.watchers.add(watcher);
+    return {
+      requestProgress: () => {
+        queueMicrotask(() => {
+          if (!watcher.stopped) callbacks.onProgress?.({ type: 'PROGRESS', revision: this.revision });
+        });
+      },
+      stop: () => {
+        watcher.stopped = true;
+        this.watchers.delete(watcher);
+      },
+    };
+  }
+
+  /** How many storage watchers are registered. */
+  watcherCount(): number {
+    return this.watchers.size;
+  }
+
+  isReady(): boolean {
+    return !this.closed;
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    for (const watcher of this.watchers) watcher.stopped = true;
+    this.watchers.clear();
+  }
+
+  private assertOpen(): void {
+    if (this.closed) throw new Error('storage is closed');
+  }
+
+  private record(event: StorageEvent, prev?: StoredObject): void {
+    this.history.push(prev ? { event, prev } : { event });
+    if (this.history.length - this.historyStart > this.historyEvents) {
+      this.compacted = this.history[this.historyStart].event.revision;
+      this.historyStart++;
+      // Drop the compacted prefix in batches so that trimming stays amortised O(1).
+      if (this.historyStart >= this.historyEvents) {
+        this.history.splice(0, this.historyStart);
+        this.historyStart = 0;
+      }
+    }
+    for (const watcher of this.watchers) {
+      if (watcher.stopped || !event.key.startsWith(watcher.prefix)) continue;
+      try {
+        watcher.callbacks.onEvent(event);
+      } catch (error) {
+        watcher.stopped = true;
+        this.watchers.delete(watcher);
+        watcher.callbacks.onError?.(error instanceof Error ? error : new Error(String(error)));
+      }
+    }
+  }
+}
