@@ -188,6 +188,35 @@ describe('request-header', () => {
     expect(answer.body).toMatchObject({ outcome: 'authenticated', method: 'request-header', user: { name: 'bob', groups: ['team', 'system:authenticated'] } });
   });
 
+  test('stays trusted on resumed TLS sessions, which do not carry the intermediates', async () => {
+    // GIVEN a front proxy certificate issued by an intermediate, and a client that resumes TLS sessions
+    const intermediate = makeCa('front-proxy-intermediate', { issuer: frontProxyCa });
+    const leaf = makeLeaf(intermediate, { cn: 'front-proxy-client' });
+    const { port } = await startEchoServer();
+    const agent = new https.Agent({ keepAlive: false, ca: servingCa.certPem, cert: leaf.chainPem, key: leaf.keyPem });
+
+    // WHEN it makes three requests on three connections
+    const answers: { reused: boolean; body: Answer['body'] }[] = [];
+    for (let i = 0; i < 3; i++) {
+      answers.push(
+        await new Promise((resolve, reject) => {
+          https
+            .get({ host: '127.0.0.1', port, servername: 'localhost', agent, headers: { 'X-Remote-User': 'pat' } }, (res) => {
+              let text = '';
+              res.on('data', (c: Buffer) => (text += c.toString()));
+              res.on('end', () => resolve({ reused: (res.socket as import('node:tls').TLSSocket).isSessionReused(), body: JSON.parse(text) }));
+            })
+            .on('error', reject);
+        }),
+      );
+    }
+    agent.destroy();
+
+    // THEN the later connections were resumed, and every request was the front proxy's user
+    expect(answers.map((a) => a.reused)).toEqual([false, true, true]);
+    for (const a of answers) expect(a.body).toMatchObject({ method: 'request-header', user: { name: 'pat' } });
+  });
+
   test('a front proxy certificate without a username header falls through the chain', async () => {
     // GIVEN the front proxy's certificate, and no X-Remote-User
     const { port } = await startEchoServer();

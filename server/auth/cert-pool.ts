@@ -143,6 +143,21 @@ export class CertPool {
 const peerChains = new WeakMap<object, readonly X509Certificate[]>();
 
 /**
+ * Intermediates seen with each leaf in full handshakes. A resumed TLS session (session tickets,
+ * which Node clients use) restores the peer's leaf but not the intermediates it sent; they are
+ * taken from here. A session can only be resumed on the process that issued its ticket, after a
+ * full handshake that recorded them. Bounded; the oldest entries go first.
+ */
+const intermediatesByLeaf = new Map<string, readonly X509Certificate[]>();
+const MAX_REMEMBERED_LEAVES = 1024;
+
+function remember(leaf: X509Certificate, intermediates: readonly X509Certificate[]): void {
+  if (intermediatesByLeaf.has(leaf.fingerprint256)) return;
+  if (intermediatesByLeaf.size >= MAX_REMEMBERED_LEAVES) intermediatesByLeaf.delete(intermediatesByLeaf.keys().next().value!);
+  intermediatesByLeaf.set(leaf.fingerprint256, intermediates);
+}
+
+/**
  * The certificates the client presented on this request's TLS connection, leaf first; empty when
  * it sent none (or the request did not come over TLS). Parsed once per connection.
  */
@@ -151,7 +166,7 @@ export function peerCertificates(req: IncomingMessage): readonly X509Certificate
   if (typeof socket.getPeerCertificate !== 'function') return [];
   const cached = peerChains.get(socket);
   if (cached) return cached;
-  const chain: X509Certificate[] = [];
+  let chain: X509Certificate[] = [];
   const seen = new Set<string>();
   let current = socket.getPeerCertificate(true);
   while (current && current.raw && chain.length <= MAX_CHAIN_DEPTH) {
@@ -161,6 +176,8 @@ export function peerCertificates(req: IncomingMessage): readonly X509Certificate
     chain.push(cert);
     current = current.issuerCertificate;
   }
+  if (chain.length > 1) remember(chain[0], chain.slice(1));
+  else if (chain.length === 1 && socket.isSessionReused?.()) chain = [chain[0], ...(intermediatesByLeaf.get(chain[0].fingerprint256) ?? [])];
   peerChains.set(socket, chain);
   return chain;
 }

@@ -415,8 +415,9 @@ export class FakeKubeApiServer {
 
   private caller(req: IncomingMessage): FakeUser | undefined {
     const socket = req.socket as TLSSocket;
-    if (socket.authorized) {
-      const peer = socket.getPeerCertificate();
+    // A resumed TLS session may carry no peer certificate details: then the token decides.
+    const peer = socket.authorized ? socket.getPeerCertificate() : undefined;
+    if (peer?.subject?.CN) {
       const o = peer.subject.O;
       return { username: String(peer.subject.CN), groups: [...(o === undefined ? [] : Array.isArray(o) ? o : [o]), 'system:authenticated'] };
     }
