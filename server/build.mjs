@@ -40,8 +40,6 @@ await build({
   minifySyntax: true,
   legalComments: 'linked',
   logLevel: 'warning',
-  // prom-client requires this optional peer only when present; it is not.
-  external: ['@opentelemetry/api'],
   define: {
     'process.env.SERVER_VERSION': JSON.stringify(version),
     'process.env.SERVER_GIT_COMMIT': JSON.stringify(commit),

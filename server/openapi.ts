@@ -1,7 +1,8 @@
 import { createHash } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { ApiGroupDefinition, JSONSchemaProps, KindDefinition, kindsInVersion, listKindOf, servedVersions } from '../apis';
-import { acceptsJson } from './discovery';
+import { acceptsJson, isPlainJson, parseAccept } from './discovery';
+import { encodeOpenApiV2 } from './openapi-proto';
 import { Gvk, META_PREFIX, metaDefinitions } from './openapi-meta';
 import { errors } from './status';
 import { SERVER_VERSION } from './version';
@@ -345,19 +346,28 @@ interface Published {
 }
 
 function publish(doc: unknown): Published {
-  const body = Buffer.from(JSON.stringify(doc));
+  return published(Buffer.from(JSON.stringify(doc)));
+}
+
+function published(body: Buffer): Published {
   return { body, hash: createHash('sha512').update(body).digest('hex').toUpperCase() };
 }
+
+/** The protobuf media types of /openapi/v2 (the second is the pre-1.10 spelling clients still send). */
+const V2_PROTOBUF = ['application/com.github.proto-openapi.spec.v2@v1.0+protobuf', 'application/com.github.proto-openapi.spec.v2.v1.0+protobuf'];
 
 /** Serves the OpenAPI documents of one API group; everything is built once. */
 export class OpenApi {
   private readonly v2: Published;
+  private readonly v2Protobuf: Published;
   private readonly v3: Map<string, Published>;
   private readonly v3Index: Published;
   private readonly lastModified = new Date().toUTCString();
 
   constructor(api: ApiGroupDefinition) {
-    this.v2 = publish(buildOpenApiV2(api));
+    const v2 = buildOpenApiV2(api);
+    this.v2 = publish(v2);
+    this.v2Protobuf = published(encodeOpenApiV2(v2));
     this.v3 = new Map(servedVersions(api).map((version) => [`apis/${api.group}/${version}`, publish(buildOpenApiV3(api, version))]));
     const index: Record<string, { serverRelativeURL: string }> = {};
     for (const [path, doc] of this.v3) index[path] = { serverRelativeURL: `/openapi/v3/${path}?hash=${doc.hash}` };
@@ -375,8 +385,22 @@ export class OpenApi {
    * the aggregator treats any redirect as a failure).
    */
   serve(req: IncomingMessage, res: ServerResponse, path: string): void {
-    if (!acceptsJson(req.headers.accept)) throw errors.notAcceptable(['application/json']);
-    const doc = path === '/openapi/v2' ? this.v2 : path === '/openapi/v3' || path === '/openapi/v3/' ? this.v3Index : this.v3.get(path.slice('/openapi/v3/'.length))!;
+    let doc: Published;
+    let contentType = 'application/json';
+    if (path === '/openapi/v2') {
+      const range = parseAccept(req.headers.accept).find((r) => isPlainJson(r) || V2_PROTOBUF.includes(`${r.type}/${r.subtype}`));
+      if (!range) throw errors.notAcceptable(['application/json', V2_PROTOBUF[0]]);
+      if (isPlainJson(range)) {
+        doc = this.v2;
+      } else {
+        doc = this.v2Protobuf;
+        // As kube-openapi answers it: Go's mime parser rejects the '@' of the requested type.
+        contentType = 'application/octet-stream';
+      }
+    } else {
+      if (!acceptsJson(req.headers.accept)) throw errors.notAcceptable(['application/json']);
+      doc = path === '/openapi/v3' || path === '/openapi/v3/' ? this.v3Index : this.v3.get(path.slice('/openapi/v3/'.length))!;
+    }
     const etag = `"${doc.hash}"`;
     res.setHeader('ETag', etag);
     res.setHeader('Vary', 'Accept');
@@ -390,7 +414,7 @@ export class OpenApi {
       return;
     }
     res.statusCode = 200;
-    res.setHeader('Content-Type', 'application/json');
+    res.setHeader('Content-Type', contentType);
     res.setHeader('Content-Length', doc.body.length);
     res.end(req.method === 'HEAD' ? undefined : doc.body);
   }
