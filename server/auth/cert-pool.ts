@@ -58,8 +58,8 @@ function unescapeDnValue(value: string): string {
 export function subjectAttribute(subject: string, key: string): string[] {
   const values: string[] = [];
   for (const line of subject.split('\n')) {
-    // Multi-valued RDNs are printed joined by "+" on one line.
-    for (const part of line.split(/(?<!\\)\+/)) {
+    // Multi-valued RDNs are printed on one line joined by " + " (an escaped "\+" is part of a value).
+    for (const part of line.split(/ ?(?<!\\)\+ ?/)) {
       const eq = part.indexOf('=');
       if (eq > 0 && part.slice(0, eq) === key) values.push(unescapeDnValue(part.slice(eq + 1)));
     }
