@@ -3,7 +3,7 @@
  * against the kube-apiserver stand-in, reached by real TLS clients with real certificates.
  */
 import { X509Certificate } from 'node:crypto';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import * as https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -465,6 +465,17 @@ describe('the authentication ConfigMap', () => {
       'cannot read configmap "extension-apiserver-authentication" in namespace "kube-system": forbidden (configmaps "extension-apiserver-authentication" is forbidden: User "system:serviceaccount:wardle:wardle-apiserver" cannot get resource "configmaps" in API group "" in the namespace "kube-system"). ' +
         `The server's ServiceAccount needs a RoleBinding in namespace "kube-system" to Role "extension-apiserver-authentication-reader": ` +
         'kubectl create rolebinding -n kube-system wardle-apiserver-auth-reader --role=extension-apiserver-authentication-reader --serviceaccount=wardle:wardle-apiserver',
+    );
+  });
+
+  test('fails to start when kube-apiserver rejects the credentials', async () => {
+    // GIVEN a kubeconfig whose token kube-apiserver does not know
+    const kubeconfig = fake.writeKubeconfig(dir, 'token');
+    writeFileSync(kubeconfig, readFileSync(kubeconfig, 'utf8').replace(fake.serviceAccountToken, 'expired-token'));
+
+    // WHEN / THEN
+    await expect(startDelegatedAuth({ authenticationKubeconfig: kubeconfig, authorizationKubeconfig: kubeconfig }, logger())).rejects.toThrow(
+      /rejected the server's credentials \(401 Unauthorized\) reading ConfigMap kube-system\/extension-apiserver-authentication/,
     );
   });
 

@@ -254,6 +254,11 @@ export async function startAuthConfig(options: AuthConfigOptions): Promise<AuthC
       const res = await client.request<{ data?: Record<string, string>; metadata?: { resourceVersion?: string }; message?: string }>('GET', CONFIGMAP_PATH);
       if (res.status === 403) {
         throw new StartupError(await forbiddenMessage(client, res.body?.message ?? 'Forbidden', options.serviceAccountDir ?? '/var/run/secrets/kubernetes.io/serviceaccount'));
+      } else if (res.status === 401) {
+        // Retrying cannot help: the credentials themselves are wrong or expired.
+        throw new StartupError(
+          `kube-apiserver at ${client.server} rejected the server's credentials (401 Unauthorized) reading ConfigMap ${AUTH_CONFIGMAP_NAMESPACE}/${AUTH_CONFIGMAP_NAME}: check the kubeconfig's user, or the mounted ServiceAccount token`,
+        );
       } else if (res.status === 200) {
         try {
           mapConfig = configFromConfigMapData(res.body?.data ?? {});
