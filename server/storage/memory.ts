@@ -149,7 +149,10 @@ export class MemoryStorage implements Storage {
     const from = lowerBound(this.keys, prefix);
     const to = lowerBound(this.keys, prefixEnd(prefix));
     const keys = new Set(this.keys.slice(from, to));
-    for (const key of overrides.keys()) keys.add(key);
+    for (const [key, stored] of overrides) {
+      if (stored) keys.add(key);
+      else keys.delete(key); // created after the snapshot
+    }
     return [...keys].sort();
   }
 
