@@ -342,8 +342,20 @@ class HttpsKubeClient implements KubeClient {
         const req = this.open('GET', `${collectionPath}${separator}${query}`, {}, undefined);
         current = req;
         let rv: string | undefined = resourceVersion;
-        req.on('error', (error) => (stopped ? resolve(rv) : reject(error)));
+        // The answer must start within the request timeout; the stream itself may then idle for minutes.
+        const headerTimer = setTimeout(() => req.destroy(new Error(`WATCH ${collectionPath}: no answer within ${this.requestTimeoutMs} ms`)), this.requestTimeoutMs);
+        req.on('error', (error) => {
+          clearTimeout(headerTimer);
+          if (stopped) resolve(rv);
+          else reject(error);
+        });
+        // Destroyed before an answer (stop(), the header timeout) without an 'error': settle anyway.
+        req.on('close', () => {
+          clearTimeout(headerTimer);
+          resolve(rv);
+        });
         req.on('response', (res) => {
+          clearTimeout(headerTimer);
           if (res.statusCode !== 200) {
             const chunks: Buffer[] = [];
             res.on('data', (c: Buffer) => chunks.push(c));

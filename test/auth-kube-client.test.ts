@@ -272,6 +272,27 @@ describe('watch', () => {
     await w.done;
   });
 
+  test('stop() ends a watch that is waiting for an API server that does not answer', async () => {
+    // GIVEN a TCP server that accepts connections and never answers
+    const net = await import('node:net');
+    const silent = net.createServer(() => undefined);
+    await new Promise<void>((r) => silent.listen(0, '127.0.0.1', r));
+    const file = fake.writeKubeconfig(dir);
+    writeFileSync(file, (await import('node:fs')).readFileSync(file, 'utf8').replace(fake.url, `https://127.0.0.1:${(silent.address() as import('node:net').AddressInfo).port}`));
+    const client = track(loadKubeClient({ kubeconfig: file, requestTimeoutMs: 200, watchBackoffMs: 10 }));
+    const errors: Error[] = [];
+
+    // WHEN a watch starts, times out at least once, and is stopped
+    const w = client.watch('/api/v1/namespaces', () => undefined, { onError: (e) => errors.push(e) });
+    await until(() => errors.length > 0, 'a timeout');
+    w.stop();
+
+    // THEN it ends
+    await w.done;
+    expect(errors[0].message).toMatch(/no answer within 200 ms/);
+    silent.close();
+  });
+
   test('keeps retrying a forbidden list and reports each failure', async () => {
     // GIVEN the ConfigMap is forbidden
     fake.configMapForbidden = true;
