@@ -408,7 +408,10 @@ async function updatedObject(scope: RequestScope, deps: RegistryDeps, incoming: 
   }
   const nextMeta = metaOf(next);
   delete nextMeta.resourceVersion;
-  validateByRules(scope, nextMeta, codec.toInternal(next, codec.storageVersion), codec.toInternal(oldValue, codec.storageVersion));
+  // Validate the internal form of what the client sent (conversion to the storage version may be
+  // lossy and hide an invalid combination); for /status, the merged object.
+  const validated = scope.subresource === 'status' ? codec.toInternal(next, codec.storageVersion) : { ...internal, metadata: nextMeta };
+  validateByRules(scope, nextMeta, validated, codec.toInternal(oldValue, codec.storageVersion));
   await runAdmission(deps, admissionAttributes(scope, 'UPDATE', scope.info.name, dryRun, next, oldValue));
   return next;
 }
