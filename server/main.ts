@@ -4,13 +4,13 @@
  */
 import type { Logger } from 'pino';
 import { WARDLE } from '../apis';
-import { banFlunder } from './admission/ban-flunder';
 import { KubeNamespaceLister } from './admission/namespace-lifecycle';
 import { startDelegatedAuth, StartupError } from './auth';
 import { loadKubeClient } from './kube-client';
 import { createLogger } from './logging';
 import { OptionsError, parseCommandLine, ServerConfig } from './options';
 import { createApiServing } from './registry';
+import { wardleAdmission, wardleRules } from './registry/wardle';
 import { Server } from './server';
 import { MemoryStorage } from './storage/memory';
 
@@ -20,7 +20,7 @@ async function run(config: ServerConfig, logger: Logger): Promise<Server> {
   const kube = loadKubeClient({ kubeconfig: config.kubeconfig });
   const namespaces = new KubeNamespaceLister(kube, logger);
   const storage = new MemoryStorage();
-  const apiServing = createApiServing({ api: WARDLE, storage, namespaces, admission: [banFlunder()], logger });
+  const apiServing = createApiServing({ api: WARDLE, storage, namespaces, admission: wardleAdmission(), rules: wardleRules, logger });
   return Server.start({ ...config, api: WARDLE, auth, apiServing, logger, onClose: () => {
       namespaces.close();
       kube.close();

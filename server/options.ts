@@ -135,7 +135,7 @@ function parser(argv: readonly string[]) {
     })
     .strict()
     .exitProcess(false)
-    .wrap(Math.min(120, process.stdout.columns ?? 100))
+    .wrap(null)
     .fail((message, error) => {
       throw new OptionsError(error?.message ?? message);
     });
