@@ -1,3 +1,4 @@
+import * as http from 'node:http';
 import { FISCHERS, FLUNDERS, RegistryServer, flunder } from './support/registry-server';
 
 let server: RegistryServer;
@@ -123,7 +124,6 @@ describe('create', () => {
 
     // WHEN sent chunked without a Content-Length
     const chunked = await new Promise<number>((resolve, reject) => {
-      const http = require('node:http') as typeof import('node:http');
       const req = http.request(`${server.url}${FLUNDERS}`, { method: 'POST', headers: { 'Content-Type': 'application/json', 'Transfer-Encoding': 'chunked' } }, (res) => {
         res.resume();
         resolve(res.statusCode ?? 0);

@@ -1,4 +1,5 @@
 import * as http from 'node:http';
+import * as https from 'node:https';
 import type { AddressInfo } from 'node:net';
 import pino from 'pino';
 import type { ApiGroupDefinition } from '../../apis/types';
@@ -27,6 +28,8 @@ export interface RegistryServerOptions {
   readonly namespaces?: Readonly<Record<string, NamespacePhase>>;
   readonly storage?: MemoryStorageOptions;
   readonly bookmarkIntervalMs?: number;
+  /** Serve HTTPS with this certificate; the helpers then trust `caPem`. @default - plain HTTP */
+  readonly tls?: { readonly certPem: string; readonly keyPem: string; readonly caPem: string };
 }
 
 export interface Reply {
@@ -71,7 +74,8 @@ export class RegistryServer {
   readonly serving: ApiServing;
   user: UserInfo = TEST_USER;
   private readonly server: http.Server;
-  private readonly agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
+  private readonly agent: http.Agent;
+  private readonly tls: RegistryServerOptions['tls'];
 
   private constructor(options: RegistryServerOptions) {
     this.storage = new MemoryStorage(options.storage);
@@ -86,13 +90,20 @@ export class RegistryServer {
       logger: pino({ level: 'silent' }),
       ...(options.bookmarkIntervalMs ? { bookmarkIntervalMs: options.bookmarkIntervalMs } : {}),
     });
-    this.server = http.createServer((req, res) => {
+    this.tls = options.tls;
+    const handler = (req: http.IncomingMessage, res: http.ServerResponse): void => {
       void this.route(req, res);
-    });
+    };
+    this.server = this.tls ? https.createServer({ cert: this.tls.certPem, key: this.tls.keyPem }, handler) : http.createServer(handler);
+    this.agent = this.tls ? new https.Agent({ keepAlive: true, maxSockets: 64, ca: this.tls.caPem }) : new http.Agent({ keepAlive: true, maxSockets: 64 });
   }
 
   get url(): string {
-    return `http://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
+    return `${this.tls ? 'https' : 'http'}://127.0.0.1:${(this.server.address() as AddressInfo).port}`;
+  }
+
+  private get client(): typeof http {
+    return (this.tls ? https : http) as typeof http;
   }
 
   private async route(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
@@ -122,7 +133,7 @@ export class RegistryServer {
     }
     if (options.accept) headers.Accept = options.accept;
     return new Promise((resolve, reject) => {
-      const req = http.request(`${this.url}${path}`, { method, headers, agent: this.agent }, (res) => {
+      const req = this.client.request(`${this.url}${path}`, { method, headers, agent: this.agent }, (res) => {
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));
         res.on('end', () => {
@@ -165,7 +176,7 @@ export class RegistryServer {
   /** Opens a watch and collects its events as they arrive. */
   watch(path: string, accept?: string): Promise<WatchStream> {
     return new Promise((resolve, reject) => {
-      const req = http.request(`${this.url}${path}`, { method: 'GET', headers: accept ? { Accept: accept } : {} }, (res) => {
+      const req = this.client.request(`${this.url}${path}`, { method: 'GET', headers: accept ? { Accept: accept } : {}, ...(this.tls ? { ca: this.tls.caPem } : {}) }, (res) => {
         // eslint-disable-next-line @typescript-eslint/no-explicit-any
         const events: { type: string; object: any }[] = [];
         const waiters: { count: number; resolve: () => void }[] = [];
