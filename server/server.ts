@@ -42,19 +42,19 @@ export interface ServerOptions {
 }
 
 export class Server {
-  private shuttingDown = false;
   private stopped: Promise<void> | undefined;
 
   private constructor(
     private readonly options: ServerOptions,
+    private readonly lifecycle: { shuttingDown: boolean },
     readonly serving: SecureServing,
     readonly health: Health,
   ) {}
 
   static async start(options: ServerOptions): Promise<Server> {
     const { auth, apiServing, logger } = options;
-    let server: Server | undefined;
-    const shutdown: HealthCheck = checkOf('shutdown', () => server?.shuttingDown !== true, 'process is shutting down');
+    const lifecycle = { shuttingDown: false };
+    const shutdown: HealthCheck = checkOf('shutdown', () => !lifecycle.shuttingDown, 'process is shutting down');
     const live = [ping, log];
     const health = new Health({
       healthz: live,
@@ -80,8 +80,7 @@ export class Server {
       certPollIntervalMs: options.certPollIntervalMs,
     });
     auth.onClientCaChange(() => serving.reloadClientCa());
-    server = new Server(options, serving, health);
-    return server;
+    return new Server(options, lifecycle, serving, health);
   }
 
   get port(): number {
@@ -90,7 +89,7 @@ export class Server {
 
   /** Whether shutdown has begun (readiness then fails). */
   get isShuttingDown(): boolean {
-    return this.shuttingDown;
+    return this.lifecycle.shuttingDown;
   }
 
   /**
@@ -105,7 +104,7 @@ export class Server {
 
   private async runShutdown(): Promise<void> {
     const { logger, shutdownDelayMs, shutdownTimeoutMs } = this.options;
-    this.shuttingDown = true;
+    this.lifecycle.shuttingDown = true;
     logger.info({ shutdownDelayMs }, 'shutting down: readiness is now failing');
     if (shutdownDelayMs > 0) await new Promise((resolve) => setTimeout(resolve, shutdownDelayMs));
     const stopping = this.serving.stop(shutdownTimeoutMs);

@@ -21,6 +21,8 @@ let bundle: string;
 let fake: FakeKubeApiServer;
 let servingCa: TestCa;
 let admin: TestCertificate;
+let frontProxyCa: TestCa;
+let frontProxy: TestCertificate;
 let server: ChildProcess;
 let port: number;
 const logs: Record<string, unknown>[] = [];
@@ -69,7 +71,9 @@ beforeAll(async () => {
   writeFileSync(join(dir, 'tls.key'), serving.keyPem, { mode: 0o600 });
 
   fake = await FakeKubeApiServer.start();
-  fake.setAuthConfigMap(FakeKubeApiServer.authConfigMapData({ clientCaPem: clientCa.certPem, requestheaderCaPem: makeCa('front-proxy-ca').certPem }));
+  frontProxyCa = makeCa('front-proxy-ca');
+  frontProxy = makeLeaf(frontProxyCa, { cn: 'front-proxy-client' });
+  fake.setAuthConfigMap(FakeKubeApiServer.authConfigMapData({ clientCaPem: clientCa.certPem, requestheaderCaPem: frontProxyCa.certPem }));
   for (const ns of ['default', 'ns-128', 'ns-133']) fake.setNamespace(ns, 'Active');
   const kubeconfig = fake.writeKubeconfig(dir);
 
@@ -204,6 +208,65 @@ describe.each(['1.28', '1.33'])('kubectl %s straight at the server', (version) =
     expect(deleted.stdout.trim().split('\n')).toEqual([`flunder.${GROUP} "f1" deleted`, `flunder.${GROUP} "f2" deleted`]);
     const gone = await kubectl(version, ['get', 'flunders', '-n', ns]);
     expect([gone.code, gone.stdout, gone.stderr.trim()]).toEqual([0, '', `No resources found in ${ns} namespace.`]);
+  });
+});
+
+/** A request as kube-apiserver's proxy sends it: its front-proxy client certificate, the caBundle, ServerName <svc>.<ns>.svc. */
+function proxied(path: string, headers: Record<string, string | string[]>, cert: TestCertificate | null = frontProxy): Promise<{ status: number; body: ReturnType<typeof JSON.parse> }> {
+  return new Promise((resolve, reject) => {
+    https
+      .get(
+        { host: '127.0.0.1', port, path, ca: servingCa.certPem, servername: 'wardle-apiserver.wardle.svc', ...(cert ? { cert: cert.chainPem, key: cert.keyPem } : {}), headers },
+        (res) => {
+          let body = '';
+          res.on('data', (c: Buffer) => (body += c.toString()));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, body: JSON.parse(body) }));
+        },
+      )
+      .on('error', reject);
+  });
+}
+
+describe('through the aggregator stand-in', () => {
+  test('the availability check (system:kube-aggregator in system:masters) gets the APIResourceList', async () => {
+    const res = await proxied(`/apis/${GROUP}/v1alpha1`, { 'X-Remote-User': 'system:kube-aggregator', 'X-Remote-Group': 'system:masters' });
+    expect(res.status).toBe(200);
+    expect(res.body.kind).toBe('APIResourceList');
+  });
+
+  test('a proxied user with several X-Remote-Group headers is authorized by SubjectAccessReview with every group', async () => {
+    // GIVEN kube-apiserver allows bob to list flunders when he is in team-b
+    fake.authorize = (spec) => ({ allowed: spec.user === 'bob' && (spec.groups ?? []).includes('team-b') && spec.resourceAttributes?.verb === 'list' });
+
+    // WHEN
+    const res = await proxied(`/apis/${GROUP}/v1alpha1/namespaces/default/flunders`, { 'X-Remote-User': 'bob', 'X-Remote-Group': ['team-a', 'team-b'], 'X-Remote-Extra-Scopes': 'read' });
+
+    // THEN
+    expect(res.status).toBe(200);
+    expect(res.body.kind).toBe('FlunderList');
+    const spec = fake.subjectAccessReviewSpecs.at(-1)!;
+    expect(spec).toMatchObject({ user: 'bob', groups: expect.arrayContaining(['team-a', 'team-b', 'system:authenticated']), resourceAttributes: { namespace: 'default', verb: 'list', group: GROUP, version: 'v1alpha1', resource: 'flunders' } });
+  });
+
+  test('a denied SubjectAccessReview is a 403 with the upstream message', async () => {
+    const res = await proxied(`/apis/${GROUP}/v1alpha1/namespaces/default/flunders`, { 'X-Remote-User': 'carol', 'X-Remote-Group': 'team-c' });
+    expect(res.status).toBe(403);
+    expect(res.body.message).toBe(`flunders.${GROUP} is forbidden: User "carol" cannot list resource "flunders" in API group "${GROUP}" in the namespace "default"`);
+  });
+
+  test('a forged X-Remote-User without the front-proxy certificate is not trusted', async () => {
+    const forged = { 'X-Remote-User': 'bob', 'X-Remote-Group': ['team-b', 'system:masters'] };
+    const path = `/apis/${GROUP}/v1alpha1/namespaces/default/flunders`;
+
+    // WHEN no client certificate: the headers are ignored, the request is anonymous and denied
+    const anonymous = await proxied(path, forged, null);
+    expect(anonymous.status).toBe(403);
+    expect(anonymous.body.message).toContain('User "system:anonymous"');
+
+    // WHEN a certificate from another CA: a credential that does not verify is 401, as upstream's x509 authenticator answers
+    const stranger = await proxied(path, forged, makeLeaf(makeCa('stranger-ca'), { cn: 'front-proxy-client' }));
+    expect(stranger.status).toBe(401);
+    expect(stranger.body.reason).toBe('Unauthorized');
   });
 });
 

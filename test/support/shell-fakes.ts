@@ -120,7 +120,8 @@ export interface Response {
   readonly status: number;
   readonly headers: IncomingMessage['headers'];
   readonly body: string;
-  readonly json: () => any;
+  /** The body parsed as JSON (as loosely typed as JSON.parse). */
+  readonly json: () => ReturnType<typeof JSON.parse>;
   readonly peerCertificate: string;
   readonly socketId: number;
 }
