@@ -148,6 +148,12 @@ describe('watch', () => {
     expect(server.serving.watchCount()).toBe(0);
   });
 
+  test('timeoutSeconds=0 means the default timeout, not an immediate end', async () => {
+    const stream = await watch(`${FLUNDERS}?watch=1&timeoutSeconds=0`);
+    const result = await Promise.race([stream.ended.then(() => 'ended'), new Promise((resolve) => setTimeout(() => resolve('open'), 300))]);
+    expect(result).toBe('open');
+  });
+
   test('watchCount counts open watches; close() ends them cleanly; a client disconnect ends its watch', async () => {
     const one = await watch(`${FLUNDERS}?watch=1`);
     const two = await watch(`${FLUNDERS}?watch=1`);

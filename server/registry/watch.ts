@@ -194,7 +194,8 @@ export async function serveWatch(request: WatchRequest, storage: Storage, hub: W
       write(encode(type, value, value === event.object));
     }
 
-    const timeoutSeconds = options.timeoutSeconds ?? MIN_REQUEST_TIMEOUT_SECONDS * (1 + Math.random());
+    // As the watch handler: 0 or absent → a random time between one and two min-request-timeouts.
+    const timeoutSeconds = options.timeoutSeconds || MIN_REQUEST_TIMEOUT_SECONDS * (1 + Math.random());
     timers.push(setTimeout(() => session.end(), timeoutSeconds * 1000));
 
     async function start(): Promise<void> {
