@@ -108,7 +108,9 @@ export interface Storage {
   delete(key: string, expectedModRevision: number): Promise<StoredObject>;
   /**
    * Watches keys under `prefix` for writes after `afterRevision` (history is replayed first).
-   * Fails with `ExpiredError` when `afterRevision` is older than the compacted revision.
+   * When `afterRevision` is older than the compacted revision it fails with `ExpiredError`:
+   * thrown at once by a store that knows synchronously (memory), or delivered to `onError` by
+   * one that learns it from its server (etcd answers a watch on a compacted revision that way).
    */
   watch(prefix: string, afterRevision: number, callbacks: WatchCallbacks): StorageWatch;
   /** Whether the store can serve (connected, loaded). */
