@@ -7,7 +7,7 @@ const noCdk8s = [
 ];
 
 export default tseslint.config(
-  { ignores: ['build/**', 'dist/**', 'node_modules/**', 'imports/**', 'coverage/**', '*.js', '*.mjs'] },
+  { ignores: ['build/**', 'dist/**', 'node_modules/**', 'imports/**', 'coverage/**', '**/*.js', '**/*.mjs'] },
   eslint.configs.recommended,
   ...tseslint.configs.recommended,
   {
