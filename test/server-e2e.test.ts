@@ -126,6 +126,27 @@ describe('the bundle', () => {
     expect(run.stderr).toContain('--secure-port=99999 is not a port');
   });
 
+  test('fails at start with exit 1 naming the missing RoleBinding when the auth ConfigMap is forbidden', async () => {
+    // GIVEN a kube-apiserver where the server's ServiceAccount cannot read the ConfigMap
+    const forbidding = await FakeKubeApiServer.start();
+    forbidding.configMapForbidden = true;
+    try {
+      // WHEN
+      const child = spawn(process.execPath, [bundle, '--secure-port=0', `--tls-cert-file=${join(dir, 'tls.crt')}`, `--tls-private-key-file=${join(dir, 'tls.key')}`, `--kubeconfig=${forbidding.writeKubeconfig(join(dir, 'forbidding'))}`]);
+      let stderr = '';
+      child.stderr.on('data', (c: Buffer) => (stderr += c.toString()));
+      child.stdout.resume();
+      const code = await new Promise<number | null>((resolve) => child.once('exit', resolve));
+
+      // THEN
+      expect(code).toBe(1);
+      expect(stderr).toContain('extension-apiserver-authentication-reader');
+      expect(stderr).toContain('kubectl create rolebinding');
+    } finally {
+      await forbidding.stop();
+    }
+  });
+
   test('/version carries the build\'s git commit', async () => {
     const info = await new Promise<Record<string, string>>((resolve, reject) => {
       https
