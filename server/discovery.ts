@@ -1,6 +1,7 @@
 import { createHash } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { ApiGroupDefinition, KindDefinition, KindVersion, kindsInVersion, preferredVersion, servedVersions, storageVersion } from '../apis';
+import { formatMediaType, MediaOffer, negotiate, parseAccept } from './content';
 import { errors } from './status';
 
 /**
@@ -20,48 +21,13 @@ const AGGREGATED_KIND = 'APIGroupDiscoveryList';
 /** The aggregated discovery versions served, most preferred first. */
 const AGGREGATED_VERSIONS = ['v2', 'v2beta1'] as const;
 
-/** One clause of an Accept header: `type/subtype;param=value;q=0.9`. */
-export interface MediaRange {
-  readonly type: string;
-  readonly subtype: string;
-  readonly params: Readonly<Record<string, string>>;
-  readonly q: number;
-}
-
-/** Splits an Accept header into media ranges, highest q first (stable for equal q). */
-export function parseAccept(header: string | undefined): MediaRange[] {
-  if (header === undefined || header.trim() === '') return [{ type: '*', subtype: '*', params: {}, q: 1 }];
-  const ranges: MediaRange[] = [];
-  for (const clause of header.split(',')) {
-    const [mediaType, ...paramTexts] = clause.split(';').map((s) => s.trim());
-    const slash = mediaType.indexOf('/');
-    if (slash <= 0) continue;
-    const params: Record<string, string> = {};
-    let q = 1;
-    for (const text of paramTexts) {
-      const eq = text.indexOf('=');
-      if (eq <= 0) continue;
-      const key = text.slice(0, eq).trim().toLowerCase();
-      const value = text.slice(eq + 1).trim().replace(/^"(.*)"$/, '$1');
-      if (key === 'q') q = Number(value);
-      else params[key] = value;
-    }
-    if (Number.isNaN(q) || q <= 0) continue;
-    ranges.push({ type: mediaType.slice(0, slash).toLowerCase(), subtype: mediaType.slice(slash + 1).toLowerCase(), params, q });
-  }
-  return ranges.map((r, i) => ({ r, i })).sort((a, b) => b.r.q - a.r.q || a.i - b.i).map(({ r }) => r);
-}
-
-/** Whether a range accepts plain `application/json` (no `as=` asking for another kind). */
-export function isPlainJson(range: MediaRange): boolean {
-  const typeOk = (range.type === 'application' && (range.subtype === 'json' || range.subtype === '*')) || (range.type === '*' && range.subtype === '*');
-  return typeOk && range.params.as === undefined && range.params.g === undefined && range.params.v === undefined;
-}
-
-/** Whether an Accept header lets us answer plain JSON. */
-export function acceptsJson(header: string | undefined): boolean {
-  return parseAccept(header).some(isPlainJson);
-}
+/** What `/apis` can answer: aggregated discovery in each version, or the legacy APIGroupList. */
+const ROOT_OFFERS: readonly MediaOffer<string | undefined>[] = [
+  ...AGGREGATED_VERSIONS.map((v) => ({ type: 'application', subtype: 'json', params: { g: AGGREGATED_GROUP, v, as: AGGREGATED_KIND }, value: v })),
+  { type: 'application', subtype: 'json', value: undefined },
+];
+/** Plain JSON: every other discovery document, and the OpenAPI documents. */
+export const JSON_OFFERS: readonly MediaOffer<undefined>[] = [{ type: 'application', subtype: 'json', value: undefined }];
 
 interface GroupVersionForDiscovery {
   readonly groupVersion: string;
@@ -170,31 +136,17 @@ export class Discovery {
    */
   serve(req: IncomingMessage, res: ServerResponse, path: string): void {
     const parts = path.split('/').filter((p) => p.length > 0);
-    const ranges = parseAccept(req.headers.accept);
+    const accept = parseAccept(req.headers.accept);
     if (parts.length === 1) {
-      for (const range of ranges) {
-        const version = this.aggregatedVersion(range);
-        if (version !== undefined) {
-          const contentType = `application/json;g=${AGGREGATED_GROUP};v=${version};as=${AGGREGATED_KIND}`;
-          writeDocument(req, res, this.aggregated.get(version)!, contentType, true);
-          return;
-        }
-        if (isPlainJson(range)) {
-          writeDocument(req, res, this.groupList, 'application/json', false);
-          return;
-        }
-      }
-      throw errors.notAcceptable(['application/json', ...AGGREGATED_VERSIONS.map((v) => `application/json;g=${AGGREGATED_GROUP};v=${v};as=${AGGREGATED_KIND}`)]);
+      const offer = negotiate(accept, ROOT_OFFERS);
+      if (!offer) throw errors.notAcceptable(ROOT_OFFERS.map(formatMediaType));
+      if (offer.value === undefined) writeDocument(req, res, this.groupList, 'application/json', false);
+      else writeDocument(req, res, this.aggregated.get(offer.value)!, formatMediaType(offer), true);
+      return;
     }
-    if (!ranges.some(isPlainJson)) throw errors.notAcceptable(['application/json']);
+    if (!negotiate(accept, JSON_OFFERS)) throw errors.notAcceptable(['application/json']);
     const doc = parts.length === 2 ? this.apiGroup : this.resourceLists.get(parts[2])!;
     writeDocument(req, res, doc, 'application/json', false);
-  }
-
-  private aggregatedVersion(range: MediaRange): string | undefined {
-    if (range.type !== 'application' || range.subtype !== 'json') return undefined;
-    if (range.params.g !== AGGREGATED_GROUP || range.params.as !== AGGREGATED_KIND) return undefined;
-    return (AGGREGATED_VERSIONS as readonly string[]).includes(range.params.v) ? range.params.v : undefined;
   }
 }
 

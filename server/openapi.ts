@@ -1,7 +1,8 @@
 import { createHash } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { ApiGroupDefinition, JSONSchemaProps, KindDefinition, kindsInVersion, listKindOf, servedVersions } from '../apis';
-import { acceptsJson, isPlainJson, parseAccept } from './discovery';
+import { MediaOffer, negotiate, parseAccept } from './content';
+import { JSON_OFFERS } from './discovery';
 import { encodeOpenApiV2 } from './openapi-proto';
 import { Gvk, META_PREFIX, metaDefinitions } from './openapi-meta';
 import { errors } from './status';
@@ -353,8 +354,12 @@ function published(body: Buffer): Published {
   return { body, hash: createHash('sha512').update(body).digest('hex').toUpperCase() };
 }
 
-/** The protobuf media types of /openapi/v2 (the second is the pre-1.10 spelling clients still send). */
-const V2_PROTOBUF = ['application/com.github.proto-openapi.spec.v2@v1.0+protobuf', 'application/com.github.proto-openapi.spec.v2.v1.0+protobuf'];
+/** /openapi/v2 in JSON, or in protobuf (the second spelling is the pre-1.10 one clients still send). */
+const V2_OFFERS: readonly MediaOffer<'json' | 'protobuf'>[] = [
+  { type: 'application', subtype: 'json', value: 'json' },
+  { type: 'application', subtype: 'com.github.proto-openapi.spec.v2@v1.0+protobuf', value: 'protobuf' },
+  { type: 'application', subtype: 'com.github.proto-openapi.spec.v2.v1.0+protobuf', value: 'protobuf' },
+];
 
 /** Serves the OpenAPI documents of one API group; everything is built once. */
 export class OpenApi {
@@ -388,9 +393,9 @@ export class OpenApi {
     let doc: Published;
     let contentType = 'application/json';
     if (path === '/openapi/v2') {
-      const range = parseAccept(req.headers.accept).find((r) => isPlainJson(r) || V2_PROTOBUF.includes(`${r.type}/${r.subtype}`));
-      if (!range) throw errors.notAcceptable(['application/json', V2_PROTOBUF[0]]);
-      if (isPlainJson(range)) {
+      const offer = negotiate(parseAccept(req.headers.accept), V2_OFFERS);
+      if (!offer) throw errors.notAcceptable(['application/json', `application/${V2_OFFERS[1].subtype}`]);
+      if (offer.value === 'json') {
         doc = this.v2;
       } else {
         doc = this.v2Protobuf;
@@ -398,7 +403,7 @@ export class OpenApi {
         contentType = 'application/octet-stream';
       }
     } else {
-      if (!acceptsJson(req.headers.accept)) throw errors.notAcceptable(['application/json']);
+      if (!negotiate(parseAccept(req.headers.accept), JSON_OFFERS)) throw errors.notAcceptable(['application/json']);
       doc = path === '/openapi/v3' || path === '/openapi/v3/' ? this.v3Index : this.v3.get(path.slice('/openapi/v3/'.length))!;
     }
     const etag = `"${doc.hash}"`;
