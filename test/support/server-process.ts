@@ -4,7 +4,7 @@
  * line, waited for until /readyz answers 200, and stopped with SIGTERM.
  */
 import { ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, writeFileSync } from 'node:fs';
 import * as https from 'node:https';
 import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
@@ -12,7 +12,14 @@ import * as path from 'node:path';
 import { FakeKubeApiServer } from './fake-kube-apiserver';
 import { makeCa, makeLeaf, type TestCa, type TestCertificate } from './pki';
 
-const ROOT = path.resolve(__dirname, '..', '..');
+/** The checkout: the nearest directory up from here with server/build.mjs (this file also runs compiled, from build/test/support). */
+function findRoot(): string {
+  for (let dir = __dirname; dir !== path.dirname(dir); dir = path.dirname(dir)) {
+    if (existsSync(path.join(dir, 'server', 'build.mjs'))) return dir;
+  }
+  throw new Error(`no server/build.mjs above ${__dirname}`);
+}
+const ROOT = findRoot();
 let bundle: string | undefined;
 
 /** Bundles server/main.ts with server/build.mjs into a temporary file (once per process) and returns its path. */
@@ -49,6 +56,8 @@ export interface ServerProcessOptions {
   readonly nodeArgs?: readonly string[];
   /** @default 15000 */
   readonly readyTimeoutMs?: number;
+  /** Keep the server's stdout (JSON logs) in logLines, or send it to /dev/null (benchmarks). @default 'capture' */
+  readonly logs?: 'capture' | 'discard';
 }
 
 export class ServerProcess {
@@ -59,7 +68,7 @@ export class ServerProcess {
     const port = Number(portArg.split('=')[1]);
     const child = spawn(process.execPath, [...(options.nodeArgs ?? []), serverBundle(), ...options.args], {
       env: { PATH: process.env.PATH, HOME: process.env.HOME, ...options.env },
-      stdio: ['ignore', 'pipe', 'pipe'],
+      stdio: ['ignore', options.logs === 'discard' ? 'ignore' : 'pipe', 'pipe'],
     });
     const server = new ServerProcess(child, port, options.ca, options.serverName);
     await server.waitReady(options.readyTimeoutMs ?? 15_000);
@@ -79,7 +88,7 @@ export class ServerProcess {
     private readonly ca: string,
     private readonly serverName: string,
   ) {
-    child.stdout!.on('data', (chunk: Buffer) => {
+    child.stdout?.on('data', (chunk: Buffer) => {
       const text = this.partial + chunk.toString('utf8');
       const lines = text.split('\n');
       this.partial = lines.pop() ?? '';
@@ -188,6 +197,8 @@ export interface ServerEnvironmentOptions {
   readonly allowedNames?: readonly string[];
   readonly nodeArgs?: readonly string[];
   readonly env?: NodeJS.ProcessEnv;
+  /** @default 'capture' */
+  readonly logs?: 'capture' | 'discard';
 }
 
 /**
@@ -227,6 +238,7 @@ export async function startServerEnvironment(options: ServerEnvironmentOptions =
       serverName,
       nodeArgs: options.nodeArgs,
       env: options.env,
+      logs: options.logs,
     });
   } catch (error) {
     await fake.stop();
