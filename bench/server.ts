@@ -13,7 +13,8 @@
  *   RSS of the server idle and after the load (VmRSS of /proc/<pid>/status).
  *
  * Environment: BENCH_SECONDS (per measurement, default 5), BENCH_CONNECTIONS (default 50),
- * BENCH_WATCHERS (default 500), BENCH_CPU_PROF=<dir> (run the server under node --cpu-prof).
+ * BENCH_WATCHERS (default 500), BENCH_CPU_PROF=<dir> (run the server under node --cpu-prof),
+ * BENCH_ONLY=<text> (only the request scenarios whose name contains it, e.g. "LIST 1,000").
  */
 import { ChildProcess, spawn } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -238,7 +239,7 @@ async function main(): Promise<void> {
 
     const rows: string[] = [];
     const results: Record<string, { server: Measurement; bare: Measurement }> = {};
-    for (const s of scenarios) {
+    for (const s of scenarios.filter((c) => c.name.includes(process.env.BENCH_ONLY ?? ''))) {
       const bareResult = await measure(bareTarget, { ...s.request, path: s.bare });
       const serverResult = await measure(server, s.request);
       results[s.name] = { server: serverResult, bare: bareResult };
@@ -253,7 +254,7 @@ async function main(): Promise<void> {
     const fanOut = await watchFanOut(env, server);
     const afterWatchRss = env.server.rssKiB();
 
-    const get = results['GET one Flunder'];
+    const get = results['GET one Flunder'] ?? { server: { rps: NaN, p99: NaN }, bare: { rps: NaN } };
     const lines = [
       `Run ${new Date().toISOString()} on ${os.cpus().length} × ${os.cpus()[0]?.model.trim()}, Node ${process.version}; ${CONNECTIONS} keep-alive connections, ${SECONDS} s per measurement after ${WARMUP_SECONDS} s warm-up.`,
       '',
