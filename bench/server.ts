@@ -238,10 +238,13 @@ async function main(): Promise<void> {
     const bareTarget: Target = { port: bare.port, agent: new https.Agent({ ...agentOptions, cert: undefined, key: undefined }) };
 
     const rows: string[] = [];
+    let created = 0;
     const results: Record<string, { server: Measurement; bare: Measurement }> = {};
     for (const s of scenarios.filter((c) => c.name.includes(process.env.BENCH_ONLY ?? ''))) {
       const bareResult = await measure(bareTarget, { ...s.request, path: s.bare });
-      const serverResult = await measure(server, s.request);
+      const counter = { next: 0 };
+      const serverResult = await measure(server, s.request, counter);
+      if (s.request.method === 'POST') created += counter.next;
       results[s.name] = { server: serverResult, bare: bareResult };
       const bytes = Buffer.byteLength(bodies[s.bare]);
       rows.push(
@@ -271,7 +274,7 @@ async function main(): Promise<void> {
       '| server RSS | MiB |',
       '|---|---:|',
       `| idle (ready, before any request) | ${rssMiB(idleRss)} |`,
-      `| after the request load (1,101 + created Flunders stored) | ${rssMiB(loadedRss)} |`,
+      `| after the request load (${(1101 + created).toLocaleString('en-US')} Flunders stored) | ${rssMiB(loadedRss)} |`,
       `| with ${WATCHERS} watchers open | ${rssMiB(afterWatchRss)} |`,
       '',
       'Targets: ' +
