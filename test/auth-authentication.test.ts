@@ -411,6 +411,20 @@ describe('TokenReview', () => {
     const answer = await call(port, { headers: { Authorization: 'Basic YWRtaW46YWRtaW4=' } });
     expect(answer.body).toMatchObject({ method: 'anonymous' });
   });
+
+  test('fails an empty bearer token ("Bearer  x", two spaces) with 401, not as anonymous, without a review', async () => {
+    // GIVEN
+    const { port } = await startEchoServer();
+    const before = fake.calls.tokenReviews;
+
+    // WHEN the Bearer scheme is followed by an empty token, as upstream's bearertoken splits it
+    const answer = await call(port, { headers: { Authorization: 'Bearer  token-after-two-spaces' } });
+
+    // THEN it is an invalid credential, never sent to kube-apiserver
+    expect(answer.status).toBe(401);
+    expect(answer.body).toEqual({ outcome: 'rejected', reason: 'invalid bearer token' });
+    expect(fake.calls.tokenReviews).toBe(before);
+  });
 });
 
 // ---- the ConfigMap ----------------------------------------------------------------------------

@@ -35,12 +35,16 @@ interface TokenReviewStatus {
   error?: string;
 }
 
-/** The bearer token of `Authorization: Bearer <token>` as upstream's bearertoken authenticator reads it; '' when there is none. */
-export function bearerToken(req: IncomingMessage): string {
-  const header = req.headers.authorization;
-  if (!header) return '';
-  const parts = header.trim().split(' ');
-  if (parts.length < 2 || parts[0].toLowerCase() !== 'bearer') return '';
+/**
+ * The bearer token of `Authorization: Bearer <token>` as upstream's bearertoken authenticator
+ * reads it: undefined when the header carries no bearer credential; '' when it does but the token
+ * is empty (`Bearer  x`, two spaces), which upstream refuses as an invalid token.
+ */
+export function bearerToken(req: IncomingMessage): string | undefined {
+  const header = req.headers.authorization?.trim();
+  if (!header) return undefined;
+  const parts = header.split(' ');
+  if (parts.length < 2 || parts[0].toLowerCase() !== 'bearer') return undefined;
   return parts[1];
 }
 
@@ -106,7 +110,8 @@ export function createTokenReviewAuthenticator(options: TokenReviewAuthenticator
     cacheSize: () => cache.size,
     authenticate(req: IncomingMessage): ChainResult | Promise<ChainResult> {
       const token = bearerToken(req);
-      if (!token) return NONE;
+      if (token === undefined) return NONE;
+      if (token === '') return INVALID;
       const key = createHash('sha256').update(JSON.stringify(audiences)).update('|').update(token).digest('hex');
       const cached = cache.get(key);
       if (cached && cached.expires > now()) return cached.result;
