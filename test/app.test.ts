@@ -352,6 +352,28 @@ describe('bad input: one clear message, non-zero exit, dist/ untouched', () => {
     expect(snapshotTree(path.join(work, 'dist'))).toEqual(before);
   });
 
+  test('fails for an output directory holding anything a synth does not write, deleting nothing', () => {
+    // GIVEN the work directory holds dist/, .pki/ and files of the user's
+    fs.writeFileSync(path.join(work, 'notes.txt'), 'mine\n');
+    const tree = snapshotTree(work);
+    // WHEN the output is the work directory itself, or an existing file
+    const here = synth(work, ['--output', '.']);
+    const file = synth(work, ['--output', 'notes.txt']);
+    // THEN both fail naming --output, and nothing was removed or replaced
+    expect(here.status).toBe(2);
+    expect(here.stderr).toMatch(/--output "\." holds \.pki, .*, which a synth does not write/);
+    expect(file.status).toBe(2);
+    expect(file.stderr).toMatch(/--output "notes\.txt" is not a directory/);
+    expect(snapshotTree(work)).toEqual(tree);
+  });
+
+  test('fails for a PKI directory inside the output directory', () => {
+    const run = synth(work, ['--pki-dir', path.join('dist', '.pki')]);
+    expect(run.status).toBe(2);
+    expect(run.stderr).toMatch(/--pki-dir "dist\/\.pki" is inside --output "dist" \(expected a directory outside it/);
+    expect(snapshotTree(path.join(work, 'dist'))).toEqual(before);
+  });
+
   test('leaves no staging directory behind', () => {
     expect(fs.readdirSync(work).filter((f) => f.includes('staging') || f.includes('previous'))).toEqual([]);
   });

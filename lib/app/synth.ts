@@ -95,6 +95,7 @@ export function addServerChart(app: App, o: SynthOptions, api: ApiGroupDefinitio
  */
 export function synthesize(o: SynthOptions, api: ApiGroupDefinition = WARDLE): SynthResult {
   const output = path.resolve(o.output);
+  checkOutputDirectory(o, output);
   fs.mkdirSync(path.dirname(output), { recursive: true });
   const staging = fs.mkdtempSync(path.join(path.dirname(output), `.${path.basename(output)}.staging-`));
   try {
@@ -107,6 +108,42 @@ export function synthesize(o: SynthOptions, api: ApiGroupDefinition = WARDLE): S
   } catch (error) {
     fs.rmSync(staging, { recursive: true, force: true });
     throw error;
+  }
+}
+
+/** What a synth writes into the output directory (cdk8s adds construct-metadata.json when asked to). */
+const OUTPUT_ENTRY = /^(?:.+\.k8s\.yaml|construct-metadata\.json)$/;
+
+/**
+ * The output directory is replaced whole, so it must be missing, empty or a previous output:
+ * `--output .` or `--output README.md` must fail, not delete the project. The PKI directory must
+ * lie outside it, or the swap would delete the CA (and its private key would be in the output).
+ */
+function checkOutputDirectory(o: SynthOptions, output: string): void {
+  const stat = fs.statSync(output, { throwIfNoEntry: false });
+  if (stat !== undefined && !stat.isDirectory()) {
+    throw new UsageError(`--output "${o.output}" is not a directory (expected a directory to replace, or a path that does not exist yet)`);
+  }
+  if (stat !== undefined) {
+    const foreign = fs
+      .readdirSync(output, { withFileTypes: true })
+      .filter((entry) => !entry.isFile() || !OUTPUT_ENTRY.test(entry.name))
+      .map((entry) => entry.name)
+      .sort();
+    if (foreign.length > 0) {
+      const shown = foreign.length > 3 ? `${foreign.slice(0, 3).join(', ')} and ${foreign.length - 3} more` : foreign.join(', ');
+      throw new UsageError(
+        `--output "${o.output}" holds ${shown}, which a synth does not write (expected a new or empty directory, or a previous ` +
+          `output holding only *.k8s.yaml files: the output directory is replaced whole)`,
+      );
+    }
+  }
+  const pkiDir = path.resolve(o.pkiDir);
+  if (o.certMode === 'self-signed' && (pkiDir === output || pkiDir.startsWith(`${output}${path.sep}`))) {
+    throw new UsageError(
+      `--pki-dir "${o.pkiDir}" is inside --output "${o.output}" (expected a directory outside it: the output is replaced whole, ` +
+        `and the CA private key must never be in it)`,
+    );
   }
 }
 
