@@ -217,6 +217,21 @@ describe('forbiddenError', () => {
     );
     expect(forbiddenError(bob, parseRequestInfo('GET', '/foo')).status.message).toBe('forbidden: User "bob" cannot get path "/foo"');
   });
+
+  test('quotes as Go\'s %q and sanitizes markup in the user-controlled part, as responsewriters.Forbidden', () => {
+    // GIVEN a user name (from a token or a front proxy) holding quotes and markup
+    const mallory: UserInfo = { name: 'mal"<b>&', groups: [], extra: {} };
+
+    // WHEN it is denied a resource and a path
+    const resource = forbiddenError(mallory, parseRequestInfo('GET', FLUNDERS), 'no <rule>');
+    const path = forbiddenError(mallory, parseRequestInfo('GET', '/foo'));
+
+    // THEN the quote is escaped, the markup is entity-encoded; the authorizer's reason is appended as is
+    expect(resource.status.message).toBe(
+      'flunders.wardle.example.com is forbidden: User "mal\\"&lt;b&gt;&amp;" cannot list resource "flunders" in API group "wardle.example.com" in the namespace "ns1": no <rule>',
+    );
+    expect(path.status.message).toBe('forbidden: User "mal\\"&lt;b&gt;&amp;" cannot get path "/foo"');
+  });
 });
 
 describe('end to end', () => {

@@ -61,24 +61,28 @@ export function subjectAccessReviewSpec(user: UserInfo, request: RequestInfo): R
   };
 }
 
+/** Go's `%q` for the strings a 403 message quotes (a user name or a path may hold quotes). */
+const quote = (value: string): string => JSON.stringify(value);
+
+/** Upstream's `sanitizer` (responsewriters/errors.go): the user-controlled part of a 403 never carries markup. */
+const sanitize = (text: string): string => text.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
+
 /**
  * The 403 kube-apiserver answers for a denied request (endpoints/handlers/responsewriters
- * `forbiddenMessage` inside `apierrors.NewForbidden`), with the authorizer's reason appended.
+ * `Forbidden`: the sanitized `forbiddenMessage` inside `apierrors.NewForbidden`), with the
+ * authorizer's reason appended.
  */
 export function forbiddenError(user: UserInfo, request: RequestInfo, reason = ''): StatusError {
   const suffix = reason ? `: ${reason}` : '';
   if (!request.isResourceRequest) {
-    return errors.forbidden({ group: '', resource: '' }, '', `forbidden: User "${user.name}" cannot ${request.verb} path "${request.path}"${suffix}`);
+    return errors.forbidden({ group: '', resource: '' }, '', `forbidden: ${sanitize(`User ${quote(user.name)} cannot ${request.verb} path ${quote(request.path)}`)}${suffix}`);
   }
   const resource = request.subresource ? `${request.resource}/${request.subresource}` : request.resource;
-  const scope = request.namespace ? `in the namespace "${request.namespace}"` : 'at the cluster scope';
+  const scope = request.namespace ? `in the namespace ${quote(request.namespace)}` : 'at the cluster scope';
   const qualified = request.apiGroup ? `${request.resource}.${request.apiGroup}` : request.resource;
-  const subject = request.name ? `${qualified} "${request.name}"` : qualified;
-  return errors.forbidden(
-    { group: request.apiGroup, resource: request.resource },
-    request.name,
-    `${subject} is forbidden: User "${user.name}" cannot ${request.verb} resource "${resource}" in API group "${request.apiGroup}" ${scope}${suffix}`,
-  );
+  const subject = request.name ? `${qualified} ${quote(request.name)}` : qualified;
+  const message = sanitize(`User ${quote(user.name)} cannot ${request.verb} resource ${quote(resource)} in API group ${quote(request.apiGroup)} ${scope}`);
+  return errors.forbidden({ group: request.apiGroup, resource: request.resource }, request.name, `${subject} is forbidden: ${message}${suffix}`);
 }
 
 /** Upstream path authorizer: exact paths, and `prefix*` patterns; only a trailing `*` is allowed. */
