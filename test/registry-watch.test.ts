@@ -179,6 +179,28 @@ describe('watch', () => {
     expect(second.object.rows[0].object.kind).toBe('PartialObjectMetadata');
   });
 
+  test('a Table watch started later shows each row’s Age at its own time, not one computed for an earlier watch', async () => {
+    // GIVEN two objects, listed by a Table watch now
+    const accept = 'application/json;as=Table;v=v1;g=meta.k8s.io';
+    await server.post(FLUNDERS, flunder('age1'));
+    await server.post(FLUNDERS, flunder('age2'));
+    const early = await watch(`${FLUNDERS}?watch=1`, accept);
+    expect((await early.waitFor(2)).map((e) => e.object.rows[0].cells.at(-1))).toEqual(['0s', '0s']);
+
+    // WHEN another Table watch lists them three hours later
+    const realNow = Date.now.bind(Date);
+    const clock = jest.spyOn(Date, 'now').mockImplementation(() => realNow() + 3 * 3600 * 1000);
+    let events;
+    try {
+      events = await (await watch(`${FLUNDERS}?watch=1`, accept)).waitFor(2);
+    } finally {
+      clock.mockRestore();
+    }
+
+    // THEN both rows are three hours old
+    expect(events.map((e) => e.object.rows[0].cells.at(-1))).toEqual(['3h', '3h']);
+  });
+
   test('PartialObjectMetadata watch (as the garbage collector asks, protobuf first)', async () => {
     const accept =
       'application/vnd.kubernetes.protobuf;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1,application/json';

@@ -1,7 +1,9 @@
 import type { KindDefinition, KindVersion } from '../../apis/types';
 import { listKindOf, storageVersion } from '../../apis/versions';
 import type { GroupResource } from '../status';
+import type { StoredValue } from '../storage/types';
 import type { KindRules, KubeObject } from './rules';
+import { partialObjectMetadata } from './table';
 
 /**
  * Everything the REST layer needs to know about one kind, derived from its definition and its
@@ -16,6 +18,12 @@ export class KindCodec {
   readonly gr: GroupResource;
   readonly namespaced: boolean;
   private readonly versions: ReadonlyMap<string, KindVersion>;
+  /**
+   * JSON texts of stored values, per form (`<version>` or `<version>|<meta version>`). A stored
+   * value is frozen and replaced, never changed, on a write, so a text cached on it cannot go
+   * stale; it is collected with the value.
+   */
+  private readonly texts = new WeakMap<StoredValue, Map<string, string>>();
 
   constructor(
     readonly group: string,
@@ -75,6 +83,28 @@ export class KindCodec {
   /** A stored object (storage version) as `version`. */
   fromStorage(object: Readonly<KubeObject>, version: string): Readonly<KubeObject> {
     return this.convert(object, this.storageVersion, version);
+  }
+
+  /**
+   * The JSON text of a stored value as `version`, or, given `metaVersion`, of its
+   * PartialObjectMetadata (`meta.k8s.io/<metaVersion>`). Computed once per frozen stored value and
+   * form (lists, GETs and every watcher of an event share it); a value that is not frozen is
+   * encoded every time.
+   */
+  storedJson(value: StoredValue, version: string, metaVersion?: string): string {
+    const form = metaVersion === undefined ? version : `${version}|${metaVersion}`;
+    let texts = this.texts.get(value);
+    let text = texts?.get(form);
+    if (text !== undefined) return text;
+    const object = this.fromStorage(value, version);
+    text = JSON.stringify(metaVersion === undefined ? object : partialObjectMetadata(object, metaVersion));
+    if (!Object.isFrozen(value)) return text;
+    if (!texts) {
+      texts = new Map();
+      this.texts.set(value, texts);
+    }
+    texts.set(form, text);
+    return text;
   }
 
   /** `apiVersion` and `kind` of `version`, first in key order as Kubernetes writes them. */

@@ -16,7 +16,7 @@ import { Meta, generateName, now, pruneObjectMeta, validateObjectMeta } from './
 import { JSON_PATCH, MERGE_PATCH, PatchType, SUPPORTED_PATCH_TYPES, applyObjectPatch, checkPatch } from './patch';
 import type { KubeObject } from './rules';
 import { pruneAndDefault, validateAgainstSchema } from './schema';
-import { IncludeObject, parseIncludeObject, partialObjectMetadata, partialObjectMetadataList, toTable } from './table';
+import { IncludeObject, TableOptions, parseIncludeObject, toTable } from './table';
 import { WatchHub, WatchSettings, serveWatch } from './watch';
 
 /**
@@ -84,55 +84,85 @@ function parseFieldValidation(query: URLSearchParams): FieldValidation {
 
 // ---- responses -------------------------------------------------------------------------------
 
-function send(res: ServerResponse, code: number, body: unknown, warnings: readonly string[] = []): void {
-  const text = JSON.stringify(body);
+/** Answers with a JSON text, encoded once (Content-Length from the encoded bytes). */
+function sendJson(res: ServerResponse, code: number, text: string, warnings: readonly string[] = []): void {
+  const body = Buffer.from(text);
   const headers: Record<string, string | number | string[]> = {
     'Content-Type': 'application/json',
-    'Content-Length': Buffer.byteLength(text),
+    'Content-Length': body.length,
     'Cache-Control': 'no-cache, private',
   };
   if (warnings.length > 0) headers.Warning = warnings.map((w) => `299 - ${JSON.stringify(w)}`);
   res.writeHead(code, headers);
-  res.end(text);
+  res.end(body);
 }
 
 function includeObjectOf(scope: RequestScope): IncludeObject {
   return scope.output.as === 'Table' ? parseIncludeObject(scope.query.get('includeObject')) : 'Metadata';
 }
 
-/** One object (already in the request version) in the negotiated representation. */
-function renderObject(scope: RequestScope, object: Readonly<KubeObject>): unknown {
-  const output = scope.output;
+function tableOptions(scope: RequestScope, metaVersion: string): TableOptions {
+  return { version: scope.version, metaVersion, includeObject: includeObjectOf(scope) };
+}
+
+/**
+ * One stored value (storage version) as the JSON text of the negotiated representation in the
+ * request version. Objects and PartialObjectMetadata come from the codec's per-value cache; a
+ * Table is built each time (its Age cells depend on the clock).
+ */
+function storedText(scope: RequestScope, value: StoredValue): string {
+  const { codec, output } = scope;
+  const version = scope.version.name;
   switch (output.as) {
     case 'Object':
-      return object;
+      return codec.storedJson(value, version);
     case 'PartialObjectMetadata':
-      return partialObjectMetadata(object, output.version);
+      return codec.storedJson(value, version, output.version);
     case 'PartialObjectMetadataList':
       throw errors.notAcceptable(['application/json', 'application/json;as=Table;v=v1;g=meta.k8s.io']);
     case 'Table': {
+      const object = codec.fromStorage(value, version);
       const metadata = (object.metadata ?? {}) as { resourceVersion?: string };
-      return toTable([object], { resourceVersion: metadata.resourceVersion ?? '' }, { version: scope.version, metaVersion: output.version, includeObject: includeObjectOf(scope) });
+      return JSON.stringify(toTable([object], { resourceVersion: metadata.resourceVersion ?? '' }, tableOptions(scope, output.version)));
     }
   }
 }
 
-function renderList(scope: RequestScope, items: readonly Readonly<KubeObject>[], listMeta: Record<string, unknown>): unknown {
-  const output = scope.output;
+/**
+ * A list of stored values as the JSON text of the negotiated representation: the list envelope
+ * (key order as Kubernetes writes it) around the items' cached texts, joined.
+ */
+function listText(scope: RequestScope, items: readonly StoredValue[], listMeta: Record<string, unknown>): string {
+  const { codec, output } = scope;
+  const version = scope.version.name;
+  const envelope = (typeMeta: Record<string, string>, texts: string[]): string =>
+    `${JSON.stringify(typeMeta).slice(0, -1)},"metadata":${JSON.stringify(listMeta)},"items":[${texts.join(',')}]}`;
   switch (output.as) {
     case 'Object':
-      return { apiVersion: scope.codec.apiVersion(scope.version.name), kind: scope.codec.listKind, metadata: listMeta, items };
+      return envelope(
+        { apiVersion: codec.apiVersion(version), kind: codec.listKind },
+        items.map((value) => codec.storedJson(value, version)),
+      );
     case 'PartialObjectMetadataList':
-      return partialObjectMetadataList(items, listMeta, output.version);
+      return envelope(
+        { kind: 'PartialObjectMetadataList', apiVersion: `meta.k8s.io/${output.version}` },
+        items.map((value) => codec.storedJson(value, version, output.version)),
+      );
     case 'PartialObjectMetadata':
       throw errors.notAcceptable(['application/json', 'application/json;as=PartialObjectMetadataList;v=v1;g=meta.k8s.io']);
     case 'Table':
-      return toTable(items, listMeta, { version: scope.version, metaVersion: output.version, includeObject: includeObjectOf(scope) });
+      return JSON.stringify(
+        toTable(
+          items.map((value) => codec.fromStorage(value, version)),
+          listMeta,
+          tableOptions(scope, output.version),
+        ),
+      );
   }
 }
 
 function respondStored(scope: RequestScope, code: number, value: StoredValue, warnings: readonly string[] = []): void {
-  send(scope.res, code, renderObject(scope, scope.codec.fromStorage(value, scope.version.name)), warnings);
+  sendJson(scope.res, code, storedText(scope, value), warnings);
 }
 
 // ---- reads -----------------------------------------------------------------------------------
@@ -187,9 +217,15 @@ export async function listObjects(scope: RequestScope, deps: RegistryDeps): Prom
     listMeta.continue = encodeContinue(result.revision, result.nextKey, prefix);
     if (result.remaining !== undefined) listMeta.remainingItemCount = result.remaining;
   }
-  const version = scope.version.name;
-  const items = result.items.map((item) => scope.codec.fromStorage(item.value, version));
-  send(scope.res, 200, renderList(scope, items, listMeta));
+  sendJson(
+    scope.res,
+    200,
+    listText(
+      scope,
+      result.items.map((item) => item.value),
+      listMeta,
+    ),
+  );
 }
 
 export async function watchObjects(scope: RequestScope, deps: RegistryDeps): Promise<void> {
@@ -631,17 +667,17 @@ export async function deleteCollection(scope: RequestScope, deps: RegistryDeps):
   const options = await readDeleteOptions(scope);
   const { prefix, filter } = listPrefixAndFilter(scope, listOptions);
   const listed = await deps.storage.list(prefix, filter ? { filter } : {});
-  const deleted: Readonly<KubeObject>[] = [];
+  const deleted: StoredValue[] = [];
   for (const item of listed.items) {
     const name = (item.value.metadata as Meta).name as string;
     const namespace = (item.value.metadata as Meta).namespace as string | undefined;
     const itemScope: RequestScope = namespace !== undefined && namespace !== scope.info.namespace ? { ...scope, info: { ...scope.info, namespace } } : scope;
     try {
-      deleted.push(scope.codec.fromStorage(await deleteOne(itemScope, deps, name, options), scope.version.name));
+      deleted.push(await deleteOne(itemScope, deps, name, options));
     } catch (error) {
       if (error instanceof StatusError && error.code === 404) continue; // deleted meanwhile
       throw error;
     }
   }
-  send(scope.res, 200, renderList(scope, deleted, { resourceVersion: String(await deps.storage.currentRevision()) }));
+  sendJson(scope.res, 200, listText(scope, deleted, { resourceVersion: String(await deps.storage.currentRevision()) }));
 }

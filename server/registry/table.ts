@@ -113,15 +113,6 @@ export function partialObjectMetadata(object: Readonly<Json>, metaVersion: strin
   return { kind: 'PartialObjectMetadata', apiVersion: `meta.k8s.io/${metaVersion}`, metadata: object.metadata ?? {} };
 }
 
-export function partialObjectMetadataList(objects: readonly Readonly<Json>[], listMeta: Json, metaVersion: string): Json {
-  return {
-    kind: 'PartialObjectMetadataList',
-    apiVersion: `meta.k8s.io/${metaVersion}`,
-    metadata: listMeta,
-    items: objects.map((o) => partialObjectMetadata(o, metaVersion)),
-  };
-}
-
 export interface TableOptions {
   readonly version: KindVersion;
   /** `meta.k8s.io` version of the Table (`v1` or `v1beta1`). */

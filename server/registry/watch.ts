@@ -6,7 +6,7 @@ import { ExpiredError, Storage, StorageEvent, StorageWatch, StoredValue, TooLarg
 import { Status, StatusError, errors } from '../status';
 import type { KindCodec } from './codec';
 import type { ListQuery } from './list-options';
-import { IncludeObject, partialObjectMetadata, toTable } from './table';
+import { IncludeObject, toTable } from './table';
 
 /**
  * Watch streams, as k8s.io/apiserver's watch handler and cacher serve them: 200, then one JSON
@@ -66,15 +66,13 @@ export interface WatchRequest {
   readonly filter?: (value: StoredValue) => boolean;
 }
 
-/** Serialized events, cached per stored object and representation: one encoding for all watchers. */
-const encodedEvents = new WeakMap<object, Map<string, string>>();
-
-function eventLine(type: string, object: unknown): string {
-  return `{"type":"${type}","object":${JSON.stringify(object)}}\n`;
+/** One line of the stream: an event around the object's JSON text. */
+function eventLine(type: string, objectJson: string): string {
+  return `{"type":"${type}","object":${objectJson}}\n`;
 }
 
 function statusLine(status: Status): string {
-  return eventLine('ERROR', status);
+  return eventLine('ERROR', JSON.stringify(status));
 }
 
 /** Streams one watch; resolves when it has ended. */
@@ -82,42 +80,29 @@ export async function serveWatch(request: WatchRequest, storage: Storage, hub: W
   const { res, codec, version, output, includeObject, options } = request;
   const prefix = codec.prefix(request.namespace || undefined);
   const filter = request.filter;
-  const variant = `${version.name}|${output.as}|${'version' in output ? output.version : ''}|${includeObject}`;
   let tableHeadersSent = false;
 
-  /** The object of an event in the requested representation. */
-  function render(value: StoredValue): unknown {
-    const object = codec.fromStorage(value, version.name);
+  /**
+   * An event line. Objects and PartialObjectMetadata come from the codec's per-value cache, so an
+   * event fanned out to many watchers is serialized once per version and form; a Table (its Age
+   * cells depend on the clock, its first event carries the column definitions) is built per watcher.
+   */
+  function encode(type: string, value: StoredValue): string {
     switch (output.as) {
       case 'Object':
-        return object;
+        return eventLine(type, codec.storedJson(value, version.name));
       case 'PartialObjectMetadata':
       case 'PartialObjectMetadataList':
-        return partialObjectMetadata(object, output.version);
+        return eventLine(type, codec.storedJson(value, version.name, output.version));
       case 'Table': {
+        const object = codec.fromStorage(value, version.name);
         const metadata = (object.metadata ?? {}) as { resourceVersion?: string };
         const noHeaders = tableHeadersSent;
         tableHeadersSent = true;
-        return toTable([object], { resourceVersion: metadata.resourceVersion ?? '' }, { version, metaVersion: output.version, includeObject, noHeaders });
+        const table = toTable([object], { resourceVersion: metadata.resourceVersion ?? '' }, { version, metaVersion: output.version, includeObject, noHeaders });
+        return eventLine(type, JSON.stringify(table));
       }
     }
-  }
-
-  function encode(type: string, value: StoredValue, cacheable: boolean): string {
-    // A Table's first event carries the column definitions: never shared.
-    if (!cacheable || (output.as === 'Table' && !tableHeadersSent)) return eventLine(type, render(value));
-    let cache = encodedEvents.get(value);
-    if (!cache) {
-      cache = new Map();
-      encodedEvents.set(value, cache);
-    }
-    const cacheKey = `${type}|${variant}`;
-    let line = cache.get(cacheKey);
-    if (line === undefined) {
-      line = eventLine(type, render(value));
-      cache.set(cacheKey, line);
-    }
-    return line;
   }
 
   function bookmarkLine(revision: number, initialEventsEnd: boolean): string {
@@ -125,12 +110,12 @@ export async function serveWatch(request: WatchRequest, storage: Storage, hub: W
     if (initialEventsEnd) metadata.annotations = { 'k8s.io/initial-events-end': 'true' };
     switch (output.as) {
       case 'Object':
-        return eventLine('BOOKMARK', { kind: codec.kind, apiVersion: codec.apiVersion(version.name), metadata });
+        return eventLine('BOOKMARK', JSON.stringify({ kind: codec.kind, apiVersion: codec.apiVersion(version.name), metadata }));
       case 'PartialObjectMetadata':
       case 'PartialObjectMetadataList':
-        return eventLine('BOOKMARK', { kind: 'PartialObjectMetadata', apiVersion: `meta.k8s.io/${output.version}`, metadata });
+        return eventLine('BOOKMARK', JSON.stringify({ kind: 'PartialObjectMetadata', apiVersion: `meta.k8s.io/${output.version}`, metadata }));
       case 'Table':
-        return eventLine('BOOKMARK', { kind: 'Table', apiVersion: `meta.k8s.io/${output.version}`, metadata: { resourceVersion: String(revision) }, rows: [] });
+        return eventLine('BOOKMARK', JSON.stringify({ kind: 'Table', apiVersion: `meta.k8s.io/${output.version}`, metadata: { resourceVersion: String(revision) }, rows: [] }));
     }
   }
 
@@ -191,7 +176,7 @@ export async function serveWatch(request: WatchRequest, storage: Storage, hub: W
         }
       }
       lastRevision = event.revision;
-      write(encode(type, value, value === event.object));
+      write(encode(type, value));
     }
 
     // As the watch handler: 0 or absent → a random time between one and two min-request-timeouts.
@@ -205,7 +190,7 @@ export async function serveWatch(request: WatchRequest, storage: Storage, hub: W
       if (initialEvents) {
         const listed = await storage.list(prefix, filter ? { filter } : {});
         if (ended) return;
-        for (const item of listed.items) write(encode('ADDED', item.value, true));
+        for (const item of listed.items) write(encode('ADDED', item.value));
         from = listed.revision;
         if (options.sendInitialEvents && options.allowWatchBookmarks) write(bookmarkLine(from, true));
       } else {
