@@ -30,6 +30,9 @@ const METHOD_VERBS: Record<string, string> = {
   DELETE: 'delete',
 };
 
+/** requestinfo.go `namespaceSubresources`: after `namespaces/<ns>/` these name a subresource of the namespace, not a resource. */
+const NAMESPACE_SUBRESOURCES = new Set(['status', 'finalize']);
+
 /** `?watch`, `?watch=1`, `?watch=true` mean watch; `watch=false` and `watch=0` do not. */
 function isWatchQuery(query: URLSearchParams): boolean {
   if (!query.has('watch')) return false;
@@ -63,10 +66,11 @@ export function parseRequestInfo(method: string, url: string): RequestInfo {
   let verb = METHOD_VERBS[method.toUpperCase()] ?? method.toLowerCase();
   let namespace = '';
   let parts = rest.map(decodeURIComponent);
-  // `namespaces/<ns>/<resource>…` scopes to a namespace; `namespaces/<ns>` alone is the namespace object itself.
+  // `namespaces/<ns>/<resource>…` scopes to a namespace; `namespaces/<ns>` alone, and its
+  // subresources `namespaces/<ns>/status|finalize`, are the namespace object itself.
   if (parts[0] === 'namespaces' && parts.length > 1) {
     namespace = parts[1];
-    if (parts.length > 2) parts = parts.slice(2);
+    if (parts.length > 2 && !NAMESPACE_SUBRESOURCES.has(parts[2])) parts = parts.slice(2);
   }
   const [resource, name = '', subresource = '', ...extra] = parts;
   let resolvedName = name;

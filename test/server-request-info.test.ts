@@ -1,0 +1,71 @@
+/**
+ * parseRequestInfo against the cases of k8s.io/apiserver's requestinfo_test.go (on an /apis group):
+ * routing and the SubjectAccessReview both read what it returns.
+ */
+import { parseRequestInfo, RequestInfo } from '../server/request-info';
+
+const GV = '/apis/wardle.example.com/v1alpha1';
+
+type Expected = Pick<RequestInfo, 'isResourceRequest' | 'verb' | 'namespace' | 'resource' | 'subresource' | 'name'> & { parts?: string[] };
+
+const resource = (verb: string, namespace: string, resourceName: string, name = '', subresource = ''): Expected => ({
+  isResourceRequest: true,
+  verb,
+  namespace,
+  resource: resourceName,
+  subresource,
+  name,
+});
+
+const CASES: [method: string, url: string, expected: Expected][] = [
+  ['GET', `${GV}/namespaces/other/flunders`, resource('list', 'other', 'flunders')],
+  ['GET', `${GV}/namespaces/other/flunders/foo`, resource('get', 'other', 'flunders', 'foo')],
+  ['HEAD', `${GV}/namespaces/other/flunders/foo`, resource('get', 'other', 'flunders', 'foo')],
+  ['GET', `${GV}/namespaces/other/flunders/foo/status`, resource('get', 'other', 'flunders', 'foo', 'status')],
+  ['GET', `${GV}/flunders`, resource('list', '', 'flunders')],
+  ['GET', `${GV}/flunders?watch=true`, resource('watch', '', 'flunders')],
+  ['GET', `${GV}/flunders?watch`, resource('watch', '', 'flunders')],
+  ['GET', `${GV}/flunders?watch=1`, resource('watch', '', 'flunders')],
+  ['GET', `${GV}/flunders?watch=false`, resource('list', '', 'flunders')],
+  ['GET', `${GV}/flunders?watch=0`, resource('list', '', 'flunders')],
+  ['GET', `${GV}/namespaces/other/flunders?fieldSelector=metadata.name%3Dfoo`, resource('list', 'other', 'flunders', 'foo')],
+  ['GET', `${GV}/namespaces/other/flunders?watch=1&fieldSelector=metadata.name%3D%3Dfoo`, resource('watch', 'other', 'flunders', 'foo')],
+  ['GET', `${GV}/namespaces/other/flunders?fieldSelector=metadata.name!%3Dfoo`, resource('list', 'other', 'flunders')],
+  ['POST', `${GV}/namespaces/other/flunders`, resource('create', 'other', 'flunders')],
+  ['PUT', `${GV}/namespaces/other/flunders/foo`, resource('update', 'other', 'flunders', 'foo')],
+  ['PUT', `${GV}/namespaces/other/flunders/foo/status`, resource('update', 'other', 'flunders', 'foo', 'status')],
+  ['PATCH', `${GV}/namespaces/other/flunders/foo`, resource('patch', 'other', 'flunders', 'foo')],
+  ['DELETE', `${GV}/namespaces/other/flunders/foo`, resource('delete', 'other', 'flunders', 'foo')],
+  ['DELETE', `${GV}/namespaces/other/flunders`, resource('deletecollection', 'other', 'flunders')],
+  ['GET', `${GV}/fischers/fred`, resource('get', '', 'fischers', 'fred')],
+  // The namespace object itself, and its subresources (requestinfo.go namespaceSubresources).
+  ['GET', `${GV}/namespaces/other`, resource('get', 'other', 'namespaces', 'other')],
+  ['GET', `${GV}/namespaces/other/status`, resource('get', 'other', 'namespaces', 'other', 'status')],
+  ['PUT', `${GV}/namespaces/other/finalize`, resource('update', 'other', 'namespaces', 'other', 'finalize')],
+  ['GET', `${GV}/namespaces`, resource('list', '', 'namespaces')],
+  // Trailing parts are kept, not interpreted.
+  ['GET', `${GV}/namespaces/other/flunders/foo/status/extra`, { ...resource('get', 'other', 'flunders', 'foo', 'status'), parts: ['extra'] }],
+];
+
+describe('parseRequestInfo', () => {
+  test.each(CASES)('%s %s', (method, url, expected) => {
+    // WHEN
+    const info = parseRequestInfo(method, url);
+
+    // THEN
+    const { parts = [], ...fields } = expected;
+    expect(info).toMatchObject({ ...fields, apiPrefix: 'apis', apiGroup: 'wardle.example.com', apiVersion: 'v1alpha1', path: url.split('?')[0] });
+    expect(info.parts).toEqual(parts);
+  });
+
+  test.each([
+    ['GET', '/apis/wardle.example.com/v1alpha1', 'get'],
+    ['GET', '/apis/wardle.example.com', 'get'],
+    ['GET', '/apis', 'get'],
+    ['HEAD', '/healthz', 'head'],
+    ['POST', '/openapi/v3', 'post'],
+    ['GET', '/api/v1/namespaces/other/pods', 'get'],
+  ])('%s %s is a non-resource request with the lowercased method as verb', (method, url, verb) => {
+    expect(parseRequestInfo(method, url)).toMatchObject({ isResourceRequest: false, verb, path: url, namespace: '', resource: '', name: '' });
+  });
+});
