@@ -10,12 +10,18 @@ export class ApiDefinitionError extends Error {
 }
 
 const DNS1123_LABEL = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
+const DNS1035_LABEL = /^[a-z]([-a-z0-9]*[a-z0-9])?$/;
 const DNS1123_SUBDOMAIN = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$/;
 const UPPER_CAMEL_CASE = /^[A-Z][A-Za-z0-9]*$/;
 const PRINTER_COLUMN_TYPES = ['integer', 'number', 'string', 'boolean', 'date'];
 
 export function isDns1123Label(value: string): boolean {
   return value.length <= 63 && DNS1123_LABEL.test(value);
+}
+
+/** A DNS-1035 label: a DNS-1123 label that starts with a letter, as Service names must be. */
+export function isDns1035Label(value: string): boolean {
+  return value.length <= 63 && DNS1035_LABEL.test(value);
 }
 
 export function isDns1123Subdomain(value: string): boolean {

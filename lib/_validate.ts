@@ -1,4 +1,4 @@
-import { isDns1123Label, isDns1123Subdomain } from '../apis';
+import { isDns1035Label, isDns1123Label, isDns1123Subdomain } from '../apis';
 
 /**
  * Constructor-time checks shared by the constructs. Each throws an error that names the prop,
@@ -8,6 +8,16 @@ import { isDns1123Label, isDns1123Subdomain } from '../apis';
 export function _checkDns1123Label(prop: string, value: string): string {
   if (!isDns1123Label(value)) {
     throw new Error(`${prop} "${value}" is not a valid DNS-1123 label (lowercase letters, digits and '-', at most 63 characters)`);
+  }
+  return value;
+}
+
+/** Service names are DNS-1035 labels: kube-apiserver refuses a Service named "9lives". */
+export function _checkDns1035Label(prop: string, value: string): string {
+  if (!isDns1035Label(value)) {
+    throw new Error(
+      `${prop} "${value}" is not a valid DNS-1035 label (lowercase letters, digits and '-', starting with a letter, at most 63 characters; it names a Service)`,
+    );
   }
   return value;
 }

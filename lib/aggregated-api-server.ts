@@ -3,7 +3,7 @@ import * as kplus from 'cdk8s-plus-28';
 import { k8s } from 'cdk8s-plus-28';
 import { Construct } from 'constructs';
 import { ApiGroupDefinition, servedVersions, validateApiGroupDefinition } from '../apis';
-import { _checkDns1123Label, _checkDns1123Subdomain, _checkIntegerInRange } from './_validate';
+import { _checkDns1035Label, _checkDns1123Label, _checkDns1123Subdomain, _checkIntegerInRange } from './_validate';
 import { API_SERVICE_PORT, ApiService } from './api-service';
 import { ApiServiceDeployerRole } from './api-service-deployer-role';
 import { ApiResourceRoles } from './api-resource-roles';
@@ -13,6 +13,9 @@ import { AuthDelegation } from './auth-delegation';
 import { Certificates, ICertificates } from './certificates';
 import { DEFAULT_CLUSTER_DOMAIN, servingDnsNames } from './pki';
 
+/** Namespaces Kubernetes creates itself; emitting one would relabel it (e.g. kube-system to `restricted`). */
+const SYSTEM_NAMESPACES: readonly string[] = ['default', 'kube-system', 'kube-public', 'kube-node-lease'];
+
 /** The image of the bundled extension server. */
 export const DEFAULT_SERVER_IMAGE = 'cdk8s-api-extension/server:0.1.0';
 
@@ -21,7 +24,11 @@ export interface AggregatedApiServerProps {
   readonly api: ApiGroupDefinition;
   /** @default - the first label of the group, e.g. `wardle` */
   readonly namespace?: string;
-  /** Emit the Namespace (labelled to enforce the `restricted` Pod Security Standard). @default true */
+  /**
+   * Emit the Namespace (labelled to enforce the `restricted` Pod Security Standard). Never for
+   * the namespaces Kubernetes creates itself (default, kube-system, kube-public, kube-node-lease).
+   * @default - true, unless the namespace is one Kubernetes creates itself
+   */
   readonly createNamespace?: boolean;
   /**
    * Name of the server; the Service, Deployment, ServiceAccount, Secret and RBAC names derive
@@ -101,7 +108,7 @@ export class AggregatedApiServer extends Construct {
     this.api = props.api;
     const firstLabel = props.api.group.split('.')[0];
     this.namespace = _checkDns1123Label('namespace', props.namespace ?? firstLabel);
-    this.name = _checkDns1123Label('name', props.name ?? `${firstLabel}-apiserver`);
+    this.name = _checkDns1035Label('name', props.name ?? `${firstLabel}-apiserver`);
     this.serviceName = this.name;
     this.clusterDomain = _checkDns1123Subdomain('clusterDomain', props.clusterDomain ?? DEFAULT_CLUSTER_DOMAIN);
     // Everything is checked before the certificates are bound: a bad prop must not touch the PKI directory.
@@ -111,7 +118,14 @@ export class AggregatedApiServer extends Construct {
     const versionPriority = _checkIntegerInRange('versionPriority', props.versionPriority ?? 15, 1, 1000);
     const labels = { ...props.labels };
 
-    if (props.createNamespace ?? true) {
+    const systemNamespace = SYSTEM_NAMESPACES.includes(this.namespace);
+    if (props.createNamespace === true && systemNamespace) {
+      throw new Error(
+        `createNamespace is true for namespace "${this.namespace}", which Kubernetes creates itself ` +
+          `(expected false or unset: applying it would label the namespace to enforce the restricted Pod Security Standard)`,
+      );
+    }
+    if (props.createNamespace ?? !systemNamespace) {
       this.namespaceResource = new kplus.Namespace(this, 'Namespace', {
         metadata: { name: this.namespace, labels: { 'pod-security.kubernetes.io/enforce': 'restricted', ...labels } },
       });

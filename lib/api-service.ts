@@ -1,7 +1,7 @@
 import { ApiObjectMetadata } from 'cdk8s';
 import { k8s } from 'cdk8s-plus-28';
 import { Construct } from 'constructs';
-import { _checkDns1123Label, _checkDns1123Subdomain, _checkIntegerInRange } from './_validate';
+import { _checkDns1035Label, _checkDns1123Label, _checkDns1123Subdomain, _checkIntegerInRange } from './_validate';
 
 /** The port of the Service the aggregator proxies to. */
 export const API_SERVICE_PORT = 443;
@@ -82,7 +82,7 @@ export class ApiService extends Construct implements IApiService {
         groupPriorityMinimum,
         versionPriority,
         service: {
-          name: _checkDns1123Label('serviceName', props.serviceName),
+          name: _checkDns1035Label('serviceName', props.serviceName),
           namespace: _checkDns1123Label('serviceNamespace', props.serviceNamespace),
           port,
         },

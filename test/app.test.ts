@@ -316,6 +316,7 @@ describe('bad input: one clear message, non-zero exit, dist/ untouched', () => {
 
   const cases: [string, string[], Record<string, string>, RegExp][] = [
     ['a namespace that is not a DNS label', ['--namespace', 'Bad_NS'], {}, /--namespace "Bad_NS" is not a valid DNS-1123 label/],
+    ['a name that cannot name a Service', ['--name', '9lives'], {}, /--name "9lives" is not a valid DNS-1035 label \(lowercase letters, digits and '-', starting with a letter/],
     ['negative replicas', ['--replicas', '-1'], {}, /--replicas "-1" is not a whole number of replicas from 1 to 1000/],
     ['non-numeric replicas', ['--replicas', 'three'], {}, /--replicas "three" is not a whole number/],
     ['zero certificate validity', ['--cert-validity-days', '0'], {}, /--cert-validity-days "0" is not a whole number of days/],

@@ -1,7 +1,7 @@
 import * as fs from 'node:fs';
 import * as YAML from 'yaml';
 import yargs from 'yargs';
-import { isDns1123Label, isDns1123Subdomain } from '../../apis';
+import { isDns1035Label, isDns1123Label, isDns1123Subdomain } from '../../apis';
 
 /** Everything `main.ts` needs to synthesize, after flags, environment and config file are merged. */
 export interface SynthOptions {
@@ -153,7 +153,9 @@ function integerIn(flag: string, value: number, min: number, max: number, what: 
 export function validateSynthOptions(o: SynthOptions): void {
   const label = `a valid DNS-1123 label (lowercase letters, digits and '-', at most 63 characters)`;
   if (o.namespace !== undefined && !isDns1123Label(o.namespace)) throw new UsageError(`--namespace "${o.namespace}" is not ${label}`);
-  if (o.name !== undefined && !isDns1123Label(o.name)) throw new UsageError(`--name "${o.name}" is not ${label}`);
+  if (o.name !== undefined && !isDns1035Label(o.name)) {
+    throw new UsageError(`--name "${o.name}" is not a valid DNS-1035 label (lowercase letters, digits and '-', starting with a letter, at most 63 characters; it names the Service)`);
+  }
   if (o.image !== undefined && (o.image.trim() === '' || /\s/.test(o.image))) throw new UsageError(`--image "${o.image}" is not an image reference (e.g. "registry.example.com/wardle-apiserver:1.0")`);
   integerIn('replicas', o.replicas, 1, 1000, 'a whole number of replicas from 1 to 1000');
   integerIn('secure-port', o.securePort, 1, 65535, 'a port number from 1 to 65535');

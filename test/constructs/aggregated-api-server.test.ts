@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Size } from 'cdk8s';
 import * as kplus from 'cdk8s-plus-28';
-import { AggregatedApiServer, AggregatedApiServerProps, DEFAULT_SERVER_IMAGE, FLUNDER, SERVING_CERT_CHECKSUM_ANNOTATION, WARDLE } from '../../lib';
+import { AggregatedApiServer, AggregatedApiServerProps, Certificates, DEFAULT_SERVER_IMAGE, FLUNDER, SERVING_CERT_CHECKSUM_ANNOTATION, WARDLE } from '../../lib';
 import { CLUSTER_SCOPED_KINDS, findObject, KubeObject, validateKubeObject } from './_kube-schemas';
 import { decodeBase64, fixtureCertificates, FIXTURE_PEMS, newChart, synth } from './_fixtures';
 
@@ -290,6 +290,17 @@ describe('AggregatedApiServer options', () => {
     expect(findObject(objects, 'Deployment').metadata.namespace).toBe('wardle');
   });
 
+  test('a namespace Kubernetes creates itself is not emitted (nor relabelled restricted)', () => {
+    // GIVEN the server in kube-system, with certificates that exist there
+    const certificates = Certificates.fromSecret({ secretName: 'wardle-apiserver-tls', caBundlePem: FIXTURE_PEMS.caBundlePem });
+    // WHEN synthesized without createNamespace
+    const { server, objects } = synthServer({ namespace: 'kube-system', certificates });
+    // THEN no Namespace object, and everything namespaced is in kube-system
+    expect(objects.filter((o) => o.kind === 'Namespace')).toHaveLength(0);
+    expect(server.namespaceResource).toBeUndefined();
+    expect(findObject(objects, 'Deployment').metadata.namespace).toBe('kube-system');
+  });
+
   test('brings its own ServiceAccount', () => {
     // GIVEN a ServiceAccount made elsewhere
     const chart = newChart();
@@ -390,7 +401,9 @@ describe('AggregatedApiServer options', () => {
 describe('AggregatedApiServer validation', () => {
   const cases: [string, Partial<AggregatedApiServerProps>, RegExp][] = [
     ['a namespace that is not a DNS-1123 label', { namespace: 'Bad_NS' }, /namespace "Bad_NS" is not a valid DNS-1123 label \(lowercase letters, digits and '-', at most 63 characters\)/],
-    ['a name that is not a DNS-1123 label', { name: 'wardle.apiserver' }, /name "wardle.apiserver" is not a valid DNS-1123 label/],
+    ['a name that is not a DNS-1035 label', { name: 'wardle.apiserver' }, /name "wardle.apiserver" is not a valid DNS-1035 label/],
+    ['a name starting with a digit (Service names are DNS-1035 labels)', { name: '9lives' }, /name "9lives" is not a valid DNS-1035 label \(lowercase letters, digits and '-', starting with a letter/],
+    ['createNamespace true for kube-system', { namespace: 'kube-system', createNamespace: true }, /createNamespace is true for namespace "kube-system", which Kubernetes creates itself/],
     ['replicas 0', { replicas: 0 }, /replicas 0 is not valid \(expected an integer >= 1\)/],
     ['replicas -1', { replicas: -1 }, /replicas -1 is not valid \(expected an integer >= 1\)/],
     ['fractional replicas', { replicas: 1.5 }, /replicas 1.5 is not valid/],
