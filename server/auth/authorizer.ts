@@ -13,6 +13,7 @@ import type { Logger } from 'pino';
 import type { KubeClient } from '../kube-client';
 import type { RequestInfo } from '../request-info';
 import { errors, type StatusError } from '../status';
+import { ReviewCache } from './review-cache';
 import type { AuthorizationDecision, Authorizer, UserInfo } from './types';
 
 export interface DelegatedAuthorizerOptions {
@@ -109,10 +110,7 @@ export function createDelegatedAuthorizer(options: DelegatedAuthorizerOptions): 
   const privileged = new Set(options.alwaysAllowGroups ?? ['system:masters']);
   const allowedTtl = options.allowedCacheTtlMs ?? 10_000;
   const deniedTtl = options.deniedCacheTtlMs ?? 10_000;
-  const maxEntries = options.maxCacheEntries ?? 10_000;
-  const now = options.now ?? Date.now;
-  const cache = new Map<string, { decision: AuthorizationDecision; expires: number }>();
-  const pending = new Map<string, Promise<AuthorizationDecision>>();
+  const cache = new ReviewCache<AuthorizationDecision>({ ...(options.maxCacheEntries !== undefined ? { maxEntries: options.maxCacheEntries } : {}), ...(options.now ? { now: options.now } : {}) });
 
   const review = async (spec: Record<string, unknown>): Promise<{ decision: AuthorizationDecision; cacheable: boolean }> => {
     let response: { status: number; body: { status?: { allowed?: boolean; denied?: boolean; reason?: string; evaluationError?: string }; message?: string } };
@@ -135,41 +133,16 @@ export function createDelegatedAuthorizer(options: DelegatedAuthorizerOptions): 
     return { decision: { allowed: status.allowed === true, reason }, cacheable: true };
   };
 
-  const remember = (key: string, decision: AuthorizationDecision) => {
-    const ttl = decision.allowed ? allowedTtl : deniedTtl;
-    if (ttl <= 0) return;
-    if (cache.size >= maxEntries) {
-      const t = now();
-      for (const [k, v] of cache) if (v.expires <= t) cache.delete(k);
-      for (const k of cache.keys()) {
-        if (cache.size < maxEntries) break;
-        cache.delete(k);
-      }
-    }
-    cache.set(key, { decision, expires: now() + ttl });
-  };
-
   return {
     cacheSize: () => cache.size,
     async authorize(user: UserInfo, request: RequestInfo): Promise<AuthorizationDecision> {
       if (!request.isResourceRequest && allowedPath(request.path)) return ALLOWED_BY_PATH;
       if (user.groups.some((g) => privileged.has(g))) return ALLOWED_BY_GROUP;
       const spec = subjectAccessReviewSpec(user, request);
-      const key = JSON.stringify(spec);
-      const cached = cache.get(key);
-      if (cached && cached.expires > now()) return cached.decision;
-      if (cached) cache.delete(key);
-      let inflight = pending.get(key);
-      if (!inflight) {
-        inflight = review(spec)
-          .then(({ decision, cacheable }) => {
-            if (cacheable) remember(key, decision);
-            return decision;
-          })
-          .finally(() => pending.delete(key));
-        pending.set(key, inflight);
-      }
-      return inflight;
+      return cache.get(JSON.stringify(spec), async () => {
+        const { decision, cacheable } = await review(spec);
+        return { value: decision, ttlMs: cacheable ? (decision.allowed ? allowedTtl : deniedTtl) : 0 };
+      });
     },
   };
 }

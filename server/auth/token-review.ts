@@ -11,6 +11,7 @@ import type { IncomingMessage } from 'node:http';
 import type { Logger } from 'pino';
 import type { KubeClient } from '../kube-client';
 import type { ChainAuthenticator, ChainResult } from './authenticator';
+import { ReviewCache } from './review-cache';
 
 const NONE: ChainResult = { kind: 'none' };
 const INVALID: ChainResult = { kind: 'error', error: 'invalid bearer token' };
@@ -50,11 +51,8 @@ export function bearerToken(req: IncomingMessage): string | undefined {
 
 export function createTokenReviewAuthenticator(options: TokenReviewAuthenticatorOptions): ChainAuthenticator & { cacheSize(): number } {
   const ttl = options.cacheTtlMs ?? 10_000;
-  const maxEntries = options.maxCacheEntries ?? 10_000;
-  const now = options.now ?? Date.now;
   const audiences = options.audiences ?? [];
-  const cache = new Map<string, { result: ChainResult; expires: number }>();
-  const pending = new Map<string, Promise<ChainResult>>();
+  const cache = new ReviewCache<ChainResult>({ ...(options.maxCacheEntries !== undefined ? { maxEntries: options.maxCacheEntries } : {}), ...(options.now ? { now: options.now } : {}) });
 
   const review = async (token: string): Promise<{ result: ChainResult; cacheable: boolean }> => {
     let response: { status: number; body: { status?: TokenReviewStatus; message?: string } };
@@ -92,19 +90,6 @@ export function createTokenReviewAuthenticator(options: TokenReviewAuthenticator
     };
   };
 
-  const remember = (key: string, result: ChainResult) => {
-    if (cache.size >= maxEntries) {
-      const t = now();
-      for (const [k, v] of cache) if (v.expires <= t) cache.delete(k);
-      // Still full: drop the oldest entries (Map keeps insertion order).
-      for (const k of cache.keys()) {
-        if (cache.size < maxEntries) break;
-        cache.delete(k);
-      }
-    }
-    cache.set(key, { result, expires: now() + ttl });
-  };
-
   return {
     method: 'token',
     cacheSize: () => cache.size,
@@ -113,19 +98,10 @@ export function createTokenReviewAuthenticator(options: TokenReviewAuthenticator
       if (token === undefined) return NONE;
       if (token === '') return INVALID;
       const key = createHash('sha256').update(JSON.stringify(audiences)).update('|').update(token).digest('hex');
-      const cached = cache.get(key);
-      if (cached && cached.expires > now()) return cached.result;
-      if (cached) cache.delete(key);
-      let inflight = pending.get(key);
-      if (!inflight) {
-        inflight = review(token).then(({ result, cacheable }) => {
-          pending.delete(key);
-          if (cacheable && ttl > 0) remember(key, result);
-          return result;
-        });
-        pending.set(key, inflight);
-      }
-      return inflight;
+      return cache.get(key, async () => {
+        const { result, cacheable } = await review(token);
+        return { value: result, ttlMs: cacheable ? ttl : 0 };
+      });
     },
   };
 }
