@@ -60,6 +60,12 @@ export interface AggregatedApiServerProps {
   readonly priorityClassName?: string;
   /** @default [] */
   readonly extraArgs?: readonly string[];
+  /**
+   * What the server reads from the cluster beyond namespaces, e.g. `GENERIC_APISERVER_RULES`
+   * for a server built on k8s.io/apiserver.
+   * @default - none: namespaces get/list/watch only (`API_SERVER_RULES`), all the bundled server reads
+   */
+  readonly serverRules?: readonly k8s.PolicyRule[];
   /** @default {} */
   readonly env?: Readonly<Record<string, string>>;
   /**
@@ -147,7 +153,7 @@ export class AggregatedApiServer extends Construct {
     this.pkiActions = certificates.pkiActions ?? [];
 
     const rbac = { serviceAccount: this.serviceAccount, namespace: this.namespace, name: this.name };
-    this.serverRole = new ApiServerClusterRole(this, 'ServerRole', rbac);
+    this.serverRole = new ApiServerClusterRole(this, 'ServerRole', { ...rbac, extraRules: props.serverRules });
     this.authDelegation = new AuthDelegation(this, 'AuthDelegation', rbac);
     this.resourceRoles = new ApiResourceRoles(this, 'ResourceRoles', { api: props.api });
 

@@ -4,13 +4,19 @@ import { _rbacSubject } from './_subject';
 import { _checkDns1123Label } from './_validate';
 
 /**
- * What a k8s.io/apiserver-style extension server reads from the cluster by itself, as
- * kubernetes/sample-apiserver's RBAC and the aggregator e2e test grant it: namespaces (the
- * NamespaceLifecycle admission plugin), the admission webhook and policy configurations, and the
- * API Priority and Fairness objects.
+ * What the bundled server reads from the cluster by itself: namespaces, for the
+ * NamespaceLifecycle admission rule (as kubernetes/sample-apiserver's RBAC grants). Delegated
+ * authentication and authorization are granted apart (`AuthDelegation`).
  */
-export const API_SERVER_RULES: readonly k8s.PolicyRule[] = [
-  { apiGroups: [''], resources: ['namespaces'], verbs: ['get', 'list', 'watch'] },
+export const API_SERVER_RULES: readonly k8s.PolicyRule[] = [{ apiGroups: [''], resources: ['namespaces'], verbs: ['get', 'list', 'watch'] }];
+
+/**
+ * What a server built on the Go library k8s.io/apiserver (e.g. kubernetes/sample-apiserver)
+ * also reads, as the aggregator e2e test grants it: the admission webhook and policy
+ * configurations, and the API Priority and Fairness objects. Pass them as `serverRules` when
+ * `image` is such a server; the bundled server reads none of them.
+ */
+export const GENERIC_APISERVER_RULES: readonly k8s.PolicyRule[] = [
   {
     apiGroups: ['admissionregistration.k8s.io'],
     resources: [
@@ -32,7 +38,7 @@ export interface ApiServerClusterRoleProps {
   /** Name of the ClusterRole and its ClusterRoleBinding, usually the server's name. */
   readonly name: string;
   /**
-   * Rules beyond `API_SERVER_RULES`, for a server that reads more.
+   * Rules beyond `API_SERVER_RULES`, for a server that reads more (e.g. `GENERIC_APISERVER_RULES`).
    * @default - none
    */
   readonly extraRules?: readonly k8s.PolicyRule[];

@@ -5,7 +5,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Size } from 'cdk8s';
 import * as kplus from 'cdk8s-plus-28';
-import { AggregatedApiServer, AggregatedApiServerProps, Certificates, DEFAULT_SERVER_IMAGE, FLUNDER, SERVING_CERT_CHECKSUM_ANNOTATION, WARDLE } from '../../lib';
+import { AggregatedApiServer, AggregatedApiServerProps, Certificates, DEFAULT_SERVER_IMAGE, FLUNDER, GENERIC_APISERVER_RULES, SERVING_CERT_CHECKSUM_ANNOTATION, WARDLE } from '../../lib';
 import { CLUSTER_SCOPED_KINDS, findObject, KubeObject, validateKubeObject } from './_kube-schemas';
 import { decodeBase64, fixtureCertificates, FIXTURE_PEMS, newChart, synth } from './_fixtures';
 
@@ -160,18 +160,9 @@ describe('AggregatedApiServer with the defaults', () => {
     expect(reader.subjects).toEqual([subject]);
   });
 
-  test('grants the server what it reads itself, like sample-apiserver', () => {
+  test('grants the server what it reads itself and nothing more: namespaces get/list/watch', () => {
     const role = findObject(objects, 'ClusterRole', 'wardle-apiserver') as any;
-    const allows = (group: string, resource: string, verb: string): boolean =>
-      role.rules.some((r: any) => r.apiGroups.includes(group) && r.resources.includes(resource) && r.verbs.includes(verb));
-    for (const verb of ['get', 'list', 'watch']) {
-      expect(allows('', 'namespaces', verb)).toBe(true);
-      expect(allows('admissionregistration.k8s.io', 'mutatingwebhookconfigurations', verb)).toBe(true);
-      expect(allows('admissionregistration.k8s.io', 'validatingwebhookconfigurations', verb)).toBe(true);
-      expect(allows('flowcontrol.apiserver.k8s.io', 'flowschemas', verb)).toBe(true);
-      expect(allows('flowcontrol.apiserver.k8s.io', 'prioritylevelconfigurations', verb)).toBe(true);
-    }
-    expect(role.rules.flatMap((r: any) => r.verbs)).not.toContain('create');
+    expect(role.rules).toEqual([{ apiGroups: [''], resources: ['namespaces'], verbs: ['get', 'list', 'watch'] }]);
     const binding = findObject(objects, 'ClusterRoleBinding', 'wardle-apiserver') as any;
     expect(binding.roleRef.name).toBe('wardle-apiserver');
     expect(binding.subjects).toEqual([{ kind: 'ServiceAccount', name: 'wardle-apiserver', namespace: 'wardle' }]);
@@ -299,6 +290,23 @@ describe('AggregatedApiServer options', () => {
     expect(objects.filter((o) => o.kind === 'Namespace')).toHaveLength(0);
     expect(server.namespaceResource).toBeUndefined();
     expect(findObject(objects, 'Deployment').metadata.namespace).toBe('kube-system');
+  });
+
+  test('serverRules: a k8s.io/apiserver server also reads admission and flow-control configuration', () => {
+    // GIVEN an image built on k8s.io/apiserver WHEN its rules are added
+    const { objects } = synthServer({ serverRules: GENERIC_APISERVER_RULES });
+    // THEN the server's ClusterRole grants them after the namespaces rule, read-only
+    const role = findObject(objects, 'ClusterRole', 'wardle-apiserver') as any;
+    const allows = (group: string, resource: string, verb: string): boolean =>
+      role.rules.some((r: any) => r.apiGroups.includes(group) && r.resources.includes(resource) && r.verbs.includes(verb));
+    for (const verb of ['get', 'list', 'watch']) {
+      expect(allows('', 'namespaces', verb)).toBe(true);
+      expect(allows('admissionregistration.k8s.io', 'mutatingwebhookconfigurations', verb)).toBe(true);
+      expect(allows('admissionregistration.k8s.io', 'validatingwebhookconfigurations', verb)).toBe(true);
+      expect(allows('flowcontrol.apiserver.k8s.io', 'flowschemas', verb)).toBe(true);
+      expect(allows('flowcontrol.apiserver.k8s.io', 'prioritylevelconfigurations', verb)).toBe(true);
+    }
+    expect(role.rules.flatMap((r: any) => r.verbs)).not.toContain('create');
   });
 
   test('brings its own ServiceAccount', () => {
