@@ -1,6 +1,6 @@
 import type { Logger } from 'pino';
 import { ApiGroupDefinition } from '../apis';
-import type { Authenticator, Authorizer } from './auth/types';
+import type { DelegatedAuth } from './auth';
 import { createHandler } from './handler';
 import { Health, HealthCheck, checkOf, log, ping } from './health';
 import { Metrics } from './metrics';
@@ -12,15 +12,8 @@ import { SecureServing } from './serving';
  * ready only once authentication config and storage are, and a graceful shutdown.
  */
 
-/** Delegated authentication and authorization as the server consumes them (server/auth's DelegatedAuth). */
-export interface ServerAuth {
-  readonly authenticator: Authenticator;
-  readonly authorizer: Authorizer;
-  clientCaBundle(): string[];
-  onClientCaChange(listener: () => void): void;
-  isReady(): boolean;
-  close(): void;
-}
+/** Delegated authentication and authorization as the server consumes them. */
+export type ServerAuth = DelegatedAuth;
 
 export interface ServerOptions {
   readonly api: ApiGroupDefinition;
