@@ -26,6 +26,8 @@ const ROOT_OFFERS: readonly MediaOffer<string | undefined>[] = [
   ...AGGREGATED_VERSIONS.map((v) => ({ type: 'application', subtype: 'json', params: { g: AGGREGATED_GROUP, v, as: AGGREGATED_KIND }, value: v })),
   { type: 'application', subtype: 'json', value: undefined },
 ];
+/** As upstream's aggregated discovery handler (ServeHTTPWithETag) answers, with the ETag. */
+const AGGREGATED_CACHE_HEADERS = { Vary: 'Accept', 'Cache-Control': 'public' };
 /** Plain JSON: every other discovery document, and the OpenAPI documents. */
 export const JSON_OFFERS: readonly MediaOffer<undefined>[] = [{ type: 'application', subtype: 'json', value: undefined }];
 
@@ -140,22 +142,24 @@ export class Discovery {
     if (parts.length === 1) {
       const offer = negotiate(accept, ROOT_OFFERS);
       if (!offer) throw errors.notAcceptable(ROOT_OFFERS.map(formatMediaType));
-      if (offer.value === undefined) writeDocument(req, res, this.groupList, 'application/json', false);
-      else writeDocument(req, res, this.aggregated.get(offer.value)!, formatMediaType(offer), true);
+      if (offer.value === undefined) writeDocument(req, res, this.groupList, 'application/json');
+      else writeDocument(req, res, this.aggregated.get(offer.value)!, formatMediaType(offer), AGGREGATED_CACHE_HEADERS);
       return;
     }
     if (!negotiate(accept, JSON_OFFERS)) throw errors.notAcceptable(['application/json']);
     const doc = parts.length === 2 ? this.apiGroup : this.resourceLists.get(parts[2])!;
-    writeDocument(req, res, doc, 'application/json', false);
+    writeDocument(req, res, doc, 'application/json');
   }
 }
 
-/** 200 with the body, or 304 when If-None-Match names the current ETag (when `withEtag`). */
-export function writeDocument(req: IncomingMessage, res: ServerResponse, doc: Document, contentType: string, withEtag: boolean): void {
-  if (withEtag) {
+/**
+ * 200 with the body, or 304 when If-None-Match names its ETag. `cacheHeaders` are for documents
+ * clients revalidate: with them the ETag is sent and If-None-Match honoured; without, neither.
+ */
+export function writeDocument(req: IncomingMessage, res: ServerResponse, doc: Document, contentType: string, cacheHeaders?: Readonly<Record<string, string>>): void {
+  if (cacheHeaders) {
     res.setHeader('ETag', doc.etag);
-    res.setHeader('Vary', 'Accept');
-    res.setHeader('Cache-Control', 'public');
+    for (const [name, value] of Object.entries(cacheHeaders)) res.setHeader(name, value);
     const ifNoneMatch = req.headers['if-none-match'];
     if (ifNoneMatch !== undefined && ifNoneMatch.split(',').some((tag) => tag.trim() === doc.etag || tag.trim() === '*')) {
       res.statusCode = 304;
@@ -169,5 +173,4 @@ export function writeDocument(req: IncomingMessage, res: ServerResponse, doc: Do
   res.end(req.method === 'HEAD' ? undefined : doc.body);
 }
 
-export { document as serializedDocument };
 export type { Document as SerializedDocument };

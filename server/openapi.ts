@@ -2,7 +2,7 @@ import { createHash } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { ApiGroupDefinition, JSONSchemaProps, KindDefinition, kindsInVersion, listKindOf, servedVersions } from '../apis';
 import { MediaOffer, negotiate, parseAccept } from './content';
-import { JSON_OFFERS } from './discovery';
+import { JSON_OFFERS, writeDocument, type SerializedDocument } from './discovery';
 import { encodeOpenApiV2 } from './openapi-proto';
 import { Gvk, META_PREFIX, metaDefinitions } from './openapi-meta';
 import { errors } from './status';
@@ -340,9 +340,8 @@ export function buildOpenApiV3(api: ApiGroupDefinition, version: string): Schema
   };
 }
 
-interface Published {
-  readonly body: Buffer;
-  /** Upper-case hex SHA-512 of the body, as upstream's handler computes it. */
+interface Published extends SerializedDocument {
+  /** Upper-case hex SHA-512 of the body, as upstream's handler computes it; the ETag is it quoted. */
   readonly hash: string;
 }
 
@@ -351,7 +350,8 @@ function publish(doc: unknown): Published {
 }
 
 function published(body: Buffer): Published {
-  return { body, hash: createHash('sha512').update(body).digest('hex').toUpperCase() };
+  const hash = createHash('sha512').update(body).digest('hex').toUpperCase();
+  return { body, hash, etag: `"${hash}"` };
 }
 
 /** /openapi/v2 in JSON, or in protobuf (the second spelling is the pre-1.10 one clients still send). */
@@ -406,22 +406,9 @@ export class OpenApi {
       if (!negotiate(parseAccept(req.headers.accept), JSON_OFFERS)) throw errors.notAcceptable(['application/json']);
       doc = path === '/openapi/v3' || path === '/openapi/v3/' ? this.v3Index : this.v3.get(path.slice('/openapi/v3/'.length))!;
     }
-    const etag = `"${doc.hash}"`;
-    res.setHeader('ETag', etag);
-    res.setHeader('Vary', 'Accept');
-    res.setHeader('Last-Modified', this.lastModified);
     const isVersioned = path.startsWith('/openapi/v3/') && path !== '/openapi/v3/';
-    res.setHeader('Cache-Control', isVersioned && new URL(req.url ?? '/', 'https://localhost').searchParams.get('hash') === doc.hash ? 'public, immutable' : 'no-cache, private');
-    const ifNoneMatch = req.headers['if-none-match'];
-    if (ifNoneMatch !== undefined && ifNoneMatch.split(',').some((tag) => tag.trim() === etag)) {
-      res.statusCode = 304;
-      res.end();
-      return;
-    }
-    res.statusCode = 200;
-    res.setHeader('Content-Type', contentType);
-    res.setHeader('Content-Length', doc.body.length);
-    res.end(req.method === 'HEAD' ? undefined : doc.body);
+    const immutable = isVersioned && new URL(req.url ?? '/', 'https://localhost').searchParams.get('hash') === doc.hash;
+    writeDocument(req, res, doc, contentType, { Vary: 'Accept', 'Last-Modified': this.lastModified, 'Cache-Control': immutable ? 'public, immutable' : 'no-cache, private' });
   }
 }
 
