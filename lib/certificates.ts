@@ -204,7 +204,10 @@ export class Certificates {
               commonName: _caCommonName(request),
               secretName: `${name}-ca`,
               ..._durations(caValidityDays),
-              privateKey: { algorithm: 'RSA', size: 2048, rotationPolicy: 'Always' },
+              // The renewed CA keeps its key (and so its subject key identifier): serving
+              // certificates it signed before still verify against the new caBundle, which
+              // cainjector updates before the pods reload their renewed certificate.
+              privateKey: { algorithm: 'RSA', size: 2048, rotationPolicy: 'Never' },
               issuerRef: { name: `${name}-selfsigned`, kind: 'Issuer', group: 'cert-manager.io' },
             },
           });

@@ -225,6 +225,8 @@ describe('Certificates.certManager', () => {
     const ca = findObject(objects, 'Certificate', 'wardle-apiserver-ca') as any;
     expect(ca.apiVersion).toBe('cert-manager.io/v1');
     expect(ca.spec).toMatchObject({ isCA: true, secretName: 'wardle-apiserver-ca', duration: '87600h', issuerRef: { name: 'wardle-apiserver-selfsigned', kind: 'Issuer' } });
+    // a renewed CA keeps its key, so certificates it signed before still chain to the injected caBundle
+    expect(ca.spec.privateKey).toEqual({ algorithm: 'RSA', size: 2048, rotationPolicy: 'Never' });
     expect(findObject(objects, 'Issuer', 'wardle-apiserver-ca')).toMatchObject({ spec: { ca: { secretName: 'wardle-apiserver-ca' } } });
     const serving = findObject(objects, 'Certificate', 'wardle-apiserver-serving') as any;
     expect(serving.metadata.namespace).toBe('wardle');
@@ -234,7 +236,7 @@ describe('Certificates.certManager', () => {
       duration: '8760h',
       renewBefore: '2920h',
       usages: ['server auth', 'digital signature', 'key encipherment'],
-      privateKey: { algorithm: 'RSA', size: 2048 },
+      privateKey: { algorithm: 'RSA', size: 2048, rotationPolicy: 'Always' },
       issuerRef: { name: 'wardle-apiserver-ca', kind: 'Issuer', group: 'cert-manager.io' },
     });
     expect(serving.spec.isCA).toBeUndefined();
