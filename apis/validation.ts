@@ -43,8 +43,11 @@ export function validateApiGroupDefinition(api: ApiGroupDefinition): void {
   if (api.kinds.length === 0) problems.push(`group "${api.group}" defines no kinds (expected at least one)`);
 
   const seen = new Map<string, string>();
+  const kindNames = new Set<string>();
   for (const kind of api.kinds) {
     problems.push(...kindProblems(kind));
+    if (kindNames.has(kind.kind)) problems.push(`kind "${kind.kind}" is defined twice (kinds must be unique in a group)`);
+    kindNames.add(kind.kind);
     for (const name of [kind.plural, kind.singular, ...(kind.shortNames ?? [])]) {
       const owner = seen.get(name);
       if (owner !== undefined && owner !== kind.kind) {

@@ -26,6 +26,23 @@ describe('validateApiGroupDefinition', () => {
     expect(() => validateApiGroupDefinition(api)).toThrow(/kind "Flunder": 2 storage versions \[v1alpha1, v1beta1\] \(expected exactly one\)/);
   });
 
+  test('fails for a kind defined twice, even under another plural', () => {
+    const fischer = WARDLE.kinds[1];
+    const api: ApiGroupDefinition = { group: 'x.example.com', kinds: [fischer, { ...fischer, plural: 'fischen', singular: 'fisch' }] };
+    expect(() => validateApiGroupDefinition(api)).toThrow(/kind "Fischer" is defined twice \(kinds must be unique in a group\)/);
+  });
+
+  test('fails for a kind without a storage version', () => {
+    const fischer = WARDLE.kinds[1];
+    const api: ApiGroupDefinition = { group: 'x.example.com', kinds: [{ ...fischer, versions: [{ ...fischer.versions[0], storage: false }] }] };
+    expect(() => validateApiGroupDefinition(api)).toThrow(/kind "Fischer": 0 storage versions \[\] \(expected exactly one\)/);
+  });
+
+  test('fails for a singular that is not a lowercase DNS-1123 label', () => {
+    const api: ApiGroupDefinition = { group: 'x.example.com', kinds: [{ ...WARDLE.kinds[1], singular: 'Fischer' }] };
+    expect(() => validateApiGroupDefinition(api)).toThrow(/kind "Fischer": singular "Fischer" is not a lowercase DNS-1123 label/);
+  });
+
   test('fails for a non-label plural and a lowercase kind, listing both', () => {
     const api: ApiGroupDefinition = { group: 'x.example.com', kinds: [{ ...WARDLE.kinds[1], kind: 'fischer', plural: 'Fischers' }] };
     expect(() => validateApiGroupDefinition(api)).toThrow(/kind "fischer" is not UpperCamelCase[\s\S]*plural "Fischers" is not a lowercase DNS-1123 label/);
