@@ -19,11 +19,11 @@ export class KindCodec {
   readonly namespaced: boolean;
   private readonly versions: ReadonlyMap<string, KindVersion>;
   /**
-   * JSON texts of stored values, per form (`<version>` or `<version>|<meta version>`). A stored
-   * value is frozen and replaced, never changed, on a write, so a text cached on it cannot go
+   * Encoded JSON of stored values, per form (`<version>` or `<version>|<meta version>`). A stored
+   * value is frozen and replaced, never changed, on a write, so what is cached on it cannot go
    * stale; it is collected with the value.
    */
-  private readonly texts = new WeakMap<StoredValue, Map<string, string>>();
+  private readonly encoded = new WeakMap<StoredValue, Map<string, Buffer>>();
 
   constructor(
     readonly group: string,
@@ -86,25 +86,25 @@ export class KindCodec {
   }
 
   /**
-   * The JSON text of a stored value as `version`, or, given `metaVersion`, of its
-   * PartialObjectMetadata (`meta.k8s.io/<metaVersion>`). Computed once per frozen stored value and
-   * form (lists, GETs and every watcher of an event share it); a value that is not frozen is
-   * encoded every time.
+   * The JSON of a stored value as `version`, or, given `metaVersion`, of its PartialObjectMetadata
+   * (`meta.k8s.io/<metaVersion>`), as UTF-8 bytes. Encoded once per frozen stored value and form:
+   * lists, GETs and every watcher of an event share the bytes, so callers must never write to
+   * them. A value that is not frozen is encoded every time.
    */
-  storedJson(value: StoredValue, version: string, metaVersion?: string): string {
+  storedJson(value: StoredValue, version: string, metaVersion?: string): Buffer {
     const form = metaVersion === undefined ? version : `${version}|${metaVersion}`;
-    let texts = this.texts.get(value);
-    let text = texts?.get(form);
-    if (text !== undefined) return text;
+    let forms = this.encoded.get(value);
+    let bytes = forms?.get(form);
+    if (bytes !== undefined) return bytes;
     const object = this.fromStorage(value, version);
-    text = JSON.stringify(metaVersion === undefined ? object : partialObjectMetadata(object, metaVersion));
-    if (!Object.isFrozen(value)) return text;
-    if (!texts) {
-      texts = new Map();
-      this.texts.set(value, texts);
+    bytes = Buffer.from(JSON.stringify(metaVersion === undefined ? object : partialObjectMetadata(object, metaVersion)));
+    if (!Object.isFrozen(value)) return bytes;
+    if (!forms) {
+      forms = new Map();
+      this.encoded.set(value, forms);
     }
-    texts.set(form, text);
-    return text;
+    forms.set(form, bytes);
+    return bytes;
   }
 
   /** `apiVersion` and `kind` of `version`, first in key order as Kubernetes writes them. */

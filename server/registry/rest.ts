@@ -84,9 +84,8 @@ function parseFieldValidation(query: URLSearchParams): FieldValidation {
 
 // ---- responses -------------------------------------------------------------------------------
 
-/** Answers with a JSON text, encoded once (Content-Length from the encoded bytes). */
-function sendJson(res: ServerResponse, code: number, text: string, warnings: readonly string[] = []): void {
-  const body = Buffer.from(text);
+/** Answers with encoded JSON (Content-Length is its byte length). */
+function sendJson(res: ServerResponse, code: number, body: Buffer, warnings: readonly string[] = []): void {
   const headers: Record<string, string | number | string[]> = {
     'Content-Type': 'application/json',
     'Content-Length': body.length,
@@ -106,11 +105,11 @@ function tableOptions(scope: RequestScope, metaVersion: string): TableOptions {
 }
 
 /**
- * One stored value (storage version) as the JSON text of the negotiated representation in the
+ * One stored value (storage version) as encoded JSON of the negotiated representation in the
  * request version. Objects and PartialObjectMetadata come from the codec's per-value cache; a
  * Table is built each time (its Age cells depend on the clock).
  */
-function storedText(scope: RequestScope, value: StoredValue): string {
+function storedBody(scope: RequestScope, value: StoredValue): Buffer {
   const { codec, output } = scope;
   const version = scope.version.name;
   switch (output.as) {
@@ -123,46 +122,52 @@ function storedText(scope: RequestScope, value: StoredValue): string {
     case 'Table': {
       const object = codec.fromStorage(value, version);
       const metadata = (object.metadata ?? {}) as { resourceVersion?: string };
-      return JSON.stringify(toTable([object], { resourceVersion: metadata.resourceVersion ?? '' }, tableOptions(scope, output.version)));
+      return Buffer.from(JSON.stringify(toTable([object], { resourceVersion: metadata.resourceVersion ?? '' }, tableOptions(scope, output.version))));
     }
   }
 }
 
-/**
- * A list of stored values as the JSON text of the negotiated representation: the list envelope
- * (key order as Kubernetes writes it) around the items' cached texts, joined.
- */
-function listText(scope: RequestScope, items: readonly StoredValue[], listMeta: Record<string, unknown>): string {
+const COMMA = Buffer.from(',');
+
+/** `{<typeMeta>,"metadata":<listMeta>,"items":[<items>]}`, the items already encoded, key order as Kubernetes writes lists. */
+function encodeList(typeMeta: Record<string, string>, listMeta: Record<string, unknown>, items: readonly Buffer[]): Buffer {
+  const parts: Buffer[] = [Buffer.from(`${JSON.stringify(typeMeta).slice(0, -1)},"metadata":${JSON.stringify(listMeta)},"items":[`)];
+  items.forEach((item, index) => {
+    if (index > 0) parts.push(COMMA);
+    parts.push(item);
+  });
+  parts.push(Buffer.from(']}'));
+  return Buffer.concat(parts);
+}
+
+/** A list of stored values as encoded JSON of the negotiated representation: the items' cached bytes copied into the list envelope. */
+function listBody(scope: RequestScope, items: readonly StoredValue[], listMeta: Record<string, unknown>): Buffer {
   const { codec, output } = scope;
   const version = scope.version.name;
-  const envelope = (typeMeta: Record<string, string>, texts: string[]): string =>
-    `${JSON.stringify(typeMeta).slice(0, -1)},"metadata":${JSON.stringify(listMeta)},"items":[${texts.join(',')}]}`;
   switch (output.as) {
     case 'Object':
-      return envelope(
+      return encodeList(
         { apiVersion: codec.apiVersion(version), kind: codec.listKind },
+        listMeta,
         items.map((value) => codec.storedJson(value, version)),
       );
     case 'PartialObjectMetadataList':
-      return envelope(
+      return encodeList(
         { kind: 'PartialObjectMetadataList', apiVersion: `meta.k8s.io/${output.version}` },
+        listMeta,
         items.map((value) => codec.storedJson(value, version, output.version)),
       );
     case 'PartialObjectMetadata':
       throw errors.notAcceptable(['application/json', 'application/json;as=PartialObjectMetadataList;v=v1;g=meta.k8s.io']);
-    case 'Table':
-      return JSON.stringify(
-        toTable(
-          items.map((value) => codec.fromStorage(value, version)),
-          listMeta,
-          tableOptions(scope, output.version),
-        ),
-      );
+    case 'Table': {
+      const objects = items.map((value) => codec.fromStorage(value, version));
+      return Buffer.from(JSON.stringify(toTable(objects, listMeta, tableOptions(scope, output.version))));
+    }
   }
 }
 
 function respondStored(scope: RequestScope, code: number, value: StoredValue, warnings: readonly string[] = []): void {
-  sendJson(scope.res, code, storedText(scope, value), warnings);
+  sendJson(scope.res, code, storedBody(scope, value), warnings);
 }
 
 // ---- reads -----------------------------------------------------------------------------------
@@ -220,7 +225,7 @@ export async function listObjects(scope: RequestScope, deps: RegistryDeps): Prom
   sendJson(
     scope.res,
     200,
-    listText(
+    listBody(
       scope,
       result.items.map((item) => item.value),
       listMeta,
@@ -679,5 +684,5 @@ export async function deleteCollection(scope: RequestScope, deps: RegistryDeps):
       throw error;
     }
   }
-  sendJson(scope.res, 200, listText(scope, deleted, { resourceVersion: String(await deps.storage.currentRevision()) }));
+  sendJson(scope.res, 200, listBody(scope, deleted, { resourceVersion: String(await deps.storage.currentRevision()) }));
 }
