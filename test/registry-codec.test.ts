@@ -15,8 +15,8 @@ async function storedFlunder(storage: MemoryStorage, name: string, spec: Record<
   return created.value;
 }
 
-describe('KindCodec.storedJson (the encoding cache)', () => {
-  test('a frozen stored value is converted and encoded once per form, then served from the cache', async () => {
+describe('KindCodec.storedJson (the serialization cache)', () => {
+  test('a frozen stored value is converted and serialized once per form, then served from the cache', async () => {
     // GIVEN a codec whose conversion is counted
     const fromInternal = jest.fn(flunderRules.fromInternal!);
     const codec = new KindCodec('wardle.example.com', FLUNDER, { ...flunderRules, fromInternal });
@@ -31,19 +31,19 @@ describe('KindCodec.storedJson (the encoding cache)', () => {
     expect(fromInternal).toHaveBeenCalledTimes(2);
     expect(codec.storedJson(value, 'v1beta1')).toBe(beta);
     expect(fromInternal).toHaveBeenCalledTimes(2);
-    expect(JSON.parse(beta.toString())).toEqual(codec.fromStorage(value, 'v1beta1'));
-    expect(JSON.parse(beta.toString())).toMatchObject({ apiVersion: 'wardle.example.com/v1beta1', spec: { flunderReference: 'r' } });
+    expect(JSON.parse(beta)).toEqual(codec.fromStorage(value, 'v1beta1'));
+    expect(JSON.parse(beta)).toMatchObject({ apiVersion: 'wardle.example.com/v1beta1', spec: { flunderReference: 'r' } });
     expect(betaAgain).toBe(beta);
-    expect(JSON.parse(partial.toString())).toEqual({ kind: 'PartialObjectMetadata', apiVersion: 'meta.k8s.io/v1', metadata: value.metadata });
+    expect(JSON.parse(partial)).toEqual({ kind: 'PartialObjectMetadata', apiVersion: 'meta.k8s.io/v1', metadata: value.metadata });
   });
 
-  test('the storage version is the value itself, encoded', async () => {
+  test('the storage version is the value itself, serialized', async () => {
     const codec = new KindCodec('wardle.example.com', FLUNDER, flunderRules);
     const value = await storedFlunder(new MemoryStorage(), 'a', {});
-    expect(codec.storedJson(value, 'v1alpha1').toString()).toBe(JSON.stringify(value));
+    expect(codec.storedJson(value, 'v1alpha1')).toBe(JSON.stringify(value));
   });
 
-  test('a value that is not frozen (a dry run, a synthetic watch event) is encoded every time, never cached', () => {
+  test('a value that is not frozen (a dry run, a synthetic watch event) is serialized every time, never cached', () => {
     // GIVEN a mutable object
     const codec = new KindCodec('wardle.example.com', FLUNDER, flunderRules);
     const value: Record<string, unknown> = { apiVersion: 'wardle.example.com/v1alpha1', kind: 'Flunder', metadata: { name: 'a', resourceVersion: '5' } };
@@ -53,8 +53,8 @@ describe('KindCodec.storedJson (the encoding cache)', () => {
     value.spec = { reference: 'later' };
 
     // THEN the next text shows the change
-    expect(JSON.parse(before.toString()).spec).toBeUndefined();
-    expect(JSON.parse(codec.storedJson(value, 'v1alpha1').toString()).spec).toEqual({ reference: 'later' });
+    expect(JSON.parse(before).spec).toBeUndefined();
+    expect(JSON.parse(codec.storedJson(value, 'v1alpha1')).spec).toEqual({ reference: 'later' });
   });
 });
 

@@ -19,11 +19,12 @@ export class KindCodec {
   readonly namespaced: boolean;
   private readonly versions: ReadonlyMap<string, KindVersion>;
   /**
-   * Encoded JSON of stored values, per form (`<version>` or `<version>|<meta version>`). A stored
-   * value is frozen and replaced, never changed, on a write, so what is cached on it cannot go
-   * stale; it is collected with the value.
+   * JSON texts of stored values, per form (`<version>` or `<version>|<meta version>`). A stored
+   * value is frozen and replaced, never changed, on a write, so a text cached on it cannot go
+   * stale; it is collected with the value. Strings, not Buffers: small Buffers are slices of
+   * shared 8 KiB pool slabs, and a long-lived slice would keep its whole slab alive.
    */
-  private readonly encoded = new WeakMap<StoredValue, Map<string, Buffer>>();
+  private readonly texts = new Map<string, WeakMap<StoredValue, string>>();
 
   constructor(
     readonly group: string,
@@ -86,25 +87,25 @@ export class KindCodec {
   }
 
   /**
-   * The JSON of a stored value as `version`, or, given `metaVersion`, of its PartialObjectMetadata
-   * (`meta.k8s.io/<metaVersion>`), as UTF-8 bytes. Encoded once per frozen stored value and form:
-   * lists, GETs and every watcher of an event share the bytes, so callers must never write to
-   * them. A value that is not frozen is encoded every time.
+   * The JSON text of a stored value as `version`, or, given `metaVersion`, of its
+   * PartialObjectMetadata (`meta.k8s.io/<metaVersion>`). Computed once per frozen stored value and
+   * form (lists, GETs and every watcher of an event share it); a value that is not frozen is
+   * serialized every time.
    */
-  storedJson(value: StoredValue, version: string, metaVersion?: string): Buffer {
+  storedJson(value: StoredValue, version: string, metaVersion?: string): string {
     const form = metaVersion === undefined ? version : `${version}|${metaVersion}`;
-    let forms = this.encoded.get(value);
-    let bytes = forms?.get(form);
-    if (bytes !== undefined) return bytes;
+    let cache = this.texts.get(form);
+    let text = cache?.get(value);
+    if (text !== undefined) return text;
     const object = this.fromStorage(value, version);
-    bytes = Buffer.from(JSON.stringify(metaVersion === undefined ? object : partialObjectMetadata(object, metaVersion)));
-    if (!Object.isFrozen(value)) return bytes;
-    if (!forms) {
-      forms = new Map();
-      this.encoded.set(value, forms);
+    text = JSON.stringify(metaVersion === undefined ? object : partialObjectMetadata(object, metaVersion));
+    if (!Object.isFrozen(value)) return text;
+    if (!cache) {
+      cache = new WeakMap();
+      this.texts.set(form, cache);
     }
-    forms.set(form, bytes);
-    return bytes;
+    cache.set(value, text);
+    return text;
   }
 
   /** `apiVersion` and `kind` of `version`, first in key order as Kubernetes writes them. */

@@ -105,11 +105,11 @@ function tableOptions(scope: RequestScope, metaVersion: string): TableOptions {
 }
 
 /**
- * One stored value (storage version) as encoded JSON of the negotiated representation in the
+ * One stored value (storage version) as the JSON text of the negotiated representation in the
  * request version. Objects and PartialObjectMetadata come from the codec's per-value cache; a
  * Table is built each time (its Age cells depend on the clock).
  */
-function storedBody(scope: RequestScope, value: StoredValue): Buffer {
+function storedText(scope: RequestScope, value: StoredValue): string {
   const { codec, output } = scope;
   const version = scope.version.name;
   switch (output.as) {
@@ -122,25 +122,30 @@ function storedBody(scope: RequestScope, value: StoredValue): Buffer {
     case 'Table': {
       const object = codec.fromStorage(value, version);
       const metadata = (object.metadata ?? {}) as { resourceVersion?: string };
-      return Buffer.from(JSON.stringify(toTable([object], { resourceVersion: metadata.resourceVersion ?? '' }, tableOptions(scope, output.version))));
+      return JSON.stringify(toTable([object], { resourceVersion: metadata.resourceVersion ?? '' }, tableOptions(scope, output.version)));
     }
   }
 }
 
-const COMMA = Buffer.from(',');
-
-/** `{<typeMeta>,"metadata":<listMeta>,"items":[<items>]}`, the items already encoded, key order as Kubernetes writes lists. */
-function encodeList(typeMeta: Record<string, string>, listMeta: Record<string, unknown>, items: readonly Buffer[]): Buffer {
-  const parts: Buffer[] = [Buffer.from(`${JSON.stringify(typeMeta).slice(0, -1)},"metadata":${JSON.stringify(listMeta)},"items":[`)];
+/**
+ * `{<typeMeta>,"metadata":<listMeta>,"items":[<items>]}` (key order as Kubernetes writes lists),
+ * the items' texts encoded straight into one buffer: no joined copy of the whole list.
+ */
+function encodeList(typeMeta: Record<string, string>, listMeta: Record<string, unknown>, items: readonly string[]): Buffer {
+  const head = `${JSON.stringify(typeMeta).slice(0, -1)},"metadata":${JSON.stringify(listMeta)},"items":[`;
+  let length = Buffer.byteLength(head) + Math.max(items.length - 1, 0) + 2; // the commas and `]}`
+  for (const item of items) length += Buffer.byteLength(item);
+  const body = Buffer.allocUnsafe(length);
+  let offset = body.write(head);
   items.forEach((item, index) => {
-    if (index > 0) parts.push(COMMA);
-    parts.push(item);
+    if (index > 0) offset += body.write(',', offset);
+    offset += body.write(item, offset);
   });
-  parts.push(Buffer.from(']}'));
-  return Buffer.concat(parts);
+  offset += body.write(']}', offset);
+  return body.subarray(0, offset); // never a byte that was not written
 }
 
-/** A list of stored values as encoded JSON of the negotiated representation: the items' cached bytes copied into the list envelope. */
+/** A list of stored values as encoded JSON of the negotiated representation: the items' cached texts in the list envelope. */
 function listBody(scope: RequestScope, items: readonly StoredValue[], listMeta: Record<string, unknown>): Buffer {
   const { codec, output } = scope;
   const version = scope.version.name;
@@ -167,7 +172,7 @@ function listBody(scope: RequestScope, items: readonly StoredValue[], listMeta: 
 }
 
 function respondStored(scope: RequestScope, code: number, value: StoredValue, warnings: readonly string[] = []): void {
-  sendJson(scope.res, code, storedBody(scope, value), warnings);
+  sendJson(scope.res, code, Buffer.from(storedText(scope, value)), warnings);
 }
 
 // ---- reads -----------------------------------------------------------------------------------

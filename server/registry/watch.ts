@@ -66,19 +66,13 @@ export interface WatchRequest {
   readonly filter?: (value: StoredValue) => boolean;
 }
 
-function eventLine(type: string, object: unknown): string {
-  return `{"type":"${type}","object":${JSON.stringify(object)}}\n`;
-}
-
-const LINE_END = Buffer.from('}\n');
-
-/** An event line around an object's already encoded JSON. */
-function encodedEventLine(type: string, objectJson: Buffer): Buffer {
-  return Buffer.concat([Buffer.from(`{"type":"${type}","object":`), objectJson, LINE_END]);
+/** One line of the stream: an event around the object's JSON text. */
+function eventLine(type: string, objectJson: string): string {
+  return `{"type":"${type}","object":${objectJson}}\n`;
 }
 
 function statusLine(status: Status): string {
-  return eventLine('ERROR', status);
+  return eventLine('ERROR', JSON.stringify(status));
 }
 
 /** Streams one watch; resolves when it has ended. */
@@ -93,19 +87,20 @@ export async function serveWatch(request: WatchRequest, storage: Storage, hub: W
    * event fanned out to many watchers is serialized once per version and form; a Table (its Age
    * cells depend on the clock, its first event carries the column definitions) is built per watcher.
    */
-  function encode(type: string, value: StoredValue): string | Buffer {
+  function encode(type: string, value: StoredValue): string {
     switch (output.as) {
       case 'Object':
-        return encodedEventLine(type, codec.storedJson(value, version.name));
+        return eventLine(type, codec.storedJson(value, version.name));
       case 'PartialObjectMetadata':
       case 'PartialObjectMetadataList':
-        return encodedEventLine(type, codec.storedJson(value, version.name, output.version));
+        return eventLine(type, codec.storedJson(value, version.name, output.version));
       case 'Table': {
         const object = codec.fromStorage(value, version.name);
         const metadata = (object.metadata ?? {}) as { resourceVersion?: string };
         const noHeaders = tableHeadersSent;
         tableHeadersSent = true;
-        return eventLine(type, toTable([object], { resourceVersion: metadata.resourceVersion ?? '' }, { version, metaVersion: output.version, includeObject, noHeaders }));
+        const table = toTable([object], { resourceVersion: metadata.resourceVersion ?? '' }, { version, metaVersion: output.version, includeObject, noHeaders });
+        return eventLine(type, JSON.stringify(table));
       }
     }
   }
@@ -115,12 +110,12 @@ export async function serveWatch(request: WatchRequest, storage: Storage, hub: W
     if (initialEventsEnd) metadata.annotations = { 'k8s.io/initial-events-end': 'true' };
     switch (output.as) {
       case 'Object':
-        return eventLine('BOOKMARK', { kind: codec.kind, apiVersion: codec.apiVersion(version.name), metadata });
+        return eventLine('BOOKMARK', JSON.stringify({ kind: codec.kind, apiVersion: codec.apiVersion(version.name), metadata }));
       case 'PartialObjectMetadata':
       case 'PartialObjectMetadataList':
-        return eventLine('BOOKMARK', { kind: 'PartialObjectMetadata', apiVersion: `meta.k8s.io/${output.version}`, metadata });
+        return eventLine('BOOKMARK', JSON.stringify({ kind: 'PartialObjectMetadata', apiVersion: `meta.k8s.io/${output.version}`, metadata }));
       case 'Table':
-        return eventLine('BOOKMARK', { kind: 'Table', apiVersion: `meta.k8s.io/${output.version}`, metadata: { resourceVersion: String(revision) }, rows: [] });
+        return eventLine('BOOKMARK', JSON.stringify({ kind: 'Table', apiVersion: `meta.k8s.io/${output.version}`, metadata: { resourceVersion: String(revision) }, rows: [] }));
     }
   }
 
@@ -148,7 +143,7 @@ export async function serveWatch(request: WatchRequest, storage: Storage, hub: W
     hub.add(session);
     res.on('close', () => session.end());
 
-    function write(line: string | Buffer): void {
+    function write(line: string): void {
       if (ended) return;
       res.write(line);
       if (res.writableLength > MAX_BUFFERED_BYTES) {
