@@ -1,5 +1,5 @@
 import { App, Chart } from 'cdk8s';
-import { AggregatedApiServer, Certificates, CustomResourceDefinitions, WARDLE } from 'cdk8s-api-extension';
+import { AggregatedApiServer, Certificates, CustomResourceDefinitions, FISCHER, WARDLE } from 'cdk8s-api-extension';
 
 const app = new App();
 const chart = new Chart(app, 'platform');
@@ -14,8 +14,9 @@ const wardle = new AggregatedApiServer(chart, 'Wardle', {
   priorityClassName: 'platform-critical',
 });
 
-// The other way to extend the API: the same definition as CRDs, in a group of their own.
-new CustomResourceDefinitions(chart, 'WardleCrds', { api: { ...WARDLE, group: 'wardle.crd.example.com' } });
+// The other way to extend the API: a definition as CRDs, in a group of their own. (Flunder's two
+// versions have different schemas: as CRDs they would need a conversion webhook, `conversion`.)
+new CustomResourceDefinitions(chart, 'FischerCrds', { api: { group: 'wardle.crd.example.com', kinds: [FISCHER] } });
 
 console.log(`APIServices: ${wardle.apiServices.map((a) => a.name).join(', ')}`);
 app.synth();

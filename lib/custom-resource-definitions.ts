@@ -1,10 +1,36 @@
 import { k8s } from 'cdk8s-plus-28';
 import { Construct } from 'constructs';
-import { ApiGroupDefinition, JSONSchemaProps, KindVersion, listKindOf, validateApiGroupDefinition } from '../apis';
+import { ApiGroupDefinition, JSONSchemaProps, KindDefinition, KindVersion, listKindOf, validateApiGroupDefinition } from '../apis';
+import { _checkDns1123Label, _checkIntegerInRange } from './_validate';
+
+/** A conversion webhook (`apiextensions.k8s.io/v1` `ConversionReview`) behind a Service. */
+export interface CrdConversionWebhook {
+  /** Name of the Service in front of the webhook server. */
+  readonly serviceName: string;
+  /** Namespace of that Service. */
+  readonly serviceNamespace: string;
+  /** @default '/convert' */
+  readonly path?: string;
+  /** @default 443 */
+  readonly port?: number;
+  /** PEM CA bundle that signed the webhook's serving certificate (for `<service>.<namespace>.svc`). */
+  readonly caBundlePem: string;
+}
 
 export interface CustomResourceDefinitionsProps {
   /** The API group; one CRD is emitted per kind. */
   readonly api: ApiGroupDefinition;
+  /**
+   * How kube-apiserver converts objects between a kind's versions.
+   *
+   * `'None'` only rewrites `apiVersion`: kube-apiserver prunes every object against the storage
+   * version's schema, so the fields that exist only in another version's schema are silently
+   * dropped. That is safe only when all versions share one schema; otherwise give a webhook.
+   *
+   * @default - `'None'` when every version of each kind has the same schema (descriptions
+   * aside); a kind whose versions' schemas differ is refused with an error naming them.
+   */
+  readonly conversion?: 'None' | CrdConversionWebhook;
 }
 
 export interface ICustomResourceDefinitions {
@@ -18,11 +44,10 @@ export interface ICustomResourceDefinitions {
  * deprecation), structural `openAPIV3Schema`, `status`/`scale` subresources and
  * `additionalPrinterColumns`.
  *
- * Conversion is `None`: kube-apiserver then only rewrites `apiVersion` between versions, which is
- * right only when every version has the same schema. Versions whose schemas differ need a
- * conversion webhook. The bundled wardle API is such a case: Flunder `v1alpha1` has
- * `spec.reference` where `v1beta1` has `spec.flunderReference`/`spec.fischerReference`, so
- * as CRDs the two versions do not convert into each other (the aggregated server does).
+ * Versions whose schemas differ need a conversion webhook (`conversion`). The bundled wardle
+ * API is such a case: Flunder `v1alpha1` has `spec.reference` where `v1beta1` has
+ * `spec.flunderReference`/`spec.fischerReference`; the aggregated server converts between them,
+ * CRDs need a webhook that does.
  */
 export class CustomResourceDefinitions extends Construct implements ICustomResourceDefinitions {
   public readonly definitions: readonly k8s.KubeCustomResourceDefinition[];
@@ -31,6 +56,8 @@ export class CustomResourceDefinitions extends Construct implements ICustomResou
     super(scope, id);
     validateApiGroupDefinition(props.api);
     const { group } = props.api;
+    const conversion = props.conversion === undefined || props.conversion === 'None' ? undefined : _webhookConversion(props.conversion);
+    if (props.conversion === undefined) props.api.kinds.forEach(_checkConvertibleWithoutWebhook);
     this.definitions = props.api.kinds.map(
       (kind) =>
         new k8s.KubeCustomResourceDefinition(this, kind.kind, {
@@ -47,9 +74,57 @@ export class CustomResourceDefinitions extends Construct implements ICustomResou
             },
             scope: kind.scope,
             versions: kind.versions.map(crdVersion),
-            conversion: { strategy: 'None' },
+            conversion: conversion ?? { strategy: 'None' },
           },
         }),
+    );
+  }
+}
+
+function _webhookConversion(webhook: CrdConversionWebhook): k8s.CustomResourceConversion {
+  if (!/-----BEGIN CERTIFICATE-----/.test(webhook.caBundlePem)) {
+    throw new Error('conversion.caBundlePem holds no PEM certificate (expected the CA bundle that signed the webhook\'s serving certificate)');
+  }
+  const path = webhook.path ?? '/convert';
+  if (!path.startsWith('/')) throw new Error(`conversion.path "${path}" must start with "/"`);
+  return {
+    strategy: 'Webhook',
+    webhook: {
+      conversionReviewVersions: ['v1'],
+      clientConfig: {
+        caBundle: Buffer.from(webhook.caBundlePem).toString('base64'),
+        service: {
+          name: _checkDns1123Label('conversion.serviceName', webhook.serviceName),
+          namespace: _checkDns1123Label('conversion.serviceNamespace', webhook.serviceNamespace),
+          path,
+          port: _checkIntegerInRange('conversion.port', webhook.port ?? 443, 1, 65535),
+        },
+      },
+    },
+  };
+}
+
+/** The schema's structure: what kube-apiserver prunes against (descriptions do not matter). */
+function _structure(schema: unknown): unknown {
+  if (Array.isArray(schema)) return schema.map(_structure);
+  if (schema === null || typeof schema !== 'object') return schema;
+  return Object.fromEntries(
+    Object.entries(schema)
+      .filter(([key]) => key !== 'description')
+      .sort(([a], [b]) => a.localeCompare(b))
+      .map(([key, value]) => [key, _structure(value)]),
+  );
+}
+
+function _checkConvertibleWithoutWebhook(kind: KindDefinition): void {
+  const [storage] = kind.versions.filter((v) => v.storage);
+  const expected = JSON.stringify(_structure(storage.schema));
+  const differing = kind.versions.filter((v) => JSON.stringify(_structure(v.schema)) !== expected).map((v) => v.name);
+  if (differing.length > 0) {
+    throw new Error(
+      `kind "${kind.kind}": versions [${differing.join(', ')}] have a schema other than the storage version "${storage.name}"'s, ` +
+        'so conversion "None" would silently drop their fields when kube-apiserver prunes against the storage schema ' +
+        '(expected a conversion webhook in "conversion", or conversion: \'None\' to accept that loss)',
     );
   }
 }

@@ -29,7 +29,7 @@ test('the example, compiled and importing the package by name, synthesizes its o
     // THEN the chart holds the server with cert-manager certificates and the CRDs
     const objects = YAML.parseAllDocuments(fs.readFileSync(path.join(work, 'dist', 'platform.k8s.yaml'), 'utf8')).map((d) => d.toJS());
     const kinds = objects.map((o) => `${o.kind}/${o.metadata.name}`);
-    expect(kinds).toEqual(expect.arrayContaining(['CustomResourceDefinition/flunders.wardle.crd.example.com', 'APIService/v1beta1.wardle.example.com']));
+    expect(kinds).toEqual(expect.arrayContaining(['CustomResourceDefinition/fischers.wardle.crd.example.com', 'APIService/v1beta1.wardle.example.com']));
     const deployment = objects.find((o) => o.kind === 'Deployment');
     expect(deployment.metadata.namespace).toBe('wardle-system');
     expect(deployment.spec.replicas).toBe(3);
