@@ -1,6 +1,7 @@
 import { FLUNDER } from '../apis/wardle';
 import { KindCodec } from '../server/registry';
-import { flunderRules } from '../server/registry/wardle';
+import { flunderRules, wardleRules } from '../server/registry/wardle';
+import type { KubeObject } from '../server/registry/rules';
 import { MemoryStorage } from '../server/storage/memory';
 import { FLUNDERS, FLUNDERS_BETA, RegistryServer, flunder } from './support/registry-server';
 
@@ -55,6 +56,32 @@ describe('KindCodec.storedJson (the serialization cache)', () => {
     // THEN the next text shows the change
     expect(JSON.parse(before).spec).toBeUndefined();
     expect(JSON.parse(codec.storedJson(value, 'v1alpha1')).spec).toEqual({ reference: 'later' });
+  });
+});
+
+describe('which answers are cached', () => {
+  test('reads are served from the cache; the answer to a write is serialized without caching', async () => {
+    // GIVEN a server counting conversions to v1beta1 (Flunders are stored as v1alpha1)
+    const toBeta: string[] = [];
+    const fromInternal = (internal: Readonly<KubeObject>, version: string): KubeObject => {
+      if (version === 'v1beta1') toBeta.push(String((internal.metadata as { resourceVersion?: string }).resourceVersion));
+      return flunderRules.fromInternal!(internal, version);
+    };
+    const server = await RegistryServer.start({ rules: { ...wardleRules, Flunder: { ...flunderRules, fromInternal } } });
+    try {
+      // WHEN a Flunder is created in v1beta1, then read three times in v1beta1
+      const created = await server.post(FLUNDERS_BETA, { ...flunder('c'), apiVersion: 'wardle.example.com/v1beta1' });
+      expect(created.status).toBe(201);
+      const rv = created.body.metadata.resourceVersion;
+      await server.get(`${FLUNDERS_BETA}/c`);
+      await server.get(`${FLUNDERS_BETA}/c`);
+      await server.get(FLUNDERS_BETA);
+
+      // THEN the create's answer and the first read converted it; the other reads used the cache
+      expect(toBeta).toEqual([rv, rv]);
+    } finally {
+      await server.close();
+    }
   });
 });
 

@@ -106,15 +106,17 @@ function tableOptions(scope: RequestScope, metaVersion: string): TableOptions {
 
 /**
  * One stored value (storage version) as the JSON text of the negotiated representation in the
- * request version. Objects and PartialObjectMetadata come from the codec's per-value cache; a
- * Table is built each time (its Age cells depend on the clock).
+ * request version. For a read, objects and PartialObjectMetadata come from the codec's per-value
+ * cache; the answer to a write is serialized once, uncached (the next read or watch event caches
+ * it if anyone needs it; caching every write would cost memory and time for objects nobody
+ * reads). A Table is built each time (its Age cells depend on the clock).
  */
-function storedText(scope: RequestScope, value: StoredValue): string {
+function storedText(scope: RequestScope, value: StoredValue, read: boolean): string {
   const { codec, output } = scope;
   const version = scope.version.name;
   switch (output.as) {
     case 'Object':
-      return codec.storedJson(value, version);
+      return read ? codec.storedJson(value, version) : JSON.stringify(codec.fromStorage(value, version));
     case 'PartialObjectMetadata':
       return codec.storedJson(value, version, output.version);
     case 'PartialObjectMetadataList':
@@ -171,8 +173,9 @@ function listBody(scope: RequestScope, items: readonly StoredValue[], listMeta: 
   }
 }
 
-function respondStored(scope: RequestScope, code: number, value: StoredValue, warnings: readonly string[] = []): void {
-  sendJson(scope.res, code, Buffer.from(storedText(scope, value)), warnings);
+/** Answers a write with the object written (or deleted). */
+function respondWritten(scope: RequestScope, code: number, value: StoredValue, warnings: readonly string[] = []): void {
+  sendJson(scope.res, code, Buffer.from(storedText(scope, value, false)), warnings);
 }
 
 // ---- reads -----------------------------------------------------------------------------------
@@ -181,7 +184,7 @@ export async function getObject(scope: RequestScope, deps: RegistryDeps): Promis
   const { codec, info } = scope;
   const stored = await deps.storage.get(codec.key(info.namespace, info.name));
   if (!stored) throw errors.notFound(codec.gr, info.name);
-  respondStored(scope, 200, stored.value);
+  sendJson(scope.res, 200, Buffer.from(storedText(scope, stored.value, true)));
 }
 
 function listPrefixAndFilter(scope: RequestScope, options: ListQuery) {
@@ -380,12 +383,12 @@ export async function createObject(scope: RequestScope, deps: RegistryDeps): Pro
     const key = codec.key(scope.info.namespace, name);
     if (dryRun) {
       if (await deps.storage.get(key)) throw errors.alreadyExists(codec.gr, name);
-      respondStored(scope, 201, stored, warnings);
+      respondWritten(scope, 201, stored, warnings);
       return;
     }
     try {
       const created = await deps.storage.create(key, { ...stored, metadata: { ...storedMeta } });
-      respondStored(scope, 201, created.value, warnings);
+      respondWritten(scope, 201, created.value, warnings);
       return;
     } catch (error) {
       if (!(error instanceof KeyExistsError)) throw error;
@@ -533,7 +536,7 @@ export async function updateObject(scope: RequestScope, deps: RegistryDeps): Pro
     const next = await updatedObject(scope, deps, structuredClone(object), old, dryRun);
     return { next, preconditionFixed: precondition !== undefined };
   });
-  respondStored(scope, 200, result.value, warnings);
+  respondWritten(scope, 200, result.value, warnings);
 }
 
 export async function patchObject(scope: RequestScope, deps: RegistryDeps): Promise<void> {
@@ -563,7 +566,7 @@ export async function patchObject(scope: RequestScope, deps: RegistryDeps): Prom
     const next = await updatedObject(scope, deps, prepared.object, old, dryRun);
     return { next, preconditionFixed: false };
   });
-  respondStored(scope, 200, result.value, warnings);
+  respondWritten(scope, 200, result.value, warnings);
 }
 
 // ---- delete ----------------------------------------------------------------------------------
@@ -669,7 +672,7 @@ async function deleteOne(scope: RequestScope, deps: RegistryDeps, name: string, 
 export async function deleteObject(scope: RequestScope, deps: RegistryDeps): Promise<void> {
   const options = await readDeleteOptions(scope);
   const deleted = await deleteOne(scope, deps, scope.info.name, options);
-  respondStored(scope, 200, deleted);
+  respondWritten(scope, 200, deleted);
 }
 
 export async function deleteCollection(scope: RequestScope, deps: RegistryDeps): Promise<void> {
