@@ -16,7 +16,7 @@ import { Meta, generateName, now, pruneObjectMeta, validateObjectMeta } from './
 import { JSON_PATCH, MERGE_PATCH, PatchType, SUPPORTED_PATCH_TYPES, applyObjectPatch, checkPatch } from './patch';
 import type { KubeObject } from './rules';
 import { pruneAndDefault, validateAgainstSchema } from './schema';
-import { IncludeObject, TableOptions, parseIncludeObject, toTable } from './table';
+import { IncludeObject, TableOptions, objectTable, parseIncludeObject, toTable } from './table';
 import { WatchHub, WatchSettings, serveWatch } from './watch';
 
 /**
@@ -121,11 +121,8 @@ function storedText(scope: RequestScope, value: StoredValue, read: boolean): str
       return codec.storedJson(value, version, output.version);
     case 'PartialObjectMetadataList':
       throw errors.notAcceptable(['application/json', 'application/json;as=Table;v=v1;g=meta.k8s.io']);
-    case 'Table': {
-      const object = codec.fromStorage(value, version);
-      const metadata = (object.metadata ?? {}) as { resourceVersion?: string };
-      return JSON.stringify(toTable([object], { resourceVersion: metadata.resourceVersion ?? '' }, tableOptions(scope, output.version)));
-    }
+    case 'Table':
+      return JSON.stringify(objectTable(codec.fromStorage(value, version), tableOptions(scope, output.version)));
   }
 }
 

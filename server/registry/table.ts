@@ -143,3 +143,9 @@ export function toTable(objects: readonly Readonly<Json>[], listMeta: Json, opti
     rows,
   };
 }
+
+/** One object as a Table whose resourceVersion is the object's (how a GET and a watch event answer). */
+export function objectTable(object: Readonly<Json>, options: TableOptions): Json {
+  const metadata = (object.metadata ?? {}) as Json;
+  return toTable([object], { resourceVersion: typeof metadata.resourceVersion === 'string' ? metadata.resourceVersion : '' }, options);
+}

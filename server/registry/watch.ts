@@ -6,7 +6,7 @@ import { ExpiredError, Storage, StorageEvent, StorageWatch, StoredValue, TooLarg
 import { Status, StatusError, errors } from '../status';
 import type { KindCodec } from './codec';
 import type { ListQuery } from './list-options';
-import { IncludeObject, toTable } from './table';
+import { IncludeObject, objectTable } from './table';
 
 /**
  * Watch streams, as k8s.io/apiserver's watch handler and cacher serve them: 200, then one JSON
@@ -95,11 +95,9 @@ export async function serveWatch(request: WatchRequest, storage: Storage, hub: W
       case 'PartialObjectMetadataList':
         return eventLine(type, codec.storedJson(value, version.name, output.version));
       case 'Table': {
-        const object = codec.fromStorage(value, version.name);
-        const metadata = (object.metadata ?? {}) as { resourceVersion?: string };
         const noHeaders = tableHeadersSent;
         tableHeadersSent = true;
-        const table = toTable([object], { resourceVersion: metadata.resourceVersion ?? '' }, { version, metaVersion: output.version, includeObject, noHeaders });
+        const table = objectTable(codec.fromStorage(value, version.name), { version, metaVersion: output.version, includeObject, noHeaders });
         return eventLine(type, JSON.stringify(table));
       }
     }
