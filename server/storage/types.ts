@@ -14,7 +14,11 @@
  *   compacted revision fails with `ExpiredError` (the registry answers 410 Expired).
  */
 
-/** A stored value: a JSON object. Values handed out are shared and frozen: never mutate them. */
+/**
+ * A stored value: a JSON object. Values handed out are shared and frozen: never mutate them. A
+ * write stores a new value; the registry caches serializations on a frozen value for as long as
+ * it lives (KindCodec.storedJson), so a store must never change a value it has handed out.
+ */
 export type StoredValue = Readonly<Record<string, unknown>>;
 
 export interface StoredObject {
