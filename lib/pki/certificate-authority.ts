@@ -15,7 +15,7 @@ import {
 export interface CertificateKeyPair {
   /** The certificate, `-----BEGIN CERTIFICATE-----`. */
   readonly certPem: string;
-  /** Its private key, PKCS#8 `-----BEGIN PRIVATE KEY-----` (Go's tls.X509KeyPair and Node accept it). */
+  /** Its private key, PKCS#8 PEM (`BEGIN PRIVATE KEY`) (Go's tls.X509KeyPair and Node accept it). */
   readonly keyPem: string;
 }
 

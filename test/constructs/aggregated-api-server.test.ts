@@ -136,7 +136,7 @@ describe('AggregatedApiServer with the defaults', () => {
     const decoded = objects
       .filter((o) => o.kind === 'Secret')
       .flatMap((o) => Object.values((o as any).data as Record<string, string>).map((v) => Buffer.from(v, 'base64').toString('utf8')));
-    const privateKeys = [text, ...decoded].flatMap((s) => s.match(/-----BEGIN [A-Z ]*PRIVATE KEY-----/g) ?? []);
+    const privateKeys = [text, ...decoded].flatMap((s) => s.match(/-{5}BEGIN [A-Z ]*PRIVATE KEY-{5}/g) ?? []);
     expect(privateKeys).toHaveLength(1);
     expect(decoded.join('\n')).toContain(FIXTURE_PEMS.tlsKeyPem.trim());
   });

