@@ -12,12 +12,9 @@ import { SecureServing } from './serving';
  * ready only once authentication config and storage are, and a graceful shutdown.
  */
 
-/** Delegated authentication and authorization as the server consumes them. */
-export type ServerAuth = DelegatedAuth;
-
 export interface ServerOptions {
   readonly api: ApiGroupDefinition;
-  readonly auth: ServerAuth;
+  readonly auth: DelegatedAuth;
   readonly apiServing: ApiServing;
   readonly logger: Logger;
   readonly bindAddress: string;

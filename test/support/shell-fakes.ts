@@ -11,7 +11,7 @@ import pino from 'pino';
 import { Writable } from 'node:stream';
 import type { AuthenticationResult, Authenticator, Authorizer, AuthorizationDecision, UserInfo } from '../../server/auth/types';
 import type { RequestInfo } from '../../server/request-info';
-import type { ServerAuth } from '../../server/server';
+import type { DelegatedAuth } from '../../server/auth';
 import { errors } from '../../server/status';
 
 export const ANONYMOUS: UserInfo = { name: 'system:anonymous', groups: ['system:unauthenticated'], extra: {} };
@@ -45,7 +45,7 @@ export function fakeAuthorizer(calls: RequestInfo[] = []): Authorizer {
   };
 }
 
-export class FakeAuth implements ServerAuth {
+export class FakeAuth implements DelegatedAuth {
   ready = true;
   readonly listeners: (() => void)[] = [];
   closed = false;
