@@ -175,8 +175,9 @@ describe('npm run synth on the defaults', () => {
     expect(Object.values(annotations)).toContain(crypto.createHash('sha256').update(tlsCrt).digest('hex'));
   });
 
-  test('two replicas bring a PodDisruptionBudget; the Service maps 443 to the secure port', () => {
-    expect(find(objects, 'PodDisruptionBudget')).toHaveLength(1);
+  test('one replica (the bundled server stores in memory, per pod), no PodDisruptionBudget; the Service maps 443 to the secure port', () => {
+    expect(find(objects, 'Deployment')[0].spec.replicas).toBe(1);
+    expect(find(objects, 'PodDisruptionBudget')).toHaveLength(0);
     const [service] = find(objects, 'Service');
     expect(service.spec.ports).toEqual([expect.objectContaining({ port: 443, targetPort: 10250 })]);
   });
@@ -209,13 +210,14 @@ describe('options from flags, environment and config file', () => {
   afterEach(() => fs.rmSync(work, { recursive: true, force: true }));
 
   test('flags set namespace, name, replicas, port and output', () => {
-    const run = synth(work, ['--namespace', 'tenant-a', '--name', 'flunder-api', '--replicas', '1', '--secure-port', '8443', '--output', 'out', '--cluster-domain', 'corp.example']);
+    const run = synth(work, ['--namespace', 'tenant-a', '--name', 'flunder-api', '--replicas', '2', '--secure-port', '8443', '--output', 'out', '--cluster-domain', 'corp.example']);
     expect(run.stderr).toBe('');
     const objects = readObjects(path.join(work, 'out'));
     const [deployment] = find(objects, 'Deployment');
     expect(deployment.metadata).toMatchObject({ name: 'flunder-api', namespace: 'tenant-a' });
-    expect(deployment.spec.replicas).toBe(1);
-    expect(find(objects, 'PodDisruptionBudget')).toHaveLength(0);
+    expect(deployment.spec.replicas).toBe(2);
+    expect(find(objects, 'PodDisruptionBudget')).toEqual([expect.objectContaining({ spec: { minAvailable: 1, selector: { matchLabels: { 'app.kubernetes.io/name': 'flunder-api' } } } })]);
+    expect(deployment.spec.template.spec.affinity.podAntiAffinity.preferredDuringSchedulingIgnoredDuringExecution).toHaveLength(1);
     expect(find(objects, 'Service')[0].spec.ports[0].targetPort).toBe(8443);
     const cert = new crypto.X509Certificate(Buffer.from(find(objects, 'Secret')[0].data['tls.crt'], 'base64'));
     expect(cert.subjectAltName).toContain('DNS:flunder-api.tenant-a.svc.corp.example');

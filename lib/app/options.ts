@@ -69,7 +69,12 @@ function parser(argv: readonly string[]) {
       namespace: { type: 'string', describe: 'namespace of the server (a DNS-1123 label)', defaultDescription: 'the first label of the API group: "wardle"' },
       name: { type: 'string', describe: 'name of the Deployment, Service, ServiceAccount and Secret (a DNS-1123 label)', defaultDescription: '"<namespace>-apiserver"-style: "wardle-apiserver"' },
       image: { type: 'string', describe: 'container image of the server', defaultDescription: 'the bundled server image' },
-      replicas: { type: 'string', default: '2', describe: 'server replicas; more than 1 adds a PodDisruptionBudget and pod anti-affinity' },
+      replicas: {
+        type: 'string',
+        default: '1',
+        describe:
+          'server replicas; more than 1 adds a PodDisruptionBudget and pod anti-affinity. The bundled server keeps its objects in memory, per pod: run one replica unless your image has shared storage',
+      },
       'secure-port': { type: 'string', default: '10250', describe: 'the container port the server listens on (HTTPS); the Service listens on 443' },
       'group-priority-minimum': { type: 'string', default: '1000', describe: 'APIService spec.groupPriorityMinimum (1-20000)' },
       'version-priority': { type: 'string', default: '15', describe: 'APIService spec.versionPriority of the preferred version (1-1000)' },
