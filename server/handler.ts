@@ -31,6 +31,10 @@ export interface HandlerOptions {
   readonly logger: Logger;
 }
 
+/**
+ * Serves one request. Over HTTP/2 the objects are node:http2's compatibility request and
+ * response, which implement every member the server uses (see serving.ts).
+ */
 export type RequestHandler = (req: IncomingMessage, res: ServerResponse) => void;
 
 const METRIC_VERBS: Record<string, string> = { create: 'POST', update: 'PUT' };
@@ -106,6 +110,8 @@ export function createHandler(options: HandlerOptions): RequestHandler {
     let info: RequestInfo | undefined;
     let user: UserInfo | undefined;
     let done: (() => void) | undefined;
+    // Read now: under HTTP/2 the socket is a per-stream view that forgets the connection once the stream closes.
+    const remote = req.socket.remoteAddress;
     res.once('close', () => {
       done?.();
       const code = res.statusCode;
@@ -130,7 +136,8 @@ export function createHandler(options: HandlerOptions): RequestHandler {
           latencyMs: Math.round(seconds * 1e6) / 1e3,
           ...(res.writableFinished ? {} : { aborted: true }),
           userAgent: req.headers['user-agent'],
-          remote: req.socket.remoteAddress,
+          protocol: `HTTP/${req.httpVersion}`,
+          remote,
         },
         'request',
       );

@@ -1,7 +1,8 @@
 import { createHash, createPrivateKey, X509Certificate } from 'node:crypto';
 import { FSWatcher, readFileSync, watch } from 'node:fs';
-import * as https from 'node:https';
+import * as http2 from 'node:http2';
 import type { AddressInfo } from 'node:net';
+import type { TLSSocket } from 'node:tls';
 import { dirname } from 'node:path';
 import type { Logger } from 'pino';
 import type { RequestHandler } from './handler';
@@ -11,12 +12,44 @@ import type { RequestHandler } from './handler';
  * clients send none) from the CAs authentication trusts, keep-alive, and the serving
  * certificate reloaded in place when its files change.
  *
+ * HTTP/2 and HTTP/1.1 on one port, chosen by ALPN (`h2` first, as Go's server offers them; a
+ * client without ALPN gets HTTP/1.1). HTTP/2 requests reach the handler through node:http2's
+ * compatibility API; the limits are k8s.io/apiserver's (secure_serving.go): 100 concurrent
+ * streams, 256 KiB stream windows and frames, a connection window of 100 × 256 KiB, 1 MiB of
+ * headers, and a connection idle for 90 s (no open stream) closed with GOAWAY.
+ *
  * The kubelet updates a mounted Secret by writing a new timestamped directory and renaming the
  * `..data` symlink over the old one, so the files' own inodes never change: the directories are
  * watched, and their content is also polled as a fallback (some filesystems send no events).
  * A new pair is used only when the key matches the certificate; otherwise the old one stays and
  * the error is logged. Open connections keep their session; new handshakes get the new pair.
  */
+
+/** As Go's http.Server in k8s.io/apiserver: IdleTimeout 90 s, ReadHeaderTimeout 32 s, MaxHeaderBytes 1 MiB. */
+const IDLE_TIMEOUT_MS = 90_000;
+const READ_HEADER_TIMEOUT_MS = 32_000;
+const MAX_HEADER_BYTES = 1 << 20;
+/** k8s.io/apiserver's HTTP2Config: MaxConcurrentStreams 100, 256 KiB per stream (window and frame), 100 × that per connection. */
+const H2_MAX_CONCURRENT_STREAMS = 100;
+const H2_STREAM_BUFFER_BYTES = 256 * 1024;
+/** node:http2's per-session memory cap in MiB (default 10): see the option below. */
+const H2_MAX_SESSION_MEMORY_MB = 1024;
+
+/**
+ * The HTTP/1.1 settings node:http2 reads from the server object for connections that fall back to
+ * HTTP/1.1 (`createSecureServer` does not take them as options).
+ */
+interface Http1Settings {
+  keepAliveTimeout: number;
+  headersTimeout: number;
+  requestTimeout: number;
+  maxHeaderSize: number;
+}
+
+/** `closeIdleConnections` of the HTTP/1.1 fallback: in node:http2 since 20.x/22.x, absent from older typings. */
+interface ClosesIdleConnections {
+  closeIdleConnections?: () => void;
+}
 
 export interface ServingOptions {
   readonly bindAddress: string;
@@ -66,7 +99,10 @@ export function loadKeyPair(certFile: string, keyFile: string): KeyPair {
 
 export class SecureServing {
   private keyPair: KeyPair;
-  private readonly server: https.Server;
+  private readonly server: http2.Http2SecureServer & Partial<Http1Settings> & ClosesIdleConnections;
+  /** Open HTTP/2 sessions (sent GOAWAY on stop) and every TLS connection (cut when stop times out). */
+  private readonly sessions = new Set<http2.ServerHttp2Session>();
+  private readonly sockets = new Set<TLSSocket>();
   private readonly watchers: FSWatcher[] = [];
   private readonly poll: NodeJS.Timeout;
   private reloadTimer: NodeJS.Timeout | undefined;
@@ -74,22 +110,46 @@ export class SecureServing {
 
   private constructor(private readonly options: ServingOptions) {
     this.keyPair = loadKeyPair(options.tlsCertFile, options.tlsPrivateKeyFile);
-    this.server = https.createServer(
+    // Both protocols hand the handler the members it uses (method, url, headers, rawHeaders,
+    // httpVersion, socket, the readable body; statusCode, setHeader, writeHead, write, end,
+    // headersSent, writable*, destroy, 'close'): node:http2's compatibility objects implement them
+    // for HTTP/2, node:http's own objects serve the HTTP/1.1 fallback. What differs (the peer
+    // certificate's socket, repeated headers, connection headers) is read protocol-neutrally
+    // where it is used (auth/cert-pool.ts, auth/request-header.ts, registry/body.ts).
+    const handler = options.handler as unknown as (req: http2.Http2ServerRequest, res: http2.Http2ServerResponse) => void;
+    this.server = http2.createSecureServer(
       {
         ...this.secureContextOptions(),
+        allowHTTP1: true,
         requestCert: true,
         rejectUnauthorized: false,
         minVersion: 'TLSv1.2',
-        // As Go's http.Server in k8s.io/apiserver: idle keep-alive 90 s, headers within 32 s, 1 MiB of headers.
         keepAlive: true,
-        keepAliveTimeout: 90_000,
-        headersTimeout: 32_000,
-        requestTimeout: 0,
-        maxHeaderSize: 1 << 20,
         noDelay: true,
+        // node:http2 refuses new streams (ENHANCE_YOUR_CALM) while a session's queued output exceeds
+        // this; Go's server has no such cap and only flow-controls. The output is ours and bounded
+        // per stream (a response body, or a watch's buffer limit), so the cap stays far above it:
+        // the aggregator multiplexes many users' LISTs and watches on one connection.
+        maxSessionMemory: H2_MAX_SESSION_MEMORY_MB,
+        settings: {
+          maxConcurrentStreams: H2_MAX_CONCURRENT_STREAMS,
+          initialWindowSize: H2_STREAM_BUFFER_BYTES,
+          maxFrameSize: H2_STREAM_BUFFER_BYTES,
+          maxHeaderListSize: MAX_HEADER_BYTES,
+        },
       },
-      options.handler,
+      handler,
     );
+    const http1: Http1Settings = { keepAliveTimeout: IDLE_TIMEOUT_MS, headersTimeout: READ_HEADER_TIMEOUT_MS, requestTimeout: 0, maxHeaderSize: MAX_HEADER_BYTES };
+    Object.assign(this.server, http1);
+    this.server.on('secureConnection', (socket: TLSSocket) => {
+      this.sockets.add(socket);
+      socket.once('close', () => this.sockets.delete(socket));
+    });
+    this.server.on('session', (session) => this.trackSession(session));
+    this.server.on('sessionError', (error) => {
+      options.logger.debug({ err: error.message }, 'HTTP/2 session error');
+    });
     this.server.on('tlsClientError', (error, socket) => {
       options.logger.debug({ err: error.message, remote: socket.remoteAddress }, 'TLS handshake failed');
     });
@@ -126,6 +186,28 @@ export class SecureServing {
 
   get port(): number {
     return (this.server.address() as AddressInfo).port;
+  }
+
+  /**
+   * An HTTP/2 session: its connection window sized for its streams, closed with GOAWAY after 90 s
+   * without an open stream (a quiet watch keeps it open), or at once if the server is stopping.
+   */
+  private trackSession(session: http2.ServerHttp2Session): void {
+    this.sessions.add(session);
+    session.once('close', () => this.sessions.delete(session));
+    if (this.closed) {
+      session.close();
+      return;
+    }
+    session.setLocalWindowSize(H2_STREAM_BUFFER_BYTES * H2_MAX_CONCURRENT_STREAMS);
+    let openStreams = 0;
+    session.on('stream', (stream) => {
+      openStreams += 1;
+      stream.once('close', () => (openStreams -= 1));
+    });
+    session.setTimeout(IDLE_TIMEOUT_MS, () => {
+      if (openStreams === 0) session.close();
+    });
   }
 
   /** The certificate served to new connections, PEM. */
@@ -176,7 +258,9 @@ export class SecureServing {
 
   /**
    * Stops accepting connections and waits for the in-flight requests to finish, at most
-   * `timeoutMs`; then cuts whatever is left. Idle keep-alive connections are closed at once.
+   * `timeoutMs`; then cuts whatever is left. HTTP/2 sessions get GOAWAY at once (no new streams;
+   * open ones, watches included, run until they end); idle HTTP/1.1 keep-alive connections are
+   * closed at once, busy ones as soon as their request is done.
    */
   async stop(timeoutMs: number): Promise<void> {
     if (this.closed) return;
@@ -185,15 +269,17 @@ export class SecureServing {
     if (this.reloadTimer) clearTimeout(this.reloadTimer);
     for (const watcher of this.watchers) watcher.close();
     const closed = new Promise<void>((resolve) => this.server.close(() => resolve()));
-    this.server.closeIdleConnections();
+    for (const session of this.sessions) session.close();
+    this.server.closeIdleConnections?.();
     // Connections that finish their request become idle: close them as they do.
-    const sweep = setInterval(() => this.server.closeIdleConnections(), 50);
+    const sweep = setInterval(() => this.server.closeIdleConnections?.(), 50);
     const deadline = new Promise<'timeout'>((resolve) => setTimeout(() => resolve('timeout'), timeoutMs).unref());
     const outcome = await Promise.race([closed.then(() => 'closed' as const), deadline]);
     clearInterval(sweep);
     if (outcome === 'timeout') {
       this.options.logger.warn({ timeoutMs }, 'in-flight requests did not finish in time; closing their connections');
-      this.server.closeAllConnections();
+      for (const session of this.sessions) session.destroy();
+      for (const socket of this.sockets) socket.destroy();
       await closed;
     }
   }

@@ -158,13 +158,22 @@ function remember(leaf: X509Certificate, intermediates: readonly X509Certificate
 }
 
 /**
+ * What identifies the request's connection: its socket under HTTP/1.1; under HTTP/2 its session,
+ * since `req.socket` is then a new view of the session's socket for every stream.
+ */
+function connectionOf(req: IncomingMessage): object {
+  return (req as { stream?: { session?: object } }).stream?.session ?? req.socket;
+}
+
+/**
  * The certificates the client presented on this request's TLS connection, leaf first; empty when
  * it sent none (or the request did not come over TLS). Parsed once per connection.
  */
 export function peerCertificates(req: IncomingMessage): readonly X509Certificate[] {
   const socket = req.socket as Partial<TLSSocket>;
   if (typeof socket.getPeerCertificate !== 'function') return [];
-  const cached = peerChains.get(socket);
+  const connection = connectionOf(req);
+  const cached = peerChains.get(connection);
   if (cached) return cached;
   let chain: X509Certificate[] = [];
   const seen = new Set<string>();
@@ -178,7 +187,7 @@ export function peerCertificates(req: IncomingMessage): readonly X509Certificate
   }
   if (chain.length > 1) remember(chain[0], chain.slice(1));
   else if (chain.length === 1 && socket.isSessionReused?.()) chain = [chain[0], ...(intermediatesByLeaf.get(chain[0].fingerprint256) ?? [])];
-  peerChains.set(socket, chain);
+  peerChains.set(connection, chain);
   return chain;
 }
 
@@ -192,13 +201,14 @@ export class ConnectionVerifier {
   verify(req: IncomingMessage, pool: CertPool, now: number): VerifyResult | undefined {
     const presented = peerCertificates(req);
     if (presented.length === 0) return undefined;
-    const cached = this.verdicts.get(req.socket);
+    const connection = connectionOf(req);
+    const cached = this.verdicts.get(connection);
     if (cached && cached.pool === pool && now <= cached.until) return cached.result;
     const result = pool.verify(presented, now);
     // A success holds until the first certificate involved expires; a failure is re-checked after
     // a second (only time could change it: a certificate not yet valid).
     const until = result.ok ? Math.min(...presented.map((c) => Date.parse(c.validTo)), ...pool.roots.map((c) => Date.parse(c.validTo))) : now + 1000;
-    this.verdicts.set(req.socket, { pool, result, until });
+    this.verdicts.set(connection, { pool, result, until });
     return result;
   }
 }

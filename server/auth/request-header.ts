@@ -12,6 +12,22 @@ import { ConnectionVerifier } from './cert-pool';
 
 const NONE: ChainResult = { kind: 'none' };
 
+/**
+ * Every header line as received, by lowercased name, one value per line. Read from `rawHeaders`:
+ * node:http2's compatibility request has no `headersDistinct` (Node 20), and its `headers` join
+ * repeated lines with ", " as node:http's do; HTTP/2 pseudo-headers (`:path`…) are skipped.
+ */
+function headerLines(req: IncomingMessage): NodeJS.Dict<string[]> {
+  const lines = Object.create(null) as NodeJS.Dict<string[]>;
+  const raw = req.rawHeaders;
+  for (let i = 0; i + 1 < raw.length; i += 2) {
+    const name = raw[i].toLowerCase();
+    if (name.startsWith(':')) continue;
+    (lines[name] ??= []).push(raw[i + 1]);
+  }
+  return lines;
+}
+
 /** The first non-empty first value among `names` (upstream `headerValue`: `h.Get(name)` in order). */
 function firstValue(headers: NodeJS.Dict<string[]>, names: readonly string[]): string {
   for (const name of names) {
@@ -64,7 +80,7 @@ export function createRequestHeaderAuthenticator(config: () => RequestHeaderConf
       if (rh.allowedNames.length > 0 && !rh.allowedNames.includes(verdict.client.commonName)) {
         return { kind: 'error', error: `request-header: x509: subject with cn=${verdict.client.commonName} is not in the allowed list` };
       }
-      const headers = req.headersDistinct;
+      const headers = headerLines(req);
       const name = firstValue(headers, rh.usernameHeaders);
       if (!name) return NONE;
       const uid = firstValue(headers, rh.uidHeaders);

@@ -11,9 +11,10 @@ import { errors } from '../status';
 /** `maxRequestBodyBytes` of k8s.io/apiserver: 3 MiB. */
 export const MAX_REQUEST_BODY_BYTES = 3 * 1024 * 1024;
 
-function tooLarge(res: ServerResponse, limit: number): Error {
-  // The rest of the body is discarded; the connection is not reused for it.
-  if (!res.headersSent) res.setHeader('Connection', 'close');
+function tooLarge(req: IncomingMessage, res: ServerResponse, limit: number): Error {
+  // The rest of the body is discarded; an HTTP/1.1 connection is not reused for it (HTTP/2 has no
+  // connection header: the stream's remaining data is read and dropped).
+  if (!res.headersSent && req.httpVersionMajor === 1) res.setHeader('Connection', 'close');
   return errors.requestEntityTooLarge(`Request entity too large: limit is ${limit}`);
 }
 
@@ -22,7 +23,7 @@ export function readBody(req: IncomingMessage, res: ServerResponse, limit = MAX_
   const declared = Number(req.headers['content-length']);
   if (Number.isFinite(declared) && declared > limit) {
     req.resume();
-    return Promise.reject(tooLarge(res, limit));
+    return Promise.reject(tooLarge(req, res, limit));
   }
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
@@ -34,7 +35,7 @@ export function readBody(req: IncomingMessage, res: ServerResponse, limit = MAX_
       if (size > limit) {
         failed = true;
         chunks.length = 0;
-        reject(tooLarge(res, limit));
+        reject(tooLarge(req, res, limit));
         return;
       }
       chunks.push(chunk);
