@@ -167,6 +167,15 @@ describe.each(VERSIONS)('kubectl %s', (version) => {
     expect(run.stdout).toMatch(/referenceType\s+<string>/);
   });
 
+  maybe('explain without --api-version describes the preferred version, v1beta1', async () => {
+    const run = await kubectl(['explain', 'flunders.spec']);
+    expect(run.stderr).toBe('');
+    expect(run.code).toBe(0);
+    expect(run.stdout).toMatch(/VERSION:\s+v1beta1\n/);
+    expect(run.stdout).toMatch(/flunderReference\s+<string>/);
+    expect(run.stdout).toMatch(/fischerReference\s+<string>/);
+  });
+
   maybe('a user the SubjectAccessReview denies gets kubectl\'s Forbidden message', async () => {
     const denied = env.kubeconfigFor({ cn: `nobody-${version}` });
     const previous = env.fake.authorize;
