@@ -9,7 +9,7 @@ const wardle = new AggregatedApiServer(chart, 'Wardle', {
   api: WARDLE,
   namespace: 'wardle-system',
   image: 'registry.example.com/platform/wardle-apiserver:0.1.0',
-  replicas: 3,
+  replicas: 1, // the bundled server keeps its objects in memory, per pod
   certificates: Certificates.certManager(),
   priorityClassName: 'platform-critical',
 });

@@ -32,7 +32,7 @@ test('the example, compiled and importing the package by name, synthesizes its o
     expect(kinds).toEqual(expect.arrayContaining(['CustomResourceDefinition/fischers.wardle.crd.example.com', 'APIService/v1beta1.wardle.example.com']));
     const deployment = objects.find((o) => o.kind === 'Deployment');
     expect(deployment.metadata.namespace).toBe('wardle-system');
-    expect(deployment.spec.replicas).toBe(3);
+    expect(deployment.spec.replicas).toBe(1);
     expect(objects.some((o) => o.kind === 'Certificate')).toBe(true);
   } finally {
     fs.rmSync(work, { recursive: true, force: true });
