@@ -67,7 +67,7 @@ function parser(argv: readonly string[]) {
     .config('config', 'a YAML or JSON file of options (keys as the flags, e.g. "namespace: wardle" or "cert-mode: cert-manager")', loadConfigFile)
     .options({
       namespace: { type: 'string', describe: 'namespace of the server (a DNS-1123 label)', defaultDescription: 'the first label of the API group: "wardle"' },
-      name: { type: 'string', describe: 'name of the Deployment, Service, ServiceAccount and Secret (a DNS-1123 label)', defaultDescription: '"<namespace>-apiserver"-style: "wardle-apiserver"' },
+      name: { type: 'string', describe: 'name of the Deployment, Service, ServiceAccount and Secret (a DNS-1035 label: it names the Service)', defaultDescription: 'the first label of the API group + "-apiserver": "wardle-apiserver"' },
       image: { type: 'string', describe: 'container image of the server', defaultDescription: 'the bundled server image' },
       replicas: {
         type: 'string',
