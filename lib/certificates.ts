@@ -4,8 +4,8 @@ import * as path from 'node:path';
 import { ApiObject } from 'cdk8s';
 import { k8s } from 'cdk8s-plus-28';
 import { Construct } from 'constructs';
-import { _checkIntegerInRange } from './_validate';
 import { ensurePki, splitPemBundle } from './pki';
+import { _checkValidities, _MAX_COMMON_NAME_LENGTH } from './pki/_internal';
 
 /** Where `Certificates.selfSigned()` keeps the PKI between synths. */
 export const DEFAULT_PKI_DIRECTORY = '.pki';
@@ -241,27 +241,14 @@ export class Certificates {
   }
 }
 
-/** X.509 limits a common name to 64 characters. */
-const MAX_COMMON_NAME_LENGTH = 64;
-
 function _caCommonName(request: CertificateRequest): string {
-  return `${request.name}.${request.namespace} aggregated API CA`.slice(0, MAX_COMMON_NAME_LENGTH);
+  return `${request.name}.${request.namespace} aggregated API CA`.slice(0, _MAX_COMMON_NAME_LENGTH);
 }
 
 /** Clients ignore the CN (they check the SANs); it names the Service for people reading the certificate. */
 function _servingCommonName(request: CertificateRequest): string {
   const host = `${request.serviceName}.${request.namespace}.svc`;
-  return host.length <= MAX_COMMON_NAME_LENGTH ? host : request.serviceName;
-}
-
-function _checkValidities(certValidityDays: number, caValidityDays: number): void {
-  _checkIntegerInRange('certValidityDays', certValidityDays, 1);
-  _checkIntegerInRange('caValidityDays', caValidityDays, 1);
-  if (caValidityDays <= certValidityDays) {
-    throw new Error(
-      `caValidityDays ${caValidityDays} is not longer than certValidityDays ${certValidityDays} (expected the CA to outlive the certificates it signs)`,
-    );
-  }
+  return host.length <= _MAX_COMMON_NAME_LENGTH ? host : request.serviceName;
 }
 
 /** cert-manager durations; renewal when a third of the life remains, as the self-signed store does. */

@@ -10,7 +10,7 @@ const MAX_KEY_BITS = 16384;
 export const _CLOCK_SKEW_MS = 5 * 60 * 1000;
 export const _DAY_MS = 24 * 60 * 60 * 1000;
 /** X.520 ub-common-name; openssl and Go refuse longer common names. */
-const MAX_COMMON_NAME_LENGTH = 64;
+export const _MAX_COMMON_NAME_LENGTH = 64;
 
 export interface _KeyPair {
   readonly privateKey: forge.pki.rsa.PrivateKey;
@@ -76,6 +76,18 @@ export function _checkValidityDays(option: string, value: number): void {
   }
 }
 
+/** The lifetimes of a CA and of the serving certificates it signs: whole days each, the CA's the longer. */
+export function _checkValidities(certValidityDays: number, caValidityDays: number): void {
+  _checkValidityDays('certValidityDays', certValidityDays);
+  _checkValidityDays('caValidityDays', caValidityDays);
+  if (caValidityDays <= certValidityDays) {
+    throw new PkiError(
+      `caValidityDays ${caValidityDays} is not greater than certValidityDays ${certValidityDays} ` +
+        `(expected the CA to outlive the serving certificates it signs)`,
+    );
+  }
+}
+
 export function _checkKeyBits(keyBits: number | undefined): number {
   const value = keyBits ?? _DEFAULT_KEY_BITS;
   if (!Number.isInteger(value) || value < _MIN_KEY_BITS || value > MAX_KEY_BITS || value % 8 !== 0) {
@@ -89,10 +101,10 @@ export function _checkKeyBits(keyBits: number | undefined): number {
 
 export function _checkCommonName(option: string, value: string): void {
   // eslint-disable-next-line no-control-regex
-  if (typeof value !== 'string' || value.trim() === '' || value.length > MAX_COMMON_NAME_LENGTH || /[\u0000-\u001f\u007f]/.test(value)) {
+  if (typeof value !== 'string' || value.trim() === '' || value.length > _MAX_COMMON_NAME_LENGTH || /[\u0000-\u001f\u007f]/.test(value)) {
     throw new PkiError(
       `${option} ${JSON.stringify(value)} is not a valid common name ` +
-        `(expected 1 to ${MAX_COMMON_NAME_LENGTH} characters, not blank, no control characters)`,
+        `(expected 1 to ${_MAX_COMMON_NAME_LENGTH} characters, not blank, no control characters)`,
     );
   }
 }

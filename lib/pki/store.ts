@@ -14,7 +14,7 @@ import {
   writeSync,
 } from 'node:fs';
 import { basename, join } from 'node:path';
-import { _checkCommonName, _checkNow, _checkValidityDays, _DAY_MS } from './_internal';
+import { _checkCommonName, _checkNow, _checkValidities, _DAY_MS } from './_internal';
 import { CertificateKeyPair, createCertificateAuthority } from './certificate-authority';
 import { inspectCertificate, isIssuedBy, splitPemBundle } from './inspect';
 import { PkiError } from './pki-error';
@@ -210,14 +210,7 @@ function _checkOptions(options: PkiStoreOptions): Date {
   }
   _checkCommonName('caCommonName', options.caCommonName);
   _checkCommonName('servingCommonName', options.servingCommonName);
-  _checkValidityDays('certValidityDays', options.certValidityDays);
-  _checkValidityDays('caValidityDays', options.caValidityDays);
-  if (options.caValidityDays <= options.certValidityDays) {
-    throw new PkiError(
-      `caValidityDays ${options.caValidityDays} is not greater than certValidityDays ${options.certValidityDays} ` +
-        `(expected the CA to outlive the serving certificates it signs)`,
-    );
-  }
+  _checkValidities(options.certValidityDays, options.caValidityDays);
   // dnsNames are checked by issueServingCertificate; check them now, before anything is written.
   if (!Array.isArray(options.dnsNames) || options.dnsNames.length === 0) {
     throw new PkiError(`dnsNames ${JSON.stringify(options.dnsNames)} is empty (expected at least one DNS name, e.g. "<service>.<namespace>.svc")`);

@@ -95,12 +95,12 @@ describe('Certificates.selfSigned', () => {
 
   test('fails when the CA would not outlive the serving certificate', () => {
     expect(() => Certificates.selfSigned({ certValidityDays: 365, caValidityDays: 365 })).toThrow(
-      /caValidityDays 365 is not longer than certValidityDays 365 \(expected the CA to outlive the certificates it signs\)/,
+      /caValidityDays 365 is not greater than certValidityDays 365 \(expected the CA to outlive the serving certificates it signs\)/,
     );
   });
 
   test('fails for a certValidityDays of 0', () => {
-    expect(() => Certificates.selfSigned({ certValidityDays: 0 })).toThrow(/certValidityDays 0 is not valid \(expected an integer >= 1\)/);
+    expect(() => Certificates.selfSigned({ certValidityDays: 0 })).toThrow(/certValidityDays 0 is not a positive integer \(expected a whole number of days, at least 1\)/);
   });
 });
 
