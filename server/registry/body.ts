@@ -2,6 +2,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import { parse as parseYaml } from 'yaml';
 import { mediaTypeOf, parseContentType } from '../content';
 import { errors } from '../status';
+import { isObject } from './rules';
 
 /**
  * Request bodies: read with kube-apiserver's 3 MiB limit (413 beyond it) and decoded as JSON
@@ -76,8 +77,8 @@ export async function readObject(req: IncomingMessage, res: ServerResponse): Pro
   const body = await readBody(req, res);
   if (body.length === 0) throw errors.badRequest('the body of the request is empty: an object was expected');
   const value = parseBody(body, mediaType);
-  if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+  if (!isObject(value)) {
     throw errors.badRequest(`the body of the request must be a JSON object, not ${Array.isArray(value) ? 'an array' : JSON.stringify(value)}`);
   }
-  return value as Record<string, unknown>;
+  return value;
 }

@@ -1,6 +1,7 @@
 import { randomInt } from 'node:crypto';
 import { isDns1123Subdomain } from '../../apis/validation';
 import { FieldError, fieldErrors, key } from './field-errors';
+import { isObject } from './rules';
 
 /**
  * ObjectMeta: the fields a server keeps, their validation (k8s.io/apimachinery
@@ -49,10 +50,6 @@ const LABEL_VALUE = /^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$/;
 const LABEL_VALUE_MESSAGE =
   "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')";
 const TOTAL_ANNOTATION_SIZE_LIMIT = 256 * 1024;
-
-function isObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
 
 /** Messages for a qualified name (`prefix/name`), as validation.IsQualifiedName. */
 function qualifiedNameProblems(value: string): string[] {

@@ -1,5 +1,6 @@
 import { applyPatch, Operation, validate as validateJsonPatch } from 'fast-json-patch';
 import { StatusError, errors } from '../status';
+import { isObject } from './rules';
 
 /**
  * PATCH bodies: JSON merge patch (RFC 7386) and JSON patch (RFC 6902, via fast-json-patch).
@@ -12,10 +13,6 @@ export const JSON_PATCH = 'application/json-patch+json';
 export const SUPPORTED_PATCH_TYPES = [JSON_PATCH, MERGE_PATCH];
 
 export type PatchType = typeof MERGE_PATCH | typeof JSON_PATCH;
-
-function isObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
 
 /** RFC 7386: objects merge recursively, `null` deletes, anything else replaces. Returns a new value. */
 export function mergePatch(target: unknown, patch: unknown): unknown {

@@ -14,7 +14,7 @@ import { FieldError, fieldErrors } from './field-errors';
 import { ListQuery, decodeContinue, encodeContinue, expiredContinue, parseListQuery, selectorFilter } from './list-options';
 import { Meta, generateName, now, pruneObjectMeta, validateObjectMeta } from './metadata';
 import { JSON_PATCH, MERGE_PATCH, PatchType, SUPPORTED_PATCH_TYPES, applyObjectPatch, checkPatch } from './patch';
-import type { KubeObject } from './rules';
+import { KubeObject, isObject } from './rules';
 import { pruneAndDefault, validateAgainstSchema } from './schema';
 import { IncludeObject, TableOptions, objectTable, parseIncludeObject, toTable } from './table';
 import { WatchHub, WatchSettings, serveWatch } from './watch';
@@ -52,10 +52,6 @@ type FieldValidation = 'Ignore' | 'Warn' | 'Strict';
 /** Updates retried on a compare-and-swap failure before answering 409 (GuaranteedUpdate retries without bound; a cap keeps a hot key from starving a request). */
 const MAX_UPDATE_ATTEMPTS = 16;
 const MAX_GENERATE_NAME_ATTEMPTS = 8;
-
-function isObject(value: unknown): value is Record<string, unknown> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
 
 function metaOf(object: KubeObject): Meta {
   if (object.metadata === undefined || object.metadata === null) object.metadata = {};

@@ -14,6 +14,11 @@ import type { FieldError } from './field-errors';
 /** A Kubernetes object as JSON. */
 export type KubeObject = Record<string, unknown>;
 
+/** Whether a JSON value is an object: not `null`, not an array. */
+export function isObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
 export interface KindRules {
   /**
    * Converts an object of `version` into the internal form. Must not mutate `object` (stored

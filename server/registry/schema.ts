@@ -1,5 +1,6 @@
 import type { JSONSchemaProps } from '../../apis/types';
 import { child, FieldError, fieldErrors, index } from './field-errors';
+import { isObject } from './rules';
 
 /**
  * Structural-schema handling of incoming objects, as kube-apiserver does it for CRDs
@@ -15,10 +16,6 @@ import { child, FieldError, fieldErrors, index } from './field-errors';
  */
 
 type Json = unknown;
-
-function isObject(value: Json): value is Record<string, Json> {
-  return typeof value === 'object' && value !== null && !Array.isArray(value);
-}
 
 /** The JSON type name of a value, as kube-openapi reports it. */
 function jsonType(value: Json): string {

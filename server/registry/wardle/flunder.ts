@@ -1,5 +1,5 @@
 import { FieldError, fieldErrors } from '../field-errors';
-import type { KindRules, KubeObject } from '../rules';
+import { KindRules, KubeObject, isObject } from '../rules';
 
 /**
  * Flunder, as kubernetes/sample-apiserver defines it (pkg/apis/wardle):
@@ -17,8 +17,7 @@ const FLUNDER = 'Flunder';
 const FISCHER = 'Fischer';
 
 function specOf(object: Readonly<KubeObject>): Spec {
-  const spec = object.spec;
-  return typeof spec === 'object' && spec !== null && !Array.isArray(spec) ? (spec as Spec) : {};
+  return isObject(object.spec) ? object.spec : {};
 }
 
 function str(value: unknown): string {
