@@ -16,7 +16,7 @@ import {
 import { basename, join } from 'node:path';
 import { _checkCommonName, _checkNow, _checkValidities, _DAY_MS } from './_internal';
 import { CertificateKeyPair, createCertificateAuthority } from './certificate-authority';
-import { inspectCertificate, isIssuedBy, splitPemBundle } from './inspect';
+import { _parseCertificate, inspectCertificate, isIssuedBy, splitPemBundle } from './inspect';
 import { PkiError } from './pki-error';
 import { issueServingCertificate } from './serving-certificate';
 
@@ -234,7 +234,7 @@ function _loadCert(path: string): _StoredCert | undefined {
   if (blocks.length === 0 || !blocks[0].startsWith('-----BEGIN CERTIFICATE-----')) {
     throw new PkiError(`${path} is not a PEM certificate (expected a "-----BEGIN CERTIFICATE-----" block)`);
   }
-  return { pem: blocks[0], x509: _x509(path, blocks[0]), fileText: text };
+  return { pem: blocks[0], x509: _parseCertificate(blocks[0], path), fileText: text };
 }
 
 function _loadKey(path: string, actions: string[]): _StoredKey | undefined {
@@ -276,7 +276,7 @@ function _loadBundle(path: string): _Pem[] {
     if (!pem.startsWith('-----BEGIN CERTIFICATE-----')) {
       throw new PkiError(`${path} holds a non-certificate PEM block (expected only "-----BEGIN CERTIFICATE-----" blocks)`);
     }
-    return { pem, x509: _x509(path, pem) };
+    return { pem, x509: _parseCertificate(pem, path) };
   });
 }
 
@@ -285,14 +285,6 @@ function _blocks(path: string, text: string): string[] {
     return splitPemBundle(text);
   } catch (e) {
     throw new PkiError(`${path} is malformed: ${(e as Error).message}`);
-  }
-}
-
-function _x509(path: string, pem: string): X509Certificate {
-  try {
-    return new X509Certificate(pem);
-  } catch (e) {
-    throw new PkiError(`${path} is not a valid PEM certificate (${(e as Error).message})`);
   }
 }
 
