@@ -9,8 +9,10 @@ import type { AddressInfo } from 'node:net';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { Writable } from 'node:stream';
+import { TLSSocket } from 'node:tls';
 import pino from 'pino';
 import { startDelegatedAuth, StartupError, type DelegatedAuth, type DelegatedAuthOptions } from '../server/auth';
+import { CertPool } from '../server/auth/cert-pool';
 import { FakeKubeApiServer } from './support/fake-kube-apiserver';
 import { makeCa, makeLeaf, makeServerCert, type TestCa, type TestCertificate } from './support/pki';
 
@@ -273,6 +275,49 @@ describe('request-header', () => {
     expect(a.body.reason).toMatch(/incompatible key usage/);
     expect(b.status).toBe(401);
     expect(b.body.reason).toMatch(/expired or is not yet valid/);
+  });
+
+  test('reads and verifies the peer chain once per keep-alive connection, the headers on every request', async () => {
+    // GIVEN a front proxy on one keep-alive connection, and spies on the server's reading and verifying of its chain
+    const { port } = await startEchoServer();
+    const agent = new https.Agent({ keepAlive: true, maxSockets: 1, ca: servingCa.certPem, cert: frontProxy.chainPem, key: frontProxy.keyPem });
+    const peerReads = jest.spyOn(TLSSocket.prototype, 'getPeerCertificate');
+    const verifies = jest.spyOn(CertPool.prototype, 'verify');
+
+    // WHEN it sends three requests for three users
+    const users: string[] = [];
+    const sockets = new Set<unknown>();
+    let serverReads: number;
+    let verifyCalls: number;
+    try {
+      for (const user of ['u1', 'u2', 'u3']) {
+        users.push(
+          await new Promise<string>((resolve, reject) => {
+            https
+              .get({ host: '127.0.0.1', port, servername: 'localhost', agent, headers: { 'X-Remote-User': user } }, (res) => {
+                sockets.add(res.socket);
+                let text = '';
+                res.on('data', (c: Buffer) => (text += c.toString()));
+                res.on('end', () => resolve((JSON.parse(text) as Answer['body']).user.name));
+              })
+              .on('error', reject);
+          }),
+        );
+      }
+    } finally {
+      agent.destroy();
+      // Only the echo server's end of the connection: the client reads the certificate too (to check the server's name), and so does the kube-apiserver stand-in.
+      serverReads = peerReads.mock.contexts.filter((socket) => socket.server && socket.localPort === port).length;
+      verifyCalls = verifies.mock.calls.length;
+      peerReads.mockRestore();
+      verifies.mockRestore();
+    }
+
+    // THEN each request is its own user, over one connection whose chain the server read and verified once
+    expect(users).toEqual(['u1', 'u2', 'u3']);
+    expect(sockets.size).toBe(1);
+    expect(serverReads).toBe(1);
+    expect(verifyCalls).toBe(1);
   });
 
   test('any CN is trusted when allowed-names is empty', async () => {
