@@ -68,6 +68,20 @@ describe('list', () => {
     expect(reply.body.message).toMatch(/unable to parse requirement/);
   });
 
+  test.each([
+    ['a/b/c=x', /invalid label key "a\/b\/c": a qualified name must consist of/],
+    ['Bad_Prefix/app=x', /invalid label key "Bad_Prefix\/app": prefix part a lowercase RFC 1123 subdomain/],
+    [`app=${'v'.repeat(64)}`, /invalid label value: "v{64}": must be no more than 63 characters/],
+    ['app in (ok,-bad)', /invalid label value: "-bad": a valid label must be an empty string/],
+  ])('fails with 400 for label selector %s, naming what is wrong (as metadata validation words it)', async (selector, message) => {
+    // WHEN
+    const reply = await server.get(`${FLUNDERS}?labelSelector=${encodeURIComponent(selector)}`);
+
+    // THEN
+    expect(reply.status).toBe(400);
+    expect(reply.body.message).toMatch(message);
+  });
+
   test('fieldSelector on metadata.name and metadata.namespace; 400 for other fields', async () => {
     await server.post(FLUNDERS, flunder('x'));
     await server.post(FLUNDERS, flunder('y'));

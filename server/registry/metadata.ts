@@ -52,7 +52,7 @@ const LABEL_VALUE_MESSAGE =
 const TOTAL_ANNOTATION_SIZE_LIMIT = 256 * 1024;
 
 /** Messages for a qualified name (`prefix/name`), as validation.IsQualifiedName. */
-function qualifiedNameProblems(value: string): string[] {
+export function qualifiedNameProblems(value: string): string[] {
   const parts = value.split('/');
   if (parts.length > 2) {
     return ["a qualified name must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character (e.g. 'MyName',  or 'my.name',  or '123-abc', regex used for validation is '([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]') with an optional DNS subdomain prefix and '/' (e.g. 'example.com/MyName')"];
@@ -67,6 +67,12 @@ function qualifiedNameProblems(value: string): string[] {
   else if (name.length > 63) problems.push('name part must be no more than 63 characters');
   else if (!QUALIFIED_NAME_PART.test(name)) problems.push(QUALIFIED_NAME_MESSAGE);
   return problems;
+}
+
+/** Messages for a label value, as validation.IsValidLabelValue. */
+export function labelValueProblems(value: string): string[] {
+  if (value.length > 63) return ['must be no more than 63 characters'];
+  return LABEL_VALUE.test(value) ? [] : [LABEL_VALUE_MESSAGE];
 }
 
 function validateStringMap(meta: Meta, field: 'labels' | 'annotations', errors: FieldError[]): Record<string, string> {
@@ -113,9 +119,7 @@ export function validateObjectMeta(meta: Meta, rules: ObjectMetaRules, old?: Met
 
   const labels = validateStringMap(meta, 'labels', errors);
   for (const v of Object.values(labels)) {
-    if (typeof v === 'string' && (v.length > 63 || !LABEL_VALUE.test(v))) {
-      errors.push(fieldErrors.invalid('metadata.labels', v, v.length > 63 ? 'must be no more than 63 characters' : LABEL_VALUE_MESSAGE));
-    }
+    if (typeof v === 'string') for (const problem of labelValueProblems(v)) errors.push(fieldErrors.invalid('metadata.labels', v, problem));
   }
   const annotations = validateStringMap(meta, 'annotations', errors);
   const annotationBytes = Object.entries(annotations).reduce((n, [k, v]) => n + k.length + (typeof v === 'string' ? v.length : 0), 0);

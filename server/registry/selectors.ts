@@ -1,4 +1,5 @@
 import { errors } from '../status';
+import { labelValueProblems, qualifiedNameProblems } from './metadata';
 
 /**
  * Label and field selectors, parsed as k8s.io/apimachinery/pkg/labels and pkg/fields parse them.
@@ -18,9 +19,6 @@ interface Requirement {
 }
 
 export type Selector = (labels: Labels) => boolean;
-
-const QUALIFIED_NAME = /^([a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*\/)?[A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?$/;
-const LABEL_VALUE = /^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$/;
 
 function invalidSelector(selector: string, why: string): Error {
   return errors.badRequest(`unable to parse requirement: ${why} (in label selector "${selector}")`);
@@ -45,15 +43,13 @@ function splitTerms(selector: string): string[] {
 }
 
 function checkKey(selector: string, key: string): void {
-  if (key.length === 0 || !QUALIFIED_NAME.test(key) || key.split('/').pop()!.length > 63) {
-    throw invalidSelector(selector, `invalid label key "${key}": name part must consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character`);
-  }
+  const problems = qualifiedNameProblems(key);
+  if (problems.length > 0) throw invalidSelector(selector, `invalid label key "${key}": ${problems.join('; ')}`);
 }
 
 function checkValue(selector: string, value: string): void {
-  if (value.length > 63 || !LABEL_VALUE.test(value)) {
-    throw invalidSelector(selector, `invalid label value: "${value}": at key: a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must start and end with an alphanumeric character`);
-  }
+  const problems = labelValueProblems(value);
+  if (problems.length > 0) throw invalidSelector(selector, `invalid label value: "${value}": ${problems.join('; ')}`);
 }
 
 function parseRequirement(selector: string, term: string): Requirement {
