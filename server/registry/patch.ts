@@ -50,14 +50,14 @@ export function checkPatch(type: PatchType, patch: unknown): void {
   if (problem) throw errors.badRequest(`invalid JSON patch: ${problem.message.split('\n')[0]}`);
 }
 
-/** Applies a patch to a (cloned) object; 422 when the operations do not apply. */
+/** Applies a patch to an object the caller owns (a JSON patch changes it in place); 422 when the operations do not apply. */
 export function applyObjectPatch(type: PatchType, object: Record<string, unknown>, patch: unknown): Record<string, unknown> {
   let result: unknown;
   if (type === MERGE_PATCH) {
     result = mergePatch(object, patch);
   } else {
     try {
-      result = applyPatch(structuredClone(object), patch as Operation[], true, true).newDocument;
+      result = applyPatch(object, patch as Operation[], true, true).newDocument;
     } catch (error) {
       throw unprocessable((error as Error).message.split('\n')[0]);
     }
