@@ -3,11 +3,11 @@ import * as forge from 'node-forge';
 import { PkiError } from './pki-error';
 
 /** The smallest RSA modulus we issue: NIST SP 800-131A, and what Kubernetes tooling expects. */
-export const _MIN_KEY_BITS = 2048;
-export const _DEFAULT_KEY_BITS = 2048;
+const MIN_KEY_BITS = 2048;
+const DEFAULT_KEY_BITS = 2048;
 const MAX_KEY_BITS = 16384;
 /** notBefore is backdated by this much so that a node whose clock lags can use a fresh certificate. */
-export const _CLOCK_SKEW_MS = 5 * 60 * 1000;
+const CLOCK_SKEW_MS = 5 * 60 * 1000;
 export const _DAY_MS = 24 * 60 * 60 * 1000;
 /** X.520 ub-common-name; openssl and Go refuse longer common names. */
 export const _MAX_COMMON_NAME_LENGTH = 64;
@@ -46,14 +46,14 @@ export function _randomSerialHex(): string {
 }
 
 /** `now` to the whole second, since X.509 times carry no fractions. */
-export function _truncateToSecond(now: Date): Date {
+function _truncateToSecond(now: Date): Date {
   return new Date(Math.floor(now.getTime() / 1000) * 1000);
 }
 
 export function _validity(now: Date, validityDays: number): { notBefore: Date; notAfter: Date } {
   const start = _truncateToSecond(now);
   return {
-    notBefore: new Date(start.getTime() - _CLOCK_SKEW_MS),
+    notBefore: new Date(start.getTime() - CLOCK_SKEW_MS),
     notAfter: new Date(start.getTime() + validityDays * _DAY_MS),
   };
 }
@@ -89,11 +89,11 @@ export function _checkValidities(certValidityDays: number, caValidityDays: numbe
 }
 
 export function _checkKeyBits(keyBits: number | undefined): number {
-  const value = keyBits ?? _DEFAULT_KEY_BITS;
-  if (!Number.isInteger(value) || value < _MIN_KEY_BITS || value > MAX_KEY_BITS || value % 8 !== 0) {
+  const value = keyBits ?? DEFAULT_KEY_BITS;
+  if (!Number.isInteger(value) || value < MIN_KEY_BITS || value > MAX_KEY_BITS || value % 8 !== 0) {
     throw new PkiError(
-      `keyBits ${JSON.stringify(value)} is not allowed (expected a multiple of 8 from ${_MIN_KEY_BITS} to ${MAX_KEY_BITS}; ` +
-        `RSA keys shorter than ${_MIN_KEY_BITS} bits are refused by Kubernetes clients)`,
+      `keyBits ${JSON.stringify(value)} is not allowed (expected a multiple of 8 from ${MIN_KEY_BITS} to ${MAX_KEY_BITS}; ` +
+        `RSA keys shorter than ${MIN_KEY_BITS} bits are refused by Kubernetes clients)`,
     );
   }
   return value;
