@@ -502,6 +502,42 @@ describe('the authentication ConfigMap', () => {
     expect(fingerprints(auth.clientCaBundle())).toEqual(fingerprints([clientCa.certPem, rotatedCa.certPem]));
   });
 
+  test('a reload that leaves a CA alone keeps the verdicts of connections it verified', async () => {
+    // GIVEN alice (client CA) authenticated on a keep-alive connection
+    const { port, caChanges } = await startEchoServer();
+    const agent = new https.Agent({ keepAlive: true, maxSockets: 1, ca: servingCa.certPem, cert: alice.chainPem, key: alice.keyPem });
+    const get = () =>
+      new Promise<Answer['body']>((resolve, reject) => {
+        https
+          .get({ host: '127.0.0.1', port, servername: 'localhost', agent }, (res) => {
+            let text = '';
+            res.on('data', (c: Buffer) => (text += c.toString()));
+            res.on('end', () => resolve(JSON.parse(text)));
+          })
+          .on('error', reject);
+      });
+    const verifies = jest.spyOn(CertPool.prototype, 'verify');
+    let verifiedWith: string[];
+    let second: Answer['body'];
+    try {
+      expect(await get()).toMatchObject({ method: 'x509', user: { name: 'alice' } });
+      verifies.mockClear();
+
+      // WHEN kube-apiserver publishes a new requestheader CA and the same client CA, and alice asks again
+      fake.setAuthConfigMap(FakeKubeApiServer.authConfigMapData({ clientCaPem: clientCa.certPem, requestheaderCaPem: makeCa('front-proxy-ca-2').certPem, allowedNames: ['front-proxy-client'] }));
+      await until(() => caChanges() === 1, 'the CA change');
+      second = await get();
+      verifiedWith = verifies.mock.contexts.map((pool) => pool.source);
+    } finally {
+      agent.destroy();
+      verifies.mockRestore();
+    }
+
+    // THEN she is still alice, and only the changed pool verified her connection again
+    expect(second).toMatchObject({ method: 'x509', user: { name: 'alice' } });
+    expect(verifiedWith).toEqual(['ConfigMap kube-system/extension-apiserver-authentication key "requestheader-client-ca-file"']);
+  });
+
   test('a malformed reload is ignored and the last configuration kept', async () => {
     const { port } = await startEchoServer();
     fake.setAuthConfigMap({ ...FakeKubeApiServer.authConfigMapData({ requestheaderCaPem: frontProxyCa.certPem }), 'requestheader-group-headers': 'X-Remote-Group' });

@@ -166,6 +166,11 @@ async function forbiddenMessage(client: KubeClient, serverMessage: string, servi
   );
 }
 
+/** `previous` when `next` trusts exactly the same roots, else `next`. */
+function samePool(previous: CertPool | undefined, next: CertPool | undefined): CertPool | undefined {
+  return next?.equals(previous) ? previous : next;
+}
+
 function sameBundle(a: readonly string[], b: readonly string[]): boolean {
   return a.length === b.length && a.every((pem, i) => pem === b[i]);
 }
@@ -210,12 +215,12 @@ export async function startAuthConfig(options: AuthConfigOptions): Promise<AuthC
   const listeners: (() => void)[] = [];
 
   const recompute = () => {
-    config = {
-      ...((flagsOnlyClientCa ? flagConfig.clientCa : mapConfig.clientCa) ? { clientCa: flagsOnlyClientCa ? flagConfig.clientCa : mapConfig.clientCa } : {}),
-      ...((flagsOnlyRequestHeader ? flagConfig.requestHeader : mapConfig.requestHeader)
-        ? { requestHeader: flagsOnlyRequestHeader ? flagConfig.requestHeader : mapConfig.requestHeader }
-        : {}),
-    };
+    // A pool that trusts the same roots as before stays the same object: the authenticators'
+    // per-connection verdicts are keyed by it, and a reload that left a CA alone keeps them.
+    const clientCa = samePool(config.clientCa, flagsOnlyClientCa ? flagConfig.clientCa : mapConfig.clientCa);
+    const rh = flagsOnlyRequestHeader ? flagConfig.requestHeader : mapConfig.requestHeader;
+    const requestHeader = rh && { ...rh, pool: samePool(config.requestHeader?.pool, rh.pool)! };
+    config = { ...(clientCa ? { clientCa } : {}), ...(requestHeader ? { requestHeader } : {}) };
     const next = [...new Set([...(config.clientCa?.pems ?? []), ...(config.requestHeader?.pool.pems ?? [])])];
     if (!sameBundle(bundle, next)) {
       bundle = next;
