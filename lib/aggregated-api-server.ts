@@ -133,13 +133,13 @@ export class AggregatedApiServer extends Construct {
     }
     if (props.createNamespace ?? !systemNamespace) {
       this.namespaceResource = new kplus.Namespace(this, 'Namespace', {
-        metadata: { name: this.namespace, labels: { 'pod-security.kubernetes.io/enforce': 'restricted', ...labels } },
+        metadata: { name: this.namespace, labels: { 'pod-security.kubernetes.io/enforce': 'restricted' } },
       });
     }
 
     this.serviceAccount =
       props.serviceAccount ??
-      new kplus.ServiceAccount(this, 'ServiceAccount', { metadata: { name: this.name, namespace: this.namespace, labels }, automountToken: true });
+      new kplus.ServiceAccount(this, 'ServiceAccount', { metadata: { name: this.name, namespace: this.namespace }, automountToken: true });
 
     const certificates = (props.certificates ?? Certificates.selfSigned()).bind(new Construct(this, 'Certificates'), {
       serviceName: this.serviceName,
@@ -177,7 +177,7 @@ export class AggregatedApiServer extends Construct {
     this.podDisruptionBudget = this.serverDeployment.podDisruptionBudget;
 
     this.service = new kplus.Service(this, 'Service', {
-      metadata: { name: this.serviceName, namespace: this.namespace, labels },
+      metadata: { name: this.serviceName, namespace: this.namespace },
       ports: [{ name: 'https', port: API_SERVICE_PORT, targetPort: securePort }],
     });
     for (const [key, value] of Object.entries(this.serverDeployment.selectorLabels)) this.service.selectLabel(key, value);
@@ -192,7 +192,7 @@ export class AggregatedApiServer extends Construct {
           caBundlePem: certificates.caBundlePem,
           groupPriorityMinimum,
           versionPriority: Math.max(1, versionPriority - index),
-          metadata: { annotations: certificates.apiServiceAnnotations, labels },
+          metadata: { annotations: certificates.apiServiceAnnotations },
         }).resource,
     );
 
@@ -204,6 +204,7 @@ export class AggregatedApiServer extends Construct {
       });
     }
 
+    // `labels` reach every object here; only the Deployment is given them, for its pod template.
     for (const child of this.node.findAll()) {
       if (ApiObject.isApiObject(child)) {
         for (const [key, value] of Object.entries(labels)) child.metadata.addLabel(key, value);
