@@ -351,6 +351,19 @@ describe('delete', () => {
     expect(ok.status).toBe(200);
   });
 
+  test('fails with 500, not 409 Conflict, when the storage fails the delete for another reason', async () => {
+    // GIVEN a stored object and a storage that now refuses writes
+    await server.post(FLUNDERS, flunder('broken'));
+    await server.storage.close();
+
+    // WHEN
+    const reply = await server.delete(`${FLUNDERS}/broken`);
+
+    // THEN
+    expect(reply.status).toBe(500);
+    expect(reply.body.reason).toBe('InternalError');
+  });
+
   test('fails with 422 for an unknown propagationPolicy', async () => {
     await server.post(FLUNDERS, flunder('pp'));
     const reply = await server.delete(`${FLUNDERS}/pp`, { propagationPolicy: 'Sideways' });

@@ -7,7 +7,7 @@ import type { UserInfo } from '../auth/types';
 import { ResourceOutput, mediaTypeOf, parseContentType } from '../content';
 import type { RequestInfo } from '../request-info';
 import { ExpiredError, KeyExistsError, NotFoundError, RevisionMismatchError, Storage, StoredObject, StoredValue, TooLargeRevisionError } from '../storage/types';
-import { StatusError, errors } from '../status';
+import { GroupResource, StatusError, errors } from '../status';
 import { parseBody, readBody, readObject } from './body';
 import type { KindCodec } from './codec';
 import { FieldError, fieldErrors } from './field-errors';
@@ -458,6 +458,16 @@ async function updatedObject(scope: RequestScope, deps: RegistryDeps, incoming: 
   return next;
 }
 
+/**
+ * Answers a failed compare-and-swap write: 404 when the key is gone, 409 when it changed and the
+ * caller will not try again; returns when it will. Any other storage failure is rethrown as it is.
+ */
+function casFailed(error: unknown, gr: GroupResource, name: string, retry: boolean): void {
+  if (error instanceof NotFoundError) throw errors.notFound(gr, name);
+  if (!(error instanceof RevisionMismatchError)) throw error;
+  if (!retry) throw errors.conflict(gr, name);
+}
+
 interface UpdateResult {
   readonly value: StoredValue;
 }
@@ -487,8 +497,7 @@ async function guaranteedUpdate(
       try {
         return { value: (await deps.storage.delete(key, old.modRevision)).value };
       } catch (error) {
-        if (error instanceof NotFoundError) throw errors.notFound(codec.gr, info.name);
-        if (!(error instanceof RevisionMismatchError) || preconditionFixed || attempt >= MAX_UPDATE_ATTEMPTS) throw errors.conflict(codec.gr, info.name);
+        casFailed(error, codec.gr, info.name, !preconditionFixed && attempt < MAX_UPDATE_ATTEMPTS);
         continue;
       }
     }
@@ -499,9 +508,7 @@ async function guaranteedUpdate(
     try {
       return { value: (await deps.storage.update(key, next, old.modRevision)).value };
     } catch (error) {
-      if (error instanceof NotFoundError) throw errors.notFound(codec.gr, info.name);
-      if (!(error instanceof RevisionMismatchError)) throw error;
-      if (preconditionFixed || attempt >= MAX_UPDATE_ATTEMPTS) throw errors.conflict(codec.gr, info.name);
+      casFailed(error, codec.gr, info.name, !preconditionFixed && attempt < MAX_UPDATE_ATTEMPTS);
     }
   }
 }
@@ -656,8 +663,7 @@ async function deleteOne(scope: RequestScope, deps: RegistryDeps, name: string, 
       if (options.dryRun) return old.value;
       return (await deps.storage.delete(key, old.modRevision)).value;
     } catch (error) {
-      if (error instanceof NotFoundError) throw errors.notFound(codec.gr, name);
-      if (!(error instanceof RevisionMismatchError) || attempt >= MAX_UPDATE_ATTEMPTS || resourceVersion) throw errors.conflict(codec.gr, name);
+      casFailed(error, codec.gr, name, !resourceVersion && attempt < MAX_UPDATE_ATTEMPTS);
     }
   }
 }
