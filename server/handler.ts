@@ -42,7 +42,7 @@ const READ_ONLY_VERBS = new Set(['get', 'list', 'watch', 'head']);
 const NO_LABELS = { group: '', version: '', resource: '', subresource: '', scope: '' };
 
 /** Writes a metav1.Status as the response (if nothing was written yet). */
-export function writeStatus(res: ServerResponse, status: Status): void {
+function writeStatus(res: ServerResponse, status: Status): void {
   if (res.headersSent) {
     // A stream already started (a watch): the only honest signal left is to cut it.
     res.destroy();

@@ -12,7 +12,7 @@ import * as path from 'node:path';
 import { parse as parseYaml } from 'yaml';
 
 /** The in-cluster ServiceAccount mount of every pod (unless automountServiceAccountToken is false). */
-export const SERVICE_ACCOUNT_DIR = '/var/run/secrets/kubernetes.io/serviceaccount';
+const SERVICE_ACCOUNT_DIR = '/var/run/secrets/kubernetes.io/serviceaccount';
 
 export interface KubeWatchEvent {
   /** ADDED, MODIFIED, DELETED, or SYNC: a full list (`object` is the List) that replaces everything known before. */

@@ -80,7 +80,7 @@ interface PathItem {
 }
 
 /** `wardle.example.com` → `com.example.wardle`, as the definition namer reverses groups. */
-export function definitionPrefix(group: string): string {
+function definitionPrefix(group: string): string {
   return group.split('.').reverse().join('.');
 }
 
@@ -95,7 +95,7 @@ function tagOf(group: string, version: string): string {
   return `${infix.charAt(0).toLowerCase()}${infix.slice(1)}_${version}`;
 }
 
-export function definitionName(group: string, version: string, kind: string): string {
+function definitionName(group: string, version: string, kind: string): string {
   return `${definitionPrefix(group)}.${version}.${kind}`;
 }
 
@@ -237,7 +237,7 @@ function swaggerOperation(op: Operation, group: string, version: string): Schema
 }
 
 /** Builds the swagger 2.0 document for every served version of the group. */
-export function buildOpenApiV2(api: ApiGroupDefinition): Schema {
+function buildOpenApiV2(api: ApiGroupDefinition): Schema {
   const versions = servedVersions(api);
   const meta = metaDefinitions(versions.map((version) => ({ group: api.group, version })));
   const paths: [string, Schema][] = [];
@@ -310,7 +310,7 @@ function v3Operation(op: Operation, group: string, version: string): Schema {
 }
 
 /** Builds the OpenAPI 3.0 document of one served group version. */
-export function buildOpenApiV3(api: ApiGroupDefinition, version: string): Schema {
+function buildOpenApiV3(api: ApiGroupDefinition, version: string): Schema {
   const meta = metaDefinitions([{ group: api.group, version }]);
   const model = groupVersionModel(api, version);
   const all: Record<string, Schema> = { ...meta, ...model.definitions };

@@ -19,7 +19,7 @@ export class OptionsError extends Error {
   }
 }
 
-export const STORAGE_BACKENDS = ['memory'] as const;
+const STORAGE_BACKENDS = ['memory'] as const;
 export type StorageBackend = (typeof STORAGE_BACKENDS)[number];
 
 /** What the server runs with, complete and valid. */

@@ -76,7 +76,7 @@ export interface KeyPair {
 }
 
 /** Reads and checks a certificate (chain) and its private key; throws a message naming the file. */
-export function loadKeyPair(certFile: string, keyFile: string): KeyPair {
+function loadKeyPair(certFile: string, keyFile: string): KeyPair {
   const cert = readFileSync(certFile, 'utf8');
   const key = readFileSync(keyFile, 'utf8');
   let leaf: X509Certificate;

@@ -16,7 +16,7 @@ import { CertPool } from './cert-pool';
 
 export const AUTH_CONFIGMAP_NAMESPACE = 'kube-system';
 export const AUTH_CONFIGMAP_NAME = 'extension-apiserver-authentication';
-export const AUTH_READER_ROLE = 'extension-apiserver-authentication-reader';
+const AUTH_READER_ROLE = 'extension-apiserver-authentication-reader';
 
 const CONFIGMAP_PATH = `/api/v1/namespaces/${AUTH_CONFIGMAP_NAMESPACE}/configmaps/${AUTH_CONFIGMAP_NAME}`;
 const CONFIGMAP_WATCH_PATH = `/api/v1/namespaces/${AUTH_CONFIGMAP_NAMESPACE}/configmaps?fieldSelector=${encodeURIComponent(`metadata.name=${AUTH_CONFIGMAP_NAME}`)}`;
@@ -106,7 +106,7 @@ function jsonStrings(data: Record<string, string>, key: string): string[] {
 }
 
 /** The parts of the configuration the ConfigMap `data` provides (throws naming the key that is malformed). */
-export function configFromConfigMapData(data: Record<string, string>): AuthenticationConfig {
+function configFromConfigMapData(data: Record<string, string>): AuthenticationConfig {
   const source = (key: string) => `ConfigMap ${AUTH_CONFIGMAP_NAMESPACE}/${AUTH_CONFIGMAP_NAME} key "${key}"`;
   const clientCa = data['client-ca-file']?.trim() ? CertPool.fromPem(data['client-ca-file'], source('client-ca-file')) : undefined;
   const requestHeader: RequestHeaderConfig | undefined = data['requestheader-client-ca-file']?.trim()

@@ -8,8 +8,8 @@
 import type { IncomingMessage } from 'node:http';
 import type { AuthenticationResult, Authenticator, UserInfo } from './types';
 
-export const ANONYMOUS_USER: UserInfo = Object.freeze({ name: 'system:anonymous', groups: Object.freeze(['system:unauthenticated']), extra: Object.freeze({}) });
-export const ALL_AUTHENTICATED = 'system:authenticated';
+const ANONYMOUS_USER: UserInfo = Object.freeze({ name: 'system:anonymous', groups: Object.freeze(['system:unauthenticated']), extra: Object.freeze({}) });
+const ALL_AUTHENTICATED = 'system:authenticated';
 const ALL_UNAUTHENTICATED = 'system:unauthenticated';
 
 /** What one step of the chain says: a user, nothing (no credential of its kind), or an error (a credential that failed). */

@@ -38,7 +38,7 @@ function omitEmpty(fields: Record<string, string>): Record<string, string> {
 }
 
 /** The spec of the SubjectAccessReview that asks whether `user` may do `request`. */
-export function subjectAccessReviewSpec(user: UserInfo, request: RequestInfo): Record<string, unknown> {
+function subjectAccessReviewSpec(user: UserInfo, request: RequestInfo): Record<string, unknown> {
   const extraKeys = Object.keys(user.extra).sort();
   return {
     ...(request.isResourceRequest

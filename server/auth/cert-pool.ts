@@ -169,7 +169,7 @@ function connectionOf(req: IncomingMessage): object {
  * The certificates the client presented on this request's TLS connection, leaf first; empty when
  * it sent none (or the request did not come over TLS). Parsed once per connection.
  */
-export function peerCertificates(req: IncomingMessage): readonly X509Certificate[] {
+function peerCertificates(req: IncomingMessage): readonly X509Certificate[] {
   const socket = req.socket as Partial<TLSSocket>;
   if (typeof socket.getPeerCertificate !== 'function') return [];
   const connection = connectionOf(req);

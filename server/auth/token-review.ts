@@ -41,7 +41,7 @@ interface TokenReviewStatus {
  * reads it: undefined when the header carries no bearer credential; '' when it does but the token
  * is empty (`Bearer  x`, two spaces), which upstream refuses as an invalid token.
  */
-export function bearerToken(req: IncomingMessage): string | undefined {
+function bearerToken(req: IncomingMessage): string | undefined {
   const header = req.headers.authorization?.trim();
   if (!header) return undefined;
   const parts = header.split(' ');
