@@ -49,7 +49,7 @@ export interface ApiServingOptions {
 
 type Handler = (scope: RequestScope, deps: RegistryDeps) => Promise<void>;
 
-/** Verb → handler and what it may answer with; `null`: the method is not allowed there (405). */
+/** Verb → handler and what it may answer with; a verb without an entry is not allowed there (405). */
 const COLLECTION_VERBS: Readonly<Record<string, readonly [Handler, keyof typeof RESOURCE_OFFERS]>> = {
   list: [listObjects, 'list'],
   watch: [watchObjects, 'watch'],

@@ -236,7 +236,7 @@ export async function listObjects(scope: RequestScope, deps: RegistryDeps): Prom
 
 export async function watchObjects(scope: RequestScope, deps: RegistryDeps): Promise<void> {
   const options = parseListQuery(scope.query, true);
-  const { filter } = listPrefixAndFilter(scope, options);
+  const filter = selectorFilter(options);
   await serveWatch(
     {
       res: scope.res,
@@ -468,10 +468,6 @@ function casFailed(error: unknown, gr: GroupResource, name: string, retry: boole
   if (!retry) throw errors.conflict(gr, name);
 }
 
-interface UpdateResult {
-  readonly value: StoredValue;
-}
-
 /**
  * Read-modify-write with compare-and-swap, as the generic store's GuaranteedUpdate: retried when
  * the object changed meanwhile unless the client fixed the resourceVersion (then 409). A no-op
@@ -483,7 +479,7 @@ async function guaranteedUpdate(
   deps: RegistryDeps,
   dryRun: boolean,
   tryUpdate: (old: StoredObject) => Promise<{ next: KubeObject; preconditionFixed: boolean }>,
-): Promise<UpdateResult> {
+): Promise<StoredValue> {
   const { codec, info } = scope;
   const key = codec.key(info.namespace, info.name);
   for (let attempt = 1; ; attempt++) {
@@ -493,20 +489,20 @@ async function guaranteedUpdate(
     const meta = metaOf(next);
     const finalizers = Array.isArray(meta.finalizers) ? meta.finalizers : [];
     if (meta.deletionTimestamp && finalizers.length === 0) {
-      if (dryRun) return { value: old.value };
+      if (dryRun) return old.value;
       try {
-        return { value: (await deps.storage.delete(key, old.modRevision)).value };
+        return (await deps.storage.delete(key, old.modRevision)).value;
       } catch (error) {
         casFailed(error, codec.gr, info.name, !preconditionFixed && attempt < MAX_UPDATE_ATTEMPTS);
         continue;
       }
     }
     if (jsonEqual({ ...next, metadata: { ...meta, resourceVersion: undefined } }, { ...old.value, metadata: { ...(old.value.metadata as Meta), resourceVersion: undefined } })) {
-      return { value: old.value };
+      return old.value;
     }
-    if (dryRun) return { value: { ...next, metadata: { ...meta, resourceVersion: String(old.modRevision) } } };
+    if (dryRun) return { ...next, metadata: { ...meta, resourceVersion: String(old.modRevision) } };
     try {
-      return { value: (await deps.storage.update(key, next, old.modRevision)).value };
+      return (await deps.storage.update(key, next, old.modRevision)).value;
     } catch (error) {
       casFailed(error, codec.gr, info.name, !preconditionFixed && attempt < MAX_UPDATE_ATTEMPTS);
     }
@@ -536,7 +532,7 @@ export async function updateObject(scope: RequestScope, deps: RegistryDeps): Pro
     const next = await updatedObject(scope, deps, structuredClone(object), old, dryRun);
     return { next, preconditionFixed: precondition !== undefined };
   });
-  respondWritten(scope, 200, result.value, warnings);
+  respondWritten(scope, 200, result, warnings);
 }
 
 export async function patchObject(scope: RequestScope, deps: RegistryDeps): Promise<void> {
@@ -557,16 +553,16 @@ export async function patchObject(scope: RequestScope, deps: RegistryDeps): Prom
     const meta = metaOf(patched);
     checkNameMatchesUrl(scope, meta);
     ensureNamespace(scope, meta);
-    // A resourceVersion in the patch is a precondition: it no longer matches once the object changed.
+    // A resourceVersion in the patch is a precondition: it no longer matches once the object
+    // changed, so a retry after a compare-and-swap miss ends here with 409.
     const patchedVersion = typeof meta.resourceVersion === 'string' ? meta.resourceVersion : '';
-    const preconditionFixed = patchedVersion !== '' && patchedVersion !== String(old.modRevision);
-    if (preconditionFixed) throw errors.conflict(scope.codec.gr, scope.info.name);
+    if (patchedVersion !== '' && patchedVersion !== String(old.modRevision)) throw errors.conflict(scope.codec.gr, scope.info.name);
     const prepared = prepareIncoming(scope, patched, fieldValidation);
     warnings = prepared.warnings;
     const next = await updatedObject(scope, deps, prepared.object, old, dryRun);
     return { next, preconditionFixed: false };
   });
-  respondWritten(scope, 200, result.value, warnings);
+  respondWritten(scope, 200, result, warnings);
 }
 
 // ---- delete ----------------------------------------------------------------------------------
