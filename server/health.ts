@@ -44,11 +44,6 @@ export class Health {
     return check === undefined || check === '' || this.checks[endpoint as HealthEndpoint].some((c) => c.name === check);
   }
 
-  /** Whether every readiness check passes (used by logs and tests). */
-  isReady(): boolean {
-    return this.checks.readyz.every((c) => c.check() === undefined);
-  }
-
   serve(req: IncomingMessage, res: ServerResponse, path: string): void {
     const [, endpoint, name] = path.split('/') as [string, HealthEndpoint, string | undefined];
     const checks = this.checks[endpoint];

@@ -38,7 +38,6 @@ export class Server {
     private readonly options: ServerOptions,
     private readonly lifecycle: { shuttingDown: boolean },
     readonly serving: SecureServing,
-    readonly health: Health,
   ) {}
 
   static async start(options: ServerOptions): Promise<Server> {
@@ -70,16 +69,11 @@ export class Server {
       certPollIntervalMs: options.certPollIntervalMs,
     });
     auth.onClientCaChange(() => serving.reloadClientCa());
-    return new Server(options, lifecycle, serving, health);
+    return new Server(options, lifecycle, serving);
   }
 
   get port(): number {
     return this.serving.port;
-  }
-
-  /** Whether shutdown has begun (readiness then fails). */
-  get isShuttingDown(): boolean {
-    return this.lifecycle.shuttingDown;
   }
 
   /**

@@ -49,7 +49,7 @@ function bearerToken(req: IncomingMessage): string | undefined {
   return parts[1];
 }
 
-export function createTokenReviewAuthenticator(options: TokenReviewAuthenticatorOptions): ChainAuthenticator & { cacheSize(): number } {
+export function createTokenReviewAuthenticator(options: TokenReviewAuthenticatorOptions): ChainAuthenticator {
   const ttl = options.cacheTtlMs ?? 10_000;
   const audiences = options.audiences ?? [];
   const cache = new ReviewCache<ChainResult>({ ...(options.maxCacheEntries !== undefined ? { maxEntries: options.maxCacheEntries } : {}), ...(options.now ? { now: options.now } : {}) });
@@ -92,7 +92,6 @@ export function createTokenReviewAuthenticator(options: TokenReviewAuthenticator
 
   return {
     method: 'token',
-    cacheSize: () => cache.size,
     authenticate(req: IncomingMessage): ChainResult | Promise<ChainResult> {
       const token = bearerToken(req);
       if (token === undefined) return NONE;
