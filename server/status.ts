@@ -89,6 +89,5 @@ export const errors = {
   gone: (message: string) => failure(410, 'Expired', message),
   requestEntityTooLarge: (message = 'the request is too large') => failure(413, 'RequestEntityTooLarge', message),
   timeout: (message: string) => failure(504, 'Timeout', message),
-  serviceUnavailable: (message: string) => failure(503, 'ServiceUnavailable', message),
   internal: (message: string) => failure(500, 'InternalError', `Internal error occurred: ${message}`),
 };

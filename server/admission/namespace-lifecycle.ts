@@ -168,7 +168,7 @@ export function namespaceLifecycle(lister: NamespaceLister): AdmissionPlugin {
  * The name admission errors quote (admission.extractResourceName): the name, else the
  * generateName (names are generated after admission), else `Unknown`.
  */
-export function admissionName(attributes: AdmissionAttributes): string {
+function admissionName(attributes: AdmissionAttributes): string {
   if (attributes.name) return attributes.name;
   const metadata = (attributes.object?.metadata ?? {}) as { name?: unknown; generateName?: unknown };
   if (typeof metadata.name === 'string' && metadata.name) return metadata.name;

@@ -10,7 +10,7 @@ import { isObject } from './rules';
  */
 
 /** `maxRequestBodyBytes` of k8s.io/apiserver: 3 MiB. */
-export const MAX_REQUEST_BODY_BYTES = 3 * 1024 * 1024;
+const MAX_REQUEST_BODY_BYTES = 3 * 1024 * 1024;
 
 function tooLarge(req: IncomingMessage, res: ServerResponse, limit: number): Error {
   // The rest of the body is discarded; an HTTP/1.1 connection is not reused for it (HTTP/2 has no
@@ -52,7 +52,7 @@ export function readBody(req: IncomingMessage, res: ServerResponse, limit = MAX_
 }
 
 /** The media types create and update accept. */
-export const OBJECT_BODY_TYPES = ['application/json', 'application/yaml'];
+const OBJECT_BODY_TYPES = ['application/json', 'application/yaml'];
 
 /** Parses JSON or YAML text into a value; 400 BadRequest naming the problem when malformed. */
 export function parseBody(body: Buffer, mediaType: string): unknown {

@@ -8,9 +8,7 @@ export type FieldError = StatusCause & { readonly type: string; readonly message
 
 /** Renders a value the way field errors quote it: strings in double quotes, the rest as JSON. */
 function show(value: unknown): string {
-  if (typeof value === 'string') return JSON.stringify(value);
-  if (value === undefined) return 'null';
-  return JSON.stringify(value);
+  return value === undefined ? 'null' : JSON.stringify(value);
 }
 
 export const fieldErrors = {

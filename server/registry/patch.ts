@@ -15,7 +15,7 @@ export const SUPPORTED_PATCH_TYPES = [JSON_PATCH, MERGE_PATCH];
 export type PatchType = typeof MERGE_PATCH | typeof JSON_PATCH;
 
 /** RFC 7386: objects merge recursively, `null` deletes, anything else replaces. Returns a new value. */
-export function mergePatch(target: unknown, patch: unknown): unknown {
+function mergePatch(target: unknown, patch: unknown): unknown {
   if (!isObject(patch)) return patch;
   const result: Record<string, unknown> = isObject(target) ? { ...target } : {};
   for (const [name, value] of Object.entries(patch)) {

@@ -111,7 +111,7 @@ export interface FieldRequirement {
 }
 
 /** The fields every resource supports in field selectors (as for CRDs without selectableFields). */
-export const SELECTABLE_FIELDS = ['metadata.name', 'metadata.namespace'] as const;
+const SELECTABLE_FIELDS = ['metadata.name', 'metadata.namespace'] as const;
 
 /**
  * Parses a field selector; `undefined` when empty. Throws 400 BadRequest for a syntax error or

@@ -50,7 +50,7 @@ export function columnDefinitions(version: KindVersion): TableColumnDefinition[]
  * Evaluates a simple JSONPath (`.spec.reference`, `.status.items[0].name`, `.metadata.labels['a.b/c']`),
  * the subset CRD printer columns allow.
  */
-export function evaluateJsonPath(object: unknown, path: string): unknown {
+function evaluateJsonPath(object: unknown, path: string): unknown {
   const tokens: (string | number)[] = [];
   const re = /\.([^.[\]]+)|\[(\d+)\]|\[['"]([^'"]+)['"]\]/gy;
   const source = path.replace(/^\{|\}$/g, '');
