@@ -355,13 +355,16 @@ describe('delete', () => {
     // GIVEN a stored object and a storage that now refuses writes
     await server.post(FLUNDERS, flunder('broken'));
     await server.storage.close();
+    const logged = jest.spyOn(console, 'error').mockImplementation(() => undefined);
 
     // WHEN
     const reply = await server.delete(`${FLUNDERS}/broken`);
 
-    // THEN
+    // THEN the storage's own error comes through
+    logged.mockRestore();
     expect(reply.status).toBe(500);
     expect(reply.body.reason).toBe('InternalError');
+    expect(reply.body.message).toMatch(/storage is closed/);
   });
 
   test('fails with 422 for an unknown propagationPolicy', async () => {
