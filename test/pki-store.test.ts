@@ -243,6 +243,19 @@ describe('CA rotation', () => {
     expect(existsSync(file('tls-retired.crt'))).toBe(false);
   });
 
+  test('rewrites no file while the retired CA is kept unchanged', () => {
+    // GIVEN a rotated store, with its retired bundles
+    ensurePki(rotating());
+    ensurePki({ ...rotating(), now: at(200) });
+    const mtimes = readdirSync(dir).map((name) => [name, statSync(file(name)).mtimeMs]);
+    expect(mtimes.map(([name]) => name)).toEqual(expect.arrayContaining(['ca-retired.crt', 'tls-retired.crt']));
+    // WHEN it is loaded again while the old serving certificate is still valid
+    const later = ensurePki({ ...rotating(), now: at(300) });
+    // THEN the retired CA is kept and nothing is written
+    expect(later.actions[2]).toMatch(/^kept retired CA/);
+    expect(readdirSync(dir).map((name) => [name, statSync(file(name)).mtimeMs])).toEqual(mtimes);
+  });
+
   test('recovers from a crash between writing the retired bundles and the new CA: the old CA is listed once', () => {
     // GIVEN the state a rotation leaves if it dies after its first renames
     const first = ensurePki(rotating());

@@ -111,8 +111,10 @@ export function ensurePki(options: PkiStoreOptions): PkiMaterial {
 
   // The serving certificate.
   const storedTls = _loadPair(files.tlsCert, files.tlsKey, actions);
-  let retiredCas = _loadBundle(files.retiredCaCerts);
-  let retiredTls = _loadBundle(files.retiredTlsCerts);
+  const retiredCaFile = _loadBundle(files.retiredCaCerts);
+  const retiredTlsFile = _loadBundle(files.retiredTlsCerts);
+  let retiredCas = retiredCaFile.pems;
+  let retiredTls = retiredTlsFile.pems;
   if (caProblem !== undefined && storedCa.cert !== undefined && storedTls.cert !== undefined) {
     const old = storedTls.cert;
     if (_signedBy(old, storedCa.cert) && _notAfter(old.x509) > now.getTime()) {
@@ -158,8 +160,8 @@ export function ensurePki(options: PkiStoreOptions): PkiMaterial {
     }
   }
   const keptTls = liveRetiredTls.filter((t) => keptCas.some((c) => _signedBy(t, c)));
-  _setBundle(writes, files.retiredCaCerts, keptCas);
-  _setBundle(writes, files.retiredTlsCerts, keptTls);
+  _setBundle(writes, files.retiredCaCerts, retiredCaFile.text, keptCas);
+  _setBundle(writes, files.retiredTlsCerts, retiredTlsFile.text, keptTls);
 
   _commit(dir, writes);
 
@@ -269,15 +271,17 @@ function _loadPair(certPath: string, keyPath: string, actions: string[]): _Store
   return { cert, key };
 }
 
-function _loadBundle(path: string): _Pem[] {
+/** A bundle file's text (undefined when it is absent) and its certificates. */
+function _loadBundle(path: string): { text?: string; pems: _Pem[] } {
   const text = _readIfPresent(path);
-  if (text === undefined) return [];
-  return _blocks(path, text).map((pem) => {
+  if (text === undefined) return { pems: [] };
+  const pems = _blocks(path, text).map((pem) => {
     if (!pem.startsWith('-----BEGIN CERTIFICATE-----')) {
       throw new PkiError(`${path} holds a non-certificate PEM block (expected only "-----BEGIN CERTIFICATE-----" blocks)`);
     }
     return { pem, x509: _parseCertificate(pem, path) };
   });
+  return { text, pems };
 }
 
 function _blocks(path: string, text: string): string[] {
@@ -356,10 +360,12 @@ function _describe(x509: X509Certificate): string {
   return `"${/^CN=(.*)$/m.exec(x509.subject)?.[1] ?? x509.subject}" (serial ${x509.serialNumber.toUpperCase()})`;
 }
 
-/** Schedules a bundle file for writing, or for removal (empty content) when nothing is left in it. */
-function _setBundle(writes: Map<string, { content: string; mode: number }>, path: string, pems: readonly _Pem[]): void {
+/**
+ * Schedules a bundle file for writing, or for removal (empty content) when nothing is left in it;
+ * nothing when `current` (its text as loaded, undefined if absent) already says that.
+ */
+function _setBundle(writes: Map<string, { content: string; mode: number }>, path: string, current: string | undefined, pems: readonly _Pem[]): void {
   const content = pems.map((p) => p.pem).join('');
-  const current = _readIfPresent(path);
   if (current === (content === '' ? undefined : content)) return;
   writes.set(path, { content, mode: CERT_MODE });
 }
