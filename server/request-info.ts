@@ -8,6 +8,8 @@ export interface RequestInfo {
   readonly isResourceRequest: boolean;
   /** The URL path, without the query. */
   readonly path: string;
+  /** The URL query, parsed once here for every later reader. */
+  readonly query: URLSearchParams;
   /** Kubernetes verb: get, list, watch, create, update, patch, delete, deletecollection; for non-resource requests the lowercased method. */
   readonly verb: string;
   readonly apiPrefix: string;
@@ -47,6 +49,7 @@ export function parseRequestInfo(method: string, url: string): RequestInfo {
   const nonResource: RequestInfo = {
     isResourceRequest: false,
     path,
+    query,
     verb: method.toLowerCase(),
     apiPrefix: '',
     apiGroup: '',
@@ -89,6 +92,7 @@ export function parseRequestInfo(method: string, url: string): RequestInfo {
   return {
     isResourceRequest: true,
     path,
+    query,
     verb,
     apiPrefix,
     apiGroup,

@@ -121,8 +121,7 @@ export function createApiServing(options: ApiServingOptions): ApiServing {
 
     const chosen = negotiate<ResourceOutput>(parseAccept(req.headers.accept), RESOURCE_OFFERS[offers]);
     if (!chosen) throw errors.notAcceptable(SUPPORTED_OUTPUT_TYPES);
-    const query = new URL(req.url ?? '/', 'http://localhost').searchParams;
-    const scope: RequestScope = { req, res, info, user, query, codec, version, subresource: info.subresource, output: chosen.value };
+    const scope: RequestScope = { req, res, info, user, query: info.query, codec, version, subresource: info.subresource, output: chosen.value };
     await handler(scope, deps);
   }
 
