@@ -19,6 +19,9 @@ const SYSTEM_NAMESPACES: readonly string[] = ['default', 'kube-system', 'kube-pu
 /** The image of the bundled extension server. */
 export const DEFAULT_SERVER_IMAGE = 'cdk8s-api-extension/server:0.1.0';
 
+/** The labels that set a namespace's Pod Security Standard; the created Namespace enforces `restricted`. */
+const POD_SECURITY_LABEL_PREFIX = 'pod-security.kubernetes.io/';
+
 export interface AggregatedApiServerProps {
   /** The API the server serves; one APIService is registered per served version. */
   readonly api: ApiGroupDefinition;
@@ -123,6 +126,13 @@ export class AggregatedApiServer extends Construct {
     const groupPriorityMinimum = _checkIntegerInRange('groupPriorityMinimum', props.groupPriorityMinimum ?? 1000, 1, 20000);
     const versionPriority = _checkIntegerInRange('versionPriority', props.versionPriority ?? 15, 1, 1000);
     const labels = { ...props.labels };
+    const podSecurityLabel = Object.keys(labels).find((key) => key.startsWith(POD_SECURITY_LABEL_PREFIX));
+    if (podSecurityLabel !== undefined) {
+      throw new Error(
+        `labels "${podSecurityLabel}" would override the Namespace's Pod Security Standard "restricted" ` +
+          `(expected labels outside ${POD_SECURITY_LABEL_PREFIX}: labels reach every object, the Namespace included)`,
+      );
+    }
 
     const systemNamespace = SYSTEM_NAMESPACES.includes(this.namespace);
     if (props.createNamespace === true && systemNamespace) {
@@ -133,7 +143,7 @@ export class AggregatedApiServer extends Construct {
     }
     if (props.createNamespace ?? !systemNamespace) {
       this.namespaceResource = new kplus.Namespace(this, 'Namespace', {
-        metadata: { name: this.namespace, labels: { 'pod-security.kubernetes.io/enforce': 'restricted' } },
+        metadata: { name: this.namespace, labels: { [`${POD_SECURITY_LABEL_PREFIX}enforce`]: 'restricted' } },
       });
     }
 

@@ -411,6 +411,7 @@ describe('AggregatedApiServer validation', () => {
     ['a namespace that is not a DNS-1123 label', { namespace: 'Bad_NS' }, /namespace "Bad_NS" is not a valid DNS-1123 label \(lowercase letters, digits and '-', at most 63 characters\)/],
     ['a name that is not a DNS-1035 label', { name: 'wardle.apiserver' }, /name "wardle.apiserver" is not a valid DNS-1035 label/],
     ['a name starting with a digit (Service names are DNS-1035 labels)', { name: '9lives' }, /name "9lives" is not a valid DNS-1035 label \(lowercase letters, digits and '-', starting with a letter/],
+    ['a label that would weaken the Namespace\'s Pod Security Standard', { labels: { 'pod-security.kubernetes.io/enforce': 'baseline' } }, /labels "pod-security.kubernetes.io\/enforce" would override the Namespace's Pod Security Standard "restricted"/],
     ['createNamespace true for kube-system', { namespace: 'kube-system', createNamespace: true }, /createNamespace is true for namespace "kube-system", which Kubernetes creates itself/],
     ['replicas 0', { replicas: 0 }, /replicas 0 is not valid \(expected an integer >= 1\)/],
     ['replicas -1', { replicas: -1 }, /replicas -1 is not valid \(expected an integer >= 1\)/],
