@@ -4,11 +4,11 @@ import { k8s } from 'cdk8s-plus-28';
 import { Construct } from 'constructs';
 import { ApiGroupDefinition, servedVersions, validateApiGroupDefinition } from '../apis';
 import { _checkDns1035Label, _checkDns1123Label, _checkDns1123Subdomain, _checkIntegerInRange } from './_validate';
-import { API_SERVICE_PORT, ApiService } from './api-service';
+import { API_SERVICE_PORT, ApiService, DEFAULT_GROUP_PRIORITY_MINIMUM, DEFAULT_VERSION_PRIORITY } from './api-service';
 import { ApiServiceDeployerRole } from './api-service-deployer-role';
 import { ApiResourceRoles } from './api-resource-roles';
 import { ApiServerClusterRole } from './api-server-cluster-role';
-import { ApiServerDeployment } from './api-server-deployment';
+import { ApiServerDeployment, DEFAULT_SECURE_PORT } from './api-server-deployment';
 import { AuthDelegation } from './auth-delegation';
 import { Certificates, ICertificates } from './certificates';
 import { DEFAULT_CLUSTER_DOMAIN, servingDnsNames } from './pki';
@@ -122,9 +122,9 @@ export class AggregatedApiServer extends Construct {
     this.clusterDomain = _checkDns1123Subdomain('clusterDomain', props.clusterDomain ?? DEFAULT_CLUSTER_DOMAIN);
     // Everything is checked before the certificates are bound: a bad prop must not touch the PKI directory.
     const replicas = _checkIntegerInRange('replicas', props.replicas ?? 2, 1);
-    const securePort = _checkIntegerInRange('securePort', props.securePort ?? 10250, 1, 65535);
-    const groupPriorityMinimum = _checkIntegerInRange('groupPriorityMinimum', props.groupPriorityMinimum ?? 1000, 1, 20000);
-    const versionPriority = _checkIntegerInRange('versionPriority', props.versionPriority ?? 15, 1, 1000);
+    const securePort = _checkIntegerInRange('securePort', props.securePort ?? DEFAULT_SECURE_PORT, 1, 65535);
+    const groupPriorityMinimum = _checkIntegerInRange('groupPriorityMinimum', props.groupPriorityMinimum ?? DEFAULT_GROUP_PRIORITY_MINIMUM, 1, 20000);
+    const versionPriority = _checkIntegerInRange('versionPriority', props.versionPriority ?? DEFAULT_VERSION_PRIORITY, 1, 1000);
     const labels = { ...props.labels };
     const podSecurityLabel = Object.keys(labels).find((key) => key.startsWith(POD_SECURITY_LABEL_PREFIX));
     if (podSecurityLabel !== undefined) {

@@ -8,6 +8,8 @@ import { _checkDns1123Label, _checkIntegerInRange } from './_validate';
 export const SERVING_CERT_DIRECTORY = '/var/run/apiserver/serving-cert';
 /** Pod-template annotation holding the SHA-256 of the serving certificate: a new certificate rolls the pods. */
 export const SERVING_CERT_CHECKSUM_ANNOTATION = 'apiextension.cdk8s.io/serving-cert-sha256';
+/** The container's HTTPS port: GKE private clusters open only 443 and 10250 to the control plane. */
+export const DEFAULT_SECURE_PORT = 10250;
 /** The non-root user and group the server runs as (numeric, so `runAsNonRoot` can be checked). */
 export const SERVER_USER_ID = 65532;
 /** Name of the container in the pod. */
@@ -98,7 +100,7 @@ export class ApiServerDeployment extends Construct implements IApiServerDeployme
     const name = _checkDns1123Label('name', props.name);
     const namespace = _checkDns1123Label('namespace', props.namespace);
     const replicas = _checkIntegerInRange('replicas', props.replicas ?? 2, 1);
-    this.securePort = _checkIntegerInRange('securePort', props.securePort ?? 10250, 1, 65535);
+    this.securePort = _checkIntegerInRange('securePort', props.securePort ?? DEFAULT_SECURE_PORT, 1, 65535);
     if (props.image.trim() === '' || /\s/.test(props.image)) {
       throw new Error(`image "${props.image}" is not a valid image reference (expected e.g. "registry.example.com/server:1.0", no spaces)`);
     }

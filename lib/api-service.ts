@@ -5,6 +5,10 @@ import { _checkDns1035Label, _checkDns1123Label, _checkDns1123Subdomain, _checkI
 
 /** The port of the Service the aggregator proxies to. */
 export const API_SERVICE_PORT = 443;
+/** APIService `groupPriorityMinimum` unless given (sample-apiserver's value). */
+export const DEFAULT_GROUP_PRIORITY_MINIMUM = 1000;
+/** APIService `versionPriority` of the preferred version unless given (sample-apiserver's value). */
+export const DEFAULT_VERSION_PRIORITY = 15;
 
 export interface ApiServiceProps {
   /** The API group, e.g. `wardle.example.com`. */
@@ -67,8 +71,8 @@ export class ApiService extends Construct implements IApiService {
     this.group = _checkDns1123Subdomain('group', props.group);
     this.version = _checkDns1123Label('version', props.version);
     this.name = `${this.version}.${this.group}`;
-    const groupPriorityMinimum = _checkIntegerInRange('groupPriorityMinimum', props.groupPriorityMinimum ?? 1000, 1, 20000);
-    const versionPriority = _checkIntegerInRange('versionPriority', props.versionPriority ?? 15, 1, 1000);
+    const groupPriorityMinimum = _checkIntegerInRange('groupPriorityMinimum', props.groupPriorityMinimum ?? DEFAULT_GROUP_PRIORITY_MINIMUM, 1, 20000);
+    const versionPriority = _checkIntegerInRange('versionPriority', props.versionPriority ?? DEFAULT_VERSION_PRIORITY, 1, 1000);
     const port = _checkIntegerInRange('servicePort', props.servicePort ?? API_SERVICE_PORT, 1, 65535);
     if (props.caBundlePem !== undefined && !props.caBundlePem.includes('-----BEGIN CERTIFICATE-----')) {
       throw new Error(`caBundlePem of APIService "${this.name}" holds no PEM certificate (expected one or more "-----BEGIN CERTIFICATE-----" blocks)`);

@@ -2,6 +2,10 @@ import * as fs from 'node:fs';
 import * as YAML from 'yaml';
 import yargs from 'yargs';
 import { isDns1035Label, isDns1123Label, isDns1123Subdomain } from '../../apis';
+import { DEFAULT_GROUP_PRIORITY_MINIMUM, DEFAULT_VERSION_PRIORITY } from '../api-service';
+import { DEFAULT_SECURE_PORT } from '../api-server-deployment';
+import { DEFAULT_CA_VALIDITY_DAYS, DEFAULT_CERT_VALIDITY_DAYS, DEFAULT_PKI_DIRECTORY } from '../certificates';
+import { DEFAULT_CLUSTER_DOMAIN } from '../pki';
 
 /** Everything `main.ts` needs to synthesize, after flags, environment and config file are merged. */
 export interface SynthOptions {
@@ -75,14 +79,14 @@ function parser(argv: readonly string[]) {
         describe:
           'server replicas; more than 1 adds a PodDisruptionBudget and pod anti-affinity. The bundled server keeps its objects in memory, per pod: run one replica unless your image has shared storage',
       },
-      'secure-port': { type: 'string', default: '10250', describe: 'the container port the server listens on (HTTPS); the Service listens on 443' },
-      'group-priority-minimum': { type: 'string', default: '1000', describe: 'APIService spec.groupPriorityMinimum (1-20000)' },
-      'version-priority': { type: 'string', default: '15', describe: 'APIService spec.versionPriority of the preferred version (1-1000)' },
+      'secure-port': { type: 'string', default: String(DEFAULT_SECURE_PORT), describe: 'the container port the server listens on (HTTPS); the Service listens on 443' },
+      'group-priority-minimum': { type: 'string', default: String(DEFAULT_GROUP_PRIORITY_MINIMUM), describe: 'APIService spec.groupPriorityMinimum (1-20000)' },
+      'version-priority': { type: 'string', default: String(DEFAULT_VERSION_PRIORITY), describe: 'APIService spec.versionPriority of the preferred version (1-1000)' },
       'cert-mode': { type: 'string', default: 'self-signed', describe: `where the serving certificate comes from: ${CERT_MODES.join(', ')}` },
-      'pki-dir': { type: 'string', default: '.pki', describe: 'self-signed mode: directory that keeps the CA and serving certificate between synths (git-ignored; keys are 0600)' },
-      'cert-validity-days': { type: 'string', default: '365', describe: 'self-signed and cert-manager modes: serving certificate lifetime in days' },
-      'ca-validity-days': { type: 'string', default: '3650', describe: 'self-signed and cert-manager modes: CA lifetime in days (must exceed --cert-validity-days)' },
-      'cluster-domain': { type: 'string', default: 'cluster.local', describe: 'the cluster DNS domain, for the serving certificate SANs' },
+      'pki-dir': { type: 'string', default: DEFAULT_PKI_DIRECTORY, describe: 'self-signed mode: directory that keeps the CA and serving certificate between synths (git-ignored; keys are 0600)' },
+      'cert-validity-days': { type: 'string', default: String(DEFAULT_CERT_VALIDITY_DAYS), describe: 'self-signed and cert-manager modes: serving certificate lifetime in days' },
+      'ca-validity-days': { type: 'string', default: String(DEFAULT_CA_VALIDITY_DAYS), describe: 'self-signed and cert-manager modes: CA lifetime in days (must exceed --cert-validity-days)' },
+      'cluster-domain': { type: 'string', default: DEFAULT_CLUSTER_DOMAIN, describe: 'the cluster DNS domain, for the serving certificate SANs' },
       'tls-cert-file': { type: 'string', describe: 'existing mode: PEM serving certificate (intermediates after it)' },
       'tls-key-file': { type: 'string', describe: 'existing mode: PEM private key of --tls-cert-file' },
       'ca-bundle-file': { type: 'string', describe: 'existing mode: PEM CA bundle that signed the serving certificate (becomes caBundle)' },
