@@ -224,8 +224,17 @@ export class MemoryStorage implements Storage {
     return this.watchers.size;
   }
 
+  async compact(revision: number): Promise<void> {
+    while (this.historyStart < this.history.length && this.history[this.historyStart].event.revision < revision) this.historyStart++;
+    this.compacted = Math.max(this.compacted, Math.min(revision, this.revision));
+  }
+
   isReady(): boolean {
     return !this.closed;
+  }
+
+  unreadyReason(): string | undefined {
+    return this.closed ? 'memory: storage is closed' : undefined;
   }
 
   async close(): Promise<void> {

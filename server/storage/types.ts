@@ -57,6 +57,14 @@ export interface ListOptions {
    * @default - the current revision
    */
   readonly revision?: number;
+  /**
+   * Read at any revision not older than this one (`resourceVersionMatch=NotOlderThan`, and
+   * `resourceVersion="0"` as 0): a store may answer from a cache that lags the current revision.
+   * When the store has not reached it, it may wait up to `FUTURE_REVISION_WAIT_MS`, then fails
+   * with `TooLargeRevisionError`. Ignored when `revision` is set.
+   * @default - a consistent read at the current revision
+   */
+  readonly minRevision?: number;
   /** Return at most this many matching items; `more` then tells whether others follow. @default - all */
   readonly limit?: number;
   /** Start at this key (inclusive), for continuing a paginated list. @default - the prefix itself */
@@ -115,13 +123,29 @@ export interface Storage {
    * When `afterRevision` is older than the compacted revision it fails with `ExpiredError`:
    * thrown at once by a store that knows synchronously (memory), or delivered to `onError` by
    * one that learns it from its server (etcd answers a watch on a compacted revision that way).
+   * When `afterRevision` is ahead of the store, the store waits up to `FUTURE_REVISION_WAIT_MS`
+   * for it, then delivers `TooLargeRevisionError` to `onError`.
    */
   watch(prefix: string, afterRevision: number, callbacks: WatchCallbacks): StorageWatch;
+  /**
+   * Discards history before `revision` (etcd's compaction): reading or watching from a revision
+   * below it fails with `ExpiredError` from then on. Compacting at or below the compacted
+   * revision does nothing.
+   */
+  compact(revision: number): Promise<void>;
   /** Whether the store can serve (connected, loaded). */
   isReady(): boolean;
+  /**
+   * Why the store cannot serve, in words naming the backend (`etcd: connect ECONNREFUSED
+   * 127.0.0.1:2379`), for `/readyz/etcd`; undefined when it can.
+   */
+  unreadyReason(): string | undefined;
   /** Ends every watch (their `onError` is not called) and releases resources. */
   close(): Promise<void>;
 }
+
+/** How long a read or watch at a revision ahead of the store waits for it (the cacher's 3 s). */
+export const FUTURE_REVISION_WAIT_MS = 3000;
 
 /** A revision older than the compacted history was asked for. */
 export class ExpiredError extends Error {
@@ -156,6 +180,21 @@ export class NotFoundError extends Error {
   constructor(readonly key: string) {
     super(`key ${key} not found`);
     this.name = 'NotFoundError';
+  }
+}
+
+/**
+ * The store could not be reached or did not answer in time (etcd down, no leader, timeout):
+ * nothing can be said about whether a write took place only if `indeterminate`.
+ */
+export class StorageUnavailableError extends Error {
+  constructor(
+    message: string,
+    /** The write may or may not have been applied (the request left, no answer came back). */
+    readonly indeterminate = false,
+  ) {
+    super(message);
+    this.name = 'StorageUnavailableError';
   }
 }
 
