@@ -154,13 +154,14 @@ describe('MemoryStorage', () => {
   test('a throwing watcher is dropped with onError; the others keep receiving', async () => {
     const good: number[] = [];
     const errors: Error[] = [];
-    storage.watch('/g/r/', 1, {
+    const start = await storage.currentRevision();
+    storage.watch('/g/r/', start, {
       onEvent: () => {
         throw new Error('boom');
       },
       onError: (e) => errors.push(e),
     });
-    storage.watch('/g/r/', 1, { onEvent: (e) => good.push(e.revision) });
+    storage.watch('/g/r/', start, { onEvent: (e) => good.push(e.revision) });
     await storage.create('/g/r/a', obj('a'));
     await storage.create('/g/r/b', obj('b'));
     expect(good).toHaveLength(2);
@@ -169,15 +170,193 @@ describe('MemoryStorage', () => {
   });
 
   test('close ends watches and refuses writes; isReady turns false', async () => {
-    storage.watch('/g/r/', 1, { onEvent: () => undefined });
+    storage.watch('/g/r/', await storage.currentRevision(), { onEvent: () => undefined });
     expect(storage.isReady()).toBe(true);
     await storage.close();
     expect(storage.isReady()).toBe(false);
+    expect(storage.unreadyReason()).toBe('memory: storage is closed');
     expect(storage.watcherCount()).toBe(0);
     await expect(storage.create('/g/r/a', obj('a'))).rejects.toThrow(/closed/);
   });
 
   test('fails on a non-positive history size', () => {
     expect(() => new MemoryStorage({ historyEvents: 0 })).toThrow(/historyEvents 0 is not a positive integer/);
+  });
+
+  test('fails on an initial revision that is not a positive safe integer', () => {
+    expect(() => new MemoryStorage({ initialRevision: 0 })).toThrow(/initialRevision 0 is not a positive safe integer/);
+    expect(() => new MemoryStorage({ initialRevision: 2 ** 53 })).toThrow(/initialRevision 9007199254740992 is not a positive safe integer/);
+  });
+
+  describe('revisions across restarts', () => {
+    test('the empty store starts at its start time in microseconds, with everything below compacted', async () => {
+      // GIVEN
+      const before = Date.now() * 1000;
+
+      // WHEN
+      const fresh = new MemoryStorage();
+
+      // THEN
+      const start = await fresh.currentRevision();
+      expect(start).toBeGreaterThanOrEqual(before);
+      expect(start).toBeLessThanOrEqual(Date.now() * 1000);
+      expect(fresh.compactedRevision()).toBe(start);
+      await expect(fresh.list('/g/r/', { revision: start })).resolves.toMatchObject({ items: [], revision: start });
+      await expect(fresh.list('/g/r/', { revision: start - 1 })).rejects.toBeInstanceOf(ExpiredError);
+      expect(() => fresh.watch('/g/r/', start - 1, { onEvent: () => undefined })).toThrow(ExpiredError);
+      await fresh.close();
+    });
+
+    test('a resourceVersion of the previous process is expired in the next one: the client relists', async () => {
+      // GIVEN a process that wrote a few objects, and a client that saw the last revision
+      const previous = new MemoryStorage();
+      let last = await previous.create('/g/r/a', obj('a'));
+      for (let i = 0; i < 5; i++) last = await previous.update('/g/r/a', obj('a', { i }), last.modRevision);
+      await previous.close();
+      const startedAt = Date.now();
+      while (Date.now() === startedAt) await new Promise((resolve) => setImmediate(resolve)); // a restart takes longer than 1 ms
+
+      // WHEN the process restarts
+      const next = new MemoryStorage();
+
+      // THEN the client's revision is below the new start: 410, never a silently different history
+      expect(await next.currentRevision()).toBeGreaterThan(last.modRevision);
+      await expect(next.list('/g/r/', { revision: last.modRevision })).rejects.toBeInstanceOf(ExpiredError);
+      expect(() => next.watch('/g/r/', last.modRevision, { onEvent: () => undefined })).toThrow(ExpiredError);
+      await next.close();
+    });
+
+    test('initialRevision chooses the start revision', async () => {
+      const fixed = new MemoryStorage({ initialRevision: 1 });
+      expect(await fixed.currentRevision()).toBe(1);
+      expect((await fixed.create('/g/r/a', obj('a'))).modRevision).toBe(2);
+      await fixed.close();
+    });
+  });
+
+  describe('revisions ahead of the store', () => {
+    beforeEach(async () => {
+      await storage.close();
+      storage = new MemoryStorage({ futureRevisionWaitMs: 200 });
+    });
+
+    test('list with minRevision ahead waits for the write that reaches it', async () => {
+      // GIVEN
+      const start = await storage.currentRevision();
+
+      // WHEN
+      const listing = storage.list('/g/r/', { minRevision: start + 2 });
+      await storage.create('/g/r/a', obj('a'));
+      await storage.create('/g/r/b', obj('b'));
+
+      // THEN
+      const listed = await listing;
+      expect(listed.revision).toBe(start + 2);
+      expect(listed.items.map((i) => i.key)).toEqual(['/g/r/a', '/g/r/b']);
+    });
+
+    test('fails list with minRevision ahead with TooLargeRevisionError after the wait', async () => {
+      const start = await storage.currentRevision();
+      await expect(storage.list('/g/r/', { minRevision: start + 5 })).rejects.toEqual(new TooLargeRevisionError(start + 5, start));
+    });
+
+    test('fails list at an exact future revision at once, without waiting', async () => {
+      const start = await storage.currentRevision();
+      const listing = storage.list('/g/r/', { revision: start + 1, minRevision: start });
+      await storage.create('/g/r/a', obj('a'));
+      await expect(listing).rejects.toBeInstanceOf(TooLargeRevisionError);
+    });
+
+    test('list with minRevision at or below the current revision answers the current one', async () => {
+      const created = await storage.create('/g/r/a', obj('a'));
+      await expect(storage.list('/g/r/', { minRevision: created.modRevision - 1 })).resolves.toMatchObject({ revision: created.modRevision });
+    });
+
+    test('a watch ahead of the store delivers only the writes after its revision once reached', async () => {
+      // GIVEN
+      const start = await storage.currentRevision();
+      const events: number[] = [];
+      const errors: Error[] = [];
+
+      // WHEN
+      const watch = storage.watch('/g/r/', start + 2, { onEvent: (e) => events.push(e.revision), onError: (e) => errors.push(e) });
+      for (const name of ['a', 'b', 'c']) await storage.create(`/g/r/${name}`, obj(name));
+      await new Promise((resolve) => setTimeout(resolve, 300)); // past the wait: the reached watch must not fail
+
+      // THEN
+      expect(events).toEqual([start + 3]);
+      expect(errors).toEqual([]);
+      watch.stop();
+    });
+
+    test('fails a watch ahead of the store with TooLargeRevisionError on onError after the wait', async () => {
+      // GIVEN
+      const start = await storage.currentRevision();
+      const events: number[] = [];
+
+      // WHEN
+      const failed = new Promise<Error>((resolve) => storage.watch('/g/r/', start + 5, { onEvent: (e) => events.push(e.revision), onError: resolve }));
+      await storage.create('/g/r/a', obj('a'));
+
+      // THEN
+      expect(await failed).toEqual(new TooLargeRevisionError(start + 5, start + 1));
+      expect(events).toEqual([]);
+      expect(storage.watcherCount()).toBe(0);
+    });
+
+    test('a watch stopped while waiting never calls onError', async () => {
+      const errors: Error[] = [];
+      storage.watch('/g/r/', (await storage.currentRevision()) + 1, { onEvent: () => undefined, onError: (e) => errors.push(e) }).stop();
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      expect(errors).toEqual([]);
+    });
+
+    test('close fails a waiting list and ends a waiting watch without onError', async () => {
+      const start = await storage.currentRevision();
+      const errors: Error[] = [];
+      storage.watch('/g/r/', start + 1, { onEvent: () => undefined, onError: (e) => errors.push(e) });
+      const listing = storage.list('/g/r/', { minRevision: start + 1 });
+      await storage.close();
+      await expect(listing).rejects.toThrow(/closed/);
+      await new Promise((resolve) => setTimeout(resolve, 300));
+      expect(errors).toEqual([]);
+    });
+  });
+
+  describe('compact', () => {
+    test('reads and watches below the compacted revision fail with ExpiredError; at it they work', async () => {
+      // GIVEN
+      const a = await storage.create('/g/r/a', obj('a', { v: 1 }));
+      const b = await storage.create('/g/r/b', obj('b'));
+      const a2 = await storage.update('/g/r/a', obj('a', { v: 2 }), a.modRevision);
+      await storage.delete('/g/r/b', b.modRevision);
+
+      // WHEN
+      await storage.compact(a2.modRevision);
+
+      // THEN
+      expect(storage.compactedRevision()).toBe(a2.modRevision);
+      await expect(storage.list('/g/r/', { revision: b.modRevision })).rejects.toEqual(new ExpiredError(b.modRevision, a2.modRevision));
+      expect(() => storage.watch('/g/r/', b.modRevision, { onEvent: () => undefined })).toThrow(ExpiredError);
+      const atCompacted = await storage.list('/g/r/', { revision: a2.modRevision });
+      expect(atCompacted.items.map((i) => i.value)).toEqual([a2.value, b.value]);
+      const events: StorageEvent[] = [];
+      storage.watch('/g/r/', a2.modRevision, { onEvent: (e) => events.push(e) }).stop();
+      expect(events.map((e) => `${e.type} ${e.key}`)).toEqual(['DELETED /g/r/b']);
+    });
+
+    test('compacting at or below the compacted revision does nothing', async () => {
+      const a = await storage.create('/g/r/a', obj('a'));
+      const a2 = await storage.update('/g/r/a', obj('a', { v: 2 }), a.modRevision);
+      await storage.compact(a2.modRevision);
+      await storage.compact(a.modRevision);
+      expect(storage.compactedRevision()).toBe(a2.modRevision);
+    });
+
+    test('fails to compact ahead of the current revision with TooLargeRevisionError', async () => {
+      const current = await storage.currentRevision();
+      await expect(storage.compact(current + 1)).rejects.toEqual(new TooLargeRevisionError(current + 1, current));
+      expect(storage.compactedRevision()).toBe(current);
+    });
   });
 });

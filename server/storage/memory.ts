@@ -1,5 +1,6 @@
 import {
   ExpiredError,
+  FUTURE_REVISION_WAIT_MS,
   KeyExistsError,
   ListOptions,
   ListResult,
@@ -21,12 +22,33 @@ export interface MemoryStorageOptions {
    * @default 10000
    */
   readonly historyEvents?: number;
+  /**
+   * The revision of the empty store; every revision below it counts as compacted.
+   * @default - the start time in microseconds (`Date.now() * 1000`)
+   */
+  readonly initialRevision?: number;
+  /**
+   * How long a list (`minRevision`) or watch ahead of the store waits for it.
+   * @default FUTURE_REVISION_WAIT_MS
+   */
+  readonly futureRevisionWaitMs?: number;
 }
 
 interface Watcher {
   readonly prefix: string;
+  /** Only events after this revision are delivered (above the current one while waiting for it). */
+  readonly afterRevision: number;
   readonly callbacks: WatchCallbacks;
   stopped: boolean;
+  /** While the store has not reached `afterRevision`: the timer that fails the watch. */
+  waitTimer?: NodeJS.Timeout;
+}
+
+/** A read or watch waiting for the store to reach `revision`. */
+interface RevisionWaiter {
+  readonly revision: number;
+  reached(): void;
+  closed(): void;
 }
 
 /** A history entry: the event and the previous stored object, to rebuild snapshots. */
@@ -70,16 +92,25 @@ function prefixEnd(prefix: string): string {
  * An in-memory `Storage`: a Map for point reads, a sorted key array for range reads, and a
  * bounded ring of events for watches, snapshots and continue tokens. Writes are synchronous
  * under the hood, so each write and its fan-out to watchers happen in one tick, in revision order.
+ *
+ * Revisions never repeat across processes: the empty store starts at its start time in
+ * microseconds, and everything below is compacted, so a client that comes back after a restart
+ * with a resourceVersion of the previous process gets `ExpiredError` (410) and relists. This
+ * assumes the previous process made fewer than one write per microsecond on average (and the
+ * clock did not go back); 2026 in microseconds is about 1.8e15, well within
+ * `Number.MAX_SAFE_INTEGER` (9e15, reached in the year 2255).
  */
 export class MemoryStorage implements Storage {
-  private revision = 1;
-  private compacted = 0;
+  private revision: number;
+  private compacted: number;
   private readonly objects = new Map<string, StoredObject>();
   private readonly keys: string[] = [];
   private readonly history: HistoryEntry[] = [];
   private historyStart = 0;
   private readonly historyEvents: number;
   private readonly watchers = new Set<Watcher>();
+  private readonly waiters = new Set<RevisionWaiter>();
+  private readonly futureRevisionWaitMs: number;
   private closed = false;
 
   constructor(options: MemoryStorageOptions = {}) {
@@ -87,6 +118,13 @@ export class MemoryStorage implements Storage {
     if (!Number.isInteger(this.historyEvents) || this.historyEvents < 1) {
       throw new Error(`historyEvents ${String(options.historyEvents)} is not a positive integer`);
     }
+    const initialRevision = options.initialRevision ?? Date.now() * 1000;
+    if (!Number.isSafeInteger(initialRevision) || initialRevision < 1) {
+      throw new Error(`initialRevision ${String(options.initialRevision)} is not a positive safe integer`);
+    }
+    this.revision = initialRevision;
+    this.compacted = initialRevision;
+    this.futureRevisionWaitMs = options.futureRevisionWaitMs ?? FUTURE_REVISION_WAIT_MS;
   }
 
   /** The revision below which history is gone (`ExpiredError` for reads and watches before it). */
@@ -103,6 +141,9 @@ export class MemoryStorage implements Storage {
   }
 
   async list(prefix: string, options: ListOptions = {}): Promise<ListResult> {
+    if (options.revision === undefined && options.minRevision !== undefined && options.minRevision > this.revision) {
+      await this.waitForRevision(options.minRevision);
+    }
     const revision = options.revision ?? this.revision;
     if (revision > this.revision) throw new TooLargeRevisionError(revision, this.revision);
     if (revision < this.compacted) throw new ExpiredError(revision, this.compacted);
@@ -195,28 +236,78 @@ export class MemoryStorage implements Storage {
 
   /**
    * Registers the watcher and replays history after `afterRevision` in the same tick, so no write
-   * can slip between the two; callbacks may therefore run before this returns.
+   * can slip between the two; callbacks may therefore run before this returns. A watch ahead of
+   * the store is registered at once (it only delivers events after `afterRevision`) and fails
+   * with `TooLargeRevisionError` when the store has not reached it within the wait.
    */
   watch(prefix: string, afterRevision: number, callbacks: WatchCallbacks): StorageWatch {
     this.assertOpen();
     if (afterRevision < this.compacted) throw new ExpiredError(afterRevision, this.compacted);
-    const watcher: Watcher = { prefix, callbacks, stopped: false };
+    const watcher: Watcher = { prefix, afterRevision, callbacks, stopped: false };
     for (let i = this.historyStart; i < this.history.length; i++) {
       const { event } = this.history[i];
       if (event.revision > afterRevision && event.key.startsWith(prefix)) callbacks.onEvent(event);
     }
     this.watchers.add(watcher);
+    if (afterRevision > this.revision) {
+      const waiter: RevisionWaiter = {
+        revision: afterRevision,
+        reached: () => clearTimeout(watcher.waitTimer),
+        closed: () => clearTimeout(watcher.waitTimer),
+      };
+      this.waiters.add(waiter);
+      watcher.waitTimer = setTimeout(() => {
+        this.waiters.delete(waiter);
+        if (watcher.stopped) return;
+        watcher.stopped = true;
+        this.watchers.delete(watcher);
+        callbacks.onError?.(new TooLargeRevisionError(afterRevision, this.revision));
+      }, this.futureRevisionWaitMs);
+      const stopWaiting = (): void => {
+        clearTimeout(watcher.waitTimer);
+        this.waiters.delete(waiter);
+      };
+      return this.watchHandle(watcher, stopWaiting);
+    }
+    return this.watchHandle(watcher);
+  }
+
+  private watchHandle(watcher: Watcher, onStop?: () => void): StorageWatch {
     return {
       requestProgress: () => {
         queueMicrotask(() => {
-          if (!watcher.stopped) callbacks.onProgress?.({ type: 'PROGRESS', revision: this.revision });
+          if (!watcher.stopped) watcher.callbacks.onProgress?.({ type: 'PROGRESS', revision: this.revision });
         });
       },
       stop: () => {
         watcher.stopped = true;
         this.watchers.delete(watcher);
+        onStop?.();
       },
     };
+  }
+
+  /** Resolves when the store reaches `revision`; fails with `TooLargeRevisionError` after the wait. */
+  private waitForRevision(revision: number): Promise<void> {
+    this.assertOpen();
+    return new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => {
+        this.waiters.delete(waiter);
+        reject(new TooLargeRevisionError(revision, this.revision));
+      }, this.futureRevisionWaitMs);
+      const waiter: RevisionWaiter = {
+        revision,
+        reached: () => {
+          clearTimeout(timer);
+          resolve();
+        },
+        closed: () => {
+          clearTimeout(timer);
+          reject(new Error('storage is closed'));
+        },
+      };
+      this.waiters.add(waiter);
+    });
   }
 
   /** How many storage watchers are registered. */
@@ -224,9 +315,16 @@ export class MemoryStorage implements Storage {
     return this.watchers.size;
   }
 
+  /** As etcd: compacting ahead of the current revision fails (`TooLargeRevisionError`), at or below the compacted one does nothing. */
   async compact(revision: number): Promise<void> {
-    while (this.historyStart < this.history.length && this.history[this.historyStart].event.revision < revision) this.historyStart++;
-    this.compacted = Math.max(this.compacted, Math.min(revision, this.revision));
+    this.assertOpen();
+    if (revision > this.revision) throw new TooLargeRevisionError(revision, this.revision);
+    if (revision <= this.compacted) return;
+    // Events at or before the compacted revision are never replayed (watches and snapshots need only later ones).
+    while (this.historyStart < this.history.length && this.history[this.historyStart].event.revision <= revision) this.historyStart++;
+    this.history.splice(0, this.historyStart);
+    this.historyStart = 0;
+    this.compacted = revision;
   }
 
   isReady(): boolean {
@@ -239,8 +337,13 @@ export class MemoryStorage implements Storage {
 
   async close(): Promise<void> {
     this.closed = true;
-    for (const watcher of this.watchers) watcher.stopped = true;
+    for (const watcher of this.watchers) {
+      watcher.stopped = true;
+      clearTimeout(watcher.waitTimer);
+    }
     this.watchers.clear();
+    for (const waiter of this.waiters) waiter.closed();
+    this.waiters.clear();
   }
 
   private assertOpen(): void {
@@ -258,8 +361,9 @@ export class MemoryStorage implements Storage {
         this.historyStart = 0;
       }
     }
+    if (this.waiters.size > 0) this.wakeWaiters();
     for (const watcher of this.watchers) {
-      if (watcher.stopped || !event.key.startsWith(watcher.prefix)) continue;
+      if (watcher.stopped || event.revision <= watcher.afterRevision || !event.key.startsWith(watcher.prefix)) continue;
       try {
         watcher.callbacks.onEvent(event);
       } catch (error) {
@@ -267,6 +371,14 @@ export class MemoryStorage implements Storage {
         this.watchers.delete(watcher);
         watcher.callbacks.onError?.(error instanceof Error ? error : new Error(String(error)));
       }
+    }
+  }
+
+  private wakeWaiters(): void {
+    for (const waiter of this.waiters) {
+      if (waiter.revision > this.revision) continue;
+      this.waiters.delete(waiter);
+      waiter.reached();
     }
   }
 }
