@@ -57,6 +57,8 @@ function main(): void {
       namespace: `tenant-${i}`,
       name: `wardle-apiserver-${i}`,
       replicas: 2,
+      sharedStorage: true,
+      sharedStorage: true,
       securePort: 10250,
       groupPriorityMinimum: 1000,
       versionPriority: 15,

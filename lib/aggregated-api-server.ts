@@ -43,8 +43,19 @@ export interface AggregatedApiServerProps {
   readonly image?: string;
   /** @default IF_NOT_PRESENT */
   readonly imagePullPolicy?: kplus.ImagePullPolicy;
-  /** At least 1; more than 1 adds a PodDisruptionBudget and pod anti-affinity. @default 2 */
+  /**
+   * At least 1; more than 1 adds a PodDisruptionBudget and pod anti-affinity, and needs
+   * `sharedStorage`: replicas that each keep their own store answer differently.
+   * @default - 2 with shared storage, else 1
+   */
   readonly replicas?: number;
+  /**
+   * Whether the server's replicas read and write one shared store (etcd), so that any number of
+   * them answer alike. The bundled server shares its storage only when given `--etcd-servers`;
+   * otherwise it keeps its objects in memory, per pod.
+   * @default - true when `extraArgs` pass `--etcd-servers`, else false
+   */
+  readonly sharedStorage?: boolean;
   /** The container's HTTPS port (GKE private clusters open only 443 and 10250 to the control plane). @default 10250 */
   readonly securePort?: number;
   /** 1–20000. @default 1000 */
@@ -121,7 +132,14 @@ export class AggregatedApiServer extends Construct {
     this.serviceName = this.name;
     this.clusterDomain = _checkDns1123Subdomain('clusterDomain', props.clusterDomain ?? DEFAULT_CLUSTER_DOMAIN);
     // Everything is checked before the certificates are bound: a bad prop must not touch the PKI directory.
-    const replicas = _checkIntegerInRange('replicas', props.replicas ?? 2, 1);
+    const sharedStorage = props.sharedStorage ?? (props.extraArgs ?? []).some((arg) => /^--etcd-servers(=|$)/.test(arg));
+    const replicas = _checkIntegerInRange('replicas', props.replicas ?? (sharedStorage ? 2 : 1), 1);
+    if (replicas > 1 && !sharedStorage) {
+      throw new Error(
+        `replicas ${replicas} needs shared storage: without it each pod keeps its own objects and the replicas answer from different stores ` +
+          `(expected replicas 1, or sharedStorage: true for an image whose replicas share their storage, e.g. the bundled server with --etcd-servers in extraArgs)`,
+      );
+    }
     const securePort = _checkIntegerInRange('securePort', props.securePort ?? DEFAULT_SECURE_PORT, 1, 65535);
     const groupPriorityMinimum = _checkIntegerInRange('groupPriorityMinimum', props.groupPriorityMinimum ?? DEFAULT_GROUP_PRIORITY_MINIMUM, 1, 20000);
     const versionPriority = _checkIntegerInRange('versionPriority', props.versionPriority ?? DEFAULT_VERSION_PRIORITY, 1, 1000);

@@ -210,7 +210,7 @@ describe('options from flags, environment and config file', () => {
   afterEach(() => fs.rmSync(work, { recursive: true, force: true }));
 
   test('flags set namespace, name, replicas, port and output', () => {
-    const run = synth(work, ['--namespace', 'tenant-a', '--name', 'flunder-api', '--replicas', '2', '--secure-port', '8443', '--output', 'out', '--cluster-domain', 'corp.example']);
+    const run = synth(work, ['--namespace', 'tenant-a', '--name', 'flunder-api', '--replicas', '2', '--shared-storage', '--secure-port', '8443', '--output', 'out', '--cluster-domain', 'corp.example']);
     expect(run.stderr).toBe('');
     const objects = readObjects(path.join(work, 'out'));
     const [deployment] = find(objects, 'Deployment');
@@ -224,7 +224,7 @@ describe('options from flags, environment and config file', () => {
   });
 
   test('APIEXT_* environment variables set options, and flags win over them', () => {
-    const run = synth(work, ['--name', 'from-flag'], { APIEXT_NAMESPACE: 'from-env', APIEXT_NAME: 'from-env-name', APIEXT_REPLICAS: '3' });
+    const run = synth(work, ['--name', 'from-flag'], { APIEXT_NAMESPACE: 'from-env', APIEXT_NAME: 'from-env-name', APIEXT_REPLICAS: '3', APIEXT_SHARED_STORAGE: 'true' });
     expect(run.stderr).toBe('');
     const [deployment] = find(readObjects(path.join(work, 'dist')), 'Deployment');
     expect(deployment.metadata).toMatchObject({ name: 'from-flag', namespace: 'from-env' });
@@ -252,7 +252,7 @@ describe('options from flags, environment and config file', () => {
   test('--help prints every flag and exits 0 without writing', () => {
     const run = synth(work, ['--help']);
     expect(run.status).toBe(0);
-    for (const flag of ['--namespace', '--name', '--image', '--replicas', '--secure-port', '--cert-mode', '--pki-dir', '--cert-validity-days', '--ca-validity-days', '--cluster-domain', '--output', '--config', '--help']) {
+    for (const flag of ['--namespace', '--name', '--image', '--replicas', '--shared-storage', '--secure-port', '--cert-mode', '--pki-dir', '--cert-validity-days', '--ca-validity-days', '--cluster-domain', '--output', '--config', '--help']) {
       expect(run.stdout).toContain(flag);
     }
     expect(fs.existsSync(path.join(work, 'dist'))).toBe(false);
@@ -321,6 +321,7 @@ describe('bad input: one clear message, non-zero exit, dist/ untouched', () => {
     ['a name that cannot name a Service', ['--name', '9lives'], {}, /--name "9lives" is not a valid DNS-1035 label \(lowercase letters, digits and '-', starting with a letter/],
     ['negative replicas', ['--replicas', '-1'], {}, /--replicas "-1" is not a whole number of replicas from 1 to 1000/],
     ['non-numeric replicas', ['--replicas', 'three'], {}, /--replicas "three" is not a whole number/],
+    ['two replicas without shared storage', ['--replicas', '2'], {}, /--replicas 2 needs --shared-storage: without shared storage each pod keeps its own objects/],
     ['zero certificate validity', ['--cert-validity-days', '0'], {}, /--cert-validity-days "0" is not a whole number of days/],
     ['a CA that does not outlive the certificate', ['--cert-validity-days', '400', '--ca-validity-days', '300'], {}, /--ca-validity-days "300" must be greater than --cert-validity-days "400"/],
     ['a port out of range', ['--secure-port', '70000'], {}, /--secure-port "70000" is not a port number/],

@@ -13,6 +13,8 @@ export interface SynthOptions {
   readonly name?: string;
   readonly image?: string;
   readonly replicas: number;
+  /** The replicas share one store: more than one may run. */
+  readonly sharedStorage: boolean;
   readonly securePort: number;
   readonly groupPriorityMinimum: number;
   readonly versionPriority: number;
@@ -77,7 +79,12 @@ function parser(argv: readonly string[]) {
         type: 'string',
         default: '1',
         describe:
-          'server replicas; more than 1 adds a PodDisruptionBudget and pod anti-affinity. The bundled server keeps its objects in memory, per pod: run one replica unless your image has shared storage',
+          'server replicas; more than 1 adds a PodDisruptionBudget and pod anti-affinity, and needs --shared-storage',
+      },
+      'shared-storage': {
+        type: 'boolean',
+        default: false,
+        describe: "the server's replicas share one store (e.g. etcd), so more than one replica may run. The bundled server keeps its objects in memory, per pod, unless given --etcd-servers",
       },
       'secure-port': { type: 'string', default: String(DEFAULT_SECURE_PORT), describe: 'the container port the server listens on (HTTPS); the Service listens on 443' },
       'group-priority-minimum': { type: 'string', default: String(DEFAULT_GROUP_PRIORITY_MINIMUM), describe: 'APIService spec.groupPriorityMinimum (1-20000)' },
@@ -121,6 +128,7 @@ export function parseSynthOptions(argv: readonly string[]): SynthOptions | undef
     name: args.name,
     image: args.image,
     replicas: integerOption('replicas', args.replicas),
+    sharedStorage: args['shared-storage'],
     securePort: integerOption('secure-port', args['secure-port']),
     groupPriorityMinimum: integerOption('group-priority-minimum', args['group-priority-minimum']),
     versionPriority: integerOption('version-priority', args['version-priority']),
@@ -167,6 +175,11 @@ export function validateSynthOptions(o: SynthOptions): void {
   }
   if (o.image !== undefined && (o.image.trim() === '' || /\s/.test(o.image))) throw new UsageError(`--image "${o.image}" is not an image reference (e.g. "registry.example.com/wardle-apiserver:1.0")`);
   integerIn('replicas', o.replicas, 1, 1000, 'a whole number of replicas from 1 to 1000');
+  if (o.replicas > 1 && !o.sharedStorage) {
+    throw new UsageError(
+      `--replicas ${o.replicas} needs --shared-storage: without shared storage each pod keeps its own objects (the bundled server stores in memory unless given --etcd-servers), and the replicas would answer from different stores`,
+    );
+  }
   integerIn('secure-port', o.securePort, 1, 65535, 'a port number from 1 to 65535');
   integerIn('group-priority-minimum', o.groupPriorityMinimum, 1, 20000, 'a whole number from 1 to 20000');
   integerIn('version-priority', o.versionPriority, 1, 1000, 'a whole number from 1 to 1000');

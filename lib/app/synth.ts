@@ -81,6 +81,7 @@ export function addServerChart(app: App, o: SynthOptions, api: ApiGroupDefinitio
     name: o.name,
     image: o.image,
     replicas: o.replicas,
+    sharedStorage: o.sharedStorage,
     securePort: o.securePort,
     groupPriorityMinimum: o.groupPriorityMinimum,
     versionPriority: o.versionPriority,

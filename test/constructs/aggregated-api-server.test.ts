@@ -50,7 +50,6 @@ describe('AggregatedApiServer with the defaults', () => {
         'ClusterRoleBinding//wardle-apiserver:system:auth-delegator',
         'Deployment/wardle/wardle-apiserver',
         'Namespace//wardle',
-        'PodDisruptionBudget/wardle/wardle-apiserver',
         'RoleBinding/kube-system/wardle-apiserver:extension-apiserver-authentication-reader',
         'Secret/wardle/wardle-apiserver-tls',
         'Service/wardle/wardle-apiserver',
@@ -85,7 +84,7 @@ describe('AggregatedApiServer with the defaults', () => {
     expect(server.secretName).toBe('wardle-apiserver-tls');
     expect(server.caBundlePem).toBe(FIXTURE_PEMS.caBundlePem);
     expect(server.apiServices.map((a) => a.name)).toEqual(['v1beta1.wardle.example.com', 'v1alpha1.wardle.example.com']);
-    expect(server.podDisruptionBudget).toBeDefined();
+    expect(server.podDisruptionBudget).toBeUndefined(); // one replica
     expect(server.certificatePems).toHaveLength(2);
   });
 
@@ -237,15 +236,10 @@ describe('AggregatedApiServer with the defaults', () => {
     expect(template.metadata.annotations[SERVING_CERT_CHECKSUM_ANNOTATION]).toBe(createHash('sha256').update(FIXTURE_PEMS.tlsCertPem).digest('hex'));
   });
 
-  test('runs two replicas with a PodDisruptionBudget and preferred anti-affinity', () => {
+  test('runs one replica by default: the bundled server stores in memory, per pod', () => {
     const deployment = findObject(objects, 'Deployment') as any;
-    expect(deployment.spec.replicas).toBe(2);
-    const pdb = findObject(objects, 'PodDisruptionBudget') as any;
-    expect(pdb.apiVersion).toBe('policy/v1');
-    expect(pdb.spec).toEqual({ minAvailable: 1, selector: { matchLabels: deployment.spec.selector.matchLabels } });
-    const [term] = deployment.spec.template.spec.affinity.podAntiAffinity.preferredDuringSchedulingIgnoredDuringExecution;
-    expect(term.podAffinityTerm).toEqual({ labelSelector: { matchLabels: deployment.spec.selector.matchLabels }, topologyKey: 'kubernetes.io/hostname' });
-    expect(deployment.spec.template.spec.affinity.podAntiAffinity.requiredDuringSchedulingIgnoredDuringExecution).toBeUndefined();
+    expect(deployment.spec.replicas).toBe(1);
+    expect(objects.find((o) => o.kind === 'PodDisruptionBudget')).toBeUndefined();
   });
 
   test('the Service forwards 443 to the secure port of the pods', () => {
@@ -258,6 +252,25 @@ describe('AggregatedApiServer with the defaults', () => {
 });
 
 describe('AggregatedApiServer options', () => {
+  test('shared storage: two replicas by default, with a PodDisruptionBudget and preferred anti-affinity', () => {
+    // GIVEN the bundled server on etcd WHEN synthesized without replicas
+    const { objects } = synthServer({ extraArgs: ['--etcd-servers=https://etcd.wardle.svc:2379'] });
+    // THEN
+    const deployment = findObject(objects, 'Deployment') as any;
+    expect(deployment.spec.replicas).toBe(2);
+    const pdb = findObject(objects, 'PodDisruptionBudget') as any;
+    expect(pdb.apiVersion).toBe('policy/v1');
+    expect(pdb.spec).toEqual({ minAvailable: 1, selector: { matchLabels: deployment.spec.selector.matchLabels } });
+    const [term] = deployment.spec.template.spec.affinity.podAntiAffinity.preferredDuringSchedulingIgnoredDuringExecution;
+    expect(term.podAffinityTerm).toEqual({ labelSelector: { matchLabels: deployment.spec.selector.matchLabels }, topologyKey: 'kubernetes.io/hostname' });
+    expect(deployment.spec.template.spec.affinity.podAntiAffinity.requiredDuringSchedulingIgnoredDuringExecution).toBeUndefined();
+  });
+
+  test('sharedStorage: true allows more than one replica of any image', () => {
+    const { objects } = synthServer({ image: 'registry.example.com/go-apiserver:1.0', sharedStorage: true, replicas: 3 });
+    expect((findObject(objects, 'Deployment') as any).spec.replicas).toBe(3);
+  });
+
   test('replicas 1: no PodDisruptionBudget, no anti-affinity', () => {
     // GIVEN replicas 1 WHEN synthesized
     const { server, objects } = synthServer({ replicas: 1 });
@@ -269,7 +282,7 @@ describe('AggregatedApiServer options', () => {
   });
 
   test('replicas 3: PodDisruptionBudget minAvailable 1 and anti-affinity', () => {
-    const { objects } = synthServer({ replicas: 3 });
+    const { objects } = synthServer({ replicas: 3, sharedStorage: true });
     expect((findObject(objects, 'Deployment') as any).spec.replicas).toBe(3);
     expect((findObject(objects, 'PodDisruptionBudget') as any).spec.minAvailable).toBe(1);
     expect(podSpecOf(objects).affinity.podAntiAffinity).toBeDefined();
@@ -414,6 +427,8 @@ describe('AggregatedApiServer validation', () => {
     ['a label that would weaken the Namespace\'s Pod Security Standard', { labels: { 'pod-security.kubernetes.io/enforce': 'baseline' } }, /labels "pod-security.kubernetes.io\/enforce" would override the Namespace's Pod Security Standard "restricted"/],
     ['createNamespace true for kube-system', { namespace: 'kube-system', createNamespace: true }, /createNamespace is true for namespace "kube-system", which Kubernetes creates itself/],
     ['replicas 0', { replicas: 0 }, /replicas 0 is not valid \(expected an integer >= 1\)/],
+    ['two replicas without shared storage', { replicas: 2 }, /replicas 2 needs shared storage: without it each pod keeps its own objects/],
+    ['two replicas, sharedStorage false despite --etcd-servers', { replicas: 2, sharedStorage: false, extraArgs: ['--etcd-servers=http://etcd:2379'] }, /replicas 2 needs shared storage/],
     ['replicas -1', { replicas: -1 }, /replicas -1 is not valid \(expected an integer >= 1\)/],
     ['fractional replicas', { replicas: 1.5 }, /replicas 1.5 is not valid/],
     ['securePort 0', { securePort: 0 }, /securePort 0 is not valid \(expected an integer from 1 to 65535\)/],
