@@ -58,7 +58,6 @@ function main(): void {
       name: `wardle-apiserver-${i}`,
       replicas: 2,
       sharedStorage: true,
-      sharedStorage: true,
       securePort: 10250,
       groupPriorityMinimum: 1000,
       versionPriority: 15,
