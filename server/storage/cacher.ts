@@ -1,0 +1,651 @@
+/**
+ * A watch cache in front of a `Storage`, as k8s.io/apiserver's storage/cacher: per resource, one
+ * list and then ONE watch on the store behind, applied to an in-memory copy of the current
+ * objects and to a bounded history of events; every client watch of that resource is served
+ * from it (fan-out), and lists that may be served from memory are.
+ *
+ * - `get()`, writes, `currentRevision()` and `compact()` go to the store behind.
+ * - `list` with `minRevision` (resourceVersion="0", NotOlderThan): from memory once the cache has
+ *   reached it (waits up to the future-revision wait, then `TooLargeRevisionError`).
+ * - `list` with `revision` (Exact, continue tokens): from the history when its window covers the
+ *   revision, else from the store behind.
+ * - `list` with neither (resourceVersion="", a consistent read, as kube-apiserver 1.31's
+ *   ConsistentListFromCache): the store's current revision (concurrent requests share one check),
+ *   then from memory once the cache has caught up with it (it asks its watch for progress so an
+ *   idle resource catches up at once); if it has not within `consistentReadWaitMs`, from the store.
+ * - `watch`: history replayed from memory, then live; a revision older than the history →
+ *   `ExpiredError` (thrown); one ahead of the cache waits, then `TooLargeRevisionError` (onError).
+ *
+ * When the watch behind fails:
+ * - with `ExpiredError` (the cache fell behind compaction): as the cacher's `terminateAllWatchers`
+ *   before it relists, every client watch ends with `onError(ExpiredError)` naming the revision it
+ *   had reached (the client answers 410 and its informer relists), and the cache lists again.
+ * - with anything else (etcd unreachable): the cache is unready (`unreadyReason` says why), lists
+ *   and new watches go to the store behind (which fails fast while it is down), and the watch is
+ *   retried from the cache's revision with backoff. Client watches keep their stream and resume
+ *   with it, as upstream's reflector retries a failed watch without relisting.
+ *
+ * Callbacks of client watches run synchronously in the fan-out, never awaited: a slow client
+ * (its socket buffering) does not hold others back, and one that throws is ended alone.
+ */
+import type { Logger } from 'pino';
+import {
+  ExpiredError,
+  FUTURE_REVISION_WAIT_MS,
+  ListOptions,
+  ListResult,
+  ProgressNotification,
+  Storage,
+  StorageEvent,
+  StorageWatch,
+  StoredObject,
+  StoredValue,
+  TooLargeRevisionError,
+  WatchCallbacks,
+} from './types';
+
+export interface CacherOptions {
+  /** The store behind the cache (etcd; MemoryStorage in unit tests). Writes and get() go straight to it. */
+  readonly storage: Storage;
+  /** One cache and one watch on `storage` per prefix (one per resource), e.g. '/flunders/'; other keys pass through. */
+  readonly resourcePrefixes: readonly string[];
+  /** Bound of the event history kept for watches and exact-revision lists, in bytes of JSON. @default 64 MiB */
+  readonly historyMaxBytes?: number;
+  /** Bound of the event history, in events per resource. @default 10000 */
+  readonly historyMaxEvents?: number;
+  /**
+   * How often each cache asks its watch for a progress notification, which moves the cache's
+   * revision past writes to other resources (fresher resourceVersion="0" lists, consistent reads
+   * that rarely wait).
+   * @default 1000
+   */
+  readonly progressIntervalMs?: number;
+  /** How long a read or watch at a revision ahead of the cache waits for it. @default FUTURE_REVISION_WAIT_MS (3 s) */
+  readonly futureRevisionWaitMs?: number;
+  /** How long a consistent list waits for the cache to catch up before reading from the store behind. @default 3000 */
+  readonly consistentReadWaitMs?: number;
+  readonly logger: Logger;
+}
+
+/** One resource's cache, for /metrics. */
+export interface CacheStats {
+  readonly prefix: string;
+  readonly objects: number;
+  readonly historyEvents: number;
+  readonly historyBytes: number;
+  readonly revision: number;
+  readonly ready: boolean;
+}
+
+const DEFAULT_HISTORY_MAX_BYTES = 64 * 1024 * 1024;
+const DEFAULT_HISTORY_MAX_EVENTS = 10_000;
+const DEFAULT_PROGRESS_INTERVAL_MS = 1000;
+const DEFAULT_CONSISTENT_READ_WAIT_MS = 3000;
+/** Backoff between attempts to list or watch the store behind. */
+const RETRY_MIN_MS = 200;
+const RETRY_MAX_MS = 5000;
+/** A progress request unanswered for this long may be sent again. */
+const PROGRESS_REQUEST_TIMEOUT_MS = 1000;
+/** While reads wait for a revision, how soon to ask again after a progress notification fell short. */
+const PROGRESS_RETRY_MS = 50;
+
+/** A history entry: the event, the object it replaced (to rebuild snapshots), and its approximate size. */
+interface HistoryEntry {
+  readonly event: StorageEvent;
+  readonly prev?: StoredObject;
+  readonly bytes: number;
+}
+
+interface ClientWatcher {
+  readonly prefix: string;
+  readonly callbacks: WatchCallbacks;
+  /** Events up to this revision are not delivered: replayed already, or not after the watch's start. */
+  delivered: number;
+  stopped: boolean;
+}
+
+interface RevisionWaiter {
+  readonly revision: number;
+  resolve(reached: boolean): void;
+}
+
+/** The first index in sorted `keys` whose key is ≥ `key`. */
+function lowerBound(keys: readonly string[], key: string): number {
+  let lo = 0;
+  let hi = keys.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (keys[mid] < key) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+/** The smallest string greater than every string starting with `prefix`. */
+function prefixEnd(prefix: string): string {
+  return prefix.slice(0, -1) + String.fromCharCode(prefix.charCodeAt(prefix.length - 1) + 1);
+}
+
+function asError(error: unknown): Error {
+  return error instanceof Error ? error : new Error(String(error));
+}
+
+/** The cache of one resource prefix. */
+class ResourceCache {
+  /** The revision the cache has seen everything up to (events and progress notifications). */
+  revision = 0;
+  private readonly objects = new Map<string, StoredObject>();
+  private keys: string[] = [];
+  private readonly history: HistoryEntry[] = [];
+  private historyStart = 0;
+  private historyBytes = 0;
+  /** Every event after this revision is in the history (the list's revision, or the last evicted event). */
+  private historyFrom = 0;
+  private readonly watchers = new Set<ClientWatcher>();
+  private readonly waiters = new Set<RevisionWaiter>();
+  /** Client watchers that asked for a progress notification: answered at the next one from the store. */
+  private readonly progressWanted = new Set<ClientWatcher>();
+  private progressRequestedAt: number | undefined;
+  private progressRetry: NodeJS.Timeout | undefined;
+  private underlying: StorageWatch | undefined;
+  /** Bumped whenever the watch behind is replaced, so callbacks of an abandoned one are ignored. */
+  private generation = 0;
+  private listed = false;
+  private watching = false;
+  private reason: string | undefined = 'initializing';
+  private retryTimer: NodeJS.Timeout | undefined;
+  private retryMs = RETRY_MIN_MS;
+  private closed = false;
+
+  constructor(
+    readonly prefix: string,
+    private readonly storage: Storage,
+    private readonly settings: {
+      readonly historyMaxBytes: number;
+      readonly historyMaxEvents: number;
+      readonly futureRevisionWaitMs: number;
+      readonly logger: Logger;
+    },
+  ) {}
+
+  start(): void {
+    this.relist();
+  }
+
+  /** Listed, and the watch behind is running: memory may answer. */
+  isReady(): boolean {
+    return this.listed && this.watching && !this.closed;
+  }
+
+  unreadyReason(): string | undefined {
+    return this.isReady() ? undefined : `watch cache ${this.prefix}: ${this.reason ?? 'not ready'}`;
+  }
+
+  /** Whether an exact-revision read at `revision` can be rebuilt from the history. */
+  covers(revision: number): boolean {
+    return revision >= this.historyFrom && revision <= this.revision;
+  }
+
+  stats(): CacheStats {
+    return {
+      prefix: this.prefix,
+      objects: this.objects.size,
+      historyEvents: this.history.length - this.historyStart,
+      historyBytes: this.historyBytes,
+      revision: this.revision,
+      ready: this.isReady(),
+    };
+  }
+
+  /** Resolves true once the cache has reached `revision`, false after `timeoutMs` (or on close). */
+  waitForRevision(revision: number, timeoutMs: number): Promise<boolean> {
+    if (this.revision >= revision) return Promise.resolve(true);
+    if (this.closed) return Promise.resolve(false);
+    return new Promise((resolve) => {
+      const waiter: RevisionWaiter = {
+        revision,
+        resolve: (reached) => {
+          clearTimeout(timer);
+          this.waiters.delete(waiter);
+          resolve(reached);
+        },
+      };
+      const timer = setTimeout(() => waiter.resolve(false), timeoutMs);
+      this.waiters.add(waiter);
+      this.requestProgress();
+    });
+  }
+
+  /** Asks the watch behind for a progress notification, unless one was asked for recently and not answered yet. */
+  requestProgress(): void {
+    if (!this.underlying || this.closed) return;
+    const now = Date.now();
+    if (this.progressRequestedAt !== undefined && now - this.progressRequestedAt < PROGRESS_REQUEST_TIMEOUT_MS) return;
+    this.progressRequestedAt = now;
+    this.underlying.requestProgress();
+  }
+
+  /** As MemoryStorage.list, from the cache: at `revision` when given (the caller checked `covers`), else at the cache's revision. */
+  list(prefix: string, options: ListOptions, revision = this.revision): ListResult {
+    const start = options.startKey !== undefined && options.startKey > prefix ? options.startKey : prefix;
+    const end = prefixEnd(prefix);
+    const overrides = revision === this.revision ? undefined : this.snapshotOverrides(prefix, revision);
+    const keys = overrides ? this.snapshotKeys(prefix, overrides) : this.keys;
+    const lookup = (key: string): StoredObject | undefined => (overrides?.has(key) ? (overrides.get(key) ?? undefined) : this.objects.get(key));
+
+    const limit = options.limit !== undefined && options.limit > 0 ? options.limit : Infinity;
+    const items: StoredObject[] = [];
+    let index = lowerBound(keys, start);
+    for (; index < keys.length && keys[index] < end; index++) {
+      const stored = lookup(keys[index]);
+      if (!stored) continue;
+      if (options.filter && !options.filter(stored.value)) continue;
+      if (items.length === limit) break;
+      items.push(stored);
+    }
+    const more = index < keys.length && keys[index] < end;
+    if (!more) return { items, revision, more };
+    const last = items[items.length - 1];
+    const nextKey = last ? `${last.key}\u0000` : keys[index];
+    const remaining = options.filter ? undefined : lowerBound(keys, end) - index;
+    return { items, revision, more, nextKey, ...(remaining !== undefined ? { remaining } : {}) };
+  }
+
+  /** For each key under `prefix` written after `revision`, its object at `revision` (`null`: it did not exist). */
+  private snapshotOverrides(prefix: string, revision: number): Map<string, StoredObject | null> {
+    const overrides = new Map<string, StoredObject | null>();
+    for (let i = this.historyStart; i < this.history.length; i++) {
+      const { event, prev } = this.history[i];
+      if (event.revision <= revision || !event.key.startsWith(prefix) || overrides.has(event.key)) continue;
+      overrides.set(event.key, event.type === 'ADDED' ? null : (prev ?? null));
+    }
+    return overrides;
+  }
+
+  private snapshotKeys(prefix: string, overrides: Map<string, StoredObject | null>): string[] {
+    if (overrides.size === 0) return this.keys;
+    const keys = new Set(this.keys.slice(lowerBound(this.keys, prefix), lowerBound(this.keys, prefixEnd(prefix))));
+    for (const [key, stored] of overrides) {
+      if (stored) keys.add(key);
+      else keys.delete(key);
+    }
+    return [...keys].sort();
+  }
+
+  /**
+   * A client watch: history after `afterRevision` is replayed in this call (so callbacks may run
+   * before it returns), then events follow live. Ahead of the cache: waits, then TooLargeRevisionError.
+   */
+  watch(prefix: string, afterRevision: number, callbacks: WatchCallbacks): StorageWatch {
+    if (afterRevision < this.historyFrom) throw new ExpiredError(afterRevision, this.historyFrom);
+    const watcher: ClientWatcher = { prefix, callbacks, delivered: afterRevision, stopped: false };
+    this.watchers.add(watcher);
+    for (let i = this.historyStart; i < this.history.length && !watcher.stopped; i++) this.deliver(watcher, this.history[i].event);
+    if (afterRevision > this.revision) {
+      void this.waitForRevision(afterRevision, this.settings.futureRevisionWaitMs).then((reached) => {
+        if (!reached && !watcher.stopped) this.end(watcher, new TooLargeRevisionError(afterRevision, this.revision));
+      });
+    }
+    return {
+      requestProgress: () => {
+        if (watcher.stopped) return;
+        this.progressWanted.add(watcher);
+        this.requestProgress();
+      },
+      stop: () => {
+        watcher.stopped = true;
+        this.watchers.delete(watcher);
+        this.progressWanted.delete(watcher);
+      },
+    };
+  }
+
+  /** Trims the history before `revision`, as the store behind compacts it. */
+  compact(revision: number): void {
+    while (this.historyStart < this.history.length && this.history[this.historyStart].event.revision < revision) this.evictOldest();
+    this.historyFrom = Math.max(this.historyFrom, Math.min(revision, this.revision));
+  }
+
+  close(): void {
+    this.closed = true;
+    this.stopUnderlying();
+    clearTimeout(this.retryTimer);
+    clearTimeout(this.progressRetry);
+    for (const watcher of this.watchers) watcher.stopped = true;
+    this.watchers.clear();
+    this.progressWanted.clear();
+    for (const waiter of this.waiters) waiter.resolve(false);
+  }
+
+  // --- keeping the cache in step with the store behind ---
+
+  private relist(): void {
+    if (this.closed) return;
+    this.listed = false;
+    this.stopUnderlying();
+    this.storage.list(this.prefix).then(
+      (listed) => {
+        if (this.closed) return;
+        this.replace(listed);
+        this.listed = true;
+        this.startWatch(true);
+      },
+      (error: unknown) => {
+        this.reason = `list failed: ${asError(error).message}`;
+        this.settings.logger.warn({ err: error, prefix: this.prefix }, 'watch cache: list failed; retrying');
+        this.retryLater(() => this.relist());
+      },
+    );
+  }
+
+  private replace(listed: ListResult): void {
+    this.objects.clear();
+    for (const item of listed.items) this.objects.set(item.key, item);
+    this.keys = listed.items.map((item) => item.key); // a list comes in key order
+    this.history.length = 0;
+    this.historyStart = 0;
+    this.historyBytes = 0;
+    this.historyFrom = listed.revision;
+    this.revision = Math.max(this.revision, listed.revision);
+    this.settings.logger.info({ prefix: this.prefix, revision: listed.revision, objects: listed.items.length }, 'watch cache initialized');
+  }
+
+  /** Watches the store behind from the cache's revision. After a list it is ready at once; after a failure, on its first sign of life. */
+  private startWatch(afterList: boolean): void {
+    if (this.closed) return;
+    this.stopUnderlying();
+    const generation = this.generation;
+    const current = (): boolean => generation === this.generation && !this.closed;
+    try {
+      this.underlying = this.storage.watch(this.prefix, this.revision, {
+        onEvent: (event) => {
+          if (current()) this.apply(event);
+        },
+        onProgress: (notification) => {
+          if (current()) this.progress(notification);
+        },
+        onError: (error) => {
+          if (current()) this.watchFailed(error);
+        },
+      });
+    } catch (error) {
+      this.watchFailed(asError(error));
+      return;
+    }
+    if (afterList) this.healthy();
+    else this.requestProgress();
+  }
+
+  private stopUnderlying(): void {
+    this.generation++;
+    this.watching = false;
+    this.progressRequestedAt = undefined;
+    const underlying = this.underlying;
+    this.underlying = undefined;
+    underlying?.stop();
+  }
+
+  private healthy(): void {
+    if (this.watching) return;
+    this.watching = true;
+    this.reason = undefined;
+    this.retryMs = RETRY_MIN_MS;
+  }
+
+  private watchFailed(error: Error): void {
+    this.stopUnderlying();
+    if (error instanceof ExpiredError) {
+      this.settings.logger.warn({ err: error, prefix: this.prefix }, 'watch cache fell behind compaction; relisting');
+      this.reason = `relisting: ${error.message}`;
+      for (const watcher of this.watchers) this.end(watcher, new ExpiredError(watcher.delivered, error.compactedRevision));
+      this.relist();
+      return;
+    }
+    this.reason = `watch failed: ${error.message}`;
+    this.settings.logger.warn({ err: error, prefix: this.prefix }, 'watch cache: watch failed; retrying');
+    this.retryLater(() => this.startWatch(false));
+  }
+
+  private retryLater(retry: () => void): void {
+    if (this.closed) return;
+    clearTimeout(this.retryTimer);
+    this.retryTimer = setTimeout(retry, this.retryMs);
+    this.retryMs = Math.min(this.retryMs * 2, RETRY_MAX_MS);
+  }
+
+  private apply(event: StorageEvent): void {
+    this.healthy();
+    if (event.revision <= this.revision) return; // already seen (a resumed watch)
+    const prev = this.objects.get(event.key);
+    if (event.type === 'DELETED') {
+      this.objects.delete(event.key);
+      const index = lowerBound(this.keys, event.key);
+      if (this.keys[index] === event.key) this.keys.splice(index, 1);
+    } else {
+      const createRevision = event.type === 'ADDED' ? event.revision : (prev?.createRevision ?? event.revision);
+      this.objects.set(event.key, { key: event.key, value: event.object, createRevision, modRevision: event.revision });
+      if (!prev) this.keys.splice(lowerBound(this.keys, event.key), 0, event.key);
+    }
+    this.record({ event, ...(prev ? { prev } : {}), bytes: event.key.length + JSON.stringify(event.object).length });
+    this.revision = event.revision;
+    for (const watcher of this.watchers) this.deliver(watcher, event);
+    this.wakeWaiters();
+  }
+
+  private record(entry: HistoryEntry): void {
+    this.history.push(entry);
+    this.historyBytes += entry.bytes;
+    while (this.history.length - this.historyStart > this.settings.historyMaxEvents || this.historyBytes > this.settings.historyMaxBytes) {
+      this.evictOldest();
+    }
+  }
+
+  private evictOldest(): void {
+    const oldest = this.history[this.historyStart++];
+    this.historyBytes -= oldest.bytes;
+    this.historyFrom = oldest.event.revision;
+    // Drop the evicted entries in batches so that trimming stays amortised O(1).
+    if (this.historyStart >= 1024 && this.historyStart * 2 >= this.history.length) {
+      this.history.splice(0, this.historyStart);
+      this.historyStart = 0;
+    }
+  }
+
+  private progress(notification: ProgressNotification): void {
+    this.healthy();
+    this.progressRequestedAt = undefined;
+    this.revision = Math.max(this.revision, notification.revision);
+    this.wakeWaiters();
+    const answer: ProgressNotification = { type: 'PROGRESS', revision: this.revision };
+    for (const watcher of this.progressWanted) {
+      if (watcher.delivered > this.revision) continue; // still waiting for its start revision
+      this.progressWanted.delete(watcher);
+      watcher.delivered = this.revision;
+      this.call(watcher, () => watcher.callbacks.onProgress?.(answer));
+    }
+    // Reads still waiting for a later revision (writes elsewhere in the store): ask again, soon.
+    if (this.waiters.size > 0 && !this.progressRetry) {
+      this.progressRetry = setTimeout(() => {
+        this.progressRetry = undefined;
+        if (this.waiters.size > 0) this.requestProgress();
+      }, PROGRESS_RETRY_MS);
+    }
+  }
+
+  private wakeWaiters(): void {
+    for (const waiter of this.waiters) if (this.revision >= waiter.revision) waiter.resolve(true);
+  }
+
+  private deliver(watcher: ClientWatcher, event: StorageEvent): void {
+    if (watcher.stopped || event.revision <= watcher.delivered || !event.key.startsWith(watcher.prefix)) return;
+    watcher.delivered = event.revision;
+    this.call(watcher, () => watcher.callbacks.onEvent(event));
+  }
+
+  /** Runs one watcher's callback; one that throws ends that watcher alone. */
+  private call(watcher: ClientWatcher, callback: () => void): void {
+    try {
+      callback();
+    } catch (error) {
+      this.end(watcher, asError(error));
+    }
+  }
+
+  private end(watcher: ClientWatcher, error: Error): void {
+    if (watcher.stopped) return;
+    watcher.stopped = true;
+    this.watchers.delete(watcher);
+    this.progressWanted.delete(watcher);
+    try {
+      watcher.callbacks.onError?.(error);
+    } catch (thrown) {
+      this.settings.logger.error({ err: thrown, prefix: this.prefix }, 'watch cache: a watcher failed in onError');
+    }
+  }
+}
+
+export class CachedStorage implements Storage {
+  private readonly storage: Storage;
+  private readonly caches: readonly ResourceCache[];
+  private readonly futureRevisionWaitMs: number;
+  private readonly consistentReadWaitMs: number;
+  private readonly logger: Logger;
+  private readonly progressTimer: NodeJS.Timeout;
+  /** Client watches passed to the store behind while their cache was not ready, to stop on close. */
+  private readonly passedThrough = new Set<StorageWatch>();
+  /** The revision check not sent yet: consistent reads arriving now share it. */
+  private queuedRevisionCheck: Promise<number> | undefined;
+  /** Settles when the check last sent has been answered. */
+  private revisionCheckSent: Promise<unknown> = Promise.resolve();
+  private closed = false;
+
+  constructor(options: CacherOptions) {
+    this.storage = options.storage;
+    this.logger = options.logger;
+    this.futureRevisionWaitMs = options.futureRevisionWaitMs ?? FUTURE_REVISION_WAIT_MS;
+    this.consistentReadWaitMs = options.consistentReadWaitMs ?? DEFAULT_CONSISTENT_READ_WAIT_MS;
+    const historyMaxBytes = options.historyMaxBytes ?? DEFAULT_HISTORY_MAX_BYTES;
+    const historyMaxEvents = options.historyMaxEvents ?? DEFAULT_HISTORY_MAX_EVENTS;
+    const progressIntervalMs = options.progressIntervalMs ?? DEFAULT_PROGRESS_INTERVAL_MS;
+    for (const [name, value] of Object.entries({ historyMaxBytes, historyMaxEvents, progressIntervalMs })) {
+      if (!Number.isInteger(value) || value < 1) throw new Error(`${name} ${String(value)} is not a positive integer`);
+    }
+    for (const prefix of options.resourcePrefixes) {
+      if (!prefix.startsWith('/') || !prefix.endsWith('/')) throw new Error(`resource prefix "${prefix}" must start and end with "/"`);
+      const overlapping = options.resourcePrefixes.find((other) => other !== prefix && prefix.startsWith(other));
+      if (overlapping) throw new Error(`resource prefix "${prefix}" lies under "${overlapping}"`);
+    }
+    const settings = { historyMaxBytes, historyMaxEvents, futureRevisionWaitMs: this.futureRevisionWaitMs, logger: this.logger };
+    this.caches = [...new Set(options.resourcePrefixes)].map((prefix) => new ResourceCache(prefix, this.storage, settings));
+    for (const cache of this.caches) cache.start();
+    this.progressTimer = setInterval(() => {
+      for (const cache of this.caches) cache.requestProgress();
+    }, progressIntervalMs);
+    this.progressTimer.unref();
+  }
+
+  /** Per resource: objects, history events and bytes, revision, ready — for /metrics. */
+  stats(): readonly CacheStats[] {
+    return this.caches.map((cache) => cache.stats());
+  }
+
+  currentRevision(): Promise<number> {
+    return this.storage.currentRevision();
+  }
+
+  get(key: string): Promise<StoredObject | undefined> {
+    return this.storage.get(key);
+  }
+
+  async list(prefix: string, options: ListOptions = {}): Promise<ListResult> {
+    const cache = this.cacheFor(prefix);
+    if (!cache?.isReady()) return this.storage.list(prefix, options);
+    if (options.revision !== undefined) {
+      return cache.covers(options.revision) ? cache.list(prefix, options, options.revision) : this.storage.list(prefix, options);
+    }
+    if (options.minRevision !== undefined) {
+      const reached = await cache.waitForRevision(options.minRevision, this.futureRevisionWaitMs);
+      if (!cache.isReady()) return this.storage.list(prefix, options);
+      if (!reached) throw new TooLargeRevisionError(options.minRevision, cache.revision);
+      return cache.list(prefix, options);
+    }
+    const current = await this.sharedCurrentRevision();
+    const reached = await cache.waitForRevision(current, this.consistentReadWaitMs);
+    if (reached && cache.isReady()) return cache.list(prefix, options);
+    this.logger.warn({ prefix, revision: current, cacheRevision: cache.revision }, 'watch cache did not catch up; consistent list from the store');
+    return this.storage.list(prefix, options);
+  }
+
+  create(key: string, value: StoredValue): Promise<StoredObject> {
+    return this.storage.create(key, value);
+  }
+
+  update(key: string, value: StoredValue, expectedModRevision: number): Promise<StoredObject> {
+    return this.storage.update(key, value, expectedModRevision);
+  }
+
+  delete(key: string, expectedModRevision: number): Promise<StoredObject> {
+    return this.storage.delete(key, expectedModRevision);
+  }
+
+  watch(prefix: string, afterRevision: number, callbacks: WatchCallbacks): StorageWatch {
+    if (this.closed) throw new Error('storage is closed');
+    const cache = this.cacheFor(prefix);
+    if (cache?.isReady()) return cache.watch(prefix, afterRevision, callbacks);
+    const watch = this.storage.watch(prefix, afterRevision, callbacks);
+    this.passedThrough.add(watch);
+    return {
+      requestProgress: () => watch.requestProgress(),
+      stop: () => {
+        this.passedThrough.delete(watch);
+        watch.stop();
+      },
+    };
+  }
+
+  async compact(revision: number): Promise<void> {
+    await this.storage.compact(revision);
+    for (const cache of this.caches) cache.compact(revision);
+  }
+
+  isReady(): boolean {
+    return !this.closed && this.storage.isReady() && this.caches.every((cache) => cache.isReady());
+  }
+
+  unreadyReason(): string | undefined {
+    if (this.closed) return 'watch cache: closed';
+    return this.storage.unreadyReason() ?? this.caches.map((cache) => cache.unreadyReason()).find((reason) => reason !== undefined);
+  }
+
+  /** Ends every watch (no onError), stops the caches and closes the store behind. */
+  async close(): Promise<void> {
+    this.closed = true;
+    clearInterval(this.progressTimer);
+    for (const cache of this.caches) cache.close();
+    for (const watch of this.passedThrough) watch.stop();
+    this.passedThrough.clear();
+    await this.storage.close();
+  }
+
+  /** The cache holding every key under `prefix`, if any. */
+  private cacheFor(prefix: string): ResourceCache | undefined {
+    return this.caches.find((cache) => prefix.startsWith(cache.prefix));
+  }
+
+  /**
+   * The store's current revision for a consistent read. A check already sent may have been
+   * answered before this read arrived, so it cannot be shared; reads arriving while one is in
+   * flight share the next one, sent when it returns.
+   */
+  private sharedCurrentRevision(): Promise<number> {
+    if (this.queuedRevisionCheck) return this.queuedRevisionCheck;
+    const check = this.revisionCheckSent.then(() => {
+      this.queuedRevisionCheck = undefined;
+      const sent = this.storage.currentRevision();
+      this.revisionCheckSent = sent.catch(() => undefined);
+      return sent;
+    });
+    this.queuedRevisionCheck = check;
+    return check;
+  }
+}
