@@ -3,29 +3,14 @@
  * `npm run server -- --help` from a checkout; the image runs the esbuild bundle of this file.
  */
 import type { Logger } from 'pino';
-import { WARDLE } from '../apis';
-import { KubeNamespaceLister } from './admission/namespace-lifecycle';
-import { startDelegatedAuth, StartupError } from './auth';
-import { loadKubeClient } from './kube-client';
+import { configure } from './config';
 import { createLogger } from './logging';
 import { OptionsError, parseCommandLine, ServerConfig } from './options';
-import { createApiServing } from './registry';
-import { wardleAdmission, wardleRules } from './registry/wardle';
 import { Server } from './server';
-import { MemoryStorage } from './storage/memory';
 
-/** Composes delegated auth, the kube client, storage and the registry into a running server. */
+/** Options → config (clients, storage, auth, registry, each built once) → a running server. */
 async function run(config: ServerConfig, logger: Logger): Promise<Server> {
-  const auth = await startDelegatedAuth(config.auth, logger);
-  const kube = loadKubeClient({ kubeconfig: config.kubeconfig });
-  const namespaces = new KubeNamespaceLister(kube, logger);
-  const storage = new MemoryStorage();
-  const apiServing = createApiServing({ api: WARDLE, storage, namespaces, admission: wardleAdmission(), rules: wardleRules, logger });
-  return Server.start({ ...config, api: WARDLE, auth, apiServing, logger, onClose: () => {
-      namespaces.close();
-      kube.close();
-    },
-  });
+  return Server.start({ ...config, ...(await configure(config, logger)), logger });
 }
 
 async function main(argv: readonly string[]): Promise<number> {
@@ -46,7 +31,7 @@ async function main(argv: readonly string[]): Promise<number> {
   try {
     server = await run(parsed.config, logger);
   } catch (error) {
-    const message = error instanceof StartupError || error instanceof Error ? error.message : String(error);
+    const message = error instanceof Error ? error.message : String(error);
     logger.fatal({ err: message }, 'cannot start');
     await flush(logger);
     process.stderr.write(`Error: ${message}\n`);

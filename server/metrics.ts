@@ -1,11 +1,15 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client';
+import type { CacheStats } from './storage/cacher';
 
 /**
  * `/metrics` in the Prometheus text format, with the names and labels of k8s.io/apiserver's
- * endpoint metrics so existing dashboards and alerts apply: `apiserver_request_total`,
+ * metrics so existing dashboards and alerts apply: `apiserver_request_total`,
  * `apiserver_request_duration_seconds`, `apiserver_registered_watchers`,
- * `apiserver_current_inflight_requests`, plus the Node.js process metrics.
+ * `apiserver_current_inflight_requests`; storage's `etcd_request_duration_seconds`,
+ * `etcd_request_errors_total`, `apiserver_storage_objects` and the watch cache's size
+ * (`apiserver_watch_cache_events`, `apiserver_watch_cache_bytes`,
+ * `apiserver_watch_cache_resource_version`); plus the Node.js process metrics.
  */
 
 /** The labels of one finished request. Only served groups and resources reach these labels. */
@@ -24,14 +28,27 @@ export interface RequestLabels {
 const DURATION_BUCKETS = [0.005, 0.025, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 1, 1.25, 1.5, 2, 3, 4, 5, 6, 8, 10, 15, 20, 30, 45, 60];
 const LABELS = ['verb', 'group', 'version', 'resource', 'subresource', 'scope'] as const;
 
+/** What the scrape-time gauges read, once the parts they describe exist. */
+export interface MetricsSources {
+  /** Open watch streams. */
+  readonly watchCount: () => number;
+  /** Per resource, the watch cache's size. @default - none (memory storage) */
+  readonly cacheStats?: () => readonly CacheStats[];
+  /** The resource a cache prefix holds, as upstream labels it (`flunders.wardle.example.com`). @default - the prefix */
+  readonly resourceOf?: (prefix: string) => string;
+}
+
 export class Metrics {
   readonly registry = new Registry();
   private readonly requests: Counter<(typeof LABELS)[number] | 'code'>;
   private readonly durations: Histogram<(typeof LABELS)[number]>;
   private readonly inflight: Gauge<'request_kind'>;
+  private readonly etcdDurations: Histogram<'operation' | 'type'>;
+  private readonly etcdErrors: Counter<'operation' | 'type'>;
+  private sources: MetricsSources = { watchCount: () => 0 };
 
-  /** `watchCount` is read at each scrape (the registry's live count of open watches). */
-  constructor(watchCount: () => number) {
+  /** Created first, so that storage can report into it; `readFrom` then names what the gauges read at each scrape. */
+  constructor() {
     collectDefaultMetrics({ register: this.registry });
     this.requests = new Counter({
       name: 'apiserver_request_total',
@@ -46,14 +63,43 @@ export class Metrics {
       buckets: DURATION_BUCKETS,
       registers: [this.registry],
     });
-    new Gauge({
+    const watchers: Gauge = new Gauge({
       name: 'apiserver_registered_watchers',
       help: 'Number of currently open watch requests.',
       registers: [this.registry],
-      collect() {
-        this.set(watchCount());
-      },
+      collect: () => watchers.set(this.sources.watchCount()),
     });
+    this.etcdDurations = new Histogram({
+      name: 'etcd_request_duration_seconds',
+      help: 'Etcd request latency in seconds for each operation and object type.',
+      labelNames: ['operation', 'type'],
+      buckets: DURATION_BUCKETS,
+      registers: [this.registry],
+    });
+    this.etcdErrors = new Counter({
+      name: 'etcd_request_errors_total',
+      help: 'Etcd failed request counts for each operation and object type.',
+      labelNames: ['operation', 'type'],
+      registers: [this.registry],
+    });
+    // Read at scrape time: the cache's own counts, no bookkeeping on the request path.
+    const perResource = (name: string, help: string, value: (stats: CacheStats) => number) => {
+      const gauge: Gauge<'resource'> = new Gauge({
+        name,
+        help,
+        labelNames: ['resource'],
+        registers: [this.registry],
+        collect: () => {
+          gauge.reset();
+          const resourceOf = this.sources.resourceOf ?? ((prefix: string) => prefix);
+          for (const stats of this.sources.cacheStats?.() ?? []) gauge.set({ resource: resourceOf(stats.prefix) }, value(stats));
+        },
+      });
+    };
+    perResource('apiserver_storage_objects', 'Number of stored objects at the time of last check split by kind.', (s) => s.objects);
+    perResource('apiserver_watch_cache_events', 'Number of events in the watch cache\'s history, per resource (upstream\'s apiserver_watch_cache_capacity counts its slots).', (s) => s.historyEvents);
+    perResource('apiserver_watch_cache_bytes', 'Bytes of JSON held in the watch cache\'s history, per resource (the bound is in bytes).', (s) => s.historyBytes);
+    perResource('apiserver_watch_cache_resource_version', 'Current resource version of watch cache broken by resource type.', (s) => s.revision);
     this.inflight = new Gauge({
       name: 'apiserver_current_inflight_requests',
       help: 'Number of requests being served, by kind (readOnly or mutating).',
@@ -62,6 +108,16 @@ export class Metrics {
     });
     this.inflight.set({ request_kind: 'readOnly' }, 0);
     this.inflight.set({ request_kind: 'mutating' }, 0);
+  }
+
+  readFrom(sources: MetricsSources): void {
+    this.sources = sources;
+  }
+
+  /** One etcd request finished; `type` is the resource it was for (`flunders.wardle.example.com`), empty when unknown. */
+  observeEtcdRequest(operation: string, type: string, seconds: number, ok: boolean): void {
+    this.etcdDurations.observe({ operation, type }, seconds);
+    if (!ok) this.etcdErrors.inc({ operation, type });
   }
 
   /** Marks a request as started; call the returned function once when it is done. */

@@ -19,8 +19,34 @@ export class OptionsError extends Error {
   }
 }
 
-const STORAGE_BACKENDS = ['memory'] as const;
+const STORAGE_BACKENDS = ['memory', 'etcd'] as const;
 export type StorageBackend = (typeof STORAGE_BACKENDS)[number];
+
+/** sample-apiserver's default: its keys are kube-apiserver's layout under the group's name. */
+export const DEFAULT_ETCD_PREFIX = '/registry/wardle.example.com';
+
+/** Where objects are kept: this process's memory (one replica, lost on restart), or etcd. */
+export type StorageConfig = MemoryStorageConfig | EtcdStorageConfig;
+
+export interface MemoryStorageConfig {
+  readonly backend: 'memory';
+}
+
+export interface EtcdStorageConfig {
+  readonly backend: 'etcd';
+  /** `--etcd-servers`: http:// or https:// client URLs. */
+  readonly servers: readonly string[];
+  /** `--etcd-prefix`: starts with '/', no trailing '/'. */
+  readonly prefix: string;
+  /** `--etcd-cafile`, `--etcd-certfile`, `--etcd-keyfile`: readable PEM files (cert and key together). */
+  readonly caFile?: string;
+  readonly certFile?: string;
+  readonly keyFile?: string;
+  /** `--etcd-compaction-interval`; 0 disables compaction by this server. */
+  readonly compactionIntervalMs: number;
+  /** `--etcd-healthcheck-timeout`. */
+  readonly healthcheckTimeoutMs: number;
+}
 
 /** What the server runs with, complete and valid. */
 export interface ServerConfig {
@@ -37,7 +63,12 @@ export interface ServerConfig {
   /** Upper bound for in-flight requests to finish once the listener is closed. */
   readonly shutdownTimeoutMs: number;
   readonly logLevel: LogLevel;
-  readonly storage: StorageBackend;
+  readonly storage: StorageConfig;
+  /**
+   * Flags the Go apiservers take that this server accepts and ignores (e.g. `--audit-log-path=-`
+   * from sample-apiserver's e2e Deployment), as given, for one log line at start.
+   */
+  readonly ignoredFlags: readonly string[];
 }
 
 export type ParseResult =
@@ -70,8 +101,27 @@ interface RawFlags {
   readonly 'shutdown-delay-duration': string;
   readonly 'shutdown-timeout': string;
   readonly 'log-level': string;
-  readonly storage: string;
+  readonly storage?: string;
+  readonly 'etcd-servers'?: string[];
+  readonly 'etcd-prefix': string;
+  readonly 'etcd-cafile'?: string;
+  readonly 'etcd-certfile'?: string;
+  readonly 'etcd-keyfile'?: string;
+  readonly 'etcd-compaction-interval': string;
+  readonly 'etcd-healthcheck-timeout': string;
+  readonly 'audit-log-path'?: string;
+  readonly 'audit-log-maxage'?: string;
+  readonly 'audit-log-maxbackup'?: string;
+  readonly 'audit-log-maxsize'?: string;
+  readonly v?: string;
 }
+
+/**
+ * Flags of the Go apiservers this server has no use for, accepted so their Deployments run
+ * unchanged: audit logging (the aggregator's kube-apiserver audits the same requests) and klog's
+ * verbosity (--log-level sets ours).
+ */
+const IGNORED_FLAGS = ['audit-log-path', 'audit-log-maxage', 'audit-log-maxbackup', 'audit-log-maxsize', 'v'] as const;
 
 const DURATION_UNITS_MS: Record<string, number> = { ns: 1e-6, us: 1e-3, 'µs': 1e-3, ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
 
@@ -129,7 +179,19 @@ function parser(argv: readonly string[]) {
       'shutdown-delay-duration': { type: 'string', default: '5s', group: 'Lifecycle:', describe: 'After SIGTERM, keep serving (unready) this long so endpoints drop the pod first.' },
       'shutdown-timeout': { type: 'string', default: '20s', group: 'Lifecycle:', describe: 'After the listener closes, how long in-flight requests may take to finish.' },
       'log-level': { type: 'string', default: 'info', group: 'Logging:', describe: `One of ${LOG_LEVELS.join(', ')}.` },
-      storage: { type: 'string', default: 'memory', group: 'Storage:', describe: `Storage backend: ${STORAGE_BACKENDS.join(', ')}.` },
+      storage: { type: 'string', group: 'Storage:', describe: `Storage backend: ${STORAGE_BACKENDS.join(' or ')}. Default: etcd when --etcd-servers is given, else memory (one replica; objects are lost on restart).` },
+      'etcd-servers': { ...list, group: 'Storage:', describe: 'etcd client URLs (http:// or https://), comma-separated; requests fail over between them.' },
+      'etcd-prefix': { type: 'string', default: DEFAULT_ETCD_PREFIX, group: 'Storage:', describe: 'Prefix of every key this server writes in etcd.' },
+      'etcd-cafile': { type: 'string', group: 'Storage:', describe: 'PEM CA bundle to verify etcd\'s serving certificate with.' },
+      'etcd-certfile': { type: 'string', group: 'Storage:', describe: 'PEM client certificate to present to etcd (with --etcd-keyfile).' },
+      'etcd-keyfile': { type: 'string', group: 'Storage:', describe: 'PEM private key of --etcd-certfile.' },
+      'etcd-compaction-interval': { type: 'string', default: '5m', group: 'Storage:', describe: 'How often to compact etcd\'s history, as kube-apiserver does (0: never; leave it to another apiserver or to etcd).' },
+      'etcd-healthcheck-timeout': { type: 'string', default: '2s', group: 'Storage:', describe: 'Deadline of one etcd health check (/readyz/etcd).' },
+      'audit-log-path': { type: 'string', group: 'Accepted and ignored (Go apiserver compatibility):', describe: 'Ignored: this server writes no audit log (kube-apiserver audits aggregated requests).' },
+      'audit-log-maxage': { type: 'string', group: 'Accepted and ignored (Go apiserver compatibility):', describe: 'Ignored.' },
+      'audit-log-maxbackup': { type: 'string', group: 'Accepted and ignored (Go apiserver compatibility):', describe: 'Ignored.' },
+      'audit-log-maxsize': { type: 'string', group: 'Accepted and ignored (Go apiserver compatibility):', describe: 'Ignored.' },
+      v: { type: 'string', group: 'Accepted and ignored (Go apiserver compatibility):', describe: 'klog verbosity; ignored: use --log-level.' },
       help: { type: 'boolean', alias: 'h', describe: 'Show this help.' },
       version: { type: 'boolean', describe: 'Show the version.' },
     })
@@ -162,10 +224,62 @@ function readableFile(name: string, path: string | undefined): string | undefine
 /** Fills the defaults that depend on other flags. */
 export function complete(flags: RawFlags): RawFlags {
   // As in the Go servers: one kubeconfig given for the server is also used for authn and authz.
+  // As the Go servers' etcd options: storage is etcd as soon as etcd servers are given.
   return {
     ...flags,
     'authentication-kubeconfig': flags['authentication-kubeconfig'] ?? flags.kubeconfig,
     'authorization-kubeconfig': flags['authorization-kubeconfig'] ?? flags.kubeconfig,
+    storage: flags.storage ?? ((flags['etcd-servers'] ?? []).length > 0 ? 'etcd' : 'memory'),
+  };
+}
+
+function etcdServerUrl(text: string): string {
+  const expected = 'expected http:// or https:// URLs separated by commas, e.g. http://localhost:2379';
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    throw new OptionsError(`--etcd-servers contains "${text}", which is not a URL: ${expected}`);
+  }
+  if (url.protocol !== 'http:' && url.protocol !== 'https:') throw new OptionsError(`--etcd-servers contains "${text}", which is not an http:// or https:// URL: ${expected}`);
+  if (url.hostname === '' || (url.pathname !== '/' && url.pathname !== '') || url.search !== '' || url.hash !== '' || url.username !== '') {
+    throw new OptionsError(`--etcd-servers contains "${text}", which is not a bare client URL (scheme, host and port only): ${expected}`);
+  }
+  return url.origin;
+}
+
+const ETCD_FILE_FLAGS = ['etcd-cafile', 'etcd-certfile', 'etcd-keyfile'] as const;
+
+function storageConfig(flags: RawFlags): StorageConfig {
+  const backend = flags.storage ?? 'memory';
+  if (!(STORAGE_BACKENDS as readonly string[]).includes(backend)) {
+    throw new OptionsError(`--storage="${backend}" is not a storage backend: expected one of ${STORAGE_BACKENDS.join(', ')}`);
+  }
+  const servers = (flags['etcd-servers'] ?? []).map(etcdServerUrl);
+  if (backend === 'memory') {
+    if (servers.length > 0) throw new OptionsError(`--storage=memory and --etcd-servers="${servers.join(',')}" exclude each other: drop --storage to use etcd, or --etcd-servers to keep objects in memory`);
+    const fileFlag = ETCD_FILE_FLAGS.find((name) => flags[name] !== undefined);
+    if (fileFlag) throw new OptionsError(`--${fileFlag}="${flags[fileFlag]}" needs --etcd-servers: without it objects are kept in memory and no etcd is contacted`);
+    return { backend: 'memory' };
+  }
+  if (servers.length === 0) throw new OptionsError('--storage=etcd needs --etcd-servers: expected the etcd client URLs, e.g. --etcd-servers=https://etcd-0.etcd:2379,https://etcd-1.etcd:2379');
+  const prefix = flags['etcd-prefix'];
+  if (!prefix.startsWith('/')) throw new OptionsError(`--etcd-prefix="${prefix}" does not start with "/": expected a key prefix such as ${DEFAULT_ETCD_PREFIX}`);
+  if ((flags['etcd-certfile'] === undefined) !== (flags['etcd-keyfile'] === undefined)) {
+    const [given, missing] = flags['etcd-certfile'] !== undefined ? ['etcd-certfile', 'etcd-keyfile'] : ['etcd-keyfile', 'etcd-certfile'];
+    throw new OptionsError(`--${given} is given without --${missing}: expected both (the client certificate and its private key) or neither`);
+  }
+  const healthcheckTimeoutMs = durationFlag(flags, 'etcd-healthcheck-timeout');
+  if (healthcheckTimeoutMs <= 0) throw new OptionsError(`--etcd-healthcheck-timeout="${flags['etcd-healthcheck-timeout']}" is not positive: expected a duration above zero, e.g. 2s`);
+  return {
+    backend: 'etcd',
+    servers,
+    prefix: prefix.replace(/\/+$/, ''),
+    caFile: readableFile('etcd-cafile', flags['etcd-cafile']),
+    certFile: readableFile('etcd-certfile', flags['etcd-certfile']),
+    keyFile: readableFile('etcd-keyfile', flags['etcd-keyfile']),
+    compactionIntervalMs: durationFlag(flags, 'etcd-compaction-interval'),
+    healthcheckTimeoutMs,
   };
 }
 
@@ -185,10 +299,7 @@ export function validate(flags: RawFlags): ServerConfig {
   if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) {
     throw new OptionsError(`--log-level="${logLevel}" is not a level: expected one of ${LOG_LEVELS.join(', ')}`);
   }
-  const storage = flags.storage;
-  if (!(STORAGE_BACKENDS as readonly string[]).includes(storage)) {
-    throw new OptionsError(`--storage="${storage}" is not a storage backend: expected one of ${STORAGE_BACKENDS.join(', ')}`);
-  }
+  const storage = storageConfig(flags);
   for (const path of flags['authorization-always-allow-paths']) {
     if (!path.startsWith('/')) throw new OptionsError(`--authorization-always-allow-paths contains "${path}": expected absolute paths such as /healthz`);
   }
@@ -223,7 +334,8 @@ export function validate(flags: RawFlags): ServerConfig {
     shutdownDelayMs: durationFlag(flags, 'shutdown-delay-duration'),
     shutdownTimeoutMs: durationFlag(flags, 'shutdown-timeout'),
     logLevel: logLevel as LogLevel,
-    storage: storage as StorageBackend,
+    storage,
+    ignoredFlags: IGNORED_FLAGS.filter((name) => flags[name] !== undefined).map((name) => `--${name}=${flags[name]}`),
   };
 }
 

@@ -27,8 +27,18 @@ export interface ServerOptions {
   readonly shutdownTimeoutMs: number;
   /** @default 5000 */
   readonly certPollIntervalMs?: number;
-  /** Released on shutdown after the listener (e.g. the kube client). @default - nothing */
+  /** Readiness of the storage: `etcd`, or `storage` for memory. @default - a `storage` check on apiServing.isReady() */
+  readonly storageChecks?: readonly HealthCheck[];
+  /** Where requests and storage report; read at each scrape. @default - one counting apiServing's watches */
+  readonly metrics?: Metrics;
+  /** Released on shutdown after the listener and auth (the kube clients, then the storage). @default - nothing */
   readonly onClose?: () => void | Promise<void>;
+}
+
+function defaultMetrics(apiServing: ApiServing): Metrics {
+  const metrics = new Metrics();
+  metrics.readFrom({ watchCount: () => apiServing.watchCount() });
+  return metrics;
 }
 
 export class Server {
@@ -52,11 +62,11 @@ export class Server {
         ping,
         log,
         checkOf('authentication-config', () => auth.isReady(), 'the authentication configuration is not loaded yet'),
-        checkOf('storage', () => apiServing.isReady(), 'storage is not ready'),
+        ...(options.storageChecks ?? [checkOf('storage', () => apiServing.isReady(), 'storage is not ready')]),
         shutdown,
       ],
     });
-    const metrics = new Metrics(() => apiServing.watchCount());
+    const metrics = options.metrics ?? defaultMetrics(apiServing);
     const handler = createHandler({ api: options.api, authenticator: auth.authenticator, authorizer: auth.authorizer, apiServing, health, metrics, logger });
     const serving = await SecureServing.start({
       bindAddress: options.bindAddress,

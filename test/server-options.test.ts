@@ -72,7 +72,8 @@ describe('parseCommandLine', () => {
       shutdownDelayMs: 5000,
       shutdownTimeoutMs: 20000,
       logLevel: 'info',
-      storage: 'memory',
+      storage: { backend: 'memory' },
+      ignoredFlags: [],
     });
   });
 
@@ -139,7 +140,7 @@ describe('parseCommandLine', () => {
     [['--authentication-token-webhook-cache-ttl=10'], /--authentication-token-webhook-cache-ttl="10" is not a duration: expected a number with a unit, e.g. 10s/],
     [['--shutdown-delay-duration=soon'], /--shutdown-delay-duration="soon" is not a duration/],
     [['--log-level=loud'], /--log-level="loud" is not a level: expected one of fatal, error, warn, info, debug, trace, silent/],
-    [['--storage=etcd'], /--storage="etcd" is not a storage backend: expected one of memory/],
+    [['--storage=sqlite'], /--storage="sqlite" is not a storage backend: expected one of memory, etcd/],
     [['--client-ca-file=/nonexistent/ca.crt'], /--client-ca-file="\/nonexistent\/ca.crt" cannot be read: ENOENT; expected a readable file/],
     [['--authorization-always-allow-paths=healthz'], /--authorization-always-allow-paths contains "healthz": expected absolute paths/],
     [['--no-such-flag'], /Unknown argument: no-such-flag/],
@@ -152,5 +153,111 @@ describe('parseCommandLine', () => {
   test('fails without the serving certificate, naming the flag', () => {
     expect(() => parseCommandLine([`--tls-private-key-file=${key}`])).toThrow(/--tls-cert-file is required/);
     expect(() => parseCommandLine([`--tls-cert-file=${cert}`])).toThrow(/--tls-private-key-file is required/);
+  });
+});
+
+describe('storage flags', () => {
+  test('without etcd flags the storage is memory', () => {
+    expect(config().storage).toEqual({ backend: 'memory' });
+    expect(config('--storage=memory').storage).toEqual({ backend: 'memory' });
+  });
+
+  test('--etcd-servers alone chooses etcd with the Go apiservers\' defaults', () => {
+    // WHEN sample-apiserver's Deployment flag is the only storage flag
+    const c = config('--etcd-servers=http://localhost:2379');
+
+    // THEN
+    expect(c.storage).toEqual({
+      backend: 'etcd',
+      servers: ['http://localhost:2379'],
+      prefix: '/registry/wardle.example.com',
+      caFile: undefined,
+      certFile: undefined,
+      keyFile: undefined,
+      compactionIntervalMs: 300_000,
+      healthcheckTimeoutMs: 2000,
+    });
+  });
+
+  test('reads every etcd flag: comma lists and repeats, TLS files, durations', () => {
+    // GIVEN PEM files (only their readability is checked here)
+    const ca = join(dir, 'etcd-ca.crt');
+    const clientCert = join(dir, 'etcd-client.crt');
+    const clientKey = join(dir, 'etcd-client.key');
+    for (const file of [ca, clientCert, clientKey]) writeFileSync(file, 'pem');
+
+    // WHEN
+    const c = config(
+      '--storage=etcd',
+      '--etcd-servers=https://etcd-0.etcd:2379,https://etcd-1.etcd:2379',
+      '--etcd-servers', 'https://10.0.0.3:2379/',
+      '--etcd-prefix=/registry/custom/',
+      `--etcd-cafile=${ca}`,
+      `--etcd-certfile=${clientCert}`,
+      `--etcd-keyfile=${clientKey}`,
+      '--etcd-compaction-interval=0',
+      '--etcd-healthcheck-timeout=500ms',
+    );
+
+    // THEN URLs are normalized to their origin and the prefix loses its trailing slash
+    expect(c.storage).toEqual({
+      backend: 'etcd',
+      servers: ['https://etcd-0.etcd:2379', 'https://etcd-1.etcd:2379', 'https://10.0.0.3:2379'],
+      prefix: '/registry/custom',
+      caFile: ca,
+      certFile: clientCert,
+      keyFile: clientKey,
+      compactionIntervalMs: 0,
+      healthcheckTimeoutMs: 500,
+    });
+  });
+
+  test('accepts the flags sample-apiserver\'s Deployments pass and lists those it ignores', () => {
+    // WHEN the arguments of sample-apiserver's e2e Deployment (test/e2e/apimachinery/aggregator.go)
+    const c = config('--etcd-servers=http://localhost:2379', '--audit-log-path=-', '--audit-log-maxage=0', '--audit-log-maxbackup=0', '-v=5');
+
+    // THEN
+    expect(c.storage.backend).toBe('etcd');
+    expect(c.ignoredFlags).toEqual(['--audit-log-path=-', '--audit-log-maxage=0', '--audit-log-maxbackup=0', '--v=5']);
+  });
+
+  test('--help lists the storage flags', () => {
+    const help = parseCommandLine(['--help']);
+    for (const flag of ['--storage', '--etcd-servers', '--etcd-prefix', '--etcd-cafile', '--etcd-certfile', '--etcd-keyfile', '--etcd-compaction-interval', '--etcd-healthcheck-timeout']) {
+      expect(help.kind === 'help' && help.text).toContain(flag);
+    }
+  });
+
+  test.each([
+    [['--storage=etcd'], /^--storage=etcd needs --etcd-servers: expected the etcd client URLs/],
+    [['--storage=etcd', '--etcd-servers='], /^--storage=etcd needs --etcd-servers/],
+    [['--storage=memory', '--etcd-servers=http://localhost:2379'], /^--storage=memory and --etcd-servers="http:\/\/localhost:2379" exclude each other/],
+    [['--etcd-servers=notaurl'], /^--etcd-servers contains "notaurl", which is not a URL: expected http:\/\/ or https:\/\/ URLs separated by commas, e.g. http:\/\/localhost:2379$/],
+    [['--etcd-servers=http://localhost:2379,localhost:2380'], /^--etcd-servers contains "localhost:2380", which is not an http:\/\/ or https:\/\/ URL/],
+    [['--etcd-servers=unix:///run/etcd.sock'], /^--etcd-servers contains "unix:\/\/\/run\/etcd.sock", which is not an http:\/\/ or https:\/\/ URL/],
+    [['--etcd-servers=http://localhost:99999'], /^--etcd-servers contains "http:\/\/localhost:99999", which is not a URL/],
+    [['--etcd-servers=http://localhost:2379/v3?x=1'], /^--etcd-servers contains "http:\/\/localhost:2379\/v3\?x=1", which is not a bare client URL/],
+    [['--etcd-servers=http://localhost:2379', '--etcd-prefix=registry'], /^--etcd-prefix="registry" does not start with "\/": expected a key prefix such as \/registry\/wardle.example.com$/],
+    [['--etcd-servers=http://localhost:2379', '--etcd-cafile=/nonexistent/ca.crt'], /^--etcd-cafile="\/nonexistent\/ca.crt" cannot be read: ENOENT; expected a readable file$/],
+    [['--etcd-servers=http://localhost:2379', '--etcd-certfile=CERT'], /^--etcd-certfile is given without --etcd-keyfile: expected both/],
+    [['--etcd-servers=http://localhost:2379', '--etcd-keyfile=KEY'], /^--etcd-keyfile is given without --etcd-certfile: expected both/],
+    [['--etcd-cafile=CERT'], /^--etcd-cafile="[^"]+" needs --etcd-servers: without it objects are kept in memory/],
+    [['--etcd-servers=http://localhost:2379', '--etcd-compaction-interval=5'], /^--etcd-compaction-interval="5" is not a duration: expected a number with a unit/],
+    [['--etcd-servers=http://localhost:2379', '--etcd-healthcheck-timeout=soon'], /^--etcd-healthcheck-timeout="soon" is not a duration/],
+    [['--etcd-servers=http://localhost:2379', '--etcd-healthcheck-timeout=0s'], /^--etcd-healthcheck-timeout="0s" is not positive: expected a duration above zero/],
+  ])('fails for %j with one line naming the flag and the value', (args, message) => {
+    // GIVEN CERT and KEY stand for readable files
+    const resolved = args.map((a) => a.replace('CERT', cert).replace('KEY', key));
+
+    // WHEN / THEN
+    let error: unknown;
+    try {
+      config(...resolved);
+    } catch (e) {
+      error = e;
+    }
+    expect(error).toBeInstanceOf(OptionsError);
+    expect((error as Error).message).toMatch(message);
+    expect((error as Error).message).not.toContain('\n');
   });
 });

@@ -64,8 +64,14 @@ export interface DelegatedAuth {
   close(): void;
 }
 
-/** Test seams; production leaves them out. */
+/** What the server's configuration stage shares with auth, and test seams. */
 export interface DelegatedAuthDependencies {
+  /**
+   * Kube clients built once by the configuration stage and shared with its other parts: auth
+   * uses them and leaves closing them to their owner.
+   * @default - built here from the kubeconfigs (one for both when they are the same), closed by close()
+   */
+  readonly clients?: { readonly authentication: KubeClient; readonly authorization: KubeClient };
   /** @default Date.now */
   readonly now?: () => number;
   /** @default - loadKubeClient({ kubeconfig }) */
@@ -99,8 +105,8 @@ export async function startDelegatedAuth(options: DelegatedAuthOptions, logger: 
     for (const c of clients.values()) c.close();
   };
 
-  const authnClient = clientFor(options.authenticationKubeconfig);
-  const authzClient = clientFor(options.authorizationKubeconfig);
+  const authnClient = deps.clients?.authentication ?? clientFor(options.authenticationKubeconfig);
+  const authzClient = deps.clients?.authorization ?? clientFor(options.authorizationKubeconfig);
   let config: Awaited<ReturnType<typeof startAuthConfig>>;
   try {
     config = await startAuthConfig({

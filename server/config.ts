@@ -1,0 +1,97 @@
+/**
+ * The configuration stage, as k8s.io/apiserver's RecommendedOptions.ApplyTo: from the validated
+ * options, build each shared dependency once — the kube clients, the storage, the metrics — and
+ * hand them to delegated auth, admission and the registry, which build none of their own.
+ */
+import { resolve } from 'node:path';
+import type { Logger } from 'pino';
+import { WARDLE } from '../apis';
+import { KubeNamespaceLister } from './admission/namespace-lifecycle';
+import { startDelegatedAuth } from './auth';
+import { loadKubeClient, type KubeClient } from './kube-client';
+import { Metrics } from './metrics';
+import type { ServerConfig } from './options';
+import { createApiServing } from './registry';
+import { resourcePrefixes } from './registry/codec';
+import { wardleAdmission, wardleRules } from './registry/wardle';
+import type { ServerOptions } from './server';
+import { createStorage, type ServerStorage } from './storage';
+
+/** Everything Server.start needs beyond the serving flags. */
+export type ConfiguredServer = Pick<ServerOptions, 'api' | 'auth' | 'apiServing' | 'metrics' | 'storageChecks' | 'onClose'>;
+
+/**
+ * Builds the server's parts for `config`. Rejects with a one-line Error when a part cannot start
+ * (bad etcd TLS files, an unreadable kubeconfig, the auth ConfigMap forbidden), after releasing
+ * what was already built.
+ */
+export async function configure(config: ServerConfig, logger: Logger): Promise<ConfiguredServer> {
+  const api = WARDLE;
+  if (config.ignoredFlags.length > 0) logger.info({ flags: config.ignoredFlags }, 'flags accepted for compatibility with the Go apiservers and ignored');
+  const clients = new KubeClients();
+  const metrics = new Metrics();
+  const prefixes = resourcePrefixes(api);
+  const resourceOf = (prefix: string) => `${prefix.slice(1, -1)}.${api.group}`;
+  const etcdPrefix = config.storage.backend === 'etcd' ? config.storage.prefix : '';
+  const resourceOfKey = (key: string) => {
+    // The registry's key, or the etcd key under --etcd-prefix.
+    const registryKey = etcdPrefix !== '' && key.startsWith(`${etcdPrefix}/`) ? key.slice(etcdPrefix.length) : key;
+    const prefix = prefixes.find((p) => registryKey.startsWith(p));
+    return prefix ? resourceOf(prefix) : '';
+  };
+  const releases: Array<() => void | Promise<void>> = [() => clients.close()];
+  const release = async () => {
+    for (const close of releases.reverse()) await close();
+  };
+  try {
+    const storage: ServerStorage = await createStorage(config.storage, {
+      resourcePrefixes: prefixes,
+      logger,
+      observeEtcdRequest: (operation, seconds, ok, key?: string) => metrics.observeEtcdRequest(operation, key === undefined ? '' : resourceOfKey(key), seconds, ok),
+    });
+    releases.push(() => storage.close());
+    const auth = await startDelegatedAuth(config.auth, logger, {
+      clients: { authentication: clients.for(config.auth.authenticationKubeconfig), authorization: clients.for(config.auth.authorizationKubeconfig) },
+    });
+    releases.push(() => auth.close());
+    const namespaces = new KubeNamespaceLister(clients.for(config.kubeconfig), logger);
+    releases.push(() => namespaces.close());
+    const apiServing = createApiServing({ api, storage: storage.storage, namespaces, admission: wardleAdmission(), rules: wardleRules, logger });
+    metrics.readFrom({ watchCount: () => apiServing.watchCount(), cacheStats: () => storage.cacheStats(), resourceOf });
+    return {
+      api,
+      auth,
+      apiServing,
+      metrics,
+      storageChecks: storage.readyChecks,
+      // After the listener closed and auth stopped: the namespace watch, the clients, then storage.
+      onClose: async () => {
+        namespaces.close();
+        clients.close();
+        await storage.close();
+      },
+    };
+  } catch (error) {
+    await release();
+    throw error;
+  }
+}
+
+/** One KubeClient per kubeconfig file (in-cluster when none): the same file given to several flags is one client. */
+class KubeClients {
+  private readonly clients = new Map<string, KubeClient>();
+
+  for(kubeconfig: string | undefined): KubeClient {
+    const key = kubeconfig === undefined ? '' : resolve(kubeconfig);
+    let client = this.clients.get(key);
+    if (!client) {
+      client = loadKubeClient({ kubeconfig });
+      this.clients.set(key, client);
+    }
+    return client;
+  }
+
+  close(): void {
+    for (const client of this.clients.values()) client.close();
+  }
+}
