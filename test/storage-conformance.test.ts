@@ -3,10 +3,49 @@
  * memory, etcd (a real one, one process for the file and a fresh key prefix per case), and the
  * watch cache in front of each.
  */
+import { randomBytes } from 'node:crypto';
+import pino from 'pino';
+import { CachedStorage } from '../server/storage/cacher';
+import { EtcdStorage } from '../server/storage/etcd';
 import { MemoryStorage } from '../server/storage/memory';
-import { describeStorageConformance } from './support/storage-conformance';
+import { EtcdProcess } from './support/etcd';
+import { CONFORMANCE_RESOURCE_PREFIXES, describeStorageConformance } from './support/storage-conformance';
+
+const logger = pino({ level: 'silent' });
 
 describeStorageConformance('MemoryStorage', async () => {
   const storage = new MemoryStorage();
   return { storage, cleanup: () => storage.close() };
+});
+
+describeStorageConformance('CachedStorage over MemoryStorage', async () => {
+  const storage = new CachedStorage({ storage: new MemoryStorage(), resourcePrefixes: CONFORMANCE_RESOURCE_PREFIXES, logger });
+  return { storage, cleanup: () => storage.close() };
+});
+
+describe('on a real etcd', () => {
+  let etcd: EtcdProcess | undefined;
+
+  beforeAll(async () => {
+    etcd = await EtcdProcess.start();
+  }, 30_000);
+
+  afterAll(async () => {
+    await etcd?.remove();
+  });
+
+  /** A store on its own key prefix, so that no case sees another's keys. */
+  function etcdStorage(): EtcdStorage {
+    return new EtcdStorage({ servers: [etcd!.clientUrl], prefix: `/registry/test-${randomBytes(6).toString('hex')}`, logger });
+  }
+
+  describeStorageConformance('EtcdStorage', async () => {
+    const storage = etcdStorage();
+    return { storage, cleanup: () => storage.close() };
+  });
+
+  describeStorageConformance('CachedStorage over EtcdStorage', async () => {
+    const storage = new CachedStorage({ storage: etcdStorage(), resourcePrefixes: CONFORMANCE_RESOURCE_PREFIXES, logger });
+    return { storage, cleanup: () => storage.close() };
+  });
 });
