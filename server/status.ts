@@ -88,6 +88,30 @@ export const errors = {
     }),
   gone: (message: string) => failure(410, 'Expired', message),
   requestEntityTooLarge: (message = 'the request is too large') => failure(413, 'RequestEntityTooLarge', message),
-  timeout: (message: string) => failure(504, 'Timeout', message),
+  /**
+   * A list or watch at a resourceVersion the store has not reached within its wait, as
+   * storage.NewTooLargeResourceVersionError: `Timeout: Too large resource version: 12, current: 10`,
+   * with the `ResourceVersionTooLarge` cause client-go's reflector looks for.
+   */
+  tooLargeResourceVersion: (requested: number, current: number) =>
+    failure(504, 'Timeout', `Timeout: Too large resource version: ${requested}, current: ${current}`, {
+      causes: [{ type: 'ResourceVersionTooLarge', message: 'Too large resource version' }],
+      retryAfterSeconds: 1,
+    }),
+  /** The storage cannot be reached (nothing was written): 503, retry after `retryAfterSeconds` (the Retry-After header). */
+  serviceUnavailable: (message: string, retryAfterSeconds = 1) => failure(503, 'ServiceUnavailable', message, { retryAfterSeconds }),
+  /**
+   * The storage did not answer a request that may have taken effect, as NewServerTimeout's
+   * wording: `The create operation against flunders.wardle.example.com could not be completed
+   * at this time, please try again.` Upstream answers it with 500; the code here is 504 (the
+   * gateway, etcd, timed out), so that clients and load balancers see a timeout.
+   */
+  serverTimeout: (gr: GroupResource, operation: string, retryAfterSeconds = 2) =>
+    failure(504, 'ServerTimeout', `The ${operation} operation against ${qualified(gr)} could not be completed at this time, please try again.`, {
+      name: operation,
+      group: gr.group,
+      kind: gr.resource,
+      retryAfterSeconds,
+    }),
   internal: (message: string) => failure(500, 'InternalError', `Internal error occurred: ${message}`),
 };

@@ -153,10 +153,22 @@ describe('list', () => {
     expect(exact.body).toEqual(before.body);
   });
 
-  test('fails with 504 for a resourceVersion from the future', async () => {
-    const reply = await server.get(`${FLUNDERS}?resourceVersion=999999`);
+  test('fails with 504 for a resourceVersion from the future, after the store waited for it', async () => {
+    // GIVEN a resourceVersion ahead of the store
+    const current = Number((await server.get(FLUNDERS)).body.metadata.resourceVersion);
+    const future = current + 1000;
+
+    // WHEN a list asks for it (NotOlderThan, the default match)
+    const reply = await server.get(`${FLUNDERS}?resourceVersion=${future}`);
+
+    // THEN upstream's Timeout Status, with the cause client-go's reflector looks for, and Retry-After
     expect(reply.status).toBe(504);
-    expect(reply.body.message).toMatch(/^Too large resource version: 999999, current: \d+$/);
+    expect(reply.body).toMatchObject({
+      reason: 'Timeout',
+      message: `Timeout: Too large resource version: ${future}, current: ${current}`,
+      details: { causes: [{ type: 'ResourceVersionTooLarge', message: 'Too large resource version' }], retryAfterSeconds: 1 },
+    });
+    expect(reply.headers['retry-after']).toBe('1');
   });
 
   test.each([

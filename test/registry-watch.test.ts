@@ -105,7 +105,8 @@ describe('watch', () => {
   });
 
   test('without allowWatchBookmarks no bookmark is sent', async () => {
-    const stream = await watch(`${FLUNDERS}?watch=1&resourceVersion=1`);
+    const { resourceVersion } = (await server.get(FLUNDERS)).body.metadata;
+    const stream = await watch(`${FLUNDERS}?watch=1&resourceVersion=${resourceVersion}`);
     await new Promise((resolve) => setTimeout(resolve, 350));
     expect(stream.events).toEqual([]);
   });
@@ -214,8 +215,9 @@ describe('watch', () => {
   });
 
   test('one change reaches 500 watchers', async () => {
-    // GIVEN 500 open watches
-    const many = await Promise.all(Array.from({ length: 500 }, () => watch(`${FLUNDERS}?watch=1&resourceVersion=1`)));
+    // GIVEN 500 open watches from the current resourceVersion
+    const { resourceVersion } = (await server.get(FLUNDERS)).body.metadata;
+    const many = await Promise.all(Array.from({ length: 500 }, () => watch(`${FLUNDERS}?watch=1&resourceVersion=${resourceVersion}`)));
     await waitUntil(() => server.serving.watchCount() === 500);
 
     // WHEN one object is created

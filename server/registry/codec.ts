@@ -1,4 +1,4 @@
-import type { KindDefinition, KindVersion } from '../../apis/types';
+import type { ApiGroupDefinition, KindDefinition, KindVersion } from '../../apis/types';
 import { listKindOf, storageVersion } from '../../apis/versions';
 import type { GroupResource } from '../status';
 import type { StoredValue } from '../storage/types';
@@ -9,8 +9,9 @@ import { partialObjectMetadata } from './table';
  * Everything the REST layer needs to know about one kind, derived from its definition and its
  * rules: storage keys, the storage version, and conversion between versions.
  *
- * Keys are `/<group>/<plural>/<namespace>/<name>` (namespaced) or `/<group>/<plural>/<name>`,
- * the layout of kube-apiserver's etcd keys under its prefix.
+ * Keys are `/<plural>/<namespace>/<name>` (namespaced) or `/<plural>/<name>`: the layout of
+ * sample-apiserver's etcd keys under its `--etcd-prefix` (`/registry/wardle.example.com`), which
+ * names the group, so a key does not.
  */
 export class KindCodec {
   readonly storageVersion: string;
@@ -53,7 +54,7 @@ export class KindCodec {
 
   /** The prefix of every key of the kind, or of those in one namespace. */
   prefix(namespace?: string): string {
-    const base = `/${this.group}/${this.definition.plural}/`;
+    const base = resourcePrefix(this.definition);
     return this.namespaced && namespace ? `${base}${namespace}/` : base;
   }
 
@@ -115,4 +116,17 @@ export class KindCodec {
     const { apiVersion: _a, kind: _k, ...rest } = object;
     return { apiVersion, kind: this.kind, ...rest };
   }
+}
+
+/** The prefix of every storage key of a kind: `/flunders/`. */
+function resourcePrefix(kind: KindDefinition): string {
+  return `/${kind.plural}/`;
+}
+
+/**
+ * The key prefix of each resource of an API group (`['/flunders/', '/fischers/']`): what a watch
+ * cache keeps one cache and one storage watch for.
+ */
+export function resourcePrefixes(api: ApiGroupDefinition): string[] {
+  return api.kinds.map(resourcePrefix);
 }

@@ -7,16 +7,17 @@ import type { UserInfo } from '../auth/types';
 import { RESOURCE_OFFERS, ResourceOutput, SUPPORTED_OUTPUT_TYPES, negotiate, parseAccept } from '../content';
 import type { RequestInfo } from '../request-info';
 import type { Storage } from '../storage/types';
-import { errors } from '../status';
+import { StatusError, errors } from '../status';
 import { KindCodec } from './codec';
-import { RegistryDeps, RequestScope, createObject, deleteCollection, deleteObject, getObject, listObjects, patchObject, updateObject, watchObjects } from './rest';
+import { Handler, HandlerDeps, RequestScope, createObject, deleteCollection, deleteObject, getObject, listObjects, patchObject, updateObject, watchObjects } from './handlers';
 import type { ApiRules } from './rules';
+import { GenericStore, StoreDeps } from './store';
 import { WatchHub } from './watch';
 
 export type { ApiRules, KindRules, KubeObject } from './rules';
 export type { FieldError } from './field-errors';
 export { fieldErrors } from './field-errors';
-export { KindCodec } from './codec';
+export { KindCodec, resourcePrefixes } from './codec';
 
 /** Serves the resources of one API group: the contract between the server shell and the registry. */
 export interface ApiServing {
@@ -47,8 +48,6 @@ export interface ApiServingOptions {
   readonly bookmarkIntervalMs?: number;
 }
 
-type Handler = (scope: RequestScope, deps: RegistryDeps) => Promise<void>;
-
 /** Verb → handler and what it may answer with; a verb without an entry is not allowed there (405). */
 const COLLECTION_VERBS: Readonly<Record<string, readonly [Handler, keyof typeof RESOURCE_OFFERS]>> = {
   list: [listObjects, 'list'],
@@ -69,8 +68,8 @@ const STATUS_VERBS: Readonly<Record<string, readonly [Handler, keyof typeof RESO
 };
 
 /**
- * Builds the registry of an API group: one generic REST handler per kind and served version,
- * over one storage, with NamespaceLifecycle and the given admission plugins.
+ * Builds the registry of an API group: one generic store per kind over one storage, with
+ * NamespaceLifecycle and the given admission plugins, behind endpoint handlers for each served version.
  */
 export function createApiServing(options: ApiServingOptions): ApiServing {
   const { api, storage, logger } = options;
@@ -94,15 +93,14 @@ export function createApiServing(options: ApiServingOptions): ApiServing {
       return listed.items.map((item) => item.value);
     },
   };
-  const hub = new WatchHub();
-  const deps: RegistryDeps = {
+  const storeDeps: StoreDeps = {
     storage,
     admission: [namespaceLifecycle(options.namespaces), ...(options.admission ?? [])],
     admissionContext,
-    hub,
-    watchSettings: { bookmarkIntervalMs: options.bookmarkIntervalMs ?? 60_000 },
-    logger,
   };
+  const stores = new Map<KindCodec, GenericStore>([...codecs.values()].map((codec) => [codec, new GenericStore(codec, storeDeps)]));
+  const hub = new WatchHub();
+  const deps: HandlerDeps = { hub, watchSettings: { bookmarkIntervalMs: options.bookmarkIntervalMs ?? 60_000 }, logger };
 
   async function handle(req: IncomingMessage, res: ServerResponse, info: RequestInfo, user: UserInfo): Promise<void> {
     const codec = codecs.get(info.resource);
@@ -121,8 +119,15 @@ export function createApiServing(options: ApiServingOptions): ApiServing {
 
     const chosen = negotiate<ResourceOutput>(parseAccept(req.headers.accept), RESOURCE_OFFERS[offers]);
     if (!chosen) throw errors.notAcceptable(SUPPORTED_OUTPUT_TYPES);
-    const scope: RequestScope = { req, res, info, user, query: info.query, codec, version, subresource: info.subresource, output: chosen.value };
-    await handler(scope, deps);
+    const scope: RequestScope = { req, res, info, user, query: info.query, codec, store: stores.get(codec)!, version, subresource: info.subresource, output: chosen.value };
+    try {
+      await handler(scope, deps);
+    } catch (error) {
+      // As responsewriters.ErrorNegotiated: a Status that says when to retry says it in Retry-After too.
+      const retryAfter = error instanceof StatusError ? error.status.details?.retryAfterSeconds : undefined;
+      if (retryAfter !== undefined && !res.headersSent) res.setHeader('Retry-After', String(retryAfter));
+      throw error;
+    }
   }
 
   return {

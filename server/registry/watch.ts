@@ -2,7 +2,7 @@ import type { ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import type { KindVersion } from '../../apis/types';
 import type { ResourceOutput } from '../content';
-import { ExpiredError, Storage, StorageEvent, StorageWatch, StoredValue, TooLargeRevisionError } from '../storage/types';
+import { ExpiredError, ListOptions, Storage, StorageEvent, StorageUnavailableError, StorageWatch, StoredValue, TooLargeRevisionError } from '../storage/types';
 import { Status, StatusError, errors } from '../status';
 import type { KindCodec } from './codec';
 import type { ListQuery } from './list-options';
@@ -13,9 +13,16 @@ import { IncludeObject, objectTable } from './table';
  * object per line `{"type":"ADDED|MODIFIED|DELETED|BOOKMARK|ERROR","object":…}`, each written
  * (and so flushed) as it happens.
  *
- * - resourceVersion "" or "0": synthetic ADDED events for every current object first.
+ * - resourceVersion "" (a consistent read) or "0" (any, from a watch cache): synthetic ADDED
+ *   events for every current object first.
  * - resourceVersion N: every change after N; N older than the kept history → an ERROR event
- *   carrying a 410 Expired Status (`too old resource version: N (M)`), then the end.
+ *   carrying a 410 Expired Status (`too old resource version: N (M)`), then the end. N ahead of
+ *   the store: the store waits for it, then an ERROR event with a 504 Status (`Timeout: Too large
+ *   resource version: N, current: M`).
+ * - Errors once the request is accepted are ERROR events in a 200 stream, as the cacher's
+ *   errWatcher answers them; only a store that cannot be reached before the stream starts
+ *   answers a plain 503/504 Status. A storage watch that fails later ends the stream with an
+ *   ERROR event (503 when the store is unavailable, else 500); clients watch again.
  * - `sendInitialEvents=true` (watch-list): ADDED for every object, then a BOOKMARK annotated
  *   `k8s.io/initial-events-end: "true"` at the list's resourceVersion. `false`: no initial events.
  * - `allowWatchBookmarks=true`: periodic BOOKMARK events with only `metadata.resourceVersion`.
@@ -117,24 +124,36 @@ export async function serveWatch(request: WatchRequest, storage: Storage, hub: W
     }
   }
 
-  res.writeHead(200, { 'Content-Type': 'application/json', 'Cache-Control': 'no-cache, private' });
-  res.flushHeaders();
-  res.socket?.setNoDelay(true);
+  /** 200 and the stream's headers, written once the storage watch is set up or the first line is due. */
+  function startStream(): void {
+    if (res.headersSent) return;
+    res.writeHead(200, { 'Content-Type': 'application/json', 'Cache-Control': 'no-cache, private' });
+    res.flushHeaders();
+    res.socket?.setNoDelay(true);
+  }
 
-  return new Promise<void>((resolve) => {
+  return new Promise<void>((resolve, reject) => {
     let ended = false;
     let storageWatch: StorageWatch | undefined;
     let lastRevision = 0;
     const timers: NodeJS.Timeout[] = [];
 
     const session = {
-      end(): void {
+      /** Ends the watch; with `error` before anything was written, the caller answers that Status instead. */
+      end(error?: StatusError): void {
         if (ended) return;
         ended = true;
         for (const timer of timers) clearTimeout(timer);
         storageWatch?.stop();
         hub.remove(session);
-        if (!res.writableEnded && !res.destroyed) res.end();
+        if (error) {
+          reject(error);
+          return;
+        }
+        if (!res.writableEnded && !res.destroyed) {
+          startStream();
+          res.end();
+        }
         resolve();
       },
     };
@@ -143,6 +162,7 @@ export async function serveWatch(request: WatchRequest, storage: Storage, hub: W
 
     function write(line: string): void {
       if (ended) return;
+      startStream();
       res.write(line);
       if (res.writableLength > MAX_BUFFERED_BYTES) {
         logger.warn({ resource: codec.gr.resource, bufferedBytes: res.writableLength }, 'watch client is not reading; ending its watch');
@@ -186,7 +206,10 @@ export async function serveWatch(request: WatchRequest, storage: Storage, hub: W
       const initialEvents = options.sendInitialEvents ?? (rv === '' || rv === '0');
       let from: number;
       if (initialEvents) {
-        const listed = await storage.list(prefix, filter ? { filter } : {});
+        // "" and sendInitialEvents without a resourceVersion: a consistent read; "0": any
+        // revision; N (sendInitialEvents, NotOlderThan): not older than N.
+        const listOptions: ListOptions = { ...(filter ? { filter } : {}), ...(rv === '' ? {} : { minRevision: Number(rv) }) };
+        const listed = await storage.list(prefix, listOptions);
         if (ended) return;
         for (const item of listed.items) write(encode('ADDED', item.value));
         from = listed.revision;
@@ -206,7 +229,11 @@ export async function serveWatch(request: WatchRequest, storage: Storage, hub: W
         },
         onError: (error) => {
           if (error instanceof ExpiredError) fail(tooOld(error));
-          else {
+          else if (error instanceof TooLargeRevisionError) fail(tooLarge(error));
+          else if (error instanceof StorageUnavailableError) {
+            logger.warn({ err: error, resource: codec.gr.resource }, 'watch ended: storage unavailable');
+            fail(errors.serviceUnavailable(error.message).status);
+          } else {
             logger.error({ err: error, resource: codec.gr.resource }, 'watch failed in storage');
             fail(errors.internal('the watch ended unexpectedly').status);
           }
@@ -216,6 +243,7 @@ export async function serveWatch(request: WatchRequest, storage: Storage, hub: W
         storageWatch.stop();
         return;
       }
+      startStream();
       if (options.allowWatchBookmarks) {
         const interval = setInterval(() => storageWatch?.requestProgress(), settings.bookmarkIntervalMs);
         timers.push(interval);
@@ -223,8 +251,12 @@ export async function serveWatch(request: WatchRequest, storage: Storage, hub: W
     }
 
     start().catch((error: unknown) => {
-      if (error instanceof ExpiredError) fail(tooOld(error));
-      else if (error instanceof TooLargeRevisionError) fail(errors.timeout(`Too large resource version: ${error.requestedRevision}, current: ${error.currentRevision}`).status);
+      if (error instanceof StorageUnavailableError && !res.headersSent) {
+        // Nothing streamed yet: answer as any other request the store could not serve.
+        session.end(errors.serviceUnavailable(error.message));
+      } else if (error instanceof ExpiredError) fail(tooOld(error));
+      else if (error instanceof TooLargeRevisionError) fail(tooLarge(error));
+      else if (error instanceof StorageUnavailableError) fail(errors.serviceUnavailable(error.message).status);
       else if (error instanceof StatusError) fail(error.status);
       else {
         logger.error({ err: error, resource: codec.gr.resource }, 'watch failed');
@@ -232,6 +264,10 @@ export async function serveWatch(request: WatchRequest, storage: Storage, hub: W
       }
     });
   });
+}
+
+function tooLarge(error: TooLargeRevisionError): Status {
+  return errors.tooLargeResourceVersion(error.requestedRevision, error.currentRevision).status;
 }
 
 /** The cacher's wording: `too old resource version: 5 (10)`. */

@@ -12,6 +12,7 @@ import { wardleAdmission, wardleRules } from '../../server/registry/wardle';
 import { parseRequestInfo } from '../../server/request-info';
 import { StatusError, errors } from '../../server/status';
 import { MemoryStorage, MemoryStorageOptions } from '../../server/storage/memory';
+import type { Storage } from '../../server/storage/types';
 
 /**
  * The registry (`createApiServing().handle`) behind a real local HTTP server — plain HTTP, as
@@ -27,6 +28,8 @@ export interface RegistryServerOptions {
   readonly admission?: readonly AdmissionPlugin[];
   readonly namespaces?: Readonly<Record<string, NamespacePhase>>;
   readonly storage?: MemoryStorageOptions;
+  /** The storage the registry is given, from the memory store (e.g. one that fails on purpose). @default - the memory store itself */
+  readonly wrapStorage?: (storage: MemoryStorage) => Storage;
   readonly bookmarkIntervalMs?: number;
   /** Serve HTTPS with this certificate; the helpers then trust `caPem`. @default - plain HTTP */
   readonly tls?: { readonly certPem: string; readonly keyPem: string; readonly caPem: string };
@@ -83,7 +86,7 @@ export class RegistryServer {
     const api = options.api ?? WARDLE;
     this.serving = createApiServing({
       api,
-      storage: this.storage,
+      storage: options.wrapStorage ? options.wrapStorage(this.storage) : this.storage,
       namespaces: this.namespaces,
       admission: options.admission ?? (api === WARDLE ? wardleAdmission() : []),
       rules: options.rules ?? (api === WARDLE ? wardleRules : {}),

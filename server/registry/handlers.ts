@@ -1,0 +1,325 @@
+import type { IncomingMessage, ServerResponse } from 'node:http';
+import type { Logger } from 'pino';
+import type { KindVersion } from '../../apis/types';
+import type { UserInfo } from '../auth/types';
+import { ResourceOutput, mediaTypeOf, parseContentType } from '../content';
+import type { RequestInfo } from '../request-info';
+import type { StoredValue } from '../storage/types';
+import { errors } from '../status';
+import { parseBody, readBody, readObject } from './body';
+import type { KindCodec } from './codec';
+import { FieldError, fieldErrors } from './field-errors';
+import { parseListQuery, selectorFilter } from './list-options';
+import type { Meta } from './metadata';
+import { JSON_PATCH, MERGE_PATCH, PatchType, SUPPORTED_PATCH_TYPES, applyObjectPatch, checkPatch } from './patch';
+import { KubeObject, isObject } from './rules';
+import { DeleteOptions, FieldValidation, GenericStore, OperationContext, metaOf } from './store';
+import { IncludeObject, TableOptions, objectTable, parseIncludeObject, toTable } from './table';
+import { WatchHub, WatchSettings, serveWatch } from './watch';
+
+/**
+ * The endpoint handlers of one kind in one version, as k8s.io/apiserver's endpoints/handlers:
+ * each decodes the request (body, query options), calls the generic store, and encodes the
+ * answer in the negotiated representation, with warnings. The rules live in the store (store.ts).
+ */
+
+export interface HandlerDeps {
+  readonly hub: WatchHub;
+  readonly watchSettings: WatchSettings;
+  readonly logger: Logger;
+}
+
+export interface RequestScope {
+  readonly req: IncomingMessage;
+  readonly res: ServerResponse;
+  readonly info: RequestInfo;
+  readonly user: UserInfo;
+  readonly query: URLSearchParams;
+  readonly codec: KindCodec;
+  readonly store: GenericStore;
+  readonly version: KindVersion;
+  /** '' or 'status'. */
+  readonly subresource: string;
+  readonly output: ResourceOutput;
+}
+
+export type Handler = (scope: RequestScope, deps: HandlerDeps) => Promise<void>;
+
+function contextOf(scope: RequestScope): OperationContext {
+  return { namespace: scope.info.namespace, version: scope.version, subresource: scope.subresource, user: scope.user };
+}
+
+function parseDryRun(query: URLSearchParams): boolean {
+  const values = query.getAll('dryRun');
+  for (const value of values) {
+    if (value !== 'All') throw errors.badRequest(`dryRun: Unsupported value: "${value}": supported values: "All"`);
+  }
+  return values.length > 0;
+}
+
+function parseFieldValidation(query: URLSearchParams): FieldValidation {
+  const value = query.get('fieldValidation') ?? '';
+  if (value === '' || value === 'Warn') return 'Warn';
+  if (value === 'Ignore' || value === 'Strict') return value;
+  throw errors.badRequest(`fieldValidation: Unsupported value: "${value}": supported values: "Ignore", "Warn", "Strict"`);
+}
+
+// ---- responses -------------------------------------------------------------------------------
+
+/** Answers with encoded JSON (Content-Length is its byte length). */
+function sendJson(res: ServerResponse, code: number, body: Buffer, warnings: readonly string[] = []): void {
+  const headers: Record<string, string | number | string[]> = {
+    'Content-Type': 'application/json',
+    'Content-Length': body.length,
+    'Cache-Control': 'no-cache, private',
+  };
+  if (warnings.length > 0) headers.Warning = warnings.map((w) => `299 - ${JSON.stringify(w)}`);
+  res.writeHead(code, headers);
+  res.end(body);
+}
+
+function includeObjectOf(scope: RequestScope): IncludeObject {
+  return scope.output.as === 'Table' ? parseIncludeObject(scope.query.get('includeObject')) : 'Metadata';
+}
+
+function tableOptions(scope: RequestScope, metaVersion: string): TableOptions {
+  return { version: scope.version, metaVersion, includeObject: includeObjectOf(scope) };
+}
+
+/**
+ * One stored value (storage version) as the JSON text of the negotiated representation in the
+ * request version. For a read, objects and PartialObjectMetadata come from the codec's per-value
+ * cache; the answer to a write is serialized once, uncached (the next read or watch event caches
+ * it if anyone needs it; caching every write would cost memory and time for objects nobody
+ * reads). A Table is built each time (its Age cells depend on the clock).
+ */
+function storedText(scope: RequestScope, value: StoredValue, read: boolean): string {
+  const { codec, output } = scope;
+  const version = scope.version.name;
+  switch (output.as) {
+    case 'Object':
+      return read ? codec.storedJson(value, version) : JSON.stringify(codec.fromStorage(value, version));
+    case 'PartialObjectMetadata':
+      return codec.storedJson(value, version, output.version);
+    case 'PartialObjectMetadataList':
+      throw errors.notAcceptable(['application/json', 'application/json;as=Table;v=v1;g=meta.k8s.io']);
+    case 'Table':
+      return JSON.stringify(objectTable(codec.fromStorage(value, version), tableOptions(scope, output.version)));
+  }
+}
+
+/**
+ * `{<typeMeta>,"metadata":<listMeta>,"items":[<items>]}` (key order as Kubernetes writes lists),
+ * the items' texts encoded straight into one buffer: no joined copy of the whole list.
+ */
+function encodeList(typeMeta: Record<string, string>, listMeta: Readonly<Record<string, unknown>>, items: readonly string[]): Buffer {
+  const head = `${JSON.stringify(typeMeta).slice(0, -1)},"metadata":${JSON.stringify(listMeta)},"items":[`;
+  let length = Buffer.byteLength(head) + Math.max(items.length - 1, 0) + 2; // the commas and `]}`
+  for (const item of items) length += Buffer.byteLength(item);
+  const body = Buffer.allocUnsafe(length);
+  let offset = body.write(head);
+  items.forEach((item, index) => {
+    if (index > 0) offset += body.write(',', offset);
+    offset += body.write(item, offset);
+  });
+  offset += body.write(']}', offset);
+  return body.subarray(0, offset); // never a byte that was not written
+}
+
+/** A list of stored values as encoded JSON of the negotiated representation: the items' cached texts in the list envelope. */
+function listBody(scope: RequestScope, items: readonly StoredValue[], listMeta: Readonly<Record<string, unknown>>): Buffer {
+  const { codec, output } = scope;
+  const version = scope.version.name;
+  switch (output.as) {
+    case 'Object':
+      return encodeList(
+        { apiVersion: codec.apiVersion(version), kind: codec.listKind },
+        listMeta,
+        items.map((value) => codec.storedJson(value, version)),
+      );
+    case 'PartialObjectMetadataList':
+      return encodeList(
+        { kind: 'PartialObjectMetadataList', apiVersion: `meta.k8s.io/${output.version}` },
+        listMeta,
+        items.map((value) => codec.storedJson(value, version, output.version)),
+      );
+    case 'PartialObjectMetadata':
+      throw errors.notAcceptable(['application/json', 'application/json;as=PartialObjectMetadataList;v=v1;g=meta.k8s.io']);
+    case 'Table': {
+      const objects = items.map((value) => codec.fromStorage(value, version));
+      return Buffer.from(JSON.stringify(toTable(objects, { ...listMeta }, tableOptions(scope, output.version))));
+    }
+  }
+}
+
+/** Answers a write with the object written (or deleted). */
+function respondWritten(scope: RequestScope, code: number, value: StoredValue, warnings: readonly string[] = []): void {
+  sendJson(scope.res, code, Buffer.from(storedText(scope, value, false)), warnings);
+}
+
+// ---- get.go: get, list, watch ----------------------------------------------------------------
+
+export async function getObject(scope: RequestScope): Promise<void> {
+  const value = await scope.store.get(scope.info.namespace, scope.info.name);
+  sendJson(scope.res, 200, Buffer.from(storedText(scope, value, true)));
+}
+
+export async function listObjects(scope: RequestScope): Promise<void> {
+  const options = parseListQuery(scope.query, false);
+  const listed = await scope.store.list(scope.info.namespace, options);
+  sendJson(scope.res, 200, listBody(scope, listed.items, listed.listMeta));
+}
+
+export async function watchObjects(scope: RequestScope, deps: HandlerDeps): Promise<void> {
+  const options = parseListQuery(scope.query, true);
+  const filter = selectorFilter(options);
+  await serveWatch(
+    {
+      res: scope.res,
+      codec: scope.codec,
+      version: scope.version,
+      output: scope.output,
+      includeObject: includeObjectOf(scope),
+      namespace: scope.info.namespace,
+      options,
+      ...(filter ? { filter } : {}),
+    },
+    scope.store.storage,
+    deps.hub,
+    deps.watchSettings,
+    deps.logger,
+  );
+}
+
+// ---- incoming objects --------------------------------------------------------------------------
+
+/** Checks `apiVersion`/`kind` of a body against the endpoint (400 on a mismatch) and fills them in when absent. */
+function withExpectedTypeMeta(scope: RequestScope, body: KubeObject): KubeObject {
+  const expectedApiVersion = scope.codec.apiVersion(scope.version.name);
+  if (body.apiVersion !== undefined && body.apiVersion !== '' && body.apiVersion !== expectedApiVersion) {
+    throw errors.badRequest(`the API version in the data (${String(body.apiVersion)}) does not match the expected API version (${expectedApiVersion})`);
+  }
+  if (body.kind !== undefined && body.kind !== '' && body.kind !== scope.codec.kind) {
+    throw errors.badRequest(`the kind in the data (${String(body.kind)}) does not match the expected kind (${scope.codec.kind})`);
+  }
+  return scope.codec.withTypeMeta(body, scope.version.name);
+}
+
+/** Puts the request's namespace on the object, or 400 when the object names another one. */
+function ensureNamespace(scope: RequestScope, meta: Meta): void {
+  if (!scope.codec.namespaced) {
+    // As rest.EnsureObjectNamespaceMatchesRequestNamespace: a cluster-scoped object's namespace is cleared.
+    delete meta.namespace;
+    return;
+  }
+  if (meta.namespace !== undefined && meta.namespace !== '' && meta.namespace !== scope.info.namespace) {
+    throw errors.badRequest('the namespace of the provided object does not match the namespace sent on the request');
+  }
+  meta.namespace = scope.info.namespace;
+}
+
+function checkNameMatchesUrl(scope: RequestScope, meta: Meta): void {
+  if (meta.name !== scope.info.name) {
+    throw errors.badRequest(`the name of the object (${typeof meta.name === 'string' ? meta.name : ''}) does not match the name on the URL (${scope.info.name})`);
+  }
+}
+
+// ---- create.go, update.go, patch.go ------------------------------------------------------------
+
+export async function createObject(scope: RequestScope): Promise<void> {
+  const dryRun = parseDryRun(scope.query);
+  const fieldValidation = parseFieldValidation(scope.query);
+  const body = withExpectedTypeMeta(scope, await readObject(scope.req, scope.res));
+  const meta = metaOf(body);
+  if (meta.resourceVersion !== undefined && meta.resourceVersion !== '') throw errors.badRequest('resourceVersion should not be set on objects to be created');
+  ensureNamespace(scope, meta);
+  const created = await scope.store.create(contextOf(scope), body, { dryRun, fieldValidation });
+  respondWritten(scope, 201, created.value, created.warnings);
+}
+
+export async function updateObject(scope: RequestScope): Promise<void> {
+  const dryRun = parseDryRun(scope.query);
+  const fieldValidation = parseFieldValidation(scope.query);
+  const body = withExpectedTypeMeta(scope, await readObject(scope.req, scope.res));
+  const meta = metaOf(body);
+  checkNameMatchesUrl(scope, meta);
+  ensureNamespace(scope, meta);
+  const updated = await scope.store.update(contextOf(scope), scope.info.name, { object: body }, { dryRun, fieldValidation });
+  respondWritten(scope, 200, updated.value, updated.warnings);
+}
+
+export async function patchObject(scope: RequestScope): Promise<void> {
+  const dryRun = parseDryRun(scope.query);
+  const fieldValidation = parseFieldValidation(scope.query);
+  const contentType = parseContentType(scope.req.headers['content-type']);
+  const mediaType = contentType ? mediaTypeOf(contentType) : '';
+  if (mediaType !== MERGE_PATCH && mediaType !== JSON_PATCH) {
+    throw errors.unsupportedMediaType(scope.req.headers['content-type'] ?? '', SUPPORTED_PATCH_TYPES);
+  }
+  const patchType: PatchType = mediaType;
+  const patch = parseBody(await readBody(scope.req, scope.res), 'application/json');
+  checkPatch(patchType, patch);
+  const update = (current: KubeObject): KubeObject => {
+    const patched = withExpectedTypeMeta(scope, applyObjectPatch(patchType, current, patch));
+    const meta = metaOf(patched);
+    checkNameMatchesUrl(scope, meta);
+    ensureNamespace(scope, meta);
+    return patched;
+  };
+  const patched = await scope.store.update(contextOf(scope), scope.info.name, { update }, { dryRun, fieldValidation });
+  respondWritten(scope, 200, patched.value, patched.warnings);
+}
+
+// ---- delete.go ---------------------------------------------------------------------------------
+
+const PROPAGATION_POLICIES = ['Foreground', 'Background', 'Orphan'];
+
+/** DeleteOptions from the body (optional) and the query, validated as ValidateDeleteOptions (422). */
+async function readDeleteOptions(scope: RequestScope): Promise<DeleteOptions> {
+  const body = await readBody(scope.req, scope.res);
+  let parsed: Record<string, unknown> = {};
+  if (body.length > 0 && body.toString('utf8').trim() !== '') {
+    const value = parseBody(body, 'application/json');
+    if (!isObject(value)) throw errors.badRequest('the body of a DELETE must be a DeleteOptions object');
+    if (value.kind !== undefined && value.kind !== 'DeleteOptions') {
+      throw errors.badRequest(`the kind in the data (${String(value.kind)}) does not match the expected kind (DeleteOptions)`);
+    }
+    parsed = value;
+  }
+  const query = scope.query;
+  const propagationPolicy = (parsed.propagationPolicy ?? query.get('propagationPolicy') ?? undefined) as string | undefined;
+  const orphanQuery = query.get('orphanDependents');
+  const orphanDependents = (parsed.orphanDependents ?? (orphanQuery === null ? undefined : orphanQuery === 'true')) as boolean | undefined;
+  const dryRunValues = [...(Array.isArray(parsed.dryRun) ? (parsed.dryRun as unknown[]) : []), ...query.getAll('dryRun')];
+  const problems: FieldError[] = [];
+  if (propagationPolicy !== undefined && !PROPAGATION_POLICIES.includes(propagationPolicy)) {
+    problems.push(fieldErrors.notSupported('propagationPolicy', propagationPolicy, PROPAGATION_POLICIES));
+  }
+  if (propagationPolicy !== undefined && orphanDependents !== undefined) {
+    problems.push(fieldErrors.invalid('propagationPolicy', propagationPolicy, 'orphanDependents and deletionPropagation cannot be both set'));
+  }
+  for (const value of dryRunValues) if (value !== 'All') problems.push(fieldErrors.notSupported('dryRun', value, ['All']));
+  const gracePeriod = parsed.gracePeriodSeconds ?? query.get('gracePeriodSeconds') ?? undefined;
+  if (gracePeriod !== undefined && !/^\d+$/.test(String(gracePeriod))) problems.push(fieldErrors.invalid('gracePeriodSeconds', gracePeriod, 'must be a non-negative integer'));
+  if (problems.length > 0) throw errors.invalid('DeleteOptions', 'meta.k8s.io', '', problems);
+  const preconditions = isObject(parsed.preconditions) ? (parsed.preconditions as DeleteOptions['preconditions']) : undefined;
+  return {
+    ...(preconditions ? { preconditions } : {}),
+    ...(propagationPolicy ? { propagationPolicy: propagationPolicy as DeleteOptions['propagationPolicy'] } : {}),
+    ...(orphanDependents !== undefined ? { orphanDependents } : {}),
+    dryRun: dryRunValues.length > 0,
+  };
+}
+
+export async function deleteObject(scope: RequestScope): Promise<void> {
+  const options = await readDeleteOptions(scope);
+  const deleted = await scope.store.delete(contextOf(scope), scope.info.name, options);
+  respondWritten(scope, 200, deleted);
+}
+
+export async function deleteCollection(scope: RequestScope): Promise<void> {
+  const listOptions = parseListQuery(scope.query, false);
+  const options = await readDeleteOptions(scope);
+  const deleted = await scope.store.deleteCollection(contextOf(scope), listOptions, options);
+  sendJson(scope.res, 200, listBody(scope, deleted.items, deleted.listMeta));
+}

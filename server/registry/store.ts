@@ -1,0 +1,520 @@
+import { randomUUID } from 'node:crypto';
+import type { KindVersion } from '../../apis/types';
+import type { AdmissionAttributes, AdmissionContext, AdmissionOperation, AdmissionPlugin } from '../admission/types';
+import type { UserInfo } from '../auth/types';
+import {
+  ExpiredError,
+  KeyExistsError,
+  ListOptions,
+  NotFoundError,
+  RevisionMismatchError,
+  Storage,
+  StorageUnavailableError,
+  StoredObject,
+  StoredValue,
+  TooLargeRevisionError,
+} from '../storage/types';
+import { StatusError, errors } from '../status';
+import type { KindCodec } from './codec';
+import type { FieldError } from './field-errors';
+import { ListQuery, decodeContinue, encodeContinue, expiredContinue, selectorFilter } from './list-options';
+import { Meta, generateName, now, pruneObjectMeta, validateObjectMeta } from './metadata';
+import { KubeObject, isObject } from './rules';
+import { pruneAndDefault, validateAgainstSchema } from './schema';
+
+/**
+ * The generic store of one kind, as k8s.io/apiserver's registry/generic/registry/store.go: the
+ * rules every write follows (system metadata, defaulting, validation, admission, generateName,
+ * compare-and-swap retries, finalizers, dry run) over a `Storage`, driven by the kind's
+ * definition and rules. It takes plain values and options and throws `StatusError`; decoding
+ * requests and encoding answers is the endpoint handlers' job (handlers.ts). Nothing here names a kind.
+ */
+
+export interface StoreDeps {
+  readonly storage: Storage;
+  /** Admission plugins in order; each runs for the operations it declares. */
+  readonly admission: readonly AdmissionPlugin[];
+  readonly admissionContext: AdmissionContext;
+}
+
+/** What the rules need to know of a request: where, in which version, by whom. */
+export interface OperationContext {
+  /** The request's namespace; '' for a cluster-scoped kind (or all namespaces, for a list). */
+  readonly namespace: string;
+  /** The version the client speaks: objects come in and go out in it. */
+  readonly version: KindVersion;
+  /** '' or 'status'. */
+  readonly subresource: string;
+  readonly user: UserInfo;
+}
+
+export type FieldValidation = 'Ignore' | 'Warn' | 'Strict';
+
+export interface WriteOptions {
+  readonly dryRun: boolean;
+  readonly fieldValidation: FieldValidation;
+}
+
+/** The object written (storage version) and the warnings for the client. */
+export interface WriteResult {
+  readonly value: StoredValue;
+  readonly warnings: readonly string[];
+}
+
+/** A list page: stored values and the ListMeta to answer with. */
+export interface ListedObjects {
+  readonly items: readonly StoredValue[];
+  readonly listMeta: Readonly<Record<string, unknown>>;
+}
+
+/**
+ * The new object of an update, as rest.UpdatedObjectInfo: a whole object (PUT), or a function
+ * of the current object (PATCH), re-run on every compare-and-swap retry.
+ */
+export type UpdatedObjectInfo =
+  | {
+      /** The object sent, in the request version, its name and namespace already checked against the request. */
+      readonly object: KubeObject;
+    }
+  | {
+      /**
+       * The new object from the current one (request version, a copy the function may change),
+       * its name and namespace checked against the request. A `metadata.resourceVersion` in it
+       * is a precondition.
+       */
+      readonly update: (current: KubeObject) => KubeObject;
+    };
+
+export interface DeleteOptions {
+  readonly preconditions?: { readonly uid?: string; readonly resourceVersion?: string };
+  readonly propagationPolicy?: 'Foreground' | 'Background' | 'Orphan';
+  readonly orphanDependents?: boolean;
+  readonly dryRun: boolean;
+}
+
+/** Updates retried on a compare-and-swap failure before answering 409 (GuaranteedUpdate retries without bound; a cap keeps a hot key from starving a request). */
+const MAX_UPDATE_ATTEMPTS = 16;
+const MAX_GENERATE_NAME_ATTEMPTS = 8;
+
+const SYSTEM_META_FIELDS = ['uid', 'creationTimestamp', 'deletionTimestamp', 'deletionGracePeriodSeconds', 'generation'] as const;
+
+export function metaOf(object: KubeObject): Meta {
+  if (object.metadata === undefined || object.metadata === null) object.metadata = {};
+  if (!isObject(object.metadata)) throw errors.badRequest(`metadata must be an object, not ${JSON.stringify(object.metadata)}`);
+  return object.metadata;
+}
+
+function jsonEqual(a: unknown, b: unknown): boolean {
+  if (a === b) return true;
+  if (typeof a !== typeof b || a === null || b === null || typeof a !== 'object') return false;
+  if (Array.isArray(a) !== Array.isArray(b)) return false;
+  if (Array.isArray(a)) return a.length === (b as unknown[]).length && a.every((v, i) => jsonEqual(v, (b as unknown[])[i]));
+  const ak = Object.keys(a as object).filter((k) => (a as Record<string, unknown>)[k] !== undefined);
+  const bk = Object.keys(b as object).filter((k) => (b as Record<string, unknown>)[k] !== undefined);
+  return ak.length === bk.length && ak.every((k) => jsonEqual((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k]));
+}
+
+/** Everything but metadata (and status, when it is a subresource): what bumps `generation`. */
+function specOf(object: Readonly<KubeObject>, withStatus: boolean): Record<string, unknown> {
+  const { metadata: _m, apiVersion: _a, kind: _k, status, ...rest } = object;
+  return withStatus ? rest : { ...rest, status };
+}
+
+/** The finalizers after a delete request, as the store's deletionFinalizersForGarbageCollection. */
+function finalizersOnDelete(meta: Meta, options: DeleteOptions): string[] {
+  const current = Array.isArray(meta.finalizers) ? (meta.finalizers as string[]) : [];
+  const orphan =
+    options.propagationPolicy !== undefined ? options.propagationPolicy === 'Orphan' : options.orphanDependents !== undefined ? options.orphanDependents : current.includes('orphan');
+  const foreground = options.propagationPolicy !== undefined ? options.propagationPolicy === 'Foreground' : current.includes('foregroundDeletion');
+  const kept = current.filter((f) => f !== 'orphan' && f !== 'foregroundDeletion');
+  if (orphan) kept.push('orphan');
+  if (foreground) kept.push('foregroundDeletion');
+  return kept;
+}
+
+/**
+ * The storage options of a list, as the cacher and etcd3 store read ListOptions:
+ * - `resourceVersion=""`: a consistent read (the current revision);
+ * - `"0"`: any revision (`minRevision: 0`; a watch cache answers from memory);
+ * - `N`, `resourceVersionMatch` `NotOlderThan` or unset: not older than N (`minRevision: N`);
+ * - `N`, `Exact`: the snapshot at N (`revision: N`);
+ * - a continue token: the snapshot it was taken at, from the key it names.
+ */
+function storageListOptions(options: ListQuery, prefix: string): ListOptions {
+  const filter = selectorFilter(options);
+  const page: ListOptions = { ...(options.limit ? { limit: options.limit } : {}), ...(filter ? { filter } : {}) };
+  if (options.continueToken) {
+    const decoded = decodeContinue(options.continueToken, prefix);
+    return { ...page, startKey: decoded.startKey, ...(decoded.revision === -1 ? {} : { revision: decoded.revision }) };
+  }
+  if (options.resourceVersion === '') return page;
+  const requested = Number(options.resourceVersion);
+  return options.resourceVersionMatch === 'Exact' ? { ...page, revision: requested } : { ...page, minRevision: requested };
+}
+
+/**
+ * Runs one storage-backed operation and turns what the store says about itself into a
+ * metav1.Status: unreachable → 503 (nothing written), no answer to a write → 504 ServerTimeout
+ * (it may have been written).
+ */
+async function interpretingStorageErrors<T>(codec: KindCodec, operation: string, run: () => Promise<T>): Promise<T> {
+  try {
+    return await run();
+  } catch (error) {
+    if (error instanceof StorageUnavailableError) {
+      throw error.indeterminate ? errors.serverTimeout(codec.gr, operation) : errors.serviceUnavailable(error.message);
+    }
+    throw error;
+  }
+}
+
+export class GenericStore {
+  constructor(
+    readonly codec: KindCodec,
+    private readonly deps: StoreDeps,
+  ) {}
+
+  get storage(): Storage {
+    return this.deps.storage;
+  }
+
+  async get(namespace: string, name: string): Promise<StoredValue> {
+    return interpretingStorageErrors(this.codec, 'get', async () => {
+      const stored = await this.deps.storage.get(this.codec.key(namespace, name));
+      if (!stored) throw errors.notFound(this.codec.gr, name);
+      return stored.value;
+    });
+  }
+
+  /** One page of a list, `namespace` '' for every namespace. */
+  async list(namespace: string, options: ListQuery): Promise<ListedObjects> {
+    const prefix = this.codec.prefix(namespace || undefined);
+    const storageOptions = storageListOptions(options, prefix);
+    return interpretingStorageErrors(this.codec, 'list', async () => {
+      let result;
+      try {
+        result = await this.deps.storage.list(prefix, storageOptions);
+      } catch (error) {
+        if (error instanceof ExpiredError) {
+          if (storageOptions.startKey !== undefined) throw expiredContinue(storageOptions.startKey, prefix);
+          throw errors.gone('The resourceVersion for the provided list is too old.');
+        }
+        if (error instanceof TooLargeRevisionError) throw errors.tooLargeResourceVersion(error.requestedRevision, error.currentRevision);
+        throw error;
+      }
+      const listMeta: Record<string, unknown> = { resourceVersion: String(result.revision) };
+      if (result.more && result.nextKey !== undefined) {
+        listMeta.continue = encodeContinue(result.revision, result.nextKey, prefix);
+        if (result.remaining !== undefined) listMeta.remainingItemCount = result.remaining;
+      }
+      return { items: result.items.map((item) => item.value), listMeta };
+    });
+  }
+
+  /**
+   * Creates an object sent in the request version (its namespace already the request's), as
+   * the store's Create with rest.BeforeCreate: defaulting, validation, system fields,
+   * admission, then a create transaction (retried with a new name for `generateName`).
+   */
+  async create(context: OperationContext, body: KubeObject, options: WriteOptions): Promise<WriteResult> {
+    const { codec } = this;
+    const { object, warnings } = this.prepareIncoming(context, body, options.fieldValidation);
+    const meta = metaOf(object);
+
+    // System fields (rest.BeforeCreate / FillObjectMetaSystemFields): the client cannot set them.
+    for (const field of ['uid', 'creationTimestamp', 'deletionTimestamp', 'deletionGracePeriodSeconds', 'selfLink', 'managedFields', 'resourceVersion']) delete meta[field];
+    if (context.version.subresources?.status === true) delete object.status; // create cannot set status
+    const internal = codec.toInternal(object, context.version.name);
+    this.validateByRules(meta, internal);
+    const stored = codec.fromInternal(internal, codec.storageVersion);
+    const storedMeta = metaOf(stored);
+
+    return interpretingStorageErrors(codec, 'create', async () => {
+      await this.admit(this.admissionAttributes(context, 'CREATE', typeof storedMeta.name === 'string' ? storedMeta.name : '', options.dryRun, stored));
+
+      storedMeta.uid = randomUUID();
+      storedMeta.creationTimestamp = now();
+      storedMeta.generation = 1;
+      const generate = !storedMeta.name && typeof storedMeta.generateName === 'string' ? storedMeta.generateName : undefined;
+      for (let attempt = 1; ; attempt++) {
+        if (generate !== undefined) storedMeta.name = generateName(generate);
+        const name = storedMeta.name as string;
+        const key = codec.key(context.namespace, name);
+        if (options.dryRun) {
+          if (await this.deps.storage.get(key)) throw errors.alreadyExists(codec.gr, name);
+          return { value: stored, warnings };
+        }
+        try {
+          const created = await this.deps.storage.create(key, { ...stored, metadata: { ...storedMeta } });
+          return { value: created.value, warnings };
+        } catch (error) {
+          if (!(error instanceof KeyExistsError)) throw error;
+          if (generate === undefined || attempt >= MAX_GENERATE_NAME_ATTEMPTS) throw errors.alreadyExists(codec.gr, name);
+        }
+      }
+    });
+  }
+
+  /**
+   * Updates (PUT) or patches (PATCH) one object through guaranteedUpdate. A resourceVersion in
+   * the new object is a precondition (409 when it no longer matches).
+   */
+  async update(context: OperationContext, name: string, info: UpdatedObjectInfo, options: WriteOptions): Promise<WriteResult> {
+    const { codec } = this;
+    let warnings: readonly string[] = [];
+    let tryUpdate: (old: StoredObject) => Promise<KubeObject>;
+    if ('object' in info) {
+      const meta = metaOf(info.object);
+      const precondition = typeof meta.resourceVersion === 'string' && meta.resourceVersion !== '' ? meta.resourceVersion : undefined;
+      if (precondition !== undefined && !/^\d+$/.test(precondition)) {
+        throw errors.badRequest(`metadata.resourceVersion: Invalid value: "${precondition}": must be a resourceVersion this server gave out`);
+      }
+      const prepared = this.prepareIncoming(context, info.object, options.fieldValidation);
+      warnings = prepared.warnings;
+      tryUpdate = async (old) => {
+        if (precondition !== undefined && precondition !== String(old.modRevision)) throw errors.conflict(codec.gr, name);
+        return this.updatedObject(context, name, structuredClone(prepared.object), old, options.dryRun);
+      };
+    } else {
+      tryUpdate = async (old) => {
+        const current = structuredClone(codec.fromStorage(old.value, context.version.name)) as KubeObject;
+        const updated = info.update(current);
+        // A resourceVersion in the patch is a precondition: it no longer matches once the object
+        // changed, so a retry after a compare-and-swap miss ends here with 409.
+        const meta = metaOf(updated);
+        const patchedVersion = typeof meta.resourceVersion === 'string' ? meta.resourceVersion : '';
+        if (patchedVersion !== '' && patchedVersion !== String(old.modRevision)) throw errors.conflict(codec.gr, name);
+        const prepared = this.prepareIncoming(context, updated, options.fieldValidation);
+        warnings = prepared.warnings;
+        return this.updatedObject(context, name, prepared.object, old, options.dryRun);
+      };
+    }
+    const value = await interpretingStorageErrors(codec, 'object' in info ? 'update' : 'patch', () => this.guaranteedUpdate(context.namespace, name, options.dryRun, tryUpdate));
+    return { value, warnings };
+  }
+
+  /** Deletes one object: immediately, or by setting deletionTimestamp while finalizers remain. */
+  async delete(context: OperationContext, name: string, options: DeleteOptions): Promise<StoredValue> {
+    return interpretingStorageErrors(this.codec, 'delete', () => this.deleteOne(context, name, options));
+  }
+
+  /** Deletes every object a list selects (one by one, as the store's DeleteCollection); answers them and the revision after. */
+  async deleteCollection(context: OperationContext, listOptions: ListQuery, options: DeleteOptions): Promise<ListedObjects> {
+    const prefix = this.codec.prefix(context.namespace || undefined);
+    const filter = selectorFilter(listOptions);
+    return interpretingStorageErrors(this.codec, 'delete', async () => {
+      const listed = await this.deps.storage.list(prefix, filter ? { filter } : {});
+      const deleted: StoredValue[] = [];
+      for (const item of listed.items) {
+        const itemMeta = item.value.metadata as Meta;
+        const name = itemMeta.name as string;
+        const namespace = itemMeta.namespace as string | undefined;
+        const itemContext = namespace !== undefined && namespace !== context.namespace ? { ...context, namespace } : context;
+        try {
+          deleted.push(await this.deleteOne(itemContext, name, options));
+        } catch (error) {
+          if (error instanceof StatusError && error.code === 404) continue; // deleted meanwhile
+          throw error;
+        }
+      }
+      return { items: deleted, listMeta: { resourceVersion: String(await this.deps.storage.currentRevision()) } };
+    });
+  }
+
+  // ---- strategy ------------------------------------------------------------------------------
+
+  /**
+   * Prunes and defaults an incoming object of the request version, validates it against the
+   * schema and ObjectMeta rules (422), and applies the unknown-field policy.
+   */
+  private prepareIncoming(context: OperationContext, object: KubeObject, fieldValidation: FieldValidation): { object: KubeObject; warnings: string[] } {
+    const meta = metaOf(object);
+    const unknown = [...pruneObjectMeta(meta), ...pruneAndDefault(object, context.version.schema)];
+    if (unknown.length > 0 && fieldValidation === 'Strict') {
+      throw errors.badRequest(`strict decoding error: ${unknown.map((path) => `unknown field "${path}"`).join(', ')}`);
+    }
+    this.codec.rules.default?.(object, context.version.name);
+    const problems = [...validateObjectMeta(meta, { namespaced: this.codec.namespaced }), ...validateAgainstSchema(object, context.version.schema)];
+    if (problems.length > 0) throw this.invalid(meta, problems);
+    const warnings = fieldValidation === 'Warn' ? unknown.map((path) => `unknown field "${path}"`) : [];
+    return { object, warnings };
+  }
+
+  private invalid(meta: Meta, problems: readonly FieldError[]): StatusError {
+    const name = typeof meta.name === 'string' && meta.name ? meta.name : typeof meta.generateName === 'string' ? meta.generateName : '';
+    return errors.invalid(this.codec.kind, this.codec.group, name, problems);
+  }
+
+  private validateByRules(meta: Meta, internal: Readonly<KubeObject>, oldInternal?: Readonly<KubeObject>): void {
+    const problems = this.codec.rules.validate?.(internal, oldInternal) ?? [];
+    if (problems.length > 0) throw this.invalid(meta, problems);
+  }
+
+  /**
+   * The object to store for an update: the incoming object (request version, prepared) merged
+   * with the stored one as the update strategies do — status kept or taken alone per
+   * subresource, system metadata kept, generation bumped on a spec change — then validated and admitted.
+   */
+  private async updatedObject(context: OperationContext, name: string, incoming: KubeObject, old: StoredObject, dryRun: boolean): Promise<KubeObject> {
+    const { codec } = this;
+    const hasStatusSubresource = context.version.subresources?.status === true;
+    const oldValue = old.value;
+    const oldMeta = (oldValue.metadata ?? {}) as Meta;
+    const internal = codec.toInternal(incoming, context.version.name);
+    let next = codec.fromInternal(internal, codec.storageVersion);
+    if (context.subresource === 'status') {
+      // statusStrategy.PrepareForUpdate: only .status changes.
+      const { status } = next;
+      next = structuredClone(oldValue) as KubeObject;
+      if (status === undefined) delete next.status;
+      else next.status = status;
+    } else {
+      const incomingMeta = metaOf(next);
+      const metaProblems = validateObjectMeta(incomingMeta, { namespaced: codec.namespaced }, oldMeta);
+      if (metaProblems.length > 0) throw this.invalid(incomingMeta, metaProblems);
+      const meta: Meta = { ...incomingMeta };
+      for (const field of SYSTEM_META_FIELDS) {
+        if (oldMeta[field] === undefined) delete meta[field];
+        else meta[field] = oldMeta[field];
+      }
+      delete meta.managedFields;
+      delete meta.selfLink;
+      next = { ...next, metadata: meta };
+      if (hasStatusSubresource) {
+        // The main resource ignores .status when status is a subresource.
+        if (oldValue.status === undefined) delete next.status;
+        else next.status = structuredClone(oldValue.status);
+      }
+      if (!jsonEqual(specOf(next, hasStatusSubresource), specOf(oldValue, hasStatusSubresource))) {
+        meta.generation = (typeof oldMeta.generation === 'number' ? oldMeta.generation : 0) + 1;
+      }
+    }
+    const nextMeta = metaOf(next);
+    delete nextMeta.resourceVersion;
+    // Validate the internal form of what the client sent (conversion to the storage version may be
+    // lossy and hide an invalid combination); for /status, the merged object.
+    const validated = context.subresource === 'status' ? codec.toInternal(next, codec.storageVersion) : { ...internal, metadata: nextMeta };
+    this.validateByRules(nextMeta, validated, codec.toInternal(oldValue, codec.storageVersion));
+    await this.admit(this.admissionAttributes(context, 'UPDATE', name, dryRun, next, oldValue));
+    return next;
+  }
+
+  // ---- storage -------------------------------------------------------------------------------
+
+  /**
+   * Answers a failed compare-and-swap write: 404 when the key is gone, 409 when it changed and the
+   * caller will not try again; returns when it will. Any other storage failure is rethrown as it is.
+   */
+  private casFailed(error: unknown, name: string, retry: boolean): void {
+    if (error instanceof NotFoundError) throw errors.notFound(this.codec.gr, name);
+    if (!(error instanceof RevisionMismatchError)) throw error;
+    if (!retry) throw errors.conflict(this.codec.gr, name);
+  }
+
+  /**
+   * Read-modify-write with compare-and-swap, as the generic store's GuaranteedUpdate: retried when
+   * the object changed meanwhile (a precondition in the new object then answers 409). A no-op
+   * is not written (the resourceVersion stays); an object being deleted whose last finalizer is
+   * removed is deleted.
+   */
+  private async guaranteedUpdate(namespace: string, name: string, dryRun: boolean, tryUpdate: (old: StoredObject) => Promise<KubeObject>): Promise<StoredValue> {
+    const { storage } = this.deps;
+    const key = this.codec.key(namespace, name);
+    for (let attempt = 1; ; attempt++) {
+      const old = await storage.get(key);
+      if (!old) throw errors.notFound(this.codec.gr, name);
+      const next = await tryUpdate(old);
+      const meta = metaOf(next);
+      const finalizers = Array.isArray(meta.finalizers) ? meta.finalizers : [];
+      if (meta.deletionTimestamp && finalizers.length === 0) {
+        if (dryRun) return old.value;
+        try {
+          return (await storage.delete(key, old.modRevision)).value;
+        } catch (error) {
+          this.casFailed(error, name, attempt < MAX_UPDATE_ATTEMPTS);
+          continue;
+        }
+      }
+      if (jsonEqual({ ...next, metadata: { ...meta, resourceVersion: undefined } }, { ...old.value, metadata: { ...(old.value.metadata as Meta), resourceVersion: undefined } })) {
+        return old.value;
+      }
+      if (dryRun) return { ...next, metadata: { ...meta, resourceVersion: String(old.modRevision) } };
+      try {
+        return (await storage.update(key, next, old.modRevision)).value;
+      } catch (error) {
+        this.casFailed(error, name, attempt < MAX_UPDATE_ATTEMPTS);
+      }
+    }
+  }
+
+  private async deleteOne(context: OperationContext, name: string, options: DeleteOptions): Promise<StoredValue> {
+    const { codec } = this;
+    const { storage } = this.deps;
+    const key = codec.key(context.namespace, name);
+    for (let attempt = 1; ; attempt++) {
+      const old = await storage.get(key);
+      if (!old) throw errors.notFound(codec.gr, name);
+      const meta = (old.value.metadata ?? {}) as Meta;
+      const { uid, resourceVersion } = options.preconditions ?? {};
+      if (uid && uid !== meta.uid) {
+        throw errors.conflict(codec.gr, name, `Precondition failed: UID in precondition: ${uid}, UID in object meta: ${String(meta.uid ?? '')}`);
+      }
+      if (resourceVersion && resourceVersion !== meta.resourceVersion) {
+        throw errors.conflict(codec.gr, name, `Precondition failed: ResourceVersion in precondition: ${resourceVersion}, ResourceVersion in object meta: ${String(meta.resourceVersion ?? '')}`);
+      }
+      await this.admit(this.admissionAttributes(context, 'DELETE', name, options.dryRun, undefined, old.value));
+      const finalizers = finalizersOnDelete(meta, options);
+      try {
+        if (finalizers.length > 0) {
+          const unchanged = meta.deletionTimestamp !== undefined && jsonEqual(finalizers, meta.finalizers ?? []);
+          if (unchanged) return old.value;
+          const nextMeta: Meta = { ...meta, finalizers };
+          if (nextMeta.deletionTimestamp === undefined) {
+            nextMeta.deletionTimestamp = now();
+            nextMeta.deletionGracePeriodSeconds = 0;
+            nextMeta.generation = (typeof meta.generation === 'number' ? meta.generation : 0) + 1;
+          }
+          const next = { ...old.value, metadata: nextMeta };
+          if (options.dryRun) return next;
+          return (await storage.update(key, next, old.modRevision)).value;
+        }
+        if (options.dryRun) return old.value;
+        return (await storage.delete(key, old.modRevision)).value;
+      } catch (error) {
+        this.casFailed(error, name, !resourceVersion && attempt < MAX_UPDATE_ATTEMPTS);
+      }
+    }
+  }
+
+  // ---- admission -----------------------------------------------------------------------------
+
+  private async admit(attributes: AdmissionAttributes): Promise<void> {
+    const plugins = this.deps.admission.filter((p) => p.operations.includes(attributes.operation));
+    for (const plugin of plugins) await plugin.admit?.(attributes, this.deps.admissionContext);
+    for (const plugin of plugins) await plugin.validate?.(attributes, this.deps.admissionContext);
+  }
+
+  private admissionAttributes(
+    context: OperationContext,
+    operation: AdmissionOperation,
+    name: string,
+    dryRun: boolean,
+    object?: KubeObject,
+    oldObject?: StoredValue,
+  ): AdmissionAttributes {
+    return {
+      operation,
+      group: this.codec.group,
+      version: context.version.name,
+      kind: this.codec.kind,
+      resource: this.codec.gr.resource,
+      subresource: context.subresource,
+      namespace: this.codec.namespaced ? context.namespace : '',
+      name,
+      ...(object ? { object } : {}),
+      ...(oldObject ? { oldObject } : {}),
+      user: context.user,
+      dryRun,
+    };
+  }
+}
