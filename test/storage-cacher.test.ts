@@ -1,5 +1,6 @@
 import pino from 'pino';
 import { CachedStorage, CacherOptions } from '../server/storage/cacher';
+import { EtcdStorage } from '../server/storage/etcd';
 import { MemoryStorage } from '../server/storage/memory';
 import {
   ExpiredError,
@@ -15,6 +16,7 @@ import {
   TooLargeRevisionError,
   WatchCallbacks,
 } from '../server/storage/types';
+import { EtcdProcess } from './support/etcd';
 
 const logger = pino({ level: 'silent' });
 
@@ -48,7 +50,7 @@ class SpyStorage implements Storage {
   /** When false, progress requests go unanswered (a watch that cannot say it is current). */
   answerProgress = true;
 
-  constructor(readonly inner: MemoryStorage) {}
+  constructor(readonly inner: Storage) {}
 
   async currentRevision(): Promise<number> {
     this.calls.currentRevision++;
@@ -145,7 +147,14 @@ describe('CachedStorage over MemoryStorage', () => {
   async function start(options: Partial<CacherOptions> = {}, memoryOptions: ConstructorParameters<typeof MemoryStorage>[0] = {}): Promise<void> {
     memory = new MemoryStorage(memoryOptions);
     spy = new SpyStorage(memory);
-    cacher = new CachedStorage({ storage: spy, resourcePrefixes: ['/flunders/', '/fischers/'], logger, futureRevisionWaitMs: 300, ...options });
+    cacher = new CachedStorage({
+      storage: spy,
+      resourcePrefixes: ['/flunders/', '/fischers/'],
+      logger,
+      futureRevisionWaitMs: 300,
+      progressNotifyOrdered: true,
+      ...options,
+    });
     await until(() => cacher.isReady(), 'the cache to be ready');
   }
 
@@ -563,9 +572,199 @@ describe('CachedStorage over MemoryStorage', () => {
     expect(cacher.isReady()).toBe(false);
   });
 
+  test('without ordered progress notifications, consistent lists and lists ahead of the last event go to the store', async () => {
+    // GIVEN a cache told that its store's progress notifications may overtake events
+    await start({ progressNotifyOrdered: false });
+    const a = await memory.create('/flunders/ns1/a', obj('a'));
+    const other = await memory.create('/other/x', obj('x'));
+    const client = collector();
+    const watch = cacher.watch('/flunders/', a.modRevision, client.callbacks);
+    const listsBefore = spy.calls.list;
+
+    // WHEN listing at the last event, consistently, and not older than the write elsewhere
+    const atEvent = await cacher.list('/flunders/', { minRevision: a.modRevision });
+    expect(spy.calls.list).toBe(listsBefore);
+    const consistent = await cacher.list('/flunders/');
+    const notOlder = await cacher.list('/flunders/', { minRevision: other.modRevision });
+    watch.requestProgress();
+
+    // THEN memory answered the first, the store the others; progress comes at the cache's last event
+    expect(spy.calls.list).toBe(listsBefore + 2);
+    expect(atEvent.revision).toBe(a.modRevision);
+    expect([consistent.revision, notOlder.revision]).toEqual([other.modRevision, other.modRevision]);
+    await until(() => client.progress.length === 1, 'the progress notification');
+    expect(client.progress[0].revision).toBe(a.modRevision);
+    // AND a watch from the revision written elsewhere is not ahead of the store
+    const later = collector();
+    cacher.watch('/flunders/', other.modRevision, later.callbacks);
+    const b = await memory.create('/flunders/ns1/b', obj('b'));
+    await until(() => later.events.length === 1, 'the event');
+    expect(later.events[0].revision).toBe(b.modRevision);
+    expect(later.errors).toEqual([]);
+  });
+
   test('fails on a resource prefix without slashes', () => {
     expect(() => new CachedStorage({ storage: new MemoryStorage(), resourcePrefixes: ['flunders'], logger })).toThrow(
       'resource prefix "flunders" must start and end with "/"',
     );
   });
+});
+
+describe('CachedStorage over a real etcd', () => {
+  let etcd: EtcdProcess;
+  /** Another client of the same etcd, as another replica: writes the cache learns of only by its watch. */
+  let direct: EtcdStorage;
+  let spy: SpyStorage;
+  let cacher: CachedStorage;
+  let prefixes = 0;
+
+  beforeAll(async () => {
+    etcd = await EtcdProcess.start();
+  });
+
+  afterAll(async () => {
+    await etcd?.remove();
+  });
+
+  async function start(options: Partial<CacherOptions> = {}): Promise<void> {
+    const etcdOptions = { servers: [etcd.clientUrl], prefix: `/registry/cacher-test-${++prefixes}`, logger };
+    direct = new EtcdStorage(etcdOptions);
+    spy = new SpyStorage(new EtcdStorage(etcdOptions));
+    // etcd 3.4.23's progress notifications may overtake events: the cache must not trust them.
+    cacher = new CachedStorage({ storage: spy, resourcePrefixes: ['/flunders/'], logger, futureRevisionWaitMs: 500, progressNotifyOrdered: false, ...options });
+    await until(() => cacher.isReady(), 'the cache to be ready', 20_000);
+  }
+
+  afterEach(async () => {
+    await cacher?.close();
+    await direct?.close();
+  });
+
+  test('one etcd watch for 500 client watchers, all of which get a write made by another client', async () => {
+    // GIVEN 500 client watchers
+    await start();
+    const from = await cacher.currentRevision();
+    const clients = Array.from({ length: 500 }, () => {
+      const client = collector();
+      cacher.watch('/flunders/', from, client.callbacks);
+      return client;
+    });
+
+    // WHEN another client writes one object
+    const created = await direct.create('/flunders/ns1/a', obj('a'));
+
+    // THEN one etcd watch served them all
+    await until(() => clients.every((client) => client.events.length === 1), 'every watcher to get the event');
+    expect(spy.calls.watch).toBe(1);
+    expect(spy.runningWatches()).toBe(1);
+    for (const client of clients) expect(client.events[0]).toMatchObject({ type: 'ADDED', key: '/flunders/ns1/a', revision: created.modRevision });
+  });
+
+  test('resourceVersion="0" and NotOlderThan lists come from memory; consistent lists from etcd', async () => {
+    // GIVEN a write to the resource by another client, seen by the cache
+    await start();
+    const a = await direct.create('/flunders/ns1/a', obj('a'));
+    await until(() => cacher.stats()[0].revision === a.modRevision, 'the cache to see the write');
+    const listsBefore = spy.calls.list;
+
+    // WHEN listing with resourceVersion="0" and NotOlderThan the write
+    const any = await cacher.list('/flunders/', { minRevision: 0 });
+    const notOlder = await cacher.list('/flunders/', { minRevision: a.modRevision });
+
+    // THEN memory answered
+    expect(spy.calls.list).toBe(listsBefore);
+    for (const listed of [any, notOlder]) expect(listed.items.map((item) => item.key)).toEqual(['/flunders/ns1/a']);
+
+    // WHEN another client writes and a consistent list follows at once
+    await direct.create('/flunders/ns1/b', obj('b'));
+    const consistent = await cacher.list('/flunders/');
+
+    // THEN etcd answered it (its progress notifications cannot vouch for the cache), with the write
+    expect(spy.calls.list).toBe(listsBefore + 1);
+    expect(consistent.items.map((item) => item.key)).toEqual(['/flunders/ns1/a', '/flunders/ns1/b']);
+  });
+
+  test('requestProgress gives a PROGRESS notification after the events it covers (bookmarks)', async () => {
+    // GIVEN a client watcher, a write to the resource and one elsewhere
+    await start();
+    const client = collector();
+    const watch = cacher.watch('/flunders/', await cacher.currentRevision(), client.callbacks);
+    const a = await direct.create('/flunders/ns1/a', obj('a'));
+    await direct.create('/other/x', obj('x'));
+    await until(() => client.events.length === 1, 'the event');
+
+    // WHEN it asks for progress
+    watch.requestProgress();
+
+    // THEN the notification comes at the cache's last event, every event up to it delivered
+    await until(() => client.progress.length === 1, 'the progress notification');
+    expect(client.progress[0].revision).toBe(a.modRevision);
+  });
+
+  test('fails with ExpiredError for a watch older than the history, and with TooLargeRevisionError ahead of it', async () => {
+    // GIVEN a history of 2 events after 4 writes
+    await start({ historyMaxEvents: 2 });
+    const a = await direct.create('/flunders/ns1/a', obj('a'));
+    for (const name of ['b', 'c', 'd']) await direct.create(`/flunders/ns1/${name}`, obj(name));
+    await until(() => cacher.stats()[0].objects === 4, 'the cache to see the writes');
+    const current = await direct.currentRevision();
+
+    // WHEN watching from before the history, and 3 revisions ahead
+    // THEN 410 at once, and TooLargeRevisionError after the wait
+    expect(() => cacher.watch('/flunders/', a.modRevision, collector().callbacks)).toThrow(ExpiredError);
+    const ahead = collector();
+    cacher.watch('/flunders/', current + 3, ahead.callbacks);
+    await expect(cacher.list('/flunders/', { minRevision: current + 3 })).rejects.toThrow(TooLargeRevisionError);
+    await until(() => ahead.errors.length === 1, 'the watch error');
+    expect(ahead.errors[0]).toBeInstanceOf(TooLargeRevisionError);
+  });
+
+  test('etcd stopped: the cache is unready naming etcd; restarted: client watchers resume', async () => {
+    // GIVEN a client watcher
+    await start();
+    const client = collector();
+    cacher.watch('/flunders/', await cacher.currentRevision(), client.callbacks);
+
+    // WHEN etcd stops
+    await etcd.stop();
+
+    // THEN the cache becomes unready, naming etcd, and the client watch stays open
+    await until(() => !cacher.isReady(), 'the cache to be unready', 20_000);
+    expect(cacher.unreadyReason()).toMatch(/etcd/);
+    expect(client.errors).toEqual([]);
+
+    // WHEN etcd is back and another client writes
+    await etcd.restart();
+    await until(() => cacher.isReady(), 'the cache to be ready again', 60_000);
+    const created = await direct.create('/flunders/ns1/a', obj('a'));
+
+    // THEN the client watcher gets the write
+    await until(() => client.events.length === 1, 'the event after the restart');
+    expect(client.events[0].revision).toBe(created.modRevision);
+    expect(client.errors).toEqual([]);
+  }, 120_000);
+
+  test('etcd compacted past the cache while its watch was down: client watchers get ExpiredError and the cache relists', async () => {
+    // GIVEN a client watcher, and the cache's watch broken while its retries cannot reach etcd
+    await start();
+    const client = collector();
+    cacher.watch('/flunders/', await cacher.currentRevision(), client.callbacks);
+    spy.down = true;
+    spy.failWatches('/flunders/', new StorageUnavailableError('etcd: connection lost'));
+
+    // WHEN another client writes and compacts etcd, and the cache can reach etcd again
+    await direct.create('/flunders/ns1/a', obj('a'));
+    const b = await direct.create('/flunders/ns1/b', obj('b'));
+    await direct.compact(b.modRevision);
+    const listsBefore = spy.calls.list;
+    spy.down = false;
+
+    // THEN etcd refuses the resumed watch as compacted: the client watcher gets 410, and the cache relists
+    await until(() => client.errors.length === 1, 'the client watch to end', 20_000);
+    expect(client.errors[0]).toBeInstanceOf(ExpiredError);
+    await until(() => cacher.isReady() && spy.calls.list > listsBefore, 'the relist', 20_000);
+    const listed = await cacher.list('/flunders/', { minRevision: 0 });
+    expect(listed.items.map((item) => item.key)).toEqual(['/flunders/ns1/a', '/flunders/ns1/b']);
+    expect(spy.runningWatches()).toBe(1);
+  }, 60_000);
 });

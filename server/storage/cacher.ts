@@ -13,6 +13,8 @@
  *   ConsistentListFromCache): the store's current revision (concurrent requests share one check),
  *   then from memory once the cache has caught up with it (it asks its watch for progress so an
  *   idle resource catches up at once); if it has not within `consistentReadWaitMs`, from the store.
+ *   Only when the store's progress notifications are ordered (`progressNotifyOrdered`); else
+ *   consistent lists go to the store, as kube-apiserver does on an etcd without that guarantee.
  * - `watch`: history replayed from memory, then live; a revision older than the history →
  *   `ExpiredError` (thrown); one ahead of the cache waits, then `TooLargeRevisionError` (onError).
  *
@@ -64,6 +66,17 @@ export interface CacherOptions {
   readonly futureRevisionWaitMs?: number;
   /** How long a consistent list waits for the cache to catch up before reading from the store behind. @default 3000 */
   readonly consistentReadWaitMs?: number;
+  /**
+   * Whether the store's progress notifications come after every event up to their revision:
+   * MemoryStorage's do; etcd's do from 3.4.31 and 3.5.13 on, the versions kube-apiserver requires
+   * for consistent reads from its cache. Etcd before them (Debian's 3.4.23 among them) answers a
+   * progress request at once with its current revision, ahead of events still on their way
+   * (etcd-io/etcd#15220, #17566). When false the cache's revision moves with its events only:
+   * consistent lists, and `minRevision` lists the cache has not reached, go to the store, and
+   * client progress notifications carry the revision of the cache's last event.
+   * @default false
+   */
+  readonly progressNotifyOrdered?: boolean;
   readonly logger: Logger;
 }
 
@@ -73,6 +86,7 @@ export interface CacheStats {
   readonly objects: number;
   readonly historyEvents: number;
   readonly historyBytes: number;
+  /** The revision the cache holds the store's state at. */
   readonly revision: number;
   readonly ready: boolean;
 }
@@ -132,8 +146,12 @@ function asError(error: unknown): Error {
 
 /** The cache of one resource prefix. */
 class ResourceCache {
-  /** The revision the cache has seen everything up to (events and progress notifications). */
+  /** The cache holds the store's state at this revision: its last event's, or a later one an ordered progress notification vouched for. */
   revision = 0;
+  /** The store is known to have reached this revision (every progress notification counts). */
+  private seenRevision = 0;
+  /** The revision of the last event applied (events at or below it are repeats). */
+  private lastEventRevision = 0;
   private readonly objects = new Map<string, StoredObject>();
   private keys: string[] = [];
   private readonly history: HistoryEntry[] = [];
@@ -164,6 +182,7 @@ class ResourceCache {
       readonly historyMaxBytes: number;
       readonly historyMaxEvents: number;
       readonly futureRevisionWaitMs: number;
+      readonly progressNotifyOrdered: boolean;
       readonly logger: Logger;
     },
   ) {}
@@ -197,9 +216,12 @@ class ResourceCache {
     };
   }
 
-  /** Resolves true once the cache has reached `revision`, false after `timeoutMs` (or on close). */
+  /**
+   * Resolves true once the store is known to have reached `revision` (with ordered progress
+   * notifications: once the cache holds its state there), false after `timeoutMs` (or on close).
+   */
   waitForRevision(revision: number, timeoutMs: number): Promise<boolean> {
-    if (this.revision >= revision) return Promise.resolve(true);
+    if (this.seenRevision >= revision) return Promise.resolve(true);
     if (this.closed) return Promise.resolve(false);
     return new Promise((resolve) => {
       const waiter: RevisionWaiter = {
@@ -281,9 +303,9 @@ class ResourceCache {
     const watcher: ClientWatcher = { prefix, callbacks, delivered: afterRevision, stopped: false };
     this.watchers.add(watcher);
     for (let i = this.historyStart; i < this.history.length && !watcher.stopped; i++) this.deliver(watcher, this.history[i].event);
-    if (afterRevision > this.revision) {
+    if (afterRevision > this.seenRevision) {
       void this.waitForRevision(afterRevision, this.settings.futureRevisionWaitMs).then((reached) => {
-        if (!reached && !watcher.stopped) this.end(watcher, new TooLargeRevisionError(afterRevision, this.revision));
+        if (!reached && !watcher.stopped) this.end(watcher, new TooLargeRevisionError(afterRevision, this.seenRevision));
       });
     }
     return {
@@ -346,7 +368,9 @@ class ResourceCache {
     this.historyStart = 0;
     this.historyBytes = 0;
     this.historyFrom = listed.revision;
-    this.revision = Math.max(this.revision, listed.revision);
+    this.revision = listed.revision;
+    this.lastEventRevision = listed.revision;
+    this.seenRevision = Math.max(this.seenRevision, listed.revision);
     this.settings.logger.info({ prefix: this.prefix, revision: listed.revision, objects: listed.items.length }, 'watch cache initialized');
   }
 
@@ -415,7 +439,7 @@ class ResourceCache {
 
   private apply(event: StorageEvent): void {
     this.healthy();
-    if (event.revision <= this.revision) return; // already seen (a resumed watch)
+    if (event.revision <= this.lastEventRevision) return; // already seen (a resumed watch)
     const prev = this.objects.get(event.key);
     if (event.type === 'DELETED') {
       this.objects.delete(event.key);
@@ -427,7 +451,9 @@ class ResourceCache {
       if (!prev) this.keys.splice(lowerBound(this.keys, event.key), 0, event.key);
     }
     this.record({ event, ...(prev ? { prev } : {}), bytes: event.key.length + JSON.stringify(event.object).length });
-    this.revision = event.revision;
+    this.lastEventRevision = event.revision;
+    this.revision = Math.max(this.revision, event.revision);
+    this.seenRevision = Math.max(this.seenRevision, event.revision);
     for (const watcher of this.watchers) this.deliver(watcher, event);
     this.wakeWaiters();
   }
@@ -454,7 +480,8 @@ class ResourceCache {
   private progress(notification: ProgressNotification): void {
     this.healthy();
     this.progressRequestedAt = undefined;
-    this.revision = Math.max(this.revision, notification.revision);
+    this.seenRevision = Math.max(this.seenRevision, notification.revision);
+    if (this.settings.progressNotifyOrdered) this.revision = this.seenRevision;
     this.wakeWaiters();
     const answer: ProgressNotification = { type: 'PROGRESS', revision: this.revision };
     for (const watcher of this.progressWanted) {
@@ -473,7 +500,7 @@ class ResourceCache {
   }
 
   private wakeWaiters(): void {
-    for (const waiter of this.waiters) if (this.revision >= waiter.revision) waiter.resolve(true);
+    for (const waiter of this.waiters) if (this.seenRevision >= waiter.revision) waiter.resolve(true);
   }
 
   private deliver(watcher: ClientWatcher, event: StorageEvent): void {
@@ -509,6 +536,7 @@ export class CachedStorage implements Storage {
   private readonly caches: readonly ResourceCache[];
   private readonly futureRevisionWaitMs: number;
   private readonly consistentReadWaitMs: number;
+  private readonly progressNotifyOrdered: boolean;
   private readonly logger: Logger;
   private readonly progressTimer: NodeJS.Timeout;
   /** Client watches passed to the store behind while their cache was not ready, to stop on close. */
@@ -524,6 +552,7 @@ export class CachedStorage implements Storage {
     this.logger = options.logger;
     this.futureRevisionWaitMs = options.futureRevisionWaitMs ?? FUTURE_REVISION_WAIT_MS;
     this.consistentReadWaitMs = options.consistentReadWaitMs ?? DEFAULT_CONSISTENT_READ_WAIT_MS;
+    this.progressNotifyOrdered = options.progressNotifyOrdered ?? false;
     const historyMaxBytes = options.historyMaxBytes ?? DEFAULT_HISTORY_MAX_BYTES;
     const historyMaxEvents = options.historyMaxEvents ?? DEFAULT_HISTORY_MAX_EVENTS;
     const progressIntervalMs = options.progressIntervalMs ?? DEFAULT_PROGRESS_INTERVAL_MS;
@@ -535,7 +564,13 @@ export class CachedStorage implements Storage {
       const overlapping = options.resourcePrefixes.find((other) => other !== prefix && prefix.startsWith(other));
       if (overlapping) throw new Error(`resource prefix "${prefix}" lies under "${overlapping}"`);
     }
-    const settings = { historyMaxBytes, historyMaxEvents, futureRevisionWaitMs: this.futureRevisionWaitMs, logger: this.logger };
+    const settings = {
+      historyMaxBytes,
+      historyMaxEvents,
+      futureRevisionWaitMs: this.futureRevisionWaitMs,
+      progressNotifyOrdered: this.progressNotifyOrdered,
+      logger: this.logger,
+    };
     this.caches = [...new Set(options.resourcePrefixes)].map((prefix) => new ResourceCache(prefix, this.storage, settings));
     for (const cache of this.caches) cache.start();
     this.progressTimer = setInterval(() => {
@@ -564,11 +599,15 @@ export class CachedStorage implements Storage {
       return cache.covers(options.revision) ? cache.list(prefix, options, options.revision) : this.storage.list(prefix, options);
     }
     if (options.minRevision !== undefined) {
+      if (options.minRevision <= cache.revision) return cache.list(prefix, options);
+      // Unordered progress: only the store can say whether it has reached minRevision.
+      if (!this.progressNotifyOrdered) return this.storage.list(prefix, options);
       const reached = await cache.waitForRevision(options.minRevision, this.futureRevisionWaitMs);
       if (!cache.isReady()) return this.storage.list(prefix, options);
       if (!reached) throw new TooLargeRevisionError(options.minRevision, cache.revision);
       return cache.list(prefix, options);
     }
+    if (!this.progressNotifyOrdered) return this.storage.list(prefix, options);
     const current = await this.sharedCurrentRevision();
     const reached = await cache.waitForRevision(current, this.consistentReadWaitMs);
     if (reached && cache.isReady()) return cache.list(prefix, options);
