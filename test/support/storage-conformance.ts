@@ -645,8 +645,10 @@ export function describeStorageConformance(name: string, setup: () => Promise<St
           await storage.compact(b.modRevision);
 
           // THEN
-          await expect(storage.list('/flunders/', { revision: a.modRevision })).rejects.toBeInstanceOf(ExpiredError);
-          expect(await record('/flunders/', a.modRevision).failure()).toBeInstanceOf(ExpiredError);
+          for (const below of [a.modRevision, a2.modRevision]) {
+            await expect(storage.list('/flunders/', { revision: below })).rejects.toBeInstanceOf(ExpiredError);
+            expect(await record('/flunders/', below).failure()).toBeInstanceOf(ExpiredError);
+          }
           const atCompacted = await storage.list('/flunders/', { revision: b.modRevision });
           expect(atCompacted.items).toEqual([a2, b]);
           const watch = record('/flunders/', b.modRevision);
