@@ -1,19 +1,22 @@
 // Bundles the server (server/main.ts and everything it imports) into one file with esbuild:
 // the container image carries this file and nothing else from node_modules.
 //
-//   node server/build.mjs [--outfile build/server.js]
+//   node server/build.mjs [--outfile build/server.js] [--entry server/main.ts]
 //
 // Git commit, tree state and build date are baked into /version (server/version.ts reads them).
+// `--entry` bundles another entry point the same way (tests bundle a probe of the etcd store).
 import { execFileSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import { dirname, join } from 'node:path';
+import { createRequire } from 'node:module';
+import { dirname, join, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { build } from 'esbuild';
 
 const root = join(dirname(fileURLToPath(import.meta.url)), '..');
 const args = process.argv.slice(2);
-const outIndex = args.indexOf('--outfile');
-const outfile = outIndex >= 0 ? args[outIndex + 1] : join(root, 'build', 'server.js');
+const flag = (name) => (args.indexOf(name) >= 0 ? args[args.indexOf(name) + 1] : undefined);
+const outfile = flag('--outfile') ?? join(root, 'build', 'server.js');
+const entry = flag('--entry') ? resolve(flag('--entry')) : join(root, 'server', 'main.ts');
 
 function git(...gitArgs) {
   try {
@@ -29,8 +32,32 @@ const status = git('status', '--porcelain', '--', 'server', 'apis');
 const treeState = process.env.GIT_TREE_STATE || (status === undefined ? 'unknown' : status === '' ? 'clean' : 'dirty');
 const buildDate = process.env.BUILD_DATE || new Date().toISOString().replace(/\.\d+Z$/, 'Z');
 
+/**
+ * etcd3 loads etcd's gRPC protos from disk when its module loads (`loadSync(`${__dirname}/../proto/rpc.proto`)`),
+ * which a one-file bundle has no directory for. This plugin parses the protos at build time and
+ * inlines them as protobuf.js JSON, loaded with proto-loader's `fromJSON` (same options), so the
+ * bundle stays one file. The build fails if etcd3's line changes, rather than shipping a bundle
+ * that crashes at start.
+ */
+const etcdProtosInline = {
+  name: 'etcd3-protos-inline',
+  setup(builder) {
+    builder.onLoad({ filter: /[\\/]etcd3[\\/]lib[\\/]connection-pool\.js$/ }, (loaded) => {
+      const source = readFileSync(loaded.path, 'utf8');
+      const call = '(0, proto_loader_1.loadSync)(`${__dirname}/../proto/rpc.proto`, {';
+      if (!source.includes(call)) throw new Error(`${loaded.path}: etcd3 no longer loads its protos with ${call}; update server/build.mjs`);
+      // protobufjs as proto-loader itself resolves it; keepCase as etcd3 asks (snake_case fields).
+      const protobuf = createRequire(createRequire(loaded.path).resolve('@grpc/proto-loader'))('protobufjs');
+      const protoRoot = new protobuf.Root().loadSync(join(dirname(loaded.path), '..', 'proto', 'rpc.proto'), { keepCase: true });
+      const json = JSON.stringify(protoRoot.toJSON());
+      return { contents: source.replace(call, `(0, proto_loader_1.fromJSON)(${json}, {`), loader: 'js' };
+    });
+  },
+};
+
 await build({
-  entryPoints: [join(root, 'server', 'main.ts')],
+  entryPoints: [entry],
+  plugins: [etcdProtosInline],
   outfile,
   bundle: true,
   platform: 'node',
