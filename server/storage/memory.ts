@@ -42,6 +42,8 @@ interface Watcher {
   stopped: boolean;
   /** While the store has not reached `afterRevision`: the timer that fails the watch. */
   waitTimer?: NodeJS.Timeout;
+  /** A progress request made while waiting: answered once the store reaches `afterRevision`. */
+  progressWanted?: boolean;
 }
 
 /** A read or watch waiting for the store to reach `revision`. */
@@ -252,7 +254,10 @@ export class MemoryStorage implements Storage {
     if (afterRevision > this.revision) {
       const waiter: RevisionWaiter = {
         revision: afterRevision,
-        reached: () => clearTimeout(watcher.waitTimer),
+        reached: () => {
+          clearTimeout(watcher.waitTimer);
+          if (watcher.progressWanted) this.progressSoon(watcher);
+        },
         closed: () => clearTimeout(watcher.waitTimer),
       };
       this.waiters.add(waiter);
@@ -274,17 +279,22 @@ export class MemoryStorage implements Storage {
 
   private watchHandle(watcher: Watcher, onStop?: () => void): StorageWatch {
     return {
-      requestProgress: () => {
-        queueMicrotask(() => {
-          if (!watcher.stopped) watcher.callbacks.onProgress?.({ type: 'PROGRESS', revision: this.revision });
-        });
-      },
+      requestProgress: () => this.progressSoon(watcher),
       stop: () => {
         watcher.stopped = true;
         this.watchers.delete(watcher);
         onStop?.();
       },
     };
+  }
+
+  /** A progress notification after the events due now; below the watch's start it waits for the store to reach it. */
+  private progressSoon(watcher: Watcher): void {
+    queueMicrotask(() => {
+      if (watcher.stopped) return;
+      watcher.progressWanted = this.revision < watcher.afterRevision;
+      if (!watcher.progressWanted) watcher.callbacks.onProgress?.({ type: 'PROGRESS', revision: this.revision });
+    });
   }
 
   /** Resolves when the store reaches `revision`; fails with `TooLargeRevisionError` after the wait. */

@@ -586,6 +586,28 @@ export function describeStorageConformance(name: string, setup: () => Promise<St
       );
 
       test(
+        'requestProgress on a watch ahead of the store is answered at or above its revision, after the write that reaches it',
+        async () => {
+          // GIVEN
+          const start = await storage.currentRevision();
+          const watch = record('/flunders/', start + 1);
+
+          // WHEN
+          watch.requestProgress();
+          const a = await storage.create('/flunders/ns1/a', flunder('a'));
+          const b = await storage.create('/flunders/ns1/b', flunder('b'));
+          watch.requestProgress();
+
+          // THEN
+          await waitUntil(() => watch.progress.some((p) => p.revision >= b.modRevision), `a progress notification at ${b.modRevision} or later`);
+          expect(watch.progress.every((p) => p.revision >= start + 1)).toBe(true);
+          expect(watch.events.map((e) => e.revision)).toEqual([a, b].map((w) => w.modRevision).filter((r) => r > start + 1));
+          expect(watch.errors).toEqual([]);
+        },
+        CASE_TIMEOUT_MS,
+      );
+
+      test(
         'a watch ahead of the store delivers the writes after its revision once the store reaches it',
         async () => {
           // GIVEN
