@@ -1,5 +1,5 @@
 import pino from 'pino';
-import { CachedStorage, CacherOptions } from '../server/storage/cacher';
+import { CachedStorage, CacherOptions, etcdOrdersProgressNotify } from '../server/storage/cacher';
 import { EtcdStorage } from '../server/storage/etcd';
 import { MemoryStorage } from '../server/storage/memory';
 import {
@@ -512,6 +512,26 @@ describe('CachedStorage over MemoryStorage', () => {
     expect(memory.watcherCount()).toBe(2);
   });
 
+  test('while the cache is unready, new client watches are served by the store', async () => {
+    // GIVEN a cache whose watch just broke (it retries after a backoff)
+    await start();
+    const from = await cacher.currentRevision();
+    spy.failWatches('/flunders/', new StorageUnavailableError('spy: connection reset'));
+    const watchesBefore = spy.calls.watch;
+
+    // WHEN a client watches now, and an object is written
+    const client = collector();
+    const watch = cacher.watch('/flunders/', from, client.callbacks);
+    const created = await cacher.create('/flunders/ns1/a', obj('a'));
+
+    // THEN the store served that watch
+    expect(spy.calls.watch).toBe(watchesBefore + 1);
+    await until(() => client.events.length === 1, 'the event');
+    expect(client.events[0].revision).toBe(created.modRevision);
+    watch.stop();
+    await until(() => cacher.isReady(), 'the cache to be ready again');
+  });
+
   test('a client watcher that throws is ended alone', async () => {
     // GIVEN two watchers, one of which throws
     await start();
@@ -767,4 +787,13 @@ describe('CachedStorage over a real etcd', () => {
     expect(listed.items.map((item) => item.key)).toEqual(['/flunders/ns1/a', '/flunders/ns1/b']);
     expect(spy.runningWatches()).toBe(1);
   }, 60_000);
+});
+
+describe('etcdOrdersProgressNotify', () => {
+  test('only etcd 3.4.31+ and 3.5.13+ order progress notifications after events', () => {
+    const ordered = ['3.4.31', '3.4.34', '3.5.13', '3.5.17', '3.6.0', 'v3.5.21', '4.0.0'];
+    const unordered = ['3.4.23', '3.4.30', '3.5.0', '3.5.12', '3.3.27', '2.3.8', 'not-a-version', ''];
+    expect(ordered.filter((version) => !etcdOrdersProgressNotify(version))).toEqual([]);
+    expect(unordered.filter((version) => etcdOrdersProgressNotify(version))).toEqual([]);
+  });
 });

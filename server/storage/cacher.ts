@@ -71,7 +71,7 @@ export interface CacherOptions {
    * MemoryStorage's do; etcd's do from 3.4.31 and 3.5.13 on, the versions kube-apiserver requires
    * for consistent reads from its cache. Etcd before them (Debian's 3.4.23 among them) answers a
    * progress request at once with its current revision, ahead of events still on their way
-   * (etcd-io/etcd#15220, #17566). When false the cache's revision moves with its events only:
+   * (etcd-io/etcd#15220, #17507); `etcdOrdersProgressNotify` tells from a version. When false the cache's revision moves with its events only:
    * consistent lists, and `minRevision` lists the cache has not reached, go to the store, and
    * client progress notifications carry the revision of the cache's last event.
    * @default false
@@ -89,6 +89,22 @@ export interface CacheStats {
   /** The revision the cache holds the store's state at. */
   readonly revision: number;
   readonly ready: boolean;
+}
+
+/**
+ * Whether an etcd of this version (its status' `version`, e.g. "3.4.23") sends progress
+ * notifications only after every event up to their revision: 3.4.31+ within 3.4, 3.5.13+ from
+ * 3.5 on, as k8s.io/apiserver's feature support checker decides for consistent reads from cache.
+ * A version that does not parse is taken as not.
+ */
+export function etcdOrdersProgressNotify(version: string): boolean {
+  const match = /^v?(\d+)\.(\d+)\.(\d+)/.exec(version);
+  if (!match) return false;
+  const [major, minor, patch] = match.slice(1).map(Number);
+  if (major !== 3) return major > 3;
+  if (minor === 4) return patch >= 31;
+  if (minor === 5) return patch >= 13;
+  return minor > 5;
 }
 
 const DEFAULT_HISTORY_MAX_BYTES = 64 * 1024 * 1024;
@@ -631,8 +647,20 @@ export class CachedStorage implements Storage {
     if (this.closed) throw new Error('storage is closed');
     const cache = this.cacheFor(prefix);
     if (cache?.isReady()) return cache.watch(prefix, afterRevision, callbacks);
-    const watch = this.storage.watch(prefix, afterRevision, callbacks);
-    this.passedThrough.add(watch);
+    // Until the cache is ready (starting, relisting, or its watch broken), the store serves the watch.
+    // Forgotten when it ends, which may happen before storage.watch returns.
+    const handle: { watch?: StorageWatch; ended?: boolean } = {};
+    const watch = this.storage.watch(prefix, afterRevision, {
+      onEvent: (event) => callbacks.onEvent(event),
+      onProgress: (notification) => callbacks.onProgress?.(notification),
+      onError: (error) => {
+        handle.ended = true;
+        if (handle.watch) this.passedThrough.delete(handle.watch);
+        callbacks.onError?.(error);
+      },
+    });
+    handle.watch = watch;
+    if (!handle.ended) this.passedThrough.add(watch);
     return {
       requestProgress: () => watch.requestProgress(),
       stop: () => {
