@@ -49,12 +49,27 @@ function parseClause(clause: string): MediaRange | undefined {
   return { type, subtype, params, q };
 }
 
+/** Parsed `Accept` headers by text: clients send few distinct ones, and every request carries one. Bounded; cleared when full. */
+const parsedAccepts = new Map<string, readonly MediaRange[]>();
+const MAX_PARSED_ACCEPTS = 256;
+
 /**
  * Parses an `Accept` header into its clauses, most preferred first: by `q`, then in the order
  * sent (a stable sort, as goautoneg does for equal quality). An absent or empty header is `*\/*`.
+ * The result is shared between requests with the same header, and frozen.
  */
-export function parseAccept(header: string | readonly string[] | undefined): MediaRange[] {
+export function parseAccept(header: string | readonly string[] | undefined): readonly MediaRange[] {
   const text = Array.isArray(header) ? header.join(',') : (header as string | undefined) ?? '';
+  let parsed = parsedAccepts.get(text);
+  if (!parsed) {
+    if (parsedAccepts.size >= MAX_PARSED_ACCEPTS) parsedAccepts.clear();
+    parsed = Object.freeze(parseAcceptText(text).map((clause) => Object.freeze({ ...clause, params: Object.freeze(clause.params) })));
+    parsedAccepts.set(text, parsed);
+  }
+  return parsed;
+}
+
+function parseAcceptText(text: string): MediaRange[] {
   const clauses = text
     .split(',')
     .map((c) => c.trim())

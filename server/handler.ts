@@ -124,23 +124,25 @@ export function createHandler(options: HandlerOptions): RequestHandler {
           }
         : { verb: (req.method ?? '').toUpperCase(), ...NO_LABELS };
       metrics.observe(labels, code, seconds);
-      logger.info(
-        {
-          auditID: auditId,
-          user: user?.name,
-          verb: info?.verb ?? req.method,
-          ...(info?.isResourceRequest
-            ? { group: info.apiGroup, version: info.apiVersion, resource: info.resource, subresource: info.subresource || undefined, namespace: info.namespace || undefined, name: info.name || undefined }
-            : { path: info?.path }),
-          code,
-          latencyMs: Math.round(seconds * 1e6) / 1e3,
-          ...(res.writableFinished ? {} : { aborted: true }),
-          userAgent: req.headers['user-agent'],
-          protocol: `HTTP/${req.httpVersion}`,
-          remote,
-        },
-        'request',
-      );
+      // One flat object, fields set in the order they print: cheaper than spreading on every request.
+      const line: Record<string, unknown> = { auditID: auditId, user: user?.name, verb: info?.verb ?? req.method };
+      if (info?.isResourceRequest) {
+        line.group = info.apiGroup;
+        line.version = info.apiVersion;
+        line.resource = info.resource;
+        if (info.subresource) line.subresource = info.subresource;
+        if (info.namespace) line.namespace = info.namespace;
+        if (info.name) line.name = info.name;
+      } else {
+        line.path = info?.path;
+      }
+      line.code = code;
+      line.latencyMs = Math.round(seconds * 1e6) / 1e3;
+      if (!res.writableFinished) line.aborted = true;
+      line.userAgent = req.headers['user-agent'];
+      line.protocol = `HTTP/${req.httpVersion}`;
+      line.remote = remote;
+      logger.info(line, 'request');
     });
 
     try {

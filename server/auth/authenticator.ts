@@ -31,7 +31,9 @@ export function createAuthenticator(chain: readonly ChainAuthenticator[]): Authe
     async authenticate(req: IncomingMessage): Promise<AuthenticationResult> {
       let errors: string[] | undefined;
       for (const step of chain) {
-        const result = await step.authenticate(req);
+        // Most steps answer synchronously (a certificate verdict cached on the connection, a cached token): await only promises.
+        const answer = step.authenticate(req);
+        const result = answer instanceof Promise ? await answer : answer;
         if (result.kind === 'user') return { outcome: 'authenticated', user: withAuthenticatedGroup(result.user), method: step.method };
         if (result.kind === 'error') (errors ??= []).push(result.error);
       }

@@ -6,7 +6,7 @@
  * same token share one review. A review that cannot be made, or that reports an error, fails the
  * request (401) and is not cached, so the server recovers as soon as kube-apiserver answers again.
  */
-import { createHash } from 'node:crypto';
+import * as crypto from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
 import type { Logger } from 'pino';
 import type { KubeClient } from '../kube-client';
@@ -49,9 +49,14 @@ function bearerToken(req: IncomingMessage): string | undefined {
   return parts[1];
 }
 
+/** SHA-256 in hex: one-shot `crypto.hash` (Node ≥ 20.12; a fraction of createHash's cost per request), else createHash. */
+const sha256Hex: (text: string) => string =
+  typeof crypto.hash === 'function' ? (text) => crypto.hash('sha256', text, 'hex') : (text) => crypto.createHash('sha256').update(text).digest('hex');
+
 export function createTokenReviewAuthenticator(options: TokenReviewAuthenticatorOptions): ChainAuthenticator {
   const ttl = options.cacheTtlMs ?? 10_000;
   const audiences = options.audiences ?? [];
+  const keyPrefix = `${JSON.stringify(audiences)}|`;
   const cache = new ReviewCache<ChainResult>({ ...(options.maxCacheEntries !== undefined ? { maxEntries: options.maxCacheEntries } : {}), ...(options.now ? { now: options.now } : {}) });
 
   const review = async (token: string): Promise<{ result: ChainResult; cacheable: boolean }> => {
@@ -96,7 +101,7 @@ export function createTokenReviewAuthenticator(options: TokenReviewAuthenticator
       const token = bearerToken(req);
       if (token === undefined) return NONE;
       if (token === '') return INVALID;
-      const key = createHash('sha256').update(JSON.stringify(audiences)).update('|').update(token).digest('hex');
+      const key = sha256Hex(keyPrefix + token);
       return cache.get(key, async () => {
         const { result, cacheable } = await review(token);
         return { value: result, ttlMs: cacheable ? ttl : 0 };

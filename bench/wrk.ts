@@ -1,0 +1,454 @@
+/**
+ * `npm run bench:wrk` (tsc, then `node build/bench/wrk.js`): the bundled extension API server
+ * measured with `wrk` (Debian's `wrk`: `apt-get install -y wrk`), a load generator in C that is
+ * not the ceiling, against a bare `node:https` server in the same run, for each store.
+ *
+ * Each request scenario is `wrk -t1 -c50 --latency` over TLS keep-alive, authenticated with a
+ * bearer token (wrk sends no client certificate): the server asks the kube-apiserver stand-in's
+ * TokenReview (cached 10 s) and SubjectAccessReview (cached 10 s), as it would a ServiceAccount.
+ *   GET one Flunder, LIST 100, LIST 1,000, CREATE (a Lua script gives every POST its own name);
+ *   the bare server answers each with bytes of the same size (the server's own answer).
+ * Then: 500 watchers all notified of one write; RSS idle and with 10,000 Flunders stored.
+ * On etcd also the write ceiling: raw etcd puts with the `etcd3` client the server uses, 50 in
+ * flight, and CREATE as a ratio to it.
+ *
+ * Every scenario runs BENCH_ROUNDS times (bare, then server, alternating); the tables give the
+ * medians (the ratio is the median of each round's ratio).
+ *
+ * Environment: BENCH_STORES (memory,etcd; default: memory, plus etcd when the server's --help
+ * lists --etcd-servers), BENCH_SECONDS (per measurement, default 5), BENCH_ROUNDS (default 3),
+ * BENCH_CONNECTIONS (50), BENCH_WATCHERS (500), BENCH_ONLY=<text> (only scenarios whose name
+ * contains it), BENCH_CPU_PROF=<dir> (the server under node --cpu-prof).
+ */
+import { ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
+import * as fs from 'node:fs';
+import * as https from 'node:https';
+import * as os from 'node:os';
+import * as path from 'node:path';
+import { Etcd3 } from 'etcd3';
+import { EtcdProcess } from '../test/support/etcd';
+import { freePort, serverBundle, startServerEnvironment, ServerEnvironment } from '../test/support/server-process';
+
+const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
+const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 50);
+const WATCHERS = Number(process.env.BENCH_WATCHERS ?? 500);
+const ONLY = process.env.BENCH_ONLY ?? '';
+const WARMUP_SECONDS = 1;
+const STORED = 10_000;
+const GROUP = 'wardle.example.com';
+const BASE = `/apis/${GROUP}/v1alpha1/namespaces`;
+
+type Store = 'memory' | 'etcd';
+
+/** One wrk (or raw etcd) measurement. */
+interface Measurement {
+  readonly rps: number;
+  readonly p50Ms: number;
+  readonly p99Ms: number;
+  /** Non-2xx answers plus socket errors and timeouts. */
+  readonly errors: number;
+}
+
+interface Scenario {
+  readonly name: string;
+  readonly method: 'GET' | 'POST';
+  readonly path: string;
+  /** Where the bare server answers the same bytes. */
+  readonly barePath: string;
+}
+
+function median(values: readonly number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2 === 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2;
+}
+
+function medianMeasurement(ms: readonly Measurement[]): Measurement {
+  return { rps: median(ms.map((m) => m.rps)), p50Ms: median(ms.map((m) => m.p50Ms)), p99Ms: median(ms.map((m) => m.p99Ms)), errors: ms.reduce((n, m) => n + m.errors, 0) };
+}
+
+function flunderJson(name: string, labels: Record<string, string> = {}): string {
+  return JSON.stringify({ apiVersion: `${GROUP}/v1alpha1`, kind: 'Flunder', metadata: { name, labels }, spec: { reference: 'a-fischer', referenceType: 'Fischer' } });
+}
+
+function requireWrk(): void {
+  try {
+    execFileSync('wrk', ['-v'], { stdio: 'ignore' });
+  } catch (error) {
+    // `wrk -v` prints its version and exits 1; only a missing binary is ENOENT.
+    if ((error as NodeJS.ErrnoException).code === 'ENOENT') {
+      process.stderr.write('bench:wrk needs wrk (Debian package `wrk`): apt-get install -y wrk\n');
+      process.exit(1);
+    }
+  }
+}
+
+/** `wrk debian/4.1.0-3+b2 [epoll]` (`wrk -v` prints it and exits 1). */
+function wrkVersion(): string {
+  return spawnSync('wrk', ['-v'], { encoding: 'utf8' }).stdout.split('\n')[0]?.replace(/ Copyright.*/, '') ?? 'wrk';
+}
+
+/** A Lua string literal. */
+const lua = (text: string): string => JSON.stringify(text);
+
+/**
+ * The wrk script of one scenario: the token and Accept header; for POST a body whose name is
+ * unique per request; `done` prints the figures as one JSON line (latencies in µs).
+ */
+function wrkScript(scenario: { method: string; path: string }, token: string | undefined, runId: string): string {
+  const lines = [`wrk.method = ${lua(scenario.method)}`, 'wrk.headers["Accept"] = "application/json"'];
+  if (token) lines.push(`wrk.headers["Authorization"] = ${lua(`Bearer ${token}`)}`);
+  if (scenario.method === 'POST') {
+    const [before, after] = flunderJson('@NAME@').split('@NAME@');
+    lines.push(
+      'wrk.headers["Content-Type"] = "application/json"',
+      'local counter = 0',
+      'request = function()',
+      '  counter = counter + 1',
+      `  return wrk.format("POST", ${lua(scenario.path)}, nil, ${lua(before)} .. ${lua(`wrk-${runId}-`)} .. counter .. ${lua(after)})`,
+      'end',
+    );
+  }
+  lines.push(
+    'done = function(summary, latency, requests)',
+    '  local e = summary.errors',
+    '  io.write(string.format(\'BENCH_JSON {"requests":%d,"duration_us":%d,"errors":%d,"p50_us":%d,"p99_us":%d}\\n\',',
+    '    summary.requests, summary.duration, e.connect + e.read + e.write + e.status + e.timeout, latency:percentile(50), latency:percentile(99)))',
+    'end',
+  );
+  return lines.join('\n') + '\n';
+}
+
+let scriptCounter = 0;
+const scriptDir = fs.mkdtempSync(path.join(os.tmpdir(), 'bench-wrk-'));
+
+/** `wrk -t1 -c<CONNECTIONS> -d<seconds>s --latency` of one scenario; resolves its figures. */
+function runWrk(port: number, scenario: { method: string; path: string }, token: string | undefined, seconds: number): Promise<Measurement> {
+  const runId = `${process.pid}-${++scriptCounter}`;
+  const script = path.join(scriptDir, `${runId}.lua`);
+  fs.writeFileSync(script, wrkScript(scenario, token, runId));
+  const args = ['-t1', `-c${CONNECTIONS}`, `-d${seconds}s`, '--latency', '--timeout', '10s', '-s', script, `https://127.0.0.1:${port}${scenario.path}`];
+  return new Promise((resolve, reject) => {
+    const child = spawn('wrk', args, { stdio: ['ignore', 'pipe', 'pipe'] });
+    let out = '';
+    child.stdout.on('data', (c: Buffer) => (out += c.toString()));
+    child.stderr.on('data', (c: Buffer) => (out += c.toString()));
+    child.on('error', reject);
+    child.on('exit', (code) => {
+      const line = /BENCH_JSON (.*)/.exec(out);
+      if (code !== 0 || !line) return reject(new Error(`wrk ${args.join(' ')} exited ${code}:\n${out}`));
+      const r = JSON.parse(line[1]) as { requests: number; duration_us: number; errors: number; p50_us: number; p99_us: number };
+      resolve({ rps: r.requests / (r.duration_us / 1e6), p50Ms: r.p50_us / 1000, p99Ms: r.p99_us / 1000, errors: r.errors });
+    });
+  });
+}
+
+/** The bare server: node:https with the same certificate, answering each path with fixed bytes from `bodiesFile`. */
+const BARE_SERVER = `
+const https = require('node:https');
+const fs = require('node:fs');
+const [certFile, keyFile, bodiesFile, port] = process.argv.slice(1);
+const bodies = new Map(Object.entries(JSON.parse(fs.readFileSync(bodiesFile, 'utf8'))).map(([k, v]) => [k, Buffer.from(v)]));
+const server = https.createServer({ cert: fs.readFileSync(certFile), key: fs.readFileSync(keyFile), keepAliveTimeout: 90000 }, (req, res) => {
+  const body = bodies.get(req.url.split('?')[0]) ?? bodies.get('default');
+  req.resume();
+  req.on('end', () => {
+    res.writeHead(req.method === 'POST' ? 201 : 200, { 'Content-Type': 'application/json', 'Content-Length': body.length });
+    res.end(body);
+  });
+});
+server.listen(Number(port), '127.0.0.1', () => process.stdout.write('ready\\n'));
+process.on('SIGTERM', () => process.exit(0));
+`;
+
+async function startBare(env: ServerEnvironment, bodies: Record<string, string>): Promise<{ child: ChildProcess; port: number }> {
+  const bodiesFile = path.join(scriptDir, `bodies-${++scriptCounter}.json`);
+  fs.writeFileSync(bodiesFile, JSON.stringify(bodies));
+  const port = await freePort();
+  const child = spawn(process.execPath, ['-e', BARE_SERVER, path.join(env.dir, 'tls.crt'), path.join(env.dir, 'tls.key'), bodiesFile, String(port)], { stdio: ['ignore', 'pipe', 'inherit'] });
+  await new Promise<void>((resolve, reject) => {
+    child.stdout!.once('data', () => resolve());
+    child.once('exit', (code) => reject(new Error(`the bare server exited: ${code}`)));
+  });
+  return { child, port };
+}
+
+/** A small HTTPS client of the server (setup, not measurement): bearer token, keep-alive. */
+class Client {
+  readonly agent: https.Agent;
+  constructor(
+    private readonly env: ServerEnvironment,
+    private readonly token: string,
+    maxSockets = 50,
+  ) {
+    this.agent = new https.Agent({ keepAlive: true, maxSockets, ca: env.servingCa.certPem, servername: env.serverName });
+  }
+
+  send(method: string, pathName: string, body?: string): Promise<{ status: number; body: string }> {
+    return new Promise((resolve, reject) => {
+      const headers: Record<string, string | number> = { Authorization: `Bearer ${this.token}`, Accept: 'application/json' };
+      if (body !== undefined) Object.assign(headers, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(body) });
+      const req = https.request({ host: '127.0.0.1', port: this.env.server.port, method, path: pathName, agent: this.agent, headers }, (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString() }));
+        res.on('error', reject);
+      });
+      req.on('error', reject);
+      req.end(body);
+    });
+  }
+
+  /** Creates `count` Flunders in `namespace`, 50 at a time. */
+  async populate(namespace: string, count: number, prefix = 'flunder'): Promise<void> {
+    let next = 0;
+    const loop = async () => {
+      while (next < count) {
+        const i = next++;
+        const res = await this.send('POST', `${BASE}/${namespace}/flunders`, flunderJson(`${prefix}-${String(i).padStart(5, '0')}`, { bench: 'yes' }));
+        if (res.status !== 201) throw new Error(`populating ${namespace}: ${res.status} ${res.body}`);
+      }
+    };
+    await Promise.all(Array.from({ length: 50 }, loop));
+  }
+}
+
+/** WATCHERS watch streams on one namespace; resolves how long until every one saw one created object. */
+async function watchFanOut(env: ServerEnvironment, token: string): Promise<{ allMs: number; p50Ms: number; setupMs: number }> {
+  const namespace = 'bench-watch';
+  env.fake.setNamespace(namespace, 'Active');
+  const client = new Client(env, token);
+  const list = JSON.parse((await client.send('GET', `${BASE}/${namespace}/flunders`)).body) as { metadata: { resourceVersion: string } };
+  const agent = new https.Agent({ keepAlive: false, maxSockets: WATCHERS + 10, ca: env.servingCa.certPem, servername: env.serverName });
+  const requests: import('node:http').ClientRequest[] = [];
+  const opened: Promise<void>[] = [];
+  const seen: Promise<bigint>[] = [];
+  const setupStart = process.hrtime.bigint();
+  for (let i = 0; i < WATCHERS; i++) {
+    let open!: () => void;
+    opened.push(new Promise((r) => (open = r)));
+    seen.push(
+      new Promise<bigint>((resolve, reject) => {
+        const req = https.request(
+          { host: '127.0.0.1', port: env.server.port, path: `${BASE}/${namespace}/flunders?watch=1&resourceVersion=${list.metadata.resourceVersion}`, agent, headers: { Authorization: `Bearer ${token}` } },
+          (res) => {
+            if (res.statusCode !== 200) reject(new Error(`watch answered ${res.statusCode}`));
+            open();
+            let text = '';
+            res.on('data', (c: Buffer) => {
+              text += c.toString();
+              if (text.includes('"ADDED"')) resolve(process.hrtime.bigint());
+            });
+          },
+        );
+        req.on('error', reject);
+        req.end();
+        requests.push(req);
+      }),
+    );
+  }
+  await Promise.all(opened);
+  const setupMs = Number(process.hrtime.bigint() - setupStart) / 1e6;
+  await new Promise((r) => setTimeout(r, 500));
+  const t0 = process.hrtime.bigint();
+  const created = await client.send('POST', `${BASE}/${namespace}/flunders`, flunderJson('watched'));
+  if (created.status !== 201) throw new Error(`create for the watchers: ${created.status} ${created.body}`);
+  const times = (await Promise.all(seen)).map((t) => Number(t - t0) / 1e6).sort((a, b) => a - b);
+  for (const req of requests) req.destroy();
+  agent.destroy();
+  client.agent.destroy();
+  return { allMs: times[times.length - 1], p50Ms: times[Math.floor(times.length / 2)], setupMs };
+}
+
+/** Raw etcd puts with the server's client library, CONNECTIONS in flight, for `seconds`: the write ceiling. */
+async function rawEtcdPuts(etcd: EtcdProcess, seconds: number, round: number): Promise<Measurement> {
+  const client = new Etcd3({ hosts: etcd.clientUrl });
+  try {
+    const value = flunderJson('raw-put-of-a-flunder-sized-value', { bench: 'yes' });
+    let i = 0;
+    const latencies: number[] = [];
+    let errors = 0;
+    const run = async (until: bigint, record: boolean) => {
+      const loop = async () => {
+        while (process.hrtime.bigint() < until) {
+          const t0 = process.hrtime.bigint();
+          try {
+            await client.put(`/bench-raw/${round}/${i++}`).value(value);
+          } catch {
+            errors++;
+          }
+          if (record) latencies.push(Number(process.hrtime.bigint() - t0) / 1e6);
+        }
+      };
+      await Promise.all(Array.from({ length: CONNECTIONS }, loop));
+    };
+    await run(process.hrtime.bigint() + BigInt(WARMUP_SECONDS * 1e9), false);
+    errors = 0;
+    const start = process.hrtime.bigint();
+    await run(start + BigInt(Math.round(seconds * 1e9)), true);
+    const elapsed = Number(process.hrtime.bigint() - start) / 1e9;
+    latencies.sort((a, b) => a - b);
+    return { rps: latencies.length / elapsed, p50Ms: latencies[Math.floor(latencies.length * 0.5)], p99Ms: latencies[Math.floor(latencies.length * 0.99)], errors };
+  } finally {
+    client.close();
+  }
+}
+
+interface StoreResult {
+  readonly store: Store;
+  readonly rows: { scenario: Scenario; bytes: number; server: Measurement; bare: Measurement; ratio: number; rounds: number[] }[];
+  readonly rawPuts?: Measurement;
+  readonly createToRawPuts?: number;
+  readonly fanOut: { allMs: number; p50Ms: number; setupMs: number }[];
+  readonly idleRssKiB: number;
+  /** Right after storing the 10,000 Flunders, and after the GET and LIST load (cached serializations included). */
+  readonly populatedRssKiB: number;
+  readonly afterReadsRssKiB: number;
+}
+
+async function benchStore(store: Store): Promise<StoreResult> {
+  const cpuProfDir = process.env.BENCH_CPU_PROF;
+  const etcd = store === 'etcd' ? await EtcdProcess.start() : undefined;
+  let env: ServerEnvironment | undefined;
+  let bare: { child: ChildProcess; port: number } | undefined;
+  try {
+    env = await startServerEnvironment({
+      logs: 'discard',
+      extraArgs: etcd ? ['--storage=etcd', `--etcd-servers=${etcd.clientUrl}`] : [],
+      nodeArgs: cpuProfDir ? ['--cpu-prof', `--cpu-prof-dir=${cpuProfDir}`] : [],
+    });
+    await new Promise((r) => setTimeout(r, 1000));
+    const idleRssKiB = env.server.rssKiB();
+    const token = env.fake.serviceAccountToken;
+    const client = new Client(env, token);
+    for (const ns of ['bench-get', 'bench-list-100', 'bench-list-1000', 'bench-fill', 'bench-create']) env.fake.setNamespace(ns, 'Active');
+    await client.populate('bench-get', 1);
+    await client.populate('bench-list-100', 100);
+    await client.populate('bench-list-1000', 1000);
+    await client.populate('bench-fill', STORED - 1101);
+    const populatedRssKiB = env.server.rssKiB();
+
+    const scenarios: Scenario[] = [
+      { name: 'GET one Flunder', method: 'GET', path: `${BASE}/bench-get/flunders/flunder-00000`, barePath: '/get' },
+      { name: 'LIST 100 Flunders', method: 'GET', path: `${BASE}/bench-list-100/flunders`, barePath: '/list100' },
+      { name: 'LIST 1,000 Flunders', method: 'GET', path: `${BASE}/bench-list-1000/flunders`, barePath: '/list1000' },
+      { name: 'CREATE a Flunder', method: 'POST', path: `${BASE}/bench-create/flunders`, barePath: '/create' },
+    ].filter((s) => s.name.includes(ONLY)) as Scenario[];
+    const bodies: Record<string, string> = {};
+    for (const s of scenarios) {
+      const res = await client.send(s.method, s.path, s.method === 'POST' ? flunderJson(`wrk-sample-${store}`) : undefined);
+      if (res.status !== 200 && res.status !== 201) throw new Error(`${s.name}: ${res.status} ${res.body}`);
+      bodies[s.barePath] = res.body;
+    }
+    bodies.default = bodies[scenarios[0]?.barePath ?? ''] ?? '{}';
+    bare = await startBare(env, bodies);
+
+    const rounds = new Map<string, { server: Measurement[]; bare: Measurement[] }>(scenarios.map((s) => [s.name, { server: [], bare: [] }]));
+    const raw: Measurement[] = [];
+    let afterReadsRssKiB = 0;
+    for (let round = 0; round < ROUNDS; round++) {
+      for (const s of scenarios) {
+        const r = rounds.get(s.name)!;
+        if (s.method === 'POST' && round === 0) afterReadsRssKiB = env.server.rssKiB();
+        await runWrk(bare.port, { method: s.method, path: s.barePath }, undefined, WARMUP_SECONDS);
+        r.bare.push(await runWrk(bare.port, { method: s.method, path: s.barePath }, undefined, SECONDS));
+        await runWrk(env.server.port, s, token, WARMUP_SECONDS);
+        r.server.push(await runWrk(env.server.port, s, token, SECONDS));
+        process.stderr.write(`${store} round ${round + 1}/${ROUNDS} ${s.name}: server ${r.server.at(-1)!.rps.toFixed(0)} req/s, bare ${r.bare.at(-1)!.rps.toFixed(0)} req/s\n`);
+      }
+      if (etcd && scenarios.some((s) => s.method === 'POST')) {
+        raw.push(await rawEtcdPuts(etcd, SECONDS, round));
+        process.stderr.write(`${store} round ${round + 1}/${ROUNDS} raw etcd puts: ${raw.at(-1)!.rps.toFixed(0)}/s\n`);
+      }
+    }
+    if (afterReadsRssKiB === 0) afterReadsRssKiB = env.server.rssKiB();
+
+    const fanOut = [];
+    if (WATCHERS > 0 && (ONLY === '' || 'watch'.includes(ONLY))) {
+      for (let round = 0; round < ROUNDS; round++) fanOut.push(await watchFanOut(env, token));
+    }
+    client.agent.destroy();
+
+    const rows = scenarios.map((scenario) => {
+      const r = rounds.get(scenario.name)!;
+      const ratios = r.server.map((m, i) => m.rps / r.bare[i].rps);
+      return { scenario, bytes: Buffer.byteLength(bodies[scenario.barePath]), server: medianMeasurement(r.server), bare: medianMeasurement(r.bare), ratio: median(ratios), rounds: ratios };
+    });
+    const create = rounds.get('CREATE a Flunder');
+    const rawPuts = raw.length > 0 ? medianMeasurement(raw) : undefined;
+    const createToRawPuts = create && raw.length > 0 ? median(create.server.map((m, i) => m.rps / raw[i].rps)) : undefined;
+    return { store, rows, rawPuts, createToRawPuts, fanOut, idleRssKiB, populatedRssKiB, afterReadsRssKiB };
+  } finally {
+    bare?.child.kill('SIGTERM');
+    await env?.stop();
+    await etcd?.remove();
+  }
+}
+
+const mib = (kib: number): string => (kib / 1024).toFixed(1);
+const verdict = (ok: boolean): string => (ok ? 'met' : 'MISSED');
+
+function report(results: readonly StoreResult[]): string {
+  const load = os.loadavg().map((l) => l.toFixed(1)).join(' ');
+  const out = [
+    `Run ${new Date().toISOString()} on ${os.cpus().length} × ${os.cpus()[0]?.model.trim()}, Node ${process.version}, ${wrkVersion()}; ` +
+      `wrk -t1 -c${CONNECTIONS} --latency, ${SECONDS} s per measurement after ${WARMUP_SECONDS} s warm-up, median of ${ROUNDS} rounds; load average at the end ${load}.`,
+    '',
+    '| store | request | response | server req/s | p50 ms | p99 ms | errors | bare req/s | bare p99 ms | server / bare (each round) | target |',
+    '|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|',
+  ];
+  for (const r of results) {
+    for (const row of r.rows) {
+      const isCreate = row.scenario.method === 'POST';
+      const target = isCreate
+        ? r.createToRawPuts !== undefined
+          ? `≥ 0.6× raw etcd puts: ${r.createToRawPuts.toFixed(2)}× ${verdict(r.createToRawPuts >= 0.6)}`
+          : '(ceiling: raw etcd puts, etcd only)'
+        : row.scenario.name.startsWith('GET')
+          ? `≥ 0.5×, p99 < 20 ms: ${verdict(row.ratio >= 0.5 && row.server.p99Ms < 20)}`
+          : `≥ 0.5×: ${verdict(row.ratio >= 0.5)}`;
+      out.push(
+        `| ${r.store} | ${row.scenario.name} | ${row.bytes.toLocaleString('en-US')} B | ${row.server.rps.toFixed(0)} | ${row.server.p50Ms.toFixed(1)} | ${row.server.p99Ms.toFixed(1)} | ${row.server.errors} | ${row.bare.rps.toFixed(0)} | ${row.bare.p99Ms.toFixed(1)} | ${row.ratio.toFixed(2)}× (${row.rounds.map((x) => x.toFixed(2)).join(', ')}) | ${target} |`,
+      );
+    }
+    if (r.rawPuts) {
+      out.push(`| ${r.store} | raw etcd puts (etcd3, ${CONNECTIONS} in flight) | | ${r.rawPuts.rps.toFixed(0)} | ${r.rawPuts.p50Ms.toFixed(1)} | ${r.rawPuts.p99Ms.toFixed(1)} | ${r.rawPuts.errors} | | | | the write ceiling |`);
+    }
+  }
+  out.push('', `| store | ${WATCHERS} watchers: all saw one write (median of rounds; each round) | median watcher | opening the streams | RSS idle | RSS with ${STORED.toLocaleString('en-US')} Flunders (after populating; after the read load) |`, '|---|---:|---:|---:|---:|---:|');
+  for (const r of results) {
+    const all = r.fanOut.map((f) => f.allMs);
+    const fan = r.fanOut.length > 0 ? `${median(all).toFixed(1)} ms (${all.map((x) => x.toFixed(0)).join(', ')}) ${verdict(median(all) < 100)}` : 'not run';
+    out.push(
+      `| ${r.store} | ${fan} | ${r.fanOut.length > 0 ? median(r.fanOut.map((f) => f.p50Ms)).toFixed(1) + ' ms' : ''} | ${r.fanOut.length > 0 ? median(r.fanOut.map((f) => f.setupMs)).toFixed(0) + ' ms' : ''} | ${mib(r.idleRssKiB)} MiB ${verdict(r.idleRssKiB < 80 * 1024)} | ${mib(r.populatedRssKiB)} MiB; ${mib(r.afterReadsRssKiB)} MiB ${verdict(Math.max(r.populatedRssKiB, r.afterReadsRssKiB) < 150 * 1024)} |`,
+    );
+  }
+  return out.join('\n') + '\n';
+}
+
+function storesToRun(): Store[] {
+  if (process.env.BENCH_STORES) return process.env.BENCH_STORES.split(',').map((s) => s.trim() as Store);
+  const help = execFileSync(process.execPath, [serverBundle(), '--help'], { encoding: 'utf8' });
+  if (help.includes('--etcd-servers')) return ['memory', 'etcd'];
+  process.stderr.write('the server has no --etcd-servers flag yet: measuring the memory store only\n');
+  return ['memory'];
+}
+
+async function main(): Promise<void> {
+  requireWrk();
+  const results: StoreResult[] = [];
+  for (const store of storesToRun()) results.push(await benchStore(store));
+  process.stdout.write(report(results));
+}
+
+main().then(
+  () => {
+    fs.rmSync(scriptDir, { recursive: true, force: true });
+    process.exit(0);
+  },
+  (error: unknown) => {
+    process.stderr.write(`bench:wrk failed: ${(error as Error)?.stack ?? String(error)}\n`);
+    process.exit(1);
+  },
+);
