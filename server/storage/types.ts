@@ -1,11 +1,12 @@
 /**
  * The storage interface the registry is written against: a key-value store with one global,
  * monotonically increasing revision, shaped after etcd v3 (what k8s.io/apiserver's
- * storage/etcd3 uses) so that an etcd implementation, and a persistent embedded one, can follow
- * the in-memory one without changing the registry.
+ * storage/etcd3 uses). Three implement it: `MemoryStorage` (one process), `EtcdStorage` (etcd v3)
+ * and `CachedStorage` (the watch cache in front of another store); one conformance suite
+ * (test/support/storage-conformance.ts) holds them to the same behaviour.
  *
- * - Keys are strings such as `/wardle.example.com/flunders/ns/name`; lists and watches take a
- *   prefix ending in `/`.
+ * - Keys are strings such as `/flunders/ns/name` (etcd puts `--etcd-prefix` before them); lists
+ *   and watches take a prefix ending in `/`.
  * - Every write creates a new revision. An object's `modRevision` is its resourceVersion; the
  *   store writes it into `metadata.resourceVersion` of every value it hands out, as etcd3's
  *   versioner does on decode. Outside the registry a revision is an opaque string.
