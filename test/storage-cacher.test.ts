@@ -453,6 +453,24 @@ describe('CachedStorage over MemoryStorage', () => {
     expect(() => cacher.watch('/flunders/', first.modRevision, collector().callbacks)).toThrow(ExpiredError);
   });
 
+  test('compact() compacts the store and trims the cache history: watches from before fail with ExpiredError', async () => {
+    // GIVEN three writes
+    await start();
+    const a = await cacher.create('/flunders/ns1/a', obj('a'));
+    const b = await cacher.create('/flunders/ns1/b', obj('b'));
+    await cacher.create('/flunders/ns1/c', obj('c'));
+
+    // WHEN compacting at the second
+    await cacher.compact(b.modRevision);
+
+    // THEN the store and the cache refuse the first, and a watch from the second replays the third
+    expect(memory.compactedRevision()).toBe(b.modRevision);
+    expect(() => cacher.watch('/flunders/', a.modRevision, collector().callbacks)).toThrow(ExpiredError);
+    const client = collector();
+    cacher.watch('/flunders/', b.modRevision, client.callbacks);
+    expect(client.events.map((event) => event.key)).toEqual(['/flunders/ns1/c']);
+  });
+
   test('when the store expires the cache watch, client watchers get ExpiredError and the cache relists', async () => {
     // GIVEN a client watcher that saw one event
     await start();

@@ -4,9 +4,11 @@
  * objects and to a bounded history of events; every client watch of that resource is served
  * from it (fan-out), and lists that may be served from memory are.
  *
- * - `get()`, writes, `currentRevision()` and `compact()` go to the store behind.
+ * - `get()`, writes and `currentRevision()` go to the store behind; `compact()` too, and trims
+ *   the caches' history to match; `close()` closes it.
  * - `list` with `minRevision` (resourceVersion="0", NotOlderThan): from memory once the cache has
- *   reached it (waits up to the future-revision wait, then `TooLargeRevisionError`).
+ *   reached it (waits up to the future-revision wait, then `TooLargeRevisionError`; without
+ *   ordered progress notifications, a revision past the cache's last event goes to the store).
  * - `list` with `revision` (Exact, continue tokens): from the history when its window covers the
  *   revision, else from the store behind.
  * - `list` with neither (resourceVersion="", a consistent read, as kube-apiserver 1.31's
@@ -379,7 +381,8 @@ class ResourceCache {
   private replace(listed: ListResult): void {
     this.objects.clear();
     for (const item of listed.items) this.objects.set(item.key, item);
-    this.keys = listed.items.map((item) => item.key); // a list comes in key order
+    // In key order already (etcd sorts bytes); sorted again in JavaScript's order, which lowerBound uses.
+    this.keys = listed.items.map((item) => item.key).sort();
     this.history.length = 0;
     this.historyStart = 0;
     this.historyBytes = 0;
