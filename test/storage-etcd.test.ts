@@ -275,6 +275,41 @@ describe('EtcdStorage on a plain etcd', () => {
     expect(seen.progress[0]).toEqual({ type: 'PROGRESS', revision: a.modRevision + 1 });
   });
 
+  test('a progress notification never runs ahead of events still on their way (etcd 3.4.23 answers with its current revision)', async () => {
+    // GIVEN a long history to replay
+    const writes: Promise<unknown>[] = [];
+    for (let i = 0; i < 1500; i++) writes.push(storage.create(`/flunders/ns/k${i}`, obj(`k${i}`, { padding: 'x'.repeat(200) })));
+    await Promise.all(writes);
+    const last = await storage.currentRevision();
+
+    // WHEN progress is asked for during the replay and during live writes
+    const order: Array<['event' | 'progress', number]> = [];
+    const watch = storage.watch('/flunders/', 1, {
+      onEvent: (e) => order.push(['event', e.revision]),
+      onProgress: (p) => order.push(['progress', p.revision]),
+    });
+    for (let i = 0; i < 30; i++) {
+      watch.requestProgress();
+      await new Promise((resolve) => setTimeout(resolve, 2));
+    }
+    for (let i = 0; i < 100; i++) {
+      void storage.create(`/flunders/ns/live${i}`, obj(`live${i}`));
+      if (i % 3 === 0) watch.requestProgress();
+    }
+    await waitFor('every event', () => order.filter(([kind]) => kind === 'event').length === 1600);
+    watch.requestProgress();
+    await waitFor('a progress after the last event', () => order.at(-1)?.[0] === 'progress');
+    watch.stop();
+
+    // THEN every event came before any progress at or above its revision
+    let promised = 0;
+    for (const [kind, revision] of order) {
+      if (kind === 'event') expect(revision).toBeGreaterThan(promised);
+      else promised = Math.max(promised, revision);
+    }
+    expect(promised).toBeGreaterThanOrEqual(last + 100);
+  });
+
   test('no callback runs after stop', async () => {
     // GIVEN
     const seen = recorder();

@@ -5,11 +5,20 @@
  * watch_id -1, which etcd3's WatchManager finds no watcher for). One stream per watch also means
  * a progress answer on the stream belongs to this watch.
  *
+ * etcd before 3.4.25/3.5.8 answers a progress request with the store's current revision even
+ * while events up to it are still on their way to this watch (its history replay, or writes in
+ * flight: etcd-io/etcd#15220; measured on 3.4.23: thousands of events arrived after a progress
+ * answer above them). So an answer R is checked before it is delivered: with L the last revision
+ * delivered, no event under the prefix lies in (L, R] iff no key under it has a mod_revision above L
+ * at R and the number of keys at R equals the number at L (kept by counting delivered events,
+ * calibrated once by a count at L). Until the check passes, the answer waits (re-checked every
+ * 100 ms as events arrive).
+ *
  * Lost connection: the watch ends with `onError(StorageUnavailableError)` (never a silent stall,
  * never a transparent resume); the caller (the cacher) watches again from the last revision it
  * saw, and gets `ExpiredError` if that was compacted meanwhile.
  */
-import type { IDuplexStream, IEvent, IWatchRequest, IWatchResponse, WatchClient } from 'etcd3';
+import type { IDuplexStream, IEvent, IRangeRequest, IRangeResponse, IWatchRequest, IWatchResponse, WatchClient } from 'etcd3';
 import { grpcReason } from './etcd-health';
 import {
   ExpiredError,
@@ -29,6 +38,8 @@ export interface EtcdWatchContext {
   /** A stored value, versioned at `revision` and frozen. */
   decode(value: Buffer, revision: number): StoredValue;
   currentRevision(): Promise<number>;
+  /** One KV range (with the store's deadline and error handling). */
+  range(request: IRangeRequest): Promise<IRangeResponse>;
   /** How long the stream may take to confirm the watch. */
   readonly requestTimeoutMs: number;
   /** The connection was lost: lets the store re-check its health now. */
@@ -54,6 +65,15 @@ export class EtcdWatch implements StorageWatch {
   /** Set while the store has not reached `afterRevision` (a watch from the future). */
   private waitingForFuture = false;
   private progressWanted = false;
+  /** The revision of the last event delivered (or the start). */
+  private lastRevision: number;
+  /** How many keys are under the prefix at `lastRevision`; undefined until calibrated. */
+  private keyCount: number | undefined;
+  /** Key-count change of the events delivered while a check is in flight. */
+  private deltaDuringCheck = 0;
+  /** The highest progress answer from etcd not yet verified. */
+  private unverifiedProgress: number | undefined;
+  private checking = false;
   private readonly timers = new Set<NodeJS.Timeout>();
 
   constructor(
@@ -62,6 +82,7 @@ export class EtcdWatch implements StorageWatch {
     private readonly afterRevision: number,
     private readonly callbacks: WatchCallbacks,
   ) {
+    this.lastRevision = afterRevision;
     void this.open();
   }
 
@@ -130,15 +151,27 @@ export class EtcdWatch implements StorageWatch {
       return;
     }
     if (response.events.length === 0) {
-      this.progress(Number(response.header.revision));
+      const revision = Number(response.header.revision);
+      // Below afterRevision only while waiting for a future revision: nothing to promise yet.
+      if (revision < this.afterRevision) return;
+      if (this.waitingForFuture) this.caughtUp();
+      // Answers to progress requests (watch_id -1) need checking; etcd's own periodic
+      // notifications go through the watcher's event channel, in order.
+      if (String(response.watch_id) === '-1' && revision > this.lastRevision) this.verifyProgress(revision);
+      else this.callbacks.onProgress?.({ type: 'PROGRESS', revision: Math.max(revision, this.lastRevision) });
       return;
     }
     for (const event of response.events) {
       const revision = Number(event.kv.mod_revision);
       if (revision <= this.afterRevision) continue;
       if (this.waitingForFuture) this.caughtUp();
+      const storageEvent = this.toStorageEvent(event, revision);
+      this.lastRevision = revision;
+      const delta = storageEvent.type === 'ADDED' ? 1 : storageEvent.type === 'DELETED' ? -1 : 0;
+      if (this.keyCount !== undefined) this.keyCount += delta;
+      this.deltaDuringCheck += delta;
       try {
-        this.callbacks.onEvent(this.toStorageEvent(event, revision));
+        this.callbacks.onEvent(storageEvent);
       } catch (error) {
         this.fail(error instanceof Error ? error : new Error(String(error)));
       }
@@ -146,11 +179,44 @@ export class EtcdWatch implements StorageWatch {
     }
   }
 
-  private progress(revision: number): void {
-    // Below afterRevision only while waiting for a future revision: nothing to promise yet.
-    if (revision < this.afterRevision) return;
-    if (this.waitingForFuture) this.caughtUp();
-    this.callbacks.onProgress?.({ type: 'PROGRESS', revision });
+  private verifyProgress(revision: number): void {
+    this.unverifiedProgress = Math.max(this.unverifiedProgress ?? 0, revision);
+    void this.checkProgress();
+  }
+
+  /** Delivers the unverified progress answer once no event up to it can still be on its way (see the file comment). */
+  private async checkProgress(): Promise<void> {
+    const target = this.unverifiedProgress;
+    if (this.checking || this.stopped || target === undefined) return;
+    this.checking = true;
+    const from = this.lastRevision;
+    let countAtFrom = this.keyCount;
+    this.deltaDuringCheck = 0;
+    let clean = false;
+    try {
+      const key = Buffer.from(this.context.keyPrefix + this.prefix);
+      const end = rangeEnd(key);
+      const [window, calibration] = await Promise.all([
+        // etcd counts every key in the range at `target`; min_mod_revision only filters the rows.
+        this.context.range({ key, range_end: end, revision: target, min_mod_revision: from + 1, keys_only: true, limit: 1 }),
+        countAtFrom === undefined ? this.context.range({ key, range_end: end, revision: from, count_only: true }) : undefined,
+      ]);
+      if (calibration) {
+        countAtFrom = Number(calibration.count);
+        this.keyCount = countAtFrom + this.deltaDuringCheck;
+      }
+      clean = window.kvs.length === 0 && Number(window.count) === countAtFrom;
+    } catch {
+      clean = false; // e.g. `from` compacted meanwhile, or etcd unavailable: try again below
+    }
+    this.checking = false;
+    if (this.stopped) return;
+    if (clean) {
+      if (this.unverifiedProgress === target) this.unverifiedProgress = undefined;
+      // Events delivered during the check are all above `target`: the notification may not go back.
+      this.callbacks.onProgress?.({ type: 'PROGRESS', revision: Math.max(target, this.lastRevision) });
+    }
+    if (this.unverifiedProgress !== undefined) this.after(clean ? 0 : 100, () => void this.checkProgress());
   }
 
   private toStorageEvent(event: IEvent, revision: number): StorageEvent {

@@ -320,6 +320,7 @@ export class EtcdStorage implements Storage {
         keyPrefix: this.prefix,
         decode,
         currentRevision: () => this.currentRevision(),
+        range: (request) => this.request('list', false, () => this.client.kv.range(request)),
         requestTimeoutMs: this.requestTimeoutMs,
         unavailable: (reason) => this.unavailable(reason),
       },
