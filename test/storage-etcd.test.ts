@@ -358,9 +358,11 @@ describe('EtcdStorage on a plain etcd', () => {
     await waitFor('progress', () => fine.progress.length === 1);
     watch.stop();
     expect(fine.errors).toEqual([]);
-    // AND compacting again at or below does nothing
+    // AND compacting again at or below does nothing; ahead of the store fails
     await storage.compact(compactAt);
     await storage.compact(old);
+    const current = await storage.currentRevision();
+    await expect(storage.compact(current + 5)).rejects.toMatchObject({ name: 'TooLargeRevisionError', requestedRevision: current + 5, currentRevision: current });
   });
 
   test('fails reads and watches at a future revision with TooLargeRevisionError, after waiting for minRevision', async () => {

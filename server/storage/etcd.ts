@@ -346,10 +346,8 @@ export class EtcdStorage implements Storage {
       this.logger.info({ revision }, 'etcd: compacted');
     } catch (error) {
       if (COMPACTED.test(messageOf(error))) return; // at or below the compacted revision: nothing to do
-      if (!FUTURE.test(messageOf(error))) throw error;
-      // As MemoryStorage: a revision ahead of the store compacts everything up to now.
-      const current = await this.currentRevision();
-      if (current < revision) await this.compact(current);
+      if (FUTURE.test(messageOf(error))) throw new TooLargeRevisionError(revision, await this.currentRevision());
+      throw error;
     }
   }
 
