@@ -62,6 +62,10 @@ describe('server/Dockerfile', () => {
     for (const file of ['server.js', 'server.js.map', 'server.js.LEGAL.txt']) expect(existsSync(path.join(dir, file))).toBe(true);
     // AND the bundle starts from there: every runtime dependency is inside it
     expect(execFileSync(process.execPath, [bundle, '--version'], { cwd: dir, encoding: 'utf8' }).trim()).toMatch(/^v\d+\.\d+\.\d+/);
+    // AND etcd's gRPC protos are inlined (server/build.mjs), not read from a proto/ directory the image has not got
+    const code = readFileSync(bundle, 'utf8');
+    expect(code).toContain('proto_loader_1.fromJSON)(');
+    expect(code).not.toContain('../proto/rpc.proto');
   });
 
   test('the build context holds what the build stage copies, and never the PKI, dist/ or node_modules', () => {
