@@ -199,6 +199,8 @@ export interface ServerEnvironmentOptions {
   readonly env?: NodeJS.ProcessEnv;
   /** @default 'capture' */
   readonly logs?: 'capture' | 'discard';
+  /** Where the server keeps objects: its memory, or a real etcd started for it (removed by stop()). @default 'memory' */
+  readonly storage?: 'memory' | 'etcd';
 }
 
 /**
@@ -217,6 +219,8 @@ export async function startServerEnvironment(options: ServerEnvironmentOptions =
   writeFileSync(path.join(dir, 'tls.crt'), serving.chainPem);
   writeFileSync(path.join(dir, 'tls.key'), serving.keyPem, { mode: 0o600 });
 
+  // Imported when used: etcd.ts imports freePort from this module.
+  const etcd = options.storage === 'etcd' ? await (await import('./etcd')).EtcdProcess.start() : undefined;
   const fake = await FakeKubeApiServer.start();
   fake.setAuthConfigMap(FakeKubeApiServer.authConfigMapData({ clientCaPem: clientCa.certPem, requestheaderCaPem: requestheaderCa.certPem, allowedNames: options.allowedNames }));
   fake.authorize = () => ({ allowed: true, reason: 'allowed by the e2e stand-in' });
@@ -232,6 +236,7 @@ export async function startServerEnvironment(options: ServerEnvironmentOptions =
         `--tls-private-key-file=${path.join(dir, 'tls.key')}`,
         `--kubeconfig=${kubeconfig}`,
         '--shutdown-delay-duration=0s',
+        ...(etcd ? [`--etcd-servers=${etcd.clientUrl}`] : []),
         ...(options.extraArgs ?? []),
       ],
       ca: servingCa.certPem,
@@ -242,6 +247,7 @@ export async function startServerEnvironment(options: ServerEnvironmentOptions =
     });
   } catch (error) {
     await fake.stop();
+    await etcd?.remove();
     throw error;
   }
   const b64 = (s: string) => Buffer.from(s).toString('base64');
@@ -268,6 +274,7 @@ export async function startServerEnvironment(options: ServerEnvironmentOptions =
     async stop() {
       await server.stop();
       await fake.stop();
+      await etcd?.remove();
     },
   };
 }
