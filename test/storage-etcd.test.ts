@@ -547,6 +547,35 @@ describe('EtcdStorage when etcd goes away', () => {
     watch.stop();
   });
 
+  test('fails a request etcd does not answer within the deadline with StorageUnavailableError, indeterminate for a write', async () => {
+    // GIVEN a store with a 1 s deadline, and etcd frozen (SIGSTOP: connections open, no answers)
+    const storage = new EtcdStorage({ servers: [etcd.clientUrl], prefix: '/registry/frozen', logger, requestTimeoutMs: 1000, healthcheckTimeoutMs: 1000 });
+    open.push(storage);
+    const a = await storage.create('/flunders/ns/a', obj('a'));
+    const pid = (etcd as unknown as { child: { pid: number } }).child.pid;
+    process.kill(pid, 'SIGSTOP');
+    try {
+      // WHEN
+      const started = Date.now();
+      const write = await storage.update('/flunders/ns/a', obj('a', { v: 2 }), a.modRevision).catch((e: unknown) => e);
+      const read = await storage.get('/flunders/ns/a').catch((e: unknown) => e);
+
+      // THEN both fail after about the deadline, the write as indeterminate
+      expect(write).toBeInstanceOf(StorageUnavailableError);
+      expect(write).toMatchObject({ indeterminate: true, message: 'etcd: no answer to update within 1s' });
+      expect(read).toBeInstanceOf(StorageUnavailableError);
+      expect(Date.now() - started).toBeLessThan(6000);
+      // AND the health check says etcd does not answer
+      expect(await storage.checkHealth()).toMatch(/^etcd: no answer from http:\/\/127\.0\.0\.1:\d+ within 1s$/);
+      expect(storage.isReady()).toBe(false);
+    } finally {
+      process.kill(pid, 'SIGCONT');
+    }
+    // AND it recovers when etcd answers again
+    await waitFor('ready again', () => storage.isReady(), 15_000);
+    await waitFor('a served get', () => storage.get('/flunders/ns/a').catch(() => undefined), 15_000);
+  });
+
   test('starts unready when etcd is not there, and verifyEtcdAtStart resolves without hanging', async () => {
     // GIVEN nobody listening
     await etcd.kill();
