@@ -10,6 +10,10 @@
  * (see etcd-watch.ts). Failover: a request that could not be sent to one server (connection
  * refused, breaker open) is sent to the next; a request that was sent and got no answer within
  * `requestTimeoutMs` fails with `StorageUnavailableError` (indeterminate for writes), never retried.
+ *
+ * Readiness: every 2.5 s, etcd's `GET /health` on each server (ready when one answers healthy),
+ * and at once when a request finds etcd unavailable. Watches end with `StorageUnavailableError`
+ * when their connection is lost (see etcd-watch.ts); the caller watches again.
  */
 import { performance } from 'node:perf_hooks';
 import {
