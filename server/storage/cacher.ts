@@ -69,14 +69,16 @@ export interface CacherOptions {
   /** How long a consistent list waits for the cache to catch up before reading from the store behind. @default 3000 */
   readonly consistentReadWaitMs?: number;
   /**
-   * Whether the store's progress notifications come after every event up to their revision:
-   * MemoryStorage's do; etcd's do from 3.4.31 and 3.5.13 on, the versions kube-apiserver requires
-   * for consistent reads from its cache. Etcd before them (Debian's 3.4.23 among them) answers a
-   * progress request at once with its current revision, ahead of events still on their way
-   * (etcd-io/etcd#15220, #17507); `etcdOrdersProgressNotify` tells from a version. When false the cache's revision moves with its events only:
-   * consistent lists, and `minRevision` lists the cache has not reached, go to the store, and
-   * client progress notifications carry the revision of the cache's last event.
-   * @default false
+   * Whether the store's progress notifications come after every event up to their revision, as
+   * the `Storage` contract asks: MemoryStorage's do, and so do EtcdStorage's (it checks each
+   * answer of etcd before passing it on, since etcd before 3.4.31 and 3.5.13 — Debian's 3.4.23
+   * among them — answers a progress request with its current revision ahead of events still on
+   * their way: etcd-io/etcd#15220, #17507). Set it false for a store that passes such answers on
+   * unchecked (`etcdOrdersProgressNotify` tells from etcd's version): the cache's revision then
+   * moves with its events only, consistent lists and `minRevision` lists the cache has not
+   * reached go to the store, and client progress notifications carry the revision of the cache's
+   * last event.
+   * @default true
    */
   readonly progressNotifyOrdered?: boolean;
   readonly logger: Logger;
@@ -343,7 +345,8 @@ class ResourceCache {
   /** Trims the history before `revision`, as the store behind compacts it. */
   compact(revision: number): void {
     while (this.historyStart < this.history.length && this.history[this.historyStart].event.revision < revision) this.evictOldest();
-    this.historyFrom = Math.max(this.historyFrom, Math.min(revision, this.revision));
+    // The compacted revision is the store's, even while the cache lags behind it.
+    this.historyFrom = Math.max(this.historyFrom, revision);
   }
 
   close(): void {
@@ -488,7 +491,7 @@ class ResourceCache {
   private evictOldest(): void {
     const oldest = this.history[this.historyStart++];
     this.historyBytes -= oldest.bytes;
-    this.historyFrom = oldest.event.revision;
+    this.historyFrom = Math.max(this.historyFrom, oldest.event.revision);
     // Drop the evicted entries in batches so that trimming stays amortised O(1).
     if (this.historyStart >= 1024 && this.historyStart * 2 >= this.history.length) {
       this.history.splice(0, this.historyStart);
@@ -571,7 +574,7 @@ export class CachedStorage implements Storage {
     this.logger = options.logger;
     this.futureRevisionWaitMs = options.futureRevisionWaitMs ?? FUTURE_REVISION_WAIT_MS;
     this.consistentReadWaitMs = options.consistentReadWaitMs ?? DEFAULT_CONSISTENT_READ_WAIT_MS;
-    this.progressNotifyOrdered = options.progressNotifyOrdered ?? false;
+    this.progressNotifyOrdered = options.progressNotifyOrdered ?? true;
     const historyMaxBytes = options.historyMaxBytes ?? DEFAULT_HISTORY_MAX_BYTES;
     const historyMaxEvents = options.historyMaxEvents ?? DEFAULT_HISTORY_MAX_EVENTS;
     const progressIntervalMs = options.progressIntervalMs ?? DEFAULT_PROGRESS_INTERVAL_MS;
