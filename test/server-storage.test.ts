@@ -154,8 +154,8 @@ describe('on etcd', () => {
 
     // THEN
     expect(metrics.status).toBe(200);
-    expect(metrics.body).toMatch(/^etcd_request_duration_seconds_count\{operation="get",type="[^"]*"\} [1-9]/m);
-    expect(metrics.body).toMatch(/^etcd_request_duration_seconds_bucket\{le="0.005",operation="create",type="[^"]*"\} \d+/m);
+    expect(metrics.body).toMatch(/^etcd_request_duration_seconds_count\{operation="get",type="flunders.wardle.example.com"\} [1-9]/m);
+    expect(metrics.body).toMatch(/^etcd_request_duration_seconds_bucket\{le="0.005",operation="create",type="flunders.wardle.example.com"\} \d+/m);
     expect(metrics.body).toMatch(/^apiserver_storage_objects\{resource="flunders.wardle.example.com"\} [1-9]/m);
     expect(metrics.body).toMatch(/^apiserver_watch_cache_events\{resource="fischers.wardle.example.com"\} \d+/m);
     expect(metrics.body).toMatch(/^apiserver_watch_cache_bytes\{resource="flunders.wardle.example.com"\} \d+/m);

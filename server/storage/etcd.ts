@@ -63,7 +63,7 @@ export interface EtcdStorageOptions {
   readonly requestTimeoutMs?: number;
   readonly logger: Logger;
   /** Called after every etcd request, for /metrics (etcd_request_duration_seconds). */
-  readonly observe?: (operation: EtcdOperation, seconds: number, ok: boolean) => void;
+  readonly observe?: (operation: EtcdOperation, seconds: number, ok: boolean, key?: string) => void;
 }
 
 /** How often the background health check asks every server. */
@@ -209,7 +209,7 @@ export class EtcdStorage implements Storage {
   }
 
   async get(key: string): Promise<StoredObject | undefined> {
-    const response = await this.request('get', false, () => this.client.kv.range({ key: this.etcdKey(key) }));
+    const response = await this.request('get', false, () => this.client.kv.range({ key: this.etcdKey(key) }), key);
     const kv = response.kvs[0];
     return kv ? this.toStored(kv) : undefined;
   }
@@ -224,7 +224,7 @@ export class EtcdStorage implements Storage {
     const page = async (from: Buffer, rows: number | undefined): Promise<IRangeResponse> => {
       const request: IRangeRequest = { key: from, range_end: end, ...(rows !== undefined ? { limit: rows } : {}), ...(revision !== undefined ? { revision } : {}) };
       try {
-        return await this.request('list', false, () => this.client.kv.range(request));
+        return await this.request('list', false, () => this.client.kv.range(request), prefix);
       } catch (error) {
         if (revision !== undefined && COMPACTED.test(messageOf(error))) throw new ExpiredError(revision, await this.compactedRevision(revision));
         if (revision !== undefined && FUTURE.test(messageOf(error))) throw new TooLargeRevisionError(revision, await this.currentRevision());
@@ -267,6 +267,7 @@ export class EtcdStorage implements Storage {
         success: [{ request_put: { key: etcdKey, value: json } }],
         failure: [],
       }),
+      key,
     );
     if (!response.succeeded) throw new KeyExistsError(key);
     const revision = Number(response.header.revision);
@@ -282,6 +283,7 @@ export class EtcdStorage implements Storage {
         success: [{ request_put: { key: etcdKey, value: json, prev_kv: true } }],
         failure: [{ request_range: { key: etcdKey } }],
       }),
+      key,
     );
     if (!response.succeeded) throw this.casFailure(key, expectedModRevision, response.responses[0]?.response_range);
     const revision = Number(response.header.revision);
@@ -299,6 +301,7 @@ export class EtcdStorage implements Storage {
         success: [{ request_delete_range: { key: etcdKey, prev_kv: true } }],
         failure: [{ request_range: { key: etcdKey } }],
       }),
+      key,
     );
     if (!response.succeeded) throw this.casFailure(key, expectedModRevision, response.responses[0]?.response_range);
     const revision = Number(response.header.revision);
@@ -506,7 +509,7 @@ export class EtcdStorage implements Storage {
   }
 
   /** Runs one etcd request: reports its duration, turns connection trouble into StorageUnavailableError. */
-  private async request<T>(operation: EtcdOperation, write: boolean, run: () => Promise<T>): Promise<T> {
+  private async request<T>(operation: EtcdOperation, write: boolean, run: () => Promise<T>, key?: string): Promise<T> {
     this.assertOpen();
     const started = performance.now();
     let ok = false;
@@ -517,7 +520,7 @@ export class EtcdStorage implements Storage {
     } catch (error) {
       throw this.translate(operation, error, write);
     } finally {
-      this.options.observe?.(operation, (performance.now() - started) / 1000, ok);
+      this.options.observe?.(operation, (performance.now() - started) / 1000, ok, key);
     }
   }
 

@@ -131,7 +131,7 @@ export interface Storage {
   /**
    * Discards history before `revision` (etcd's compaction): reading or watching from a revision
    * below it fails with `ExpiredError` from then on. Compacting at or below the compacted
-   * revision does nothing.
+   * revision does nothing; ahead of the current revision fails with `TooLargeRevisionError`.
    */
   compact(revision: number): Promise<void>;
   /** Whether the store can serve (connected, loaded). */
