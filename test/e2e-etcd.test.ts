@@ -43,6 +43,19 @@ print({ step: 'started' });
 createInterface({ input: process.stdin }).on('line', () => print({ step: 'dump', names: informer.list().map((o) => o.metadata.name).sort() }));
 `;
 
+interface WatchEvent {
+  type: string;
+  object: { kind?: string; code?: number; reason?: string; metadata?: { name?: string; resourceVersion?: string } };
+  at: number;
+}
+
+/** One line the informer program printed. */
+interface InformerStep {
+  step: string;
+  names?: string[];
+  message?: string;
+}
+
 interface Reply {
   status: number;
   headers: Record<string, unknown>;
@@ -146,8 +159,8 @@ class Cluster {
   }
 
   /** A watch stream: its parsed events as they arrive. */
-  watch(server: ServerProcess, urlPath: string): { events: { type: string; object: any; at: number }[]; status: Promise<number>; close(): void } {
-    const events: { type: string; object: any; at: number }[] = [];
+  watch(server: ServerProcess, urlPath: string): { events: WatchEvent[]; status: Promise<number>; close(): void } {
+    const events: WatchEvent[] = [];
     let partial = '';
     const req = https.get({ host: '127.0.0.1', port: server.port, path: urlPath, ca: this.servingCa.certPem, servername: SERVER_NAME, cert: this.admin.chainPem, key: this.admin.keyPem, agent: false });
     const status = new Promise<number>((resolve) => {
@@ -156,7 +169,7 @@ class Cluster {
         res.on('data', (c: Buffer) => {
           const lines = (partial + c.toString()).split('\n');
           partial = lines.pop() ?? '';
-          for (const line of lines.filter(Boolean)) events.push({ ...(JSON.parse(line) as { type: string; object: unknown }), at: performance.now() });
+          for (const line of lines.filter(Boolean)) events.push({ ...(JSON.parse(line) as Omit<WatchEvent, 'at'>), at: performance.now() });
         });
         res.on('error', () => undefined);
       });
@@ -186,14 +199,14 @@ class Cluster {
 
 /** The informer program, its printed steps, and a way to read its cache. */
 class Informer {
-  readonly steps: Record<string, any>[] = [];
+  readonly steps: InformerStep[] = [];
   stderr = '';
   private constructor(private readonly child: ChildProcessWithoutNullStreams) {
     let partial = '';
     child.stdout.on('data', (c: Buffer) => {
       const lines = (partial + c.toString()).split('\n');
       partial = lines.pop() ?? '';
-      for (const line of lines.filter(Boolean)) this.steps.push(JSON.parse(line) as Record<string, unknown>);
+      for (const line of lines.filter(Boolean)) this.steps.push(JSON.parse(line) as InformerStep);
     });
     child.stderr.on('data', (c: Buffer) => (this.stderr += c.toString()));
   }
@@ -214,7 +227,7 @@ class Informer {
         const before = this.steps.length;
         this.child.stdin.write('dump\n');
         await until(() => this.steps.slice(before).some((s) => s.step === 'dump'), 5000, () => 'the informer did not dump its cache');
-        last = this.steps.slice(before).find((s) => s.step === 'dump')!.names as string[];
+        last = this.steps.slice(before).find((s) => s.step === 'dump')!.names ?? [];
         return JSON.stringify(last) === JSON.stringify(expected);
       },
       timeoutMs,
@@ -270,7 +283,7 @@ describe('two replicas on one etcd', () => {
     await until(() => watch.events.some((e) => e.object.metadata?.name === 'from-a'), 10_000, () => `B's watcher saw ${JSON.stringify(watch.events)}`);
     const event = watch.events.find((e) => e.object.metadata?.name === 'from-a')!;
     expect(event.type).toBe('ADDED');
-    expect(event.object.metadata.resourceVersion).toBe(resourceVersion);
+    expect(event.object.metadata?.resourceVersion).toBe(resourceVersion);
     const readOnB = JSON.parse((await cluster.call(b, 'GET', `${flunders('shared')}/from-a`)).body);
     expect(readOnB.metadata.resourceVersion).toBe(resourceVersion);
     expect(readOnB.metadata.uid).toBe(JSON.parse(created.body).metadata.uid);
