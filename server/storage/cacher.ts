@@ -53,7 +53,7 @@ export interface CacherOptions {
   readonly storage: Storage;
   /** One cache and one watch on `storage` per prefix (one per resource), e.g. '/flunders/'; other keys pass through. */
   readonly resourcePrefixes: readonly string[];
-  /** Bound of the event history kept for watches and exact-revision lists, in bytes of JSON. @default 64 MiB */
+  /** Bound of the event history kept for watches and exact-revision lists, in bytes of JSON. @default 16 MiB (per resource: the pod's memory limit is 256 MiB) */
   readonly historyMaxBytes?: number;
   /** Bound of the event history, in events per resource. @default 10000 */
   readonly historyMaxEvents?: number;
@@ -111,7 +111,7 @@ export function etcdOrdersProgressNotify(version: string): boolean {
   return minor > 5;
 }
 
-const DEFAULT_HISTORY_MAX_BYTES = 64 * 1024 * 1024;
+const DEFAULT_HISTORY_MAX_BYTES = 16 * 1024 * 1024;
 const DEFAULT_HISTORY_MAX_EVENTS = 10_000;
 const DEFAULT_PROGRESS_INTERVAL_MS = 1000;
 const DEFAULT_CONSISTENT_READ_WAIT_MS = 3000;
