@@ -33,6 +33,7 @@
  * (its socket buffering) does not hold others back, and one that throws is ended alone.
  */
 import type { Logger } from 'pino';
+import { HistoryEntry, Keyspace } from './keyspace';
 import {
   ExpiredError,
   FUTURE_REVISION_WAIT_MS,
@@ -123,10 +124,8 @@ const PROGRESS_REQUEST_TIMEOUT_MS = 1000;
 /** While reads wait for a revision, how soon to ask again after a progress notification fell short. */
 const PROGRESS_RETRY_MS = 50;
 
-/** A history entry: the event, the object it replaced (to rebuild snapshots), and its approximate size. */
-interface HistoryEntry {
-  readonly event: StorageEvent;
-  readonly prev?: StoredObject;
+/** A history entry with its approximate size (the history is bounded by bytes). */
+interface CacheEntry extends HistoryEntry {
   readonly bytes: number;
 }
 
@@ -143,23 +142,6 @@ interface RevisionWaiter {
   resolve(reached: boolean): void;
 }
 
-/** The first index in sorted `keys` whose key is ≥ `key`. */
-function lowerBound(keys: readonly string[], key: string): number {
-  let lo = 0;
-  let hi = keys.length;
-  while (lo < hi) {
-    const mid = (lo + hi) >>> 1;
-    if (keys[mid] < key) lo = mid + 1;
-    else hi = mid;
-  }
-  return lo;
-}
-
-/** The smallest string greater than every string starting with `prefix`. */
-function prefixEnd(prefix: string): string {
-  return prefix.slice(0, -1) + String.fromCharCode(prefix.charCodeAt(prefix.length - 1) + 1);
-}
-
 function asError(error: unknown): Error {
   return error instanceof Error ? error : new Error(String(error));
 }
@@ -172,9 +154,8 @@ class ResourceCache {
   private seenRevision = 0;
   /** The revision of the last event applied (events at or below it are repeats). */
   private lastEventRevision = 0;
-  private readonly objects = new Map<string, StoredObject>();
-  private keys: string[] = [];
-  private readonly history: HistoryEntry[] = [];
+  private readonly objects = new Keyspace();
+  private readonly history: CacheEntry[] = [];
   private historyStart = 0;
   private historyBytes = 0;
   /** Every event after this revision is in the history (the list's revision, or the last evicted event). */
@@ -267,51 +248,9 @@ class ResourceCache {
     this.underlying.requestProgress();
   }
 
-  /** As MemoryStorage.list, from the cache: at `revision` when given (the caller checked `covers`), else at the cache's revision. */
+  /** As MemoryStorage.list (the same code), from the cache: at `revision` when given (the caller checked `covers`), else at the cache's revision. */
   list(prefix: string, options: ListOptions, revision = this.revision): ListResult {
-    const start = options.startKey !== undefined && options.startKey > prefix ? options.startKey : prefix;
-    const end = prefixEnd(prefix);
-    const overrides = revision === this.revision ? undefined : this.snapshotOverrides(prefix, revision);
-    const keys = overrides ? this.snapshotKeys(prefix, overrides) : this.keys;
-    const lookup = (key: string): StoredObject | undefined => (overrides?.has(key) ? (overrides.get(key) ?? undefined) : this.objects.get(key));
-
-    const limit = options.limit !== undefined && options.limit > 0 ? options.limit : Infinity;
-    const items: StoredObject[] = [];
-    let index = lowerBound(keys, start);
-    for (; index < keys.length && keys[index] < end; index++) {
-      const stored = lookup(keys[index]);
-      if (!stored) continue;
-      if (options.filter && !options.filter(stored.value)) continue;
-      if (items.length === limit) break;
-      items.push(stored);
-    }
-    const more = index < keys.length && keys[index] < end;
-    if (!more) return { items, revision, more };
-    const last = items[items.length - 1];
-    const nextKey = last ? `${last.key}\u0000` : keys[index];
-    const remaining = options.filter ? undefined : lowerBound(keys, end) - index;
-    return { items, revision, more, nextKey, ...(remaining !== undefined ? { remaining } : {}) };
-  }
-
-  /** For each key under `prefix` written after `revision`, its object at `revision` (`null`: it did not exist). */
-  private snapshotOverrides(prefix: string, revision: number): Map<string, StoredObject | null> {
-    const overrides = new Map<string, StoredObject | null>();
-    for (let i = this.historyStart; i < this.history.length; i++) {
-      const { event, prev } = this.history[i];
-      if (event.revision <= revision || !event.key.startsWith(prefix) || overrides.has(event.key)) continue;
-      overrides.set(event.key, event.type === 'ADDED' ? null : (prev ?? null));
-    }
-    return overrides;
-  }
-
-  private snapshotKeys(prefix: string, overrides: Map<string, StoredObject | null>): string[] {
-    if (overrides.size === 0) return this.keys;
-    const keys = new Set(this.keys.slice(lowerBound(this.keys, prefix), lowerBound(this.keys, prefixEnd(prefix))));
-    for (const [key, stored] of overrides) {
-      if (stored) keys.add(key);
-      else keys.delete(key);
-    }
-    return [...keys].sort();
+    return this.objects.list(prefix, options, revision, this.revision, this.history, this.historyStart);
   }
 
   /**
@@ -382,10 +321,7 @@ class ResourceCache {
   }
 
   private replace(listed: ListResult): void {
-    this.objects.clear();
-    for (const item of listed.items) this.objects.set(item.key, item);
-    // In key order already (etcd sorts bytes); sorted again in JavaScript's order, which lowerBound uses.
-    this.keys = listed.items.map((item) => item.key).sort();
+    this.objects.replaceAll(listed.items);
     this.history.length = 0;
     this.historyStart = 0;
     this.historyBytes = 0;
@@ -464,13 +400,10 @@ class ResourceCache {
     if (event.revision <= this.lastEventRevision) return; // already seen (a resumed watch)
     const prev = this.objects.get(event.key);
     if (event.type === 'DELETED') {
-      this.objects.delete(event.key);
-      const index = lowerBound(this.keys, event.key);
-      if (this.keys[index] === event.key) this.keys.splice(index, 1);
+      this.objects.remove(event.key);
     } else {
       const createRevision = event.type === 'ADDED' ? event.revision : (prev?.createRevision ?? event.revision);
-      this.objects.set(event.key, { key: event.key, value: event.object, createRevision, modRevision: event.revision });
-      if (!prev) this.keys.splice(lowerBound(this.keys, event.key), 0, event.key);
+      this.objects.put({ key: event.key, value: event.object, createRevision, modRevision: event.revision });
     }
     this.record({ event, ...(prev ? { prev } : {}), bytes: event.key.length + JSON.stringify(event.object).length });
     this.lastEventRevision = event.revision;
@@ -480,7 +413,7 @@ class ResourceCache {
     this.wakeWaiters();
   }
 
-  private record(entry: HistoryEntry): void {
+  private record(entry: CacheEntry): void {
     this.history.push(entry);
     this.historyBytes += entry.bytes;
     while (this.history.length - this.historyStart > this.settings.historyMaxEvents || this.historyBytes > this.settings.historyMaxBytes) {

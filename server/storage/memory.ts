@@ -1,3 +1,4 @@
+import { HistoryEntry, Keyspace } from './keyspace';
 import {
   ExpiredError,
   FUTURE_REVISION_WAIT_MS,
@@ -53,12 +54,6 @@ interface RevisionWaiter {
   closed(): void;
 }
 
-/** A history entry: the event and the previous stored object, to rebuild snapshots. */
-interface HistoryEntry {
-  readonly event: StorageEvent;
-  readonly prev?: StoredObject;
-}
-
 function deepFreeze<T>(value: T): T {
   if (value !== null && typeof value === 'object' && !Object.isFrozen(value)) {
     Object.freeze(value);
@@ -73,25 +68,8 @@ function versioned(value: StoredValue, revision: number): StoredValue {
   return deepFreeze({ ...value, metadata: { ...metadata, resourceVersion: String(revision) } });
 }
 
-/** The first index in sorted `keys` whose key is ≥ `key`. */
-function lowerBound(keys: readonly string[], key: string): number {
-  let lo = 0;
-  let hi = keys.length;
-  while (lo < hi) {
-    const mid = (lo + hi) >>> 1;
-    if (keys[mid] < key) lo = mid + 1;
-    else hi = mid;
-  }
-  return lo;
-}
-
-/** The smallest string greater than every string starting with `prefix`. */
-function prefixEnd(prefix: string): string {
-  return prefix.slice(0, -1) + String.fromCharCode(prefix.charCodeAt(prefix.length - 1) + 1);
-}
-
 /**
- * An in-memory `Storage`: a Map for point reads, a sorted key array for range reads, and a
+ * An in-memory `Storage`: a `Keyspace` (a Map for point reads, sorted keys for range reads) and a
  * bounded ring of events for watches, snapshots and continue tokens. Writes are synchronous
  * under the hood, so each write and its fan-out to watchers happen in one tick, in revision order.
  *
@@ -105,8 +83,7 @@ function prefixEnd(prefix: string): string {
 export class MemoryStorage implements Storage {
   private revision: number;
   private compacted: number;
-  private readonly objects = new Map<string, StoredObject>();
-  private readonly keys: string[] = [];
+  private readonly objects = new Keyspace();
   private readonly history: HistoryEntry[] = [];
   private historyStart = 0;
   private readonly historyEvents: number;
@@ -149,54 +126,7 @@ export class MemoryStorage implements Storage {
     const revision = options.revision ?? this.revision;
     if (revision > this.revision) throw new TooLargeRevisionError(revision, this.revision);
     if (revision < this.compacted) throw new ExpiredError(revision, this.compacted);
-    const start = options.startKey !== undefined && options.startKey > prefix ? options.startKey : prefix;
-    const end = prefixEnd(prefix);
-    const source = revision === this.revision ? undefined : this.snapshotOverrides(prefix, revision);
-    const keys = source ? this.snapshotKeys(prefix, source) : this.keys;
-    const lookup = (key: string): StoredObject | undefined => (source?.has(key) ? (source.get(key) ?? undefined) : this.objects.get(key));
-
-    const limit = options.limit !== undefined && options.limit > 0 ? options.limit : Infinity;
-    const items: StoredObject[] = [];
-    let index = lowerBound(keys, start);
-    for (; index < keys.length && keys[index] < end; index++) {
-      const stored = lookup(keys[index]);
-      if (!stored) continue;
-      if (options.filter && !options.filter(stored.value)) continue;
-      if (items.length === limit) break;
-      items.push(stored);
-    }
-    const more = index < keys.length && keys[index] < end;
-    if (!more) return { items, revision, more };
-    const last = items[items.length - 1];
-    const nextKey = last ? `${last.key}\u0000` : keys[index];
-    const remaining = options.filter ? undefined : lowerBound(keys, end) - index;
-    return { items, revision, more, nextKey, ...(remaining !== undefined ? { remaining } : {}) };
-  }
-
-  /**
-   * What differs under `prefix` between `revision` and now: for each key written since, its
-   * object at `revision` (`null` if it did not exist then).
-   */
-  private snapshotOverrides(prefix: string, revision: number): Map<string, StoredObject | null> {
-    const overrides = new Map<string, StoredObject | null>();
-    for (let i = this.historyStart; i < this.history.length; i++) {
-      const { event, prev } = this.history[i];
-      if (event.revision <= revision || !event.key.startsWith(prefix) || overrides.has(event.key)) continue;
-      overrides.set(event.key, event.type === 'ADDED' ? null : (prev ?? null));
-    }
-    return overrides;
-  }
-
-  private snapshotKeys(prefix: string, overrides: Map<string, StoredObject | null>): string[] {
-    if (overrides.size === 0) return this.keys;
-    const from = lowerBound(this.keys, prefix);
-    const to = lowerBound(this.keys, prefixEnd(prefix));
-    const keys = new Set(this.keys.slice(from, to));
-    for (const [key, stored] of overrides) {
-      if (stored) keys.add(key);
-      else keys.delete(key); // created after the snapshot
-    }
-    return [...keys].sort();
+    return this.objects.list(prefix, options, revision, this.revision, this.history, this.historyStart);
   }
 
   async create(key: string, value: StoredValue): Promise<StoredObject> {
@@ -204,8 +134,7 @@ export class MemoryStorage implements Storage {
     if (this.objects.has(key)) throw new KeyExistsError(key);
     const revision = ++this.revision;
     const stored: StoredObject = { key, value: versioned(value, revision), createRevision: revision, modRevision: revision };
-    this.objects.set(key, stored);
-    this.keys.splice(lowerBound(this.keys, key), 0, key);
+    this.objects.put(stored);
     this.record({ type: 'ADDED', key, revision, object: stored.value });
     return stored;
   }
@@ -217,7 +146,7 @@ export class MemoryStorage implements Storage {
     if (prev.modRevision !== expectedModRevision) throw new RevisionMismatchError(key, expectedModRevision, prev.modRevision);
     const revision = ++this.revision;
     const stored: StoredObject = { key, value: versioned(value, revision), createRevision: prev.createRevision, modRevision: revision };
-    this.objects.set(key, stored);
+    this.objects.put(stored);
     this.record({ type: 'MODIFIED', key, revision, object: stored.value, prevObject: prev.value }, prev);
     return stored;
   }
@@ -228,9 +157,7 @@ export class MemoryStorage implements Storage {
     if (!prev) throw new NotFoundError(key);
     if (prev.modRevision !== expectedModRevision) throw new RevisionMismatchError(key, expectedModRevision, prev.modRevision);
     const revision = ++this.revision;
-    this.objects.delete(key);
-    const index = lowerBound(this.keys, key);
-    if (this.keys[index] === key) this.keys.splice(index, 1);
+    this.objects.remove(key);
     const deleted: StoredObject = { key, value: versioned(prev.value, revision), createRevision: prev.createRevision, modRevision: revision };
     this.record({ type: 'DELETED', key, revision, object: deleted.value, prevObject: prev.value }, prev);
     return deleted;
