@@ -409,9 +409,10 @@ describe('EtcdStorage on a plain etcd', () => {
     const dead = `http://127.0.0.1:${await freePort()}`;
     const failover = newStorage({ servers: [dead, etcd.clientUrl] });
 
-    // WHEN / THEN every request succeeds
-    for (let i = 0; i < 10; i++) await failover.create(`/flunders/ns/f${i}`, obj(`f${i}`));
-    expect((await failover.list('/flunders/')).items).toHaveLength(10);
+    // WHEN / THEN every request succeeds (etcd3 picks a server at random per request: with 30 of
+    // them, the chance that the dead one was never tried is 2^-30)
+    for (let i = 0; i < 30; i++) await failover.create(`/flunders/ns/f${i}`, obj(`f${i}`));
+    expect((await failover.list('/flunders/')).items).toHaveLength(30);
     expect(await failover.checkHealth()).toBeUndefined();
     expect(failover.isReady()).toBe(true);
   });
