@@ -330,6 +330,25 @@ describe('EtcdStorage on a plain etcd', () => {
     expect(seen.errors).toEqual([]);
   });
 
+  test('fails a watch with an error naming the key when etcd holds a value that is not JSON, without an uncaught exception', async () => {
+    // GIVEN a watch, and a raw client writing under the prefix as another program could
+    const seen = recorder();
+    const watch = storage.watch('/flunders/', await storage.currentRevision(), seen.callbacks);
+    const raw = new Etcd3({ hosts: etcd.clientUrl });
+    try {
+      // WHEN
+      await raw.put(`${prefix}/flunders/ns/bad`).value('not json');
+
+      // THEN the watch ends through onError (before the fix, JSON.parse threw out of grpc-js's data handler)
+      const [error] = await waitFor('the watch error', () => (seen.errors.length > 0 ? seen.errors : undefined));
+      expect(error.message).toMatch(/cannot decode the value of \/flunders\/ns\/bad/);
+      expect(seen.events).toEqual([]);
+    } finally {
+      watch.stop();
+      raw.close();
+    }
+  });
+
   test('fails list and watch below the compacted revision with ExpiredError', async () => {
     // GIVEN
     const a = await storage.create('/flunders/ns/a', obj('a'));

@@ -165,12 +165,15 @@ export class EtcdWatch implements StorageWatch {
       const revision = Number(event.kv.mod_revision);
       if (revision <= this.afterRevision) continue;
       if (this.waitingForFuture) this.caughtUp();
-      const storageEvent = this.toStorageEvent(event, revision);
-      this.lastRevision = revision;
-      const delta = storageEvent.type === 'ADDED' ? 1 : storageEvent.type === 'DELETED' ? -1 : 0;
-      if (this.keyCount !== undefined) this.keyCount += delta;
-      this.deltaDuringCheck += delta;
+      // Inside the try: a value that is not JSON (written by another program under the prefix)
+      // ends this watch with an error instead of throwing out of grpc-js's 'data' handler, which
+      // would be an uncaught exception and kill the process.
       try {
+        const storageEvent = this.toStorageEvent(event, revision);
+        this.lastRevision = revision;
+        const delta = storageEvent.type === 'ADDED' ? 1 : storageEvent.type === 'DELETED' ? -1 : 0;
+        if (this.keyCount !== undefined) this.keyCount += delta;
+        this.deltaDuringCheck += delta;
         this.callbacks.onEvent(storageEvent);
       } catch (error) {
         this.fail(error instanceof Error ? error : new Error(String(error)));
@@ -221,6 +224,14 @@ export class EtcdWatch implements StorageWatch {
 
   private toStorageEvent(event: IEvent, revision: number): StorageEvent {
     const key = event.kv.key.toString('utf8').slice(this.context.keyPrefix.length);
+    try {
+      return this.decodeEvent(event, key, revision);
+    } catch (error) {
+      throw new Error(`etcd: cannot decode the value of ${key} at revision ${revision}: ${error instanceof Error ? error.message : String(error)}`);
+    }
+  }
+
+  private decodeEvent(event: IEvent, key: string, revision: number): StorageEvent {
     const prev = event.prev_kv;
     const prevObject = prev ? this.context.decode(prev.value, Number(prev.mod_revision)) : undefined;
     // Proto enum names as loaded by etcd3 (enums: String): 'Put' | 'Delete'.
