@@ -596,6 +596,26 @@ describe('EtcdStorage when etcd goes away', () => {
     await waitFor('a served get', () => storage.get('/flunders/ns/a').catch(() => undefined), 15_000);
   });
 
+  test('ignores TLS material for http:// servers, as etcd\'s Go client does, and refuses servers that mix http:// and https://', async () => {
+    // GIVEN a plain-text etcd and a CA and client certificate, as a Deployment may pass them anyway
+    const ca = makeCa('unused CA');
+    const options: EtcdStorageOptions = { servers: [etcd.clientUrl], prefix: '/registry/plain', logger, requestTimeoutMs: 5000, tls: { ca: ca.certPem } };
+
+    // WHEN
+    await verifyEtcdAtStart(options, { cafile: '/ca.crt' });
+    const plain = new EtcdStorage(options);
+    open.push(plain);
+
+    // THEN requests are answered (before the fix, the client spoke TLS to a plain-text etcd and never connected)
+    const created = await plain.create('/flunders/ns/a', obj('a'));
+    expect((await plain.get('/flunders/ns/a'))?.modRevision).toBe(created.modRevision);
+
+    // AND one client cannot speak TLS to some servers and plain text to others
+    const mixed = { ...options, servers: [etcd.clientUrl, 'https://127.0.0.1:1'] };
+    expect(() => new EtcdStorage(mixed)).toThrow(/--etcd-servers mixes http:\/\/ and https:\/\/ URLs/);
+    await expect(verifyEtcdAtStart(mixed, {})).rejects.toThrow(/mixes http:\/\/ and https:\/\//);
+  });
+
   test('starts unready when etcd is not there, and verifyEtcdAtStart resolves without hanging', async () => {
     // GIVEN nobody listening
     await etcd.kill();

@@ -144,6 +144,7 @@ function failoverPolicy(servers: number): NonNullable<IOptions['faultHandling']>
 
 function validateServers(servers: readonly string[]): void {
   if (servers.length === 0) throw new Error('no etcd servers given');
+  const protocols = new Set<string>();
   for (const server of servers) {
     let url: URL | undefined;
     try {
@@ -154,7 +155,15 @@ function validateServers(servers: readonly string[]): void {
     if (!url || (url.protocol !== 'http:' && url.protocol !== 'https:') || !url.host) {
       throw new Error(`etcd server "${server}" is not an http:// or https:// URL`);
     }
+    protocols.add(url.protocol);
   }
+  // etcd3 has one set of channel credentials for every server: TLS for all or for none.
+  if (protocols.size > 1) throw new Error(`--etcd-servers mixes http:// and https:// URLs (${servers.join(',')}): expected one scheme for every server`);
+}
+
+/** Whether the servers speak TLS (validateServers made sure they all agree). */
+function serversUseTls(servers: readonly string[]): boolean {
+  return servers.some((server) => server.startsWith('https:'));
 }
 
 export class EtcdStorage implements Storage {
@@ -179,8 +188,10 @@ export class EtcdStorage implements Storage {
     const tls = options.tls;
     this.client = new Etcd3({
       hosts: [...options.servers],
+      // Only for https:// servers: as etcd's Go client (CREDS_DROP for http://), the TLS flags do
+      // not turn a plain-text etcd into a TLS one that never answers.
       credentials:
-        tls && (tls.ca !== undefined || tls.cert !== undefined)
+        tls && serversUseTls(options.servers) && (tls.ca !== undefined || tls.cert !== undefined)
           ? {
               // Without a CA, grpc-js verifies against the system roots.
               rootCertificate: (tls.ca !== undefined ? Buffer.from(tls.ca) : undefined) as Buffer,
