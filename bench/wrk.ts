@@ -17,8 +17,8 @@
  *
  * Environment: BENCH_STORES (memory,etcd; default: memory, plus etcd when the server's --help
  * lists --etcd-servers), BENCH_SECONDS (per measurement, default 5), BENCH_ROUNDS (default 3),
- * BENCH_CONNECTIONS (50), BENCH_WATCHERS (500), BENCH_ONLY=<text> (only scenarios whose name
- * contains it), BENCH_CPU_PROF=<dir> (the server under node --cpu-prof).
+ * BENCH_CONNECTIONS (50), BENCH_WATCHERS (500), BENCH_ONLY=<text> (only the scenario of that
+ * name, or those whose name contains it), BENCH_CPU_PROF=<dir> (the server under node --cpu-prof), BENCH_SERVER_ARGS (more server flags, space-separated).
  */
 import { ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -48,6 +48,15 @@ interface Measurement {
   readonly p99Ms: number;
   /** Non-2xx answers plus socket errors and timeouts. */
   readonly errors: number;
+  /** CPU time (user + system) the serving process spent per request, µs: unlike req/s, barely moved by other load on the machine. */
+  readonly cpuUsPerRequest: number;
+}
+
+/** utime and stime of a process in µs (/proc/<pid>/stat, fields 14 and 15, in clock ticks of 10 ms). */
+function cpuMicros(pid: number): { user: number; system: number } {
+  const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return { user: Number(fields[11]) * 10_000, system: Number(fields[12]) * 10_000 };
 }
 
 interface Scenario {
@@ -65,7 +74,13 @@ function median(values: readonly number[]): number {
 }
 
 function medianMeasurement(ms: readonly Measurement[]): Measurement {
-  return { rps: median(ms.map((m) => m.rps)), p50Ms: median(ms.map((m) => m.p50Ms)), p99Ms: median(ms.map((m) => m.p99Ms)), errors: ms.reduce((n, m) => n + m.errors, 0) };
+  return {
+    rps: median(ms.map((m) => m.rps)),
+    p50Ms: median(ms.map((m) => m.p50Ms)),
+    p99Ms: median(ms.map((m) => m.p99Ms)),
+    errors: ms.reduce((n, m) => n + m.errors, 0),
+    cpuUsPerRequest: median(ms.map((m) => m.cpuUsPerRequest)),
+  };
 }
 
 function flunderJson(name: string, labels: Record<string, string> = {}): string {
@@ -87,6 +102,21 @@ function requireWrk(): void {
 /** `wrk debian/4.1.0-3+b2 [epoll]` (`wrk -v` prints it and exits 1). */
 function wrkVersion(): string {
   return spawnSync('wrk', ['-v'], { encoding: 'utf8' }).stdout.split('\n')[0]?.replace(/ Copyright.*/, '') ?? 'wrk';
+}
+
+/** CPU µs of each thread of a process, by `<tid> <name>`. */
+function threadMicros(pid: number): Map<string, number> {
+  const result = new Map<string, number>();
+  for (const tid of fs.readdirSync(`/proc/${pid}/task`)) {
+    try {
+      const stat = fs.readFileSync(`/proc/${pid}/task/${tid}/stat`, 'utf8');
+      const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      result.set(`${tid === String(pid) ? 'main' : stat.slice(stat.indexOf('(') + 1, stat.lastIndexOf(')'))}/${tid}`, (Number(fields[11]) + Number(fields[12])) * 10_000);
+    } catch {
+      // The thread ended.
+    }
+  }
+  return result;
 }
 
 /** A Lua string literal. */
@@ -123,12 +153,14 @@ function wrkScript(scenario: { method: string; path: string }, token: string | u
 let scriptCounter = 0;
 const scriptDir = fs.mkdtempSync(path.join(os.tmpdir(), 'bench-wrk-'));
 
-/** `wrk -t1 -c<CONNECTIONS> -d<seconds>s --latency` of one scenario; resolves its figures. */
-function runWrk(port: number, scenario: { method: string; path: string }, token: string | undefined, seconds: number): Promise<Measurement> {
+/** `wrk -t1 -c<CONNECTIONS> -d<seconds>s --latency` of one scenario against the process `pid` listening on `port`; resolves its figures. */
+function runWrk(pid: number, port: number, scenario: { method: string; path: string }, token: string | undefined, seconds: number): Promise<Measurement> {
   const runId = `${process.pid}-${++scriptCounter}`;
   const script = path.join(scriptDir, `${runId}.lua`);
   fs.writeFileSync(script, wrkScript(scenario, token, runId));
   const args = ['-t1', `-c${CONNECTIONS}`, `-d${seconds}s`, '--latency', '--timeout', '10s', '-s', script, `https://127.0.0.1:${port}${scenario.path}`];
+  const cpuBefore = cpuMicros(pid);
+  const threadsBefore = process.env.BENCH_DEBUG ? threadMicros(pid) : new Map<string, number>();
   return new Promise((resolve, reject) => {
     const child = spawn('wrk', args, { stdio: ['ignore', 'pipe', 'pipe'] });
     let out = '';
@@ -139,7 +171,14 @@ function runWrk(port: number, scenario: { method: string; path: string }, token:
       const line = /BENCH_JSON (.*)/.exec(out);
       if (code !== 0 || !line) return reject(new Error(`wrk ${args.join(' ')} exited ${code}:\n${out}`));
       const r = JSON.parse(line[1]) as { requests: number; duration_us: number; errors: number; p50_us: number; p99_us: number };
-      resolve({ rps: r.requests / (r.duration_us / 1e6), p50Ms: r.p50_us / 1000, p99Ms: r.p99_us / 1000, errors: r.errors });
+      const cpuAfter = cpuMicros(pid);
+      const user = cpuAfter.user - cpuBefore.user;
+      const system = cpuAfter.system - cpuBefore.system;
+      if (process.env.BENCH_DEBUG) {
+        const threads = [...threadMicros(pid)].map(([t, us]) => `${t} ${((us - (threadsBefore.get(t) ?? 0)) / r.requests).toFixed(1)}`).join(', ');
+        process.stderr.write(`  pid ${pid}: ${(user / r.requests).toFixed(1)} µs user + ${(system / r.requests).toFixed(1)} µs system per request; by thread: ${threads}\n`);
+      }
+      resolve({ rps: r.requests / (r.duration_us / 1e6), p50Ms: r.p50_us / 1000, p99Ms: r.p99_us / 1000, errors: r.errors, cpuUsPerRequest: (user + system) / r.requests });
     });
   });
 }
@@ -215,7 +254,7 @@ class Client {
 }
 
 /** WATCHERS watch streams on one namespace; resolves how long until every one saw one created object. */
-async function watchFanOut(env: ServerEnvironment, token: string): Promise<{ allMs: number; p50Ms: number; setupMs: number }> {
+async function watchFanOut(env: ServerEnvironment, token: string, round: number): Promise<{ allMs: number; p50Ms: number; setupMs: number }> {
   const namespace = 'bench-watch';
   env.fake.setNamespace(namespace, 'Active');
   const client = new Client(env, token);
@@ -252,7 +291,7 @@ async function watchFanOut(env: ServerEnvironment, token: string): Promise<{ all
   const setupMs = Number(process.hrtime.bigint() - setupStart) / 1e6;
   await new Promise((r) => setTimeout(r, 500));
   const t0 = process.hrtime.bigint();
-  const created = await client.send('POST', `${BASE}/${namespace}/flunders`, flunderJson('watched'));
+  const created = await client.send('POST', `${BASE}/${namespace}/flunders`, flunderJson(`watched-${round}`));
   if (created.status !== 201) throw new Error(`create for the watchers: ${created.status} ${created.body}`);
   const times = (await Promise.all(seen)).map((t) => Number(t - t0) / 1e6).sort((a, b) => a - b);
   for (const req of requests) req.destroy();
@@ -289,7 +328,7 @@ async function rawEtcdPuts(etcd: EtcdProcess, seconds: number, round: number): P
     await run(start + BigInt(Math.round(seconds * 1e9)), true);
     const elapsed = Number(process.hrtime.bigint() - start) / 1e9;
     latencies.sort((a, b) => a - b);
-    return { rps: latencies.length / elapsed, p50Ms: latencies[Math.floor(latencies.length * 0.5)], p99Ms: latencies[Math.floor(latencies.length * 0.99)], errors };
+    return { rps: latencies.length / elapsed, p50Ms: latencies[Math.floor(latencies.length * 0.5)], p99Ms: latencies[Math.floor(latencies.length * 0.99)], errors, cpuUsPerRequest: NaN };
   } finally {
     client.close();
   }
@@ -297,7 +336,7 @@ async function rawEtcdPuts(etcd: EtcdProcess, seconds: number, round: number): P
 
 interface StoreResult {
   readonly store: Store;
-  readonly rows: { scenario: Scenario; bytes: number; server: Measurement; bare: Measurement; ratio: number; rounds: number[] }[];
+  readonly rows: { scenario: Scenario; bytes: number; server: Measurement; bare: Measurement; ratio: number; rounds: number[]; cpuRatio: number }[];
   readonly rawPuts?: Measurement;
   readonly createToRawPuts?: number;
   readonly fanOut: { allMs: number; p50Ms: number; setupMs: number }[];
@@ -315,7 +354,7 @@ async function benchStore(store: Store): Promise<StoreResult> {
   try {
     env = await startServerEnvironment({
       logs: 'discard',
-      extraArgs: etcd ? ['--storage=etcd', `--etcd-servers=${etcd.clientUrl}`] : [],
+      extraArgs: [...(etcd ? ['--storage=etcd', `--etcd-servers=${etcd.clientUrl}`] : []), ...(process.env.BENCH_SERVER_ARGS ?? '').split(' ').filter((a) => a)],
       nodeArgs: cpuProfDir ? ['--cpu-prof', `--cpu-prof-dir=${cpuProfDir}`] : [],
     });
     await new Promise((r) => setTimeout(r, 1000));
@@ -331,10 +370,12 @@ async function benchStore(store: Store): Promise<StoreResult> {
 
     const scenarios: Scenario[] = [
       { name: 'GET one Flunder', method: 'GET', path: `${BASE}/bench-get/flunders/flunder-00000`, barePath: '/get' },
+      // resourceVersion=0: any revision will do, so the watch cache may answer without asking etcd (as upstream's cacher).
+      { name: 'GET one Flunder ?resourceVersion=0', method: 'GET', path: `${BASE}/bench-get/flunders/flunder-00000?resourceVersion=0`, barePath: '/get' },
       { name: 'LIST 100 Flunders', method: 'GET', path: `${BASE}/bench-list-100/flunders`, barePath: '/list100' },
       { name: 'LIST 1,000 Flunders', method: 'GET', path: `${BASE}/bench-list-1000/flunders`, barePath: '/list1000' },
       { name: 'CREATE a Flunder', method: 'POST', path: `${BASE}/bench-create/flunders`, barePath: '/create' },
-    ].filter((s) => s.name.includes(ONLY)) as Scenario[];
+    ].filter((s, _, all) => (all.some((a) => a.name === ONLY) ? s.name === ONLY : s.name.includes(ONLY))) as Scenario[];
     const bodies: Record<string, string> = {};
     for (const s of scenarios) {
       const res = await client.send(s.method, s.path, s.method === 'POST' ? flunderJson(`wrk-sample-${store}`) : undefined);
@@ -351,10 +392,10 @@ async function benchStore(store: Store): Promise<StoreResult> {
       for (const s of scenarios) {
         const r = rounds.get(s.name)!;
         if (s.method === 'POST' && round === 0) afterReadsRssKiB = env.server.rssKiB();
-        await runWrk(bare.port, { method: s.method, path: s.barePath }, undefined, WARMUP_SECONDS);
-        r.bare.push(await runWrk(bare.port, { method: s.method, path: s.barePath }, undefined, SECONDS));
-        await runWrk(env.server.port, s, token, WARMUP_SECONDS);
-        r.server.push(await runWrk(env.server.port, s, token, SECONDS));
+        await runWrk(bare.child.pid!, bare.port, { method: s.method, path: s.barePath }, undefined, WARMUP_SECONDS);
+        r.bare.push(await runWrk(bare.child.pid!, bare.port, { method: s.method, path: s.barePath }, undefined, SECONDS));
+        await runWrk(env.server.pid, env.server.port, s, token, WARMUP_SECONDS);
+        r.server.push(await runWrk(env.server.pid, env.server.port, s, token, SECONDS));
         process.stderr.write(`${store} round ${round + 1}/${ROUNDS} ${s.name}: server ${r.server.at(-1)!.rps.toFixed(0)} req/s, bare ${r.bare.at(-1)!.rps.toFixed(0)} req/s\n`);
       }
       if (etcd && scenarios.some((s) => s.method === 'POST')) {
@@ -366,14 +407,15 @@ async function benchStore(store: Store): Promise<StoreResult> {
 
     const fanOut = [];
     if (WATCHERS > 0 && (ONLY === '' || 'watch'.includes(ONLY))) {
-      for (let round = 0; round < ROUNDS; round++) fanOut.push(await watchFanOut(env, token));
+      for (let round = 0; round < ROUNDS; round++) fanOut.push(await watchFanOut(env, token, round));
     }
     client.agent.destroy();
 
     const rows = scenarios.map((scenario) => {
       const r = rounds.get(scenario.name)!;
       const ratios = r.server.map((m, i) => m.rps / r.bare[i].rps);
-      return { scenario, bytes: Buffer.byteLength(bodies[scenario.barePath]), server: medianMeasurement(r.server), bare: medianMeasurement(r.bare), ratio: median(ratios), rounds: ratios };
+      const cpuRatio = median(r.server.map((m, i) => r.bare[i].cpuUsPerRequest / m.cpuUsPerRequest));
+      return { scenario, bytes: Buffer.byteLength(bodies[scenario.barePath]), server: medianMeasurement(r.server), bare: medianMeasurement(r.bare), ratio: median(ratios), rounds: ratios, cpuRatio };
     });
     const create = rounds.get('CREATE a Flunder');
     const rawPuts = raw.length > 0 ? medianMeasurement(raw) : undefined;
@@ -395,8 +437,8 @@ function report(results: readonly StoreResult[]): string {
     `Run ${new Date().toISOString()} on ${os.cpus().length} × ${os.cpus()[0]?.model.trim()}, Node ${process.version}, ${wrkVersion()}; ` +
       `wrk -t1 -c${CONNECTIONS} --latency, ${SECONDS} s per measurement after ${WARMUP_SECONDS} s warm-up, median of ${ROUNDS} rounds; load average at the end ${load}.`,
     '',
-    '| store | request | response | server req/s | p50 ms | p99 ms | errors | bare req/s | bare p99 ms | server / bare (each round) | target |',
-    '|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|',
+    '| store | request | response | server req/s | p50 ms | p99 ms | errors | bare req/s | bare p99 ms | server / bare (each round) | CPU µs/request server; bare; bare / server | target |',
+    '|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|',
   ];
   for (const r of results) {
     for (const row of r.rows) {
@@ -409,11 +451,11 @@ function report(results: readonly StoreResult[]): string {
           ? `≥ 0.5×, p99 < 20 ms: ${verdict(row.ratio >= 0.5 && row.server.p99Ms < 20)}`
           : `≥ 0.5×: ${verdict(row.ratio >= 0.5)}`;
       out.push(
-        `| ${r.store} | ${row.scenario.name} | ${row.bytes.toLocaleString('en-US')} B | ${row.server.rps.toFixed(0)} | ${row.server.p50Ms.toFixed(1)} | ${row.server.p99Ms.toFixed(1)} | ${row.server.errors} | ${row.bare.rps.toFixed(0)} | ${row.bare.p99Ms.toFixed(1)} | ${row.ratio.toFixed(2)}× (${row.rounds.map((x) => x.toFixed(2)).join(', ')}) | ${target} |`,
+        `| ${r.store} | ${row.scenario.name} | ${row.bytes.toLocaleString('en-US')} B | ${row.server.rps.toFixed(0)} | ${row.server.p50Ms.toFixed(1)} | ${row.server.p99Ms.toFixed(1)} | ${row.server.errors} | ${row.bare.rps.toFixed(0)} | ${row.bare.p99Ms.toFixed(1)} | ${row.ratio.toFixed(2)}× (${row.rounds.map((x) => x.toFixed(2)).join(', ')}) | ${row.server.cpuUsPerRequest.toFixed(0)}; ${row.bare.cpuUsPerRequest.toFixed(0)}; ${row.cpuRatio.toFixed(2)}× | ${target} |`,
       );
     }
     if (r.rawPuts) {
-      out.push(`| ${r.store} | raw etcd puts (etcd3, ${CONNECTIONS} in flight) | | ${r.rawPuts.rps.toFixed(0)} | ${r.rawPuts.p50Ms.toFixed(1)} | ${r.rawPuts.p99Ms.toFixed(1)} | ${r.rawPuts.errors} | | | | the write ceiling |`);
+      out.push(`| ${r.store} | raw etcd puts (etcd3, ${CONNECTIONS} in flight) | | ${r.rawPuts.rps.toFixed(0)} | ${r.rawPuts.p50Ms.toFixed(1)} | ${r.rawPuts.p99Ms.toFixed(1)} | ${r.rawPuts.errors} | | | | | the write ceiling |`);
     }
   }
   out.push('', `| store | ${WATCHERS} watchers: all saw one write (median of rounds; each round) | median watcher | opening the streams | RSS idle | RSS with ${STORED.toLocaleString('en-US')} Flunders (after populating; after the read load) |`, '|---|---:|---:|---:|---:|---:|');
