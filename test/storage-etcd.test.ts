@@ -275,6 +275,26 @@ describe('EtcdStorage on a plain etcd', () => {
     expect(seen.progress[0]).toEqual({ type: 'PROGRESS', revision: a.modRevision + 1 });
   });
 
+  test('checks a progress answer once: later answers at the same revision are delivered without reading etcd again', async () => {
+    // GIVEN a watch on an idle prefix, etcd's revision moved by a write elsewhere, and ranges counted
+    let ranges = 0;
+    const counted = newStorage({ observe: (operation, _seconds, _ok, key) => (operation === 'list' && key === undefined ? ranges++ : undefined) });
+    const seen = recorder();
+    const watch = counted.watch('/flunders/', await counted.currentRevision(), seen.callbacks);
+    const other = await counted.create('/fischers/x', obj('x'));
+
+    // WHEN progress is asked for again and again at that revision
+    for (let answers = 1; answers <= 5; answers++) {
+      watch.requestProgress();
+      await waitFor(`progress answer ${answers}`, () => seen.progress.length >= answers);
+    }
+    watch.stop();
+
+    // THEN every answer carries the revision; only the first was checked (a window range and the calibration count)
+    expect(seen.progress.map((p) => p.revision)).toEqual(Array(5).fill(other.modRevision));
+    expect(ranges).toBe(2);
+  });
+
   test('a progress notification never runs ahead of events still on their way (etcd 3.4.23 answers with its current revision)', async () => {
     // GIVEN a long history to replay
     const writes: Promise<unknown>[] = [];

@@ -216,6 +216,10 @@ export class EtcdWatch implements StorageWatch {
     if (this.stopped) return;
     if (clean) {
       if (this.unverifiedProgress === target) this.unverifiedProgress = undefined;
+      // Nothing under the prefix changed in (from, target], so keyCount holds at target too: later
+      // answers at this revision need no check (each check reads every key: etcd drops `limit`
+      // when `min_mod_revision` is set).
+      this.lastRevision = Math.max(this.lastRevision, target);
       // Events delivered during the check are all above `target`: the notification may not go back.
       this.callbacks.onProgress?.({ type: 'PROGRESS', revision: Math.max(target, this.lastRevision) });
     }
