@@ -369,6 +369,29 @@ describe('EtcdStorage on a plain etcd', () => {
     }
   });
 
+  test('fails a watch whose onProgress throws, through onError, without an uncaught exception', async () => {
+    // GIVEN a watch whose progress callback throws, for an answer delivered at once and for one checked first
+    const errors: Error[] = [];
+    const callbacks = {
+      onEvent: () => undefined,
+      onProgress: () => {
+        throw new Error('the client is gone');
+      },
+      onError: (error: Error) => errors.push(error),
+    };
+    const written = await storage.create('/fischers/x', obj('x'));
+    const atOnce = storage.watch('/flunders/', written.modRevision, callbacks); // an answer at its start needs no check
+    const checked = storage.watch('/fischers/none/', written.modRevision - 1, callbacks); // one above its start is checked first
+
+    // WHEN
+    atOnce.requestProgress();
+    checked.requestProgress();
+
+    // THEN both watches end through onError with what the callback threw
+    await waitFor('both errors', () => errors.length === 2);
+    expect(errors.map((error) => error.message)).toEqual(['the client is gone', 'the client is gone']);
+  });
+
   test('fails list and watch below the compacted revision with ExpiredError', async () => {
     // GIVEN
     const a = await storage.create('/flunders/ns/a', obj('a'));

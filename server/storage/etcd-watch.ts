@@ -158,7 +158,7 @@ export class EtcdWatch implements StorageWatch {
       // Answers to progress requests (watch_id -1) need checking; etcd's own periodic
       // notifications go through the watcher's event channel, in order.
       if (String(response.watch_id) === '-1' && revision > this.lastRevision) this.verifyProgress(revision);
-      else this.callbacks.onProgress?.({ type: 'PROGRESS', revision: Math.max(revision, this.lastRevision) });
+      else this.deliverProgress(Math.max(revision, this.lastRevision));
       return;
     }
     for (const event of response.events) {
@@ -221,9 +221,22 @@ export class EtcdWatch implements StorageWatch {
       // when `min_mod_revision` is set).
       this.lastRevision = Math.max(this.lastRevision, target);
       // Events delivered during the check are all above `target`: the notification may not go back.
-      this.callbacks.onProgress?.({ type: 'PROGRESS', revision: Math.max(target, this.lastRevision) });
+      this.deliverProgress(Math.max(target, this.lastRevision));
+      if (this.stopped) return;
     }
     if (this.unverifiedProgress !== undefined) this.after(clean ? 0 : 100, () => void this.checkProgress());
+  }
+
+  /**
+   * A callback that throws ends the watch, as in onEvent: thrown here it would escape grpc-js's
+   * 'data' handler (an uncaught exception) or checkProgress (an unhandled rejection).
+   */
+  private deliverProgress(revision: number): void {
+    try {
+      this.callbacks.onProgress?.({ type: 'PROGRESS', revision });
+    } catch (error) {
+      this.fail(error instanceof Error ? error : new Error(String(error)));
+    }
   }
 
   private toStorageEvent(event: IEvent, revision: number): StorageEvent {
