@@ -153,6 +153,23 @@ describe('list', () => {
     expect(exact.body).toEqual(before.body);
   });
 
+  test('a paginated list at a resourceVersion without resourceVersionMatch lists the snapshot at it, as upstream\'s legacy case', async () => {
+    // GIVEN a resourceVersion, then a change
+    await server.post(FLUNDERS, flunder('a', { reference: 'old' }));
+    const before = await server.get(FLUNDERS);
+    await server.put(`${FLUNDERS}/a`, flunder('a', { reference: 'new' }));
+    await server.post(FLUNDERS, flunder('b'));
+
+    // WHEN a list with a limit asks for it (etcd3's GetList reads it Exact; without limit it is NotOlderThan)
+    const paged = await server.get(`${FLUNDERS}?limit=10&resourceVersion=${before.body.metadata.resourceVersion}`);
+    const unpaged = await server.get(`${FLUNDERS}?resourceVersion=${before.body.metadata.resourceVersion}`);
+
+    // THEN
+    expect(paged.status).toBe(200);
+    expect(paged.body).toEqual(before.body);
+    expect(names(unpaged)).toEqual(['a', 'b']);
+  });
+
   test('fails with 504 for a resourceVersion from the future, after the store waited for it', async () => {
     // GIVEN a resourceVersion ahead of the store
     const current = Number((await server.get(FLUNDERS)).body.metadata.resourceVersion);

@@ -136,8 +136,8 @@ function finalizersOnDelete(meta: Meta, options: DeleteOptions): string[] {
  * The storage options of a list, as the cacher and etcd3 store read ListOptions:
  * - `resourceVersion=""`: a consistent read (the current revision);
  * - `"0"`: any revision (`minRevision: 0`; a watch cache answers from memory);
- * - `N`, `resourceVersionMatch` `NotOlderThan` or unset: not older than N (`minRevision: N`);
- * - `N`, `Exact`: the snapshot at N (`revision: N`);
+ * - `N`, `resourceVersionMatch` `NotOlderThan`, or unset without `limit`: not older than N (`minRevision: N`);
+ * - `N`, `Exact`, or N > 0 with `limit` and no match (upstream's legacy case): the snapshot at N (`revision: N`);
  * - a continue token: the snapshot it was taken at, from the key it names.
  */
 function storageListOptions(options: ListQuery, prefix: string): ListOptions {
@@ -149,7 +149,9 @@ function storageListOptions(options: ListQuery, prefix: string): ListOptions {
   }
   if (options.resourceVersion === '') return page;
   const requested = Number(options.resourceVersion);
-  return options.resourceVersionMatch === 'Exact' ? { ...page, revision: requested } : { ...page, minRevision: requested };
+  // Upstream's legacy case (etcd3 GetList, KEP-2523): a paginated list at N > 0 with no match is Exact.
+  const legacyExact = options.resourceVersionMatch === '' && page.limit !== undefined && requested > 0;
+  return options.resourceVersionMatch === 'Exact' || legacyExact ? { ...page, revision: requested } : { ...page, minRevision: requested };
 }
 
 /**
