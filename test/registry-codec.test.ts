@@ -59,6 +59,40 @@ describe('KindCodec.storedJson (the serialization cache)', () => {
   });
 });
 
+describe('KindCodec.storedBytes (the UTF-8 cache list bodies copy)', () => {
+  test('a frozen value\'s bytes are its text in UTF-8, encoded once per form', async () => {
+    // GIVEN a stored value with non-ASCII text, read as text in one form
+    const codec = new KindCodec('wardle.example.com', FLUNDER, flunderRules);
+    const value = await storedFlunder(new MemoryStorage(), 'a', { reference: 'größe ✓' });
+    const text = codec.storedJson(value, 'v1beta1');
+
+    // WHEN its bytes are asked for twice in that form, and once as PartialObjectMetadata
+    const bytes = codec.storedBytes(value, 'v1beta1');
+    const partial = codec.storedBytes(value, 'v1beta1', 'v1');
+
+    // THEN the same Buffer each time, equal to the texts encoded, each its own allocation (no pool slab kept alive)
+    expect(codec.storedBytes(value, 'v1beta1')).toBe(bytes);
+    expect(bytes.equals(Buffer.from(text))).toBe(true);
+    expect(partial.toString()).toBe(codec.storedJson(value, 'v1beta1', 'v1'));
+    expect(bytes.byteOffset).toBe(0);
+    expect(bytes.buffer.byteLength).toBe(bytes.length);
+  });
+
+  test('a value that is not frozen is encoded every time, never cached', () => {
+    // GIVEN a mutable object encoded once
+    const codec = new KindCodec('wardle.example.com', FLUNDER, flunderRules);
+    const value: Record<string, unknown> = { apiVersion: 'wardle.example.com/v1alpha1', kind: 'Flunder', metadata: { name: 'a', resourceVersion: '5' } };
+    const before = codec.storedBytes(value, 'v1alpha1');
+
+    // WHEN it changes
+    value.spec = { reference: 'later' };
+
+    // THEN the next bytes show the change
+    expect(JSON.parse(before.toString()).spec).toBeUndefined();
+    expect(JSON.parse(codec.storedBytes(value, 'v1alpha1').toString()).spec).toEqual({ reference: 'later' });
+  });
+});
+
 describe('which answers are cached', () => {
   test('reads are served from the cache; the answer to a write is serialized without caching', async () => {
     // GIVEN a server counting conversions to v1beta1 (Flunders are stored as v1alpha1)

@@ -22,10 +22,15 @@ export class KindCodec {
   /**
    * JSON texts of stored values, per form (`<version>` or `<version>|<meta version>`). A stored
    * value is frozen and replaced, never changed, on a write, so a text cached on it cannot go
-   * stale; it is collected with the value. Strings, not Buffers: small Buffers are slices of
-   * shared 8 KiB pool slabs, and a long-lived slice would keep its whole slab alive.
+   * stale; it is collected with the value.
    */
   private readonly texts = new Map<string, WeakMap<StoredValue, string>>();
+  /**
+   * The same texts UTF-8 encoded, for list bodies (copied, not re-encoded, per LIST). Each in its
+   * own allocation: small `Buffer.from` results are slices of shared 8 KiB pool slabs, and a
+   * long-lived slice would keep its whole slab alive.
+   */
+  private readonly encoded = new Map<string, WeakMap<StoredValue, Buffer>>();
 
   constructor(
     readonly group: string,
@@ -94,19 +99,32 @@ export class KindCodec {
    * serialized every time.
    */
   storedJson(value: StoredValue, version: string, metaVersion?: string): string {
-    const form = metaVersion === undefined ? version : `${version}|${metaVersion}`;
-    let cache = this.texts.get(form);
-    let text = cache?.get(value);
+    const form = formOf(version, metaVersion);
+    let text = this.texts.get(form)?.get(value);
     if (text !== undefined) return text;
-    const object = this.fromStorage(value, version);
-    text = JSON.stringify(metaVersion === undefined ? object : partialObjectMetadata(object, metaVersion));
-    if (!Object.isFrozen(value)) return text;
-    if (!cache) {
-      cache = new WeakMap();
-      this.texts.set(form, cache);
-    }
-    cache.set(value, text);
+    text = this.serialize(value, version, metaVersion);
+    if (Object.isFrozen(value)) cacheOn(this.texts, form, value, text);
     return text;
+  }
+
+  /**
+   * `storedJson` as UTF-8, cached the same way (apart from the text: a value only listed holds
+   * its bytes, not both). Never write into the Buffer returned: it is shared.
+   */
+  storedBytes(value: StoredValue, version: string, metaVersion?: string): Buffer {
+    const form = formOf(version, metaVersion);
+    let bytes = this.encoded.get(form)?.get(value);
+    if (bytes !== undefined) return bytes;
+    const text = this.texts.get(form)?.get(value) ?? this.serialize(value, version, metaVersion);
+    bytes = Buffer.allocUnsafeSlow(Buffer.byteLength(text));
+    bytes.write(text);
+    if (Object.isFrozen(value)) cacheOn(this.encoded, form, value, bytes);
+    return bytes;
+  }
+
+  private serialize(value: StoredValue, version: string, metaVersion: string | undefined): string {
+    const object = this.fromStorage(value, version);
+    return JSON.stringify(metaVersion === undefined ? object : partialObjectMetadata(object, metaVersion));
   }
 
   /** `apiVersion` and `kind` of `version`, first in key order as Kubernetes writes them. */
@@ -116,6 +134,19 @@ export class KindCodec {
     const { apiVersion: _a, kind: _k, ...rest } = object;
     return { apiVersion, kind: this.kind, ...rest };
   }
+}
+
+function formOf(version: string, metaVersion: string | undefined): string {
+  return metaVersion === undefined ? version : `${version}|${metaVersion}`;
+}
+
+function cacheOn<T>(caches: Map<string, WeakMap<StoredValue, T>>, form: string, value: StoredValue, entry: T): void {
+  let cache = caches.get(form);
+  if (!cache) {
+    cache = new WeakMap();
+    caches.set(form, cache);
+  }
+  cache.set(value, entry);
 }
 
 /** The prefix of every storage key of a kind: `/flunders/`. */

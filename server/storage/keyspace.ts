@@ -33,6 +33,8 @@ export class Keyspace {
   private readonly objects = new Map<string, StoredObject>();
   /** The keys of `objects`, sorted: range reads walk them from a lower bound. */
   private keys: string[] = [];
+  /** `objects` in the order of `keys` (same index): a range read at the current revision walks it without a lookup per key. */
+  private sorted: StoredObject[] = [];
 
   get size(): number {
     return this.objects.size;
@@ -48,14 +50,23 @@ export class Keyspace {
 
   /** Stores `stored` under its key, new or replacing. */
   put(stored: StoredObject): void {
-    if (!this.objects.has(stored.key)) this.keys.splice(lowerBound(this.keys, stored.key), 0, stored.key);
+    const index = lowerBound(this.keys, stored.key);
+    if (this.objects.has(stored.key)) {
+      this.sorted[index] = stored;
+    } else {
+      this.keys.splice(index, 0, stored.key);
+      this.sorted.splice(index, 0, stored);
+    }
     this.objects.set(stored.key, stored);
   }
 
   remove(key: string): void {
     if (!this.objects.delete(key)) return;
     const index = lowerBound(this.keys, key);
-    if (this.keys[index] === key) this.keys.splice(index, 1);
+    if (this.keys[index] === key) {
+      this.keys.splice(index, 1);
+      this.sorted.splice(index, 1);
+    }
   }
 
   /** Replaces everything with `items` (a relist). */
@@ -63,7 +74,8 @@ export class Keyspace {
     this.objects.clear();
     for (const item of items) this.objects.set(item.key, item);
     // Sorted in JavaScript's order, which lowerBound uses (etcd's byte order may differ for non-ASCII keys).
-    this.keys = items.map((item) => item.key).sort();
+    this.keys = [...this.objects.keys()].sort();
+    this.sorted = this.keys.map((key) => this.objects.get(key)!);
   }
 
   /**
@@ -76,13 +88,15 @@ export class Keyspace {
     const end = prefixEnd(prefix);
     const overrides = revision === current ? undefined : snapshotOverrides(prefix, revision, history, historyStart);
     const keys = overrides ? this.snapshotKeys(prefix, overrides) : this.keys;
+    // At the current revision (or one no write since has changed) the objects are at the keys' indices.
+    const sorted = keys === this.keys ? this.sorted : undefined;
     const lookup = (key: string): StoredObject | undefined => (overrides?.has(key) ? (overrides.get(key) ?? undefined) : this.objects.get(key));
 
     const limit = options.limit !== undefined && options.limit > 0 ? options.limit : Infinity;
     const items: StoredObject[] = [];
     let index = lowerBound(keys, start);
     for (; index < keys.length && keys[index] < end; index++) {
-      const stored = lookup(keys[index]);
+      const stored = sorted ? sorted[index] : lookup(keys[index]);
       if (!stored) continue;
       if (options.filter && !options.filter(stored.value)) continue;
       if (items.length === limit) break;
