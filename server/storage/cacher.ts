@@ -2,21 +2,24 @@
  * A watch cache in front of a `Storage`, as k8s.io/apiserver's storage/cacher: per resource, one
  * list and then ONE watch on the store behind, applied to an in-memory copy of the current
  * objects and to a bounded history of events; every client watch of that resource is served
- * from it (fan-out), and lists that may be served from memory are.
+ * from it (fan-out), and gets and lists that may be served from memory are.
  *
- * - `get()`, writes and `currentRevision()` go to the store behind; `compact()` too, and trims
- *   the caches' history to match; `close()` closes it.
+ * - Writes and `currentRevision()` go to the store behind; `compact()` too, and trims the
+ *   caches' history to match; `close()` closes it.
+ * - `get` of a key under a cached prefix is read as a list is (below), with `minRevision` or
+ *   consistent (as the cacher's Get, and consistent reads from cache for GETs too); other keys,
+ *   and any key while its cache is not ready, from the store behind.
  * - `list` with `minRevision` (resourceVersion="0", NotOlderThan): from memory once the cache has
  *   reached it (waits up to the future-revision wait, then `TooLargeRevisionError`; without
  *   ordered progress notifications, a revision past the cache's last event goes to the store).
  * - `list` with `revision` (Exact, continue tokens): from the history when its window covers the
  *   revision, else from the store behind.
- * - `list` with neither (resourceVersion="", a consistent read, as kube-apiserver 1.31's
- *   ConsistentListFromCache): the store's current revision (concurrent requests share one check),
+ * - `list` (and `get`) with neither (resourceVersion="", a consistent read, as kube-apiserver
+ *   1.31's ConsistentListFromCache): the store's current revision (concurrent requests share one check),
  *   then from memory once the cache has caught up with it (it asks its watch for progress so an
  *   idle resource catches up at once); if it has not within `consistentReadWaitMs`, from the store.
  *   Only when the store's progress notifications are ordered (`progressNotifyOrdered`); else
- *   consistent lists go to the store, as kube-apiserver does on an etcd without that guarantee.
+ *   consistent reads go to the store, as kube-apiserver does on an etcd without that guarantee.
  * - `watch`: history replayed from memory, then live; a revision older than the history →
  *   `ExpiredError` (thrown); one ahead of the cache waits, then `TooLargeRevisionError` (onError).
  *
@@ -37,6 +40,7 @@ import { HistoryEntry, Keyspace } from './keyspace';
 import {
   ExpiredError,
   FUTURE_REVISION_WAIT_MS,
+  GetOptions,
   ListOptions,
   ListResult,
   ProgressNotification,
@@ -50,7 +54,7 @@ import {
 } from './types';
 
 export interface CacherOptions {
-  /** The store behind the cache (etcd; MemoryStorage in unit tests). Writes and get() go straight to it. */
+  /** The store behind the cache (etcd; MemoryStorage in unit tests). Writes go straight to it. */
   readonly storage: Storage;
   /** One cache and one watch on `storage` per prefix (one per resource), e.g. '/flunders/'; other keys pass through. */
   readonly resourcePrefixes: readonly string[];
@@ -67,7 +71,7 @@ export interface CacherOptions {
   readonly progressIntervalMs?: number;
   /** How long a read or watch at a revision ahead of the cache waits for it. @default FUTURE_REVISION_WAIT_MS (3 s) */
   readonly futureRevisionWaitMs?: number;
-  /** How long a consistent list waits for the cache to catch up before reading from the store behind. @default 3000 */
+  /** How long a consistent read (get or list) waits for the cache to catch up before reading from the store behind. @default 3000 */
   readonly consistentReadWaitMs?: number;
   /**
    * Whether the store's progress notifications come after every event up to their revision, as
@@ -246,6 +250,11 @@ class ResourceCache {
     if (this.progressRequestedAt !== undefined && now - this.progressRequestedAt < PROGRESS_REQUEST_TIMEOUT_MS) return;
     this.progressRequestedAt = now;
     this.underlying.requestProgress();
+  }
+
+  /** The object under `key` in the cache, at the cache's revision. */
+  get(key: string): StoredObject | undefined {
+    return this.objects.get(key);
   }
 
   /** As MemoryStorage.list (the same code), from the cache: at `revision` when given (the caller checked `covers`), else at the cache's revision. */
@@ -543,31 +552,18 @@ export class CachedStorage implements Storage {
     return this.storage.currentRevision();
   }
 
-  get(key: string): Promise<StoredObject | undefined> {
-    return this.storage.get(key);
+  async get(key: string, options: GetOptions = {}): Promise<StoredObject | undefined> {
+    const cache = await this.cacheToRead(key, options.minRevision);
+    return cache ? cache.get(key) : this.storage.get(key, options);
   }
 
   async list(prefix: string, options: ListOptions = {}): Promise<ListResult> {
-    const cache = this.cacheFor(prefix);
-    if (!cache?.isReady()) return this.storage.list(prefix, options);
     if (options.revision !== undefined) {
-      return cache.covers(options.revision) ? cache.list(prefix, options, options.revision) : this.storage.list(prefix, options);
+      const cache = this.cacheFor(prefix);
+      return cache?.isReady() && cache.covers(options.revision) ? cache.list(prefix, options, options.revision) : this.storage.list(prefix, options);
     }
-    if (options.minRevision !== undefined) {
-      if (options.minRevision <= cache.revision) return cache.list(prefix, options);
-      // Unordered progress: only the store can say whether it has reached minRevision.
-      if (!this.progressNotifyOrdered) return this.storage.list(prefix, options);
-      const reached = await cache.waitForRevision(options.minRevision, this.futureRevisionWaitMs);
-      if (!cache.isReady()) return this.storage.list(prefix, options);
-      if (!reached) throw new TooLargeRevisionError(options.minRevision, cache.revision);
-      return cache.list(prefix, options);
-    }
-    if (!this.progressNotifyOrdered) return this.storage.list(prefix, options);
-    const current = await this.sharedCurrentRevision();
-    const reached = await cache.waitForRevision(current, this.consistentReadWaitMs);
-    if (reached && cache.isReady()) return cache.list(prefix, options);
-    this.logger.warn({ prefix, revision: current, cacheRevision: cache.revision }, 'watch cache did not catch up; consistent list from the store');
-    return this.storage.list(prefix, options);
+    const cache = await this.cacheToRead(prefix, options.minRevision);
+    return cache ? cache.list(prefix, options) : this.storage.list(prefix, options);
   }
 
   create(key: string, value: StoredValue): Promise<StoredObject> {
@@ -633,9 +629,36 @@ export class CachedStorage implements Storage {
     await this.storage.close();
   }
 
-  /** The cache holding every key under `prefix`, if any. */
+  /** The cache holding every key under `prefix` (or the key itself), if any. */
   private cacheFor(prefix: string): ResourceCache | undefined {
     return this.caches.find((cache) => prefix.startsWith(cache.prefix));
+  }
+
+  /**
+   * The cache that may answer a read of `keyOrPrefix` (a get or a list) not older than
+   * `minRevision`, or a consistent read when it is undefined; undefined when the store behind
+   * must answer it. `minRevision`: once the cache has reached it (waits, then
+   * `TooLargeRevisionError`). Consistent: once the cache has caught up with the store's current
+   * revision (one check shared by concurrent reads), else the store after `consistentReadWaitMs`.
+   */
+  private async cacheToRead(keyOrPrefix: string, minRevision: number | undefined): Promise<ResourceCache | undefined> {
+    const cache = this.cacheFor(keyOrPrefix);
+    if (!cache?.isReady()) return undefined;
+    if (minRevision !== undefined) {
+      if (minRevision <= cache.revision) return cache;
+      // Unordered progress: only the store can say whether it has reached minRevision.
+      if (!this.progressNotifyOrdered) return undefined;
+      const reached = await cache.waitForRevision(minRevision, this.futureRevisionWaitMs);
+      if (!cache.isReady()) return undefined;
+      if (!reached) throw new TooLargeRevisionError(minRevision, cache.revision);
+      return cache;
+    }
+    if (!this.progressNotifyOrdered) return undefined;
+    const current = await this.sharedCurrentRevision();
+    const reached = await cache.waitForRevision(current, this.consistentReadWaitMs);
+    if (reached && cache.isReady()) return cache;
+    this.logger.warn({ key: keyOrPrefix, revision: current, cacheRevision: cache.revision }, 'watch cache did not catch up; consistent read from the store');
+    return undefined;
   }
 
   /**

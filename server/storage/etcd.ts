@@ -34,6 +34,7 @@ import { EtcdWatch, rangeEnd } from './etcd-watch';
 import {
   ExpiredError,
   FUTURE_REVISION_WAIT_MS,
+  GetOptions,
   KeyExistsError,
   ListOptions,
   ListResult,
@@ -219,8 +220,14 @@ export class EtcdStorage implements Storage {
     return Number(response.header.revision);
   }
 
-  async get(key: string): Promise<StoredObject | undefined> {
-    const response = await this.request('get', false, () => this.client.kv.range({ key: this.etcdKey(key) }), key);
+  async get(key: string, options: GetOptions = {}): Promise<StoredObject | undefined> {
+    const read = (): Promise<IRangeResponse> => this.request('get', false, () => this.client.kv.range({ key: this.etcdKey(key) }), key);
+    let response = await read();
+    // Read first, as etcd3's Get checks minimumResourceVersion against the answer: one round trip when etcd has reached it.
+    if (options.minRevision !== undefined && Number(response.header.revision) < options.minRevision) {
+      await this.waitForRevision(options.minRevision);
+      response = await read();
+    }
     const kv = response.kvs[0];
     return kv ? this.toStored(kv) : undefined;
   }

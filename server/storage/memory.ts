@@ -2,6 +2,7 @@ import { HistoryEntry, Keyspace } from './keyspace';
 import {
   ExpiredError,
   FUTURE_REVISION_WAIT_MS,
+  GetOptions,
   KeyExistsError,
   ListOptions,
   ListResult,
@@ -29,7 +30,7 @@ export interface MemoryStorageOptions {
    */
   readonly initialRevision?: number;
   /**
-   * How long a list (`minRevision`) or watch ahead of the store waits for it.
+   * How long a get or list (`minRevision`) or a watch ahead of the store waits for it.
    * @default FUTURE_REVISION_WAIT_MS
    */
   readonly futureRevisionWaitMs?: number;
@@ -115,7 +116,8 @@ export class MemoryStorage implements Storage {
     return this.revision;
   }
 
-  async get(key: string): Promise<StoredObject | undefined> {
+  async get(key: string, options: GetOptions = {}): Promise<StoredObject | undefined> {
+    if (options.minRevision !== undefined && options.minRevision > this.revision) await this.waitForRevision(options.minRevision);
     return this.objects.get(key);
   }
 

@@ -74,6 +74,17 @@ export interface ListOptions {
   readonly filter?: (value: StoredValue) => boolean;
 }
 
+export interface GetOptions {
+  /**
+   * Read a value not older than this revision (`resourceVersion` on a GET: "0" as 0, `N` as N):
+   * a store may answer from a cache that lags the current revision. When the store has not
+   * reached it, it may wait up to `FUTURE_REVISION_WAIT_MS`, then fails with
+   * `TooLargeRevisionError`.
+   * @default - a consistent read of the current value
+   */
+  readonly minRevision?: number;
+}
+
 export interface ListResult {
   readonly items: readonly StoredObject[];
   /** The revision the list was read at: the list's resourceVersion. */
@@ -108,7 +119,8 @@ export interface WatchCallbacks {
 export interface Storage {
   /** The current revision: the resourceVersion of an empty list. */
   currentRevision(): Promise<number>;
-  get(key: string): Promise<StoredObject | undefined>;
+  /** The object under `key`, or undefined when there is none. */
+  get(key: string, options?: GetOptions): Promise<StoredObject | undefined>;
   list(prefix: string, options?: ListOptions): Promise<ListResult>;
   /** Stores a new key; fails with `KeyExistsError` if it exists. Returns the stored object. */
   create(key: string, value: StoredValue): Promise<StoredObject>;
