@@ -816,3 +816,58 @@ describe('etcdOrdersProgressNotify', () => {
     expect(unordered.filter((version) => etcdOrdersProgressNotify(version))).toEqual([]);
   });
 });
+
+describe('CachedStorage over a store whose progress notification vouches for state, not for delivery', () => {
+  /**
+   * EtcdStorage on etcd before 3.4.31 checks each progress answer against the keys: the state at
+   * its revision is the cache's, but a key created and deleted inside the window leaves no trace
+   * in the keys, so its two events may still arrive after the answer. A hand-driven store plays that.
+   */
+  class HandDrivenStorage extends MemoryStorage {
+    lists: ListOptions[] = [];
+    driven: WatchCallbacks | undefined;
+
+    constructor() {
+      super({ initialRevision: 10 });
+    }
+
+    override async list(_prefix: string, options: ListOptions = {}): Promise<ListResult> {
+      this.lists.push(options);
+      return options.revision === undefined ? { items: [], revision: 10, more: false } : { items: [], revision: options.revision, more: false };
+    }
+
+    override watch(_prefix: string, _afterRevision: number, callbacks: WatchCallbacks): StorageWatch {
+      this.driven = callbacks;
+      return { requestProgress: () => undefined, stop: () => undefined };
+    }
+  }
+
+  test('events that arrive after such an answer reach client watchers, and exact lists inside the window go to the store', async () => {
+    // GIVEN a cache at revision 10 and a client watcher that asked for progress
+    const store = new HandDrivenStorage();
+    const cacher = new CachedStorage({ storage: store, resourcePrefixes: ['/flunders/'], logger });
+    await until(() => cacher.isReady() && store.driven !== undefined, 'the cache to be ready');
+    const client = collector();
+    const watch = cacher.watch('/flunders/', 10, client.callbacks);
+    watch.requestProgress();
+
+    // WHEN the store answers progress at 13 while X's create (11) and delete (12) are still on their way
+    store.driven!.onProgress?.({ type: 'PROGRESS', revision: 13 });
+    const listsBefore = store.lists.length;
+    await cacher.list('/flunders/', { revision: 11 });
+
+    // THEN the exact list at 11 was read from the store (the cache cannot vouch for it)
+    expect(store.lists.slice(listsBefore)).toEqual([{ revision: 11 }]);
+
+    // WHEN the two events arrive
+    const x = { metadata: { name: 'x', resourceVersion: '11' } };
+    store.driven!.onEvent({ type: 'ADDED', key: '/flunders/ns/x', revision: 11, object: x });
+    store.driven!.onEvent({ type: 'DELETED', key: '/flunders/ns/x', revision: 12, object: { metadata: { name: 'x', resourceVersion: '12' } }, prevObject: x });
+
+    // THEN the client watcher gets both, after the progress notification: late, never dropped
+    expect(client.progress.map((p) => p.revision)).toEqual([13]);
+    expect(client.events.map((e) => `${e.type}@${e.revision}`)).toEqual(['ADDED@11', 'DELETED@12']);
+    watch.stop();
+    await cacher.close();
+  });
+});

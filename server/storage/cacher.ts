@@ -207,7 +207,10 @@ class ResourceCache {
 
   /** Whether an exact-revision read at `revision` can be rebuilt from the history. */
   covers(revision: number): boolean {
-    return revision >= this.historyFrom && revision <= this.revision;
+    // Not beyond the last event: a progress notification vouches for the state at its revision,
+    // while EtcdStorage's checked answers (etcd before 3.4.31) may still have a key created and
+    // deleted inside the window on its way, which a snapshot between the two would miss.
+    return revision >= this.historyFrom && revision <= this.lastEventRevision;
   }
 
   stats(): CacheStats {
@@ -451,7 +454,8 @@ class ResourceCache {
     for (const watcher of this.progressWanted) {
       if (watcher.delivered > this.revision) continue; // still waiting for its start revision
       this.progressWanted.delete(watcher);
-      watcher.delivered = this.revision;
+      // `delivered` stays at the last event: an event at or below the answer that still arrives
+      // (a create and delete inside a checked window, see covers) is delivered late, never dropped.
       this.call(watcher, () => watcher.callbacks.onProgress?.(answer));
     }
     // Reads still waiting for a later revision (writes elsewhere in the store): ask again, soon.
