@@ -18,7 +18,9 @@
  * Environment: BENCH_STORES (memory,etcd; default: memory, plus etcd when the server's --help
  * lists --etcd-servers), BENCH_SECONDS (per measurement, default 5), BENCH_ROUNDS (default 3),
  * BENCH_CONNECTIONS (50), BENCH_WATCHERS (500), BENCH_ONLY=<text> (only the scenario of that
- * name, or those whose name contains it), BENCH_CPU_PROF=<dir> (the server under node --cpu-prof), BENCH_SERVER_ARGS (more server flags, space-separated).
+ * name, or those whose name contains it), BENCH_CPU_PROF=<dir> (the server under node --cpu-prof), BENCH_SERVER_ARGS (more server flags, space-separated),
+ * BENCH_NODE_ARGS (more node flags for the server, space-separated), BENCH_HEAP_SNAPSHOT=<dir> (heap snapshots of the server
+ * into <dir>: idle, after populating, after the read load).
  */
 import { ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
 import * as fs from 'node:fs';
@@ -334,6 +336,22 @@ async function rawEtcdPuts(etcd: EtcdProcess, seconds: number, round: number): P
   }
 }
 
+/** Has the server (started with --heapsnapshot-signal=SIGUSR2) write a heap snapshot into `dir`; resolves once it is complete. */
+async function heapSnapshot(pid: number, dir: string): Promise<void> {
+  const before = new Set(fs.readdirSync(dir));
+  process.kill(pid, 'SIGUSR2');
+  const deadline = Date.now() + 120_000;
+  for (let lastSize = -1; Date.now() < deadline; ) {
+    await new Promise((r) => setTimeout(r, 500));
+    const file = fs.readdirSync(dir).find((f) => f.endsWith('.heapsnapshot') && !before.has(f));
+    if (!file) continue;
+    const size = fs.statSync(path.join(dir, file)).size;
+    if (size > 0 && size === lastSize) return; // no longer growing
+    lastSize = size;
+  }
+  throw new Error(`no heap snapshot from ${pid} in ${dir}`);
+}
+
 interface StoreResult {
   readonly store: Store;
   readonly rows: { scenario: Scenario; bytes: number; server: Measurement; bare: Measurement; ratio: number; rounds: number[]; cpuRatio: number }[];
@@ -348,6 +366,7 @@ interface StoreResult {
 
 async function benchStore(store: Store): Promise<StoreResult> {
   const cpuProfDir = process.env.BENCH_CPU_PROF;
+  const heapDir = process.env.BENCH_HEAP_SNAPSHOT;
   const etcd = store === 'etcd' ? await EtcdProcess.start() : undefined;
   let env: ServerEnvironment | undefined;
   let bare: { child: ChildProcess; port: number } | undefined;
@@ -355,10 +374,15 @@ async function benchStore(store: Store): Promise<StoreResult> {
     env = await startServerEnvironment({
       logs: 'discard',
       extraArgs: [...(etcd ? ['--storage=etcd', `--etcd-servers=${etcd.clientUrl}`] : []), ...(process.env.BENCH_SERVER_ARGS ?? '').split(' ').filter((a) => a)],
-      nodeArgs: cpuProfDir ? ['--cpu-prof', `--cpu-prof-dir=${cpuProfDir}`] : [],
+      nodeArgs: [
+        ...(cpuProfDir ? ['--cpu-prof', `--cpu-prof-dir=${cpuProfDir}`] : []),
+        ...(heapDir ? ['--heapsnapshot-signal=SIGUSR2', `--diagnostic-dir=${heapDir}`] : []),
+        ...(process.env.BENCH_NODE_ARGS ?? '').split(' ').filter((a) => a),
+      ],
     });
     await new Promise((r) => setTimeout(r, 1000));
     const idleRssKiB = env.server.rssKiB();
+    if (heapDir) await heapSnapshot(env.server.pid, heapDir);
     const token = env.fake.serviceAccountToken;
     const client = new Client(env, token);
     for (const ns of ['bench-get', 'bench-list-100', 'bench-list-1000', 'bench-fill', 'bench-create']) env.fake.setNamespace(ns, 'Active');
@@ -367,6 +391,7 @@ async function benchStore(store: Store): Promise<StoreResult> {
     await client.populate('bench-list-1000', 1000);
     await client.populate('bench-fill', STORED - 1101);
     const populatedRssKiB = env.server.rssKiB();
+    if (heapDir) await heapSnapshot(env.server.pid, heapDir);
 
     const scenarios: Scenario[] = [
       { name: 'GET one Flunder', method: 'GET', path: `${BASE}/bench-get/flunders/flunder-00000`, barePath: '/get' },
@@ -404,6 +429,7 @@ async function benchStore(store: Store): Promise<StoreResult> {
       }
     }
     if (afterReadsRssKiB === 0) afterReadsRssKiB = env.server.rssKiB();
+    if (heapDir) await heapSnapshot(env.server.pid, heapDir);
 
     const fanOut = [];
     if (WATCHERS > 0 && (ONLY === '' || 'watch'.includes(ONLY))) {

@@ -46,6 +46,19 @@ export class Metrics {
   private readonly etcdDurations: Histogram<'operation' | 'type'>;
   private readonly etcdErrors: Counter<'operation' | 'type'>;
   private sources: MetricsSources = { watchCount: () => 0 };
+  /**
+   * Request counts per label set (code included) and requests in flight, counted in plain maps
+   * and handed to prom-client at scrape time: its `inc`/`dec` hash the labels object on every
+   * call, several times per request.
+   */
+  private readonly requestCounts = new Map<string, { readonly labels: Record<string, string>; count: number }>();
+  private readonly inflightCounts = { readOnly: 0, mutating: 0 };
+  private readonly readOnlyDone = (): void => {
+    this.inflightCounts.readOnly--;
+  };
+  private readonly mutatingDone = (): void => {
+    this.inflightCounts.mutating--;
+  };
 
   /** Created first, so that storage can report into it; `readFrom` then names what the gauges read at each scrape. */
   constructor() {
@@ -55,6 +68,11 @@ export class Metrics {
       help: 'Counter of apiserver requests broken out for each verb, group, version, resource, subresource, scope and HTTP response code.',
       labelNames: [...LABELS, 'code'],
       registers: [this.registry],
+      collect: () => {
+        // Series in the order first seen, as prom-client keeps them.
+        this.requests.reset();
+        for (const { labels, count } of this.requestCounts.values()) this.requests.inc(labels, count);
+      },
     });
     this.durations = new Histogram({
       name: 'apiserver_request_duration_seconds',
@@ -105,6 +123,10 @@ export class Metrics {
       help: 'Number of requests being served, by kind (readOnly or mutating).',
       labelNames: ['request_kind'],
       registers: [this.registry],
+      collect: () => {
+        this.inflight.set({ request_kind: 'readOnly' }, this.inflightCounts.readOnly);
+        this.inflight.set({ request_kind: 'mutating' }, this.inflightCounts.mutating);
+      },
     });
     this.inflight.set({ request_kind: 'readOnly' }, 0);
     this.inflight.set({ request_kind: 'mutating' }, 0);
@@ -122,13 +144,21 @@ export class Metrics {
 
   /** Marks a request as started; call the returned function once when it is done. */
   started(mutating: boolean): () => void {
-    const labels = { request_kind: mutating ? 'mutating' : 'readOnly' };
-    this.inflight.inc(labels);
-    return () => this.inflight.dec(labels);
+    if (mutating) {
+      this.inflightCounts.mutating++;
+      return this.mutatingDone;
+    }
+    this.inflightCounts.readOnly++;
+    return this.readOnlyDone;
   }
 
   observe(labels: RequestLabels, code: number, seconds: number): void {
-    this.requests.inc({ ...labels, code: String(code) });
+    const values = [labels.verb, labels.group, labels.version, labels.resource, labels.subresource, labels.scope, String(code)];
+    // Joined with NUL (in no label value a served request has); a value holding one is keyed by its JSON instead.
+    const key = values.some((v) => v.includes('\u0000')) ? JSON.stringify(values) : values.join('\u0000');
+    const series = this.requestCounts.get(key);
+    if (series) series.count++;
+    else this.requestCounts.set(key, { labels: { ...labels, code: String(code) }, count: 1 });
     if (labels.verb !== 'WATCH') this.durations.observe(labels, seconds);
   }
 
