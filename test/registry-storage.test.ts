@@ -1,7 +1,7 @@
 import { WARDLE } from '../apis/wardle';
 import { resourcePrefixes } from '../server/registry';
 import type { MemoryStorage } from '../server/storage/memory';
-import { ListOptions, Storage, StorageUnavailableError, TooLargeRevisionError, WatchCallbacks } from '../server/storage/types';
+import { GetOptions, ListOptions, Storage, StorageUnavailableError, TooLargeRevisionError, WatchCallbacks } from '../server/storage/types';
 import { FISCHERS, FLUNDERS, RegistryServer, flunder } from './support/registry-server';
 
 /**
@@ -101,6 +101,85 @@ describe('LIST resourceVersion semantics', () => {
     expect(reply.status).toBe(504);
     expect(reply.body).toMatchObject({ kind: 'Status', code: 504, reason: 'Timeout', message: 'Timeout: Too large resource version: 120, current: 100' });
     expect(reply.headers['retry-after']).toBe('1');
+  });
+});
+
+describe('GET resourceVersion semantics', () => {
+  /** A server whose storage records the options of every get. */
+  async function recordingGets(): Promise<{ server: RegistryServer; gets: GetOptions[] }> {
+    const gets: GetOptions[] = [];
+    const started = await RegistryServer.start({
+      wrapStorage: (memory) =>
+        overriding(memory, {
+          get: (key, options) => {
+            gets.push(options ?? {});
+            return memory.get(key, options);
+          },
+        }),
+    });
+    return { server: started, gets };
+  }
+
+  test.each([
+    ['resourceVersion unset: a consistent read', '', {}],
+    ['resourceVersion="": a consistent read', '?resourceVersion=', {}],
+    ['resourceVersion="0": any revision (from a watch cache)', '?resourceVersion=0', { minRevision: 0 }],
+    ['resourceVersion=N: not older than N', '?resourceVersion=RV', { minRevision: 'RV' }],
+  ])('%s', async (_name, query, expected) => {
+    // GIVEN a server whose storage records get options, and one object
+    const recording = await recordingGets();
+    server = recording.server;
+    const rv = Number((await server.post(FLUNDERS, flunder('a'))).body.metadata.resourceVersion);
+    recording.gets.length = 0;
+
+    // WHEN the object is read with that resourceVersion
+    const reply = await server.get(`${FLUNDERS}/a${query.replace('RV', String(rv))}`);
+
+    // THEN it is answered, and the storage was asked exactly that
+    expect(reply.status).toBe(200);
+    expect(reply.body.metadata).toMatchObject({ name: 'a', resourceVersion: String(rv) });
+    const want = Object.fromEntries(Object.entries(expected).map(([k, v]) => [k, v === 'RV' ? rv : v]));
+    expect(recording.gets).toEqual([want]);
+  });
+
+  test('the reads that a patch and a delete make stay consistent reads (no options)', async () => {
+    // GIVEN a server whose storage records get options
+    const recording = await recordingGets();
+    server = recording.server;
+
+    // WHEN an object is created, patched and deleted
+    await server.post(FLUNDERS, flunder('a'));
+    await server.patch(`${FLUNDERS}/a`, { spec: { reference: 'x' } });
+    await server.delete(`${FLUNDERS}/a`);
+
+    // THEN the patch's read and the delete's were consistent
+    expect(recording.gets).toEqual([{}, {}]);
+  });
+
+  test('fails with 400 on a resourceVersion that is not a number, as a list does', async () => {
+    // GIVEN one object
+    server = await RegistryServer.start();
+    await server.post(FLUNDERS, flunder('a'));
+
+    // WHEN it is read with resourceVersion=abc
+    const reply = await server.get(`${FLUNDERS}/a?resourceVersion=abc`);
+
+    // THEN 400 with the list's message
+    expect(reply.status).toBe(400);
+    expect(reply.body).toMatchObject({ kind: 'Status', code: 400, reason: 'BadRequest', message: 'invalid resource version "abc": a resourceVersion is a non-negative integer' });
+  });
+
+  test('fails with 504 Too large resource version once the store gave up waiting for N', async () => {
+    // GIVEN a store that waits 200 ms for a future revision, and one object
+    server = await RegistryServer.start({ storage: { futureRevisionWaitMs: 200 } });
+    const rv = Number((await server.post(FLUNDERS, flunder('a'))).body.metadata.resourceVersion);
+
+    // WHEN the object is read not older than 5 revisions ahead
+    const reply = await server.get(`${FLUNDERS}/a?resourceVersion=${rv + 5}`);
+
+    // THEN 504 with upstream's message
+    expect(reply.status).toBe(504);
+    expect(reply.body).toMatchObject({ kind: 'Status', code: 504, reason: 'Timeout', message: `Timeout: Too large resource version: ${rv + 5}, current: ${rv}` });
   });
 });
 

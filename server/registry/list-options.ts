@@ -41,11 +41,20 @@ function invalidListOptions(causes: FieldError[]): StatusError {
   return errors.invalid('ListOptions', 'meta.k8s.io', '', causes);
 }
 
+/** The `resourceVersion` of a GET, LIST or WATCH: '' when not given; 400 unless a non-negative integer. */
+export function parseResourceVersion(query: URLSearchParams): string {
+  const resourceVersion = query.get('resourceVersion') ?? '';
+  if (resourceVersion !== '' && !/^\d+$/.test(resourceVersion)) {
+    throw errors.badRequest(`invalid resource version "${resourceVersion}": a resourceVersion is a non-negative integer`);
+  }
+  return resourceVersion;
+}
+
 export function parseListQuery(query: URLSearchParams, watch: boolean): ListQuery {
   const parsed: ListQuery = {
     labelSelector: parseLabelSelector(query.get('labelSelector')),
     fieldSelector: parseFieldSelector(query.get('fieldSelector')),
-    resourceVersion: query.get('resourceVersion') ?? '',
+    resourceVersion: parseResourceVersion(query),
     resourceVersionMatch: query.get('resourceVersionMatch') ?? '',
     limit: parseNonNegativeInt(query, 'limit'),
     continueToken: query.get('continue') ?? '',
@@ -53,9 +62,6 @@ export function parseListQuery(query: URLSearchParams, watch: boolean): ListQuer
     sendInitialEvents: parseBool(query, 'sendInitialEvents'),
     timeoutSeconds: parseNonNegativeInt(query, 'timeoutSeconds'),
   };
-  if (parsed.resourceVersion !== '' && !/^\d+$/.test(parsed.resourceVersion)) {
-    throw errors.badRequest(`invalid resource version "${parsed.resourceVersion}": a resourceVersion is a non-negative integer`);
-  }
   const problems = watch ? watchProblems(parsed) : listProblems(parsed);
   if (problems.length > 0) throw invalidListOptions(problems);
   if (!watch && parsed.continueToken && parsed.resourceVersion !== '' && parsed.resourceVersion !== '0') {

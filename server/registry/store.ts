@@ -4,6 +4,7 @@ import type { AdmissionAttributes, AdmissionContext, AdmissionOperation, Admissi
 import type { UserInfo } from '../auth/types';
 import {
   ExpiredError,
+  GetOptions,
   KeyExistsError,
   ListOptions,
   NotFoundError,
@@ -59,6 +60,12 @@ export interface WriteOptions {
 export interface WriteResult {
   readonly value: StoredValue;
   readonly warnings: readonly string[];
+}
+
+/** The options of a GET, as metav1.GetOptions. */
+export interface GetQuery {
+  /** '' (a consistent read), "0" (any revision) or a revision N (not older than N), checked by the handler. */
+  readonly resourceVersion: string;
 }
 
 /** A list page: stored values and the ListMeta to answer with. */
@@ -180,9 +187,21 @@ export class GenericStore {
     return this.deps.storage;
   }
 
-  async get(namespace: string, name: string): Promise<StoredValue> {
+  /**
+   * One object, read as the cacher and etcd3 store read GetOptions: `resourceVersion` ''
+   * (the default) is a consistent read; "0" any revision (`minRevision: 0`: a watch cache
+   * answers from memory); N not older than N (`minRevision: N`; 504 when the store cannot reach it).
+   */
+  async get(namespace: string, name: string, options: GetQuery = { resourceVersion: '' }): Promise<StoredValue> {
+    const storageOptions: GetOptions = options.resourceVersion === '' ? {} : { minRevision: Number(options.resourceVersion) };
     return interpretingStorageErrors(this.codec, 'get', async () => {
-      const stored = await this.deps.storage.get(this.codec.key(namespace, name));
+      let stored;
+      try {
+        stored = await this.deps.storage.get(this.codec.key(namespace, name), storageOptions);
+      } catch (error) {
+        if (error instanceof TooLargeRevisionError) throw errors.tooLargeResourceVersion(error.requestedRevision, error.currentRevision);
+        throw error;
+      }
       if (!stored) throw errors.notFound(this.codec.gr, name);
       return stored.value;
     });
