@@ -4,6 +4,7 @@ import { EtcdStorage } from '../server/storage/etcd';
 import { MemoryStorage } from '../server/storage/memory';
 import {
   ExpiredError,
+  GetOptions,
   ListOptions,
   ListResult,
   ProgressNotification,
@@ -44,7 +45,7 @@ interface SpiedWatch {
  * unreachable etcd does, and `failWatches` ends its watches with an error.
  */
 class SpyStorage implements Storage {
-  readonly calls = { list: 0, currentRevision: 0, watch: 0, requestProgress: 0 };
+  readonly calls = { get: 0, list: 0, currentRevision: 0, watch: 0, requestProgress: 0 };
   readonly watches: SpiedWatch[] = [];
   down = false;
   /** When false, progress requests go unanswered (a watch that cannot say it is current). */
@@ -57,8 +58,10 @@ class SpyStorage implements Storage {
     this.assertUp();
     return this.inner.currentRevision();
   }
-  get(key: string): Promise<StoredObject | undefined> {
-    return this.inner.get(key);
+  async get(key: string, options?: GetOptions): Promise<StoredObject | undefined> {
+    this.calls.get++;
+    this.assertUp();
+    return this.inner.get(key, options);
   }
   async list(prefix: string, options?: ListOptions): Promise<ListResult> {
     this.calls.list++;
@@ -259,6 +262,91 @@ describe('CachedStorage over MemoryStorage', () => {
     // THEN the store's list answered, at its current revision
     expect(spy.calls.list).toBe(listsBefore + 1);
     expect(listed.revision).toBe(await memory.currentRevision());
+  });
+
+  test('a consistent get after a write to the store behind sees it, from memory', async () => {
+    // GIVEN a write to the store behind, then a write to a resource the cache does not hold
+    await start();
+    const a = await memory.create('/flunders/ns1/a', obj('a'));
+    await memory.create('/other/x', obj('x'));
+    const getsBefore = spy.calls.get;
+
+    // WHEN getting it with no options (a consistent read), and a key that does not exist
+    const got = await cacher.get('/flunders/ns1/a');
+    const missing = await cacher.get('/flunders/ns1/missing');
+
+    // THEN the cache answered once caught up with the store's current revision: the store's get was not called
+    expect(got).toEqual(a);
+    expect(missing).toBeUndefined();
+    expect(spy.calls.get).toBe(getsBefore);
+  });
+
+  test('concurrent consistent gets and lists share one revision check', async () => {
+    // GIVEN a ready cache holding one object
+    await start();
+    const a = await cacher.create('/flunders/ns1/a', obj('a'));
+    const checksBefore = spy.calls.currentRevision;
+    const getsBefore = spy.calls.get;
+
+    // WHEN 20 consistent gets and a consistent list arrive together
+    const [listed, ...gets] = await Promise.all([cacher.list('/flunders/'), ...Array.from({ length: 20 }, () => cacher.get('/flunders/ns1/a'))]);
+
+    // THEN the store was asked for its revision once, and for nothing else
+    expect(spy.calls.currentRevision - checksBefore).toBe(1);
+    expect(spy.calls.get).toBe(getsBefore);
+    expect(listed.items).toEqual([a]);
+    for (const got of gets) expect(got).toEqual(a);
+  });
+
+  test('a minRevision get comes from memory, with no revision check, once the cache has reached it', async () => {
+    // GIVEN an object written straight to the store behind
+    await start();
+    const a = await memory.create('/flunders/ns1/a', obj('a'));
+    const checksBefore = spy.calls.currentRevision;
+    const getsBefore = spy.calls.get;
+
+    // WHEN getting it with minRevision 0 (any) and at its write
+    const any = await cacher.get('/flunders/ns1/a', { minRevision: 0 });
+    const notOlder = await cacher.get('/flunders/ns1/a', { minRevision: a.modRevision });
+
+    // THEN memory answered both (the store delivers its events synchronously); the store was not asked
+    expect(any).toEqual(a);
+    expect(notOlder).toEqual(a);
+    expect(spy.calls.get).toBe(getsBefore);
+    expect(spy.calls.currentRevision).toBe(checksBefore);
+  });
+
+  test('fails a minRevision get ahead of the cache with TooLargeRevisionError after the wait', async () => {
+    // GIVEN a cache whose future-revision wait is 300 ms
+    await start({ futureRevisionWaitMs: 300 });
+    const current = await memory.currentRevision();
+
+    // WHEN getting 3 revisions ahead
+    const started = Date.now();
+    const getting = cacher.get('/flunders/ns1/a', { minRevision: current + 3 });
+
+    // THEN it fails after the wait, naming both revisions
+    await expect(getting).rejects.toThrow(TooLargeRevisionError);
+    await expect(getting).rejects.toMatchObject({ requestedRevision: current + 3, currentRevision: current });
+    expect(Date.now() - started).toBeGreaterThanOrEqual(250);
+  });
+
+  test('a consistent get falls back to the store when the cache cannot catch up', async () => {
+    // GIVEN a store whose watch does not answer progress requests, and a write elsewhere
+    await start({ consistentReadWaitMs: 200 });
+    spy.answerProgress = false;
+    await memory.create('/other/x', obj('x'));
+    const a = await memory.create('/flunders/ns1/a', obj('a'));
+    await until(() => cacher.stats()[0].revision === a.modRevision, 'the cache to see the write');
+    await memory.create('/other/y', obj('y'));
+    const getsBefore = spy.calls.get;
+
+    // WHEN getting consistently
+    const got = await cacher.get('/flunders/ns1/a');
+
+    // THEN the store's get answered
+    expect(spy.calls.get).toBe(getsBefore + 1);
+    expect(got).toEqual(a);
   });
 
   test('list options behave exactly as MemoryStorage: limit, startKey, filter, nextKey, remaining', async () => {
@@ -573,11 +661,12 @@ describe('CachedStorage over MemoryStorage', () => {
     expect(bad.errors.map((error) => error.message)).toEqual(['socket gone']);
   });
 
-  test('keys outside the resource prefixes, gets and writes go to the store', async () => {
+  test('keys outside the resource prefixes and writes go to the store', async () => {
     // GIVEN a ready cache
     await start();
     const listsBefore = spy.calls.list;
     const watchesBefore = spy.calls.watch;
+    const getsBefore = spy.calls.get;
 
     // WHEN reading and watching another prefix
     await cacher.create('/other/x', obj('x'));
@@ -591,7 +680,8 @@ describe('CachedStorage over MemoryStorage', () => {
     expect(spy.calls.list).toBe(listsBefore + 1);
     expect(spy.calls.watch).toBe(watchesBefore + 1);
     expect(client.events.map((event) => event.key)).toEqual(['/other/y']);
-    expect((await cacher.get('/other/y'))?.key).toBe('/other/y');
+    expect((await cacher.get('/other/y', { minRevision: 0 }))?.key).toBe('/other/y');
+    expect(spy.calls.get).toBe(getsBefore + 1);
     watch.stop();
   });
 
@@ -720,6 +810,30 @@ describe('CachedStorage over a real etcd', () => {
     // THEN memory answered it, once the cache had caught up with etcd's current revision, with the write
     expect(spy.calls.list).toBe(listsBefore);
     expect(consistent.items.map((item) => item.key)).toEqual(['/flunders/ns1/a', '/flunders/ns1/b']);
+  });
+
+  test('a consistent get right after another client\'s write sees it, from memory; concurrent gets share one revision check', async () => {
+    // GIVEN a ready cache
+    await start();
+    const getsBefore = spy.calls.get;
+
+    // WHEN another client writes, and a consistent get follows at once
+    const a = await direct.create('/flunders/ns1/a', obj('a'));
+    const got = await cacher.get('/flunders/ns1/a');
+
+    // THEN memory answered it with the write (the cache caught up with etcd's current revision first)
+    expect(got).toEqual(a);
+    expect(spy.calls.get).toBe(getsBefore);
+
+    // WHEN another client updates it, and 20 consistent gets arrive together
+    const a2 = await direct.update('/flunders/ns1/a', obj('a', { v: 2 }), a.modRevision);
+    const checksBefore = spy.calls.currentRevision;
+    const gets = await Promise.all(Array.from({ length: 20 }, () => cacher.get('/flunders/ns1/a')));
+
+    // THEN each saw the update, from memory, after one revision check
+    for (const each of gets) expect(each).toEqual(a2);
+    expect(spy.calls.get).toBe(getsBefore);
+    expect(spy.calls.currentRevision - checksBefore).toBe(1);
   });
 
   test('requestProgress gives a PROGRESS notification after the events it covers (bookmarks)', async () => {
