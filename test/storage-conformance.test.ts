@@ -19,8 +19,9 @@ describeStorageConformance('MemoryStorage', async () => {
 });
 
 describeStorageConformance('CachedStorage over MemoryStorage', async () => {
-  const storage = new CachedStorage({ storage: new MemoryStorage(), resourcePrefixes: CONFORMANCE_RESOURCE_PREFIXES, logger });
-  return { storage, cleanup: () => storage.close() };
+  const behind = new MemoryStorage();
+  const storage = new CachedStorage({ storage: behind, resourcePrefixes: CONFORMANCE_RESOURCE_PREFIXES, logger });
+  return { storage, peer: behind, cleanup: () => storage.close() };
 });
 
 describe('on a real etcd', () => {
@@ -34,18 +35,28 @@ describe('on a real etcd', () => {
     await etcd?.remove();
   });
 
-  /** A store on its own key prefix, so that no case sees another's keys. */
-  function etcdStorage(): EtcdStorage {
-    return new EtcdStorage({ servers: [etcd!.clientUrl], prefix: `/registry/test-${randomBytes(6).toString('hex')}`, logger });
+  /** A store on its own key prefix, so that no case sees another's keys (`prefix`: another client of one). */
+  function etcdStorage(prefix = `/registry/test-${randomBytes(6).toString('hex')}`): EtcdStorage {
+    return new EtcdStorage({ servers: [etcd!.clientUrl], prefix, logger });
   }
 
   describeStorageConformance('EtcdStorage', async () => {
-    const storage = etcdStorage();
-    return { storage, cleanup: () => storage.close() };
+    const prefix = `/registry/test-${randomBytes(6).toString('hex')}`;
+    const storage = etcdStorage(prefix);
+    const peer = etcdStorage(prefix);
+    return {
+      storage,
+      peer,
+      cleanup: async () => {
+        await peer.close();
+        await storage.close();
+      },
+    };
   });
 
   describeStorageConformance('CachedStorage over EtcdStorage', async () => {
-    const storage = new CachedStorage({ storage: etcdStorage(), resourcePrefixes: CONFORMANCE_RESOURCE_PREFIXES, logger });
-    return { storage, cleanup: () => storage.close() };
+    const behind = etcdStorage();
+    const storage = new CachedStorage({ storage: behind, resourcePrefixes: CONFORMANCE_RESOURCE_PREFIXES, logger });
+    return { storage, peer: behind, cleanup: () => storage.close() };
   });
 });

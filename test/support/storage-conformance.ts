@@ -32,6 +32,13 @@ export const CONFORMANCE_RESOURCE_PREFIXES: readonly string[] = ['/flunders/', '
 
 export interface StorageUnderTest {
   readonly storage: Storage;
+  /**
+   * Another client of the same data, as another replica's: `storage` learns of writes through it
+   * only as it learns of any other client's (the store behind a cache, a second etcd client).
+   * `cleanup` releases it.
+   * @default - `storage` itself
+   */
+  readonly peer?: Storage;
   /** Releases the store and what it runs on; must also work after the case closed the storage. */
   cleanup(): Promise<void>;
 }
@@ -741,6 +748,55 @@ export function describeStorageConformance(name: string, setup: () => Promise<St
         expect(far.events).toEqual([]);
         expect(near.errors).toEqual([]);
         expect(near.events.length).toBeGreaterThanOrEqual(1);
+      },
+      CASE_TIMEOUT_MS,
+    );
+
+    test(
+      `get with minRevision answers a value not older than it; ahead of the store fails with TooLargeRevisionError after waiting ${FUTURE_REVISION_WAIT_MS} ms`,
+      async () => {
+        // GIVEN an object
+        const a = await storage.create('/flunders/ns1/a', flunder('a'));
+        const current = await storage.currentRevision();
+
+        // WHEN getting it not older than its write, at any revision, and far ahead of the store
+        const notOlder = await storage.get('/flunders/ns1/a', { minRevision: a.modRevision });
+        const any = await storage.get('/flunders/ns1/a', { minRevision: 0 });
+        const started = Date.now();
+        const ahead = await storage.get('/flunders/ns1/a', { minRevision: current + 1000 }).then(
+          () => undefined,
+          (e: unknown) => e,
+        );
+
+        // THEN the write is seen at its revision; any revision may be older (a cache), never newer; ahead fails after the wait
+        expect(notOlder).toEqual(a);
+        expect(any === undefined || any.modRevision === a.modRevision).toBe(true);
+        expect(ahead).toBeInstanceOf(TooLargeRevisionError);
+        expect((ahead as TooLargeRevisionError).requestedRevision).toBe(current + 1000);
+        expect(Date.now() - started).toBeGreaterThanOrEqual(FUTURE_REVISION_WAIT_MS * 0.9);
+      },
+      CASE_TIMEOUT_MS,
+    );
+
+    test(
+      'get and list with no options are consistent reads: they see at once what another client wrote',
+      async () => {
+        const peer = underTest?.peer ?? storage;
+
+        // WHEN another client creates an object, THEN a get and a list right after see it
+        const a = await peer.create('/flunders/ns1/a', flunder('a', { v: 1 }));
+        expect(await storage.get('/flunders/ns1/a')).toEqual(a);
+        expect((await storage.list('/flunders/')).items).toEqual([a]);
+
+        // WHEN it updates it, THEN they see the update
+        const a2 = await peer.update('/flunders/ns1/a', flunder('a', { v: 2 }), a.modRevision);
+        expect(await storage.get('/flunders/ns1/a')).toEqual(a2);
+        expect((await storage.list('/flunders/')).items).toEqual([a2]);
+
+        // WHEN it deletes it, THEN they see it gone
+        await peer.delete('/flunders/ns1/a', a2.modRevision);
+        expect(await storage.get('/flunders/ns1/a')).toBeUndefined();
+        expect((await storage.list('/flunders/')).items).toEqual([]);
       },
       CASE_TIMEOUT_MS,
     );
