@@ -31,7 +31,11 @@ export async function configure(config: ServerConfig, logger: Logger): Promise<C
   const clients = new KubeClients();
   const metrics = new Metrics();
   const prefixes = resourcePrefixes(api);
-  const resourceOf = (prefix: string) => `${prefix.slice(1, -1)}.${api.group}`;
+  // `/wardle.example.com/flunders/` → `flunders.wardle.example.com`, as upstream labels resources.
+  const resourceOf = (prefix: string) => {
+    const [, group, plural] = prefix.split('/');
+    return `${plural}.${group}`;
+  };
   const etcdPrefix = config.storage.backend === 'etcd' ? config.storage.prefix : '';
   const resourceOfKey = (key: string) => {
     // The registry's key, or the etcd key under --etcd-prefix.

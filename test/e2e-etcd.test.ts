@@ -182,7 +182,7 @@ class Cluster {
   async namesInEtcd(namespace: string): Promise<string[]> {
     const client = new Etcd3({ hosts: this.etcd.clientUrl });
     try {
-      const keys = await client.getAll().prefix(`${ETCD_PREFIX}/flunders/${namespace}/`).keys();
+      const keys = await client.getAll().prefix(`${ETCD_PREFIX}/${GROUP}/flunders/${namespace}/`).keys();
       return keys.map((key) => key.slice(key.lastIndexOf('/') + 1)).sort();
     } finally {
       client.close();

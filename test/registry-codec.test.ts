@@ -7,7 +7,7 @@ import { FLUNDERS, FLUNDERS_BETA, RegistryServer, flunder } from './support/regi
 
 /** A stored value as MemoryStorage hands it out: deep-frozen, resourceVersion set. */
 async function storedFlunder(storage: MemoryStorage, name: string, spec: Record<string, unknown>) {
-  const created = await storage.create(`/flunders/ns1/${name}`, {
+  const created = await storage.create(`/wardle.example.com/flunders/ns1/${name}`, {
     apiVersion: 'wardle.example.com/v1alpha1',
     kind: 'Flunder',
     metadata: { name, namespace: 'ns1', labels: { app: 'x' } },

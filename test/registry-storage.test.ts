@@ -79,9 +79,9 @@ describe('LIST resourceVersion semantics', () => {
     // WHEN the next page is asked
     const next = await server.get(`${FLUNDERS}?limit=1&continue=${first.body.metadata.continue}`);
 
-    // THEN the storage read at the first page's revision, from the key the store said continues it (under the group-less prefix)
+    // THEN the storage read at the first page's revision, from the key the store said continues it (under the resource's prefix)
     expect(next.body.items.map((i: { metadata: { name: string } }) => i.metadata.name)).toEqual(['b']);
-    expect(recording.lists).toEqual([{ limit: 1, revision: Number(first.body.metadata.resourceVersion), startKey: expect.stringMatching(/^\/flunders\/ns1\/a/) }]);
+    expect(recording.lists).toEqual([{ limit: 1, revision: Number(first.body.metadata.resourceVersion), startKey: expect.stringMatching(/^\/wardle\.example\.com\/flunders\/ns1\/a/) }]);
   });
 
   test('fails with 504 Too large resource version when the store cannot reach the revision, with no check of its own', async () => {
@@ -212,7 +212,7 @@ describe('an unreachable store', () => {
   test('fails a write whose outcome is unknown with 504 ServerTimeout in upstream words', async () => {
     // GIVEN a store that sent a write and got no answer
     server = await RegistryServer.start({ wrapStorage: (memory) => overriding(memory, { create: down(true), update: down(true) }) });
-    await server.storage.create('/flunders/ns1/b', { ...flunder('b'), metadata: { name: 'b', namespace: 'ns1', uid: 'u' } });
+    await server.storage.create('/wardle.example.com/flunders/ns1/b', { ...flunder('b'), metadata: { name: 'b', namespace: 'ns1', uid: 'u' } });
 
     // WHEN a Flunder is created, and another updated
     const create = await server.post(FLUNDERS, flunder('a'));
@@ -287,7 +287,7 @@ describe('WATCH and storage failures', () => {
 });
 
 describe('storage keys', () => {
-  test('are /<plural>/[<namespace>/]<name>, without the group (the etcd prefix names it)', async () => {
+  test("are /<group>/<plural>/[<namespace>/]<name>, k8s.io/apiserver's (so sample-apiserver's under the same etcd prefix)", async () => {
     // GIVEN a server
     server = await RegistryServer.start();
 
@@ -295,11 +295,11 @@ describe('storage keys', () => {
     expect((await server.post(FLUNDERS, flunder('f'))).status).toBe(201);
     expect((await server.post(FISCHERS, { metadata: { name: 'fi' } })).status).toBe(201);
 
-    // THEN they are stored under group-less keys
-    expect((await server.storage.list('/')).items.map((item) => item.key)).toEqual(['/fischers/fi', '/flunders/ns1/f']);
+    // THEN they are stored under the group and the resource
+    expect((await server.storage.list('/')).items.map((item) => item.key)).toEqual(['/wardle.example.com/fischers/fi', '/wardle.example.com/flunders/ns1/f']);
   });
 
   test('resourcePrefixes names the prefix of every resource of a group', () => {
-    expect(resourcePrefixes(WARDLE)).toEqual(['/flunders/', '/fischers/']);
+    expect(resourcePrefixes(WARDLE)).toEqual(['/wardle.example.com/flunders/', '/wardle.example.com/fischers/']);
   });
 });

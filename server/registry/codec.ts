@@ -9,9 +9,10 @@ import { partialObjectMetadata } from './table';
  * Everything the REST layer needs to know about one kind, derived from its definition and its
  * rules: storage keys, the storage version, and conversion between versions.
  *
- * Keys are `/<plural>/<namespace>/<name>` (namespaced) or `/<plural>/<name>`: the layout of
- * sample-apiserver's etcd keys under its `--etcd-prefix` (`/registry/wardle.example.com`), which
- * names the group, so a key does not.
+ * Keys are `/<group>/<plural>/<namespace>/<name>` (namespaced) or `/<group>/<plural>/<name>`:
+ * k8s.io/apiserver's keys (its REST options' resource prefix is `<group>/<resource>`), so that
+ * under the same `--etcd-prefix` (`/registry/wardle.example.com`) the etcd keys are
+ * sample-apiserver's.
  */
 export class KindCodec {
   readonly storageVersion: string;
@@ -59,7 +60,7 @@ export class KindCodec {
 
   /** The prefix of every key of the kind, or of those in one namespace. */
   prefix(namespace?: string): string {
-    const base = resourcePrefix(this.definition);
+    const base = resourcePrefix(this.group, this.definition);
     return this.namespaced && namespace ? `${base}${namespace}/` : base;
   }
 
@@ -149,15 +150,15 @@ function cacheOn<T>(caches: Map<string, WeakMap<StoredValue, T>>, form: string, 
   cache.set(value, entry);
 }
 
-/** The prefix of every storage key of a kind: `/flunders/`. */
-function resourcePrefix(kind: KindDefinition): string {
-  return `/${kind.plural}/`;
+/** The prefix of every storage key of a kind: `/wardle.example.com/flunders/`. */
+function resourcePrefix(group: string, kind: KindDefinition): string {
+  return `/${group}/${kind.plural}/`;
 }
 
 /**
- * The key prefix of each resource of an API group (`['/flunders/', '/fischers/']`): what a watch
+ * The key prefix of each resource of an API group (`['/wardle.example.com/flunders/', …]`): what a watch
  * cache keeps one cache and one storage watch for.
  */
 export function resourcePrefixes(api: ApiGroupDefinition): string[] {
-  return api.kinds.map(resourcePrefix);
+  return api.kinds.map((kind) => resourcePrefix(api.group, kind));
 }
