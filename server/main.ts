@@ -10,7 +10,15 @@ import { Server } from './server';
 
 /** Options → config (clients, storage, auth, registry, each built once) → a running server. */
 async function run(config: ServerConfig, logger: Logger): Promise<Server> {
-  return Server.start({ ...config, ...(await configure(config, logger)), logger });
+  const configured = await configure(config, logger);
+  try {
+    return await Server.start({ ...config, ...configured, logger });
+  } catch (error) {
+    // Serving could not start (a bad certificate, the port taken): release what configure built.
+    configured.auth.close();
+    await configured.onClose?.();
+    throw error;
+  }
 }
 
 async function main(argv: readonly string[]): Promise<number> {

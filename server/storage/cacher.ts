@@ -342,6 +342,7 @@ class ResourceCache {
     this.lastEventRevision = listed.revision;
     this.seenRevision = Math.max(this.seenRevision, listed.revision);
     this.settings.logger.info({ prefix: this.prefix, revision: listed.revision, objects: listed.items.length }, 'watch cache initialized');
+    this.wakeWaiters(); // reads that waited through a relist for a revision the list reached
   }
 
   /** Watches the store behind from the cache's revision. After a list it is ready at once; after a failure, on its first sign of life. */
