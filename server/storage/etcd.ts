@@ -95,7 +95,11 @@ function encode(value: StoredValue): Buffer {
 /** The stored JSON with `metadata.resourceVersion` = `revision`, frozen (a value handed out). */
 function decode(json: Buffer, revision: number): StoredValue {
   const value = JSON.parse(json.toString('utf8')) as Record<string, unknown>;
-  value.metadata = { ...((value.metadata as Record<string, unknown> | undefined) ?? {}), resourceVersion: String(revision) };
+  // Set on the parsed object, not spread into a copy: a spread at a site that has seen many shapes
+  // gives each result a hidden class of its own (V8), ~0.5 KiB more per object held.
+  const parsed = value.metadata;
+  const metadata = (parsed !== null && typeof parsed === 'object' ? parsed : (value.metadata = { ...(parsed ?? {}) })) as Record<string, unknown>;
+  metadata.resourceVersion = String(revision);
   return deepFreeze(value);
 }
 

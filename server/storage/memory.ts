@@ -63,10 +63,23 @@ function deepFreeze<T>(value: T): T {
   return value;
 }
 
-/** The value with `metadata.resourceVersion` set, frozen. Takes ownership of the value's nested objects. */
+/**
+ * The value with `metadata.resourceVersion` set, frozen. Takes ownership of the value's nested objects.
+ * Copied key by key, not spread: an object spread at a site that has seen many shapes gives each
+ * result a hidden class of its own (V8), ~0.5 KiB more per stored object and slower reads of it.
+ */
 function versioned(value: StoredValue, revision: number): StoredValue {
-  const metadata = (value.metadata ?? {}) as Record<string, unknown>;
-  return deepFreeze({ ...value, metadata: { ...metadata, resourceVersion: String(revision) } });
+  const metadata = copyOf((value.metadata ?? {}) as Record<string, unknown>);
+  metadata.resourceVersion = String(revision);
+  const copy = copyOf(value);
+  copy.metadata = metadata;
+  return deepFreeze(copy);
+}
+
+function copyOf(object: Readonly<Record<string, unknown>>): Record<string, unknown> {
+  const copy: Record<string, unknown> = {};
+  for (const key of Object.keys(object)) copy[key] = object[key];
+  return copy;
 }
 
 /**
