@@ -19,7 +19,7 @@
  * lists --etcd-servers), BENCH_SECONDS (per measurement, default 5), BENCH_ROUNDS (default 3),
  * BENCH_CONNECTIONS (50), BENCH_WATCHERS (500), BENCH_ONLY=<text> (only the scenario of that
  * name, or those whose name contains it), BENCH_CPU_PROF=<dir> (the server under node --cpu-prof), BENCH_SERVER_ARGS (more server flags, space-separated),
- * BENCH_NODE_ARGS (more node flags for the server, space-separated), BENCH_HEAP_SNAPSHOT=<dir> (heap snapshots of the server
+ * BENCH_NODE_ARGS (more node flags for the server, space-separated), BENCH_SERVER_ENV (NAME=value pairs for the server's environment, space-separated), BENCH_HEAP_SNAPSHOT=<dir> (heap snapshots of the server
  * into <dir>: idle, after populating, after the read load).
  */
 import { ChildProcess, execFileSync, spawn, spawnSync } from 'node:child_process';
@@ -336,6 +336,20 @@ async function rawEtcdPuts(etcd: EtcdProcess, seconds: number, round: number): P
   }
 }
 
+/** With BENCH_DEBUG: the server's resident memory by mapping (malloc heap, anonymous mmaps such as V8's heap, files), from /proc. */
+function memoryDebug(pid: number, when: string): void {
+  if (!process.env.BENCH_DEBUG) return;
+  const kib = new Map<string, number>();
+  let kind = '';
+  for (const line of fs.readFileSync(`/proc/${pid}/smaps`, 'utf8').split('\n')) {
+    const mapping = /^[0-9a-f]+-[0-9a-f]+ \S+ \S+ \S+ \S+\s*(.*)$/.exec(line);
+    if (mapping) kind = mapping[1] === '' ? 'anonymous' : mapping[1].startsWith('/') ? 'files' : mapping[1];
+    else if (line.startsWith('Rss:')) kib.set(kind, (kib.get(kind) ?? 0) + Number(line.split(/\s+/)[1]));
+  }
+  const parts = [...kib].filter(([, k]) => k >= 1024).map(([name, k]) => `${name} ${(k / 1024).toFixed(1)}`);
+  process.stderr.write(`  RSS ${when} (MiB): ${parts.join(', ')}\n`);
+}
+
 /** Has the server (started with --heapsnapshot-signal=SIGUSR2) write a heap snapshot into `dir`; resolves once it is complete. */
 async function heapSnapshot(pid: number, dir: string): Promise<void> {
   const before = new Set(fs.readdirSync(dir));
@@ -373,6 +387,7 @@ async function benchStore(store: Store): Promise<StoreResult> {
   try {
     env = await startServerEnvironment({
       logs: 'discard',
+      env: Object.fromEntries((process.env.BENCH_SERVER_ENV ?? '').split(' ').filter((a) => a.includes('=')).map((a) => [a.slice(0, a.indexOf('=')), a.slice(a.indexOf('=') + 1)])),
       extraArgs: [...(etcd ? ['--storage=etcd', `--etcd-servers=${etcd.clientUrl}`] : []), ...(process.env.BENCH_SERVER_ARGS ?? '').split(' ').filter((a) => a)],
       nodeArgs: [
         ...(cpuProfDir ? ['--cpu-prof', `--cpu-prof-dir=${cpuProfDir}`] : []),
@@ -382,6 +397,7 @@ async function benchStore(store: Store): Promise<StoreResult> {
     });
     await new Promise((r) => setTimeout(r, 1000));
     const idleRssKiB = env.server.rssKiB();
+    memoryDebug(env.server.pid, `${store} idle`);
     if (heapDir) await heapSnapshot(env.server.pid, heapDir);
     const token = env.fake.serviceAccountToken;
     const client = new Client(env, token);
@@ -391,6 +407,7 @@ async function benchStore(store: Store): Promise<StoreResult> {
     await client.populate('bench-list-1000', 1000);
     await client.populate('bench-fill', STORED - 1101);
     const populatedRssKiB = env.server.rssKiB();
+    memoryDebug(env.server.pid, `${store} populated`);
     if (heapDir) await heapSnapshot(env.server.pid, heapDir);
 
     const scenarios: Scenario[] = [
@@ -416,7 +433,10 @@ async function benchStore(store: Store): Promise<StoreResult> {
     for (let round = 0; round < ROUNDS; round++) {
       for (const s of scenarios) {
         const r = rounds.get(s.name)!;
-        if (s.method === 'POST' && round === 0) afterReadsRssKiB = env.server.rssKiB();
+        if (s.method === 'POST' && round === 0) {
+          afterReadsRssKiB = env.server.rssKiB();
+          memoryDebug(env.server.pid, `${store} after the reads`);
+        }
         await runWrk(bare.child.pid!, bare.port, { method: s.method, path: s.barePath }, undefined, WARMUP_SECONDS);
         r.bare.push(await runWrk(bare.child.pid!, bare.port, { method: s.method, path: s.barePath }, undefined, SECONDS));
         await runWrk(env.server.pid, env.server.port, s, token, WARMUP_SECONDS);
@@ -428,7 +448,10 @@ async function benchStore(store: Store): Promise<StoreResult> {
         process.stderr.write(`${store} round ${round + 1}/${ROUNDS} raw etcd puts: ${raw.at(-1)!.rps.toFixed(0)}/s\n`);
       }
     }
-    if (afterReadsRssKiB === 0) afterReadsRssKiB = env.server.rssKiB();
+    if (afterReadsRssKiB === 0) {
+      afterReadsRssKiB = env.server.rssKiB();
+      memoryDebug(env.server.pid, `${store} after the reads`);
+    }
     if (heapDir) await heapSnapshot(env.server.pid, heapDir);
 
     const fanOut = [];
