@@ -89,7 +89,9 @@ export function createApiServing(options: ApiServingOptions): ApiServing {
     async list(kind: string) {
       const codec = byKind.get(kind);
       if (!codec) throw errors.internal(`admission asked for kind "${kind}", which API group "${api.group}" does not define`);
-      const listed = await storage.list(codec.prefix());
+      // As the Go plugins' listers (a shared informer's cache): any revision will do, so the watch
+      // cache answers without asking etcd for its current revision on every write.
+      const listed = await storage.list(codec.prefix(), { minRevision: 0 });
       return listed.items.map((item) => item.value);
     },
   };
