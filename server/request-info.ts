@@ -45,11 +45,12 @@ function isWatchQuery(query: URLSearchParams): boolean {
 /**
  * A path the WHATWG URL parser would return unchanged: it starts with one `/`, holds only
  * characters it neither percent-encodes nor rewrites (no `%`, `\\`, space, `^`, non-ASCII…), and
- * has no `.` or `..` segment to resolve. The query must hold only visible ASCII without `#`.
+ * has no `.` or `..` segment to resolve. The query must hold only visible ASCII without `#`, and
+ * must not start with `?` (URLSearchParams drops one leading `?`; the URL parser keeps it).
  */
 const VERBATIM_PATH = /^\/(?!\/)[A-Za-z0-9\-._~!$&'()*+,;=:@/]*$/;
 const DOT_SEGMENT = /(?:^|\/)\.\.?(?:\/|$)/;
-const VERBATIM_QUERY = /^[\x21\x22\x24-\x7e]*$/;
+const VERBATIM_QUERY = /^(?!\?)[\x21\x22\x24-\x7e]*$/;
 
 /**
  * The path and parsed query of a request target, as `new URL(url, base)` gives them. The URL

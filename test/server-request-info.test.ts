@@ -90,6 +90,7 @@ describe('parseRequestInfo path and query', () => {
     `//evil.example/apis/wardle.example.com/v1alpha1/flunders`,
     `/apis//wardle.example.com/v1alpha1/flunders/`,
     `${GV}/flunders?`,
+    `${GV}/flunders??watch=1`,
     '/healthz?verbose',
     '*',
   ])('%s: the path and query the URL parser gives', (url) => {
