@@ -36,13 +36,9 @@ export async function configure(config: ServerConfig, logger: Logger): Promise<C
     const [, group, plural] = prefix.split('/');
     return `${plural}.${group}`;
   };
-  const etcdPrefix = config.storage.backend === 'etcd' ? config.storage.prefix : '';
-  const resourceOfKey = (key: string) => {
-    // The registry's key, or the etcd key under --etcd-prefix.
-    const registryKey = etcdPrefix !== '' && key.startsWith(`${etcdPrefix}/`) ? key.slice(etcdPrefix.length) : key;
-    const prefix = prefixes.find((p) => registryKey.startsWith(p));
-    return prefix ? resourceOf(prefix) : '';
-  };
+  // EtcdStorage reports the registry key (or prefix) of each request: its resource's label, found once per request.
+  const labels = prefixes.map((prefix) => [prefix, resourceOf(prefix)] as const);
+  const resourceOfKey = (key: string) => labels.find(([prefix]) => key.startsWith(prefix))?.[1] ?? '';
   const releases: Array<() => void | Promise<void>> = [() => clients.close()];
   const release = async () => {
     for (const close of releases.reverse()) await close();

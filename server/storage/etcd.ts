@@ -15,6 +15,7 @@
  * and at once when a request finds etcd unavailable. Watches end with `StorageUnavailableError`
  * when their connection is lost (see etcd-watch.ts); the caller watches again.
  */
+import { deepFreeze } from './frozen';
 import { performance } from 'node:perf_hooks';
 import {
   ClientClosedError,
@@ -75,14 +76,6 @@ const COMPACT_REV_KEY = Buffer.from('compact_rev_key');
 
 /** Rows fetched per range while a filter discards some of them. */
 const FILTERED_PAGE_SIZE = 500;
-
-function deepFreeze<T>(value: T): T {
-  if (value !== null && typeof value === 'object' && !Object.isFrozen(value)) {
-    Object.freeze(value);
-    for (const child of Object.values(value as object)) deepFreeze(child);
-  }
-  return value;
-}
 
 /** JSON without `metadata.resourceVersion`: the revision is etcd's, not part of the value. */
 function encode(value: StoredValue): Buffer {

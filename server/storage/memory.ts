@@ -1,3 +1,4 @@
+import { deepFreeze } from './frozen';
 import { HistoryEntry, Keyspace } from './keyspace';
 import {
   ExpiredError,
@@ -53,14 +54,6 @@ interface RevisionWaiter {
   readonly revision: number;
   reached(): void;
   closed(): void;
-}
-
-function deepFreeze<T>(value: T): T {
-  if (value !== null && typeof value === 'object' && !Object.isFrozen(value)) {
-    Object.freeze(value);
-    for (const child of Object.values(value as object)) deepFreeze(child);
-  }
-  return value;
 }
 
 /**
