@@ -128,8 +128,6 @@ export class Metrics {
         this.inflight.set({ request_kind: 'mutating' }, this.inflightCounts.mutating);
       },
     });
-    this.inflight.set({ request_kind: 'readOnly' }, 0);
-    this.inflight.set({ request_kind: 'mutating' }, 0);
   }
 
   readFrom(sources: MetricsSources): void {
@@ -154,8 +152,8 @@ export class Metrics {
 
   observe(labels: RequestLabels, code: number, seconds: number): void {
     const values = [labels.verb, labels.group, labels.version, labels.resource, labels.subresource, labels.scope, String(code)];
-    // Joined with NUL (in no label value a served request has); a value holding one is keyed by its JSON instead.
-    const key = values.some((v) => v.includes('\u0000')) ? JSON.stringify(values) : values.join('\u0000');
+    // Joined with NUL, which no label value holds: HTTP methods and served routes cannot carry one.
+    const key = values.join('\u0000');
     const series = this.requestCounts.get(key);
     if (series) series.count++;
     else this.requestCounts.set(key, { labels: { ...labels, code: String(code) }, count: 1 });

@@ -403,8 +403,7 @@ describe('etcd going away and coming back', () => {
     const stoppedAt = Date.now();
 
     // THEN /readyz fails within 10 s, and /readyz/etcd says why
-    await until(async () => (await server.probe('/readyz')).status !== 200, 10_000, () => '/readyz still answers 200 10 s after etcd stopped');
-    expect(Date.now() - stoppedAt).toBeLessThan(10_000);
+    await until(async () => (await server.probe('/readyz')).status !== 200, 10_000, () => `/readyz still answers 200 ${Date.now() - stoppedAt} ms after etcd stopped`);
     const etcdCheck = await server.probe('/readyz/etcd');
     expect(etcdCheck.status).toBe(500);
     expect(etcdCheck.body).toMatch(/etcd/);

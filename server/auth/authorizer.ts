@@ -74,17 +74,11 @@ function reviewKey(user: UserInfo, request: RequestInfo): string {
   return subjectKey(user) + JSON.stringify(attributes);
 }
 
-/** The user's part of reviewKey, once per user object (a cached token's user is the same object on every request). */
-const subjectKeys = new WeakMap<UserInfo, string>();
+/** The user's part of reviewKey (each authenticator builds a new user per request, so nothing to memoize by object). */
 function subjectKey(user: UserInfo): string {
-  let key = subjectKeys.get(user);
-  if (key === undefined) {
-    const extraKeys = Object.keys(user.extra);
-    const extra = extraKeys.length === 0 ? [] : extraKeys.sort().map((k) => [k, user.extra[k]]);
-    key = JSON.stringify([user.name, user.uid ?? '', user.groups, extra]);
-    subjectKeys.set(user, key);
-  }
-  return key;
+  const extraKeys = Object.keys(user.extra);
+  const extra = extraKeys.length === 0 ? [] : extraKeys.sort().map((k) => [k, user.extra[k]]);
+  return JSON.stringify([user.name, user.uid ?? '', user.groups, extra]);
 }
 
 /** Go's `%q` for the strings a 403 message quotes (a user name or a path may hold quotes). */
