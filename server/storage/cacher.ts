@@ -418,7 +418,8 @@ class ResourceCache {
       const createRevision = event.type === 'ADDED' ? event.revision : (prev?.createRevision ?? event.revision);
       this.objects.put({ key: event.key, value: event.object, createRevision, modRevision: event.revision });
     }
-    this.record({ event, ...(prev ? { prev } : {}), bytes: event.key.length + JSON.stringify(event.object).length });
+    const bytes = event.key.length + JSON.stringify(event.object).length;
+    this.record(prev ? { event, prev, bytes } : { event, bytes }); // no spread: one entry shape for V8
     this.lastEventRevision = event.revision;
     this.revision = Math.max(this.revision, event.revision);
     this.seenRevision = Math.max(this.seenRevision, event.revision);

@@ -14,7 +14,7 @@ import { makeCa, makeLeaf, type TestCa, type TestCertificate } from './pki';
 import { freePort } from './server-process';
 
 /** The etcd binary: `$ETCD_BIN`, else Debian's. scripts/test.sh installs it when missing. */
-export function etcdBinary(): string {
+function etcdBinary(): string {
   const binary = process.env.ETCD_BIN ?? '/usr/bin/etcd';
   if (!existsSync(binary)) throw new Error(`etcd not found at ${binary}: install Debian's etcd-server (scripts/test.sh does) or set ETCD_BIN`);
   return binary;
@@ -79,10 +79,6 @@ export class EtcdProcess {
 
   get dataDir(): string {
     return path.join(this.dir, 'data');
-  }
-
-  get running(): boolean {
-    return this.child !== undefined;
   }
 
   /** Starts etcd again on the same ports and data (after stop or kill). */
@@ -153,7 +149,7 @@ export class EtcdProcess {
   }
 
   /** GET /health answers `"health":"true"`. */
-  healthy(): Promise<boolean> {
+  private healthy(): Promise<boolean> {
     return new Promise((resolve) => {
       const options = this.tls ? { ca: this.tls.ca.certPem, cert: this.tls.client.chainPem, key: this.tls.client.keyPem, timeout: 1000 } : { timeout: 1000 };
       const get = this.tls ? https.get : http.get;

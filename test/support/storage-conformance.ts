@@ -67,7 +67,7 @@ function isDeepFrozen(value: unknown): boolean {
 }
 
 /** Polls `condition` until it holds or the deadline passes (then fails naming `what`). */
-export async function waitUntil(condition: () => boolean, what: string, timeoutMs = DELIVERY_DEADLINE_MS): Promise<void> {
+async function waitUntil(condition: () => boolean, what: string, timeoutMs = DELIVERY_DEADLINE_MS): Promise<void> {
   const deadline = Date.now() + timeoutMs;
   while (!condition()) {
     if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
