@@ -23,7 +23,7 @@ const STORAGE_BACKENDS = ['memory', 'etcd'] as const;
 export type StorageBackend = (typeof STORAGE_BACKENDS)[number];
 
 /** sample-apiserver's default: its keys are kube-apiserver's layout under the group's name. */
-export const DEFAULT_ETCD_PREFIX = '/registry/wardle.example.com';
+const DEFAULT_ETCD_PREFIX = '/registry/wardle.example.com';
 
 /** Where objects are kept: this process's memory (one replica, lost on restart), or etcd. */
 export type StorageConfig = MemoryStorageConfig | EtcdStorageConfig;

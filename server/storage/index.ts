@@ -14,15 +14,13 @@ import type { Storage } from './types';
 
 export type { CacheStats } from './cacher';
 
-/** What EtcdStorage reports after each request (etcd_request_duration_seconds). */
-export type EtcdRequestObserver = NonNullable<EtcdStorageOptions['observe']>;
 
 export interface StorageDependencies {
   /** One prefix per resource, e.g. `/flunders/`: the watch cache keeps one cache and one etcd watch for each. */
   readonly resourcePrefixes: readonly string[];
   readonly logger: Logger;
   /** @default - etcd requests are not observed */
-  readonly observeEtcdRequest?: EtcdRequestObserver;
+  readonly observeEtcdRequest?: EtcdStorageOptions['observe'];
 }
 
 /** The storage the server runs on, with what /readyz and /metrics need to know about it. */

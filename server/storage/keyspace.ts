@@ -13,7 +13,7 @@ export interface HistoryEntry {
 }
 
 /** The first index in sorted `keys` whose key is ≥ `key`. */
-export function lowerBound(keys: readonly string[], key: string): number {
+function lowerBound(keys: readonly string[], key: string): number {
   let lo = 0;
   let hi = keys.length;
   while (lo < hi) {
@@ -25,7 +25,7 @@ export function lowerBound(keys: readonly string[], key: string): number {
 }
 
 /** The smallest string greater than every string starting with `prefix`. */
-export function prefixEnd(prefix: string): string {
+function prefixEnd(prefix: string): string {
   return prefix.slice(0, -1) + String.fromCharCode(prefix.charCodeAt(prefix.length - 1) + 1);
 }
 
