@@ -50,6 +50,14 @@ export function parseResourceVersion(query: URLSearchParams): string {
   return resourceVersion;
 }
 
+/**
+ * What a read at `resourceVersion` asks of storage, as the cacher reads it: '' a consistent read
+ * (no option), "0" any revision (`minRevision: 0`), N any revision not older than N.
+ */
+export function notOlderThan(resourceVersion: string): { readonly minRevision?: number } {
+  return resourceVersion === '' ? {} : { minRevision: Number(resourceVersion) };
+}
+
 export function parseListQuery(query: URLSearchParams, watch: boolean): ListQuery {
   const parsed: ListQuery = {
     labelSelector: parseLabelSelector(query.get('labelSelector')),

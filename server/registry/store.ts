@@ -18,7 +18,7 @@ import {
 import { StatusError, errors } from '../status';
 import type { KindCodec } from './codec';
 import type { FieldError } from './field-errors';
-import { ListQuery, decodeContinue, encodeContinue, expiredContinue, selectorFilter } from './list-options';
+import { ListQuery, decodeContinue, encodeContinue, expiredContinue, notOlderThan, selectorFilter } from './list-options';
 import { Meta, generateName, now, pruneObjectMeta, validateObjectMeta } from './metadata';
 import { KubeObject, isObject } from './rules';
 import { pruneAndDefault, validateAgainstSchema } from './schema';
@@ -164,7 +164,7 @@ function storageListOptions(options: ListQuery, prefix: string): ListOptions {
 /**
  * Runs one storage-backed operation and turns what the store says about itself into a
  * metav1.Status: unreachable → 503 (nothing written), no answer to a write → 504 ServerTimeout
- * (it may have been written).
+ * (it may have been written), a revision it cannot reach → 504 Too large resource version.
  */
 async function interpretingStorageErrors<T>(codec: KindCodec, operation: string, run: () => Promise<T>): Promise<T> {
   try {
@@ -173,6 +173,7 @@ async function interpretingStorageErrors<T>(codec: KindCodec, operation: string,
     if (error instanceof StorageUnavailableError) {
       throw error.indeterminate ? errors.serverTimeout(codec.gr, operation) : errors.serviceUnavailable(error.message);
     }
+    if (error instanceof TooLargeRevisionError) throw errors.tooLargeResourceVersion(error.requestedRevision, error.currentRevision);
     throw error;
   }
 }
@@ -193,15 +194,9 @@ export class GenericStore {
    * answers from memory); N not older than N (`minRevision: N`; 504 when the store cannot reach it).
    */
   async get(namespace: string, name: string, options: GetQuery = { resourceVersion: '' }): Promise<StoredValue> {
-    const storageOptions: GetOptions = options.resourceVersion === '' ? {} : { minRevision: Number(options.resourceVersion) };
+    const storageOptions: GetOptions = notOlderThan(options.resourceVersion);
     return interpretingStorageErrors(this.codec, 'get', async () => {
-      let stored;
-      try {
-        stored = await this.deps.storage.get(this.codec.key(namespace, name), storageOptions);
-      } catch (error) {
-        if (error instanceof TooLargeRevisionError) throw errors.tooLargeResourceVersion(error.requestedRevision, error.currentRevision);
-        throw error;
-      }
+      const stored = await this.deps.storage.get(this.codec.key(namespace, name), storageOptions);
       if (!stored) throw errors.notFound(this.codec.gr, name);
       return stored.value;
     });
@@ -220,7 +215,6 @@ export class GenericStore {
           if (storageOptions.startKey !== undefined) throw expiredContinue(storageOptions.startKey, prefix);
           throw errors.gone('The resourceVersion for the provided list is too old.');
         }
-        if (error instanceof TooLargeRevisionError) throw errors.tooLargeResourceVersion(error.requestedRevision, error.currentRevision);
         throw error;
       }
       const listMeta: Record<string, unknown> = { resourceVersion: String(result.revision) };

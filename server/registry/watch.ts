@@ -5,7 +5,7 @@ import type { ResourceOutput } from '../content';
 import { ExpiredError, ListOptions, Storage, StorageEvent, StorageUnavailableError, StorageWatch, StoredValue, TooLargeRevisionError } from '../storage/types';
 import { Status, StatusError, errors } from '../status';
 import type { KindCodec } from './codec';
-import type { ListQuery } from './list-options';
+import { type ListQuery, notOlderThan } from './list-options';
 import { IncludeObject, objectTable } from './table';
 
 /**
@@ -208,7 +208,7 @@ export async function serveWatch(request: WatchRequest, storage: Storage, hub: W
       if (initialEvents) {
         // "" and sendInitialEvents without a resourceVersion: a consistent read; "0": any
         // revision; N (sendInitialEvents, NotOlderThan): not older than N.
-        const listOptions: ListOptions = { ...(filter ? { filter } : {}), ...(rv === '' ? {} : { minRevision: Number(rv) }) };
+        const listOptions: ListOptions = { ...(filter ? { filter } : {}), ...notOlderThan(rv) };
         const listed = await storage.list(prefix, listOptions);
         if (ended) return;
         for (const item of listed.items) write(encode('ADDED', item.value));
