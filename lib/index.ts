@@ -9,3 +9,5 @@ export * from './auth-delegation';
 export * from './certificates';
 export * from './custom-resource-definitions';
 export * from './pki';
+export * from './etcd-certificates';
+export * from './etcd-cluster';
