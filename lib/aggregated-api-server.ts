@@ -8,10 +8,12 @@ import { API_SERVICE_PORT, ApiService, DEFAULT_GROUP_PRIORITY_MINIMUM, DEFAULT_V
 import { ApiServiceDeployerRole } from './api-service-deployer-role';
 import { ApiResourceRoles } from './api-resource-roles';
 import { ApiServerClusterRole } from './api-server-cluster-role';
-import { ApiServerDeployment, DEFAULT_SECURE_PORT } from './api-server-deployment';
+import { ApiServerDeployment, DEFAULT_SECURE_PORT, SERVER_NAME_LABEL } from './api-server-deployment';
 import { AuthDelegation } from './auth-delegation';
 import { Certificates, ICertificates } from './certificates';
+import { EtcdCluster } from './etcd-cluster';
 import { DEFAULT_CLUSTER_DOMAIN, servingDnsNames } from './pki';
+import { BoundStorage, IStorage, Storage } from './storage';
 
 /** Namespaces Kubernetes creates itself; emitting one would relabel it (e.g. kube-system to `restricted`). */
 const SYSTEM_NAMESPACES: readonly string[] = ['default', 'kube-system', 'kube-public', 'kube-node-lease'];
@@ -44,16 +46,25 @@ export interface AggregatedApiServerProps {
   /** @default IF_NOT_PRESENT */
   readonly imagePullPolicy?: kplus.ImagePullPolicy;
   /**
-   * At least 1; more than 1 adds a PodDisruptionBudget and pod anti-affinity, and needs
-   * `sharedStorage`: replicas that each keep their own store answer differently.
-   * @default - 2 with shared storage, else 1
+   * At least 1; more than 1 adds a PodDisruptionBudget and pod anti-affinity, and needs shared
+   * storage: replicas that each keep their own store answer differently.
+   * @default - 2 with shared storage (etcd), else 1
    */
   readonly replicas?: number;
   /**
-   * Whether the server's replicas read and write one shared store (etcd), so that any number of
-   * them answer alike. The bundled server shares its storage only when given `--etcd-servers`;
-   * otherwise it keeps its objects in memory, per pod.
-   * @default - true when `extraArgs` pass `--etcd-servers`, else false
+   * Where the server keeps its objects: `Storage.etcdCluster()` deploys an etcd cluster with it,
+   * `Storage.externalEtcd()` points it at yours, `Storage.memory()` is a one-replica demo, and
+   * `Storage.custom()` adds no flags for an image that stores where its own `extraArgs` say.
+   * @default - `Storage.etcdCluster()`; `Storage.custom()` when `sharedStorage` is set or
+   * `extraArgs` carry `--storage` or `--etcd-servers` (how storage was chosen before this prop)
+   */
+  readonly storage?: IStorage;
+  /**
+   * Whether the server's replicas share one store, for an image that stores where its own
+   * `extraArgs` say.
+   * @deprecated use `storage: Storage.custom({ shared })`, which this is short for; with the
+   * bundled server, `storage: Storage.etcdCluster()` or `Storage.externalEtcd()`
+   * @default - unset: `storage` decides
    */
   readonly sharedStorage?: boolean;
   /** The container's HTTPS port (GKE private clusters open only 443 and 10250 to the control plane). @default 10250 */
@@ -110,8 +121,12 @@ export class AggregatedApiServer extends Construct {
   public readonly caBundlePem?: string;
   /** The certificates written to the output, serving certificate first (empty in cert-manager and Secret modes). */
   public readonly certificatePems: readonly string[];
-  /** What the self-signed PKI store did (empty in other modes). */
+  /** What the self-signed PKI stores did, the serving PKI's then etcd's (empty in other modes). */
   public readonly pkiActions: readonly string[];
+  /** Where the server keeps its objects, as bound to this server. */
+  public readonly storage: BoundStorage;
+  /** The etcd deployed with the server (`Storage.etcdCluster()`). */
+  public readonly etcdCluster?: EtcdCluster;
   public readonly serverRole: ApiServerClusterRole;
   public readonly authDelegation: AuthDelegation;
   public readonly resourceRoles: ApiResourceRoles;
@@ -132,12 +147,12 @@ export class AggregatedApiServer extends Construct {
     this.serviceName = this.name;
     this.clusterDomain = _checkDns1123Subdomain('clusterDomain', props.clusterDomain ?? DEFAULT_CLUSTER_DOMAIN);
     // Everything is checked before the certificates are bound: a bad prop must not touch the PKI directory.
-    const sharedStorage = props.sharedStorage ?? (props.extraArgs ?? []).some((arg) => /^--etcd-servers(=|$)/.test(arg));
-    const replicas = _checkIntegerInRange('replicas', props.replicas ?? (sharedStorage ? 2 : 1), 1);
-    if (replicas > 1 && !sharedStorage) {
+    const storageChoice = _storageChoice(props);
+    const replicas = _checkIntegerInRange('replicas', props.replicas ?? (storageChoice.shared ? 2 : 1), 1);
+    if (replicas > 1 && !storageChoice.shared) {
       throw new Error(
-        `replicas ${replicas} needs shared storage: without it each pod keeps its own objects and the replicas answer from different stores ` +
-          `(expected replicas 1, or sharedStorage: true for an image whose replicas share their storage, e.g. the bundled server with --etcd-servers in extraArgs)`,
+        `replicas ${replicas} needs shared storage, and storage ${storageChoice.kind} keeps each pod's objects in that pod: the replicas would answer from different stores ` +
+          `(expected replicas 1, or storage: Storage.etcdCluster() or Storage.externalEtcd({ ... }), or Storage.custom({ shared: true }) for an image whose replicas share their store)`,
       );
     }
     const securePort = _checkIntegerInRange('securePort', props.securePort ?? DEFAULT_SECURE_PORT, 1, 65535);
@@ -178,12 +193,23 @@ export class AggregatedApiServer extends Construct {
     this.secretName = certificates.secretName;
     this.caBundlePem = certificates.caBundlePem;
     this.certificatePems = certificates.certificatePems;
-    this.pkiActions = certificates.pkiActions ?? [];
+    const servingPkiActions = certificates.pkiActions ?? [];
 
     const rbac = { serviceAccount: this.serviceAccount, namespace: this.namespace, name: this.name };
     this.serverRole = new ApiServerClusterRole(this, 'ServerRole', { ...rbac, extraRules: props.serverRules });
     this.authDelegation = new AuthDelegation(this, 'AuthDelegation', rbac);
     this.resourceRoles = new ApiResourceRoles(this, 'ResourceRoles', { api: props.api });
+
+    // Bound before the Deployment, so that etcd comes before the server in the output (apply order).
+    this.storage = storageChoice.bind(new Construct(this, 'Storage'), {
+      namespace: this.namespace,
+      name: this.name,
+      clusterDomain: this.clusterDomain,
+      serverPodLabels: { [SERVER_NAME_LABEL]: this.name },
+      labels,
+    });
+    this.etcdCluster = this.storage.etcdCluster;
+    this.pkiActions = [...servingPkiActions, ...(this.storage.pkiActions ?? [])];
 
     this.serverDeployment = new ApiServerDeployment(this, 'Deployment', {
       name: this.name,
@@ -196,10 +222,12 @@ export class AggregatedApiServer extends Construct {
       serviceAccount: this.serviceAccount,
       resources: props.resources,
       priorityClassName: props.priorityClassName,
-      extraArgs: props.extraArgs,
+      extraArgs: [...this.storage.args, ...(props.extraArgs ?? [])],
       env: props.env,
       labels,
       servingCertificateChecksum: certificates.servingCertificateChecksum,
+      etcdClientSecretName: this.storage.etcdClientSecretName,
+      etcdClientCertificateChecksum: this.storage.etcdClientCertificateChecksum,
     });
     this.deployment = this.serverDeployment.deployment;
     this.podDisruptionBudget = this.serverDeployment.podDisruptionBudget;
@@ -239,4 +267,27 @@ export class AggregatedApiServer extends Construct {
       }
     }
   }
+}
+
+/** The server flags that choose storage; with one in `extraArgs`, storage is the image's business. */
+const STORAGE_FLAG = /^--(storage|etcd-servers)(=|$)/;
+
+/**
+ * `storage`, or what the props meant before it existed: `sharedStorage`, or storage flags in
+ * `extraArgs`, leave storage to the image (`Storage.custom`).
+ */
+function _storageChoice(props: AggregatedApiServerProps): IStorage {
+  const storageArg = (props.extraArgs ?? []).find((arg) => STORAGE_FLAG.test(arg));
+  if (props.storage !== undefined && props.sharedStorage !== undefined) {
+    throw new Error(`sharedStorage ${props.sharedStorage} and storage are both set (expected storage alone: sharedStorage is short for storage: Storage.custom({ shared }))`);
+  }
+  if (props.storage !== undefined && storageArg !== undefined) {
+    throw new Error(
+      `extraArgs "${storageArg}" conflicts with storage, which sets the server's storage flags (expected storage: Storage.custom({ shared }) to pass your own storage flags in extraArgs)`,
+    );
+  }
+  if (props.storage !== undefined) return props.storage;
+  if (props.sharedStorage !== undefined) return Storage.custom({ shared: props.sharedStorage });
+  if (storageArg !== undefined) return Storage.custom({ shared: (props.extraArgs ?? []).some((arg) => /^--etcd-servers(=|$)/.test(arg)) });
+  return Storage.etcdCluster();
 }

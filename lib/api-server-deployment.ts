@@ -8,6 +8,10 @@ import { _checkDns1123Label, _checkIntegerInRange } from './_validate';
 export const SERVING_CERT_DIRECTORY = '/var/run/apiserver/serving-cert';
 /** Pod-template annotation holding the SHA-256 of the serving certificate: a new certificate rolls the pods. */
 export const SERVING_CERT_CHECKSUM_ANNOTATION = 'apiextension.cdk8s.io/serving-cert-sha256';
+/** Where the etcd client Secret is mounted; `--etcd-cafile`, `--etcd-certfile` and `--etcd-keyfile` point here. */
+export const ETCD_CLIENT_CERT_DIRECTORY = '/var/run/apiserver/etcd-client';
+/** Pod-template annotation holding the SHA-256 of the etcd client certificate: a new certificate rolls the pods (the server reads it at start). */
+export const ETCD_CLIENT_CERT_CHECKSUM_ANNOTATION = 'apiextension.cdk8s.io/etcd-client-cert-sha256';
 /** The container's HTTPS port: GKE private clusters open only 443 and 10250 to the control plane. */
 export const DEFAULT_SECURE_PORT = 10250;
 /** The non-root user and group the server runs as (numeric, so `runAsNonRoot` can be checked). */
@@ -69,6 +73,18 @@ export interface ApiServerDeploymentProps {
    * @default - no annotation (the certificate is rotated in place, e.g. by cert-manager)
    */
   readonly servingCertificateChecksum?: string;
+  /**
+   * A `kubernetes.io/tls` Secret (`tls.crt`, `tls.key`, `ca.crt`) mounted read-only at
+   * `ETCD_CLIENT_CERT_DIRECTORY`, for the server's `--etcd-*file` flags (in `extraArgs`).
+   * @default - none
+   */
+  readonly etcdClientSecretName?: string;
+  /**
+   * SHA-256 of the etcd client certificate, written to the pod template so that a new
+   * certificate rolls the pods.
+   * @default - no annotation
+   */
+  readonly etcdClientCertificateChecksum?: string;
 }
 
 export interface IApiServerDeployment {
@@ -111,11 +127,7 @@ export class ApiServerDeployment extends Construct implements IApiServerDeployme
       metadata: { name, namespace, labels },
       replicas,
       select: false,
-      podMetadata: {
-        labels,
-        annotations:
-          props.servingCertificateChecksum === undefined ? undefined : { [SERVING_CERT_CHECKSUM_ANNOTATION]: props.servingCertificateChecksum },
-      },
+      podMetadata: { labels, annotations: _checksumAnnotations(props) },
       serviceAccount: props.serviceAccount,
       automountServiceAccountToken: true,
       securityContext: { ensureNonRoot: true, user: SERVER_USER_ID, group: SERVER_USER_ID, fsGroup: SERVER_USER_ID },
@@ -167,6 +179,12 @@ export class ApiServerDeployment extends Construct implements IApiServerDeployme
     container.mount(SERVING_CERT_DIRECTORY, kplus.Volume.fromSecret(this, 'ServingCert', servingCert, { name: 'serving-cert', defaultMode: 0o440 }), {
       readOnly: true,
     });
+    if (props.etcdClientSecretName !== undefined) {
+      const etcdClientCert = kplus.Secret.fromSecretName(this, 'EtcdClientCertSecret', props.etcdClientSecretName);
+      container.mount(ETCD_CLIENT_CERT_DIRECTORY, kplus.Volume.fromSecret(this, 'EtcdClientCert', etcdClientCert, { name: 'etcd-client-cert', defaultMode: 0o440 }), {
+        readOnly: true,
+      });
+    }
     container.mount('/tmp', kplus.Volume.fromEmptyDir(this, 'Tmp', 'tmp'));
 
     const apiObject = ApiObject.of(this.deployment);
@@ -196,4 +214,11 @@ export class ApiServerDeployment extends Construct implements IApiServerDeployme
       });
     }
   }
+}
+
+function _checksumAnnotations(props: ApiServerDeploymentProps): Record<string, string> | undefined {
+  const annotations: Record<string, string> = {};
+  if (props.servingCertificateChecksum !== undefined) annotations[SERVING_CERT_CHECKSUM_ANNOTATION] = props.servingCertificateChecksum;
+  if (props.etcdClientCertificateChecksum !== undefined) annotations[ETCD_CLIENT_CERT_CHECKSUM_ANNOTATION] = props.etcdClientCertificateChecksum;
+  return Object.keys(annotations).length > 0 ? annotations : undefined;
 }

@@ -5,6 +5,7 @@ import { isDns1035Label, isDns1123Label, isDns1123Subdomain } from '../../apis';
 import { DEFAULT_GROUP_PRIORITY_MINIMUM, DEFAULT_VERSION_PRIORITY } from '../api-service';
 import { DEFAULT_SECURE_PORT } from '../api-server-deployment';
 import { DEFAULT_CA_VALIDITY_DAYS, DEFAULT_CERT_VALIDITY_DAYS, DEFAULT_PKI_DIRECTORY } from '../certificates';
+import { DEFAULT_ETCD_IMAGE, DEFAULT_ETCD_STORAGE_SIZE } from '../etcd-cluster';
 import { DEFAULT_CLUSTER_DOMAIN } from '../pki';
 
 /** Everything `main.ts` needs to synthesize, after flags, environment and config file are merged. */
@@ -12,9 +13,30 @@ export interface SynthOptions {
   readonly namespace?: string;
   readonly name?: string;
   readonly image?: string;
-  readonly replicas: number;
-  /** The replicas share one store: more than one may run. */
-  readonly sharedStorage: boolean;
+  /** @default - 2 with etcd or external-etcd storage, 1 with memory */
+  readonly replicas?: number;
+  /** Deprecated: implied by the storage (etcd and external-etcd are shared, memory is not). */
+  readonly sharedStorage?: boolean;
+  /** @default 'etcd' */
+  readonly storage?: StorageMode;
+  /** etcd mode: 1, 3 or 5 members. @default 3 */
+  readonly etcdReplicas?: number;
+  /** external-etcd mode: the client URLs (https://host:port). */
+  readonly etcdServers?: readonly string[];
+  /** external-etcd mode: PEM files of the CA bundle, the client certificate and its key. */
+  readonly etcdCaFile?: string;
+  readonly etcdCertFile?: string;
+  readonly etcdKeyFile?: string;
+  /** etcd mode. @default DEFAULT_ETCD_IMAGE */
+  readonly etcdImage?: string;
+  /** etcd mode: each member's volume, a Kubernetes quantity. @default '1Gi' */
+  readonly etcdStorageSize?: string;
+  /** etcd mode. @default - the cluster's default StorageClass */
+  readonly etcdStorageClass?: string;
+  /** etcd mode: emit the NetworkPolicies that fence etcd in. @default true */
+  readonly networkPolicy?: boolean;
+  /** etcd mode: a CronJob takes snapshots on this schedule. @default - no backups */
+  readonly etcdBackupSchedule?: string;
   readonly securePort: number;
   readonly groupPriorityMinimum: number;
   readonly versionPriority: number;
@@ -32,6 +54,28 @@ export interface SynthOptions {
 
 export const CERT_MODES = ['self-signed', 'cert-manager', 'existing'] as const;
 export type CertMode = (typeof CERT_MODES)[number];
+
+/** Where the server keeps its objects: an etcd cluster deployed with it, an etcd you run, or its memory (a demo). */
+export const STORAGE_MODES = ['etcd', 'external-etcd', 'memory'] as const;
+export type StorageMode = (typeof STORAGE_MODES)[number];
+
+/** The flags that only one storage mode uses, and that mode. */
+const STORAGE_MODE_FLAGS: Readonly<Record<StorageMode, readonly StorageFlag[]>> = {
+  etcd: ['etcd-replicas', 'etcd-image', 'etcd-storage-size', 'etcd-storage-class', 'network-policy', 'etcd-backup-schedule'],
+  'external-etcd': ['etcd-servers', 'etcd-ca-file', 'etcd-cert-file', 'etcd-key-file'],
+  memory: [],
+};
+type StorageFlag =
+  | 'etcd-replicas'
+  | 'etcd-image'
+  | 'etcd-storage-size'
+  | 'etcd-storage-class'
+  | 'network-policy'
+  | 'etcd-backup-schedule'
+  | 'etcd-servers'
+  | 'etcd-ca-file'
+  | 'etcd-cert-file'
+  | 'etcd-key-file';
 
 /** Bad input on the command line, in the environment or in the config file. Exit code 2. */
 export class UsageError extends Error {
@@ -77,15 +121,29 @@ function parser(argv: readonly string[]) {
       image: { type: 'string', describe: 'container image of the server', defaultDescription: 'the bundled server image' },
       replicas: {
         type: 'string',
-        default: '1',
-        describe:
-          'server replicas; more than 1 adds a PodDisruptionBudget and pod anti-affinity, and needs --shared-storage',
+        describe: 'server replicas; more than 1 adds a PodDisruptionBudget and pod anti-affinity; --storage memory allows only 1',
+        defaultDescription: '2 with --storage etcd or external-etcd, 1 with memory',
       },
       'shared-storage': {
         type: 'boolean',
-        default: false,
-        describe: "the server's replicas share one store (e.g. etcd), so more than one replica may run. The bundled server keeps its objects in memory, per pod, unless given --etcd-servers",
+        describe: 'whether the replicas share one store',
+        deprecated: 'implied by --storage: etcd and external-etcd are shared, memory is not (true with memory is refused)',
       },
+      storage: {
+        type: 'string',
+        default: 'etcd',
+        describe: `where the server keeps its objects: ${STORAGE_MODES.join(', ')} (an etcd cluster deployed with the server; an etcd you run; memory, a one-replica demo that loses everything on restart)`,
+      },
+      'etcd-replicas': { type: 'string', describe: 'etcd mode: etcd members (1, 3 or 5; 3 and 5 survive the loss of 1 and 2)', defaultDescription: '3' },
+      'etcd-image': { type: 'string', describe: 'etcd mode: the etcd container image', defaultDescription: DEFAULT_ETCD_IMAGE },
+      'etcd-storage-size': { type: 'string', describe: "etcd mode: each member's volume (a quantity, e.g. 1Gi, 8Gi)", defaultDescription: DEFAULT_ETCD_STORAGE_SIZE },
+      'etcd-storage-class': { type: 'string', describe: "etcd mode: StorageClass of the members' volumes", defaultDescription: "the cluster's default class" },
+      'network-policy': { type: 'boolean', describe: "etcd mode: NetworkPolicies that let only the server's pods reach etcd's clients port, and only members its peer port", defaultDescription: 'true' },
+      'etcd-backup-schedule': { type: 'string', describe: 'etcd mode: a CronJob takes an etcd snapshot into a PVC on this schedule (5-field cron, or @hourly, @daily …)', defaultDescription: 'no backups' },
+      'etcd-servers': { type: 'string', describe: 'external-etcd mode: the etcd client URLs, comma-separated (https://host:port)' },
+      'etcd-ca-file': { type: 'string', describe: "external-etcd mode: PEM CA bundle that verifies etcd's certificate" },
+      'etcd-cert-file': { type: 'string', describe: 'external-etcd mode: PEM client certificate the server presents to etcd' },
+      'etcd-key-file': { type: 'string', describe: 'external-etcd mode: PEM private key of --etcd-cert-file' },
       'secure-port': { type: 'string', default: String(DEFAULT_SECURE_PORT), describe: 'the container port the server listens on (HTTPS); the Service listens on 443' },
       'group-priority-minimum': { type: 'string', default: String(DEFAULT_GROUP_PRIORITY_MINIMUM), describe: 'APIService spec.groupPriorityMinimum (1-20000)' },
       'version-priority': { type: 'string', default: String(DEFAULT_VERSION_PRIORITY), describe: 'APIService spec.versionPriority of the preferred version (1-1000)' },
@@ -127,8 +185,19 @@ export function parseSynthOptions(argv: readonly string[]): SynthOptions | undef
     namespace: args.namespace,
     name: args.name,
     image: args.image,
-    replicas: integerOption('replicas', args.replicas),
+    replicas: args.replicas === undefined ? undefined : integerOption('replicas', args.replicas),
     sharedStorage: args['shared-storage'],
+    storage: storageModeOption(args.storage),
+    etcdReplicas: args['etcd-replicas'] === undefined ? undefined : integerOption('etcd-replicas', args['etcd-replicas']),
+    etcdServers: args['etcd-servers'] === undefined ? undefined : listOption(args['etcd-servers']),
+    etcdCaFile: args['etcd-ca-file'],
+    etcdCertFile: args['etcd-cert-file'],
+    etcdKeyFile: args['etcd-key-file'],
+    etcdImage: args['etcd-image'] === undefined ? undefined : String(args['etcd-image']),
+    etcdStorageSize: args['etcd-storage-size'] === undefined ? undefined : String(args['etcd-storage-size']),
+    etcdStorageClass: args['etcd-storage-class'],
+    networkPolicy: args['network-policy'],
+    etcdBackupSchedule: args['etcd-backup-schedule'],
     securePort: integerOption('secure-port', args['secure-port']),
     groupPriorityMinimum: integerOption('group-priority-minimum', args['group-priority-minimum']),
     versionPriority: integerOption('version-priority', args['version-priority']),
@@ -145,6 +214,18 @@ export function parseSynthOptions(argv: readonly string[]): SynthOptions | undef
   };
   validateSynthOptions(options);
   return options;
+}
+
+function storageModeOption(raw: string): StorageMode {
+  const mode = STORAGE_MODES.find((m) => m === raw);
+  if (!mode) throw new UsageError(`--storage "${raw}" is not one of ${STORAGE_MODES.join(', ')}`);
+  return mode;
+}
+
+/** A comma-separated flag or environment value, or a list in a config file. */
+function listOption(raw: unknown): string[] {
+  const items = Array.isArray(raw) ? raw.map(String) : String(raw).split(',');
+  return items.map((item) => item.trim()).filter((item) => item !== '');
 }
 
 function certModeOption(raw: string): CertMode {
@@ -174,12 +255,8 @@ export function validateSynthOptions(o: SynthOptions): void {
     throw new UsageError(`--name "${o.name}" is not a valid DNS-1035 label (lowercase letters, digits and '-', starting with a letter, at most 63 characters; it names the Service)`);
   }
   if (o.image !== undefined && (o.image.trim() === '' || /\s/.test(o.image))) throw new UsageError(`--image "${o.image}" is not an image reference (e.g. "registry.example.com/wardle-apiserver:1.0")`);
-  integerIn('replicas', o.replicas, 1, 1000, 'a whole number of replicas from 1 to 1000');
-  if (o.replicas > 1 && !o.sharedStorage) {
-    throw new UsageError(
-      `--replicas ${o.replicas} needs --shared-storage: without shared storage each pod keeps its own objects (the bundled server stores in memory unless given --etcd-servers), and the replicas would answer from different stores`,
-    );
-  }
+  if (o.replicas !== undefined) integerIn('replicas', o.replicas, 1, 1000, 'a whole number of replicas from 1 to 1000');
+  validateStorageOptions(o);
   integerIn('secure-port', o.securePort, 1, 65535, 'a port number from 1 to 65535');
   integerIn('group-priority-minimum', o.groupPriorityMinimum, 1, 20000, 'a whole number from 1 to 20000');
   integerIn('version-priority', o.versionPriority, 1, 1000, 'a whole number from 1 to 1000');
@@ -206,6 +283,128 @@ export function validateSynthOptions(o: SynthOptions): void {
   } else if (o.tlsCertFile === undefined || o.tlsKeyFile === undefined) {
     throw new UsageError('--cert-mode existing needs either --tls-cert-file and --tls-key-file, or --tls-secret-name');
   }
+}
+
+/** The storage flags: each belongs to one mode, and is refused with another, so that a flag never silently does nothing. */
+function validateStorageOptions(o: SynthOptions): void {
+  const given = (flag: StorageFlag): boolean => storageOptionFor(o, flag) !== undefined;
+  const storage = o.storage ?? 'etcd';
+  for (const [mode, flags] of Object.entries(STORAGE_MODE_FLAGS)) {
+    const misplaced = mode === storage ? undefined : flags.find(given);
+    if (misplaced) throw new UsageError(`--${misplaced} is only used with --storage ${mode} (got --storage ${storage})`);
+  }
+  if (storage === 'memory') {
+    if (o.sharedStorage === true) {
+      throw new UsageError('--shared-storage true contradicts --storage memory: memory storage is per pod (expected --storage etcd or external-etcd for replicas that share their objects)');
+    }
+    if (o.replicas !== undefined && o.replicas > 1) {
+      throw new UsageError(
+        `--replicas ${o.replicas} needs shared storage, and --storage memory keeps each pod's objects in that pod: the replicas would answer from different stores ` +
+          '(expected --replicas 1, or --storage etcd, the default, or external-etcd)',
+      );
+    }
+  }
+  if (o.etcdReplicas !== undefined && ![1, 3, 5].includes(o.etcdReplicas)) {
+    throw new UsageError(`--etcd-replicas "${o.etcdReplicas}" is not 1, 3 or 5 (an odd number of members keeps a quorum; 3 survives the loss of one member, 5 of two)`);
+  }
+  if (o.etcdImage !== undefined && (o.etcdImage.trim() === '' || /\s/.test(o.etcdImage))) {
+    throw new UsageError(`--etcd-image "${o.etcdImage}" is not an image reference (e.g. "${DEFAULT_ETCD_IMAGE}")`);
+  }
+  if (o.etcdStorageSize !== undefined && !isPositiveQuantity(o.etcdStorageSize)) {
+    throw new UsageError(`--etcd-storage-size "${o.etcdStorageSize}" is not a storage quantity (expected a positive size such as 1Gi, 512Mi or 8Gi)`);
+  }
+  if (o.etcdStorageClass !== undefined && !isDns1123Subdomain(o.etcdStorageClass)) {
+    throw new UsageError(`--etcd-storage-class "${o.etcdStorageClass}" is not a StorageClass name (a DNS-1123 subdomain, e.g. "standard" or "fast-ssd")`);
+  }
+  if (o.etcdBackupSchedule !== undefined) checkCronSchedule(o.etcdBackupSchedule);
+  if (storage !== 'external-etcd') return;
+
+  if (o.etcdServers === undefined || o.etcdServers.length === 0) {
+    throw new UsageError('--storage external-etcd needs --etcd-servers (the client URLs of your etcd, e.g. https://etcd-0.etcd.example:2379,https://etcd-1.etcd.example:2379)');
+  }
+  for (const server of o.etcdServers) checkEtcdServerUrl(server);
+  const missing = (['etcd-ca-file', 'etcd-cert-file', 'etcd-key-file'] as const).find((flag) => !given(flag));
+  if (missing) {
+    throw new UsageError(`--storage external-etcd needs --${missing}: the server verifies etcd with --etcd-ca-file and authenticates with --etcd-cert-file and --etcd-key-file`);
+  }
+}
+
+function storageOptionFor(o: SynthOptions, flag: StorageFlag): unknown {
+  return {
+    'etcd-replicas': o.etcdReplicas,
+    'etcd-image': o.etcdImage,
+    'etcd-storage-size': o.etcdStorageSize,
+    'etcd-storage-class': o.etcdStorageClass,
+    'network-policy': o.networkPolicy,
+    'etcd-backup-schedule': o.etcdBackupSchedule,
+    'etcd-servers': o.etcdServers,
+    'etcd-ca-file': o.etcdCaFile,
+    'etcd-cert-file': o.etcdCertFile,
+    'etcd-key-file': o.etcdKeyFile,
+  }[flag];
+}
+
+/** A Kubernetes quantity above zero (decimal or binary suffix), as a PVC's storage request takes it. */
+function isPositiveQuantity(text: string): boolean {
+  const match = /^(\d+(?:\.\d+)?)(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$/.exec(text);
+  return match !== null && Number(match[1]) > 0;
+}
+
+/** A client URL the bundled server dials: https, host and port only (it refuses anything else at start). */
+function checkEtcdServerUrl(text: string): void {
+  const expected = 'expected https://<host>:<port>, e.g. https://etcd-0.etcd.example:2379';
+  let url: URL;
+  try {
+    url = new URL(text);
+  } catch {
+    throw new UsageError(`--etcd-servers contains "${text}", which is not a URL (${expected})`);
+  }
+  if (url.protocol !== 'https:') throw new UsageError(`--etcd-servers contains "${text}", which is not an https:// URL (${expected}: the client certificate needs TLS)`);
+  if (url.port === '' || (url.pathname !== '/' && url.pathname !== '') || url.search !== '' || url.hash !== '' || url.username !== '' || url.password !== '') {
+    throw new UsageError(`--etcd-servers contains "${text}", which is not a bare client URL with a port (${expected})`);
+  }
+}
+
+const CRON_MACROS = ['@yearly', '@annually', '@monthly', '@weekly', '@daily', '@midnight', '@hourly'];
+/** The five fields of a CronJob schedule: minute, hour, day of month, month, day of week (names as Kubernetes' parser takes them). */
+const CRON_FIELDS: readonly { name: string; min: number; max: number; names?: readonly string[] }[] = [
+  { name: 'minute', min: 0, max: 59 },
+  { name: 'hour', min: 0, max: 23 },
+  { name: 'day of month', min: 1, max: 31 },
+  { name: 'month', min: 1, max: 12, names: ['jan', 'feb', 'mar', 'apr', 'may', 'jun', 'jul', 'aug', 'sep', 'oct', 'nov', 'dec'] },
+  { name: 'day of week', min: 0, max: 6, names: ['sun', 'mon', 'tue', 'wed', 'thu', 'fri', 'sat'] },
+];
+
+function checkCronSchedule(schedule: string): void {
+  const refuse = (why: string): never => {
+    throw new UsageError(`--etcd-backup-schedule "${schedule}" is not a cron schedule: ${why} (expected 5 fields "minute hour day-of-month month day-of-week", e.g. "0 3 * * *", or one of ${CRON_MACROS.join(', ')})`);
+  };
+  const text = schedule.trim();
+  if (text.startsWith('@')) {
+    if (!CRON_MACROS.includes(text)) refuse(`"${text}" is not a known macro`);
+    return;
+  }
+  const fields = text.split(/\s+/);
+  if (fields.length !== CRON_FIELDS.length) refuse(`it has ${fields.length} field${fields.length === 1 ? '' : 's'}`);
+  fields.forEach((field, index) => {
+    const spec = CRON_FIELDS[index];
+    const value = (part: string): number => {
+      const named = spec.names?.indexOf(part.toLowerCase()) ?? -1;
+      const number = named >= 0 ? named + (spec.name === 'month' ? 1 : 0) : /^\d+$/.test(part) ? Number(part) : NaN;
+      if (!(number >= spec.min && number <= spec.max)) refuse(`the ${spec.name} "${part}" is not from ${spec.min} to ${spec.max}`);
+      return number;
+    };
+    for (const item of field.split(',')) {
+      const match = /^(\*|\?|[0-9A-Za-z]+(?:-[0-9A-Za-z]+)?)(?:\/(\d+))?$/.exec(item);
+      if (!match) refuse(`the ${spec.name} field "${field}" does not parse`);
+      const [, range, step] = match!;
+      if (step !== undefined && Number(step) < 1) refuse(`the ${spec.name} step "${step}" is not positive`);
+      if (range === '?' && spec.name !== 'day of month' && spec.name !== 'day of week') refuse(`"?" is only allowed for the day of month or week`);
+      if (range === '*' || range === '?') continue;
+      const [from, to] = range.split('-').map(value);
+      if (to !== undefined && to < from) refuse(`the ${spec.name} range "${range}" runs backwards`);
+    }
+  });
 }
 
 function optionFor(o: SynthOptions, flag: 'tls-cert-file' | 'tls-key-file' | 'ca-bundle-file' | 'tls-secret-name'): string | undefined {

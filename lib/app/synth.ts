@@ -6,7 +6,9 @@ import * as YAML from 'yaml';
 import { ApiGroupDefinition, WARDLE } from '../../apis';
 import { AggregatedApiServer } from '../aggregated-api-server';
 import { Certificates, ICertificates } from '../certificates';
+import { EtcdCertificates, IEtcdCertificates } from '../etcd-certificates';
 import { inspectCertificate, splitPemBundle } from '../pki';
+import { _checkEtcdClientCertificate, IStorage, Storage } from '../storage';
 import { SynthOptions, UsageError } from './options';
 
 /** One synthesized object, as the summary lists it. */
@@ -18,8 +20,12 @@ export interface SynthesizedObject {
 }
 
 export interface SynthesizedCertificate {
-  /** `CA` for a certificate in an APIService caBundle, `serving` for a Secret's tls.crt. */
-  readonly role: 'CA' | 'serving';
+  /**
+   * `CA` for a certificate in an APIService caBundle, `serving` for the serving Secret's
+   * tls.crt; `etcd` for the tls.crt of etcd's Secrets (members' server and peer certificates,
+   * the server's client certificate), `etcd CA` for their ca.crt.
+   */
+  readonly role: 'CA' | 'serving' | 'etcd' | 'etcd CA';
   readonly subject: string;
   readonly sha256Fingerprint: string;
   readonly notAfter: Date;
@@ -72,6 +78,47 @@ function certificatesFor(o: SynthOptions): ICertificates {
   }
 }
 
+/** etcd's certificates come from where the serving certificate comes from; `existing` has no etcd counterpart, so it is self-signed then. */
+function etcdCertificatesFor(o: SynthOptions): IEtcdCertificates {
+  const validity = { certValidityDays: o.certValidityDays, caValidityDays: o.caValidityDays };
+  return o.certMode === 'cert-manager' ? EtcdCertificates.certManager(validity) : EtcdCertificates.selfSigned({ pkiDirectory: o.pkiDir, ...validity });
+}
+
+function storageFor(o: SynthOptions): IStorage {
+  switch (o.storage ?? 'etcd') {
+    case 'etcd':
+      return Storage.etcdCluster({
+        replicas: o.etcdReplicas,
+        image: o.etcdImage,
+        storageSize: o.etcdStorageSize,
+        storageClassName: o.etcdStorageClass,
+        networkPolicy: o.networkPolicy,
+        backupSchedule: o.etcdBackupSchedule,
+        certificates: etcdCertificatesFor(o),
+      });
+    case 'external-etcd': {
+      const pem = {
+        caPem: readPemFlag('etcd-ca-file', o.etcdCaFile!, 'certificate'),
+        certPem: readPemFlag('etcd-cert-file', o.etcdCertFile!, 'certificate'),
+        keyPem: readPemFlag('etcd-key-file', o.etcdKeyFile!, 'private key'),
+      };
+      try {
+        _checkEtcdClientCertificate(pem, { caPem: `--etcd-ca-file "${o.etcdCaFile}"`, certPem: `--etcd-cert-file "${o.etcdCertFile}"`, keyPem: `--etcd-key-file "${o.etcdKeyFile}"` });
+      } catch (error) {
+        throw new UsageError((error as Error).message);
+      }
+      return Storage.externalEtcd({ servers: o.etcdServers!, pem });
+    }
+    case 'memory':
+      return Storage.memory();
+  }
+}
+
+/** Whether the synth keeps a PKI in --pki-dir: the serving one when self-signed, etcd's unless cert-manager makes it. */
+function usesPkiDirectory(o: SynthOptions): boolean {
+  return o.certMode === 'self-signed' || ((o.storage ?? 'etcd') === 'etcd' && o.certMode !== 'cert-manager');
+}
+
 /** Adds the server described by `o` to `app`: one chart, named after the server. */
 export function addServerChart(app: App, o: SynthOptions, api: ApiGroupDefinition = WARDLE): AggregatedApiServer {
   const chart = new Chart(app, o.name ?? `${api.group.split('.')[0]}-apiserver`);
@@ -81,7 +128,7 @@ export function addServerChart(app: App, o: SynthOptions, api: ApiGroupDefinitio
     name: o.name,
     image: o.image,
     replicas: o.replicas,
-    sharedStorage: o.sharedStorage,
+    storage: storageFor(o),
     securePort: o.securePort,
     groupPriorityMinimum: o.groupPriorityMinimum,
     versionPriority: o.versionPriority,
@@ -103,7 +150,7 @@ export function synthesize(o: SynthOptions, api: ApiGroupDefinition = WARDLE): S
     const app = new App({ outdir: staging });
     const server = addServerChart(app, o, api);
     app.synth();
-    const result = { ...describeOutput(staging, output), pkiActions: server.pkiActions };
+    const result = { ...describeOutput(staging, output, server.secretName), pkiActions: server.pkiActions };
     replaceDirectory(staging, output);
     return result;
   } catch (error) {
@@ -140,7 +187,7 @@ function checkOutputDirectory(o: SynthOptions, output: string): void {
     }
   }
   const pkiDir = path.resolve(o.pkiDir);
-  if (o.certMode === 'self-signed' && (pkiDir === output || pkiDir.startsWith(`${output}${path.sep}`))) {
+  if (usesPkiDirectory(o) && (pkiDir === output || pkiDir.startsWith(`${output}${path.sep}`))) {
     throw new UsageError(
       `--pki-dir "${o.pkiDir}" is inside --output "${o.output}" (expected a directory outside it: the output is replaced whole, ` +
         `and the CA private key must never be in it)`,
@@ -161,7 +208,7 @@ function replaceDirectory(from: string, to: string): void {
   if (previous) fs.rmSync(previous, { recursive: true, force: true });
 }
 
-function describeOutput(directory: string, reportedDirectory: string): Omit<SynthResult, 'pkiActions'> {
+function describeOutput(directory: string, reportedDirectory: string, servingSecretName: string): Omit<SynthResult, 'pkiActions'> {
   const files: { path: string; objects: SynthesizedObject[] }[] = [];
   const certificates = new Map<string, SynthesizedCertificate>();
   const note = (role: SynthesizedCertificate['role'], pem: string) => {
@@ -178,7 +225,13 @@ function describeOutput(directory: string, reportedDirectory: string): Omit<Synt
         splitPemBundle(Buffer.from(object.spec.caBundle, 'base64').toString('utf8')).forEach((pem) => note('CA', pem));
       }
       if (object.kind === 'Secret' && object.type === 'kubernetes.io/tls' && object.data?.['tls.crt']) {
-        note('serving', splitPemBundle(Buffer.from(object.data['tls.crt'], 'base64').toString('utf8'))[0]);
+        const pem = (key: string): string => Buffer.from(object.data[key] ?? '', 'base64').toString('utf8');
+        if (object.metadata?.name === servingSecretName) note('serving', splitPemBundle(pem('tls.crt'))[0]);
+        else {
+          // Every other TLS Secret in the chart is etcd's: a member's, or the server's client certificate.
+          note('etcd', splitPemBundle(pem('tls.crt'))[0]);
+          splitPemBundle(pem('ca.crt')).forEach((ca) => note('etcd CA', ca));
+        }
       }
     }
     files.push({ path: path.join(reportedDirectory, file), objects });
