@@ -11,3 +11,4 @@ export * from './custom-resource-definitions';
 export * from './pki';
 export * from './etcd-certificates';
 export * from './etcd-cluster';
+export * from './storage';
