@@ -151,7 +151,7 @@ export class AggregatedApiServer extends Construct {
     const replicas = _checkIntegerInRange('replicas', props.replicas ?? (storageChoice.shared ? 2 : 1), 1);
     if (replicas > 1 && !storageChoice.shared) {
       throw new Error(
-        `replicas ${replicas} needs shared storage, and storage ${storageChoice.kind} keeps each pod's objects in that pod: the replicas would answer from different stores ` +
+        `replicas ${replicas} needs shared storage, and storage ${storageChoice.kind === 'memory' ? 'Storage.memory()' : 'Storage.custom({ shared: false })'} keeps each pod's objects in that pod: the replicas would answer from different stores ` +
           `(expected replicas 1, or storage: Storage.etcdCluster() or Storage.externalEtcd({ ... }), or Storage.custom({ shared: true }) for an image whose replicas share their store)`,
       );
     }
@@ -281,7 +281,7 @@ function _storageChoice(props: AggregatedApiServerProps): IStorage {
   if (props.storage !== undefined && props.sharedStorage !== undefined) {
     throw new Error(`sharedStorage ${props.sharedStorage} and storage are both set (expected storage alone: sharedStorage is short for storage: Storage.custom({ shared }))`);
   }
-  if (props.storage !== undefined && storageArg !== undefined) {
+  if (props.storage !== undefined && props.storage.kind !== 'custom' && storageArg !== undefined) {
     throw new Error(
       `extraArgs "${storageArg}" conflicts with storage, which sets the server's storage flags (expected storage: Storage.custom({ shared }) to pass your own storage flags in extraArgs)`,
     );

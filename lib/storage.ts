@@ -37,8 +37,8 @@ export interface BoundStorage {
 
 /** Where the server keeps its objects; `bind` emits whatever objects the choice needs into `scope`. */
 export interface IStorage {
-  /** Which choice this is, for messages. */
-  readonly kind: string;
+  /** Which choice this is: `custom` leaves the storage flags to `extraArgs`, the others set them. */
+  readonly kind: 'etcd-cluster' | 'external-etcd' | 'memory' | 'custom';
   /** Whether the replicas share one store, so that more than one may run. */
   readonly shared: boolean;
   bind(scope: Construct, request: StorageRequest): BoundStorage;
@@ -81,7 +81,7 @@ export class Storage {
    */
   public static etcdCluster(options: EtcdClusterStorageOptions = {}): IStorage {
     return {
-      kind: 'Storage.etcdCluster()',
+      kind: 'etcd-cluster',
       shared: true,
       bind(scope, request) {
         const cluster = new EtcdCluster(scope, 'EtcdCluster', {
@@ -114,7 +114,7 @@ export class Storage {
       throw new Error(`externalEtcd takes exactly one of pem, files and secretName (got ${given.length === 0 ? 'none' : given.join(' and ')}): the server needs a client certificate etcd accepts`);
     }
     return {
-      kind: 'Storage.externalEtcd()',
+      kind: 'external-etcd',
       shared: true,
       bind(scope, request) {
         if (options.secretName !== undefined) {
@@ -140,7 +140,7 @@ export class Storage {
 
   /** The server's memory: a demo. One replica only, and every object is lost when the pod restarts. */
   public static memory(): IStorage {
-    return { kind: 'Storage.memory()', shared: false, bind: () => ({ args: ['--storage=memory'] }) };
+    return { kind: 'memory', shared: false, bind: () => ({ args: ['--storage=memory'] }) };
   }
 
   /**
@@ -148,7 +148,7 @@ export class Storage {
    * flags are added. What `sharedStorage` meant before storage was a choice.
    */
   public static custom(options: CustomStorageOptions): IStorage {
-    return { kind: `Storage.custom({ shared: ${options.shared} })`, shared: options.shared, bind: () => ({ args: [] }) };
+    return { kind: 'custom', shared: options.shared, bind: () => ({ args: [] }) };
   }
 }
 
