@@ -10,7 +10,7 @@ import { makeCa, makeLeaf } from './support/pki';
 import { freePort, ServerProcess } from './support/server-process';
 
 /**
- * The synthesized manifests and the server agree: the server runs with exactly the container's
+ * The synthesized manifests and the server agree (on memory storage): the server runs with exactly the container's
  * args and env from the synthesized Deployment and the Secret's files laid out as the kubelet
  * mounts them, and the aggregator's stand-in reaches it with the synthesized APIService caBundle
  * and ServerName `<service>.<namespace>.svc`.
@@ -51,9 +51,9 @@ describe('the synthesized Deployment runs the server, reached through the aggreg
 
   beforeAll(async () => {
     if (!fs.existsSync(MAIN)) throw new Error(`${MAIN} is missing: run "npm run build" (npm test does) before jest`);
-    // GIVEN the default synth
+    // GIVEN the default synth, storing in memory (test/e2e-synth-etcd.test.ts runs the default, etcd, with its etcd)
     work = fs.mkdtempSync(path.join(os.tmpdir(), 'e2e-synth-'));
-    const synth = spawnSync(process.execPath, [MAIN, '--output', path.join(work, 'dist'), '--pki-dir', path.join(work, 'pki')], {
+    const synth = spawnSync(process.execPath, [MAIN, '--output', path.join(work, 'dist'), '--pki-dir', path.join(work, 'pki'), '--storage', 'memory'], {
       cwd: work,
       env: { PATH: process.env.PATH, HOME: process.env.HOME, CDK8S_CHECK_UPGRADE: 'false' },
       encoding: 'utf8',
