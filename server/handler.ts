@@ -6,6 +6,7 @@ import { forbiddenError } from './auth/authorizer';
 import type { Authenticator, Authorizer, UserInfo } from './auth/types';
 import { Discovery } from './discovery';
 import { Health } from './health';
+import { requestLogWriter } from './logging';
 import { Metrics, RequestLabels } from './metrics';
 import { OpenApi } from './openapi';
 import type { ApiServing } from './registry';
@@ -69,6 +70,7 @@ export function createHandler(options: HandlerOptions): RequestHandler {
   const versions = new Set(servedVersions(api));
   const resources = new Set(api.kinds.map((k) => k.plural));
   const versionBody = JSON.stringify(SERVER_VERSION, null, 2);
+  const logRequest = requestLogWriter(logger);
 
   /** Non-resource endpoints answer GET and HEAD only. */
   function readOnly(req: IncomingMessage): void {
@@ -124,25 +126,26 @@ export function createHandler(options: HandlerOptions): RequestHandler {
           }
         : { verb: (req.method ?? '').toUpperCase(), ...NO_LABELS };
       metrics.observe(labels, code, seconds);
-      // One flat object, fields set in the order they print: cheaper than spreading on every request.
-      const line: Record<string, unknown> = { auditID: auditId, user: user?.name, verb: info?.verb ?? req.method };
-      if (info?.isResourceRequest) {
-        line.group = info.apiGroup;
-        line.version = info.apiVersion;
-        line.resource = info.resource;
-        if (info.subresource) line.subresource = info.subresource;
-        if (info.namespace) line.namespace = info.namespace;
-        if (info.name) line.name = info.name;
-      } else {
-        line.path = info?.path;
-      }
-      line.code = code;
-      line.latencyMs = Math.round(seconds * 1e6) / 1e3;
-      if (!res.writableFinished) line.aborted = true;
-      line.userAgent = req.headers['user-agent'];
-      line.protocol = `HTTP/${req.httpVersion}`;
-      line.remote = remote;
-      logger.info(line, 'request');
+      const resource = info?.isResourceRequest ? info : undefined;
+      logRequest({
+        auditID: auditId,
+        user: user?.name,
+        verb: info?.verb ?? req.method,
+        group: resource?.apiGroup,
+        version: resource?.apiVersion,
+        resource: resource?.resource,
+        // Empty ones are left out.
+        subresource: resource?.subresource || undefined,
+        namespace: resource?.namespace || undefined,
+        name: resource?.name || undefined,
+        path: resource ? undefined : info?.path,
+        code,
+        latencyMs: Math.round(seconds * 1e6) / 1e3,
+        aborted: res.writableFinished ? undefined : true,
+        userAgent: req.headers['user-agent'],
+        protocol: `HTTP/${req.httpVersion}`,
+        remote,
+      });
     });
 
     try {

@@ -37,19 +37,111 @@ function isoTimeOncePerMillisecond(): () => string {
   };
 }
 
+const BINDINGS = { component: 'extension-apiserver' };
+
+/** What createLogger's loggers write their request lines with: the stream and the timestamp pino uses. */
+const requestLineSinks = new WeakMap<pino.Logger, { readonly destination: pino.DestinationStream; readonly time: () => string }>();
+
 /**
  * One JSON line per event on stdout (or on `destination`), with RFC 3339 timestamps, as log
  * collectors expect from a container.
  */
 export function createLogger(level: LogLevel, destination?: pino.DestinationStream): pino.Logger {
-  return pino(
+  const time = isoTimeOncePerMillisecond();
+  const stream = destination ?? pino.destination({ dest: 1, sync: false });
+  const logger = pino(
     {
       level,
-      base: { component: 'extension-apiserver' },
-      timestamp: isoTimeOncePerMillisecond(),
+      base: BINDINGS,
+      timestamp: time,
       formatters: { level: (label) => ({ level: label }) },
       redact: { paths: REDACTED_PATHS, censor: '[redacted]' },
     },
-    destination ?? pino.destination({ dest: 1, sync: false }),
+    stream,
   );
+  // A stream that wants pino's metadata of each line (pino.multistream) gets every line from pino.
+  if ((stream as unknown as Record<symbol, unknown>)[pino.symbols.needsMetadataGsym] !== true) requestLineSinks.set(logger, { destination: stream, time });
+  return logger;
+}
+
+/** The fields of the per-request log line, in the order they print; undefined ones are left out (as pino does). */
+export interface RequestLogLine {
+  readonly auditID: string;
+  readonly user: string | undefined;
+  readonly verb: string | undefined;
+  readonly group?: string;
+  readonly version?: string;
+  readonly resource?: string;
+  readonly subresource?: string;
+  readonly namespace?: string;
+  readonly name?: string;
+  readonly path?: string;
+  readonly code: number;
+  readonly latencyMs: number;
+  readonly aborted?: boolean;
+  readonly userAgent: string | undefined;
+  readonly protocol: string;
+  readonly remote: string | undefined;
+}
+
+/**
+ * pino's string encoding (tools.js `asString`): short strings with no control character only get
+ * `"` and `\` escaped; others go through JSON.stringify.
+ */
+function asString(text: string): string {
+  if (text.length > 100) return JSON.stringify(text);
+  let result = '';
+  let last = 0;
+  let found = false;
+  let point = 255;
+  for (let i = 0; i < text.length && point >= 32; i++) {
+    point = text.charCodeAt(i);
+    if (point === 34 || point === 92) {
+      result += `${text.slice(last, i)}\\`;
+      last = i;
+      found = true;
+    }
+  }
+  result = found ? result + text.slice(last) : text;
+  return point < 32 ? JSON.stringify(text) : `"${result}"`;
+}
+
+const field = (name: string, value: string | undefined): string => (value === undefined ? '' : `,"${name}":${asString(value)}`);
+
+/**
+ * Writes the line `logger.info(line, 'request')` would write, at info level. For a logger of
+ * createLogger the text is built here, byte for byte what pino builds (the test compares them),
+ * and written to its stream: pino's generic path (per key: serializer and stringifier lookups,
+ * redaction, the key's own escaping) was a tenth of the CPU of a GET. Any other logger gets the
+ * line through pino.
+ */
+export function requestLogWriter(logger: pino.Logger): (line: RequestLogLine) => void {
+  const sink = requestLineSinks.get(logger);
+  if (!sink) return (line) => logger.info(line, 'request');
+  const level = `{"level":"info"`;
+  const bindings = `,"component":${asString(BINDINGS.component)}`;
+  return (line) => {
+    if (!logger.isLevelEnabled('info')) return;
+    const text =
+      level +
+      sink.time() +
+      bindings +
+      field('auditID', line.auditID) +
+      field('user', line.user) +
+      field('verb', line.verb) +
+      field('group', line.group) +
+      field('version', line.version) +
+      field('resource', line.resource) +
+      field('subresource', line.subresource) +
+      field('namespace', line.namespace) +
+      field('name', line.name) +
+      field('path', line.path) +
+      `,"code":${Number.isFinite(line.code) ? line.code : 'null'},"latencyMs":${Number.isFinite(line.latencyMs) ? line.latencyMs : 'null'}` +
+      (line.aborted === undefined ? '' : `,"aborted":${line.aborted}`) +
+      field('userAgent', line.userAgent) +
+      field('protocol', line.protocol) +
+      field('remote', line.remote) +
+      ',"msg":"request"}\n';
+    sink.destination.write(text);
+  };
 }
