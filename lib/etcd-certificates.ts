@@ -1,5 +1,11 @@
+import { createHash } from 'node:crypto';
+import * as path from 'node:path';
+import { ApiObject } from 'cdk8s';
+import { k8s } from 'cdk8s-plus-28';
 import { Construct } from 'constructs';
-import { CertManagerIssuerRef } from './certificates';
+import { CertManagerIssuerRef, DEFAULT_CA_VALIDITY_DAYS, DEFAULT_CERT_VALIDITY_DAYS, DEFAULT_PKI_DIRECTORY } from './certificates';
+import { CertificateKeyPair, ensureEtcdPki, splitPemBundle } from './pki';
+import { _checkValidities, _MAX_COMMON_NAME_LENGTH } from './pki/_internal';
 
 /** One etcd member's certificates, as the cluster asks for them. */
 export interface EtcdMemberCertificateRequest {
@@ -76,15 +82,132 @@ export interface CertManagerEtcdCertificatesOptions {
 
 /** Where the etcd certificates come from. Neither mode ever writes the etcd CA's private key to the output. */
 export class EtcdCertificates {
-  /** An etcd CA and its certificates made in code, kept in the PKI directory and reused while valid. */
+  /**
+   * The default: an etcd CA (separate from the serving CA) and its certificates made in code,
+   * kept in `<pkiDirectory>/<namespace>/<name>` and reused while valid, so that the same inputs
+   * give byte-identical output; renewed with overlap like the serving certificate. Emits one
+   * `kubernetes.io/tls` Secret per member for each of its server and peer certificates, and the
+   * client Secret, each with `ca.crt`; the CA key stays in the PKI directory.
+   */
   public static selfSigned(options: SelfSignedEtcdCertificatesOptions = {}): IEtcdCertificates {
-    void options;
-    throw new Error('not implemented yet');
+    const certValidityDays = options.certValidityDays ?? DEFAULT_CERT_VALIDITY_DAYS;
+    const caValidityDays = options.caValidityDays ?? DEFAULT_CA_VALIDITY_DAYS;
+    _checkValidities(certValidityDays, caValidityDays);
+    return {
+      bind(scope, request) {
+        const pki = ensureEtcdPki({
+          directory: path.join(options.pkiDirectory ?? DEFAULT_PKI_DIRECTORY, request.namespace, request.name),
+          caCommonName: _caCommonName(request),
+          members: request.members.map((member) => ({
+            name: member.memberName,
+            serverDnsNames: member.serverDnsNames,
+            peerDnsNames: member.peerDnsNames,
+            ipAddresses: member.ipAddresses,
+          })),
+          clientCommonName: request.clientCommonName,
+          certValidityDays,
+          caValidityDays,
+          now: options.now,
+        });
+        const secret = (name: string, pair: CertificateKeyPair) => _tlsSecret(scope, name, request.namespace, pair, pki.caBundlePem);
+        request.members.forEach((member, i) => {
+          secret(member.serverSecretName, pki.members[i].server);
+          secret(member.peerSecretName, pki.members[i].peer);
+        });
+        secret(request.clientSecretName, pki.client);
+        const sha256 = (...parts: string[]) => parts.reduce((hash, part) => hash.update(part), createHash('sha256')).digest('hex');
+        return {
+          clientCertificateChecksum: sha256(pki.client.certPem, pki.caBundlePem),
+          caBundleChecksum: sha256(pki.caBundlePem),
+          certificatePems: [
+            ...pki.members.flatMap((member) => [member.server.certPem, member.peer.certPem]),
+            pki.client.certPem,
+            ...splitPemBundle(pki.caBundlePem),
+          ],
+          pkiActions: pki.actions,
+        };
+      },
+    };
   }
 
-  /** cert-manager issues and renews the certificates; nothing secret is in the output. */
+  /**
+   * cert-manager issues and renews the certificates into the same Secrets; nothing secret is in
+   * the output. Without an `issuerRef`, a self-signed Issuer bootstraps an etcd CA Certificate and
+   * a CA Issuer. The members reload their own certificates on every handshake; the API server and
+   * the backup job read the client Secret's files as they change.
+   */
   public static certManager(options: CertManagerEtcdCertificatesOptions = {}): IEtcdCertificates {
-    void options;
-    throw new Error('not implemented yet');
+    const certValidityDays = options.certValidityDays ?? DEFAULT_CERT_VALIDITY_DAYS;
+    const caValidityDays = options.caValidityDays ?? DEFAULT_CA_VALIDITY_DAYS;
+    _checkValidities(certValidityDays, caValidityDays);
+    return {
+      bind(scope, request) {
+        const { name, namespace } = request;
+        const certificate = (secretName: string, spec: Record<string, unknown>) =>
+          new ApiObject(scope, `Certificate-${secretName}`, {
+            apiVersion: 'cert-manager.io/v1',
+            kind: 'Certificate',
+            metadata: { name: secretName, namespace },
+            spec: { secretName, ...spec },
+          });
+        let issuerRef = options.issuerRef;
+        if (issuerRef === undefined) {
+          new ApiObject(scope, 'SelfSignedIssuer', {
+            apiVersion: 'cert-manager.io/v1',
+            kind: 'Issuer',
+            metadata: { name: `${name}-selfsigned`, namespace },
+            spec: { selfSigned: {} },
+          });
+          certificate(`${name}-ca`, {
+            isCA: true,
+            commonName: _caCommonName(request),
+            ..._durations(caValidityDays),
+            // The renewed CA keeps its key, so certificates it signed before still verify against
+            // the CA certificate etcd loaded at start (it does not reload --trusted-ca-file).
+            privateKey: { algorithm: 'RSA', size: 2048, rotationPolicy: 'Never' },
+            issuerRef: { name: `${name}-selfsigned`, kind: 'Issuer', group: 'cert-manager.io' },
+          });
+          new ApiObject(scope, 'CaIssuer', {
+            apiVersion: 'cert-manager.io/v1',
+            kind: 'Issuer',
+            metadata: { name: `${name}-ca`, namespace },
+            spec: { ca: { secretName: `${name}-ca` } },
+          });
+          issuerRef = { name: `${name}-ca`, kind: 'Issuer' };
+        }
+        const leaf = {
+          ..._durations(certValidityDays),
+          privateKey: { algorithm: 'RSA', size: 2048, rotationPolicy: 'Always' },
+          issuerRef: { name: issuerRef.name, kind: issuerRef.kind, group: issuerRef.group ?? 'cert-manager.io' },
+        };
+        const memberUsages = ['server auth', 'client auth', 'digital signature', 'key encipherment'];
+        for (const member of request.members) {
+          const sans = { ipAddresses: [...member.ipAddresses] };
+          certificate(member.serverSecretName, { commonName: member.memberName, dnsNames: [...member.serverDnsNames], ...sans, usages: memberUsages, ...leaf });
+          certificate(member.peerSecretName, { commonName: member.memberName, dnsNames: [...member.peerDnsNames], ...sans, usages: memberUsages, ...leaf });
+        }
+        certificate(request.clientSecretName, { commonName: request.clientCommonName, usages: ['client auth', 'digital signature', 'key encipherment'], ...leaf });
+        return { certificatePems: [], pkiActions: [] };
+      },
+    };
   }
+}
+
+function _caCommonName(request: EtcdCertificateRequest): string {
+  return `${request.name}.${request.namespace} etcd CA`.slice(0, _MAX_COMMON_NAME_LENGTH);
+}
+
+/** cert-manager durations; renewal when a third of the life remains, as the PKI store does (and Certificates.certManager). */
+function _durations(days: number): { duration: string; renewBefore: string } {
+  const hours = days * 24;
+  return { duration: `${hours}h`, renewBefore: `${Math.floor(hours / 3)}h` };
+}
+
+function _tlsSecret(scope: Construct, name: string, namespace: string, pair: CertificateKeyPair, caBundlePem: string): k8s.KubeSecret {
+  const base64 = (value: string): string => Buffer.from(value, 'utf8').toString('base64');
+  return new k8s.KubeSecret(scope, `Secret-${name}`, {
+    metadata: { name, namespace },
+    type: 'kubernetes.io/tls',
+    data: { 'tls.crt': base64(pair.certPem), 'tls.key': base64(pair.keyPem), 'ca.crt': base64(caBundlePem) },
+  });
 }

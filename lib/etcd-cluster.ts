@@ -1,4 +1,4 @@
-import { ApiObject, JsonPatch, Size } from 'cdk8s';
+import { ApiObject, Size } from 'cdk8s';
 import * as kplus from 'cdk8s-plus-28';
 import { k8s } from 'cdk8s-plus-28';
 import { Construct } from 'constructs';
@@ -114,25 +114,52 @@ export class EtcdCluster extends Construct {
 
   constructor(scope: Construct, id: string, props: EtcdClusterProps) {
     super(scope, id);
+    // Everything is checked before the certificates are bound: a bad prop must not touch the PKI directory.
     this.namespace = _checkDns1123Label('namespace', props.namespace);
-    this.name = props.name;
+    this.name = _checkName(props.name);
     this.replicas = props.replicas ?? DEFAULT_ETCD_REPLICAS;
+    if (![1, 3, 5].includes(this.replicas)) {
+      throw new Error(`replicas ${String(props.replicas)} is not valid (expected 1, 3 or 5: an etcd cluster needs an odd number of members, and more than 5 only slows writes)`);
+    }
+    const image = _checkImage('image', props.image ?? DEFAULT_ETCD_IMAGE);
+    const storageSize = props.storageSize ?? DEFAULT_ETCD_STORAGE_SIZE;
+    const storageBytes = _quantityBytes('storageSize', storageSize);
+    if (storageBytes < MIN_STORAGE_BYTES) {
+      throw new Error(`storageSize "${storageSize}" is too small (expected at least 512Mi: etcd preallocates 64Mi write-ahead-log files and keeps several)`);
+    }
+    const quotaBackendBytes = _quotaBackendBytes(storageBytes);
+    const clusterDomain = _checkDns1123Subdomain('clusterDomain', props.clusterDomain ?? DEFAULT_CLUSTER_DOMAIN);
+    if (props.storageClassName !== undefined) _checkDns1123Subdomain('storageClassName', props.storageClassName);
+    const clientPodLabels = _checkClientPodLabels(props.clientPodLabels);
+    const backupRetention = _checkIntegerInRange('backupRetention', props.backupRetention ?? DEFAULT_ETCD_BACKUP_RETENTION, 1, 1000);
+    if (props.backupSchedule !== undefined) _checkSchedule(props.backupSchedule);
+    const backupStorageSize = props.backupStorageSize ?? `${Math.ceil(((backupRetention + 1) * quotaBackendBytes) / GIBIBYTE)}Gi`;
+    _quantityBytes('backupStorageSize', backupStorageSize);
+    if (props.backupStorageClassName !== undefined) _checkDns1123Subdomain('backupStorageClassName', props.backupStorageClassName);
+    const backupToolsImage = _checkImage('backupToolsImage', props.backupToolsImage ?? DEFAULT_ETCD_BACKUP_TOOLS_IMAGE);
+
     this.clientServiceName = `${this.name}-client`;
     this.peerServiceName = `${this.name}-peer`;
     this.clientSecretName = `${this.name}-client-tls`;
     this.clientUrl = `https://${this.clientServiceName}.${this.namespace}.svc:${ETCD_CLIENT_PORT}`;
     this.selectorLabels = { 'app.kubernetes.io/name': this.name, 'app.kubernetes.io/component': 'etcd' };
-    void _checkDns1035Label;
-    void _checkDns1123Subdomain;
-    void _checkIntegerInRange;
-    void DEFAULT_CLUSTER_DOMAIN;
-    void servingDnsNames;
-    void ApiObject;
-    void JsonPatch;
-    const members: EtcdMemberCertificateRequest[] = [];
+    const backupSelectorLabels = { 'app.kubernetes.io/name': this.name, 'app.kubernetes.io/component': 'etcd-backup' };
+    const labels = { ...props.labels };
+    const namespace = this.namespace;
+
+    const memberNames = Array.from({ length: this.replicas }, (_, i) => `${this.name}-${i}`);
+    const memberHost = (member: string) => `${member}.${this.peerServiceName}.${namespace}.svc`;
+    const members: EtcdMemberCertificateRequest[] = memberNames.map((member) => ({
+      memberName: member,
+      serverSecretName: `${member}-server-tls`,
+      peerSecretName: `${member}-peer-tls`,
+      serverDnsNames: [memberHost(member), `${memberHost(member)}.${clusterDomain}`, ...servingDnsNames(this.clientServiceName, namespace, clusterDomain), 'localhost'],
+      peerDnsNames: [memberHost(member), `${memberHost(member)}.${clusterDomain}`, 'localhost'],
+      ipAddresses: ['127.0.0.1'],
+    }));
     const bound = (props.certificates ?? EtcdCertificates.selfSigned()).bind(new Construct(this, 'Certificates'), {
       name: this.name,
-      namespace: this.namespace,
+      namespace,
       members,
       clientSecretName: this.clientSecretName,
       clientCommonName: props.clientCommonName ?? `${this.name}-client`,
@@ -140,9 +167,402 @@ export class EtcdCluster extends Construct {
     this.clientCertificateChecksum = bound.clientCertificateChecksum;
     this.certificatePems = bound.certificatePems;
     this.pkiActions = bound.pkiActions;
-    this.statefulSet = new k8s.KubeStatefulSet(this, 'Resource', { metadata: { name: this.name, namespace: this.namespace }, spec: { selector: {}, serviceName: this.peerServiceName, template: {} } });
-    this.clientService = new k8s.KubeService(this, 'ClientService', { metadata: { name: this.clientServiceName, namespace: this.namespace } });
-    this.peerService = new k8s.KubeService(this, 'PeerService', { metadata: { name: this.peerServiceName, namespace: this.namespace } });
-    this.networkPolicies = [];
+
+    this.peerService = new k8s.KubeService(this, 'PeerService', {
+      metadata: { name: this.peerServiceName, namespace, labels: { ...labels, ...this.selectorLabels } },
+      spec: {
+        clusterIp: 'None',
+        // Members find each other by DNS before any of them is ready: a member is ready only once a quorum has formed.
+        publishNotReadyAddresses: true,
+        selector: { ...this.selectorLabels },
+        ports: [
+          { name: 'client', port: ETCD_CLIENT_PORT, targetPort: k8s.IntOrString.fromString('client') },
+          { name: 'peer', port: ETCD_PEER_PORT, targetPort: k8s.IntOrString.fromString('peer') },
+        ],
+      },
+    });
+    this.clientService = new k8s.KubeService(this, 'ClientService', {
+      metadata: { name: this.clientServiceName, namespace, labels: { ...labels, ...this.selectorLabels } },
+      spec: {
+        selector: { ...this.selectorLabels },
+        ports: [{ name: 'client', port: ETCD_CLIENT_PORT, targetPort: k8s.IntOrString.fromString('client') }],
+      },
+    });
+
+    const peerUrl = (host: string) => `https://${host}.${clusterDomain}:${ETCD_PEER_PORT}`;
+    const pki = (file: string) => `${ETCD_PKI_MOUNT_PATH}/${file}`;
+    const args = [
+      '--name=$(POD_NAME)',
+      `--data-dir=${ETCD_DATA_MOUNT_PATH}/data`,
+      `--listen-client-urls=https://0.0.0.0:${ETCD_CLIENT_PORT}`,
+      `--advertise-client-urls=https://${memberHost('$(POD_NAME)')}.${clusterDomain}:${ETCD_CLIENT_PORT}`,
+      `--listen-peer-urls=https://0.0.0.0:${ETCD_PEER_PORT}`,
+      `--initial-advertise-peer-urls=${peerUrl(memberHost('$(POD_NAME)'))}`,
+      `--initial-cluster=${memberNames.map((member) => `${member}=${peerUrl(memberHost(member))}`).join(',')}`,
+      '--initial-cluster-state=new',
+      `--initial-cluster-token=${this.name}.${namespace}`,
+      `--listen-metrics-urls=http://0.0.0.0:${ETCD_METRICS_PORT}`,
+      `--cert-file=${pki('$(POD_NAME)/server.crt')}`,
+      `--key-file=${pki('$(POD_NAME)/server.key')}`,
+      `--trusted-ca-file=${pki('ca.crt')}`,
+      '--client-cert-auth=true',
+      `--peer-cert-file=${pki('$(POD_NAME)/peer.crt')}`,
+      `--peer-key-file=${pki('$(POD_NAME)/peer.key')}`,
+      `--peer-trusted-ca-file=${pki('ca.crt')}`,
+      '--peer-client-cert-auth=true',
+      `--quota-backend-bytes=${quotaBackendBytes}`,
+      // The API server compacts every few minutes itself; this bounds the history if it does not.
+      '--auto-compaction-mode=periodic',
+      '--auto-compaction-retention=1h',
+      '--logger=zap',
+    ];
+    // The kubelet holds no etcd client certificate: it probes the plain-HTTP metrics listener.
+    // Liveness asks only whether this member serves (`serializable`, without NOSPACE) so that a
+    // lost quorum or a full backend does not restart every member; readiness asks for a leader.
+    const probe = (path: string, periodSeconds: number, failureThreshold: number): k8s.Probe => ({
+      httpGet: { path, port: k8s.IntOrString.fromString('metrics'), scheme: 'HTTP' },
+      periodSeconds,
+      timeoutSeconds: 5,
+      failureThreshold,
+    });
+    const restrictedContainer: k8s.SecurityContext = {
+      runAsNonRoot: true,
+      runAsUser: ETCD_USER_ID,
+      runAsGroup: ETCD_USER_ID,
+      readOnlyRootFilesystem: true,
+      allowPrivilegeEscalation: false,
+      privileged: false,
+      capabilities: { drop: ['ALL'] },
+      seccompProfile: { type: 'RuntimeDefault' },
+    };
+    const restrictedPod: k8s.PodSecurityContext = {
+      runAsNonRoot: true,
+      runAsUser: ETCD_USER_ID,
+      runAsGroup: ETCD_USER_ID,
+      fsGroup: ETCD_USER_ID,
+      fsGroupChangePolicy: 'OnRootMismatch',
+      seccompProfile: { type: 'RuntimeDefault' },
+    };
+
+    // Every member mounts every member's certificates (a StatefulSet has one pod template) and picks
+    // its own by `$(POD_NAME)`; the members trust each other fully anyway: each holds all the data.
+    const pkiSources: k8s.VolumeProjection[] = members.flatMap((member, i) => [
+      {
+        secret: {
+          name: member.serverSecretName,
+          items: [
+            { key: 'tls.crt', path: `${member.memberName}/server.crt` },
+            { key: 'tls.key', path: `${member.memberName}/server.key` },
+            ...(i === 0 ? [{ key: 'ca.crt', path: 'ca.crt' }] : []),
+          ],
+        },
+      },
+      {
+        secret: {
+          name: member.peerSecretName,
+          items: [
+            { key: 'tls.crt', path: `${member.memberName}/peer.crt` },
+            { key: 'tls.key', path: `${member.memberName}/peer.key` },
+          ],
+        },
+      },
+    ]);
+
+    this.statefulSet = new k8s.KubeStatefulSet(this, 'Resource', {
+      metadata: { name: this.name, namespace, labels: { ...labels, ...this.selectorLabels } },
+      spec: {
+        replicas: this.replicas,
+        serviceName: this.peerServiceName,
+        // All members start together: the first cannot become ready until a quorum has joined it.
+        podManagementPolicy: 'Parallel',
+        updateStrategy: { type: 'RollingUpdate' },
+        selector: { matchLabels: { ...this.selectorLabels } },
+        template: {
+          metadata: {
+            labels: { ...labels, ...this.selectorLabels },
+            annotations: bound.caBundleChecksum === undefined ? undefined : { [ETCD_CA_CHECKSUM_ANNOTATION]: bound.caBundleChecksum },
+          },
+          spec: {
+            automountServiceAccountToken: false,
+            // Service environment variables named ETCD_* would be read by etcd as flags.
+            enableServiceLinks: false,
+            securityContext: restrictedPod,
+            affinity: {
+              podAntiAffinity: {
+                preferredDuringSchedulingIgnoredDuringExecution: [
+                  { weight: 100, podAffinityTerm: { labelSelector: { matchLabels: { ...this.selectorLabels } }, topologyKey: 'kubernetes.io/hostname' } },
+                ],
+              },
+            },
+            terminationGracePeriodSeconds: 30,
+            containers: [
+              {
+                name: ETCD_CONTAINER_NAME,
+                image,
+                imagePullPolicy: 'IfNotPresent',
+                command: ['/usr/local/bin/etcd'],
+                args,
+                env: [{ name: 'POD_NAME', valueFrom: { fieldRef: { fieldPath: 'metadata.name' } } }],
+                ports: [
+                  { name: 'client', containerPort: ETCD_CLIENT_PORT },
+                  { name: 'peer', containerPort: ETCD_PEER_PORT },
+                  { name: 'metrics', containerPort: ETCD_METRICS_PORT },
+                ],
+                startupProbe: probe('/health?serializable=true', 5, 60),
+                livenessProbe: probe('/health?exclude=NOSPACE&serializable=true', 10, 6),
+                readinessProbe: probe('/health', 5, 3),
+                resources: _resourceRequirements(props.resources ?? DEFAULT_ETCD_RESOURCES),
+                securityContext: restrictedContainer,
+                volumeMounts: [
+                  { name: 'data', mountPath: ETCD_DATA_MOUNT_PATH },
+                  { name: 'pki', mountPath: ETCD_PKI_MOUNT_PATH, readOnly: true },
+                ],
+              },
+            ],
+            // 0440: readable by the fsGroup etcd runs in, not by others.
+            volumes: [{ name: 'pki', projected: { defaultMode: 0o440, sources: pkiSources } }],
+          },
+        },
+        volumeClaimTemplates: [
+          {
+            metadata: { name: 'data', labels: { ...labels, ...this.selectorLabels } },
+            spec: {
+              accessModes: ['ReadWriteOnce'],
+              storageClassName: props.storageClassName,
+              resources: { requests: { storage: k8s.Quantity.fromString(storageSize) } },
+            },
+          },
+        ],
+      },
+    });
+
+    const quorum = Math.floor(this.replicas / 2) + 1;
+    if (this.replicas > 1) {
+      this.podDisruptionBudget = new k8s.KubePodDisruptionBudget(this, 'DisruptionBudget', {
+        metadata: { name: this.name, namespace, labels: { ...labels, ...this.selectorLabels } },
+        spec: { minAvailable: k8s.IntOrString.fromNumber(quorum), selector: { matchLabels: { ...this.selectorLabels } } },
+      });
+    }
+
+    if (props.backupSchedule !== undefined) {
+      this.backupVolumeClaim = new k8s.KubePersistentVolumeClaim(this, 'BackupVolume', {
+        metadata: { name: `${this.name}-backup`, namespace, labels: { ...labels, ...backupSelectorLabels } },
+        spec: {
+          accessModes: ['ReadWriteOnce'],
+          storageClassName: props.backupStorageClassName ?? props.storageClassName,
+          resources: { requests: { storage: k8s.Quantity.fromString(backupStorageSize) } },
+        },
+      });
+      const client = (file: string) => `${ETCD_BACKUP_CLIENT_CERT_PATH}/${file}`;
+      this.backupCronJob = new k8s.KubeCronJob(this, 'Backup', {
+        metadata: { name: `${this.name}-backup`, namespace, labels: { ...labels, ...backupSelectorLabels } },
+        spec: {
+          schedule: props.backupSchedule,
+          concurrencyPolicy: 'Forbid',
+          startingDeadlineSeconds: 600,
+          successfulJobsHistoryLimit: 3,
+          failedJobsHistoryLimit: 3,
+          jobTemplate: {
+            metadata: { labels: { ...labels, ...backupSelectorLabels } },
+            spec: {
+              backoffLimit: 3,
+              activeDeadlineSeconds: 3600,
+              template: {
+                metadata: { labels: { ...labels, ...backupSelectorLabels } },
+                spec: {
+                  restartPolicy: 'OnFailure',
+                  automountServiceAccountToken: false,
+                  enableServiceLinks: false,
+                  securityContext: restrictedPod,
+                  // The snapshot is taken with the etcd image's etcdctl, then renamed and pruned with
+                  // a shell (the etcd image has none).
+                  initContainers: [
+                    {
+                      name: 'snapshot',
+                      image,
+                      imagePullPolicy: 'IfNotPresent',
+                      command: ['/usr/local/bin/etcdctl'],
+                      args: [
+                        `--endpoints=${this.clientUrl}`,
+                        `--cacert=${client('ca.crt')}`,
+                        `--cert=${client('tls.crt')}`,
+                        `--key=${client('tls.key')}`,
+                        '--dial-timeout=30s',
+                        '--command-timeout=30m',
+                        'snapshot',
+                        'save',
+                        `${ETCD_BACKUP_MOUNT_PATH}/${ETCD_BACKUP_INCOMING_FILE}`,
+                      ],
+                      resources: _resourceRequirements(BACKUP_RESOURCES),
+                      securityContext: restrictedContainer,
+                      volumeMounts: [
+                        { name: 'backups', mountPath: ETCD_BACKUP_MOUNT_PATH },
+                        { name: 'client-cert', mountPath: ETCD_BACKUP_CLIENT_CERT_PATH, readOnly: true },
+                      ],
+                    },
+                  ],
+                  containers: [
+                    {
+                      name: 'prune',
+                      image: backupToolsImage,
+                      imagePullPolicy: 'IfNotPresent',
+                      command: ['/bin/sh', '-c', ETCD_BACKUP_PRUNE_SCRIPT],
+                      env: [
+                        { name: 'BACKUP_DIR', value: ETCD_BACKUP_MOUNT_PATH },
+                        { name: 'KEEP', value: String(backupRetention) },
+                      ],
+                      resources: _resourceRequirements(BACKUP_RESOURCES),
+                      securityContext: restrictedContainer,
+                      volumeMounts: [{ name: 'backups', mountPath: ETCD_BACKUP_MOUNT_PATH }],
+                    },
+                  ],
+                  volumes: [
+                    { name: 'backups', persistentVolumeClaim: { claimName: `${this.name}-backup` } },
+                    // The API server's client certificate: etcd (without its own auth) gives every
+                    // certificate the CA signed the same rights, so a second one would add no limit.
+                    { name: 'client-cert', secret: { secretName: this.clientSecretName, defaultMode: 0o440 } },
+                  ],
+                },
+              },
+            },
+          },
+        },
+      });
+    }
+
+    const networkPolicies: k8s.KubeNetworkPolicy[] = [];
+    if (props.networkPolicy ?? true) {
+      // Ingress only; the metrics port is open to no pod. The kubelet's probes come from the node,
+      // which most network plugins (Calico, Cilium, the cloud ones) do not subject to NetworkPolicy.
+      const clients: k8s.NetworkPolicyPeer[] = [{ podSelector: { matchLabels: { ...clientPodLabels } } }];
+      if (props.backupSchedule !== undefined) clients.push({ podSelector: { matchLabels: { ...backupSelectorLabels } } });
+      networkPolicies.push(
+        new k8s.KubeNetworkPolicy(this, 'NetworkPolicy', {
+          metadata: { name: this.name, namespace, labels: { ...labels, ...this.selectorLabels } },
+          spec: {
+            podSelector: { matchLabels: { ...this.selectorLabels } },
+            policyTypes: ['Ingress'],
+            ingress: [
+              { from: clients, ports: [{ protocol: 'TCP', port: k8s.IntOrString.fromNumber(ETCD_CLIENT_PORT) }] },
+              { from: [{ podSelector: { matchLabels: { ...this.selectorLabels } } }], ports: [{ protocol: 'TCP', port: k8s.IntOrString.fromNumber(ETCD_PEER_PORT) }] },
+            ],
+          },
+        }),
+      );
+    }
+    this.networkPolicies = networkPolicies;
+
+    // Labels reach the Secrets and Certificates the certificate source emitted too.
+    for (const child of this.node.findAll()) {
+      if (ApiObject.isApiObject(child)) {
+        for (const [key, value] of Object.entries(labels)) child.metadata.addLabel(key, value);
+      }
+    }
   }
+}
+
+const GIBIBYTE = 1024 ** 3;
+const MIN_STORAGE_BYTES = 512 * 1024 ** 2;
+/** etcd's own recommended maximum backend size. */
+const MAX_QUOTA_BACKEND_BYTES = 8 * GIBIBYTE;
+/** Room for the write-ahead log: 64Mi files, 5 kept (`--max-wals`) and one being filled. */
+const WAL_RESERVE_BYTES = 6 * 64 * 1024 ** 2;
+
+/** The snapshot's name while it is taken; the prune step gives it its timestamped name. */
+export const ETCD_BACKUP_INCOMING_FILE = 'incoming.db';
+
+/**
+ * The backup pod's second step: name the new snapshot by the time (UTC), keep the newest
+ * `$KEEP`, delete the older ones and any snapshot a failed run left half-written.
+ */
+export const ETCD_BACKUP_PRUNE_SCRIPT = [
+  'set -eu',
+  'cd "$BACKUP_DIR"',
+  `test -s ${ETCD_BACKUP_INCOMING_FILE}`,
+  'name="snapshot-$(date -u +%Y%m%dT%H%M%SZ).db"',
+  `mv ${ETCD_BACKUP_INCOMING_FILE} "$name"`,
+  'echo "saved $BACKUP_DIR/$name"',
+  `rm -f ${ETCD_BACKUP_INCOMING_FILE}.part`,
+  'ls -1 | grep -E "^snapshot-[0-9]{8}T[0-9]{6}Z\\.db$" | sort -r | tail -n +$((KEEP + 1)) | while read -r old; do rm -f -- "$old"; echo "removed $BACKUP_DIR/$old"; done',
+].join('\n');
+
+const BACKUP_RESOURCES: kplus.ContainerResources = { cpu: { request: kplus.Cpu.millis(50) }, memory: { request: Size.mebibytes(64) } };
+
+/**
+ * The backend quota from the volume: room for the write-ahead log, then half of the rest, since a
+ * member sending a snapshot to a lagging peer holds a second copy of the database. Capped at 8Gi.
+ */
+function _quotaBackendBytes(storageBytes: number): number {
+  return Math.min(MAX_QUOTA_BACKEND_BYTES, Math.floor((storageBytes - WAL_RESERVE_BYTES) / 2 / (1024 * 1024)) * 1024 * 1024);
+}
+
+const QUANTITY = /^([0-9]+(?:\.[0-9]+)?)(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$/;
+const QUANTITY_UNITS: Readonly<Record<string, number>> = {
+  '': 1,
+  Ki: 1024,
+  Mi: 1024 ** 2,
+  Gi: 1024 ** 3,
+  Ti: 1024 ** 4,
+  Pi: 1024 ** 5,
+  Ei: 1024 ** 6,
+  k: 1e3,
+  M: 1e6,
+  G: 1e9,
+  T: 1e12,
+  P: 1e15,
+  E: 1e18,
+};
+
+/** Bytes of a Kubernetes quantity such as `1Gi`, `500M` or `1073741824`. */
+function _quantityBytes(prop: string, value: string): number {
+  const match = typeof value === 'string' ? QUANTITY.exec(value) : null;
+  if (match === null) {
+    throw new Error(`${prop} ${JSON.stringify(value)} is not a Kubernetes quantity (expected e.g. "1Gi", "512Mi" or "2G")`);
+  }
+  return Math.floor(Number(match[1]) * QUANTITY_UNITS[match[2] ?? '']);
+}
+
+function _checkName(value: string): string {
+  _checkDns1035Label('name', value);
+  // The StatefulSet controller labels each pod with `<name>-<10-character hash>`, which must fit a 63-character label.
+  if (value.length > 52) throw new Error(`name "${value}" is ${value.length} characters long (expected at most 52: the StatefulSet's pods carry "<name>-<revision hash>" labels)`);
+  return value;
+}
+
+function _checkImage(prop: string, value: string): string {
+  if (typeof value !== 'string' || value.trim() === '' || /\s/.test(value)) {
+    throw new Error(`${prop} ${JSON.stringify(value)} is not a valid image reference (expected e.g. "registry.k8s.io/etcd:3.5.21-0", no spaces)`);
+  }
+  return value;
+}
+
+function _checkClientPodLabels(labels: Readonly<Record<string, string>>): Readonly<Record<string, string>> {
+  if (labels === null || typeof labels !== 'object' || Object.keys(labels).length === 0) {
+    throw new Error(`clientPodLabels ${JSON.stringify(labels)} is empty (expected the API server pods' selector labels: an empty selector would admit every pod)`);
+  }
+  return labels;
+}
+
+const CRON_MACROS = ['@yearly', '@annually', '@monthly', '@weekly', '@daily', '@midnight', '@hourly'];
+
+function _checkSchedule(value: string): void {
+  const fields = typeof value === 'string' ? value.trim().split(/\s+/) : [];
+  const valid = CRON_MACROS.includes(value) || (fields.length === 5 && fields.every((field) => /^[0-9A-Za-z*/,?-]+$/.test(field)));
+  if (!valid) {
+    throw new Error(`backupSchedule ${JSON.stringify(value)} is not a cron schedule (expected five fields such as "0 3 * * *", or a macro such as "@daily")`);
+  }
+}
+
+/** cdk8s-plus's ContainerResources as a Kubernetes ResourceRequirements, as cdk8s-plus writes it. */
+function _resourceRequirements(resources: kplus.ContainerResources): k8s.ResourceRequirements {
+  const requests: Record<string, k8s.Quantity> = {};
+  const limits: Record<string, k8s.Quantity> = {};
+  if (resources.cpu?.request) requests.cpu = k8s.Quantity.fromString(resources.cpu.request.amount);
+  if (resources.cpu?.limit) limits.cpu = k8s.Quantity.fromString(resources.cpu.limit.amount);
+  if (resources.memory?.request) requests.memory = k8s.Quantity.fromString(`${resources.memory.request.toMebibytes()}Mi`);
+  if (resources.memory?.limit) limits.memory = k8s.Quantity.fromString(`${resources.memory.limit.toMebibytes()}Mi`);
+  return {
+    requests: Object.keys(requests).length > 0 ? requests : undefined,
+    limits: Object.keys(limits).length > 0 ? limits : undefined,
+  };
 }

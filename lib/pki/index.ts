@@ -2,4 +2,5 @@ export * from './pki-error';
 export * from './certificate-authority';
 export * from './serving-certificate';
 export * from './inspect';
-export * from './store';
+export { ensurePki, PKI_STORE_FILES, type PkiMaterial, type PkiStoreOptions } from './store';
+export * from './etcd';

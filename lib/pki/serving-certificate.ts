@@ -1,3 +1,4 @@
+import { isIP } from 'node:net';
 import * as forge from 'node-forge';
 import { isDns1123Label, isDns1123Subdomain } from '../../apis/validation';
 import {
@@ -69,8 +70,44 @@ export function servingDnsNames(service: string, namespace: string, clusterDomai
  * Throws a PkiError if the certificate would outlive the CA.
  */
 export function issueServingCertificate(options: IssueServingCertificateOptions): CertificateKeyPair {
-  _checkCommonName('commonName', options.commonName);
   _checkDnsNames(options.dnsNames);
+  return issueCertificate({ ...options, extendedKeyUsages: ['serverAuth'] });
+}
+
+/** The extended key usages a leaf certificate can carry. */
+export type ExtendedKeyUsage = 'serverAuth' | 'clientAuth';
+
+export interface IssueCertificateOptions {
+  /** The CA that signs the certificate (its certificate and private key, PEM). */
+  readonly ca: CertificateKeyPair;
+  /** Common name of the certificate (a client certificate's user name; servers' clients check the SANs). */
+  readonly commonName: string;
+  /** DNS subject alternative names. @default [] */
+  readonly dnsNames?: readonly string[];
+  /** IP subject alternative names, IPv4 or IPv6. @default [] */
+  readonly ipAddresses?: readonly string[];
+  /** At least one; a certificate with serverAuth needs at least one DNS or IP SAN. */
+  readonly extendedKeyUsages: readonly ExtendedKeyUsage[];
+  /** Days from `now` until the certificate expires; it must not outlive the CA. */
+  readonly validityDays: number;
+  /** The issue time (notBefore is 5 minutes earlier, for clock skew). @default - new Date() */
+  readonly now?: Date;
+  /** RSA modulus length in bits; less than 2048 is refused. @default 2048 */
+  readonly keyBits?: number;
+}
+
+/**
+ * Issues a leaf certificate signed by `ca` for the usages given: `issueServingCertificate` for
+ * any usage, e.g. an etcd member's certificate (serverAuth + clientAuth, DNS and IP SANs) or a
+ * client certificate (clientAuth, no SANs). Same extensions, key and serial rules.
+ */
+export function issueCertificate(options: IssueCertificateOptions): CertificateKeyPair {
+  _checkCommonName('commonName', options.commonName);
+  const dnsNames = options.dnsNames ?? [];
+  const ipAddresses = options.ipAddresses ?? [];
+  if (dnsNames.length > 0) _checkDnsNames(dnsNames);
+  _checkIpAddresses(ipAddresses);
+  _checkExtendedKeyUsages(options.extendedKeyUsages, dnsNames.length + ipAddresses.length);
   _checkValidityDays('validityDays', options.validityDays);
   const keyBits = _checkKeyBits(options.keyBits);
   const now = _checkNow(options.now);
@@ -83,8 +120,9 @@ export function issueServingCertificate(options: IssueServingCertificateOptions)
     );
   }
   if (notAfter.getTime() > caCert.validity.notAfter.getTime()) {
+    const what = options.extendedKeyUsages.includes('serverAuth') ? 'serving certificate' : 'client certificate';
     throw new PkiError(
-      `the serving certificate would outlive its CA: it would expire at ${notAfter.toISOString()} ` +
+      `the ${what} would outlive its CA: it would expire at ${notAfter.toISOString()} ` +
         `(validityDays ${options.validityDays}) but the CA "${_cn(caCert)}" expires at ${caCert.validity.notAfter.toISOString()} ` +
         `(expected a CA that outlives the certificate: rotate the CA or shorten validityDays)`,
     );
@@ -98,15 +136,34 @@ export function issueServingCertificate(options: IssueServingCertificateOptions)
   cert.validity.notAfter = notAfter;
   cert.setSubject(_commonNameSubject(options.commonName));
   cert.setIssuer(_copyName(caCert.subject.attributes));
+  const altNames = [...dnsNames.map((value) => ({ type: 2, value })), ...ipAddresses.map((ip) => ({ type: 7, ip }))];
   cert.setExtensions([
     { name: 'basicConstraints', cA: false, critical: true },
     { name: 'keyUsage', digitalSignature: true, keyEncipherment: true, critical: true },
-    { name: 'extKeyUsage', serverAuth: true },
-    { name: 'subjectAltName', altNames: options.dnsNames.map((value) => ({ type: 2, value })) },
+    { name: 'extKeyUsage', serverAuth: options.extendedKeyUsages.includes('serverAuth'), clientAuth: options.extendedKeyUsages.includes('clientAuth') },
+    ...(altNames.length > 0 ? [{ name: 'subjectAltName', altNames }] : []),
     { name: 'subjectKeyIdentifier' },
     { name: 'authorityKeyIdentifier', keyIdentifier: _keyIdentifierOf(caCert) },
   ]);
   return { certPem: _signSha256(cert, caKey), keyPem: keys.keyPem };
+}
+
+function _checkIpAddresses(ipAddresses: readonly string[]): void {
+  for (const ip of ipAddresses) {
+    if (typeof ip !== 'string' || isIP(ip) === 0) {
+      throw new PkiError(`ipAddresses entry ${JSON.stringify(ip)} is not an IP address (expected e.g. "127.0.0.1" or "::1")`);
+    }
+  }
+}
+
+function _checkExtendedKeyUsages(usages: readonly ExtendedKeyUsage[], sanCount: number): void {
+  const known: readonly string[] = ['serverAuth', 'clientAuth'];
+  if (!Array.isArray(usages) || usages.length === 0 || usages.some((usage) => !known.includes(usage))) {
+    throw new PkiError(`extendedKeyUsages ${JSON.stringify(usages)} is not valid (expected one or both of "serverAuth", "clientAuth")`);
+  }
+  if (usages.includes('serverAuth') && sanCount === 0) {
+    throw new PkiError('a certificate with extendedKeyUsages "serverAuth" has no dnsNames or ipAddresses (expected at least one: clients check the SANs)');
+  }
 }
 
 /** Lowercase DNS names, optionally with a leading `*.` wildcard label; at least one; no duplicates. */

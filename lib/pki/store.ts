@@ -18,7 +18,7 @@ import { _checkCommonName, _checkNow, _checkValidities, _DAY_MS } from './_inter
 import { CertificateKeyPair, createCertificateAuthority } from './certificate-authority';
 import { _parseCertificate, inspectCertificate, isIssuedBy, splitPemBundle } from './inspect';
 import { PkiError } from './pki-error';
-import { issueServingCertificate } from './serving-certificate';
+import { ExtendedKeyUsage, issueCertificate } from './serving-certificate';
 
 export interface PkiStoreOptions {
   /** Directory that holds the PKI between synths, e.g. `.pki/wardle/wardle-apiserver`. Created with mode 0700. */
@@ -86,93 +86,155 @@ const DIRECTORY_MODE = 0o700;
  */
 export function ensurePki(options: PkiStoreOptions): PkiMaterial {
   const now = _checkOptions(options);
-  const dir = options.directory;
-  const files = _paths(dir);
+  const result = _ensureStore({
+    directory: options.directory,
+    caCommonName: options.caCommonName,
+    certValidityDays: options.certValidityDays,
+    caValidityDays: options.caValidityDays,
+    now,
+    leafNoun: 'serving certificate',
+    retiredLeavesFile: PKI_STORE_FILES.retiredTlsCerts,
+    leaves: [
+      {
+        stem: 'tls',
+        label: 'serving certificate',
+        commonName: options.servingCommonName,
+        dnsNames: options.dnsNames,
+        ipAddresses: [],
+        extendedKeyUsages: ['serverAuth'],
+      },
+    ],
+  });
+  const [tls] = result.leaves;
+  return { caBundlePem: result.caBundlePem, caCertPem: result.caCertPem, tlsCertPem: tls.certPem, tlsKeyPem: tls.keyPem, actions: result.actions };
+}
+
+/** One leaf certificate of a store: `<stem>.crt` and `<stem>.key` in its directory. */
+export interface _LeafSpec {
+  readonly stem: string;
+  /** How actions name it, e.g. `serving certificate`, `peer certificate of etcd-0`. */
+  readonly label: string;
+  readonly commonName: string;
+  readonly dnsNames: readonly string[];
+  readonly ipAddresses: readonly string[];
+  readonly extendedKeyUsages: readonly ExtendedKeyUsage[];
+}
+
+export interface _StoreSpec {
+  readonly directory: string;
+  readonly caCommonName: string;
+  readonly certValidityDays: number;
+  readonly caValidityDays: number;
+  readonly now: Date;
+  readonly leaves: readonly _LeafSpec[];
+  /** What the retired-CA actions call the certificates a CA signed, e.g. `serving certificate`. */
+  readonly leafNoun: string;
+  /** The file that keeps the last leaves each retired CA signed. */
+  readonly retiredLeavesFile: string;
+}
+
+export interface _StoreResult {
+  readonly caBundlePem: string;
+  readonly caCertPem: string;
+  /** In the order of the spec's leaves; `certPem` is the file's text. */
+  readonly leaves: readonly CertificateKeyPair[];
+  readonly actions: readonly string[];
+}
+
+/**
+ * The store's work for one CA and any number of leaf certificates (see `ensurePki`): each leaf is
+ * reused, or issued anew when missing, near expiry, changed or not signed by the current CA; the
+ * CA is rotated with overlap, and only changed files are written, atomically.
+ */
+export function _ensureStore(spec: _StoreSpec): _StoreResult {
+  const { now } = spec;
+  const dir = spec.directory;
+  const files = _paths(dir, spec);
   const actions: string[] = [];
   const writes = new Map<string, { content: string; mode: number }>();
 
   mkdirSync(dir, { recursive: true, mode: DIRECTORY_MODE });
   chmodSync(dir, DIRECTORY_MODE);
-  _removeStaleTemporaryFiles(dir);
+  _removeStaleTemporaryFiles(dir, spec);
 
   // The CA.
   const storedCa = _loadPair(files.caCert, files.caKey, actions);
-  const caProblem = _caProblem(storedCa, options, now, files);
+  const caProblem = _caProblem(storedCa, spec, now, files);
   let ca: CertificateKeyPair;
   if (caProblem === undefined) {
     ca = { certPem: storedCa.cert!.pem, keyPem: storedCa.key!.pem };
     actions.push('reused CA');
   } else {
-    ca = createCertificateAuthority({ commonName: options.caCommonName, validityDays: options.caValidityDays, now });
+    ca = createCertificateAuthority({ commonName: spec.caCommonName, validityDays: spec.caValidityDays, now });
     writes.set(files.caCert, { content: ca.certPem, mode: CERT_MODE });
     writes.set(files.caKey, { content: ca.keyPem, mode: KEY_MODE });
     actions.push(storedCa.cert === undefined && storedCa.key === undefined ? 'created CA' : `rotated CA: ${caProblem}`);
   }
 
-  // The serving certificate.
-  const storedTls = _loadPair(files.tlsCert, files.tlsKey, actions);
+  // The leaves.
+  const storedLeaves = spec.leaves.map((leaf) => _loadPair(join(dir, `${leaf.stem}.crt`), join(dir, `${leaf.stem}.key`), actions));
   const retiredCaFile = _loadBundle(files.retiredCaCerts);
-  const retiredTlsFile = _loadBundle(files.retiredTlsCerts);
+  const retiredLeavesFile = _loadBundle(files.retiredLeaves);
   let retiredCas = retiredCaFile.pems;
-  let retiredTls = retiredTlsFile.pems;
-  if (caProblem !== undefined && storedCa.cert !== undefined && storedTls.cert !== undefined) {
-    const old = storedTls.cert;
-    if (_signedBy(old, storedCa.cert) && _notAfter(old.x509) > now.getTime()) {
+  let retiredLeaves = retiredLeavesFile.pems;
+  if (caProblem !== undefined && storedCa.cert !== undefined) {
+    const stillValid = storedLeaves
+      .map((stored) => stored.cert)
+      .filter((old): old is _StoredCert => old !== undefined && _signedBy(old, storedCa.cert!) && _notAfter(old.x509) > now.getTime());
+    if (stillValid.length > 0) {
       retiredCas = [...retiredCas, { pem: storedCa.cert.pem, x509: storedCa.cert.x509 }];
-      retiredTls = [...retiredTls, { pem: old.pem, x509: old.x509 }];
+      retiredLeaves = [...retiredLeaves, ...stillValid.map((old) => ({ pem: old.pem, x509: old.x509 }))];
     }
   }
 
-  const tlsProblem = _servingProblem(storedTls, ca.certPem, options, now, files);
-  let tlsCertPem: string;
-  let tlsKeyPem: string;
-  if (tlsProblem === undefined) {
-    tlsCertPem = storedTls.cert!.fileText;
-    tlsKeyPem = storedTls.key!.pem;
-    actions.push('reused serving certificate');
-  } else {
-    const issued = issueServingCertificate({
+  const leaves = spec.leaves.map((leaf, i): CertificateKeyPair => {
+    const stored = storedLeaves[i];
+    const certFile = join(dir, `${leaf.stem}.crt`);
+    const keyFile = join(dir, `${leaf.stem}.key`);
+    const problem = _leafProblem(stored, ca.certPem, leaf, now, certFile, keyFile);
+    if (problem === undefined) {
+      actions.push(`reused ${leaf.label}`);
+      return { certPem: stored.cert!.fileText, keyPem: stored.key!.pem };
+    }
+    const issued = issueCertificate({
       ca,
-      commonName: options.servingCommonName,
-      dnsNames: options.dnsNames,
-      validityDays: options.certValidityDays,
+      commonName: leaf.commonName,
+      dnsNames: leaf.dnsNames,
+      ipAddresses: leaf.ipAddresses,
+      extendedKeyUsages: leaf.extendedKeyUsages,
+      validityDays: spec.certValidityDays,
       now,
     });
-    tlsCertPem = issued.certPem;
-    tlsKeyPem = issued.keyPem;
-    writes.set(files.tlsCert, { content: tlsCertPem, mode: CERT_MODE });
-    writes.set(files.tlsKey, { content: tlsKeyPem, mode: KEY_MODE });
-    actions.push(storedTls.cert === undefined && storedTls.key === undefined ? 'created serving certificate' : `renewed serving certificate: ${tlsProblem}`);
-  }
+    writes.set(certFile, { content: issued.certPem, mode: CERT_MODE });
+    writes.set(keyFile, { content: issued.keyPem, mode: KEY_MODE });
+    actions.push(stored.cert === undefined && stored.key === undefined ? `created ${leaf.label}` : `renewed ${leaf.label}: ${problem}`);
+    return issued;
+  });
 
-  // Retired CAs: kept while a serving certificate they signed has not expired.
-  const liveRetiredTls = retiredTls.filter((t, i) => _notAfter(t.x509) > now.getTime() && retiredTls.findIndex((u) => u.pem === t.pem) === i);
+  // Retired CAs: kept while a leaf they signed has not expired.
+  const liveRetiredLeaves = retiredLeaves.filter(
+    (t, i) => _notAfter(t.x509) > now.getTime() && retiredLeaves.findIndex((u) => u.pem === t.pem) === i,
+  );
   const keptCas: _Pem[] = [];
   for (const retired of retiredCas) {
-    const signed = liveRetiredTls.filter((t) => _signedBy(t, retired));
+    const signed = liveRetiredLeaves.filter((t) => _signedBy(t, retired));
     const duplicate = keptCas.some((k) => k.pem === retired.pem) || retired.pem === splitPemBundle(ca.certPem)[0];
     if (signed.length > 0 && !duplicate) {
       keptCas.push(retired);
       const until = new Date(Math.max(...signed.map((t) => _notAfter(t.x509))));
       actions.push(`kept retired CA ${_describe(retired.x509)} in the CA bundle until ${until.toISOString()}`);
     } else if (!duplicate) {
-      actions.push(`dropped retired CA ${_describe(retired.x509)}: no serving certificate it signed is still valid`);
+      actions.push(`dropped retired CA ${_describe(retired.x509)}: no ${spec.leafNoun} it signed is still valid`);
     }
   }
-  const keptTls = liveRetiredTls.filter((t) => keptCas.some((c) => _signedBy(t, c)));
+  const keptLeaves = liveRetiredLeaves.filter((t) => keptCas.some((c) => _signedBy(t, c)));
   _setBundle(writes, files.retiredCaCerts, retiredCaFile.text, keptCas);
-  _setBundle(writes, files.retiredTlsCerts, retiredTlsFile.text, keptTls);
+  _setBundle(writes, files.retiredLeaves, retiredLeavesFile.text, keptLeaves);
 
-  _commit(dir, writes);
+  _commit(dir, writes, spec);
 
   const caCertPem = splitPemBundle(ca.certPem)[0];
-  return {
-    caBundlePem: [caCertPem, ...keptCas.map((c) => c.pem)].join(''),
-    caCertPem,
-    tlsCertPem,
-    tlsKeyPem,
-    actions,
-  };
+  return { caBundlePem: [caCertPem, ...keptCas.map((c) => c.pem)].join(''), caCertPem, leaves, actions };
 }
 
 interface _Pem {
@@ -195,14 +257,12 @@ interface _StoredPair {
   readonly key?: _StoredKey;
 }
 
-function _paths(dir: string) {
+function _paths(dir: string, spec: _StoreSpec) {
   return {
     caCert: join(dir, PKI_STORE_FILES.caCert),
     caKey: join(dir, PKI_STORE_FILES.caKey),
-    tlsCert: join(dir, PKI_STORE_FILES.tlsCert),
-    tlsKey: join(dir, PKI_STORE_FILES.tlsKey),
     retiredCaCerts: join(dir, PKI_STORE_FILES.retiredCaCerts),
-    retiredTlsCerts: join(dir, PKI_STORE_FILES.retiredTlsCerts),
+    retiredLeaves: join(dir, spec.retiredLeavesFile),
   };
 }
 
@@ -293,40 +353,42 @@ function _blocks(path: string, text: string): string[] {
 }
 
 /** Why the stored CA cannot be used, or undefined if it can. */
-function _caProblem(stored: _StoredPair, options: PkiStoreOptions, now: Date, files: ReturnType<typeof _paths>): string | undefined {
+function _caProblem(stored: _StoredPair, spec: _StoreSpec, now: Date, files: ReturnType<typeof _paths>): string | undefined {
   if (stored.cert === undefined) return `${files.caCert} is missing`;
   if (stored.key === undefined) return `${files.caKey} is missing`;
   const x509 = stored.cert.x509;
   if (!x509.ca) return `${files.caCert} is not a CA certificate (no basicConstraints CA:TRUE)`;
   if (_notBefore(x509) > now.getTime()) return `it is not valid before ${_iso(_notBefore(x509))}`;
   if (_notAfter(x509) <= now.getTime()) return `it expired at ${_iso(_notAfter(x509))}`;
-  const newCertNotAfter = now.getTime() + options.certValidityDays * _DAY_MS;
+  const newCertNotAfter = now.getTime() + spec.certValidityDays * _DAY_MS;
   if (_notAfter(x509) < newCertNotAfter) {
     return (
-      `it expires at ${_iso(_notAfter(x509))}, before a serving certificate issued now would ` +
-      `(${_iso(newCertNotAfter)}, certValidityDays ${options.certValidityDays})`
+      `it expires at ${_iso(_notAfter(x509))}, before a ${spec.leafNoun} issued now would ` +
+      `(${_iso(newCertNotAfter)}, certValidityDays ${spec.certValidityDays})`
     );
   }
   return undefined;
 }
 
-/** Why the stored serving certificate must be renewed, or undefined if it can be reused. */
-function _servingProblem(
-  stored: _StoredPair,
-  caCertPem: string,
-  options: PkiStoreOptions,
-  now: Date,
-  files: ReturnType<typeof _paths>,
-): string | undefined {
-  if (stored.cert === undefined) return `${files.tlsCert} is missing`;
-  if (stored.key === undefined) return `${files.tlsKey} is missing`;
+/** Why a stored leaf certificate must be renewed, or undefined if it can be reused. */
+function _leafProblem(stored: _StoredPair, caCertPem: string, leaf: _LeafSpec, now: Date, certFile: string, keyFile: string): string | undefined {
+  if (stored.cert === undefined) return `${certFile} is missing`;
+  if (stored.key === undefined) return `${keyFile} is missing`;
   const x509 = stored.cert.x509;
   if (!isIssuedBy(stored.cert.pem, caCertPem)) return 'it is not issued by the current CA';
   const have = [...inspectCertificate(stored.cert.pem).dnsNames].sort();
-  const want = [...options.dnsNames].sort();
+  const want = [...leaf.dnsNames].sort();
   if (have.join(',') !== want.join(',')) return `its DNS names [${have.join(', ')}] differ from [${want.join(', ')}]`;
+  const haveIps = _ipAddressesOf(x509).sort();
+  const wantIps = [...leaf.ipAddresses].sort();
+  if (haveIps.join(',') !== wantIps.join(',')) return `its IP addresses [${haveIps.join(', ')}] differ from [${wantIps.join(', ')}]`;
+  const haveUsages = (x509.keyUsage ?? []).map((oid) => _EXTENDED_KEY_USAGE_NAMES[oid] ?? oid).sort();
+  const wantUsages = [...leaf.extendedKeyUsages].sort();
+  if (haveUsages.join(',') !== wantUsages.join(',')) {
+    return `its extended key usages [${haveUsages.join(', ')}] differ from [${wantUsages.join(', ')}]`;
+  }
   const commonName = /^CN=(.*)$/m.exec(x509.subject)?.[1];
-  if (commonName !== options.servingCommonName) return `its common name "${commonName}" differs from "${options.servingCommonName}"`;
+  if (commonName !== leaf.commonName) return `its common name "${commonName}" differs from "${leaf.commonName}"`;
   const notBefore = _notBefore(x509);
   const notAfter = _notAfter(x509);
   if (notBefore > now.getTime()) return `it is not valid before ${_iso(notBefore)}`;
@@ -337,6 +399,18 @@ function _servingProblem(
     return `${Math.floor(remaining / _DAY_MS)} of ${Math.round(lifetime / _DAY_MS)} days left`;
   }
   return undefined;
+}
+
+/** Node's X509Certificate.keyUsage lists the extended key usage OIDs. */
+const _EXTENDED_KEY_USAGE_NAMES: Readonly<Record<string, string>> = { '1.3.6.1.5.5.7.3.1': 'serverAuth', '1.3.6.1.5.5.7.3.2': 'clientAuth' };
+
+/** Node prints IP SANs as `IP Address:127.0.0.1`. */
+function _ipAddressesOf(x509: X509Certificate): string[] {
+  return (x509.subjectAltName ?? '')
+    .split(',')
+    .map((entry) => entry.trim())
+    .filter((entry) => entry.startsWith('IP Address:'))
+    .map((entry) => entry.slice('IP Address:'.length));
 }
 
 /** Issuer name and key identifier match, and the signature verifies. */
@@ -374,24 +448,24 @@ const TEMPORARY_SUFFIX = '.tmp-';
 
 /**
  * The order in which files are swapped in: the retired bundles first, so that a crash between two
- * renames never leaves a retired CA out of the bundle while the CA that replaces it is in place.
+ * renames never leaves a retired CA out of the bundle while the CA that replaces it is in place;
+ * then the CA (key first), then the leaves (keys first).
  */
-const COMMIT_ORDER: readonly string[] = [
-  PKI_STORE_FILES.retiredCaCerts,
-  PKI_STORE_FILES.retiredTlsCerts,
-  PKI_STORE_FILES.caKey,
-  PKI_STORE_FILES.caCert,
-  PKI_STORE_FILES.tlsKey,
-  PKI_STORE_FILES.tlsCert,
-];
+function _commitRank(name: string, spec: _StoreSpec): number {
+  if (name === PKI_STORE_FILES.retiredCaCerts) return 0;
+  if (name === spec.retiredLeavesFile) return 1;
+  if (name === PKI_STORE_FILES.caKey) return 2;
+  if (name === PKI_STORE_FILES.caCert) return 3;
+  return name.endsWith('.key') ? 4 : 5;
+}
 
 /**
  * Writes every changed file to a temporary sibling (fsynced, final mode), then renames them all
  * into place and fsyncs the directory: a crash leaves whole old files or whole new ones, never a
  * half-written key. An empty content removes the file.
  */
-function _commit(dir: string, writes: Map<string, { content: string; mode: number }>): void {
-  const rank = (path: string) => COMMIT_ORDER.indexOf(basename(path));
+function _commit(dir: string, writes: Map<string, { content: string; mode: number }>, spec: _StoreSpec): void {
+  const rank = (path: string) => _commitRank(basename(path), spec);
   const ordered = [...writes].sort(([a], [b]) => rank(a) - rank(b));
   const staged: Array<{ path: string; temporary?: string }> = [];
   try {
@@ -430,8 +504,14 @@ function _commit(dir: string, writes: Map<string, { content: string; mode: numbe
 }
 
 /** Removes temporary files left by a crash (older than a minute, so a concurrent writer's are spared). */
-function _removeStaleTemporaryFiles(dir: string): void {
-  const ours = new Set<string>(Object.values(PKI_STORE_FILES));
+function _removeStaleTemporaryFiles(dir: string, spec: _StoreSpec): void {
+  const ours = new Set<string>([
+    PKI_STORE_FILES.caCert,
+    PKI_STORE_FILES.caKey,
+    PKI_STORE_FILES.retiredCaCerts,
+    spec.retiredLeavesFile,
+    ...spec.leaves.flatMap((leaf) => [`${leaf.stem}.crt`, `${leaf.stem}.key`]),
+  ]);
   for (const name of readdirSync(dir)) {
     const at = name.indexOf(TEMPORARY_SUFFIX);
     if (at <= 0 || !ours.has(name.slice(0, at))) continue;
