@@ -121,7 +121,7 @@ export class AggregatedApiServer extends Construct {
   public readonly caBundlePem?: string;
   /** The certificates written to the output, serving certificate first (empty in cert-manager and Secret modes). */
   public readonly certificatePems: readonly string[];
-  /** What the self-signed PKI stores did, the serving PKI's then etcd's (empty in other modes). */
+  /** What the self-signed PKI store did (empty in other modes); etcd's is in `storage.pkiActions`. */
   public readonly pkiActions: readonly string[];
   /** Where the server keeps its objects, as bound to this server. */
   public readonly storage: BoundStorage;
@@ -193,7 +193,7 @@ export class AggregatedApiServer extends Construct {
     this.secretName = certificates.secretName;
     this.caBundlePem = certificates.caBundlePem;
     this.certificatePems = certificates.certificatePems;
-    const servingPkiActions = certificates.pkiActions ?? [];
+    this.pkiActions = certificates.pkiActions ?? [];
 
     const rbac = { serviceAccount: this.serviceAccount, namespace: this.namespace, name: this.name };
     this.serverRole = new ApiServerClusterRole(this, 'ServerRole', { ...rbac, extraRules: props.serverRules });
@@ -209,7 +209,6 @@ export class AggregatedApiServer extends Construct {
       labels,
     });
     this.etcdCluster = this.storage.etcdCluster;
-    this.pkiActions = [...servingPkiActions, ...(this.storage.pkiActions ?? [])];
 
     this.serverDeployment = new ApiServerDeployment(this, 'Deployment', {
       name: this.name,

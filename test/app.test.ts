@@ -4,6 +4,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as YAML from 'yaml';
+import { makeCa, makeLeaf } from './support/pki';
 
 /**
  * The app end to end: the compiled `build/main.js` (what `npm run synth` runs) in a temporary
@@ -51,6 +52,22 @@ function find(objects: K8sObject[], kind: string, predicate: (o: K8sObject) => b
 
 const CLUSTER_SCOPED = new Set(['Namespace', 'ClusterRole', 'ClusterRoleBinding', 'APIService', 'CustomResourceDefinition']);
 
+/** The serving certificate's Secret, by its name (etcd's Secrets are kubernetes.io/tls too). */
+function servingSecret(objects: K8sObject[], name = 'wardle-apiserver'): K8sObject {
+  return find(objects, 'Secret', (o) => o.metadata.name === `${name}-tls`)[0];
+}
+
+/** The objects of a synth, each as `<kind>/<name>` → its YAML, to tell what a change of input changed. */
+function objectTexts(dir: string): Map<string, string> {
+  return new Map(readObjects(dir).map((o) => [`${o.kind}/${o.metadata.name}`, YAML.stringify(o)]));
+}
+
+/** The container args of the server's Deployment as `--flag` → value. */
+function serverArgs(objects: K8sObject[]): Map<string, string> {
+  const [container] = find(objects, 'Deployment')[0].spec.template.spec.containers;
+  return new Map((container.args as string[]).map((arg) => [arg.split('=')[0], arg.slice(arg.indexOf('=') + 1)]));
+}
+
 beforeAll(() => {
   if (!fs.existsSync(MAIN)) throw new Error(`${MAIN} is missing: run "npm run build" (npm test does) before jest`);
 });
@@ -77,7 +94,7 @@ describe('npm run synth on the defaults', () => {
   });
 
   test('the reported serving fingerprint is the one openssl computes for tls.crt', () => {
-    const secret = find(objects, 'Secret')[0];
+    const secret = servingSecret(objects);
     const certFile = path.join(work, 'tls.crt');
     fs.writeFileSync(certFile, Buffer.from(secret.data['tls.crt'], 'base64'));
     const openssl = execFileSync('openssl', ['x509', '-noout', '-fingerprint', '-sha256', '-in', certFile], { encoding: 'utf8' });
@@ -104,7 +121,7 @@ describe('npm run synth on the defaults', () => {
     const caFile = path.join(work, 'ca-bundle.pem');
     const certFile = path.join(work, 'serving.pem');
     fs.writeFileSync(caFile, Buffer.from(find(objects, 'APIService')[0].spec.caBundle, 'base64'));
-    fs.writeFileSync(certFile, Buffer.from(find(objects, 'Secret')[0].data['tls.crt'], 'base64'));
+    fs.writeFileSync(certFile, Buffer.from(servingSecret(objects).data['tls.crt'], 'base64'));
     const out = execFileSync('openssl', ['verify', '-CAfile', caFile, '-verify_hostname', 'wardle-apiserver.wardle.svc', '-purpose', 'sslserver', certFile], {
       encoding: 'utf8',
     });
@@ -113,21 +130,24 @@ describe('npm run synth on the defaults', () => {
     expect(wrongHost.status).not.toBe(0);
   });
 
-  test('the CA private key is nowhere in dist/, and the PKI key files are 0600', () => {
+  test('no CA private key (serving or etcd) is anywhere in dist/, and the PKI key files are 0600', () => {
     const pkiFiles = fs.readdirSync(path.join(work, '.pki'), { recursive: true }) as string[];
-    const caKeyFile = pkiFiles.find((f) => path.basename(f) === 'ca.key');
-    expect(caKeyFile).toBeDefined();
-    const caKey = fs.readFileSync(path.join(work, '.pki', caKeyFile!), 'utf8').trim();
-    // A slice from the middle of the key: every RSA key's PEM starts alike.
-    const caKeyMiddle = caKey.split('\n').slice(1, -1).join('').slice(400, 464);
+    const caKeyFiles = pkiFiles.filter((f) => /(^|[-_/])ca\.key$/.test(f));
+    // The serving CA and etcd's CA.
+    expect(caKeyFiles.length).toBeGreaterThanOrEqual(2);
     const texts: string[] = [];
     const collect = (value: unknown): void => {
       if (typeof value === 'string') texts.push(value, Buffer.from(value, 'base64').toString('utf8'));
       else if (value && typeof value === 'object') Object.values(value).forEach(collect);
     };
     collect(objects);
-    expect(texts.filter((t) => t.replace(/\s/g, '').includes(caKeyMiddle))).toEqual([]);
-    const servingKey = Buffer.from(find(objects, 'Secret')[0].data['tls.key'], 'base64').toString('utf8');
+    for (const caKeyFile of caKeyFiles) {
+      const caKey = fs.readFileSync(path.join(work, '.pki', caKeyFile), 'utf8').trim();
+      // A slice from the middle of the key: every RSA key's PEM starts alike.
+      const caKeyMiddle = caKey.split('\n').slice(1, -1).join('').slice(400, 464);
+      expect({ caKeyFile, inDist: texts.filter((t) => t.replace(/\s/g, '').includes(caKeyMiddle)) }).toEqual({ caKeyFile, inDist: [] });
+    }
+    const servingKey = Buffer.from(servingSecret(objects).data['tls.key'], 'base64').toString('utf8');
     expect(servingKey.replace(/\s/g, '')).toContain(fs.readFileSync(path.join(work, '.pki', 'wardle', 'wardle-apiserver', 'tls.key'), 'utf8').replace(/\s/g, '').slice(400, 464));
     for (const f of pkiFiles.filter((f) => f.endsWith('.key'))) {
       expect((fs.statSync(path.join(work, '.pki', f)).mode & 0o777).toString(8)).toBe('600');
@@ -164,22 +184,87 @@ describe('npm run synth on the defaults', () => {
     expect(mount).toBeDefined();
     expect(keyArg.slice('--tls-private-key-file='.length).startsWith(mount.mountPath)).toBe(true);
     const volume = pod.volumes.find((v: { name: string }) => v.name === mount.name);
-    expect(volume.secret.secretName).toBe(find(objects, 'Secret')[0].metadata.name);
+    expect(volume.secret.secretName).toBe(servingSecret(objects).metadata.name);
     expect(container.ports).toEqual([expect.objectContaining({ containerPort: 10250 })]);
     expect(container.securityContext).toMatchObject({ readOnlyRootFilesystem: true, allowPrivilegeEscalation: false, capabilities: { drop: ['ALL'] } });
     expect(pod.securityContext?.runAsNonRoot ?? container.securityContext.runAsNonRoot).toBe(true);
     expect(container.livenessProbe.httpGet).toMatchObject({ path: '/livez', scheme: 'HTTPS' });
     expect(container.readinessProbe.httpGet).toMatchObject({ path: '/readyz', scheme: 'HTTPS' });
     const annotations = deployment.spec.template.metadata.annotations ?? {};
-    const tlsCrt = Buffer.from(find(objects, 'Secret')[0].data['tls.crt'], 'base64');
+    const tlsCrt = Buffer.from(servingSecret(objects).data['tls.crt'], 'base64');
     expect(Object.values(annotations)).toContain(crypto.createHash('sha256').update(tlsCrt).digest('hex'));
   });
 
-  test('one replica (the bundled server stores in memory, per pod), no PodDisruptionBudget; the Service maps 443 to the secure port', () => {
-    expect(find(objects, 'Deployment')[0].spec.replicas).toBe(1);
-    expect(find(objects, 'PodDisruptionBudget')).toHaveLength(0);
-    const [service] = find(objects, 'Service');
+  test('two server replicas on shared storage, with a PodDisruptionBudget and anti-affinity; the Service maps 443 to the secure port', () => {
+    const [deployment] = find(objects, 'Deployment');
+    expect(deployment.spec.replicas).toBe(2);
+    expect(find(objects, 'PodDisruptionBudget', (p) => p.metadata.name === 'wardle-apiserver')).toEqual([
+      expect.objectContaining({ spec: { minAvailable: 1, selector: { matchLabels: { 'app.kubernetes.io/name': 'wardle-apiserver' } } } }),
+    ]);
+    expect(deployment.spec.template.spec.affinity.podAntiAffinity.preferredDuringSchedulingIgnoredDuringExecution).toHaveLength(1);
+    const [service] = find(objects, 'Service', (o) => o.metadata.name === 'wardle-apiserver');
     expect(service.spec.ports).toEqual([expect.objectContaining({ port: 443, targetPort: 10250 })]);
+  });
+
+  test('an etcd cluster of 3 members is deployed with the server, fenced by NetworkPolicies, without backups', () => {
+    const [statefulSet] = find(objects, 'StatefulSet');
+    expect(statefulSet.metadata).toMatchObject({ name: 'wardle-apiserver-etcd', namespace: 'wardle' });
+    expect(statefulSet.spec.replicas).toBe(3);
+    expect(statefulSet.spec.template.spec.containers[0].image).toBe('registry.k8s.io/etcd:3.5.21-0');
+    expect(find(objects, 'Service').map((o) => o.metadata.name).sort()).toEqual(['wardle-apiserver', 'wardle-apiserver-etcd-client', 'wardle-apiserver-etcd-peer']);
+    expect(find(objects, 'PodDisruptionBudget', (p) => p.metadata.name !== 'wardle-apiserver')).toHaveLength(1);
+    expect(find(objects, 'NetworkPolicy').length).toBeGreaterThan(0);
+    expect(find(objects, 'CronJob')).toHaveLength(0);
+  });
+
+  test('the server stores in that etcd: exactly the bundled server\'s flags, the client certificate mounted read-only, its checksum on the pod', () => {
+    const [deployment] = find(objects, 'Deployment');
+    const pod = deployment.spec.template.spec;
+    const [container] = pod.containers;
+    const args = serverArgs(objects);
+    expect(args.get('--storage')).toBe('etcd');
+    expect(args.get('--etcd-servers')).toBe('https://wardle-apiserver-etcd-client.wardle.svc:2379');
+    const mount = container.volumeMounts.find((m: { mountPath: string }) => args.get('--etcd-certfile')!.startsWith(`${m.mountPath}/`));
+    expect(mount).toMatchObject({ readOnly: true });
+    for (const [flag, key] of [['--etcd-cafile', 'ca.crt'], ['--etcd-certfile', 'tls.crt'], ['--etcd-keyfile', 'tls.key']]) expect(args.get(flag)).toBe(`${mount.mountPath}/${key}`);
+    const volume = pod.volumes.find((v: { name: string }) => v.name === mount.name);
+    const clientSecret = find(objects, 'Secret', (o) => o.metadata.name === volume.secret.secretName)[0];
+    expect(clientSecret).toMatchObject({ type: 'kubernetes.io/tls', metadata: { namespace: 'wardle' } });
+    // THEN openssl verifies the client certificate against the etcd CA for client use
+    const caFile = path.join(work, 'etcd-ca.pem');
+    const certFile = path.join(work, 'etcd-client.pem');
+    fs.writeFileSync(caFile, Buffer.from(clientSecret.data['ca.crt'], 'base64'));
+    fs.writeFileSync(certFile, Buffer.from(clientSecret.data['tls.crt'], 'base64'));
+    expect(execFileSync('openssl', ['verify', '-CAfile', caFile, '-purpose', 'sslclient', certFile], { encoding: 'utf8' }).trim()).toBe(`${certFile}: OK`);
+    // AND a new client certificate rolls the pods
+    expect(Object.values(deployment.spec.template.metadata.annotations)).toHaveLength(2);
+  });
+
+  test('objects come in apply order: Namespace first, etcd\'s Secrets before etcd, etcd before the server, APIServices last', () => {
+    const order = objects.map((o) => o.kind);
+    const index = (kind: string, predicate: (o: K8sObject) => boolean = () => true) => objects.findIndex((o) => o.kind === kind && predicate(o));
+    expect(order[0]).toBe('Namespace');
+    const etcdSecrets = objects.map((o, i) => (o.kind === 'Secret' && o.metadata.name.startsWith('wardle-apiserver-etcd') ? i : -1)).filter((i) => i >= 0);
+    expect(Math.max(...etcdSecrets)).toBeLessThan(index('StatefulSet'));
+    expect(index('StatefulSet')).toBeLessThan(index('Deployment'));
+    expect(order.slice(-2)).toEqual(['APIService', 'APIService']);
+  });
+
+  test('reports etcd\'s certificates with fingerprint and expiry, and what the PKI store did', () => {
+    // One line per Secret: each member's server and peer certificate, and the server's client certificate
+    const etcdSecrets = find(objects, 'Secret', (o) => o.metadata.name.startsWith('wardle-apiserver-etcd')).map((o) => o.metadata.name);
+    expect(etcdSecrets).toHaveLength(3 * 2 + 1);
+    for (const secretName of etcdSecrets) {
+      expect(run.stdout).toMatch(new RegExp(`^ {2}etcd {4}CN=\\S+ \\(Secret ${secretName}\\) {2}SHA-256 ([0-9A-F]{2}:){31}[0-9A-F]{2} {2}expires \\d{4}-`, 'm'));
+    }
+    expect(run.stdout.match(/^ {2}etcd CA CN=.*SHA-256 ([0-9A-F]{2}:){31}[0-9A-F]{2} {2}expires \d{4}-/gm)).toHaveLength(1);
+    // AND the fingerprint of the client certificate is the one openssl computes
+    const clientCert = path.join(work, 'etcd-client-fingerprint.pem');
+    fs.writeFileSync(clientCert, Buffer.from(find(objects, 'Secret', (o) => o.metadata.name === 'wardle-apiserver-etcd-client-tls')[0].data['tls.crt'], 'base64'));
+    const fingerprint = execFileSync('openssl', ['x509', '-noout', '-fingerprint', '-sha256', '-in', clientCert], { encoding: 'utf8' }).trim().split('=')[1];
+    expect(run.stdout).toContain(`(Secret wardle-apiserver-etcd-client-tls)  SHA-256 ${fingerprint}`);
+    expect(run.stdout).toMatch(/^PKI: created CA; created serving certificate$/m);
+    expect(run.stdout).toMatch(/^etcd PKI: created CA; .*created client certificate/m);
   });
 
   test('every object validates against the Kubernetes 1.28 schemas', () => {
@@ -216,10 +301,13 @@ describe('options from flags, environment and config file', () => {
     const [deployment] = find(objects, 'Deployment');
     expect(deployment.metadata).toMatchObject({ name: 'flunder-api', namespace: 'tenant-a' });
     expect(deployment.spec.replicas).toBe(2);
-    expect(find(objects, 'PodDisruptionBudget')).toEqual([expect.objectContaining({ spec: { minAvailable: 1, selector: { matchLabels: { 'app.kubernetes.io/name': 'flunder-api' } } } })]);
+    expect(find(objects, 'PodDisruptionBudget', (p) => p.metadata.name === 'flunder-api')).toEqual([
+      expect.objectContaining({ spec: { minAvailable: 1, selector: { matchLabels: { 'app.kubernetes.io/name': 'flunder-api' } } } }),
+    ]);
     expect(deployment.spec.template.spec.affinity.podAntiAffinity.preferredDuringSchedulingIgnoredDuringExecution).toHaveLength(1);
-    expect(find(objects, 'Service')[0].spec.ports[0].targetPort).toBe(8443);
-    const cert = new crypto.X509Certificate(Buffer.from(find(objects, 'Secret')[0].data['tls.crt'], 'base64'));
+    expect(find(objects, 'Service', (o) => o.metadata.name === 'flunder-api')[0].spec.ports[0].targetPort).toBe(8443);
+    expect(serverArgs(objects).get('--etcd-servers')).toBe('https://flunder-api-etcd-client.tenant-a.svc:2379');
+    const cert = new crypto.X509Certificate(Buffer.from(servingSecret(objects, 'flunder-api').data['tls.crt'], 'base64'));
     expect(cert.subjectAltName).toContain('DNS:flunder-api.tenant-a.svc.corp.example');
   });
 
@@ -252,7 +340,11 @@ describe('options from flags, environment and config file', () => {
   test('--help prints every flag and exits 0 without writing', () => {
     const run = synth(work, ['--help']);
     expect(run.status).toBe(0);
-    for (const flag of ['--namespace', '--name', '--image', '--replicas', '--shared-storage', '--secure-port', '--cert-mode', '--pki-dir', '--cert-validity-days', '--ca-validity-days', '--cluster-domain', '--output', '--config', '--help']) {
+    for (const flag of [
+      '--namespace', '--name', '--image', '--replicas', '--shared-storage', '--storage', '--etcd-replicas', '--etcd-image', '--etcd-storage-size', '--etcd-storage-class',
+      '--network-policy', '--etcd-backup-schedule', '--etcd-servers', '--etcd-ca-file', '--etcd-cert-file', '--etcd-key-file',
+      '--secure-port', '--cert-mode', '--pki-dir', '--cert-validity-days', '--ca-validity-days', '--cluster-domain', '--output', '--config', '--help',
+    ]) {
       expect(run.stdout).toContain(flag);
     }
     expect(fs.existsSync(path.join(work, 'dist'))).toBe(false);
@@ -281,6 +373,9 @@ describe('certificate modes', () => {
     const dist = fs.readdirSync(path.join(work, 'dist')).map((f) => fs.readFileSync(path.join(work, 'dist', f), 'utf8')).join('');
     expect(dist).not.toMatch(/PRIVATE KEY|LS0tLS1CRUdJTiBSU0EgUFJJVkFURSBLRVk|LS0tLS1CRUdJTiBQUklWQVRFIEtFWS/);
     expect(fs.existsSync(path.join(work, '.pki'))).toBe(false);
+    // AND etcd's certificates come from cert-manager too
+    expect(find(objects, 'Secret')).toHaveLength(0);
+    expect(certificates.filter((c) => c.spec.secretName.startsWith('wardle-apiserver-etcd')).length).toBeGreaterThan(0);
   });
 
   test('existing mode with PEM files puts them in the Secret and caBundle as given', () => {
@@ -292,17 +387,155 @@ describe('certificate modes', () => {
     ]);
     expect(run.stderr).toBe('');
     const objects = readObjects(path.join(work, 'dist'));
-    expect(Buffer.from(find(objects, 'Secret')[0].data['tls.crt'], 'base64').toString()).toBe(fs.readFileSync(path.join(FIXTURES, 'tls.crt'), 'utf8'));
+    expect(Buffer.from(servingSecret(objects).data['tls.crt'], 'base64').toString()).toBe(fs.readFileSync(path.join(FIXTURES, 'tls.crt'), 'utf8'));
     expect(Buffer.from(find(objects, 'APIService')[0].spec.caBundle, 'base64').toString()).toBe(fs.readFileSync(path.join(FIXTURES, 'ca.crt'), 'utf8'));
   });
 
-  test('existing mode with a Secret name emits no Secret and mounts the named one', () => {
+  test('existing mode with a Secret name emits no serving Secret and mounts the named one', () => {
     const run = synth(work, ['--cert-mode', 'existing', '--tls-secret-name', 'my-serving-cert', '--ca-bundle-file', path.join(FIXTURES, 'ca.crt')]);
     expect(run.stderr).toBe('');
     const objects = readObjects(path.join(work, 'dist'));
-    expect(find(objects, 'Secret')).toHaveLength(0);
+    expect(find(objects, 'Secret').filter((o) => !o.metadata.name.startsWith('wardle-apiserver-etcd'))).toHaveLength(0);
     const volumes = find(objects, 'Deployment')[0].spec.template.spec.volumes;
     expect(volumes.map((v: { secret?: { secretName: string } }) => v.secret?.secretName)).toContain('my-serving-cert');
+  });
+});
+
+describe('storage choices', () => {
+  let work: string;
+  beforeEach(() => {
+    work = fs.mkdtempSync(path.join(os.tmpdir(), 'apiext-storage-'));
+  });
+  afterEach(() => fs.rmSync(work, { recursive: true, force: true }));
+
+  test('etcd flags size, place, fence and back up the cluster', () => {
+    // GIVEN every etcd flag
+    const run = synth(work, [
+      '--etcd-replicas', '5', '--etcd-image', 'registry.example.com/etcd:3.5.21', '--etcd-storage-size', '8Gi', '--etcd-storage-class', 'fast-ssd',
+      '--network-policy', 'false', '--etcd-backup-schedule', '0 3 * * *',
+    ]);
+    expect(run.stderr).toBe('');
+    // THEN the StatefulSet has them, no NetworkPolicy is emitted, a CronJob takes snapshots
+    const objects = readObjects(path.join(work, 'dist'));
+    const [statefulSet] = find(objects, 'StatefulSet');
+    expect(statefulSet.spec.replicas).toBe(5);
+    expect(statefulSet.spec.template.spec.containers[0].image).toBe('registry.example.com/etcd:3.5.21');
+    expect(statefulSet.spec.volumeClaimTemplates[0].spec).toMatchObject({ storageClassName: 'fast-ssd', resources: { requests: { storage: '8Gi' } } });
+    expect(find(objects, 'NetworkPolicy')).toHaveLength(0);
+    expect(find(objects, 'CronJob')).toEqual([expect.objectContaining({ spec: expect.objectContaining({ schedule: '0 3 * * *' }) })]);
+  });
+
+  test('etcd flags from the environment and from a config file, flags over environment over file', () => {
+    // GIVEN a config file, overridden in part by the environment
+    fs.writeFileSync(path.join(work, 'apiext.yaml'), 'etcd-replicas: 5\nnetwork-policy: false\netcd-backup-schedule: "@daily"\netcd-storage-size: 2Gi\n');
+    const run = synth(work, ['--config', 'apiext.yaml', '--etcd-storage-size', '4Gi'], { APIEXT_ETCD_REPLICAS: '1', APIEXT_ETCD_STORAGE_CLASS: 'standard' });
+    expect(run.stderr).toBe('');
+    // THEN each comes from the highest source that sets it
+    const objects = readObjects(path.join(work, 'dist'));
+    const [statefulSet] = find(objects, 'StatefulSet');
+    expect(statefulSet.spec.replicas).toBe(1);
+    expect(statefulSet.spec.volumeClaimTemplates[0].spec).toMatchObject({ storageClassName: 'standard', resources: { requests: { storage: '4Gi' } } });
+    expect(find(objects, 'NetworkPolicy')).toHaveLength(0);
+    expect(find(objects, 'CronJob')[0].spec.schedule).toBe('@daily');
+  });
+
+  test('memory: one replica told --storage=memory, and no etcd at all', () => {
+    const run = synth(work, [], { APIEXT_STORAGE: 'memory' });
+    expect(run.stderr).toBe('');
+    const objects = readObjects(path.join(work, 'dist'));
+    expect(find(objects, 'Deployment')[0].spec.replicas).toBe(1);
+    expect([...serverArgs(objects).entries()].filter(([flag]) => flag === '--storage' || flag.startsWith('--etcd'))).toEqual([['--storage', 'memory']]);
+    expect(find(objects, 'StatefulSet')).toHaveLength(0);
+    expect(find(objects, 'PodDisruptionBudget')).toHaveLength(0);
+    expect(find(objects, 'Secret').map((o) => o.metadata.name)).toEqual(['wardle-apiserver-tls']);
+    expect(run.stdout).not.toMatch(/etcd/);
+  });
+
+  test('--shared-storage (deprecated) still parses: it changes nothing on etcd', () => {
+    const withFlag = synth(work, ['--shared-storage', '--output', 'with']);
+    const without = synth(work, ['--output', 'without']);
+    expect(withFlag.stderr).toBe('');
+    expect(without.status).toBe(0);
+    expect(snapshotTree(path.join(work, 'with'))).toEqual(snapshotTree(path.join(work, 'without')));
+  });
+
+  describe('external-etcd', () => {
+    const ca = makeCa('external etcd CA');
+    const client = makeLeaf(ca, { cn: 'wardle-apiserver', extendedKeyUsages: ['clientAuth'] });
+    const other = makeLeaf(makeCa('someone else'), { cn: 'stranger' });
+    const write = (name: string, text: string) => fs.writeFileSync(path.join(work, name), text, { mode: 0o600 });
+    beforeEach(() => {
+      write('ca.crt', ca.certPem);
+      write('client.crt', client.certPem);
+      write('client.key', client.keyPem);
+      write('other.crt', other.certPem);
+      write('other.key', other.keyPem);
+    });
+
+    test('the files go into a client Secret the server mounts, pointed at the given servers; no etcd is deployed', () => {
+      // GIVEN an etcd of one's own, its servers as a list in the config file
+      fs.writeFileSync(path.join(work, 'apiext.yaml'), 'storage: external-etcd\netcd-servers:\n  - https://etcd-a.example:2379\n  - https://etcd-b.example:2379\n');
+      const run = synth(work, ['--config', 'apiext.yaml', '--etcd-ca-file', 'ca.crt', '--etcd-cert-file', 'client.crt', '--etcd-key-file', 'client.key']);
+      expect(run.stderr).toBe('');
+      // THEN the server has exactly the flags, the Secret holds the files as given, replicas are 2
+      const objects = readObjects(path.join(work, 'dist'));
+      const args = serverArgs(objects);
+      expect(args.get('--storage')).toBe('etcd');
+      expect(args.get('--etcd-servers')).toBe('https://etcd-a.example:2379,https://etcd-b.example:2379');
+      const [secret] = find(objects, 'Secret', (o) => o.metadata.name === 'wardle-apiserver-etcd-client');
+      const decode = (key: string) => Buffer.from(secret.data[key], 'base64').toString('utf8');
+      expect([decode('ca.crt'), decode('tls.crt'), decode('tls.key')]).toEqual([ca.certPem, client.certPem, client.keyPem]);
+      const pod = find(objects, 'Deployment')[0].spec.template.spec;
+      expect(pod.volumes.map((v: { secret?: { secretName: string } }) => v.secret?.secretName)).toContain('wardle-apiserver-etcd-client');
+      expect(find(objects, 'Deployment')[0].spec.replicas).toBe(2);
+      expect(find(objects, 'StatefulSet')).toHaveLength(0);
+      expect(run.stdout).toMatch(/^ {2}etcd {4}CN=wardle-apiserver \(Secret wardle-apiserver-etcd-client\) {2}SHA-256/m);
+      expect(run.stdout).toMatch(/^ {2}etcd CA CN=external etcd CA {2}SHA-256/m);
+    });
+
+    test.each([
+      ['no servers', ['--storage', 'external-etcd'], /--storage external-etcd needs --etcd-servers/],
+      ['an http:// server', ['--storage', 'external-etcd', '--etcd-servers', 'http://etcd.example:2379'], /--etcd-servers contains "http:\/\/etcd\.example:2379", which is not an https:\/\/ URL/],
+      ['a server without a port', ['--storage', 'external-etcd', '--etcd-servers', 'https://etcd.example'], /--etcd-servers contains "https:\/\/etcd\.example", which is not a bare client URL with a port/],
+      ['no key file', ['--storage', 'external-etcd', '--etcd-servers', 'https://e:2379', '--etcd-ca-file', 'ca.crt', '--etcd-cert-file', 'client.crt'], /--storage external-etcd needs --etcd-key-file/],
+      ['a key that is not the certificate\'s', ['--storage', 'external-etcd', '--etcd-servers', 'https://e:2379', '--etcd-ca-file', 'ca.crt', '--etcd-cert-file', 'client.crt', '--etcd-key-file', 'other.key'], /--etcd-key-file "other\.key" does not match --etcd-cert-file "client\.crt"/],
+      ['a certificate the CA does not verify', ['--storage', 'external-etcd', '--etcd-servers', 'https://e:2379', '--etcd-ca-file', 'ca.crt', '--etcd-cert-file', 'other.crt', '--etcd-key-file', 'other.key'], /--etcd-cert-file "other\.crt" \(issuer CN=someone else\) is not verified by --etcd-ca-file "ca\.crt"/],
+      ['a key file that is no key', ['--storage', 'external-etcd', '--etcd-servers', 'https://e:2379', '--etcd-ca-file', 'ca.crt', '--etcd-cert-file', 'client.crt', '--etcd-key-file', 'ca.crt'], /--etcd-key-file "ca\.crt" does not hold a PEM private key/],
+      ['a missing CA file', ['--storage', 'external-etcd', '--etcd-servers', 'https://e:2379', '--etcd-ca-file', 'nope.crt', '--etcd-cert-file', 'client.crt', '--etcd-key-file', 'client.key'], /--etcd-ca-file "nope\.crt" cannot be read/],
+      ['an etcd-mode flag', ['--storage', 'external-etcd', '--etcd-servers', 'https://e:2379', '--etcd-replicas', '3'], /--etcd-replicas is only used with --storage etcd \(got --storage external-etcd\)/],
+    ])('fails for %s, leaving dist/ as it was', (_what, args, message) => {
+      // GIVEN a previous output
+      expect(synth(work, ['--storage', 'memory']).status).toBe(0);
+      const before = snapshotTree(path.join(work, 'dist'));
+      // WHEN the synth is refused
+      const run = synth(work, args);
+      // THEN the message names the flag, and dist/ is unchanged
+      expect(run.status).toBe(2);
+      expect(run.stderr).toMatch(message);
+      expect(snapshotTree(path.join(work, 'dist'))).toEqual(before);
+    });
+  });
+});
+
+describe('--etcd-replicas 3 → 5 changes only what it must', () => {
+  test('the StatefulSet, its PodDisruptionBudget and the new members\' Secrets; the server and the other members untouched', () => {
+    const work = fs.mkdtempSync(path.join(os.tmpdir(), 'apiext-grow-'));
+    try {
+      // GIVEN a synth with 3 members, and one with 5 from the same PKI directory
+      expect(synth(work, ['--output', 'three']).status).toBe(0);
+      expect(synth(work, ['--output', 'five', '--etcd-replicas', '5']).status).toBe(0);
+      const three = objectTexts(path.join(work, 'three'));
+      const five = objectTexts(path.join(work, 'five'));
+      // THEN nothing was removed, only Secrets were added, and only the StatefulSet and etcd's budget changed
+      expect([...three.keys()].filter((key) => !five.has(key))).toEqual([]);
+      const added = [...five.keys()].filter((key) => !three.has(key));
+      expect(added.length).toBeGreaterThan(0);
+      expect(added.filter((key) => !/^Secret\/wardle-apiserver-etcd-[34]\b/.test(key))).toEqual([]);
+      const changed = [...three.keys()].filter((key) => five.get(key) !== three.get(key)).sort();
+      expect(changed).toEqual(['PodDisruptionBudget/wardle-apiserver-etcd', 'StatefulSet/wardle-apiserver-etcd']);
+    } finally {
+      fs.rmSync(work, { recursive: true, force: true });
+    }
   });
 });
 
@@ -311,6 +544,7 @@ describe('bad input: one clear message, non-zero exit, dist/ untouched', () => {
   let before: Record<string, string>;
   beforeAll(() => {
     work = fs.mkdtempSync(path.join(os.tmpdir(), 'apiext-bad-'));
+    fs.writeFileSync(path.join(work, 'seven.yaml'), 'etcd-replicas: 7\n');
     expect(synth(work, []).status).toBe(0);
     before = snapshotTree(path.join(work, 'dist'));
   });
@@ -321,7 +555,7 @@ describe('bad input: one clear message, non-zero exit, dist/ untouched', () => {
     ['a name that cannot name a Service', ['--name', '9lives'], {}, /--name "9lives" is not a valid DNS-1035 label \(lowercase letters, digits and '-', starting with a letter/],
     ['negative replicas', ['--replicas', '-1'], {}, /--replicas "-1" is not a whole number of replicas from 1 to 1000/],
     ['non-numeric replicas', ['--replicas', 'three'], {}, /--replicas "three" is not a whole number/],
-    ['two replicas without shared storage', ['--replicas', '2'], {}, /--replicas 2 needs --shared-storage: without shared storage each pod keeps its own objects/],
+    ['two replicas on memory storage', ['--storage', 'memory', '--replicas', '2'], {}, /--replicas 2 needs shared storage, and --storage memory keeps each pod's objects in that pod/],
     ['zero certificate validity', ['--cert-validity-days', '0'], {}, /--cert-validity-days "0" is not a whole number of days/],
     ['a CA that does not outlive the certificate', ['--cert-validity-days', '400', '--ca-validity-days', '300'], {}, /--ca-validity-days "300" must be greater than --cert-validity-days "400"/],
     ['a port out of range', ['--secure-port', '70000'], {}, /--secure-port "70000" is not a port number/],
@@ -330,6 +564,22 @@ describe('bad input: one clear message, non-zero exit, dist/ untouched', () => {
     ['a bad environment value', [], { APIEXT_NAMESPACE: 'UPPER' }, /--namespace "UPPER" is not a valid DNS-1123 label/],
     ['existing mode without files', ['--cert-mode', 'existing'], {}, /--cert-mode existing needs --ca-bundle-file/],
     ['a missing config file', ['--config', 'nope.yaml'], {}, /--config ".*nope\.yaml" cannot be read/],
+    ['an unknown storage', ['--storage', 'postgres'], {}, /--storage "postgres" is not one of etcd, external-etcd, memory/],
+    ['2 etcd members', ['--etcd-replicas', '2'], {}, /--etcd-replicas "2" is not 1, 3 or 5/],
+    ['7 etcd members from the config file', ['--config', 'seven.yaml'], {}, /--etcd-replicas "7" is not 1, 3 or 5/],
+    ['non-numeric etcd members', ['--etcd-replicas', 'three'], {}, /--etcd-replicas "three" is not a whole number/],
+    ['4 etcd members from the environment', [], { APIEXT_ETCD_REPLICAS: '4' }, /--etcd-replicas "4" is not 1, 3 or 5/],
+    ['a storage size in bytes-with-a-typo', ['--etcd-storage-size', '1GB'], {}, /--etcd-storage-size "1GB" is not a storage quantity/],
+    ['a zero storage size', ['--etcd-storage-size', '0Gi'], {}, /--etcd-storage-size "0Gi" is not a storage quantity/],
+    ['a storage class that is no name', ['--etcd-storage-class', 'Fast_SSD'], {}, /--etcd-storage-class "Fast_SSD" is not a StorageClass name/],
+    ['an etcd image with a space', ['--etcd-image', 'etcd 3.5'], {}, /--etcd-image "etcd 3\.5" is not an image reference/],
+    ['a backup schedule of 3 fields', ['--etcd-backup-schedule', '0 3 *'], {}, /--etcd-backup-schedule "0 3 \*" is not a cron schedule: it has 3 fields/],
+    ['a backup minute out of range', ['--etcd-backup-schedule', '61 * * * *'], {}, /--etcd-backup-schedule "61 \* \* \* \*" is not a cron schedule: the minute "61" is not from 0 to 59/],
+    ['an unknown backup macro', ['--etcd-backup-schedule', '@often'], {}, /--etcd-backup-schedule "@often" is not a cron schedule: "@often" is not a known macro/],
+    ['an external-etcd flag with etcd', ['--etcd-servers', 'https://etcd.example:2379'], {}, /--etcd-servers is only used with --storage external-etcd \(got --storage etcd\)/],
+    ['an etcd flag with memory', ['--storage', 'memory', '--etcd-replicas', '3'], {}, /--etcd-replicas is only used with --storage etcd \(got --storage memory\)/],
+    ['--network-policy with memory', ['--storage', 'memory', '--network-policy', 'false'], {}, /--network-policy is only used with --storage etcd \(got --storage memory\)/],
+    ['--shared-storage with memory', ['--storage', 'memory', '--shared-storage'], {}, /--shared-storage true contradicts --storage memory/],
   ];
 
   test.each(cases)('fails for %s', (_what, args, env, message) => {

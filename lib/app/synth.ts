@@ -27,6 +27,8 @@ export interface SynthesizedCertificate {
    */
   readonly role: 'CA' | 'serving' | 'etcd' | 'etcd CA';
   readonly subject: string;
+  /** The Secret an etcd certificate is in (a member's server or peer certificate, or the client's). */
+  readonly secretName?: string;
   readonly sha256Fingerprint: string;
   readonly notAfter: Date;
 }
@@ -37,6 +39,8 @@ export interface SynthResult {
   readonly certificates: readonly SynthesizedCertificate[];
   /** What the PKI store did (created, reused, renewed, rotated), in self-signed mode. */
   readonly pkiActions: readonly string[];
+  /** What the etcd PKI store did, when etcd is deployed with self-signed certificates. */
+  readonly etcdPkiActions: readonly string[];
 }
 
 /** Reads a PEM file named by a flag; the error names the flag, the file and what it should hold. */
@@ -150,7 +154,7 @@ export function synthesize(o: SynthOptions, api: ApiGroupDefinition = WARDLE): S
     const app = new App({ outdir: staging });
     const server = addServerChart(app, o, api);
     app.synth();
-    const result = { ...describeOutput(staging, output, server.secretName), pkiActions: server.pkiActions };
+    const result = { ...describeOutput(staging, output, server.secretName), pkiActions: server.pkiActions, etcdPkiActions: server.storage.pkiActions ?? [] };
     replaceDirectory(staging, output);
     return result;
   } catch (error) {
@@ -208,12 +212,15 @@ function replaceDirectory(from: string, to: string): void {
   if (previous) fs.rmSync(previous, { recursive: true, force: true });
 }
 
-function describeOutput(directory: string, reportedDirectory: string, servingSecretName: string): Omit<SynthResult, 'pkiActions'> {
+/** The order the summary lists certificates in: the aggregator's, then etcd's. */
+const ROLE_ORDER: readonly SynthesizedCertificate['role'][] = ['serving', 'CA', 'etcd', 'etcd CA'];
+
+function describeOutput(directory: string, reportedDirectory: string, servingSecretName: string): Omit<SynthResult, 'pkiActions' | 'etcdPkiActions'> {
   const files: { path: string; objects: SynthesizedObject[] }[] = [];
   const certificates = new Map<string, SynthesizedCertificate>();
-  const note = (role: SynthesizedCertificate['role'], pem: string) => {
+  const note = (role: SynthesizedCertificate['role'], pem: string, secretName?: string) => {
     const info = inspectCertificate(pem);
-    certificates.set(`${role} ${info.sha256Fingerprint}`, { role, subject: info.subject, sha256Fingerprint: info.sha256Fingerprint, notAfter: info.notAfter });
+    certificates.set(`${role} ${info.sha256Fingerprint}`, { role, subject: info.subject, secretName, sha256Fingerprint: info.sha256Fingerprint, notAfter: info.notAfter });
   };
   for (const file of fs.readdirSync(directory).sort()) {
     const objects: SynthesizedObject[] = [];
@@ -229,14 +236,15 @@ function describeOutput(directory: string, reportedDirectory: string, servingSec
         if (object.metadata?.name === servingSecretName) note('serving', splitPemBundle(pem('tls.crt'))[0]);
         else {
           // Every other TLS Secret in the chart is etcd's: a member's, or the server's client certificate.
-          note('etcd', splitPemBundle(pem('tls.crt'))[0]);
+          note('etcd', splitPemBundle(pem('tls.crt'))[0], object.metadata.name);
           splitPemBundle(pem('ca.crt')).forEach((ca) => note('etcd CA', ca));
         }
       }
     }
     files.push({ path: path.join(reportedDirectory, file), objects });
   }
-  return { outputDirectory: reportedDirectory, files, certificates: [...certificates.values()] };
+  const byRole = [...certificates.values()].sort((a, b) => ROLE_ORDER.indexOf(a.role) - ROLE_ORDER.indexOf(b.role));
+  return { outputDirectory: reportedDirectory, files, certificates: byRole };
 }
 
 /** The report printed after a successful synth. */
@@ -251,9 +259,11 @@ export function formatSynthResult(result: SynthResult, cwd = process.cwd()): str
   if (result.certificates.length > 0) {
     lines.push('Certificates:');
     for (const c of result.certificates) {
-      lines.push(`  ${c.role.padEnd(7)} ${c.subject}  SHA-256 ${c.sha256Fingerprint}  expires ${c.notAfter.toISOString()}`);
+      const where = c.secretName === undefined ? '' : ` (Secret ${c.secretName})`;
+      lines.push(`  ${c.role.padEnd(7)} ${c.subject}${where}  SHA-256 ${c.sha256Fingerprint}  expires ${c.notAfter.toISOString()}`);
     }
   }
   if (result.pkiActions.length > 0) lines.push(`PKI: ${result.pkiActions.join('; ')}`);
+  if (result.etcdPkiActions.length > 0) lines.push(`etcd PKI: ${result.etcdPkiActions.join('; ')}`);
   return lines.join('\n');
 }
