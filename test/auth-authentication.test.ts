@@ -85,7 +85,7 @@ async function startEchoServer(options: Partial<DelegatedAuthOptions> = {}): Pro
     return { cert: serving.certPem, key: serving.keyPem, ...(bundle.length > 0 ? { ca: bundle } : {}) };
   };
   const server = https.createServer({ ...tlsOptions(), requestCert: true, rejectUnauthorized: false }, (req, res) => {
-    auth.authenticator.authenticate(req).then(
+    Promise.resolve(auth.authenticator.authenticate(req)).then(
       (result) => {
         res.writeHead(result.outcome === 'authenticated' ? 200 : 401, { 'Content-Type': 'application/json' });
         res.end(JSON.stringify(result));
@@ -399,6 +399,30 @@ describe('TokenReview', () => {
     const answers = await Promise.all(Array.from({ length: 8 }, () => call(port, { headers: { Authorization: 'Bearer token-frank' } })));
     expect(answers.every((a) => a.body.user?.name === 'frank')).toBe(true);
     expect(fake.calls.tokenReviews).toBe(before + 1);
+  });
+
+  test('more tokens than are kept unhashed are each reviewed once per TTL, and answered as their own user', async () => {
+    // GIVEN 80 tokens (more than the 64 kept by their raw string in front of the hashed cache)
+    const names = Array.from({ length: 80 }, (_, i) => `user-${i}`);
+    for (const name of names) fake.setToken(`token-${name}`, { user: { username: name } });
+    const { port } = await startEchoServer();
+    const before = fake.calls.tokenReviews;
+
+    // WHEN each is used three times, in turn, within the TTL
+    const seen: string[] = [];
+    for (let round = 0; round < 3; round++) {
+      for (const name of names) seen.push((await call(port, { headers: { Authorization: `Bearer token-${name}` } })).body.user?.name);
+    }
+
+    // THEN each was reviewed once, and every answer named the token's own user
+    expect(fake.calls.tokenReviews).toBe(before + names.length);
+    expect(seen).toEqual([...names, ...names, ...names]);
+
+    // WHEN the TTL has passed
+    clock += 10_001;
+    await call(port, { headers: { Authorization: 'Bearer token-user-79' } });
+    // THEN the token is reviewed again
+    expect(fake.calls.tokenReviews).toBe(before + names.length + 1);
   });
 
   test('fails closed (401) while kube-apiserver is down, without caching, and recovers', async () => {

@@ -132,6 +132,27 @@ describe('SubjectAccessReview', () => {
     expect(fake.calls.subjectAccessReviews).toBe(before + 1);
   });
 
+  test('a cached answer comes synchronously, for the same user object and for an equal one', async () => {
+    // GIVEN alice's list was reviewed once, by a frozen user object (as the authenticator's)
+    const authz = authorizer();
+    const frozen: UserInfo = Object.freeze({ ...alice, groups: Object.freeze([...alice.groups]) });
+    const list = parseRequestInfo('GET', FLUNDERS);
+    expect(await authz.authorize(frozen, list)).toMatchObject({ allowed: true });
+    const before = fake.calls.subjectAccessReviews;
+
+    // WHEN the same question is asked again, by that object, by an equal new one, and by a user with other groups
+    const again = authz.authorize(frozen, list);
+    const equal = authz.authorize({ ...alice, groups: [...alice.groups] }, list);
+    const otherGroups = authz.authorize(Object.freeze({ ...alice, groups: Object.freeze(['ops']) }), list);
+
+    // THEN the first two are answered from the cache without a promise; the last one is a new review
+    expect(again).toEqual({ allowed: true, reason: 'RBAC: allowed by RoleBinding "dev/ns1"' });
+    expect(equal).toEqual({ allowed: true, reason: 'RBAC: allowed by RoleBinding "dev/ns1"' });
+    expect(otherGroups).toBeInstanceOf(Promise);
+    await otherGroups;
+    expect(fake.calls.subjectAccessReviews).toBe(before + 1);
+  });
+
   test('fails closed while kube-apiserver is down, without caching the failure, and recovers', async () => {
     // GIVEN alice is allowed, but kube-apiserver is down
     const authz = authorizer();

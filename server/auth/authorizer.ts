@@ -74,11 +74,21 @@ function reviewKey(user: UserInfo, request: RequestInfo): string {
   return subjectKey(user) + JSON.stringify(attributes);
 }
 
-/** The user's part of reviewKey (each authenticator builds a new user per request, so nothing to memoize by object). */
+/**
+ * The user's part of reviewKey, memoized per user object: a cached token's requests share one
+ * user object (the authenticator keeps it); other authenticators build one per request. Users are
+ * never changed once built (the chain's are frozen).
+ */
+const subjectKeys = new WeakMap<UserInfo, string>();
 function subjectKey(user: UserInfo): string {
-  const extraKeys = Object.keys(user.extra);
-  const extra = extraKeys.length === 0 ? [] : extraKeys.sort().map((k) => [k, user.extra[k]]);
-  return JSON.stringify([user.name, user.uid ?? '', user.groups, extra]);
+  let key = subjectKeys.get(user);
+  if (key === undefined) {
+    const extraKeys = Object.keys(user.extra);
+    const extra = extraKeys.length === 0 ? [] : extraKeys.sort().map((k) => [k, user.extra[k]]);
+    key = JSON.stringify([user.name, user.uid ?? '', user.groups, extra]);
+    if (Object.isFrozen(user) && Object.isFrozen(user.groups)) subjectKeys.set(user, key);
+  }
+  return key;
 }
 
 /** Go's `%q` for the strings a 403 message quotes (a user name or a path may hold quotes). */
@@ -154,7 +164,7 @@ export function createDelegatedAuthorizer(options: DelegatedAuthorizerOptions): 
 
   return {
     cacheSize: () => cache.size,
-    async authorize(user: UserInfo, request: RequestInfo): Promise<AuthorizationDecision> {
+    authorize(user: UserInfo, request: RequestInfo): AuthorizationDecision | Promise<AuthorizationDecision> {
       if (!request.isResourceRequest && allowedPath(request.path)) return ALLOWED_BY_PATH;
       if (user.groups.some((g) => privileged.has(g))) return ALLOWED_BY_GROUP;
       return cache.get(reviewKey(user, request), async () => {

@@ -33,6 +33,12 @@ export class ReviewCache<T> {
     return this.entries.size;
   }
 
+  /** The answer kept for `key` and when it expires (`now()` time), if it has not expired. */
+  lookup(key: string): { readonly value: T; readonly expires: number } | undefined {
+    const cached = this.entries.get(key);
+    return cached && cached.expires > this.now() ? cached : undefined;
+  }
+
   /** The kept answer for `key` (synchronously), or the one `review` gives, shared with concurrent callers. */
   get(key: string, review: () => Promise<Reviewed<T>>): T | Promise<T> {
     const cached = this.entries.get(key);

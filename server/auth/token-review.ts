@@ -5,6 +5,13 @@
  * SHA-256 of the audiences and the token, never the token itself; concurrent requests with the
  * same token share one review. A review that cannot be made, or that reports an error, fails the
  * request (401) and is not cached, so the server recovers as soon as kube-apiserver answers again.
+ *
+ * In front of that cache, the few most recently used tokens map to their cached answer directly
+ * (`RECENT_TOKENS`, each until the answer expires): hashing a ~1 KB JWT was a visible part of
+ * every request's CPU. This keeps those few token strings in memory up to the TTL, beyond the
+ * life of the requests that carried them, which the hashed cache alone avoids; the exposure is
+ * bounded (a few tokens, seconds) and of the same kind as the request headers and socket buffers
+ * that hold every in-flight token anyway.
  */
 import * as crypto from 'node:crypto';
 import type { IncomingMessage } from 'node:http';
@@ -14,6 +21,8 @@ import type { ChainAuthenticator, ChainResult } from './authenticator';
 import { ReviewCache } from './review-cache';
 
 const NONE: ChainResult = { kind: 'none' };
+/** How many tokens map to their cached answer without hashing: clients that reuse one token on keep-alive connections. */
+const RECENT_TOKENS = 64;
 const INVALID: ChainResult = { kind: 'error', error: 'invalid bearer token' };
 
 export interface TokenReviewAuthenticatorOptions {
@@ -95,13 +104,36 @@ export function createTokenReviewAuthenticator(options: TokenReviewAuthenticator
     };
   };
 
+  const now = options.now ?? Date.now;
+  /** Raw token → the hashed cache's answer and its expiry, oldest first. */
+  const recent = new Map<string, { readonly value: ChainResult; readonly expires: number }>();
+  const remember = (token: string, entry: { readonly value: ChainResult; readonly expires: number }): void => {
+    const t = now();
+    for (const [k, v] of recent) {
+      // Oldest first: drop the expired, then as many as needed to stay within the bound.
+      if (v.expires > t && recent.size < RECENT_TOKENS) break;
+      recent.delete(k);
+    }
+    recent.set(token, entry);
+  };
+
   return {
     method: 'token',
     authenticate(req: IncomingMessage): ChainResult | Promise<ChainResult> {
       const token = bearerToken(req);
       if (token === undefined) return NONE;
       if (token === '') return INVALID;
+      const hit = recent.get(token);
+      if (hit) {
+        if (hit.expires > now()) return hit.value;
+        recent.delete(token);
+      }
       const key = sha256Hex(keyPrefix + token);
+      const cached = cache.lookup(key);
+      if (cached) {
+        remember(token, cached);
+        return cached.value;
+      }
       return cache.get(key, async () => {
         const { result, cacheable } = await review(token);
         return { value: result, ttlMs: cacheable ? ttl : 0 };

@@ -19,8 +19,11 @@ export type AuthenticationResult =
 
 /** Delegated authentication: request-header → x509 client CA → Bearer token (TokenReview). */
 export interface Authenticator {
-  /** `req.socket` is a TLSSocket; its verified peer certificate is read there. */
-  authenticate(req: IncomingMessage): Promise<AuthenticationResult>;
+  /**
+   * `req.socket` is a TLSSocket; its verified peer certificate is read there. Answers
+   * synchronously when no review has to be asked (a cached token, a certificate, request headers).
+   */
+  authenticate(req: IncomingMessage): AuthenticationResult | Promise<AuthenticationResult>;
 }
 
 export interface AuthorizationDecision {
@@ -31,5 +34,6 @@ export interface AuthorizationDecision {
 
 /** Delegated authorization: always-allow paths and system:masters, else SubjectAccessReview. */
 export interface Authorizer {
-  authorize(user: UserInfo, request: RequestInfo): Promise<AuthorizationDecision>;
+  /** Answers synchronously when no review has to be asked (an always-allowed path or group, a cached review). */
+  authorize(user: UserInfo, request: RequestInfo): AuthorizationDecision | Promise<AuthorizationDecision>;
 }
