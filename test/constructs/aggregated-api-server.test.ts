@@ -5,17 +5,52 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Size } from 'cdk8s';
 import * as kplus from 'cdk8s-plus-28';
-import { AggregatedApiServer, AggregatedApiServerProps, Certificates, DEFAULT_SERVER_IMAGE, FLUNDER, GENERIC_APISERVER_RULES, SERVING_CERT_CHECKSUM_ANNOTATION, WARDLE } from '../../lib';
+import {
+  AggregatedApiServer,
+  AggregatedApiServerProps,
+  Certificates,
+  DEFAULT_SERVER_IMAGE,
+  ETCD_CLIENT_CERT_CHECKSUM_ANNOTATION,
+  EtcdCertificates,
+  FLUNDER,
+  GENERIC_APISERVER_RULES,
+  SERVING_CERT_CHECKSUM_ANNOTATION,
+  Storage,
+  WARDLE,
+} from '../../lib';
+import { makeCa, makeLeaf } from '../support/pki';
 import { CLUSTER_SCOPED_KINDS, findObject, KubeObject, validateKubeObject } from './_kube-schemas';
 import { decodeBase64, fixtureCertificates, FIXTURE_PEMS, newChart, synth } from './_fixtures';
 
 /* eslint-disable @typescript-eslint/no-explicit-any */
 
+/** The default storage, with etcd's certificates from cert-manager: no keys are made, so the output is stable and nothing is written to disk. */
+function etcdStorage() {
+  return Storage.etcdCluster({ certificates: EtcdCertificates.certManager() });
+}
+
+/** The flags by which the props chose storage before `storage` existed. */
+const LEGACY_STORAGE_ARG = /^--(storage|etcd-servers)(=|$)/;
+
 function synthServer(props: Partial<AggregatedApiServerProps> = {}): { server: AggregatedApiServer; objects: KubeObject[] } {
   const chart = newChart();
-  const server = new AggregatedApiServer(chart, 'wardle', { api: WARDLE, certificates: fixtureCertificates(), ...props });
+  const ownStorage = props.storage !== undefined || props.sharedStorage !== undefined || (props.extraArgs ?? []).some((arg) => LEGACY_STORAGE_ARG.test(arg));
+  const server = new AggregatedApiServer(chart, 'wardle', { api: WARDLE, certificates: fixtureCertificates(), ...(ownStorage ? {} : { storage: etcdStorage() }), ...props });
   return { server, objects: synth(chart) };
 }
+
+/** etcd's objects are EtcdCluster's to test; here they are told apart by name. */
+function isEtcdObject(object: KubeObject): boolean {
+  return object.metadata.name.startsWith('wardle-apiserver-etcd');
+}
+
+const ETCD_ARGS = [
+  '--storage=etcd',
+  '--etcd-servers=https://wardle-apiserver-etcd-client.wardle.svc:2379',
+  '--etcd-cafile=/var/run/apiserver/etcd-client/ca.crt',
+  '--etcd-certfile=/var/run/apiserver/etcd-client/tls.crt',
+  '--etcd-keyfile=/var/run/apiserver/etcd-client/tls.key',
+];
 
 function podSpecOf(objects: KubeObject[]): any {
   return (findObject(objects, 'Deployment') as any).spec.template.spec;
@@ -38,8 +73,8 @@ describe('AggregatedApiServer with the defaults', () => {
   });
 
   test('emits exactly the expected objects', () => {
-    // THEN every step of the table is there, once
-    expect(objects.map((o) => `${o.kind}/${o.metadata.namespace ?? ''}/${o.metadata.name}`).sort()).toEqual(
+    // THEN every step of the table is there, once, and an etcd cluster beside them
+    expect(objects.filter((o) => !isEtcdObject(o)).map((o) => `${o.kind}/${o.metadata.namespace ?? ''}/${o.metadata.name}`).sort()).toEqual(
       [
         'APIService//v1alpha1.wardle.example.com',
         'APIService//v1beta1.wardle.example.com',
@@ -50,12 +85,20 @@ describe('AggregatedApiServer with the defaults', () => {
         'ClusterRoleBinding//wardle-apiserver:system:auth-delegator',
         'Deployment/wardle/wardle-apiserver',
         'Namespace//wardle',
+        'PodDisruptionBudget/wardle/wardle-apiserver',
         'RoleBinding/kube-system/wardle-apiserver:extension-apiserver-authentication-reader',
         'Secret/wardle/wardle-apiserver-tls',
         'Service/wardle/wardle-apiserver',
         'ServiceAccount/wardle/wardle-apiserver',
       ].sort(),
     );
+    expect(objects.filter(isEtcdObject).map((o) => o.kind)).toEqual(expect.arrayContaining(['StatefulSet', 'Service', 'PodDisruptionBudget', 'NetworkPolicy']));
+  });
+
+  test('etcd comes before the server in the output (apply order), the APIServices last', () => {
+    const kinds = objects.map((o) => o.kind);
+    expect(objects.findIndex((o) => o.kind === 'StatefulSet')).toBeLessThan(kinds.indexOf('Deployment'));
+    expect(kinds.slice(-2)).toEqual(['APIService', 'APIService']);
   });
 
   test('every object validates against the Kubernetes schemas', () => {
@@ -84,8 +127,10 @@ describe('AggregatedApiServer with the defaults', () => {
     expect(server.secretName).toBe('wardle-apiserver-tls');
     expect(server.caBundlePem).toBe(FIXTURE_PEMS.caBundlePem);
     expect(server.apiServices.map((a) => a.name)).toEqual(['v1beta1.wardle.example.com', 'v1alpha1.wardle.example.com']);
-    expect(server.podDisruptionBudget).toBeUndefined(); // one replica
+    expect(server.podDisruptionBudget?.name).toBe('wardle-apiserver'); // two replicas
     expect(server.certificatePems).toHaveLength(2);
+    expect(server.etcdCluster?.name).toBe('wardle-apiserver-etcd');
+    expect(server.storage.etcdClientSecretName).toBe(server.etcdCluster?.clientSecretName);
   });
 
   test('registers one APIService per served version, verified against the CA', () => {
@@ -185,7 +230,7 @@ describe('AggregatedApiServer with the defaults', () => {
     expect(editorVerbs('flunders/status').sort()).toEqual(['get', 'list', 'watch']);
   });
 
-  test('the container loads the mounted certificate and listens on 10250', () => {
+  test('the container loads the mounted certificates, stores in the etcd cluster and listens on 10250', () => {
     const container = containerOf(objects);
     expect(container.image).toBe(DEFAULT_SERVER_IMAGE);
     expect(container.imagePullPolicy).toBe('IfNotPresent');
@@ -193,7 +238,11 @@ describe('AggregatedApiServer with the defaults', () => {
       '--secure-port=10250',
       '--tls-cert-file=/var/run/apiserver/serving-cert/tls.crt',
       '--tls-private-key-file=/var/run/apiserver/serving-cert/tls.key',
+      ...ETCD_ARGS,
     ]);
+    const etcdMount = container.volumeMounts.find((m: any) => m.mountPath === '/var/run/apiserver/etcd-client');
+    expect(etcdMount.readOnly).toBe(true);
+    expect(podSpecOf(objects).volumes.find((v: any) => v.name === etcdMount.name).secret).toEqual({ secretName: 'wardle-apiserver-etcd-client-tls', defaultMode: 0o440 });
     expect(container.ports).toEqual([{ containerPort: 10250, name: 'https' }]);
     const certMount = container.volumeMounts.find((m: any) => m.mountPath === '/var/run/apiserver/serving-cert');
     expect(certMount.readOnly).toBe(true);
@@ -236,14 +285,14 @@ describe('AggregatedApiServer with the defaults', () => {
     expect(template.metadata.annotations[SERVING_CERT_CHECKSUM_ANNOTATION]).toBe(createHash('sha256').update(FIXTURE_PEMS.tlsCertPem).digest('hex'));
   });
 
-  test('runs one replica by default: the bundled server stores in memory, per pod', () => {
+  test('runs two replicas by default: they share the etcd cluster', () => {
     const deployment = findObject(objects, 'Deployment') as any;
-    expect(deployment.spec.replicas).toBe(1);
-    expect(objects.find((o) => o.kind === 'PodDisruptionBudget')).toBeUndefined();
+    expect(deployment.spec.replicas).toBe(2);
+    expect((findObject(objects, 'PodDisruptionBudget', 'wardle-apiserver') as any).spec.minAvailable).toBe(1);
   });
 
   test('the Service forwards 443 to the secure port of the pods', () => {
-    const service = findObject(objects, 'Service') as any;
+    const service = findObject(objects, 'Service', 'wardle-apiserver') as any;
     expect(service.spec.ports).toEqual([{ name: 'https', port: 443, targetPort: 10250 }]);
     const podLabels = (findObject(objects, 'Deployment') as any).spec.template.metadata.labels;
     expect(Object.keys(service.spec.selector).length).toBeGreaterThan(0);
@@ -252,10 +301,12 @@ describe('AggregatedApiServer with the defaults', () => {
 });
 
 describe('AggregatedApiServer options', () => {
-  test('shared storage: two replicas by default, with a PodDisruptionBudget and preferred anti-affinity', () => {
-    // GIVEN the bundled server on etcd WHEN synthesized without replicas
+  test('storage flags in extraArgs (as before storage was a prop): two replicas, a PodDisruptionBudget and preferred anti-affinity, no etcd deployed', () => {
+    // GIVEN the bundled server on an etcd of one's own WHEN synthesized without replicas
     const { objects } = synthServer({ extraArgs: ['--etcd-servers=https://etcd.wardle.svc:2379'] });
     // THEN
+    expect(objects.filter(isEtcdObject)).toEqual([]);
+    expect(containerOf(objects).args.filter((arg: string) => arg.startsWith('--etcd') || arg.startsWith('--storage'))).toEqual(['--etcd-servers=https://etcd.wardle.svc:2379']);
     const deployment = findObject(objects, 'Deployment') as any;
     expect(deployment.spec.replicas).toBe(2);
     const pdb = findObject(objects, 'PodDisruptionBudget') as any;
@@ -275,7 +326,7 @@ describe('AggregatedApiServer options', () => {
     // GIVEN replicas 1 WHEN synthesized
     const { server, objects } = synthServer({ replicas: 1 });
     // THEN
-    expect(objects.filter((o) => o.kind === 'PodDisruptionBudget')).toHaveLength(0);
+    expect(objects.filter((o) => o.kind === 'PodDisruptionBudget' && !isEtcdObject(o))).toHaveLength(0);
     expect(server.podDisruptionBudget).toBeUndefined();
     expect(podSpecOf(objects).affinity).toBeUndefined();
     expect((findObject(objects, 'Deployment') as any).spec.replicas).toBe(1);
@@ -326,7 +377,7 @@ describe('AggregatedApiServer options', () => {
     // GIVEN a ServiceAccount made elsewhere
     const chart = newChart();
     const serviceAccount = kplus.ServiceAccount.fromServiceAccountName(chart, 'Existing', 'platform-apiserver', { namespaceName: 'wardle' });
-    new AggregatedApiServer(chart, 'wardle', { api: WARDLE, certificates: fixtureCertificates(), serviceAccount });
+    new AggregatedApiServer(chart, 'wardle', { api: WARDLE, certificates: fixtureCertificates(), serviceAccount, storage: etcdStorage() });
     const objects = synth(chart);
     // THEN none is created, and the pod and every binding use it
     expect(objects.filter((o) => o.kind === 'ServiceAccount')).toHaveLength(0);
@@ -350,6 +401,7 @@ describe('AggregatedApiServer options', () => {
       groupPriorityMinimum: 2000,
       versionPriority: 100,
       certificates: fixtureCertificates(),
+      storage: etcdStorage(),
       priorityClassName: 'system-cluster-critical',
       extraArgs: ['--v=2'],
       env: { LOG_LEVEL: 'debug' },
@@ -366,13 +418,14 @@ describe('AggregatedApiServer options', () => {
       '--secure-port=8443',
       '--tls-cert-file=/var/run/apiserver/serving-cert/tls.crt',
       '--tls-private-key-file=/var/run/apiserver/serving-cert/tls.key',
+      ...ETCD_ARGS,
       '--v=2',
     ]);
     expect(container.env).toEqual([{ name: 'LOG_LEVEL', value: 'debug' }]);
     expect(container.ports).toEqual([{ containerPort: 8443, name: 'https' }]);
     expect(container.livenessProbe.httpGet.port).toBe(8443);
     expect(container.readinessProbe.httpGet.port).toBe(8443);
-    expect((findObject(objects, 'Service') as any).spec.ports).toEqual([{ name: 'https', port: 443, targetPort: 8443 }]);
+    expect((findObject(objects, 'Service', 'wardle-apiserver') as any).spec.ports).toEqual([{ name: 'https', port: 443, targetPort: 8443 }]);
     expect(podSpecOf(objects).priorityClassName).toBe('system-cluster-critical');
     expect(container.resources).toEqual({ requests: { cpu: '250m', memory: '256Mi' }, limits: { memory: '512Mi' } });
     const apiServices = objects.filter((o) => o.kind === 'APIService') as any[];
@@ -419,6 +472,127 @@ describe('AggregatedApiServer options', () => {
   });
 });
 
+describe('AggregatedApiServer storage', () => {
+  test('the default: an etcd cluster named after the server, its client certificate mounted and its checksum on the pod', () => {
+    // GIVEN no storage prop, and etcd's PKI in a temporary directory
+    const pkiDirectory = mkdtempSync(join(tmpdir(), 'aggregated-api-server-etcd-'));
+    try {
+      const chart = newChart();
+      const server = new AggregatedApiServer(chart, 'wardle', { api: WARDLE, certificates: fixtureCertificates(), storage: Storage.etcdCluster({ certificates: EtcdCertificates.selfSigned({ pkiDirectory }) }) });
+      const objects = synth(chart);
+      // THEN the server stores in it, and a new client certificate rolls the pods
+      const cluster = server.etcdCluster!;
+      expect(cluster.clientUrl).toBe('https://wardle-apiserver-etcd-client.wardle.svc:2379');
+      expect(containerOf(objects).args).toEqual(expect.arrayContaining(ETCD_ARGS));
+      const template = (findObject(objects, 'Deployment') as any).spec.template;
+      expect(cluster.clientCertificateChecksum).toMatch(/^[0-9a-f]{64}$/);
+      expect(template.metadata.annotations[ETCD_CLIENT_CERT_CHECKSUM_ANNOTATION]).toBe(cluster.clientCertificateChecksum);
+      const clientSecret = findObject(objects, 'Secret', cluster.clientSecretName) as any;
+      expect(Object.keys(clientSecret.data).sort()).toEqual(['ca.crt', 'tls.crt', 'tls.key']);
+      // AND what etcd's PKI store did is the storage's to report
+      expect(server.storage.pkiActions).toEqual(cluster.pkiActions);
+      expect(cluster.pkiActions.length).toBeGreaterThan(0);
+      // AND only the server's pods are etcd's clients: its NetworkPolicies select them by the server's labels
+      const selector = (findObject(objects, 'Deployment') as any).spec.selector.matchLabels;
+      const policies = JSON.stringify(objects.filter((o) => o.kind === 'NetworkPolicy'));
+      expect(policies).toContain(JSON.stringify(selector).slice(1, -1));
+      for (const object of objects) expect(() => validateKubeObject(object)).not.toThrow();
+    } finally {
+      rmSync(pkiDirectory, { recursive: true, force: true });
+    }
+  });
+
+  test('the default without a storage prop is Storage.etcdCluster()', () => {
+    // GIVEN no storage, sharedStorage or storage flags
+    const chart = newChart();
+    const pkiDirectory = mkdtempSync(join(tmpdir(), 'aggregated-api-server-default-'));
+    const cwd = process.cwd();
+    try {
+      // (EtcdCertificates.selfSigned() keeps its PKI in .pki/ of the working directory)
+      process.chdir(pkiDirectory);
+      const server = new AggregatedApiServer(chart, 'wardle', { api: WARDLE, certificates: fixtureCertificates() });
+      // THEN
+      expect(server.etcdCluster?.statefulSet).toBeDefined();
+      expect(server.deployment.replicas).toBe(2);
+    } finally {
+      process.chdir(cwd);
+      rmSync(pkiDirectory, { recursive: true, force: true });
+    }
+  });
+
+  describe('an external etcd', () => {
+    const ca = makeCa('external etcd CA');
+    const client = makeLeaf(ca, { cn: 'wardle-apiserver', extendedKeyUsages: ['clientAuth'] });
+    const stranger = makeLeaf(makeCa('someone else'), { cn: 'stranger' });
+    const servers = ['https://etcd-0.example:2379', 'https://etcd-1.example:2379'];
+
+    test('from PEM: a client Secret the pods mount, its checksum on the pod, the servers in --etcd-servers, no etcd deployed', () => {
+      const { server, objects } = synthServer({ storage: Storage.externalEtcd({ servers, pem: { caPem: ca.certPem, certPem: client.certPem, keyPem: client.keyPem } }) });
+      expect(server.etcdCluster).toBeUndefined();
+      expect(objects.filter((o) => o.kind === 'StatefulSet')).toEqual([]);
+      const secret = findObject(objects, 'Secret', 'wardle-apiserver-etcd-client') as any;
+      expect(secret.type).toBe('kubernetes.io/tls');
+      expect([decodeBase64(secret.data['ca.crt']), decodeBase64(secret.data['tls.crt']), decodeBase64(secret.data['tls.key'])]).toEqual([ca.certPem, client.certPem, client.keyPem]);
+      expect(containerOf(objects).args).toEqual(expect.arrayContaining(['--storage=etcd', `--etcd-servers=${servers.join(',')}`, '--etcd-certfile=/var/run/apiserver/etcd-client/tls.crt']));
+      const template = (findObject(objects, 'Deployment') as any).spec.template;
+      expect(template.metadata.annotations[ETCD_CLIENT_CERT_CHECKSUM_ANNOTATION]).toBe(createHash('sha256').update(client.certPem).digest('hex'));
+      expect(template.spec.volumes.map((v: any) => v.secret?.secretName)).toContain('wardle-apiserver-etcd-client');
+      expect(template.spec.replicas ?? (findObject(objects, 'Deployment') as any).spec.replicas).toBe(2);
+      for (const object of objects) expect(() => validateKubeObject(object)).not.toThrow();
+    });
+
+    test('from files, read when bound', () => {
+      const dir = mkdtempSync(join(tmpdir(), 'aggregated-api-server-external-'));
+      try {
+        writeFileSync(join(dir, 'ca.crt'), ca.certPem);
+        writeFileSync(join(dir, 'client.crt'), client.certPem);
+        writeFileSync(join(dir, 'client.key'), client.keyPem, { mode: 0o600 });
+        const { objects } = synthServer({ storage: Storage.externalEtcd({ servers, files: { caFile: join(dir, 'ca.crt'), certFile: join(dir, 'client.crt'), keyFile: join(dir, 'client.key') } }) });
+        expect(decodeBase64((findObject(objects, 'Secret', 'wardle-apiserver-etcd-client') as any).data['tls.crt'])).toBe(client.certPem);
+      } finally {
+        rmSync(dir, { recursive: true, force: true });
+      }
+    });
+
+    test('from an existing Secret: nothing emitted, the named Secret mounted, no checksum to roll on', () => {
+      const { objects } = synthServer({ storage: Storage.externalEtcd({ servers, secretName: 'etcd-client-cert' }) });
+      expect(objects.filter((o) => o.kind === 'Secret').map((o) => o.metadata.name)).toEqual(['wardle-apiserver-tls']);
+      const template = (findObject(objects, 'Deployment') as any).spec.template;
+      expect(template.spec.volumes.map((v: any) => v.secret?.secretName)).toContain('etcd-client-cert');
+      expect(template.metadata.annotations[ETCD_CLIENT_CERT_CHECKSUM_ANNOTATION]).toBeUndefined();
+    });
+
+    test.each([
+      ['a key that is not the certificate\'s', { caPem: ca.certPem, certPem: client.certPem, keyPem: stranger.keyPem }, /keyPem does not match certPem/],
+      ['a certificate the CA does not verify', { caPem: ca.certPem, certPem: stranger.certPem, keyPem: stranger.keyPem }, /certPem \(issuer CN=someone else\) is not verified by caPem/],
+      ['a CA bundle without a certificate', { caPem: 'junk', certPem: client.certPem, keyPem: client.keyPem }, /caPem holds no PEM certificate/],
+      ['a key that is no key', { caPem: ca.certPem, certPem: client.certPem, keyPem: 'junk' }, /keyPem is not a valid PEM private key/],
+    ])('fails for %s', (_what, pem, message) => {
+      expect(() => synthServer({ storage: Storage.externalEtcd({ servers, pem }) })).toThrow(message);
+    });
+  });
+
+  test('memory: one replica told --storage=memory, no etcd, no PodDisruptionBudget', () => {
+    const { server, objects } = synthServer({ storage: Storage.memory() });
+    expect(containerOf(objects).args).toEqual([
+      '--secure-port=10250',
+      '--tls-cert-file=/var/run/apiserver/serving-cert/tls.crt',
+      '--tls-private-key-file=/var/run/apiserver/serving-cert/tls.key',
+      '--storage=memory',
+    ]);
+    expect((findObject(objects, 'Deployment') as any).spec.replicas).toBe(1);
+    expect(objects.filter((o) => o.kind === 'PodDisruptionBudget' || isEtcdObject(o))).toEqual([]);
+    expect(server.etcdCluster).toBeUndefined();
+  });
+
+  test('custom: a shared store of the image\'s own, no storage flags added', () => {
+    const { objects } = synthServer({ image: 'registry.example.com/go-apiserver:1.0', storage: Storage.custom({ shared: true }), extraArgs: ['--etcd-servers=https://etcd:2379'], replicas: 3 });
+    expect(containerOf(objects).args.slice(3)).toEqual(['--etcd-servers=https://etcd:2379']);
+    expect((findObject(objects, 'Deployment') as any).spec.replicas).toBe(3);
+    expect(objects.filter(isEtcdObject)).toEqual([]);
+  });
+});
+
 describe('AggregatedApiServer validation', () => {
   const cases: [string, Partial<AggregatedApiServerProps>, RegExp][] = [
     ['a namespace that is not a DNS-1123 label', { namespace: 'Bad_NS' }, /namespace "Bad_NS" is not a valid DNS-1123 label \(lowercase letters, digits and '-', at most 63 characters\)/],
@@ -427,8 +601,11 @@ describe('AggregatedApiServer validation', () => {
     ['a label that would weaken the Namespace\'s Pod Security Standard', { labels: { 'pod-security.kubernetes.io/enforce': 'baseline' } }, /labels "pod-security.kubernetes.io\/enforce" would override the Namespace's Pod Security Standard "restricted"/],
     ['createNamespace true for kube-system', { namespace: 'kube-system', createNamespace: true }, /createNamespace is true for namespace "kube-system", which Kubernetes creates itself/],
     ['replicas 0', { replicas: 0 }, /replicas 0 is not valid \(expected an integer >= 1\)/],
-    ['two replicas without shared storage', { replicas: 2 }, /replicas 2 needs shared storage: without it each pod keeps its own objects/],
+    ['two replicas in memory', { replicas: 2, storage: Storage.memory() }, /replicas 2 needs shared storage, and storage Storage.memory\(\) keeps each pod's objects in that pod/],
+    ['two replicas of a custom image that does not share', { replicas: 2, sharedStorage: false }, /replicas 2 needs shared storage, and storage Storage.custom\(\{ shared: false \}\)/],
     ['two replicas, sharedStorage false despite --etcd-servers', { replicas: 2, sharedStorage: false, extraArgs: ['--etcd-servers=http://etcd:2379'] }, /replicas 2 needs shared storage/],
+    ['storage flags in extraArgs beside storage', { storage: Storage.memory(), extraArgs: ['--etcd-servers=https://etcd:2379'] }, /extraArgs "--etcd-servers=https:\/\/etcd:2379" conflicts with storage, which sets the server's storage flags/],
+    ['storage and sharedStorage both', { storage: Storage.memory(), sharedStorage: true }, /sharedStorage true and storage are both set/],
     ['replicas -1', { replicas: -1 }, /replicas -1 is not valid \(expected an integer >= 1\)/],
     ['fractional replicas', { replicas: 1.5 }, /replicas 1.5 is not valid/],
     ['securePort 0', { securePort: 0 }, /securePort 0 is not valid \(expected an integer from 1 to 65535\)/],
@@ -444,6 +621,16 @@ describe('AggregatedApiServer validation', () => {
   test.each(cases)('fails for %s', (_what, props, message) => {
     // GIVEN a bad prop WHEN constructed THEN the error names the prop, the value and the expectation
     expect(() => synthServer(props)).toThrow(message);
+  });
+
+  test.each([
+    ['without servers', () => Storage.externalEtcd({ servers: [], secretName: 'etcd-client' }), /servers is empty/],
+    ['over http', () => Storage.externalEtcd({ servers: ['http://etcd:2379'], secretName: 'etcd-client' }), /servers contains "http:\/\/etcd:2379", which is not an https:\/\/ client URL with a port/],
+    ['without a port', () => Storage.externalEtcd({ servers: ['https://etcd'], secretName: 'etcd-client' }), /servers contains "https:\/\/etcd", which is not an https:\/\/ client URL with a port/],
+    ['without a client certificate', () => Storage.externalEtcd({ servers: ['https://etcd:2379'] }), /externalEtcd takes exactly one of pem, files and secretName \(got none\)/],
+    ['with a Secret and files', () => Storage.externalEtcd({ servers: ['https://etcd:2379'], secretName: 's', files: { caFile: 'a', certFile: 'b', keyFile: 'c' } }), /got files and secretName/],
+  ])('fails for an external etcd %s', (_what, make, message) => {
+    expect(make).toThrow(message);
   });
 
   test('fails when the certificate is not for the Service (wrong namespace)', () => {
