@@ -25,7 +25,7 @@ export interface BoundStorage {
   readonly args: readonly string[];
   /** A `kubernetes.io/tls` Secret (tls.crt, tls.key, ca.crt) mounted read-only at `ETCD_CLIENT_CERT_DIRECTORY`. @default - none */
   readonly etcdClientSecretName?: string;
-  /** SHA-256 of the client certificate: a pod annotation, so a new certificate rolls the pods. @default - none */
+  /** A SHA-256 checksum of the client certificate (and, from an `EtcdCluster`, its CA bundle): a pod annotation, so new certificates roll the pods. @default - none */
   readonly etcdClientCertificateChecksum?: string;
   /** The etcd deployed with the server. @default - none */
   readonly etcdCluster?: EtcdCluster;
