@@ -87,18 +87,37 @@ function tableOptions(scope: RequestScope, metaVersion: string): TableOptions {
 }
 
 /**
- * One stored value (storage version) as the JSON text of the negotiated representation in the
- * request version. For a read, objects and PartialObjectMetadata come from the codec's per-value
- * cache; the answer to a write is serialized once, uncached (the next read or watch event caches
- * it if anyone needs it; caching every write would cost memory and time for objects nobody
- * reads). A Table is built each time (its Age cells depend on the clock).
+ * One stored value (storage version) read by a GET, as encoded JSON of the negotiated
+ * representation in the request version: objects and PartialObjectMetadata are the codec's cached
+ * bytes of the value (serialized and encoded once per value and form, shared with lists), written
+ * as they are. A Table is built each time (its Age cells depend on the clock).
  */
-function storedText(scope: RequestScope, value: StoredValue, read: boolean): string {
+function readObjectBody(scope: RequestScope, value: StoredValue): Buffer {
   const { codec, output } = scope;
   const version = scope.version.name;
   switch (output.as) {
     case 'Object':
-      return read ? codec.storedJson(value, version) : JSON.stringify(codec.fromStorage(value, version));
+      return codec.storedBytes(value, version);
+    case 'PartialObjectMetadata':
+      return codec.storedBytes(value, version, output.version);
+    case 'PartialObjectMetadataList':
+      throw errors.notAcceptable(['application/json', 'application/json;as=Table;v=v1;g=meta.k8s.io']);
+    case 'Table':
+      return Buffer.from(JSON.stringify(objectTable(codec.fromStorage(value, version), tableOptions(scope, output.version))));
+  }
+}
+
+/**
+ * The answer to a write: the object written (or deleted) as JSON text of the negotiated
+ * representation, serialized once, uncached (the next read or watch event caches it if anyone
+ * needs it; caching every write would cost memory and time for objects nobody reads).
+ */
+function writtenText(scope: RequestScope, value: StoredValue): string {
+  const { codec, output } = scope;
+  const version = scope.version.name;
+  switch (output.as) {
+    case 'Object':
+      return JSON.stringify(codec.fromStorage(value, version));
     case 'PartialObjectMetadata':
       return codec.storedJson(value, version, output.version);
     case 'PartialObjectMetadataList':
@@ -162,14 +181,14 @@ function listBody(scope: RequestScope, items: readonly StoredValue[], listMeta: 
 
 /** Answers a write with the object written (or deleted). */
 function respondWritten(scope: RequestScope, code: number, value: StoredValue, warnings: readonly string[] = []): void {
-  sendJson(scope.res, code, Buffer.from(storedText(scope, value, false)), warnings);
+  sendJson(scope.res, code, Buffer.from(writtenText(scope, value)), warnings);
 }
 
 // ---- get.go: get, list, watch ----------------------------------------------------------------
 
 export async function getObject(scope: RequestScope): Promise<void> {
   const value = await scope.store.get(scope.info.namespace, scope.info.name, { resourceVersion: parseResourceVersion(scope.query) });
-  sendJson(scope.res, 200, Buffer.from(storedText(scope, value, true)));
+  sendJson(scope.res, 200, readObjectBody(scope, value));
 }
 
 export async function listObjects(scope: RequestScope): Promise<void> {
