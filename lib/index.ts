@@ -11,4 +11,6 @@ export * from './custom-resource-definitions';
 export * from './pki';
 export * from './etcd-certificates';
 export * from './etcd-cluster';
-export * from './storage';
+// Not `export *`: _checkEtcdClientCertificate is the CLI's, not the package's.
+export { Storage } from './storage';
+export type { BoundStorage, CustomStorageOptions, EtcdClusterStorageOptions, ExternalEtcdStorageOptions, IStorage, StorageRequest } from './storage';

@@ -29,8 +29,6 @@ export interface BoundStorage {
   readonly etcdClientCertificateChecksum?: string;
   /** The etcd deployed with the server. @default - none */
   readonly etcdCluster?: EtcdCluster;
-  /** The storage's certificates in the output, for summaries. @default [] */
-  readonly certificatePems?: readonly string[];
   /** What the etcd PKI store did. @default [] */
   readonly pkiActions?: readonly string[];
 }
@@ -76,7 +74,7 @@ export interface CustomStorageOptions {
 export class Storage {
   /**
    * The default: an `EtcdCluster` named `<server name>-etcd` in the server's namespace (3 members,
-   * TLS for clients and peers, a PodDisruptionBudget, NetworkPolicies admitting only the server's
+   * TLS for clients and peers, a PodDisruptionBudget, a NetworkPolicy admitting only the server's
    * pods), and the server pointed at its client Service with its client certificate.
    */
   public static etcdCluster(options: EtcdClusterStorageOptions = {}): IStorage {
@@ -97,7 +95,6 @@ export class Storage {
           etcdClientSecretName: cluster.clientSecretName,
           etcdClientCertificateChecksum: cluster.clientCertificateChecksum,
           etcdCluster: cluster,
-          certificatePems: cluster.certificatePems,
           pkiActions: cluster.pkiActions,
         };
       },
@@ -132,7 +129,6 @@ export class Storage {
           args: _etcdArgs(servers),
           etcdClientSecretName: secret.name,
           etcdClientCertificateChecksum: createHash('sha256').update(pem.certPem).digest('hex'),
-          certificatePems: [...splitPemBundle(pem.certPem), ...splitPemBundle(pem.caPem)],
         };
       },
     };
