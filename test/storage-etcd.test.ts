@@ -241,6 +241,34 @@ describe('EtcdStorage on a plain etcd', () => {
     expect(seen.errors).toEqual([]);
   });
 
+  test('a live event of a write this store made carries the object the write returned; another client\'s write is decoded', async () => {
+    // GIVEN a watch, and a second store on the same etcd (another replica)
+    const seen = recorder();
+    const watch = storage.watch('/flunders/', await storage.currentRevision(), seen.callbacks);
+    const other = newStorage();
+    await waitFor('the watch to be created', async () => {
+      await other.create(`/flunders/probe/${seen.events.length}-${Date.now()}`, obj('probe'));
+      return seen.events.length > 0;
+    });
+    const before = seen.events.length;
+
+    // WHEN this store creates and updates, and the other one updates
+    const created = await storage.create('/flunders/ns/mine', obj('mine', { v: 1 }));
+    const updated = await storage.update('/flunders/ns/mine', obj('mine', { v: 2 }), created.modRevision);
+    const theirs = await other.update('/flunders/ns/mine', obj('mine', { v: 3 }), updated.modRevision);
+    await waitFor('the three events', () => seen.events.length === before + 3);
+    watch.stop();
+
+    // THEN this store's writes reach the watch as the very objects they returned (not decoded again); the other's equal its value
+    const [added, modified, foreign] = seen.events.slice(before);
+    expect(added.object).toBe(created.value);
+    expect(modified.object).toBe(updated.value);
+    expect(modified.prevObject).toEqual(created.value);
+    expect(foreign.object).not.toBe(theirs.value);
+    expect(foreign.object).toEqual(theirs.value);
+    expect(Object.isFrozen(foreign.object)).toBe(true);
+  });
+
   test('watch from a revision skips the events at and before it', async () => {
     // GIVEN
     const a = await storage.create('/flunders/ns/a', obj('a'));

@@ -36,6 +36,7 @@
  * (its socket buffering) does not hold others back, and one that throws is ended alone.
  */
 import type { Logger } from 'pino';
+import { encodedSize } from './frozen';
 import { HistoryEntry, Keyspace } from './keyspace';
 import {
   ExpiredError,
@@ -418,7 +419,7 @@ class ResourceCache {
       const createRevision = event.type === 'ADDED' ? event.revision : (prev?.createRevision ?? event.revision);
       this.objects.put({ key: event.key, value: event.object, createRevision, modRevision: event.revision });
     }
-    const bytes = event.key.length + JSON.stringify(event.object).length;
+    const bytes = event.key.length + encodedSize(event.object);
     this.record(prev ? { event, prev, bytes } : { event, bytes }); // no spread: one entry shape for V8
     this.lastEventRevision = event.revision;
     this.revision = Math.max(this.revision, event.revision);

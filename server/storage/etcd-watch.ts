@@ -37,6 +37,8 @@ export interface EtcdWatchContext {
   readonly keyPrefix: string;
   /** A stored value, versioned at `revision` and frozen. */
   decode(value: Buffer, revision: number): StoredValue;
+  /** The value this process stored under `key` (a registry key) at `revision`, if it still has it: the event's object without decoding it. */
+  written?(key: string, revision: number): StoredValue | undefined;
   currentRevision(): Promise<number>;
   /** One KV range (with the store's deadline and error handling). */
   range(request: IRangeRequest): Promise<IRangeResponse>;
@@ -258,7 +260,7 @@ export class EtcdWatch implements StorageWatch {
       const object = prev ? this.context.decode(prev.value, revision) : Object.freeze({ metadata: Object.freeze({ resourceVersion: String(revision) }) });
       return prevObject ? { type: 'DELETED', key, revision, object, prevObject } : { type: 'DELETED', key, revision, object };
     }
-    const object = this.context.decode(event.kv.value, revision);
+    const object = this.context.written?.(key, revision) ?? this.context.decode(event.kv.value, revision);
     if (event.kv.create_revision === event.kv.mod_revision) return { type: 'ADDED', key, revision, object };
     return prevObject ? { type: 'MODIFIED', key, revision, object, prevObject } : { type: 'MODIFIED', key, revision, object };
   }

@@ -15,9 +15,10 @@
  * and at once when a request finds etcd unavailable. Watches end with `StorageUnavailableError`
  * when their connection is lost (see etcd-watch.ts); the caller watches again.
  */
-import { deepFreeze } from './frozen';
+import { deepFreeze, recordEncodedSize } from './frozen';
 import { performance } from 'node:perf_hooks';
 import {
+  castGrpcError,
   ClientClosedError,
   CompareResult,
   CompareTarget,
@@ -27,7 +28,10 @@ import {
   IOptions,
   IRangeRequest,
   IRangeResponse,
+  ITxnRequest,
+  ITxnResponse,
   isRecoverableError,
+  WatchClient,
 } from 'etcd3';
 import type { Logger } from 'pino';
 import { EtcdTlsPem, grpcReason, probeEtcd } from './etcd-health';
@@ -74,6 +78,9 @@ const HEALTH_CHECK_INTERVAL_MS = 2500;
 /** kube-apiserver's key for coordinating compaction between replicas (storage/etcd3/compact.go). */
 const COMPACT_REV_KEY = Buffer.from('compact_rev_key');
 
+/** Values this process wrote and whose watch events have not arrived yet, at most (oldest dropped first). */
+const MAX_AWAITED_EVENTS = 1024;
+
 /** Rows fetched per range while a filter discards some of them. */
 const FILTERED_PAGE_SIZE = 500;
 
@@ -93,6 +100,7 @@ function decode(json: Buffer, revision: number): StoredValue {
   const parsed = value.metadata;
   const metadata = (parsed !== null && typeof parsed === 'object' ? parsed : (value.metadata = { ...(parsed ?? {}) })) as Record<string, unknown>;
   metadata.resourceVersion = String(revision);
+  recordEncodedSize(value, json.length);
   return deepFreeze(value);
 }
 
@@ -120,12 +128,17 @@ function isUnavailable(error: unknown): boolean {
 const COMPACTED = /required revision has been compacted/;
 const FUTURE = /required revision is a future revision/;
 
+/** Runs one request, retrying it on the next server while it could not be sent. */
+interface FailoverPolicy {
+  execute<T>(run: () => Promise<T>): Promise<T>;
+}
+
 /**
  * etcd3's pool runs each request through this policy with a host iterator that moves to the next
  * server on every attempt: retry only what was never sent, once per server.
  */
-function failoverPolicy(servers: number): NonNullable<IOptions['faultHandling']>['global'] {
-  const policy = {
+function failoverPolicy(servers: number): FailoverPolicy {
+  return {
     async execute<T>(run: () => Promise<T>): Promise<T> {
       for (let attempt = 1; ; attempt++) {
         try {
@@ -136,9 +149,20 @@ function failoverPolicy(servers: number): NonNullable<IOptions['faultHandling']>
       }
     },
   };
-  // Only `execute` is called by the pool; the rest of cockatiel's IPolicy is events we do not need.
-  return policy as unknown as NonNullable<IOptions['faultHandling']>['global'];
 }
+
+/**
+ * What EtcdStorage calls of etcd3's connection pool (`Etcd3`'s protected `pool`, a
+ * `ConnectionPool` from etcd3/lib/connection-pool): the gRPC client of a server its breaker lets
+ * through, and the order in which it tries the servers.
+ */
+interface EtcdConnectionPool {
+  withConnection<T>(service: 'KV', fn: (connection: { client: object; metadata: unknown }) => Promise<T>, hosts: Generator<unknown, void, unknown>): Promise<T>;
+  shuffledHosts(): Generator<unknown, void, unknown>;
+}
+
+/** A generated grpc-js unary method of etcd's KV service, as etcd3's clients hold them. */
+type UnaryMethod = (request: unknown, metadata: unknown, options: { deadline: number }, callback: (error: Error | null, response: unknown) => void) => void;
 
 function validateServers(servers: readonly string[]): void {
   if (servers.length === 0) throw new Error('no etcd servers given');
@@ -166,11 +190,21 @@ function serversUseTls(servers: readonly string[]): boolean {
 
 export class EtcdStorage implements Storage {
   private readonly client: Etcd3;
+  /** The client's connection pool: a gRPC channel and a circuit breaker per server. */
+  private readonly pool: EtcdConnectionPool;
+  private readonly failover: FailoverPolicy;
   private readonly prefix: string;
   private readonly requestTimeoutMs: number;
   private readonly healthcheckTimeoutMs: number;
   private readonly logger: Logger;
   private readonly watches = new Set<EtcdWatch>();
+  /**
+   * The value each create and update of this process stored, by key, until its watch event
+   * arrives: the event then carries that object instead of decoding the same JSON again (the
+   * watch cache keeps it, and the serialization the registry cached on it while answering the
+   * write serves later reads).
+   */
+  private readonly awaitedEvents = new Map<string, { readonly revision: number; readonly value: StoredValue }>();
   private unready: string | undefined = 'etcd: not checked yet';
   private healthCheckInFlight: Promise<string | undefined> | undefined;
   private healthTimer: NodeJS.Timeout | undefined;
@@ -184,6 +218,7 @@ export class EtcdStorage implements Storage {
     this.healthcheckTimeoutMs = options.healthcheckTimeoutMs ?? 2000;
     this.logger = options.logger;
     const tls = options.tls;
+    this.failover = failoverPolicy(options.servers.length);
     this.client = new Etcd3({
       hosts: [...options.servers],
       // Only for https:// servers: as etcd's Go client (CREDS_DROP for http://), the TLS flags do
@@ -203,22 +238,26 @@ export class EtcdStorage implements Storage {
         // Finds a dead connection with no traffic (etcd permits pings every 5 s during streams).
         'grpc.keepalive_time_ms': 30_000,
         'grpc.keepalive_timeout_ms': 10_000,
+        // Per-call bookkeeping for the channelz debugging service, which nothing here serves.
+        'grpc.enable_channelz': 0,
       },
       // Streams (watches) live on; each other call has the request deadline.
       defaultCallOptions: (context) => (context.isStream ? {} : { deadline: Date.now() + this.requestTimeoutMs }),
-      faultHandling: { global: failoverPolicy(options.servers.length) },
+      // Only `execute` is called by the pool; the rest of cockatiel's IPolicy is events we do not need.
+      faultHandling: { global: this.failover as unknown as NonNullable<IOptions['faultHandling']>['global'] },
     });
+    this.pool = (this.client as unknown as { readonly pool: EtcdConnectionPool }).pool;
     this.scheduleHealthCheck(0);
   }
 
   async currentRevision(): Promise<number> {
     // A count of one key: O(1) in etcd, and the header carries the store's revision.
-    const response = await this.request('currentRevision', false, () => this.client.kv.range({ key: Buffer.from(this.prefix), count_only: true }));
+    const response = await this.request('currentRevision', false, () => this.range({ key: Buffer.from(this.prefix), count_only: true }));
     return Number(response.header.revision);
   }
 
   async get(key: string, options: GetOptions = {}): Promise<StoredObject | undefined> {
-    const read = (): Promise<IRangeResponse> => this.request('get', false, () => this.client.kv.range({ key: this.etcdKey(key) }), key);
+    const read = (): Promise<IRangeResponse> => this.request('get', false, () => this.range({ key: this.etcdKey(key) }), key);
     let response = await read();
     // Read first, as etcd3's Get checks minimumResourceVersion against the answer: one round trip when etcd has reached it.
     if (options.minRevision !== undefined && Number(response.header.revision) < options.minRevision) {
@@ -239,7 +278,7 @@ export class EtcdStorage implements Storage {
     const page = async (from: Buffer, rows: number | undefined): Promise<IRangeResponse> => {
       const request: IRangeRequest = { key: from, range_end: end, ...(rows !== undefined ? { limit: rows } : {}), ...(revision !== undefined ? { revision } : {}) };
       try {
-        return await this.request('list', false, () => this.client.kv.range(request), prefix);
+        return await this.request('list', false, () => this.range(request), prefix);
       } catch (error) {
         if (revision !== undefined && COMPACTED.test(messageOf(error))) throw new ExpiredError(revision, await this.compactedRevision(revision));
         if (revision !== undefined && FUTURE.test(messageOf(error))) throw new TooLargeRevisionError(revision, await this.currentRevision());
@@ -277,7 +316,7 @@ export class EtcdStorage implements Storage {
     const etcdKey = this.etcdKey(key);
     const json = encode(value);
     const response = await this.request('create', true, () =>
-      this.client.kv.txn({
+      this.txn({
         compare: [{ key: etcdKey, target: CompareTarget.Create, result: CompareResult.Equal, create_revision: 0 }],
         success: [{ request_put: { key: etcdKey, value: json } }],
         failure: [],
@@ -286,14 +325,14 @@ export class EtcdStorage implements Storage {
     );
     if (!response.succeeded) throw new KeyExistsError(key);
     const revision = Number(response.header.revision);
-    return { key, value: decode(json, revision), createRevision: revision, modRevision: revision };
+    return { key, value: this.written(key, json, revision), createRevision: revision, modRevision: revision };
   }
 
   async update(key: string, value: StoredValue, expectedModRevision: number): Promise<StoredObject> {
     const etcdKey = this.etcdKey(key);
     const json = encode(value);
     const response = await this.request('update', true, () =>
-      this.client.kv.txn({
+      this.txn({
         compare: [{ key: etcdKey, target: CompareTarget.Mod, result: CompareResult.Equal, mod_revision: expectedModRevision }],
         success: [{ request_put: { key: etcdKey, value: json, prev_kv: true } }],
         failure: [{ request_range: { key: etcdKey } }],
@@ -305,13 +344,13 @@ export class EtcdStorage implements Storage {
     const prev = response.responses[0]?.response_put?.prev_kv;
     // prev_kv is there: the compare just saw the key.
     const createRevision = prev ? Number(prev.create_revision) : revision;
-    return { key, value: decode(json, revision), createRevision, modRevision: revision };
+    return { key, value: this.written(key, json, revision), createRevision, modRevision: revision };
   }
 
   async delete(key: string, expectedModRevision: number): Promise<StoredObject> {
     const etcdKey = this.etcdKey(key);
     const response = await this.request('delete', true, () =>
-      this.client.kv.txn({
+      this.txn({
         compare: [{ key: etcdKey, target: CompareTarget.Mod, result: CompareResult.Equal, mod_revision: expectedModRevision }],
         success: [{ request_delete_range: { key: etcdKey, prev_kv: true } }],
         failure: [{ request_range: { key: etcdKey } }],
@@ -341,8 +380,9 @@ export class EtcdStorage implements Storage {
         watchClient: this.client.watchClient,
         keyPrefix: this.prefix,
         decode,
+        written: (key, revision) => this.takeWritten(key, revision),
         currentRevision: () => this.currentRevision(),
-        range: (request) => this.request('list', false, () => this.client.kv.range(request)),
+        range: (request) => this.request('list', false, () => this.range(request)),
         requestTimeoutMs: this.requestTimeoutMs,
         unavailable: (reason) => this.unavailable(reason),
       },
@@ -395,7 +435,7 @@ export class EtcdStorage implements Storage {
 
   private async compactOnce(compactTime: number, revision: number): Promise<[number, number]> {
     const response = await this.request('compact', true, () =>
-      this.client.kv.txn({
+      this.txn({
         compare: [{ key: COMPACT_REV_KEY, target: CompareTarget.Version, result: CompareResult.Equal, version: compactTime }],
         // The put increments the key's version: the next interval's compare.
         success: [{ request_put: { key: COMPACT_REV_KEY, value: Buffer.from(String(revision)) } }],
@@ -470,6 +510,24 @@ export class EtcdStorage implements Storage {
     if (!this.healthCheckInFlight) this.scheduleHealthCheck(0);
   }
 
+  /** The stored value of a write this process made, kept for its watch event. */
+  private written(key: string, json: Buffer, revision: number): StoredValue {
+    const value = decode(json, revision);
+    if (this.watches.size === 0) return value; // no watch will ask for it
+    this.awaitedEvents.delete(key); // re-inserted last: the map is in write order
+    this.awaitedEvents.set(key, { revision, value });
+    if (this.awaitedEvents.size > MAX_AWAITED_EVENTS) this.awaitedEvents.delete(this.awaitedEvents.keys().next().value as string);
+    return value;
+  }
+
+  /** The value this process stored under `key` at `revision`, once (the watch event of that write). */
+  private takeWritten(key: string, revision: number): StoredValue | undefined {
+    const awaited = this.awaitedEvents.get(key);
+    if (awaited === undefined || awaited.revision > revision) return undefined;
+    this.awaitedEvents.delete(key);
+    return awaited.revision === revision ? awaited.value : undefined;
+  }
+
   private etcdKey(key: string): Buffer {
     return Buffer.from(this.prefix + key);
   }
@@ -501,7 +559,7 @@ export class EtcdStorage implements Storage {
    */
   private async compactedRevision(requested: number): Promise<number> {
     const fallback = requested + 1;
-    let stream: Awaited<ReturnType<Etcd3['watchClient']['watch']>>;
+    let stream: Awaited<ReturnType<WatchClient['watch']>>;
     try {
       stream = await this.client.watchClient.watch();
     } catch {
@@ -521,6 +579,52 @@ export class EtcdStorage implements Storage {
       stream.on('error', () => done(fallback));
       stream.write({ create_request: { key: Buffer.from(`${this.prefix}\u0000compacted-revision-probe`), start_revision: 1 } });
     });
+  }
+
+  private range(request: IRangeRequest): Promise<IRangeResponse> {
+    return this.unary('range', request);
+  }
+
+  private txn(request: ITxnRequest): Promise<ITxnResponse> {
+    return this.unary('txn', request);
+  }
+
+  /**
+   * One KV call on etcd3's gRPC client for a server its pool picks (that server's breaker, our
+   * failover), without etcd3's generic `exec` around it: its call-option resolution and the
+   * promise hops it adds cost more than the rest of our request pipeline on a create.
+   */
+  private async unary<T>(method: 'range' | 'txn', request: IRangeRequest | ITxnRequest): Promise<T> {
+    let callError: unknown;
+    // One walk over the servers for all attempts, as etcd3's exec: each retry goes to the next server.
+    const hosts = this.pool.shuffledHosts();
+    try {
+      return await this.failover.execute(() =>
+        this.pool.withConnection(
+          'KV',
+          ({ client, metadata }) =>
+            new Promise<T>((resolve, reject) => {
+              const call = (client as Record<typeof method, UnaryMethod>)[method];
+              // grpc-js captures the caller's stack (`new Error()`) on every call, only to append
+              // it to the message of a failed call; our errors name the operation instead.
+              const stackTraceLimit = Error.stackTraceLimit;
+              Error.stackTraceLimit = 0;
+              try {
+                call.call(client, request, metadata, { deadline: Date.now() + this.requestTimeoutMs }, (error, response) => {
+                  if (error) reject((callError = castGrpcError(error)));
+                  else resolve(response as T);
+                });
+              } finally {
+                Error.stackTraceLimit = stackTraceLimit;
+              }
+            }),
+          hosts,
+        ),
+      );
+    } catch (error) {
+      // As etcd3's exec: a breaker that opened after a failed call reports that call's error.
+      throw isBrokenCircuit(error) && callError !== undefined && !isBrokenCircuit(callError) ? callError : error;
+    }
   }
 
   /** Runs one etcd request: reports its duration, turns connection trouble into StorageUnavailableError. */

@@ -9,3 +9,16 @@ export function deepFreeze<T>(value: T): T {
   }
   return value;
 }
+
+/** The byte length of each stored value's JSON, where the store that decoded it knew it. */
+const encodedSizes = new WeakMap<object, number>();
+
+/** Records the byte length of the JSON `value` was decoded from (a store knows it; the watch cache bounds its history by it). */
+export function recordEncodedSize(value: object, bytes: number): void {
+  encodedSizes.set(value, bytes);
+}
+
+/** The byte length of `value`'s JSON: as recorded by the store that decoded it, else by encoding it. */
+export function encodedSize(value: object): number {
+  return encodedSizes.get(value) ?? Buffer.byteLength(JSON.stringify(value));
+}
