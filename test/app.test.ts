@@ -565,6 +565,7 @@ describe('bad input: one clear message, non-zero exit, dist/ untouched', () => {
     ['existing mode without files', ['--cert-mode', 'existing'], {}, /--cert-mode existing needs --ca-bundle-file/],
     ['a missing config file', ['--config', 'nope.yaml'], {}, /--config ".*nope\.yaml" cannot be read/],
     ['an unknown storage', ['--storage', 'postgres'], {}, /--storage "postgres" is not one of etcd, external-etcd, memory/],
+    ['a name too long to name the etcd cluster', ['--name', `a${'b'.repeat(47)}`], {}, /--name "ab{47}" is too long for --storage etcd: the etcd cluster is named "ab{47}-etcd" \(53 characters\).*at most 47 characters/],
     ['2 etcd members', ['--etcd-replicas', '2'], {}, /--etcd-replicas "2" is not 1, 3 or 5/],
     ['7 etcd members from the config file', ['--config', 'seven.yaml'], {}, /--etcd-replicas "7" is not 1, 3 or 5/],
     ['non-numeric etcd members', ['--etcd-replicas', 'three'], {}, /--etcd-replicas "three" is not a whole number/],

@@ -59,6 +59,9 @@ export type CertMode = (typeof CERT_MODES)[number];
 export const STORAGE_MODES = ['etcd', 'external-etcd', 'memory'] as const;
 export type StorageMode = (typeof STORAGE_MODES)[number];
 
+/** EtcdCluster's limit on its name (its pods carry a `<name>-<revision hash>` label of at most 63 characters). */
+const MAX_ETCD_CLUSTER_NAME_LENGTH = 52;
+
 /** The flags that only one storage mode uses, and that mode. */
 const STORAGE_MODE_FLAGS: Readonly<Record<StorageMode, readonly StorageFlag[]>> = {
   etcd: ['etcd-replicas', 'etcd-image', 'etcd-storage-size', 'etcd-storage-class', 'network-policy', 'etcd-backup-schedule'],
@@ -303,6 +306,13 @@ function validateStorageOptions(o: SynthOptions): void {
           '(expected --replicas 1, or --storage etcd, the default, or external-etcd)',
       );
     }
+  }
+  const etcdName = `${o.name}-etcd`;
+  if (storage === 'etcd' && o.name !== undefined && etcdName.length > MAX_ETCD_CLUSTER_NAME_LENGTH) {
+    throw new UsageError(
+      `--name "${o.name}" is too long for --storage etcd: the etcd cluster is named "${etcdName}" (${etcdName.length} characters), ` +
+        `and a StatefulSet's name may have at most ${MAX_ETCD_CLUSTER_NAME_LENGTH} (expected a --name of at most ${MAX_ETCD_CLUSTER_NAME_LENGTH - '-etcd'.length} characters)`,
+    );
   }
   if (o.etcdReplicas !== undefined && ![1, 3, 5].includes(o.etcdReplicas)) {
     throw new UsageError(`--etcd-replicas "${o.etcdReplicas}" is not 1, 3 or 5 (an odd number of members keeps a quorum; 3 survives the loss of one member, 5 of two)`);
