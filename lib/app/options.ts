@@ -59,6 +59,8 @@ export type CertMode = (typeof CERT_MODES)[number];
 export const STORAGE_MODES = ['etcd', 'external-etcd', 'memory'] as const;
 export type StorageMode = (typeof STORAGE_MODES)[number];
 
+/** EtcdCluster's smallest volume: etcd preallocates 64Mi write-ahead-log files and keeps several. */
+const MIN_ETCD_STORAGE_BYTES = 512 * 2 ** 20;
 /** EtcdCluster's limit on its name (its pods carry a `<name>-<revision hash>` label of at most 63 characters). */
 const MAX_ETCD_CLUSTER_NAME_LENGTH = 52;
 
@@ -320,8 +322,12 @@ function validateStorageOptions(o: SynthOptions): void {
   if (o.etcdImage !== undefined && (o.etcdImage.trim() === '' || /\s/.test(o.etcdImage))) {
     throw new UsageError(`--etcd-image "${o.etcdImage}" is not an image reference (e.g. "${DEFAULT_ETCD_IMAGE}")`);
   }
-  if (o.etcdStorageSize !== undefined && !isPositiveQuantity(o.etcdStorageSize)) {
-    throw new UsageError(`--etcd-storage-size "${o.etcdStorageSize}" is not a storage quantity (expected a positive size such as 1Gi, 512Mi or 8Gi)`);
+  if (o.etcdStorageSize !== undefined) {
+    const bytes = quantityBytes(o.etcdStorageSize);
+    if (bytes === undefined) throw new UsageError(`--etcd-storage-size "${o.etcdStorageSize}" is not a storage quantity (expected a size such as 1Gi, 512Mi or 8Gi)`);
+    if (bytes < MIN_ETCD_STORAGE_BYTES) {
+      throw new UsageError(`--etcd-storage-size "${o.etcdStorageSize}" is too small (expected at least 512Mi: etcd preallocates 64Mi write-ahead-log files and keeps several)`);
+    }
   }
   if (o.etcdStorageClass !== undefined && !isDns1123Subdomain(o.etcdStorageClass)) {
     throw new UsageError(`--etcd-storage-class "${o.etcdStorageClass}" is not a StorageClass name (a DNS-1123 subdomain, e.g. "standard" or "fast-ssd")`);
@@ -354,10 +360,26 @@ function storageOptionFor(o: SynthOptions, flag: StorageFlag): unknown {
   }[flag];
 }
 
-/** A Kubernetes quantity above zero (decimal or binary suffix), as a PVC's storage request takes it. */
-function isPositiveQuantity(text: string): boolean {
+const QUANTITY_SUFFIXES: Readonly<Record<string, number>> = {
+  '': 1,
+  k: 1e3,
+  M: 1e6,
+  G: 1e9,
+  T: 1e12,
+  P: 1e15,
+  E: 1e18,
+  Ki: 2 ** 10,
+  Mi: 2 ** 20,
+  Gi: 2 ** 30,
+  Ti: 2 ** 40,
+  Pi: 2 ** 50,
+  Ei: 2 ** 60,
+};
+
+/** The bytes of a Kubernetes quantity with a decimal or binary suffix, as a PVC's storage request takes it; undefined if it is none. */
+function quantityBytes(text: string): number | undefined {
   const match = /^(\d+(?:\.\d+)?)(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$/.exec(text);
-  return match !== null && Number(match[1]) > 0;
+  return match === null ? undefined : Number(match[1]) * QUANTITY_SUFFIXES[match[2] ?? ''];
 }
 
 /** A client URL the bundled server dials: https, host and port only (it refuses anything else at start). */
