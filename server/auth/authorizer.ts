@@ -75,9 +75,9 @@ function reviewKey(user: UserInfo, request: RequestInfo): string {
 }
 
 /**
- * The user's part of reviewKey, memoized per user object: a cached token's requests share one
- * user object (the authenticator keeps it); other authenticators build one per request. Users are
- * never changed once built (the chain's are frozen).
+ * The user's part of reviewKey, memoized per frozen user object: a cached token's requests share
+ * one (the token authenticator's answer, or the chain's copy with system:authenticated added);
+ * other authenticators build one per request.
  */
 const subjectKeys = new WeakMap<UserInfo, string>();
 function subjectKey(user: UserInfo): string {
@@ -86,7 +86,7 @@ function subjectKey(user: UserInfo): string {
     const extraKeys = Object.keys(user.extra);
     const extra = extraKeys.length === 0 ? [] : extraKeys.sort().map((k) => [k, user.extra[k]]);
     key = JSON.stringify([user.name, user.uid ?? '', user.groups, extra]);
-    if (Object.isFrozen(user) && Object.isFrozen(user.groups)) subjectKeys.set(user, key);
+    if (Object.isFrozen(user) && Object.isFrozen(user.groups) && Object.isFrozen(user.extra)) subjectKeys.set(user, key);
   }
   return key;
 }

@@ -98,7 +98,13 @@ export function createTokenReviewAuthenticator(options: TokenReviewAuthenticator
     return {
       result: {
         kind: 'user',
-        user: { name: user.username, ...(user.uid ? { uid: user.uid } : {}), groups: user.groups ?? [], extra: user.extra ?? {} },
+        // Frozen: the cached answer is shared by every request with the token (and memoized on by the authorizer).
+        user: Object.freeze({
+          name: user.username,
+          ...(user.uid ? { uid: user.uid } : {}),
+          groups: Object.freeze([...(user.groups ?? [])]),
+          extra: Object.freeze(Object.fromEntries(Object.entries(user.extra ?? {}).map(([k, v]) => [k, Object.freeze([...v])]))),
+        }),
       },
       cacheable: true,
     };
