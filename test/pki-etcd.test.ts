@@ -12,6 +12,7 @@ import {
   EtcdPkiMember,
   EtcdPkiOptions,
   issueCertificate,
+  splitPemBundle,
 } from '../lib';
 import { openssl } from './fixtures/pki/openssl';
 
@@ -167,31 +168,53 @@ describe('ensureEtcdPki', () => {
     expect(verify(renewed, renewed.client.certPem, 'sslclient', at(200))).toBe(true);
   });
 
-  test('rotates the CA with overlap: the old CA stays in the bundle while certificates it signed are valid', () => {
-    // GIVEN a CA of 400 days and certificates of 100, renewed at day 250 (valid until day 350)
+  test('stages the next CA in the bundle a certificate lifetime before it signs, then rotates to it, keeping the old CA while its certificates live', () => {
+    // GIVEN a CA of 400 days and certificates of 100
     const short = { ...options, certValidityDays: 100, caValidityDays: 400 };
-    ensureEtcdPki(short);
-    const before = ensureEtcdPki({ ...short, now: at(250) });
-    expect(before.actions[0]).toBe('reused CA');
+    const first = ensureEtcdPki(short);
+    expect(ensureEtcdPki({ ...short, now: at(150) }).caBundlePem).toBe(first.caCertPem);
+    // WHEN the CA has less than two certificate lifetimes left (day 250; the certificates are renewed too, valid until day 350)
+    const staged = ensureEtcdPki({ ...short, now: at(250) });
+    // THEN a next CA joins the bundle, but the current CA still signs everything
+    expect(staged.actions[0]).toBe('reused CA');
+    expect(staged.actions[1]).toMatch(/^staged the next CA "etcd.wardle etcd CA" \(serial [0-9A-F]+\) in the CA bundle: the CA expires at /);
+    const [current, next] = splitPemBundle(staged.caBundlePem);
+    expect(current).toBe(first.caCertPem);
+    expect(new X509Certificate(staged.client.certPem).checkIssued(new X509Certificate(current))).toBe(true);
+    expect(statSync(join(options.directory, 'ca-next.key')).mode & 0o777).toBe(0o600);
+    expect(ensureEtcdPki({ ...short, now: at(251) }).caBundlePem).toBe(staged.caBundlePem);
+
     // WHEN at day 310 the CA would not outlive a certificate issued now
     const rotated = ensureEtcdPki({ ...short, now: at(310) });
-    // THEN the CA is rotated, every certificate reissued, and the old CA kept while the old certificates live
-    expect(rotated.actions[0]).toMatch(/^rotated CA: it expires at /);
+    // THEN the next CA becomes the CA, every certificate is reissued by it, and the old CA stays while the old certificates live
+    expect(rotated.actions[0]).toMatch(/^rotated CA to the next CA "etcd.wardle etcd CA" \(serial [0-9A-F]+\): it expires at /);
+    expect(rotated.caCertPem).toBe(next);
     expect(rotated.actions.filter((a) => a.endsWith(': it is not issued by the current CA'))).toHaveLength(7);
     expect(rotated.actions[rotated.actions.length - 1]).toBe(
-      `kept retired CA "etcd.wardle etcd CA" (serial ${new X509Certificate(before.caCertPem).serialNumber.toUpperCase()}) in the CA bundle until ${at(350).toISOString()}`,
+      `kept retired CA "etcd.wardle etcd CA" (serial ${new X509Certificate(first.caCertPem).serialNumber.toUpperCase()}) in the CA bundle until ${at(350).toISOString()}`,
     );
-    expect(rotated.caBundlePem).toBe(rotated.caCertPem + before.caCertPem);
-    // AND a member still serving its old certificate and the API server's old client certificate are trusted by the new bundle
-    expect(verify(rotated, before.members[0].peer.certPem, 'sslclient', at(310))).toBe(true);
-    expect(verify(rotated, before.members[0].server.certPem, 'sslserver', at(310), { ip: '127.0.0.1' })).toBe(true);
-    expect(verify(rotated, before.client.certPem, 'sslclient', at(310))).toBe(true);
-    expect(verify(rotated, rotated.client.certPem, 'sslclient', at(310))).toBe(true);
+    expect(rotated.caBundlePem).toBe(next + first.caCertPem);
+    expect(readdirSync(options.directory)).not.toContain('ca-next.crt');
+    // AND a member not yet restarted (trusting the staged bundle) accepts the new certificates
+    expect(verify(staged, rotated.members[0].peer.certPem, 'sslclient', at(310))).toBe(true);
+    expect(verify(staged, rotated.members[1].server.certPem, 'sslserver', at(310), { ip: '127.0.0.1' })).toBe(true);
+    expect(verify(staged, rotated.client.certPem, 'sslclient', at(310))).toBe(true);
+    // AND the new bundle accepts a member still serving its old certificate, and the API server's old client certificate
+    expect(verify(rotated, staged.members[0].peer.certPem, 'sslclient', at(310))).toBe(true);
+    expect(verify(rotated, staged.client.certPem, 'sslclient', at(310))).toBe(true);
 
     // WHEN the old certificates have expired THEN the old CA leaves the bundle
     const later = ensureEtcdPki({ ...short, now: at(351) });
     expect(later.actions[later.actions.length - 1]).toMatch(/^dropped retired CA "etcd.wardle etcd CA" \(serial [0-9A-F]+\): no certificate it signed is still valid$/);
     expect(later.caBundlePem).toBe(rotated.caCertPem);
+  });
+
+  test('rotates to a new CA at once when none was staged (the CA expired between two runs)', () => {
+    const short = { ...options, certValidityDays: 100, caValidityDays: 400 };
+    const first = ensureEtcdPki(short);
+    const m = ensureEtcdPki({ ...short, now: at(401) });
+    expect(m.actions[0]).toBe(`rotated CA: it expired at ${new Date(new X509Certificate(first.caCertPem).validTo).toISOString()}`);
+    expect(m.caBundlePem).toBe(m.caCertPem);
   });
 
   test('renews a certificate whose names changed (e.g. another cluster domain), and only that one', () => {

@@ -41,7 +41,7 @@ export interface EtcdMemberPki {
 
 /** What the etcd PKI store hands to the constructs. Never holds the CA private key. */
 export interface EtcdPkiMaterial {
-  /** The current etcd CA first, then retired CAs a certificate still in use chains to. */
+  /** The current etcd CA first, then the next CA once staged, then retired CAs a certificate still in use chains to. */
   readonly caBundlePem: string;
   readonly caCertPem: string;
   /** In the order of the options' members. */
@@ -51,7 +51,7 @@ export interface EtcdPkiMaterial {
   readonly actions: readonly string[];
 }
 
-/** Files of an etcd PKI store besides `ca.crt`, `ca.key` and `ca-retired.crt` (`<member>` is a member's name). */
+/** Files of an etcd PKI store besides `ca.crt`, `ca.key`, `ca-next.crt`, `ca-next.key` and `ca-retired.crt` (`<member>` is a member's name). */
 export const ETCD_PKI_STORE_FILES = {
   serverCert: (member: string) => `${member}-server.crt`,
   serverKey: (member: string) => `${member}-server.key`,
@@ -67,7 +67,10 @@ export const ETCD_PKI_STORE_FILES = {
  * `ensurePki` for an etcd cluster: one etcd CA (separate from any serving CA), a server and a peer
  * certificate per member, and one client certificate for the API server, kept in `directory`,
  * reused while valid (byte-identical output for the same inputs), each renewed on its own when a
- * third of its life remains or its names change, and the CA rotated with overlap. Adding members
+ * third of its life remains or its names change, and the CA rotated with overlap both ways: etcd
+ * reads its trusted CAs only at start, so the next CA is staged in the bundle two certificate
+ * lifetimes before the CA's end (the bundle's checksum rolls the members then) and signs only a
+ * lifetime later; the old CA stays in the bundle while certificates it signed live. Adding members
  * issues only theirs; a member no longer asked for keeps its files (not emitted), for a later
  * scale-up.
  */
@@ -92,6 +95,7 @@ export function ensureEtcdPki(options: EtcdPkiOptions): EtcdPkiMaterial {
     now,
     leaves,
     leafNoun: 'certificate',
+    stageNextCa: true,
     retiredLeavesFile: ETCD_PKI_STORE_FILES.retiredCerts,
   });
   return {

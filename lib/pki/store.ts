@@ -66,6 +66,9 @@ export const PKI_STORE_FILES = {
   retiredTlsCerts: 'tls-retired.crt',
 } as const;
 
+/** The staged successor of the CA, in stores that stage one (the etcd PKI). */
+export const PKI_STORE_NEXT_CA_FILES = { cert: 'ca-next.crt', key: 'ca-next.key' } as const;
+
 const KEY_MODE = 0o600;
 const CERT_MODE = 0o644;
 const DIRECTORY_MODE = 0o700;
@@ -131,6 +134,15 @@ export interface _StoreSpec {
   readonly leafNoun: string;
   /** The file that keeps the last leaves each retired CA signed. */
   readonly retiredLeavesFile: string;
+  /**
+   * Create the CA's successor (`ca-next.crt`, `ca-next.key`) when the CA has less than two
+   * certificate lifetimes left, and put it in the bundle right after the CA; it becomes the CA
+   * when the CA can no longer outlive a new certificate. For peers that read their trusted CAs
+   * only at start (etcd): they have a certificate lifetime to restart with the next CA trusted
+   * before any certificate it signs is presented to them.
+   * @default false
+   */
+  readonly stageNextCa?: boolean;
 }
 
 export interface _StoreResult {
@@ -160,15 +172,51 @@ export function _ensureStore(spec: _StoreSpec): _StoreResult {
   // The CA.
   const storedCa = _loadPair(files.caCert, files.caKey, actions);
   const caProblem = _caProblem(storedCa, spec, now, files);
+  const storedNext = spec.stageNextCa ? _loadPair(files.nextCaCert, files.nextCaKey, actions) : {};
+  const nextPresent = storedNext.cert !== undefined || storedNext.key !== undefined;
+  const nextIsCurrent = storedNext.cert !== undefined && storedNext.cert.pem === storedCa.cert?.pem;
+  const nextProblem = nextPresent && !nextIsCurrent ? _caProblem(storedNext, spec, now, { caCert: files.nextCaCert, caKey: files.nextCaKey }) : 'absent';
   let ca: CertificateKeyPair;
+  let promoted = false;
   if (caProblem === undefined) {
     ca = { certPem: storedCa.cert!.pem, keyPem: storedCa.key!.pem };
     actions.push('reused CA');
+  } else if (nextProblem === undefined) {
+    // The staged CA has been in the bundle the members trust since it was made: it can sign now.
+    ca = { certPem: storedNext.cert!.pem, keyPem: storedNext.key!.pem };
+    writes.set(files.caCert, { content: ca.certPem, mode: CERT_MODE });
+    writes.set(files.caKey, { content: ca.keyPem, mode: KEY_MODE });
+    promoted = true;
+    actions.push(`rotated CA to the next CA ${_describe(storedNext.cert!.x509)}: ${caProblem}`);
   } else {
     ca = createCertificateAuthority({ commonName: spec.caCommonName, validityDays: spec.caValidityDays, now });
     writes.set(files.caCert, { content: ca.certPem, mode: CERT_MODE });
     writes.set(files.caKey, { content: ca.keyPem, mode: KEY_MODE });
     actions.push(storedCa.cert === undefined && storedCa.key === undefined ? 'created CA' : `rotated CA: ${caProblem}`);
+  }
+
+  // The next CA (stageNextCa): trusted before it signs anything, for peers that load their trust only at start.
+  let nextCaCertPem: string | undefined;
+  if (spec.stageNextCa) {
+    const caNotAfter = _notAfter(new X509Certificate(ca.certPem));
+    const stageFrom = caNotAfter - 2 * spec.certValidityDays * _DAY_MS;
+    if (!promoted && nextProblem === undefined) {
+      nextCaCertPem = storedNext.cert!.pem;
+      actions.push('reused next CA');
+    } else if (now.getTime() >= stageFrom) {
+      const next = createCertificateAuthority({ commonName: spec.caCommonName, validityDays: spec.caValidityDays, now });
+      writes.set(files.nextCaCert, { content: next.certPem, mode: CERT_MODE });
+      writes.set(files.nextCaKey, { content: next.keyPem, mode: KEY_MODE });
+      nextCaCertPem = splitPemBundle(next.certPem)[0];
+      actions.push(
+        `staged the next CA ${_describe(new X509Certificate(next.certPem))} in the CA bundle: the CA expires at ${_iso(caNotAfter)} ` +
+          `and is replaced once it cannot outlive a new certificate (${_iso(caNotAfter - spec.certValidityDays * _DAY_MS)})`,
+      );
+    } else if (nextPresent) {
+      writes.set(files.nextCaCert, { content: '', mode: CERT_MODE });
+      writes.set(files.nextCaKey, { content: '', mode: KEY_MODE });
+      if (!promoted && !nextIsCurrent) actions.push(`dropped next CA: ${nextProblem}`);
+    }
   }
 
   // The leaves.
@@ -234,7 +282,7 @@ export function _ensureStore(spec: _StoreSpec): _StoreResult {
   _commit(dir, writes, spec);
 
   const caCertPem = splitPemBundle(ca.certPem)[0];
-  return { caBundlePem: [caCertPem, ...keptCas.map((c) => c.pem)].join(''), caCertPem, leaves, actions };
+  return { caBundlePem: [caCertPem, ...(nextCaCertPem === undefined ? [] : [nextCaCertPem]), ...keptCas.map((c) => c.pem)].join(''), caCertPem, leaves, actions };
 }
 
 interface _Pem {
@@ -263,6 +311,8 @@ function _paths(dir: string, spec: _StoreSpec) {
     caKey: join(dir, PKI_STORE_FILES.caKey),
     retiredCaCerts: join(dir, PKI_STORE_FILES.retiredCaCerts),
     retiredLeaves: join(dir, spec.retiredLeavesFile),
+    nextCaCert: join(dir, PKI_STORE_NEXT_CA_FILES.cert),
+    nextCaKey: join(dir, PKI_STORE_NEXT_CA_FILES.key),
   };
 }
 
@@ -353,7 +403,7 @@ function _blocks(path: string, text: string): string[] {
 }
 
 /** Why the stored CA cannot be used, or undefined if it can. */
-function _caProblem(stored: _StoredPair, spec: _StoreSpec, now: Date, files: ReturnType<typeof _paths>): string | undefined {
+function _caProblem(stored: _StoredPair, spec: _StoreSpec, now: Date, files: { caCert: string; caKey: string }): string | undefined {
   if (stored.cert === undefined) return `${files.caCert} is missing`;
   if (stored.key === undefined) return `${files.caKey} is missing`;
   const x509 = stored.cert.x509;
@@ -456,7 +506,10 @@ function _commitRank(name: string, spec: _StoreSpec): number {
   if (name === spec.retiredLeavesFile) return 1;
   if (name === PKI_STORE_FILES.caKey) return 2;
   if (name === PKI_STORE_FILES.caCert) return 3;
-  return name.endsWith('.key') ? 4 : 5;
+  // After the CA: a crash while promoting the next CA leaves it in both places, which the next run tidies.
+  if (name === PKI_STORE_NEXT_CA_FILES.key) return 4;
+  if (name === PKI_STORE_NEXT_CA_FILES.cert) return 5;
+  return name.endsWith('.key') ? 6 : 7;
 }
 
 /**
@@ -510,6 +563,8 @@ function _removeStaleTemporaryFiles(dir: string, spec: _StoreSpec): void {
     PKI_STORE_FILES.caKey,
     PKI_STORE_FILES.retiredCaCerts,
     spec.retiredLeavesFile,
+    PKI_STORE_NEXT_CA_FILES.cert,
+    PKI_STORE_NEXT_CA_FILES.key,
     ...spec.leaves.flatMap((leaf) => [`${leaf.stem}.crt`, `${leaf.stem}.key`]),
   ]);
   for (const name of readdirSync(dir)) {
