@@ -6,7 +6,7 @@ import { _checkDns1035Label, _checkDns1123Label, _checkDns1123Subdomain, _checkI
 import { EtcdCertificates, EtcdMemberCertificateRequest, IEtcdCertificates } from './etcd-certificates';
 import { DEFAULT_CLUSTER_DOMAIN, servingDnsNames } from './pki';
 
-/** etcd 3.5, the minor kube-apiserver 1.28–1.33 runs; every flag the StatefulSet passes also exists in 3.4. */
+/** The etcd kubeadm pins for Kubernetes 1.31–1.33; every flag the StatefulSet passes also exists in etcd 3.4. */
 export const DEFAULT_ETCD_IMAGE = 'registry.k8s.io/etcd:3.5.21-0';
 /** Only pulled when `backupSchedule` is set: the backup pod's pruning step needs `sh`, `date`, `ls` and `rm`, which the etcd image lacks. */
 export const DEFAULT_ETCD_BACKUP_TOOLS_IMAGE = 'docker.io/library/busybox:1.36.1';
@@ -132,7 +132,13 @@ export class EtcdCluster extends Construct {
     if (props.storageClassName !== undefined) _checkDns1123Subdomain('storageClassName', props.storageClassName);
     const clientPodLabels = _checkClientPodLabels(props.clientPodLabels);
     const backupRetention = _checkIntegerInRange('backupRetention', props.backupRetention ?? DEFAULT_ETCD_BACKUP_RETENTION, 1, 1000);
-    if (props.backupSchedule !== undefined) _checkSchedule(props.backupSchedule);
+    if (props.backupSchedule !== undefined) {
+      _checkSchedule(props.backupSchedule);
+      // A CronJob's name is at most 52 characters: its Jobs append an 11-character suffix.
+      if (`${this.name}-backup`.length > 52) {
+        throw new Error(`name "${this.name}" is too long for backups (expected at most 45 characters with backupSchedule: the CronJob "${this.name}-backup" may have at most 52)`);
+      }
+    }
     const backupStorageSize = props.backupStorageSize ?? `${Math.ceil(((backupRetention + 1) * quotaBackendBytes) / GIBIBYTE)}Gi`;
     _quantityBytes('backupStorageSize', backupStorageSize);
     if (props.backupStorageClassName !== undefined) _checkDns1123Subdomain('backupStorageClassName', props.backupStorageClassName);

@@ -329,6 +329,7 @@ describe('EtcdCluster bad props', () => {
     [{ namespace: 'Bad_NS' }, /namespace "Bad_NS" is not a valid DNS-1123 label/],
     [{ clientPodLabels: {} }, /clientPodLabels \{\} is empty/],
     [{ backupSchedule: 'daily' }, /backupSchedule "daily" is not a cron schedule/],
+    [{ name: `e${'x'.repeat(45)}`, backupSchedule: '@daily' }, /name "ex+" is too long for backups \(expected at most 45 characters/],
     [{ backupSchedule: '0 3 * *' }, /backupSchedule "0 3 \* \*" is not a cron schedule/],
     [{ backupRetention: 0, backupSchedule: '@daily' }, /backupRetention 0 is not valid/],
     [{ image: 'registry.k8s.io/etcd: 3.5' }, /image "registry.k8s.io\/etcd: 3.5" is not a valid image reference/],
