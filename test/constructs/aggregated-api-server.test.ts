@@ -68,8 +68,8 @@ describe('AggregatedApiServer with the defaults', () => {
   const { server, objects } = synthServer();
 
   test('matches the snapshot', () => {
-    // THEN the whole output is as reviewed
-    expect(objects).toMatchSnapshot();
+    // THEN the whole output is as reviewed (etcd's objects are in EtcdCluster's snapshot)
+    expect(objects.filter((o) => !isEtcdObject(o))).toMatchSnapshot();
   });
 
   test('emits exactly the expected objects', () => {
