@@ -173,6 +173,33 @@ describe('EtcdCluster', () => {
     expect(flag(container(objects).args, 'initial-cluster').split(',')).toHaveLength(replicas);
   });
 
+  test('going from 3 to 5 members changes only the StatefulSet\'s size, its initial cluster and mounts, the budget, and adds the new members\' Secrets', () => {
+    // GIVEN 3 members WHEN synthesized again with 5
+    const three = build().objects;
+    const five = build({ replicas: 5 }).objects;
+    const byName = (objects: KubeObject[]) => new Map(objects.map((o) => [`${o.kind}/${o.metadata.name}`, JSON.stringify(o)]));
+    const before = byName(three);
+    const after = byName(five);
+    // THEN every object but the StatefulSet and the budget is byte-identical, Secrets included
+    const changed = [...before.keys()].filter((key) => after.get(key) !== before.get(key));
+    expect(changed.sort()).toEqual(['PodDisruptionBudget/wardle-apiserver-etcd', 'StatefulSet/wardle-apiserver-etcd']);
+    expect([...after.keys()].filter((key) => !before.has(key)).sort()).toEqual([
+      'Secret/wardle-apiserver-etcd-3-peer-tls',
+      'Secret/wardle-apiserver-etcd-3-server-tls',
+      'Secret/wardle-apiserver-etcd-4-peer-tls',
+      'Secret/wardle-apiserver-etcd-4-server-tls',
+    ]);
+    // AND in the StatefulSet only the size, --initial-cluster and the certificate mounts differ
+    const strip = (o: any) => {
+      const copy = JSON.parse(JSON.stringify(o));
+      delete copy.spec.replicas;
+      copy.spec.template.spec.containers[0].args = copy.spec.template.spec.containers[0].args.filter((a: string) => !a.startsWith('--initial-cluster='));
+      copy.spec.template.spec.volumes = copy.spec.template.spec.volumes.filter((v: any) => v.name !== 'pki');
+      return copy;
+    };
+    expect(strip(findObject(five, 'StatefulSet'))).toEqual(strip(findObject(three, 'StatefulSet')));
+  });
+
   test('admits clients only from the given pods on 2379 and peers only from members on 2380', () => {
     // GIVEN backups on WHEN synthesized
     const { objects } = build({ backupSchedule: '0 3 * * *' });
