@@ -93,6 +93,87 @@ describe('KindCodec.storedBytes (the UTF-8 cache list bodies copy)', () => {
   });
 });
 
+describe('KindCodec.listItemsBytes (a listing\'s items, kept while it lists the same values)', () => {
+  async function storedFlunders(storage: MemoryStorage, count: number, prefix = 'f') {
+    const values = [];
+    for (let i = 0; i < count; i++) values.push(await storedFlunder(storage, `${prefix}${String(i).padStart(3, '0')}`, { reference: `r${i}` }));
+    return values;
+  }
+  const parse = (bytes: Buffer) => JSON.parse(`[${bytes.toString()}`.slice(0, -1));
+
+  test('the same values listed again under one listing are answered with the same bytes', async () => {
+    // GIVEN 20 stored values listed once under a listing
+    const codec = new KindCodec('wardle.example.com', FLUNDER, flunderRules);
+    const values = await storedFlunders(new MemoryStorage(), 20);
+    const first = codec.listItemsBytes(values, 'v1beta1', undefined, '/list?a');
+
+    // WHEN the same values (a new array) are listed again, and as PartialObjectMetadata
+    const again = codec.listItemsBytes([...values], 'v1beta1', undefined, '/list?a');
+    const partial = codec.listItemsBytes(values, 'v1beta1', 'v1', '/list?a');
+
+    // THEN the bytes are kept, are each value's bytes joined, and the other form has its own
+    expect(again).toBe(first);
+    expect(first.toString()).toBe(`${values.map((v) => codec.storedJson(v, 'v1beta1')).join(',')}]}`);
+    expect(parse(partial).map((p: { kind: string }) => p.kind)).toEqual(values.map(() => 'PartialObjectMetadata'));
+  });
+
+  test('a changed, added or removed value gives new bytes; small lists and lists without a listing are not kept', async () => {
+    // GIVEN 20 stored values listed once
+    const storage = new MemoryStorage();
+    const codec = new KindCodec('wardle.example.com', FLUNDER, flunderRules);
+    const values = await storedFlunders(storage, 20);
+    const first = codec.listItemsBytes(values, 'v1alpha1', undefined, '/list');
+
+    // WHEN one is updated (a new stored value), one added, one removed
+    const updated = await storage.update('/wardle.example.com/flunders/ns1/f005', { ...values[5], spec: { reference: 'changed' } }, Number((values[5].metadata as { resourceVersion: string }).resourceVersion));
+    const changed = codec.listItemsBytes([...values.slice(0, 5), updated.value, ...values.slice(6)], 'v1alpha1', undefined, '/list');
+    const added = codec.listItemsBytes([...values, ...(await storedFlunders(storage, 1, 'g'))], 'v1alpha1', undefined, '/list');
+    const removed = codec.listItemsBytes(values.slice(1), 'v1alpha1', undefined, '/list');
+
+    // THEN each is encoded anew and shows the change
+    expect(changed).not.toBe(first);
+    expect(parse(changed)[5].spec).toEqual({ reference: 'changed' });
+    expect(parse(added)).toHaveLength(21);
+    expect(parse(removed)).toHaveLength(19);
+    // AND a list below 16 items, or without a listing, is encoded every time
+    expect(codec.listItemsBytes(values.slice(0, 15), 'v1alpha1', undefined, '/small')).not.toBe(codec.listItemsBytes(values.slice(0, 15), 'v1alpha1', undefined, '/small'));
+    expect(codec.listItemsBytes(values, 'v1alpha1')).not.toBe(codec.listItemsBytes(values, 'v1alpha1'));
+    // AND an empty list is the closing alone
+    expect(codec.listItemsBytes([], 'v1alpha1', undefined, '/empty').toString()).toBe(']}');
+  });
+
+  test('values that are not frozen are never kept', async () => {
+    // GIVEN 16 mutable objects listed once
+    const codec = new KindCodec('wardle.example.com', FLUNDER, flunderRules);
+    const values: Record<string, unknown>[] = Array.from({ length: 16 }, (_, i) => ({ apiVersion: 'wardle.example.com/v1alpha1', kind: 'Flunder', metadata: { name: `m${i}`, resourceVersion: '5' } }));
+    const before = codec.listItemsBytes(values, 'v1alpha1', undefined, '/mutable');
+
+    // WHEN one changes in place and they are listed again
+    values[0].spec = { reference: 'later' };
+    const after = codec.listItemsBytes(values, 'v1alpha1', undefined, '/mutable');
+
+    // THEN the change shows
+    expect(parse(before)[0].spec).toBeUndefined();
+    expect(parse(after)[0].spec).toEqual({ reference: 'later' });
+  });
+
+  test('at most 64 listings are kept, the least recently used dropped first', async () => {
+    // GIVEN 65 listings of the same 16 values, the first one used again after the others
+    const codec = new KindCodec('wardle.example.com', FLUNDER, flunderRules);
+    const values = await storedFlunders(new MemoryStorage(), 16);
+    const kept = Array.from({ length: 64 }, (_, i) => codec.listItemsBytes(values, 'v1alpha1', undefined, `/l${i}`));
+    expect(codec.listItemsBytes(values, 'v1alpha1', undefined, '/l0')).toBe(kept[0]);
+
+    // WHEN a 65th listing is kept
+    codec.listItemsBytes(values, 'v1alpha1', undefined, '/l64');
+
+    // THEN the least recently used (/l1) was dropped, /l0 and /l2 are still kept
+    expect(codec.listItemsBytes(values, 'v1alpha1', undefined, '/l0')).toBe(kept[0]);
+    expect(codec.listItemsBytes(values, 'v1alpha1', undefined, '/l2')).toBe(kept[2]);
+    expect(codec.listItemsBytes(values, 'v1alpha1', undefined, '/l1')).not.toBe(kept[1]);
+  });
+});
+
 describe('which answers are cached', () => {
   test('reads are served from the cache; the answer to a write is serialized without caching', async () => {
     // GIVEN a server counting conversions to v1beta1 (Flunders are stored as v1alpha1)
@@ -151,6 +232,24 @@ describe('LIST and GET bodies built from cached texts', () => {
     expect(after.beta).toMatchObject({ apiVersion: 'wardle.example.com/v1beta1', metadata: { resourceVersion: updated.body.metadata.resourceVersion }, spec: { flunderReference: 'new' } });
     expect(after.betaGet).toEqual(after.beta);
     expect(after.partial).toEqual({ kind: 'PartialObjectMetadata', apiVersion: 'meta.k8s.io/v1', metadata: updated.body.metadata });
+  });
+
+  test('a kept list of 20 shows a write at once: the new resourceVersion and the changed item', async () => {
+    // GIVEN 20 Flunders, listed twice (the second answer comes from the kept bytes)
+    for (let i = 0; i < 20; i++) await server.post(FLUNDERS, flunder(`k${String(i).padStart(2, '0')}`, { reference: 'old' }));
+    await server.get(FLUNDERS);
+    const before = await server.get(FLUNDERS);
+
+    // WHEN one is patched, and the list read again
+    const patched = await server.patch(`${FLUNDERS}/k07`, { spec: { reference: 'new' } }, 'application/merge-patch+json');
+    const after = await server.get(FLUNDERS);
+
+    // THEN the list has the write's resourceVersion and the patched item, and its length is right
+    expect(after.body.metadata.resourceVersion).toBe(patched.body.metadata.resourceVersion);
+    expect(after.body.metadata.resourceVersion).not.toBe(before.body.metadata.resourceVersion);
+    expect(after.body.items[7]).toEqual(patched.body);
+    expect(after.body.items.filter((item: { spec: { reference: string } }) => item.spec.reference === 'new')).toHaveLength(1);
+    expect(Number(after.headers['content-length'])).toBe(Buffer.byteLength(after.text));
   });
 
   test('the list envelope keeps Kubernetes’ key order and Content-Length counts bytes, not characters', async () => {

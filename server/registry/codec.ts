@@ -5,6 +5,15 @@ import type { StoredValue } from '../storage/types';
 import type { KindRules, KubeObject } from './rules';
 import { partialObjectMetadata } from './table';
 
+/** Lists of fewer items are encoded each time (little to save); see KindCodec.listItemsBytes. */
+const LIST_CACHE_MIN_ITEMS = 16;
+const LIST_CACHE_MAX_ENTRIES = 64;
+const LIST_CACHE_MAX_BYTES = 8 * 1024 * 1024;
+
+const COMMA = 0x2c;
+const CLOSE_BRACKET = 0x5d;
+const CLOSE_BRACE = 0x7d;
+
 /**
  * Everything the REST layer needs to know about one kind, derived from its definition and its
  * rules: storage keys, the storage version, and conversion between versions.
@@ -32,6 +41,9 @@ export class KindCodec {
    * long-lived slice would keep its whole slab alive.
    */
   private readonly encoded = new Map<string, WeakMap<StoredValue, Buffer>>();
+  /** listItemsBytes' kept lists, by form and listing, least recently used first; and the bytes they hold. */
+  private readonly lists = new Map<string, { readonly values: readonly StoredValue[]; readonly bytes: Buffer }>();
+  private listsBytes = 0;
 
   constructor(
     readonly group: string,
@@ -123,6 +135,68 @@ export class KindCodec {
     return bytes;
   }
 
+  /**
+   * `<item>,<item>,…]}`: the items of a list body in `version` (or their PartialObjectMetadata)
+   * and the closing of the list, as UTF-8, copied from each value's storedBytes. Given a `listing`
+   * (what was listed: the request target), the result is kept and answered again, without a copy
+   * or a lookup per item, while that listing lists the very same stored values in the same order:
+   * stored values are frozen and replaced on every write, so the same objects have the same bytes.
+   * Kept: lists of at least LIST_CACHE_MIN_ITEMS frozen values, at most LIST_CACHE_MAX_ENTRIES
+   * listings and LIST_CACHE_MAX_BYTES in all, the least recently used dropped first. Never write
+   * into the Buffer returned: it may be shared.
+   */
+  listItemsBytes(values: readonly StoredValue[], version: string, metaVersion?: string, listing?: string): Buffer {
+    const form = formOf(version, metaVersion);
+    const key = listing === undefined || values.length < LIST_CACHE_MIN_ITEMS ? undefined : `${form}\u0000${listing}`;
+    const kept = key === undefined ? undefined : this.lists.get(key);
+    if (kept && sameValues(kept.values, values)) {
+      // Most recently used last.
+      this.lists.delete(key!);
+      this.lists.set(key!, kept);
+      return kept.bytes;
+    }
+    const cache = this.encoded.get(form);
+    const items: Buffer[] = new Array<Buffer>(values.length);
+    let length = Math.max(values.length - 1, 0) + 2; // the commas and `]}`
+    let frozen = true;
+    for (let index = 0; index < values.length; index++) {
+      const value = values[index];
+      const bytes = cache?.get(value) ?? this.storedBytes(value, version, metaVersion);
+      items[index] = bytes;
+      length += bytes.length;
+      if (frozen && !Object.isFrozen(value)) frozen = false;
+    }
+    const keep = key !== undefined && frozen && length <= LIST_CACHE_MAX_BYTES;
+    const body = keep ? Buffer.allocUnsafeSlow(length) : Buffer.allocUnsafe(length);
+    let offset = 0;
+    for (let index = 0; index < items.length; index++) {
+      if (index > 0) body[offset++] = COMMA;
+      body.set(items[index], offset);
+      offset += items[index].length;
+    }
+    body[offset++] = CLOSE_BRACKET;
+    body[offset++] = CLOSE_BRACE;
+    if (offset !== length) throw new Error(`list body: wrote ${offset} of ${length} bytes`); // never a byte that was not written
+    if (keep) this.keepList(key, values, body);
+    return body;
+  }
+
+  private keepList(key: string, values: readonly StoredValue[], bytes: Buffer): void {
+    const previous = this.lists.get(key);
+    if (previous) {
+      this.lists.delete(key);
+      this.listsBytes -= previous.bytes.length;
+    }
+    for (const [oldest, entry] of this.lists) {
+      if (this.lists.size < LIST_CACHE_MAX_ENTRIES && this.listsBytes + bytes.length <= LIST_CACHE_MAX_BYTES) break;
+      this.lists.delete(oldest);
+      this.listsBytes -= entry.bytes.length;
+    }
+    // A copy of the array: the caller's may be reused or changed.
+    this.lists.set(key, { values: [...values], bytes });
+    this.listsBytes += bytes.length;
+  }
+
   private serialize(value: StoredValue, version: string, metaVersion: string | undefined): string {
     const object = this.fromStorage(value, version);
     return JSON.stringify(metaVersion === undefined ? object : partialObjectMetadata(object, metaVersion));
@@ -135,6 +209,12 @@ export class KindCodec {
     const { apiVersion: _a, kind: _k, ...rest } = object;
     return { apiVersion, kind: this.kind, ...rest };
   }
+}
+
+function sameValues(a: readonly StoredValue[], b: readonly StoredValue[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let index = 0; index < a.length; index++) if (a[index] !== b[index]) return false;
+  return true;
 }
 
 function formOf(version: string, metaVersion: string | undefined): string {

@@ -127,56 +127,52 @@ function writtenText(scope: RequestScope, value: StoredValue): string {
   }
 }
 
-const COMMA = 0x2c;
-const CLOSE_BRACKET = 0x5d;
-const CLOSE_BRACE = 0x7d;
-
-/**
- * `{<typeMeta>,"metadata":<listMeta>,"items":[<items>]}` (key order as Kubernetes writes lists):
- * the items' cached UTF-8 copied into one buffer of the exact size, nothing encoded per item.
- */
-function encodeList(typeMeta: Record<string, string>, listMeta: Readonly<Record<string, unknown>>, items: readonly Buffer[]): Buffer {
-  const head = `${JSON.stringify(typeMeta).slice(0, -1)},"metadata":${JSON.stringify(listMeta)},"items":[`;
-  const headLength = Buffer.byteLength(head);
-  let length = headLength + Math.max(items.length - 1, 0) + 2; // the commas and `]}`
-  for (const item of items) length += item.length;
-  const body = Buffer.allocUnsafe(length);
-  let offset = body.write(head, 0, headLength);
-  for (let index = 0; index < items.length; index++) {
-    if (index > 0) body[offset++] = COMMA;
-    body.set(items[index], offset);
-    offset += items[index].length;
-  }
-  body[offset++] = CLOSE_BRACKET;
-  body[offset++] = CLOSE_BRACE;
-  if (offset !== length) throw new Error(`list body: wrote ${offset} of ${length} bytes`); // never a byte that was not written
-  return body;
+/** A list answer: the envelope up to `"items":[` (text), then the items and the closing (bytes). */
+interface ListBody {
+  readonly head: string;
+  readonly rest: Buffer;
 }
 
-/** A list of stored values as encoded JSON of the negotiated representation: the items' cached texts in the list envelope. */
-function listBody(scope: RequestScope, items: readonly StoredValue[], listMeta: Readonly<Record<string, unknown>>): Buffer {
+/** `{<typeMeta>,"metadata":<listMeta>,"items":[` (key order as Kubernetes writes lists). */
+function listHead(typeMeta: Record<string, string>, listMeta: Readonly<Record<string, unknown>>): string {
+  return `${JSON.stringify(typeMeta).slice(0, -1)},"metadata":${JSON.stringify(listMeta)},"items":[`;
+}
+
+/**
+ * A list of stored values as encoded JSON of the negotiated representation: the envelope, then
+ * the items' cached bytes (KindCodec.listItemsBytes; kept per `listing` when given).
+ */
+function listBody(scope: RequestScope, items: readonly StoredValue[], listMeta: Readonly<Record<string, unknown>>, listing?: string): ListBody {
   const { codec, output } = scope;
   const version = scope.version.name;
   switch (output.as) {
     case 'Object':
-      return encodeList(
-        { apiVersion: codec.apiVersion(version), kind: codec.listKind },
-        listMeta,
-        items.map((value) => codec.storedBytes(value, version)),
-      );
+      return { head: listHead({ apiVersion: codec.apiVersion(version), kind: codec.listKind }, listMeta), rest: codec.listItemsBytes(items, version, undefined, listing) };
     case 'PartialObjectMetadataList':
-      return encodeList(
-        { kind: 'PartialObjectMetadataList', apiVersion: `meta.k8s.io/${output.version}` },
-        listMeta,
-        items.map((value) => codec.storedBytes(value, version, output.version)),
-      );
+      return {
+        head: listHead({ kind: 'PartialObjectMetadataList', apiVersion: `meta.k8s.io/${output.version}` }, listMeta),
+        rest: codec.listItemsBytes(items, version, output.version, listing),
+      };
     case 'PartialObjectMetadata':
       throw errors.notAcceptable(['application/json', 'application/json;as=PartialObjectMetadataList;v=v1;g=meta.k8s.io']);
     case 'Table': {
       const objects = items.map((value) => codec.fromStorage(value, version));
-      return Buffer.from(JSON.stringify(toTable(objects, { ...listMeta }, tableOptions(scope, output.version))));
+      return { head: '', rest: Buffer.from(JSON.stringify(toTable(objects, { ...listMeta }, tableOptions(scope, output.version)))) };
     }
   }
+}
+
+/**
+ * Answers a list: head and rest written as one response (corked: one write to the connection),
+ * without copying the rest into a new buffer with the head.
+ */
+function sendList(res: ServerResponse, body: ListBody): void {
+  const headLength = Buffer.byteLength(body.head);
+  res.cork();
+  res.writeHead(200, { 'Content-Type': 'application/json', 'Content-Length': headLength + body.rest.length, 'Cache-Control': 'no-cache, private' });
+  if (headLength > 0) res.write(body.head);
+  res.end(body.rest);
+  res.uncork();
 }
 
 /** Answers a write with the object written (or deleted). */
@@ -194,7 +190,8 @@ export async function getObject(scope: RequestScope): Promise<void> {
 export async function listObjects(scope: RequestScope): Promise<void> {
   const options = parseListQuery(scope.query, false);
   const listed = await scope.store.list(scope.info.namespace, options);
-  sendJson(scope.res, 200, listBody(scope, listed.items, listed.listMeta));
+  // Kept per request target: the same target lists the same selection (the items decide whether the bytes still apply).
+  sendList(scope.res, listBody(scope, listed.items, listed.listMeta, scope.req.url));
 }
 
 export async function watchObjects(scope: RequestScope, deps: HandlerDeps): Promise<void> {
@@ -348,5 +345,5 @@ export async function deleteCollection(scope: RequestScope): Promise<void> {
   const listOptions = parseListQuery(scope.query, false);
   const options = await readDeleteOptions(scope);
   const deleted = await scope.store.deleteCollection(contextOf(scope), listOptions, options);
-  sendJson(scope.res, 200, listBody(scope, deleted.items, deleted.listMeta));
+  sendList(scope.res, listBody(scope, deleted.items, deleted.listMeta));
 }
