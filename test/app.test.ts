@@ -428,14 +428,14 @@ describe('storage choices', () => {
   test('etcd flags from the environment and from a config file, flags over environment over file', () => {
     // GIVEN a config file, overridden in part by the environment
     fs.writeFileSync(path.join(work, 'apiext.yaml'), 'etcd-replicas: 5\nnetwork-policy: false\netcd-backup-schedule: "@daily"\netcd-storage-size: 2Gi\n');
-    const run = synth(work, ['--config', 'apiext.yaml', '--etcd-storage-size', '4Gi'], { APIEXT_ETCD_REPLICAS: '1', APIEXT_ETCD_STORAGE_CLASS: 'standard' });
+    const run = synth(work, ['--config', 'apiext.yaml', '--etcd-storage-size', '4Gi'], { APIEXT_ETCD_REPLICAS: '1', APIEXT_ETCD_STORAGE_CLASS: 'standard', APIEXT_NETWORK_POLICY: 'true' });
     expect(run.stderr).toBe('');
     // THEN each comes from the highest source that sets it
     const objects = readObjects(path.join(work, 'dist'));
     const [statefulSet] = find(objects, 'StatefulSet');
     expect(statefulSet.spec.replicas).toBe(1);
     expect(statefulSet.spec.volumeClaimTemplates[0].spec).toMatchObject({ storageClassName: 'standard', resources: { requests: { storage: '4Gi' } } });
-    expect(find(objects, 'NetworkPolicy')).toHaveLength(0);
+    expect(find(objects, 'NetworkPolicy')).toHaveLength(1);
     expect(find(objects, 'CronJob')[0].spec.schedule).toBe('@daily');
   });
 
@@ -491,6 +491,20 @@ describe('storage choices', () => {
       expect(find(objects, 'StatefulSet')).toHaveLength(0);
       expect(run.stdout).toMatch(/^ {2}etcd {4}CN=wardle-apiserver \(Secret wardle-apiserver-etcd-client\) {2}SHA-256/m);
       expect(run.stdout).toMatch(/^ {2}etcd CA CN=external etcd CA {2}SHA-256/m);
+    });
+
+    test('every external-etcd option from the environment', () => {
+      const run = synth(work, [], {
+        APIEXT_STORAGE: 'external-etcd',
+        APIEXT_ETCD_SERVERS: 'https://etcd-a.example:2379,https://etcd-b.example:2379',
+        APIEXT_ETCD_CA_FILE: 'ca.crt',
+        APIEXT_ETCD_CERT_FILE: 'client.crt',
+        APIEXT_ETCD_KEY_FILE: 'client.key',
+      });
+      expect(run.stderr).toBe('');
+      const objects = readObjects(path.join(work, 'dist'));
+      expect(serverArgs(objects).get('--etcd-servers')).toBe('https://etcd-a.example:2379,https://etcd-b.example:2379');
+      expect(find(objects, 'Secret', (o) => o.metadata.name === 'wardle-apiserver-etcd-client')).toHaveLength(1);
     });
 
     test.each([
@@ -582,6 +596,9 @@ describe('bad input: one clear message, non-zero exit, dist/ untouched', () => {
     ['an etcd flag with memory', ['--storage', 'memory', '--etcd-replicas', '3'], {}, /--etcd-replicas is only used with --storage etcd \(got --storage memory\)/],
     ['--network-policy with memory', ['--storage', 'memory', '--network-policy', 'false'], {}, /--network-policy is only used with --storage etcd \(got --storage memory\)/],
     ['--shared-storage with memory', ['--storage', 'memory', '--shared-storage'], {}, /--shared-storage true contradicts --storage memory/],
+    ['a --network-policy that is not a boolean', ['--network-policy', 'maybe'], {}, /--network-policy "maybe" is not true or false/],
+    ['a network policy from the environment that is not a boolean', [], { APIEXT_NETWORK_POLICY: 'off' }, /--network-policy "off" is not true or false/],
+    ['a stray argument', ['--etcd-replicas', '3', '5'], {}, /Unknown argument: 5/],
   ];
 
   test.each(cases)('fails for %s', (_what, args, env, message) => {

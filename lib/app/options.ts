@@ -143,7 +143,7 @@ function parser(argv: readonly string[]) {
       'etcd-image': { type: 'string', describe: 'etcd mode: the etcd container image', defaultDescription: DEFAULT_ETCD_IMAGE },
       'etcd-storage-size': { type: 'string', describe: "etcd mode: each member's volume (a quantity, e.g. 1Gi, 8Gi)", defaultDescription: DEFAULT_ETCD_STORAGE_SIZE },
       'etcd-storage-class': { type: 'string', describe: "etcd mode: StorageClass of the members' volumes", defaultDescription: "the cluster's default class" },
-      'network-policy': { type: 'boolean', describe: "etcd mode: a NetworkPolicy that lets only the server's pods (and the backup job) reach etcd's client port, and only members its peer port", defaultDescription: 'true' },
+      'network-policy': { type: 'string', describe: "etcd mode: a NetworkPolicy that lets only the server's pods (and the backup job) reach etcd's client port, and only members its peer port", defaultDescription: 'true' },
       'etcd-backup-schedule': { type: 'string', describe: 'etcd mode: a CronJob takes an etcd snapshot into a PVC on this schedule (5-field cron, or @hourly, @daily …)', defaultDescription: 'no backups' },
       'etcd-servers': { type: 'string', describe: 'external-etcd mode: the etcd client URLs, comma-separated (https://host:port)' },
       'etcd-ca-file': { type: 'string', describe: "external-etcd mode: PEM CA bundle that verifies etcd's certificate" },
@@ -163,7 +163,7 @@ function parser(argv: readonly string[]) {
       'tls-secret-name': { type: 'string', describe: 'existing mode: name of a kubernetes.io/tls Secret already in the namespace (instead of the PEM files)' },
       output: { type: 'string', alias: 'o', default: process.env.CDK8S_OUTDIR ?? 'dist', describe: 'directory to write the manifests into; replaced whole, and only on success' },
     })
-    .strictOptions()
+    .strict()
     .help()
     .alias('help', 'h')
     .version(false)
@@ -201,7 +201,7 @@ export function parseSynthOptions(argv: readonly string[]): SynthOptions | undef
     etcdImage: args['etcd-image'] === undefined ? undefined : String(args['etcd-image']),
     etcdStorageSize: args['etcd-storage-size'] === undefined ? undefined : String(args['etcd-storage-size']),
     etcdStorageClass: args['etcd-storage-class'],
-    networkPolicy: args['network-policy'],
+    networkPolicy: args['network-policy'] === undefined ? undefined : booleanOption('network-policy', args['network-policy']),
     etcdBackupSchedule: args['etcd-backup-schedule'],
     securePort: integerOption('secure-port', args['secure-port']),
     groupPriorityMinimum: integerOption('group-priority-minimum', args['group-priority-minimum']),
@@ -237,6 +237,17 @@ function certModeOption(raw: string): CertMode {
   const mode = CERT_MODES.find((m) => m === raw);
   if (!mode) throw new UsageError(`--cert-mode "${raw}" is not one of ${CERT_MODES.join(', ')}`);
   return mode;
+}
+
+/**
+ * true or false, from a flag (`--network-policy` alone is true, `--no-network-policy` false),
+ * the environment or a config file; anything else is refused rather than read as false.
+ */
+function booleanOption(flag: string, raw: unknown): boolean {
+  const text = String(raw).trim().toLowerCase();
+  if (text === '' || text === 'true') return true;
+  if (text === 'false') return false;
+  throw new UsageError(`--${flag} "${String(raw)}" is not true or false`);
 }
 
 /** Numbers arrive as text from flags and the environment, and as numbers from a config file. */
