@@ -40,7 +40,6 @@ export type RequestHandler = (req: IncomingMessage, res: ServerResponse) => void
 
 const METRIC_VERBS: Record<string, string> = { create: 'POST', update: 'PUT' };
 const READ_ONLY_VERBS = new Set(['get', 'list', 'watch', 'head']);
-const NO_LABELS = { group: '', version: '', resource: '', subresource: '', scope: '' };
 
 /** Writes a metav1.Status as the response (if nothing was written yet). */
 function writeStatus(res: ServerResponse, status: Status): void {
@@ -77,12 +76,10 @@ export function createHandler(options: HandlerOptions): RequestHandler {
     if (req.method !== 'GET' && req.method !== 'HEAD') throw errors.methodNotAllowed(req.method ?? '');
   }
 
-  async function route(req: IncomingMessage, res: ServerResponse, info: RequestInfo, user: UserInfo): Promise<void> {
+  /** Serves the request; a promise only for what answers asynchronously (resources, /metrics). Throws StatusError. */
+  function route(req: IncomingMessage, res: ServerResponse, info: RequestInfo, user: UserInfo): Promise<void> | undefined {
     if (info.isResourceRequest) {
-      if (info.apiGroup === api.group && versions.has(info.apiVersion)) {
-        await apiServing.handle(req, res, info, user);
-        return;
-      }
+      if (info.apiGroup === api.group && versions.has(info.apiVersion)) return apiServing.handle(req, res, info, user);
       throw errors.pathNotFound();
     }
     const path = info.path;
@@ -102,10 +99,11 @@ export function createHandler(options: HandlerOptions): RequestHandler {
       res.end(versionBody);
     } else if (path === '/metrics') {
       readOnly(req);
-      await metrics.serve(req, res);
+      return metrics.serve(req, res);
     } else {
       throw errors.pathNotFound();
     }
+    return undefined;
   }
 
   async function handle(req: IncomingMessage, res: ServerResponse, start: bigint, auditId: string): Promise<void> {
@@ -118,13 +116,16 @@ export function createHandler(options: HandlerOptions): RequestHandler {
       done?.();
       const code = res.statusCode;
       const seconds = Number(process.hrtime.bigint() - start) / 1e9;
-      const served = info?.isResourceRequest && info.apiGroup === api.group && versions.has(info.apiVersion) && resources.has(info.resource);
-      const labels: RequestLabels = info
-        ? {
-            verb: METRIC_VERBS[info.verb] ?? info.verb.toUpperCase(),
-            ...(served ? { group: info.apiGroup, version: info.apiVersion, resource: info.resource, subresource: info.subresource, scope: scopeOf(info) } : NO_LABELS),
-          }
-        : { verb: (req.method ?? '').toUpperCase(), ...NO_LABELS };
+      const served = info?.isResourceRequest && info.apiGroup === api.group && versions.has(info.apiVersion) && resources.has(info.resource) ? info : undefined;
+      // One object literal of one shape (no spread per request); unserved requests get empty labels.
+      const labels: RequestLabels = {
+        verb: info ? (METRIC_VERBS[info.verb] ?? info.verb.toUpperCase()) : (req.method ?? '').toUpperCase(),
+        group: served ? served.apiGroup : '',
+        version: served ? served.apiVersion : '',
+        resource: served ? served.resource : '',
+        subresource: served ? served.subresource : '',
+        scope: served ? scopeOf(served) : '',
+      };
       metrics.observe(labels, code, seconds);
       const resource = info?.isResourceRequest ? info : undefined;
       logRequest({
@@ -166,7 +167,8 @@ export function createHandler(options: HandlerOptions): RequestHandler {
       const authorized = authorizer.authorize(user, info);
       const decision = authorized instanceof Promise ? await authorized : authorized;
       if (!decision.allowed) throw forbiddenError(user, info, decision.reason);
-      await route(req, res, info, user);
+      const routed = route(req, res, info, user);
+      if (routed) await routed;
     } catch (error) {
       if (error instanceof StatusError) {
         writeStatus(res, error.status);

@@ -151,9 +151,8 @@ export class Metrics {
   }
 
   observe(labels: RequestLabels, code: number, seconds: number): void {
-    const values = [labels.verb, labels.group, labels.version, labels.resource, labels.subresource, labels.scope, String(code)];
     // Joined with NUL, which no label value holds: HTTP methods and served routes cannot carry one.
-    const key = values.join('\u0000');
+    const key = `${labels.verb}\u0000${labels.group}\u0000${labels.version}\u0000${labels.resource}\u0000${labels.subresource}\u0000${labels.scope}\u0000${code}`;
     const series = this.requestCounts.get(key);
     if (series) series.count++;
     else this.requestCounts.set(key, { labels: { ...labels, code: String(code) }, count: 1 });
