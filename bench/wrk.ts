@@ -17,8 +17,8 @@
  *
  * Environment: BENCH_STORES (memory,etcd; default: memory, plus etcd when the server's --help
  * lists --etcd-servers), BENCH_SECONDS (per measurement, default 5), BENCH_ROUNDS (default 3),
- * BENCH_CONNECTIONS (50), BENCH_WATCHERS (500), BENCH_ONLY=<text> (only the scenario of that
- * name, or those whose name contains it), BENCH_CPU_PROF=<dir> (the server under node --cpu-prof), BENCH_SERVER_ARGS (more server flags, space-separated),
+ * BENCH_CONNECTIONS (50), BENCH_WATCHERS (500), BENCH_ONLY=<text>[|<text>…] (only the scenario of that
+ * name, or those whose name contains it; several separated by `|`), BENCH_CPU_PROF=<dir> (the server under node --cpu-prof), BENCH_SERVER_ARGS (more server flags, space-separated),
  * BENCH_NODE_ARGS (more node flags for the server, space-separated), BENCH_SERVER_ENV (NAME=value pairs for the server's environment, space-separated), BENCH_HEAP_SNAPSHOT=<dir> (heap snapshots of the server
  * into <dir>: idle, after populating, after the read load).
  */
@@ -35,7 +35,8 @@ const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
 const CONNECTIONS = Number(process.env.BENCH_CONNECTIONS ?? 50);
 const WATCHERS = Number(process.env.BENCH_WATCHERS ?? 500);
-const ONLY = process.env.BENCH_ONLY ?? '';
+/** `|`-separated: each the name of a scenario, or text some names contain (scenario names hold commas). */
+const ONLY = (process.env.BENCH_ONLY ?? '').split('|');
 const WARMUP_SECONDS = 1;
 const STORED = 10_000;
 const GROUP = 'wardle.example.com';
@@ -447,7 +448,7 @@ async function benchStore(store: Store): Promise<StoreResult> {
       { name: 'LIST 100 Flunders', method: 'GET', path: `${BASE}/bench-list-100/flunders`, barePath: '/list100' },
       { name: 'LIST 1,000 Flunders', method: 'GET', path: `${BASE}/bench-list-1000/flunders`, barePath: '/list1000' },
       { name: 'CREATE a Flunder', method: 'POST', path: `${BASE}/bench-create/flunders`, barePath: '/create' },
-    ].filter((s, _, all) => (all.some((a) => a.name === ONLY) ? s.name === ONLY : s.name.includes(ONLY))) as Scenario[];
+    ].filter((s, _, all) => ONLY.some((only) => (all.some((a) => a.name === only) ? s.name === only : s.name.includes(only)))) as Scenario[];
     const bodies: Record<string, string> = {};
     for (const s of scenarios) {
       const res = await client.send(s.method, s.path, s.method === 'POST' ? flunderJson(`wrk-sample-${store}`) : undefined);
@@ -485,7 +486,7 @@ async function benchStore(store: Store): Promise<StoreResult> {
     if (heapDir) await heapSnapshot(env.server.pid, heapDir);
 
     const fanOut = [];
-    if (WATCHERS > 0 && (ONLY === '' || 'watch'.includes(ONLY))) {
+    if (WATCHERS > 0 && ONLY.some((only) => only === '' || 'watch'.includes(only))) {
       for (let round = 0; round < ROUNDS; round++) fanOut.push(await watchFanOut(env, token, round));
     }
     client.agent.destroy();
