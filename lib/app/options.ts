@@ -61,8 +61,11 @@ export type StorageMode = (typeof STORAGE_MODES)[number];
 
 /** EtcdCluster's smallest volume: etcd preallocates 64Mi write-ahead-log files and keeps several. */
 const MIN_ETCD_STORAGE_BYTES = 512 * 2 ** 20;
-/** EtcdCluster's limit on its name (its pods carry a `<name>-<revision hash>` label of at most 63 characters). */
-const MAX_ETCD_CLUSTER_NAME_LENGTH = 52;
+/**
+ * EtcdCluster's limit on its StatefulSet's and backup CronJob's names: the pods carry a
+ * `<name>-<revision hash>` label, the Jobs `<name>-<11 characters>`, both at most 63.
+ */
+const MAX_ETCD_OBJECT_NAME_LENGTH = 52;
 
 /** The flags that only one storage mode uses, and that mode. */
 const STORAGE_MODE_FLAGS: Readonly<Record<StorageMode, readonly StorageFlag[]>> = {
@@ -320,11 +323,13 @@ function validateStorageOptions(o: SynthOptions): void {
       );
     }
   }
-  const etcdName = `${o.name}-etcd`;
-  if (storage === 'etcd' && o.name !== undefined && etcdName.length > MAX_ETCD_CLUSTER_NAME_LENGTH) {
+  // The longest name derived from --name: the etcd StatefulSet's, or with backups its CronJob's.
+  const [suffix, what] = o.etcdBackupSchedule === undefined ? ['-etcd', 'the etcd StatefulSet'] : ['-etcd-backup', "etcd's backup CronJob"];
+  if (storage === 'etcd' && o.name !== undefined && `${o.name}${suffix}`.length > MAX_ETCD_OBJECT_NAME_LENGTH) {
     throw new UsageError(
-      `--name "${o.name}" is too long for --storage etcd: the etcd cluster is named "${etcdName}" (${etcdName.length} characters), ` +
-        `and a StatefulSet's name may have at most ${MAX_ETCD_CLUSTER_NAME_LENGTH} (expected a --name of at most ${MAX_ETCD_CLUSTER_NAME_LENGTH - '-etcd'.length} characters)`,
+      `--name "${o.name}" is too long for --storage etcd${o.etcdBackupSchedule === undefined ? '' : ' with --etcd-backup-schedule'}: ` +
+        `${what} is named "${o.name}${suffix}" (${`${o.name}${suffix}`.length} characters, at most ${MAX_ETCD_OBJECT_NAME_LENGTH}) ` +
+        `(expected a --name of at most ${MAX_ETCD_OBJECT_NAME_LENGTH - suffix.length} characters)`,
     );
   }
   if (o.etcdReplicas !== undefined && ![1, 3, 5].includes(o.etcdReplicas)) {
