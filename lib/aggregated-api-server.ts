@@ -184,7 +184,8 @@ export class AggregatedApiServer extends Construct {
       props.serviceAccount ??
       new kplus.ServiceAccount(this, 'ServiceAccount', { metadata: { name: this.name, namespace: this.namespace }, automountToken: true });
 
-    const certificates = (props.certificates ?? Certificates.selfSigned()).bind(new Construct(this, 'Certificates'), {
+    const servingCertificates = props.certificates ?? Certificates.selfSigned();
+    const certificates = servingCertificates.bind(new Construct(this, 'Certificates'), {
       serviceName: this.serviceName,
       namespace: this.namespace,
       dnsNames: servingDnsNames(this.serviceName, this.namespace, this.clusterDomain),
@@ -207,6 +208,7 @@ export class AggregatedApiServer extends Construct {
       clusterDomain: this.clusterDomain,
       serverPodLabels: { [SERVER_NAME_LABEL]: this.name },
       labels,
+      servingCertificates,
     });
     this.etcdCluster = this.storage.etcdCluster;
 

@@ -41,8 +41,18 @@ export interface BoundCertificates {
   readonly pkiActions?: readonly string[];
 }
 
+/**
+ * How a source makes its certificates, so that the server's other PKI (etcd's) can be made the
+ * same way when nothing else is said: in the same PKI directory, or by cert-manager.
+ */
+export type CertificatesOrigin =
+  | { readonly kind: 'self-signed'; readonly options: SelfSignedCertificatesOptions }
+  | { readonly kind: 'cert-manager'; readonly options: CertManagerCertificatesOptions };
+
 /** A source of serving certificates; `bind` emits whatever objects the source needs into `scope`. */
 export interface ICertificates {
+  /** @default - certificates given from outside (PEM, files, a Secret): there is nothing to imitate */
+  readonly origin?: CertificatesOrigin;
   bind(scope: Construct, request: CertificateRequest): BoundCertificates;
 }
 
@@ -116,6 +126,7 @@ export class Certificates {
     const caValidityDays = options.caValidityDays ?? DEFAULT_CA_VALIDITY_DAYS;
     _checkValidities(certValidityDays, caValidityDays);
     return {
+      origin: { kind: 'self-signed', options },
       bind(scope, request) {
         const pki = ensurePki({
           directory: path.join(options.pkiDirectory ?? DEFAULT_PKI_DIRECTORY, request.namespace, request.name),
@@ -185,6 +196,7 @@ export class Certificates {
     const caValidityDays = options.caValidityDays ?? DEFAULT_CA_VALIDITY_DAYS;
     _checkValidities(certValidityDays, caValidityDays);
     return {
+      origin: { kind: 'cert-manager', options },
       bind(scope, request) {
         const { name, namespace } = request;
         let issuerRef = options.issuerRef;

@@ -3,7 +3,7 @@ import * as path from 'node:path';
 import { ApiObject } from 'cdk8s';
 import { k8s } from 'cdk8s-plus-28';
 import { Construct } from 'constructs';
-import { CertManagerIssuerRef, DEFAULT_CA_VALIDITY_DAYS, DEFAULT_CERT_VALIDITY_DAYS, DEFAULT_PKI_DIRECTORY } from './certificates';
+import { CertManagerIssuerRef, DEFAULT_CA_VALIDITY_DAYS, DEFAULT_CERT_VALIDITY_DAYS, DEFAULT_PKI_DIRECTORY, ICertificates } from './certificates';
 import { CertificateKeyPair, ensureEtcdPki, splitPemBundle } from './pki';
 import { _checkValidities, _MAX_COMMON_NAME_LENGTH } from './pki/_internal';
 
@@ -82,6 +82,20 @@ export interface CertManagerEtcdCertificatesOptions {
 
 /** Where the etcd certificates come from. Neither mode ever writes the etcd CA's private key to the output. */
 export class EtcdCertificates {
+  /**
+   * etcd's certificates made the way the server's serving certificates are: self-signed in the
+   * same PKI directory with the same lifetimes, or by cert-manager with the same lifetimes (always
+   * under an etcd CA of their own, never the serving issuer). Certificates given from outside
+   * (PEM, files, a Secret) have no etcd counterpart: then `selfSigned()` with its defaults.
+   */
+  public static like(servingCertificates: ICertificates | undefined): IEtcdCertificates {
+    const origin = servingCertificates?.origin;
+    if (origin?.kind === 'cert-manager') {
+      return EtcdCertificates.certManager({ certValidityDays: origin.options.certValidityDays, caValidityDays: origin.options.caValidityDays });
+    }
+    return EtcdCertificates.selfSigned(origin?.kind === 'self-signed' ? origin.options : {});
+  }
+
   /**
    * The default: an etcd CA (separate from the serving CA) and its certificates made in code,
    * kept in `<pkiDirectory>/<namespace>/<name>` and reused while valid, so that the same inputs

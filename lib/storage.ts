@@ -4,6 +4,8 @@ import { k8s } from 'cdk8s-plus-28';
 import { Construct } from 'constructs';
 import { _checkDns1123Subdomain } from './_validate';
 import { ETCD_CLIENT_CERT_DIRECTORY } from './api-server-deployment';
+import { ICertificates } from './certificates';
+import { EtcdCertificates } from './etcd-certificates';
 import { EtcdCluster, EtcdClusterProps } from './etcd-cluster';
 import { splitPemBundle } from './pki';
 
@@ -17,6 +19,8 @@ export interface StorageRequest {
   readonly serverPodLabels: Readonly<Record<string, string>>;
   /** Labels for every object the storage emits. */
   readonly labels: Readonly<Record<string, string>>;
+  /** The server's serving certificates: an etcd deployed with it makes its own PKI the same way unless told otherwise. @default - self-signed in '.pki' */
+  readonly servingCertificates?: ICertificates;
 }
 
 /** A storage choice, bound to one server: what its Deployment passes and mounts. */
@@ -75,7 +79,9 @@ export class Storage {
   /**
    * The default: an `EtcdCluster` named `<server name>-etcd` in the server's namespace (3 members,
    * TLS for clients and peers, a PodDisruptionBudget, a NetworkPolicy admitting only the server's
-   * pods), and the server pointed at its client Service with its client certificate.
+   * pods), and the server pointed at its client Service with its client certificate. Unless
+   * `certificates` says otherwise, etcd's PKI is made like the server's serving certificates
+   * (`EtcdCertificates.like`): self-signed in the same PKI directory, or by cert-manager.
    */
   public static etcdCluster(options: EtcdClusterStorageOptions = {}): IStorage {
     return {
@@ -84,6 +90,7 @@ export class Storage {
       bind(scope, request) {
         const cluster = new EtcdCluster(scope, 'EtcdCluster', {
           ...options,
+          certificates: options.certificates ?? EtcdCertificates.like(request.servingCertificates),
           namespace: request.namespace,
           name: `${request.name}-etcd`,
           clusterDomain: request.clusterDomain,

@@ -1,5 +1,5 @@
 import { X509Certificate } from 'node:crypto';
-import { mkdtempSync, readdirSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { Construct } from 'constructs';
@@ -11,6 +11,7 @@ import {
   createCertificateAuthority,
   issueServingCertificate,
   servingDnsNames,
+  Storage,
   WARDLE,
 } from '../../lib';
 import { findObject, KubeObject, validateKubeObject } from './_kube-schemas';
@@ -71,8 +72,13 @@ describe('Certificates.selfSigned', () => {
       .filter((o) => o.kind === 'Secret')
       .flatMap((o) => Object.values(o.data as Record<string, string>).map(decodeBase64))
       .join('\n');
-    const privateKeys = decodedOutput.match(/-{5}BEGIN [A-Z ]*PRIVATE KEY-{5}/g) ?? [];
-    expect(privateKeys).toHaveLength(1);
+    // THEN the only keys in it are leaf keys: the serving key and etcd's (members' and client's),
+    // none of them a CA key kept in the PKI directory
+    const privateKeys = decodedOutput.match(/-{5}BEGIN [A-Z ]*PRIVATE KEY-{5}[^-]+-{5}END [A-Z ]*PRIVATE KEY-{5}/g) ?? [];
+    expect(privateKeys).toHaveLength(1 + 3 * 2 + 1);
+    const caKeys = [join(store, 'ca.key'), join(pkiDirectory, 'wardle', 'wardle-apiserver-etcd', 'ca.key')].map((file) => readFileSync(file, 'utf8').trim());
+    expect(caKeys.every((key) => key.length > 0)).toBe(true);
+    for (const caKey of caKeys) expect(privateKeys).not.toContain(caKey);
     // the CA certificate is in caBundle, and it signed the serving certificate
     expect(server.certificatePems).toHaveLength(2);
     expect(server.caBundlePem).toContain('-----BEGIN CERTIFICATE-----');
@@ -87,6 +93,8 @@ describe('Certificates.selfSigned', () => {
       namespace: long,
       name: long,
       certificates: Certificates.selfSigned({ pkiDirectory, now: new Date('2025-06-01T00:00:00Z') }),
+      // (an etcd cluster's names would be too long: `<name>-etcd` is refused beyond 52 characters)
+      storage: Storage.memory(),
     });
     // THEN a valid certificate for <svc>.<ns>.svc is issued
     const [tls] = server.certificatePems;
@@ -194,6 +202,7 @@ describe('Certificates.fromSecret', () => {
     const server = new AggregatedApiServer(chart, 'wardle', {
       api: WARDLE,
       certificates: Certificates.fromSecret({ secretName: 'my-tls', caBundlePem: FIXTURE_PEMS.caBundlePem }),
+      storage: Storage.memory(),
     });
     const objects = synth(chart);
     expect(objects.filter((o) => o.kind === 'Secret')).toHaveLength(0);
@@ -209,6 +218,9 @@ describe('Certificates.fromSecret', () => {
 });
 
 describe('Certificates.certManager', () => {
+  /** The etcd deployed with the server makes its certificates with cert-manager too, under its own names. */
+  const isEtcds = (object: KubeObject) => object.metadata.name.startsWith('wardle-apiserver-etcd-');
+
   test('bootstraps a CA with cert-manager, annotates the APIServices, emits no key and no caBundle', () => {
     // GIVEN cert-manager mode with the defaults
     const chart = newChart();
@@ -217,7 +229,7 @@ describe('Certificates.certManager', () => {
     for (const object of objects) validateKubeObject(object);
 
     // THEN the self-signed Issuer → CA Certificate → CA Issuer → serving Certificate chain
-    const issuers = objects.filter((o) => o.kind === 'Issuer') as any[];
+    const issuers = objects.filter((o) => o.kind === 'Issuer' && !isEtcds(o)) as any[];
     expect(issuers.map((i) => [i.metadata.name, Object.keys(i.spec)[0]])).toEqual([
       ['wardle-apiserver-selfsigned', 'selfSigned'],
       ['wardle-apiserver-ca', 'ca'],
@@ -247,6 +259,12 @@ describe('Certificates.certManager', () => {
       expect(apiService.spec.caBundle).toBeUndefined();
       expect(apiService.spec.insecureSkipTLSVerify).toBeUndefined();
     }
+    // AND etcd's certificates are cert-manager's too, under an etcd CA of its own
+    const etcdCa = findObject(objects, 'Certificate', 'wardle-apiserver-etcd-ca') as any;
+    expect(etcdCa.spec).toMatchObject({ isCA: true });
+    expect(findObject(objects, 'Certificate', 'wardle-apiserver-etcd-client-tls') as any).toMatchObject({
+      spec: { issuerRef: { name: 'wardle-apiserver-etcd-ca', kind: 'Issuer' } },
+    });
     // AND no Secret, no key, and the pod mounts the Secret cert-manager writes
     expect(objects.filter((o) => o.kind === 'Secret')).toHaveLength(0);
     expect(JSON.stringify(objects)).not.toMatch(/PRIVATE KEY|BEGIN CERTIFICATE/);
@@ -258,8 +276,8 @@ describe('Certificates.certManager', () => {
     const chart = newChart();
     new AggregatedApiServer(chart, 'wardle', { api: WARDLE, certificates: Certificates.certManager({ issuerRef: { name: 'corp-ca', kind: 'ClusterIssuer' } }) });
     const objects = synth(chart);
-    expect(objects.filter((o) => o.kind === 'Issuer')).toHaveLength(0);
-    expect(objects.filter((o) => o.kind === 'Certificate').map((o) => o.metadata.name)).toEqual(['wardle-apiserver-serving']);
-    expect((findObject(objects, 'Certificate') as any).spec.issuerRef).toEqual({ name: 'corp-ca', kind: 'ClusterIssuer', group: 'cert-manager.io' });
+    expect(objects.filter((o) => o.kind === 'Issuer' && !isEtcds(o))).toHaveLength(0);
+    expect(objects.filter((o) => o.kind === 'Certificate' && !isEtcds(o)).map((o) => o.metadata.name)).toEqual(['wardle-apiserver-serving']);
+    expect((findObject(objects, 'Certificate', 'wardle-apiserver-serving') as any).spec.issuerRef).toEqual({ name: 'corp-ca', kind: 'ClusterIssuer', group: 'cert-manager.io' });
   });
 });
