@@ -246,11 +246,13 @@ describe('EtcdStorage on a plain etcd', () => {
     const seen = recorder();
     const watch = storage.watch('/flunders/', await storage.currentRevision(), seen.callbacks);
     const other = newStorage();
+    let probes = 0;
     await waitFor('the watch to be created', async () => {
-      await other.create(`/flunders/probe/${seen.events.length}-${Date.now()}`, obj('probe'));
+      await other.create(`/flunders/probe/${++probes}`, obj('probe'));
       return seen.events.length > 0;
     });
-    const before = seen.events.length;
+    await waitFor('the event of every probe', () => seen.events.length === probes);
+    const before = probes;
 
     // WHEN this store creates and updates, and the other one updates
     const created = await storage.create('/flunders/ns/mine', obj('mine', { v: 1 }));

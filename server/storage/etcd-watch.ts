@@ -37,8 +37,8 @@ export interface EtcdWatchContext {
   readonly keyPrefix: string;
   /** A stored value, versioned at `revision` and frozen. */
   decode(value: Buffer, revision: number): StoredValue;
-  /** The value this process stored under `key` (a registry key) at `revision`, if it still has it: the event's object without decoding it. */
-  written?(key: string, revision: number): StoredValue | undefined;
+  /** As decode, for the value of a put of `key` (a registry key): the store may hand over the object its own write of it returned. */
+  decodeWrite?(key: string, value: Buffer, revision: number): StoredValue;
   currentRevision(): Promise<number>;
   /** One KV range (with the store's deadline and error handling). */
   range(request: IRangeRequest): Promise<IRangeResponse>;
@@ -58,6 +58,29 @@ export function rangeEnd(prefix: Buffer): Buffer {
     }
   }
   return Buffer.from([0]); // all 0xff: to the end of the keyspace
+}
+
+/** How often a wait for a future revision asks etcd for its current revision. */
+const REVISION_POLL_MS = 50;
+
+/**
+ * Resolves once etcd's current revision reaches `revision` (or `done()` says the wait no longer
+ * matters); after FUTURE_REVISION_WAIT_MS rejects with TooLargeRevisionError, as upstream's
+ * cacher waits for a future revision. `sleep` lets a caller cancel the wait with its own timers.
+ */
+export async function waitForRevision(
+  currentRevision: () => Promise<number>,
+  revision: number,
+  sleep: (ms: number) => Promise<void> = (ms) => new Promise((resolve) => setTimeout(resolve, ms)),
+  done: () => boolean = () => false,
+): Promise<void> {
+  const deadline = Date.now() + FUTURE_REVISION_WAIT_MS;
+  for (;;) {
+    const current = await currentRevision();
+    if (current >= revision || done()) return;
+    if (Date.now() >= deadline) throw new TooLargeRevisionError(revision, current);
+    await sleep(REVISION_POLL_MS);
+  }
 }
 
 export class EtcdWatch implements StorageWatch {
@@ -80,7 +103,8 @@ export class EtcdWatch implements StorageWatch {
 
   constructor(
     private readonly context: EtcdWatchContext,
-    private readonly prefix: string,
+    /** The registry prefix watched. */
+    readonly prefix: string,
     private readonly afterRevision: number,
     private readonly callbacks: WatchCallbacks,
   ) {
@@ -260,7 +284,7 @@ export class EtcdWatch implements StorageWatch {
       const object = prev ? this.context.decode(prev.value, revision) : Object.freeze({ metadata: Object.freeze({ resourceVersion: String(revision) }) });
       return prevObject ? { type: 'DELETED', key, revision, object, prevObject } : { type: 'DELETED', key, revision, object };
     }
-    const object = this.context.written?.(key, revision) ?? this.context.decode(event.kv.value, revision);
+    const object = this.context.decodeWrite ? this.context.decodeWrite(key, event.kv.value, revision) : this.context.decode(event.kv.value, revision);
     if (event.kv.create_revision === event.kv.mod_revision) return { type: 'ADDED', key, revision, object };
     return prevObject ? { type: 'MODIFIED', key, revision, object, prevObject } : { type: 'MODIFIED', key, revision, object };
   }
@@ -268,22 +292,16 @@ export class EtcdWatch implements StorageWatch {
   /** The store is behind `afterRevision`: wait for it as the cacher does, then fail. */
   private waitForFuture(): void {
     this.waitingForFuture = true;
-    const deadline = Date.now() + FUTURE_REVISION_WAIT_MS;
-    const poll = async (): Promise<void> => {
-      if (this.stopped || !this.waitingForFuture) return;
-      let current: number;
-      try {
-        current = await this.context.currentRevision();
-      } catch (error) {
-        this.fail(error instanceof Error ? error : new Error(String(error)));
-        return;
-      }
-      if (this.stopped || !this.waitingForFuture) return;
-      if (current >= this.afterRevision) return this.caughtUp();
-      if (Date.now() >= deadline) return this.fail(new TooLargeRevisionError(this.afterRevision, current));
-      this.after(100, () => void poll());
-    };
-    void poll();
+    const done = () => this.stopped || !this.waitingForFuture; // stopped, or an event came first
+    const sleep = (ms: number) => new Promise<void>((resolve) => this.after(ms, resolve));
+    waitForRevision(() => this.context.currentRevision(), this.afterRevision, sleep, done).then(
+      () => {
+        if (!done()) this.caughtUp();
+      },
+      (error: unknown) => {
+        if (!done()) this.fail(error instanceof Error ? error : new Error(String(error)));
+      },
+    );
   }
 
   private caughtUp(): void {

@@ -35,10 +35,9 @@ import {
 } from 'etcd3';
 import type { Logger } from 'pino';
 import { EtcdTlsPem, grpcReason, probeEtcd } from './etcd-health';
-import { EtcdWatch, rangeEnd } from './etcd-watch';
+import { EtcdWatch, rangeEnd, waitForRevision } from './etcd-watch';
 import {
   ExpiredError,
-  FUTURE_REVISION_WAIT_MS,
   GetOptions,
   KeyExistsError,
   ListOptions,
@@ -78,7 +77,7 @@ const HEALTH_CHECK_INTERVAL_MS = 2500;
 /** kube-apiserver's key for coordinating compaction between replicas (storage/etcd3/compact.go). */
 const COMPACT_REV_KEY = Buffer.from('compact_rev_key');
 
-/** Values this process wrote and whose watch events have not arrived yet, at most (oldest dropped first). */
+/** Decoded values of writes waiting for their answer or watch event, at most (oldest dropped first). */
 const MAX_AWAITED_EVENTS = 1024;
 
 /** Rows fetched per range while a filter discards some of them. */
@@ -198,13 +197,15 @@ export class EtcdStorage implements Storage {
   private readonly healthcheckTimeoutMs: number;
   private readonly logger: Logger;
   private readonly watches = new Set<EtcdWatch>();
+  /** Keys with a create or update of this process in flight (and how many). */
+  private readonly writesInFlight = new Map<string, number>();
   /**
-   * The value each create and update of this process stored, by key, until its watch event
-   * arrives: the event then carries that object instead of decoding the same JSON again (the
-   * watch cache keeps it, and the serialization the registry cached on it while answering the
-   * write serves later reads).
+   * Where a write's answer and its watch event meet, by key: whichever arrives first leaves the
+   * value it decoded, and the other takes it instead of decoding the same JSON again. So the
+   * watch cache keeps the very object the write returned, and the serialization the registry
+   * cached on it while answering the write serves later reads.
    */
-  private readonly awaitedEvents = new Map<string, { readonly revision: number; readonly value: StoredValue }>();
+  private readonly decodedWrites = new Map<string, { readonly revision: number; readonly value: StoredValue }>();
   private unready: string | undefined = 'etcd: not checked yet';
   private healthCheckInFlight: Promise<string | undefined> | undefined;
   private healthTimer: NodeJS.Timeout | undefined;
@@ -261,7 +262,7 @@ export class EtcdStorage implements Storage {
     let response = await read();
     // Read first, as etcd3's Get checks minimumResourceVersion against the answer: one round trip when etcd has reached it.
     if (options.minRevision !== undefined && Number(response.header.revision) < options.minRevision) {
-      await this.waitForRevision(options.minRevision);
+      await waitForRevision(() => this.currentRevision(), options.minRevision);
       response = await read();
     }
     const kv = response.kvs[0];
@@ -269,7 +270,7 @@ export class EtcdStorage implements Storage {
   }
 
   async list(prefix: string, options: ListOptions = {}): Promise<ListResult> {
-    if (options.revision === undefined && options.minRevision !== undefined) await this.waitForRevision(options.minRevision);
+    if (options.revision === undefined && options.minRevision !== undefined) await waitForRevision(() => this.currentRevision(), options.minRevision);
     const start = options.startKey !== undefined && options.startKey > prefix ? options.startKey : prefix;
     const end = rangeEnd(this.etcdKey(prefix));
     const limit = options.limit !== undefined && options.limit > 0 ? options.limit : undefined;
@@ -315,36 +316,40 @@ export class EtcdStorage implements Storage {
   async create(key: string, value: StoredValue): Promise<StoredObject> {
     const etcdKey = this.etcdKey(key);
     const json = encode(value);
-    const response = await this.request('create', true, () =>
-      this.txn({
-        compare: [{ key: etcdKey, target: CompareTarget.Create, result: CompareResult.Equal, create_revision: 0 }],
-        success: [{ request_put: { key: etcdKey, value: json } }],
-        failure: [],
-      }),
-      key,
+    const response = await this.writing(key, () =>
+      this.request('create', true, () =>
+        this.txn({
+          compare: [{ key: etcdKey, target: CompareTarget.Create, result: CompareResult.Equal, create_revision: 0 }],
+          success: [{ request_put: { key: etcdKey, value: json } }],
+          failure: [],
+        }),
+        key,
+      ),
     );
     if (!response.succeeded) throw new KeyExistsError(key);
     const revision = Number(response.header.revision);
-    return { key, value: this.written(key, json, revision), createRevision: revision, modRevision: revision };
+    return { key, value: this.decodedWrite(key, json, revision, 'answer'), createRevision: revision, modRevision: revision };
   }
 
   async update(key: string, value: StoredValue, expectedModRevision: number): Promise<StoredObject> {
     const etcdKey = this.etcdKey(key);
     const json = encode(value);
-    const response = await this.request('update', true, () =>
-      this.txn({
-        compare: [{ key: etcdKey, target: CompareTarget.Mod, result: CompareResult.Equal, mod_revision: expectedModRevision }],
-        success: [{ request_put: { key: etcdKey, value: json, prev_kv: true } }],
-        failure: [{ request_range: { key: etcdKey } }],
-      }),
-      key,
+    const response = await this.writing(key, () =>
+      this.request('update', true, () =>
+        this.txn({
+          compare: [{ key: etcdKey, target: CompareTarget.Mod, result: CompareResult.Equal, mod_revision: expectedModRevision }],
+          success: [{ request_put: { key: etcdKey, value: json, prev_kv: true } }],
+          failure: [{ request_range: { key: etcdKey } }],
+        }),
+        key,
+      ),
     );
     if (!response.succeeded) throw this.casFailure(key, expectedModRevision, response.responses[0]?.response_range);
     const revision = Number(response.header.revision);
     const prev = response.responses[0]?.response_put?.prev_kv;
     // prev_kv is there: the compare just saw the key.
     const createRevision = prev ? Number(prev.create_revision) : revision;
-    return { key, value: this.written(key, json, revision), createRevision, modRevision: revision };
+    return { key, value: this.decodedWrite(key, json, revision, 'answer'), createRevision, modRevision: revision };
   }
 
   async delete(key: string, expectedModRevision: number): Promise<StoredObject> {
@@ -380,7 +385,7 @@ export class EtcdStorage implements Storage {
         watchClient: this.client.watchClient,
         keyPrefix: this.prefix,
         decode,
-        written: (key, revision) => this.takeWritten(key, revision),
+        decodeWrite: (key, json, revision) => this.decodedWrite(key, json, revision, 'event'),
         currentRevision: () => this.currentRevision(),
         range: (request) => this.request('list', false, () => this.range(request)),
         requestTimeoutMs: this.requestTimeoutMs,
@@ -510,22 +515,37 @@ export class EtcdStorage implements Storage {
     if (!this.healthCheckInFlight) this.scheduleHealthCheck(0);
   }
 
-  /** The stored value of a write this process made, kept for its watch event. */
-  private written(key: string, json: Buffer, revision: number): StoredValue {
-    const value = decode(json, revision);
-    if (this.watches.size === 0) return value; // no watch will ask for it
-    this.awaitedEvents.delete(key); // re-inserted last: the map is in write order
-    this.awaitedEvents.set(key, { revision, value });
-    if (this.awaitedEvents.size > MAX_AWAITED_EVENTS) this.awaitedEvents.delete(this.awaitedEvents.keys().next().value as string);
-    return value;
+  /** Runs a create or update of `key`, known meanwhile as in flight (see decodedWrite). */
+  private async writing<T>(key: string, write: () => Promise<T>): Promise<T> {
+    this.writesInFlight.set(key, (this.writesInFlight.get(key) ?? 0) + 1);
+    try {
+      return await write();
+    } finally {
+      const left = (this.writesInFlight.get(key) ?? 1) - 1;
+      if (left === 0) this.writesInFlight.delete(key);
+      else this.writesInFlight.set(key, left);
+    }
   }
 
-  /** The value this process stored under `key` at `revision`, once (the watch event of that write). */
-  private takeWritten(key: string, revision: number): StoredValue | undefined {
-    const awaited = this.awaitedEvents.get(key);
-    if (awaited === undefined || awaited.revision > revision) return undefined;
-    this.awaitedEvents.delete(key);
-    return awaited.revision === revision ? awaited.value : undefined;
+  /**
+   * The value a put of `key` stored at `revision`, for the write's answer or for its watch event:
+   * decoded once for both (see decodedWrites). The first to come leaves it only when the other
+   * will come: the answer, when a watch covers the key; the event, while a write of the key is in flight.
+   */
+  private decodedWrite(key: string, json: Buffer, revision: number, from: 'answer' | 'event'): StoredValue {
+    const left = this.decodedWrites.get(key);
+    if (left !== undefined) {
+      this.decodedWrites.delete(key);
+      if (left.revision === revision) return left.value;
+    }
+    const value = decode(json, revision);
+    const otherWillCome = from === 'answer' ? [...this.watches].some((watch) => key.startsWith(watch.prefix)) : this.writesInFlight.has(key);
+    if (otherWillCome) {
+      this.decodedWrites.set(key, { revision, value });
+      // Bounded: an answer or event that never comes (a write that timed out) leaves its value behind.
+      if (this.decodedWrites.size > MAX_AWAITED_EVENTS) this.decodedWrites.delete(this.decodedWrites.keys().next().value as string);
+    }
+    return value;
   }
 
   private etcdKey(key: string): Buffer {
@@ -540,17 +560,6 @@ export class EtcdStorage implements Storage {
   private casFailure(key: string, expectedModRevision: number, current: IRangeResponse | undefined): Error {
     const kv = current?.kvs[0];
     return kv ? new RevisionMismatchError(key, expectedModRevision, Number(kv.mod_revision)) : new NotFoundError(key);
-  }
-
-  /** Polls until etcd reaches `minRevision`, for up to FUTURE_REVISION_WAIT_MS; then TooLargeRevisionError. */
-  private async waitForRevision(minRevision: number): Promise<void> {
-    const deadline = Date.now() + FUTURE_REVISION_WAIT_MS;
-    for (;;) {
-      const current = await this.currentRevision();
-      if (current >= minRevision) return;
-      if (Date.now() >= deadline) throw new TooLargeRevisionError(minRevision, current);
-      await new Promise((resolve) => setTimeout(resolve, 50));
-    }
   }
 
   /**
