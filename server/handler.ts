@@ -41,19 +41,30 @@ export type RequestHandler = (req: IncomingMessage, res: ServerResponse) => void
 const METRIC_VERBS: Record<string, string> = { create: 'POST', update: 'PUT' };
 const READ_ONLY_VERBS = new Set(['get', 'list', 'watch', 'head']);
 
-/** Writes a metav1.Status as the response (if nothing was written yet). */
-function writeStatus(res: ServerResponse, status: Status): void {
+/** Writes a metav1.Status as the response (if nothing was written yet), with the Audit-Id unless already set. */
+function writeStatus(res: ServerResponse, status: Status, auditId: string): void {
   if (res.headersSent) {
     // A stream already started (a watch): the only honest signal left is to cut it.
     res.destroy();
     return;
   }
   const body = JSON.stringify(status);
+  if (!res.hasHeader('Audit-Id')) res.setHeader('Audit-Id', auditId);
   res.statusCode = status.code;
   res.setHeader('Content-Type', 'application/json');
   res.setHeader('Content-Length', Buffer.byteLength(body));
   res.setHeader('Cache-Control', 'no-cache, private');
   res.end(body);
+}
+
+/**
+ * Reads of resources (GET and LIST) are answered by the registry with every header in one
+ * `writeHead` list, Audit-Id included (`RequestInfo.auditID`): node's fast path, which a header set
+ * before (`setHeader`) turns into a `setHeader` per header. Every other answer gets the Audit-Id
+ * set up front.
+ */
+function writesOwnAuditId(info: RequestInfo): boolean {
+  return info.isResourceRequest && (info.verb === 'get' || info.verb === 'list');
 }
 
 function scopeOf(info: RequestInfo): string {
@@ -151,10 +162,11 @@ export function createHandler(options: HandlerOptions): RequestHandler {
 
     try {
       try {
-        info = parseRequestInfo(req.method ?? 'GET', req.url ?? '/');
+        info = parseRequestInfo(req.method ?? 'GET', req.url ?? '/', auditId);
       } catch {
         throw errors.badRequest(`malformed request path: ${JSON.stringify(req.url)}`);
       }
+      if (!writesOwnAuditId(info)) res.setHeader('Audit-Id', auditId);
       done = metrics.started(!READ_ONLY_VERBS.has(info.verb));
       // Cached reviews answer synchronously: await only promises (each await is a trip through the microtask queue).
       const authenticated = authenticator.authenticate(req);
@@ -171,10 +183,10 @@ export function createHandler(options: HandlerOptions): RequestHandler {
       if (routed) await routed;
     } catch (error) {
       if (error instanceof StatusError) {
-        writeStatus(res, error.status);
+        writeStatus(res, error.status, auditId);
       } else {
         logger.error({ auditID: auditId, err: error }, 'request failed');
-        writeStatus(res, errors.internal('an unexpected error occurred while serving the request').status);
+        writeStatus(res, errors.internal('an unexpected error occurred while serving the request').status, auditId);
       }
     }
   }
@@ -183,7 +195,6 @@ export function createHandler(options: HandlerOptions): RequestHandler {
     const start = process.hrtime.bigint();
     const header = req.headers['audit-id'];
     const auditId = typeof header === 'string' && header.length > 0 && header.length <= 128 ? header : randomUUID();
-    res.setHeader('Audit-Id', auditId);
     void handle(req, res, start, auditId);
   };
 }

@@ -21,6 +21,8 @@ export interface RequestInfo {
   readonly name: string;
   /** The path segments after the resource name and subresource, if any (not served here). */
   readonly parts: readonly string[];
+  /** The request's audit ID (its Audit-Id header, or one generated for it), which every answer carries; '' when not given. */
+  readonly auditID: string;
 }
 
 const METHOD_VERBS: Record<string, string> = {
@@ -68,7 +70,7 @@ function splitTarget(url: string): { path: string; query: URLSearchParams } {
   return { path: parsed.pathname, query: parsed.searchParams };
 }
 
-export function parseRequestInfo(method: string, url: string): RequestInfo {
+export function parseRequestInfo(method: string, url: string, auditID = ''): RequestInfo {
   const { path, query } = splitTarget(url);
   const segments = path.split('/').filter((s) => s.length > 0);
   // Only /apis/<group>/<version>/<resource>… is a resource request; /api (the core group) is not served here.
@@ -86,6 +88,7 @@ export function parseRequestInfo(method: string, url: string): RequestInfo {
       subresource: '',
       name: '',
       parts: [],
+      auditID,
     };
   }
   const [apiPrefix, apiGroup, apiVersion, ...rest] = segments;
@@ -126,5 +129,6 @@ export function parseRequestInfo(method: string, url: string): RequestInfo {
     subresource,
     name: resolvedName,
     parts: extra,
+    auditID,
   };
 }

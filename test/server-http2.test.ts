@@ -127,10 +127,36 @@ test('an HTTP/1.1 client (no ALPN, or ALPN http/1.1 only) is still served on the
 
     // THEN
     expect(reply.status).toBe(200);
+    expect(reply.headers['audit-id']).toBe(auditId);
     expect(reply.protocol === false || reply.protocol === 'http/1.1').toBe(true);
     expect(JSON.parse(reply.body)).toMatchObject({ metadata: { name: 'over-h2' } });
     expect(await requestLog((l) => l.auditID === auditId)).toMatchObject({ protocol: 'HTTP/1.1', user: 'h2-admin', code: 200 });
   }
+});
+
+test('every answer carries its Audit-Id: reads (written with their own header list), writes, errors; given or generated', async () => {
+  // GIVEN an HTTP/2 session and a Flunder
+  const session = await connect();
+  const created = await send(session, 'POST', FLUNDERS, { headers: { ...JSON_BODY, 'audit-id': 'aid-create' }, body: flunder('aid-1') });
+
+  // WHEN it is read, listed, a missing one read, and a path outside the group asked for, with and without an Audit-Id
+  const got = await send(session, 'GET', `${FLUNDERS}/aid-1`, { headers: { 'audit-id': 'aid-get' } });
+  const listed = await send(session, 'GET', FLUNDERS, { headers: { 'audit-id': 'aid-list' } });
+  const missing = await send(session, 'GET', `${FLUNDERS}/nobody`, { headers: { 'audit-id': 'aid-404' } });
+  const elsewhere = await send(session, 'GET', '/apis/other.example.com/v1/things/x');
+  const generated = await send(session, 'GET', `${FLUNDERS}/aid-1`);
+
+  // THEN each answer names the request's Audit-Id once: the given one, or a generated UUID that the log line names too
+  expect([created, got, listed, missing].map((r) => [r.status, r.headers['audit-id']])).toEqual([
+    [201, 'aid-create'],
+    [200, 'aid-get'],
+    [200, 'aid-list'],
+    [404, 'aid-404'],
+  ]);
+  expect(elsewhere.status).toBe(404);
+  expect(elsewhere.headers['audit-id']).toMatch(/^[0-9a-f-]{36}$/);
+  expect(generated.headers['audit-id']).toMatch(/^[0-9a-f-]{36}$/);
+  expect(await requestLog((l) => l.auditID === generated.headers['audit-id'])).toMatchObject({ verb: 'get', name: 'aid-1', code: 200 });
 });
 
 test('request-header authentication over h2: each X-Remote-Group and X-Remote-Extra header line is one value', async () => {

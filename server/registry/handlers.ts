@@ -66,16 +66,22 @@ function parseFieldValidation(query: URLSearchParams): FieldValidation {
 
 // ---- responses -------------------------------------------------------------------------------
 
+/**
+ * The headers of a JSON answer, as one `writeHead` list (node's fast path when no header was set
+ * before): Audit-Id (the handler leaves it to reads, see handler.ts), type, length, no caching.
+ */
+function jsonHeaders(info: RequestInfo, contentLength: number): (string | number | string[])[] {
+  const headers: (string | number | string[])[] = ['Content-Type', 'application/json', 'Content-Length', contentLength, 'Cache-Control', 'no-cache, private'];
+  if (info.auditID !== '') headers.unshift('Audit-Id', info.auditID);
+  return headers;
+}
+
 /** Answers with encoded JSON (Content-Length is its byte length). */
-function sendJson(res: ServerResponse, code: number, body: Buffer, warnings: readonly string[] = []): void {
-  const headers: Record<string, string | number | string[]> = {
-    'Content-Type': 'application/json',
-    'Content-Length': body.length,
-    'Cache-Control': 'no-cache, private',
-  };
-  if (warnings.length > 0) headers.Warning = warnings.map((w) => `299 - ${JSON.stringify(w)}`);
-  res.writeHead(code, headers);
-  res.end(body);
+function sendJson(scope: RequestScope, code: number, body: Buffer, warnings: readonly string[] = []): void {
+  const headers = jsonHeaders(scope.info, body.length);
+  if (warnings.length > 0) headers.push('Warning', warnings.map((w) => `299 - ${JSON.stringify(w)}`));
+  scope.res.writeHead(code, headers);
+  scope.res.end(body);
 }
 
 function includeObjectOf(scope: RequestScope): IncludeObject {
@@ -166,10 +172,11 @@ function listBody(scope: RequestScope, items: readonly StoredValue[], listMeta: 
  * Answers a list: head and rest written as one response (corked: one write to the connection),
  * without copying the rest into a new buffer with the head.
  */
-function sendList(res: ServerResponse, body: ListBody): void {
+function sendList(scope: RequestScope, body: ListBody): void {
+  const res = scope.res;
   const headLength = Buffer.byteLength(body.head);
   res.cork();
-  res.writeHead(200, { 'Content-Type': 'application/json', 'Content-Length': headLength + body.rest.length, 'Cache-Control': 'no-cache, private' });
+  res.writeHead(200, jsonHeaders(scope.info, headLength + body.rest.length));
   if (headLength > 0) res.write(body.head);
   res.end(body.rest);
   res.uncork();
@@ -177,21 +184,21 @@ function sendList(res: ServerResponse, body: ListBody): void {
 
 /** Answers a write with the object written (or deleted). */
 function respondWritten(scope: RequestScope, code: number, value: StoredValue, warnings: readonly string[] = []): void {
-  sendJson(scope.res, code, Buffer.from(writtenText(scope, value)), warnings);
+  sendJson(scope, code, Buffer.from(writtenText(scope, value)), warnings);
 }
 
 // ---- get.go: get, list, watch ----------------------------------------------------------------
 
 export async function getObject(scope: RequestScope): Promise<void> {
   const value = await scope.store.get(scope.info.namespace, scope.info.name, { resourceVersion: parseResourceVersion(scope.query) });
-  sendJson(scope.res, 200, readObjectBody(scope, value));
+  sendJson(scope, 200, readObjectBody(scope, value));
 }
 
 export async function listObjects(scope: RequestScope): Promise<void> {
   const options = parseListQuery(scope.query, false);
   const listed = await scope.store.list(scope.info.namespace, options);
   // Kept per request target: the same target lists the same selection (the items decide whether the bytes still apply).
-  sendList(scope.res, listBody(scope, listed.items, listed.listMeta, scope.req.url));
+  sendList(scope, listBody(scope, listed.items, listed.listMeta, scope.req.url));
 }
 
 export async function watchObjects(scope: RequestScope, deps: HandlerDeps): Promise<void> {
@@ -345,5 +352,5 @@ export async function deleteCollection(scope: RequestScope): Promise<void> {
   const listOptions = parseListQuery(scope.query, false);
   const options = await readDeleteOptions(scope);
   const deleted = await scope.store.deleteCollection(contextOf(scope), listOptions, options);
-  sendList(scope.res, listBody(scope, deleted.items, deleted.listMeta));
+  sendList(scope, listBody(scope, deleted.items, deleted.listMeta));
 }
