@@ -2,7 +2,7 @@ import { ApiObject, Size } from 'cdk8s';
 import * as kplus from 'cdk8s-plus-28';
 import { k8s } from 'cdk8s-plus-28';
 import { Construct } from 'constructs';
-import { _checkDns1035Label, _checkDns1123Label, _checkDns1123Subdomain, _checkIntegerInRange } from './_validate';
+import { _checkCronSchedule, _checkDns1035Label, _checkDns1123Label, _checkDns1123Subdomain, _checkImageReference, _checkIntegerInRange, _quantityValue } from './_validate';
 import { EtcdCertificates, EtcdMemberCertificateRequest, IEtcdCertificates } from './etcd-certificates';
 import { DEFAULT_CLUSTER_DOMAIN, servingDnsNames } from './pki';
 
@@ -13,6 +13,17 @@ export const DEFAULT_ETCD_BACKUP_TOOLS_IMAGE = 'docker.io/library/busybox:1.36.1
 export const DEFAULT_ETCD_REPLICAS = 3;
 export const DEFAULT_ETCD_STORAGE_SIZE = '1Gi';
 export const DEFAULT_ETCD_BACKUP_RETENTION = 7;
+/** The member counts an EtcdCluster takes: odd, so that a quorum survives; more than 5 only slows writes. */
+export const ETCD_REPLICA_COUNTS: readonly number[] = [1, 3, 5];
+/** The smallest `storageSize`: etcd preallocates 64Mi write-ahead-log files and keeps several. */
+export const MIN_ETCD_STORAGE_SIZE = '512Mi';
+export const MIN_ETCD_STORAGE_BYTES = 512 * 2 ** 20;
+/**
+ * The longest `name`, and the longest backup CronJob name (`<name>-backup`): the StatefulSet's
+ * pods carry a `<name>-<10-character revision hash>` label, and a CronJob's Jobs are named
+ * `<name>-<11 characters>`, both at most 63 characters.
+ */
+export const MAX_ETCD_OBJECT_NAME_LENGTH = 52;
 export const ETCD_CLIENT_PORT = 2379;
 export const ETCD_PEER_PORT = 2380;
 /** Plain HTTP, `/health` and `/metrics` only: what the kubelet probes (it holds no client certificate). */
@@ -117,32 +128,31 @@ export class EtcdCluster extends Construct {
     // Everything is checked before the certificates are bound: a bad prop must not touch the PKI directory.
     this.namespace = _checkDns1123Label('namespace', props.namespace);
     this.name = _checkName(props.name);
-    this.replicas = props.replicas ?? DEFAULT_ETCD_REPLICAS;
-    if (![1, 3, 5].includes(this.replicas)) {
-      throw new Error(`replicas ${String(props.replicas)} is not valid (expected 1, 3 or 5: an etcd cluster needs an odd number of members, and more than 5 only slows writes)`);
-    }
-    const image = _checkImage('image', props.image ?? DEFAULT_ETCD_IMAGE);
+    this.replicas = _checkEtcdReplicas('replicas', props.replicas ?? DEFAULT_ETCD_REPLICAS);
+    const image = _checkImageReference('image', props.image ?? DEFAULT_ETCD_IMAGE, DEFAULT_ETCD_IMAGE);
     const storageSize = props.storageSize ?? DEFAULT_ETCD_STORAGE_SIZE;
-    const storageBytes = _quantityBytes('storageSize', storageSize);
-    if (storageBytes < MIN_STORAGE_BYTES) {
-      throw new Error(`storageSize "${storageSize}" is too small (expected at least 512Mi: etcd preallocates 64Mi write-ahead-log files and keeps several)`);
-    }
+    const storageBytes = _checkEtcdStorageSize('storageSize', storageSize);
     const quotaBackendBytes = _quotaBackendBytes(storageBytes);
     const clusterDomain = _checkDns1123Subdomain('clusterDomain', props.clusterDomain ?? DEFAULT_CLUSTER_DOMAIN);
     if (props.storageClassName !== undefined) _checkDns1123Subdomain('storageClassName', props.storageClassName);
     const clientPodLabels = _checkClientPodLabels(props.clientPodLabels);
     const backupRetention = _checkIntegerInRange('backupRetention', props.backupRetention ?? DEFAULT_ETCD_BACKUP_RETENTION, 1, 1000);
     if (props.backupSchedule !== undefined) {
-      _checkSchedule(props.backupSchedule);
-      // A CronJob's name is at most 52 characters: its Jobs append an 11-character suffix.
-      if (`${this.name}-backup`.length > 52) {
-        throw new Error(`name "${this.name}" is too long for backups (expected at most 45 characters with backupSchedule: the CronJob "${this.name}-backup" may have at most 52)`);
+      _checkCronSchedule('backupSchedule', props.backupSchedule);
+      const cronJobName = `${this.name}-backup`;
+      if (cronJobName.length > MAX_ETCD_OBJECT_NAME_LENGTH) {
+        throw new Error(
+          `name "${this.name}" is too long for backups (expected at most ${MAX_ETCD_OBJECT_NAME_LENGTH - '-backup'.length} characters with backupSchedule: ` +
+            `the CronJob "${cronJobName}" may have at most ${MAX_ETCD_OBJECT_NAME_LENGTH}, its Jobs append an 11-character suffix)`,
+        );
       }
     }
     const backupStorageSize = props.backupStorageSize ?? `${Math.ceil(((backupRetention + 1) * quotaBackendBytes) / GIBIBYTE)}Gi`;
-    _quantityBytes('backupStorageSize', backupStorageSize);
+    if (_quantityValue('backupStorageSize', backupStorageSize) <= 0) {
+      throw new Error(`backupStorageSize "${backupStorageSize}" is not positive (expected a size such as "8Gi")`);
+    }
     if (props.backupStorageClassName !== undefined) _checkDns1123Subdomain('backupStorageClassName', props.backupStorageClassName);
-    const backupToolsImage = _checkImage('backupToolsImage', props.backupToolsImage ?? DEFAULT_ETCD_BACKUP_TOOLS_IMAGE);
+    const backupToolsImage = _checkImageReference('backupToolsImage', props.backupToolsImage ?? DEFAULT_ETCD_BACKUP_TOOLS_IMAGE, DEFAULT_ETCD_BACKUP_TOOLS_IMAGE);
 
     this.clientServiceName = `${this.name}-client`;
     this.peerServiceName = `${this.name}-peer`;
@@ -468,7 +478,6 @@ export class EtcdCluster extends Construct {
 }
 
 const GIBIBYTE = 1024 ** 3;
-const MIN_STORAGE_BYTES = 512 * 1024 ** 2;
 /** etcd's own recommended maximum backend size. */
 const MAX_QUOTA_BACKEND_BYTES = 8 * GIBIBYTE;
 /** Room for the write-ahead log: 64Mi files, 5 kept (`--max-wals`) and one being filled. */
@@ -502,42 +511,29 @@ function _quotaBackendBytes(storageBytes: number): number {
   return Math.min(MAX_QUOTA_BACKEND_BYTES, Math.floor((storageBytes - WAL_RESERVE_BYTES) / 2 / (1024 * 1024)) * 1024 * 1024);
 }
 
-const QUANTITY = /^([0-9]+(?:\.[0-9]+)?)(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$/;
-const QUANTITY_UNITS: Readonly<Record<string, number>> = {
-  '': 1,
-  Ki: 1024,
-  Mi: 1024 ** 2,
-  Gi: 1024 ** 3,
-  Ti: 1024 ** 4,
-  Pi: 1024 ** 5,
-  Ei: 1024 ** 6,
-  k: 1e3,
-  M: 1e6,
-  G: 1e9,
-  T: 1e12,
-  P: 1e15,
-  E: 1e18,
-};
-
-/** Bytes of a Kubernetes quantity such as `1Gi`, `500M` or `1073741824`. */
-function _quantityBytes(prop: string, value: string): number {
-  const match = typeof value === 'string' ? QUANTITY.exec(value) : null;
-  if (match === null) {
-    throw new Error(`${prop} ${JSON.stringify(value)} is not a Kubernetes quantity (expected e.g. "1Gi", "512Mi" or "2G")`);
+/** Fails unless `value` is an etcd member count EtcdCluster takes (1, 3 or 5); `prop` names it (a prop, or a CLI flag). */
+export function _checkEtcdReplicas(prop: string, value: number): number {
+  if (!ETCD_REPLICA_COUNTS.includes(value)) {
+    throw new Error(
+      `${prop} ${String(value)} is not valid (expected 1, 3 or 5: an etcd cluster needs an odd number of members for a quorum; 3 survives the loss of one member, 5 of two, and more only slows writes)`,
+    );
   }
-  return Math.floor(Number(match[1]) * QUANTITY_UNITS[match[2] ?? '']);
+  return value;
+}
+
+/** The bytes of a member's volume, or an error naming `prop` unless it is a quantity of at least MIN_ETCD_STORAGE_SIZE. */
+export function _checkEtcdStorageSize(prop: string, value: string): number {
+  const bytes = _quantityValue(prop, value);
+  if (bytes < MIN_ETCD_STORAGE_BYTES) {
+    throw new Error(`${prop} ${JSON.stringify(value)} is too small (expected at least ${MIN_ETCD_STORAGE_SIZE}: etcd preallocates 64Mi write-ahead-log files and keeps several)`);
+  }
+  return bytes;
 }
 
 function _checkName(value: string): string {
   _checkDns1035Label('name', value);
-  // The StatefulSet controller labels each pod with `<name>-<10-character hash>`, which must fit a 63-character label.
-  if (value.length > 52) throw new Error(`name "${value}" is ${value.length} characters long (expected at most 52: the StatefulSet's pods carry "<name>-<revision hash>" labels)`);
-  return value;
-}
-
-function _checkImage(prop: string, value: string): string {
-  if (typeof value !== 'string' || value.trim() === '' || /\s/.test(value)) {
-    throw new Error(`${prop} ${JSON.stringify(value)} is not a valid image reference (expected e.g. "registry.k8s.io/etcd:3.5.21-0", no spaces)`);
+  if (value.length > MAX_ETCD_OBJECT_NAME_LENGTH) {
+    throw new Error(`name "${value}" is ${value.length} characters long (expected at most ${MAX_ETCD_OBJECT_NAME_LENGTH}: the StatefulSet's pods carry "<name>-<revision hash>" labels)`);
   }
   return value;
 }
@@ -547,16 +543,6 @@ function _checkClientPodLabels(labels: Readonly<Record<string, string>>): Readon
     throw new Error(`clientPodLabels ${JSON.stringify(labels)} is empty (expected the API server pods' selector labels: an empty selector would admit every pod)`);
   }
   return labels;
-}
-
-const CRON_MACROS = ['@yearly', '@annually', '@monthly', '@weekly', '@daily', '@midnight', '@hourly'];
-
-function _checkSchedule(value: string): void {
-  const fields = typeof value === 'string' ? value.trim().split(/\s+/) : [];
-  const valid = CRON_MACROS.includes(value) || (fields.length === 5 && fields.every((field) => /^[0-9A-Za-z*/,?-]+$/.test(field)));
-  if (!valid) {
-    throw new Error(`backupSchedule ${JSON.stringify(value)} is not a cron schedule (expected five fields such as "0 3 * * *", or a macro such as "@daily")`);
-  }
 }
 
 /** cdk8s-plus's ContainerResources as a Kubernetes ResourceRequirements, as cdk8s-plus writes it. */

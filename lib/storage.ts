@@ -112,7 +112,7 @@ export class Storage {
   public static externalEtcd(options: ExternalEtcdStorageOptions): IStorage {
     const servers = [...options.servers];
     if (servers.length === 0) throw new Error('servers is empty (expected the etcd client URLs, e.g. ["https://etcd-0.etcd.example:2379"])');
-    servers.forEach(_checkEtcdServerUrl);
+    for (const server of servers) _checkEtcdServerUrl('servers', server);
     const given = (['pem', 'files', 'secretName'] as const).filter((key) => options[key] !== undefined);
     if (given.length !== 1) {
       throw new Error(`externalEtcd takes exactly one of pem, files and secretName (got ${given.length === 0 ? 'none' : given.join(' and ')}): the server needs a client certificate etcd accepts`);
@@ -181,17 +181,24 @@ function _readPemFiles(files: NonNullable<ExternalEtcdStorageOptions['files']>):
   return { caPem: read('caFile', files.caFile), certPem: read('certFile', files.certFile), keyPem: read('keyFile', files.keyFile) };
 }
 
-/** A client URL the bundled server dials with a client certificate: https, host and port only. */
-function _checkEtcdServerUrl(text: string): void {
+/**
+ * Fails unless `text` is a client URL the bundled server dials with a client certificate: https,
+ * host and port only (the server refuses anything else at start); `prop` names the list it is in
+ * (a prop, or a CLI flag).
+ */
+export function _checkEtcdServerUrl(prop: string, text: string): string {
   const expected = 'expected https://<host>:<port>, e.g. https://etcd-0.etcd.example:2379';
-  let url: URL | undefined;
+  let url: URL;
   try {
     url = new URL(text);
   } catch {
-    // reported below
+    throw new Error(`${prop} contains "${text}", which is not a URL (${expected})`);
   }
-  const bare = url !== undefined && url.protocol === 'https:' && url.port !== '' && (url.pathname === '/' || url.pathname === '') && url.search === '' && url.hash === '' && url.username === '';
-  if (!bare) throw new Error(`servers contains "${text}", which is not an https:// client URL with a port (${expected})`);
+  if (url.protocol !== 'https:') throw new Error(`${prop} contains "${text}", which is not an https:// URL (${expected}: the client certificate needs TLS)`);
+  if (url.port === '' || (url.pathname !== '/' && url.pathname !== '') || url.search !== '' || url.hash !== '' || url.username !== '' || url.password !== '') {
+    throw new Error(`${prop} contains "${text}", which is not a bare client URL with a port (${expected})`);
+  }
+  return text;
 }
 
 /**
@@ -208,7 +215,7 @@ export function _checkEtcdClientCertificate(
     try {
       return blocks.map((block) => new X509Certificate(block));
     } catch (e) {
-      throw new Error(`${name} is not a valid PEM certificate (${(e as Error).message})`);
+      throw new Error(`${name} does not hold a valid PEM certificate (${(e as Error).message})`);
     }
   };
   const cas = certificates(names.caPem, pem.caPem);
@@ -217,7 +224,7 @@ export function _checkEtcdClientCertificate(
   try {
     key = createPrivateKey(pem.keyPem);
   } catch (e) {
-    throw new Error(`${names.keyPem} is not a valid PEM private key (${(e as Error).message})`);
+    throw new Error(`${names.keyPem} does not hold a PEM private key (${(e as Error).message})`);
   }
   const der = (k: ReturnType<typeof createPublicKey>): Buffer => k.export({ type: 'spki', format: 'der' });
   if (!der(createPublicKey(key)).equals(der(leaf.publicKey))) {

@@ -1,12 +1,14 @@
 import * as fs from 'node:fs';
 import * as YAML from 'yaml';
 import yargs from 'yargs';
-import { isDns1035Label, isDns1123Label, isDns1123Subdomain } from '../../apis';
+import { isDns1123Subdomain } from '../../apis';
+import { _checkCronSchedule, _checkDns1035Label, _checkDns1123Label, _checkImageReference } from '../_validate';
 import { DEFAULT_GROUP_PRIORITY_MINIMUM, DEFAULT_VERSION_PRIORITY } from '../api-service';
 import { DEFAULT_SECURE_PORT } from '../api-server-deployment';
 import { DEFAULT_CA_VALIDITY_DAYS, DEFAULT_CERT_VALIDITY_DAYS, DEFAULT_PKI_DIRECTORY } from '../certificates';
-import { DEFAULT_ETCD_IMAGE, DEFAULT_ETCD_STORAGE_SIZE } from '../etcd-cluster';
+import { _checkEtcdReplicas, _checkEtcdStorageSize, DEFAULT_ETCD_IMAGE, DEFAULT_ETCD_STORAGE_SIZE, MAX_ETCD_OBJECT_NAME_LENGTH } from '../etcd-cluster';
 import { DEFAULT_CLUSTER_DOMAIN } from '../pki';
+import { _checkEtcdServerUrl } from '../storage';
 
 /** Everything `main.ts` needs to synthesize, after flags, environment and config file are merged. */
 export interface SynthOptions {
@@ -59,14 +61,6 @@ export type CertMode = (typeof CERT_MODES)[number];
 export const STORAGE_MODES = ['etcd', 'external-etcd', 'memory'] as const;
 export type StorageMode = (typeof STORAGE_MODES)[number];
 
-/** EtcdCluster's smallest volume: etcd preallocates 64Mi write-ahead-log files and keeps several. */
-const MIN_ETCD_STORAGE_BYTES = 512 * 2 ** 20;
-/**
- * EtcdCluster's limit on its StatefulSet's and backup CronJob's names: the pods carry a
- * `<name>-<revision hash>` label, the Jobs `<name>-<11 characters>`, both at most 63.
- */
-const MAX_ETCD_OBJECT_NAME_LENGTH = 52;
-
 /** The flags that only one storage mode uses, and that mode. */
 const STORAGE_MODE_FLAGS: Readonly<Record<StorageMode, readonly StorageFlag[]>> = {
   etcd: ['etcd-replicas', 'etcd-image', 'etcd-storage-size', 'etcd-storage-class', 'network-policy', 'etcd-backup-schedule'],
@@ -90,6 +84,18 @@ export class UsageError extends Error {
   constructor(message: string) {
     super(message);
     this.name = 'UsageError';
+  }
+}
+
+/**
+ * Runs one of the constructs' checks, given the flag (`--etcd-image`) where it takes a prop name,
+ * so that the CLI refuses exactly what the construct would, with a message naming the flag.
+ */
+export function checkFlag<T>(check: () => T): T {
+  try {
+    return check();
+  } catch (error) {
+    throw error instanceof UsageError ? error : new UsageError((error as Error).message);
   }
 }
 
@@ -268,12 +274,9 @@ function integerIn(flag: string, value: number, min: number, max: number, what: 
 
 /** Checks what the flags alone can tell, so that the message names the flag, not a construct prop. */
 export function validateSynthOptions(o: SynthOptions): void {
-  const label = `a valid DNS-1123 label (lowercase letters, digits and '-', at most 63 characters)`;
-  if (o.namespace !== undefined && !isDns1123Label(o.namespace)) throw new UsageError(`--namespace "${o.namespace}" is not ${label}`);
-  if (o.name !== undefined && !isDns1035Label(o.name)) {
-    throw new UsageError(`--name "${o.name}" is not a valid DNS-1035 label (lowercase letters, digits and '-', starting with a letter, at most 63 characters; it names the Service)`);
-  }
-  if (o.image !== undefined && (o.image.trim() === '' || /\s/.test(o.image))) throw new UsageError(`--image "${o.image}" is not an image reference (e.g. "registry.example.com/wardle-apiserver:1.0")`);
+  if (o.namespace !== undefined) checkFlag(() => _checkDns1123Label('--namespace', o.namespace!));
+  if (o.name !== undefined) checkFlag(() => _checkDns1035Label('--name', o.name!));
+  if (o.image !== undefined) checkFlag(() => _checkImageReference('--image', o.image!, 'registry.example.com/wardle-apiserver:1.0'));
   if (o.replicas !== undefined) integerIn('replicas', o.replicas, 1, 1000, 'a whole number of replicas from 1 to 1000');
   validateStorageOptions(o);
   integerIn('secure-port', o.securePort, 1, 65535, 'a port number from 1 to 65535');
@@ -332,29 +335,19 @@ function validateStorageOptions(o: SynthOptions): void {
         `(expected a --name of at most ${MAX_ETCD_OBJECT_NAME_LENGTH - suffix.length} characters)`,
     );
   }
-  if (o.etcdReplicas !== undefined && ![1, 3, 5].includes(o.etcdReplicas)) {
-    throw new UsageError(`--etcd-replicas "${o.etcdReplicas}" is not 1, 3 or 5 (an odd number of members keeps a quorum; 3 survives the loss of one member, 5 of two)`);
-  }
-  if (o.etcdImage !== undefined && (o.etcdImage.trim() === '' || /\s/.test(o.etcdImage))) {
-    throw new UsageError(`--etcd-image "${o.etcdImage}" is not an image reference (e.g. "${DEFAULT_ETCD_IMAGE}")`);
-  }
-  if (o.etcdStorageSize !== undefined) {
-    const bytes = quantityBytes(o.etcdStorageSize);
-    if (bytes === undefined) throw new UsageError(`--etcd-storage-size "${o.etcdStorageSize}" is not a storage quantity (expected a size such as 1Gi, 512Mi or 8Gi)`);
-    if (bytes < MIN_ETCD_STORAGE_BYTES) {
-      throw new UsageError(`--etcd-storage-size "${o.etcdStorageSize}" is too small (expected at least 512Mi: etcd preallocates 64Mi write-ahead-log files and keeps several)`);
-    }
-  }
+  if (o.etcdReplicas !== undefined) checkFlag(() => _checkEtcdReplicas('--etcd-replicas', o.etcdReplicas!));
+  if (o.etcdImage !== undefined) checkFlag(() => _checkImageReference('--etcd-image', o.etcdImage!, DEFAULT_ETCD_IMAGE));
+  if (o.etcdStorageSize !== undefined) checkFlag(() => _checkEtcdStorageSize('--etcd-storage-size', o.etcdStorageSize!));
   if (o.etcdStorageClass !== undefined && !isDns1123Subdomain(o.etcdStorageClass)) {
     throw new UsageError(`--etcd-storage-class "${o.etcdStorageClass}" is not a StorageClass name (a DNS-1123 subdomain, e.g. "standard" or "fast-ssd")`);
   }
-  if (o.etcdBackupSchedule !== undefined) checkCronSchedule(o.etcdBackupSchedule);
+  if (o.etcdBackupSchedule !== undefined) checkFlag(() => _checkCronSchedule('--etcd-backup-schedule', o.etcdBackupSchedule!));
   if (storage !== 'external-etcd') return;
 
   if (o.etcdServers === undefined || o.etcdServers.length === 0) {
     throw new UsageError('--storage external-etcd needs --etcd-servers (the client URLs of your etcd, e.g. https://etcd-0.etcd.example:2379,https://etcd-1.etcd.example:2379)');
   }
-  for (const server of o.etcdServers) checkEtcdServerUrl(server);
+  for (const server of o.etcdServers) checkFlag(() => _checkEtcdServerUrl('--etcd-servers', server));
   const missing = (['etcd-ca-file', 'etcd-cert-file', 'etcd-key-file'] as const).find((flag) => !given(flag));
   if (missing) {
     throw new UsageError(`--storage external-etcd needs --${missing}: the server verifies etcd with --etcd-ca-file and authenticates with --etcd-cert-file and --etcd-key-file`);
@@ -374,85 +367,6 @@ function storageOptionFor(o: SynthOptions, flag: StorageFlag): unknown {
     'etcd-cert-file': o.etcdCertFile,
     'etcd-key-file': o.etcdKeyFile,
   }[flag];
-}
-
-const QUANTITY_SUFFIXES: Readonly<Record<string, number>> = {
-  '': 1,
-  k: 1e3,
-  M: 1e6,
-  G: 1e9,
-  T: 1e12,
-  P: 1e15,
-  E: 1e18,
-  Ki: 2 ** 10,
-  Mi: 2 ** 20,
-  Gi: 2 ** 30,
-  Ti: 2 ** 40,
-  Pi: 2 ** 50,
-  Ei: 2 ** 60,
-};
-
-/** The bytes of a Kubernetes quantity with a decimal or binary suffix, as a PVC's storage request takes it; undefined if it is none. */
-function quantityBytes(text: string): number | undefined {
-  const match = /^(\d+(?:\.\d+)?)(Ki|Mi|Gi|Ti|Pi|Ei|k|M|G|T|P|E)?$/.exec(text);
-  return match === null ? undefined : Number(match[1]) * QUANTITY_SUFFIXES[match[2] ?? ''];
-}
-
-/** A client URL the bundled server dials: https, host and port only (it refuses anything else at start). */
-function checkEtcdServerUrl(text: string): void {
-  const expected = 'expected https://<host>:<port>, e.g. https://etcd-0.etcd.example:2379';
-  let url: URL;
-  try {
-    url = new URL(text);
-  } catch {
-    throw new UsageError(`--etcd-servers contains "${text}", which is not a URL (${expected})`);
-  }
-  if (url.protocol !== 'https:') throw new UsageError(`--etcd-servers contains "${text}", which is not an https:// URL (${expected}: the client certificate needs TLS)`);
-  if (url.port === '' || (url.pathname !== '/' && url.pathname !== '') || url.search !== '' || url.hash !== '' || url.username !== '' || url.password !== '') {
-    throw new UsageError(`--etcd-servers contains "${text}", which is not a bare client URL with a port (${expected})`);
-  }
-}
-
-const CRON_MACROS = ['@yearly', '@annually', '@monthly', '@weekly', '@daily', '@midnight', '@hourly'];
-/** The five fields of a CronJob schedule: minute, hour, day of month, month, day of week (names as Kubernetes' parser takes them). */
-const CRON_FIELDS: readonly { name: string; min: number; max: number; names?: readonly string[] }[] = [
-  { name: 'minute', min: 0, max: 59 },
-  { name: 'hour', min: 0, max: 23 },
-  { name: 'day of month', min: 1, max: 31 },
-  { name: 'month', min: 1, max: 12, names: ['jan', 'feb', 'mar', 'apr', 'may', 'jun', 'jul', 'aug', 'sep', 'oct', 'nov', 'dec'] },
-  { name: 'day of week', min: 0, max: 6, names: ['sun', 'mon', 'tue', 'wed', 'thu', 'fri', 'sat'] },
-];
-
-function checkCronSchedule(schedule: string): void {
-  const refuse = (why: string): never => {
-    throw new UsageError(`--etcd-backup-schedule "${schedule}" is not a cron schedule: ${why} (expected 5 fields "minute hour day-of-month month day-of-week", e.g. "0 3 * * *", or one of ${CRON_MACROS.join(', ')})`);
-  };
-  const text = schedule.trim();
-  if (text.startsWith('@')) {
-    if (!CRON_MACROS.includes(text)) refuse(`"${text}" is not a known macro`);
-    return;
-  }
-  const fields = text.split(/\s+/);
-  if (fields.length !== CRON_FIELDS.length) refuse(`it has ${fields.length} field${fields.length === 1 ? '' : 's'}`);
-  fields.forEach((field, index) => {
-    const spec = CRON_FIELDS[index];
-    const value = (part: string): number => {
-      const named = spec.names?.indexOf(part.toLowerCase()) ?? -1;
-      const number = named >= 0 ? named + (spec.name === 'month' ? 1 : 0) : /^\d+$/.test(part) ? Number(part) : NaN;
-      if (!(number >= spec.min && number <= spec.max)) refuse(`the ${spec.name} "${part}" is not from ${spec.min} to ${spec.max}`);
-      return number;
-    };
-    for (const item of field.split(',')) {
-      const match = /^(\*|\?|[0-9A-Za-z]+(?:-[0-9A-Za-z]+)?)(?:\/(\d+))?$/.exec(item);
-      if (!match) refuse(`the ${spec.name} field "${field}" does not parse`);
-      const [, range, step] = match!;
-      if (step !== undefined && Number(step) < 1) refuse(`the ${spec.name} step "${step}" is not positive`);
-      if (range === '?' && spec.name !== 'day of month' && spec.name !== 'day of week') refuse(`"?" is only allowed for the day of month or week`);
-      if (range === '*' || range === '?') continue;
-      const [from, to] = range.split('-').map(value);
-      if (to !== undefined && to < from) refuse(`the ${spec.name} range "${range}" runs backwards`);
-    }
-  });
 }
 
 function optionFor(o: SynthOptions, flag: 'tls-cert-file' | 'tls-key-file' | 'ca-bundle-file' | 'tls-secret-name'): string | undefined {

@@ -9,7 +9,7 @@ import { Certificates, ICertificates } from '../certificates';
 import { EtcdCertificates, IEtcdCertificates } from '../etcd-certificates';
 import { inspectCertificate, splitPemBundle } from '../pki';
 import { _checkEtcdClientCertificate, IStorage, Storage } from '../storage';
-import { SynthOptions, UsageError } from './options';
+import { checkFlag, SynthOptions, UsageError } from './options';
 
 /** One synthesized object, as the summary lists it. */
 export interface SynthesizedObject {
@@ -43,14 +43,18 @@ export interface SynthResult {
   readonly etcdPkiActions: readonly string[];
 }
 
-/** Reads a PEM file named by a flag; the error names the flag, the file and what it should hold. */
-function readPemFlag(flag: string, file: string, holds: 'certificate' | 'private key'): string {
-  let text: string;
+/** Reads a file named by a flag; the error names the flag and the file. */
+function readFlagFile(flag: string, file: string): string {
   try {
-    text = fs.readFileSync(file, 'utf8');
+    return fs.readFileSync(file, 'utf8');
   } catch (error) {
     throw new UsageError(`--${flag} "${file}" cannot be read: ${(error as Error).message}`);
   }
+}
+
+/** Reads a PEM file named by a flag; the error names the flag, the file and what it should hold. */
+function readPemFlag(flag: string, file: string, holds: 'certificate' | 'private key'): string {
+  const text = readFlagFile(flag, file);
   try {
     if (holds === 'private key') crypto.createPrivateKey(text);
     else {
@@ -101,16 +105,11 @@ function storageFor(o: SynthOptions): IStorage {
         certificates: etcdCertificatesFor(o),
       });
     case 'external-etcd': {
-      const pem = {
-        caPem: readPemFlag('etcd-ca-file', o.etcdCaFile!, 'certificate'),
-        certPem: readPemFlag('etcd-cert-file', o.etcdCertFile!, 'certificate'),
-        keyPem: readPemFlag('etcd-key-file', o.etcdKeyFile!, 'private key'),
-      };
-      try {
-        _checkEtcdClientCertificate(pem, { caPem: `--etcd-ca-file "${o.etcdCaFile}"`, certPem: `--etcd-cert-file "${o.etcdCertFile}"`, keyPem: `--etcd-key-file "${o.etcdKeyFile}"` });
-      } catch (error) {
-        throw new UsageError((error as Error).message);
-      }
+      const pem = { caPem: readFlagFile('etcd-ca-file', o.etcdCaFile!), certPem: readFlagFile('etcd-cert-file', o.etcdCertFile!), keyPem: readFlagFile('etcd-key-file', o.etcdKeyFile!) };
+      // The construct's own check, naming the flags and files: Storage.externalEtcd would name its props.
+      checkFlag(() =>
+        _checkEtcdClientCertificate(pem, { caPem: `--etcd-ca-file "${o.etcdCaFile}"`, certPem: `--etcd-cert-file "${o.etcdCertFile}"`, keyPem: `--etcd-key-file "${o.etcdKeyFile}"` }),
+      );
       return Storage.externalEtcd({ servers: o.etcdServers!, pem });
     }
     case 'memory':

@@ -566,7 +566,7 @@ describe('AggregatedApiServer storage', () => {
       ['a key that is not the certificate\'s', { caPem: ca.certPem, certPem: client.certPem, keyPem: stranger.keyPem }, /keyPem does not match certPem/],
       ['a certificate the CA does not verify', { caPem: ca.certPem, certPem: stranger.certPem, keyPem: stranger.keyPem }, /certPem \(issuer CN=someone else\) is not verified by caPem/],
       ['a CA bundle without a certificate', { caPem: 'junk', certPem: client.certPem, keyPem: client.keyPem }, /caPem holds no PEM certificate/],
-      ['a key that is no key', { caPem: ca.certPem, certPem: client.certPem, keyPem: 'junk' }, /keyPem is not a valid PEM private key/],
+      ['a key that is no key', { caPem: ca.certPem, certPem: client.certPem, keyPem: 'junk' }, /keyPem does not hold a PEM private key/],
     ])('fails for %s', (_what, pem, message) => {
       expect(() => synthServer({ storage: Storage.externalEtcd({ servers, pem }) })).toThrow(message);
     });
@@ -625,8 +625,8 @@ describe('AggregatedApiServer validation', () => {
 
   test.each([
     ['without servers', () => Storage.externalEtcd({ servers: [], secretName: 'etcd-client' }), /servers is empty/],
-    ['over http', () => Storage.externalEtcd({ servers: ['http://etcd:2379'], secretName: 'etcd-client' }), /servers contains "http:\/\/etcd:2379", which is not an https:\/\/ client URL with a port/],
-    ['without a port', () => Storage.externalEtcd({ servers: ['https://etcd'], secretName: 'etcd-client' }), /servers contains "https:\/\/etcd", which is not an https:\/\/ client URL with a port/],
+    ['over http', () => Storage.externalEtcd({ servers: ['http://etcd:2379'], secretName: 'etcd-client' }), /servers contains "http:\/\/etcd:2379", which is not an https:\/\/ URL/],
+    ['without a port', () => Storage.externalEtcd({ servers: ['https://etcd'], secretName: 'etcd-client' }), /servers contains "https:\/\/etcd", which is not a bare client URL with a port/],
     ['without a client certificate', () => Storage.externalEtcd({ servers: ['https://etcd:2379'] }), /externalEtcd takes exactly one of pem, files and secretName \(got none\)/],
     ['with a Secret and files', () => Storage.externalEtcd({ servers: ['https://etcd:2379'], secretName: 's', files: { caFile: 'a', certFile: 'b', keyFile: 'c' } }), /got files and secretName/],
   ])('fails for an external etcd %s', (_what, make, message) => {
