@@ -107,8 +107,9 @@ const GO_MAX_DURATION_NANOSECONDS = 2 ** 63 - 1;
  * robfig/cron v3's `ParseStandard` parses (5 fields; `*` or `?`; numbers, month and weekday
  * names, ranges, steps and lists; the macros; `@every <duration>`), and no `TZ` (the API refuses
  * `TZ=`/`CRON_TZ=` prefixes in favour of `spec.timeZone`). Its quirks are kept: `?` is allowed in
- * every field, a range starting with `*` ignores the rest, weekdays run 0-6 (7 is refused), and
- * seconds (6 fields), `L`, `W` and `#` are refused.
+ * every field, a range starting with `*` ignores the rest, empty list items are skipped, weekdays
+ * run 0-6 (7 is refused), and seconds (6 fields), `L`, `W` and `#` are refused. One stricter
+ * refusal: a field of commas alone (accepted by the API, but the CronJob would never run).
  */
 export function _checkCronSchedule(prop: string, schedule: string): string {
   const refuse = (why: string): never => {
@@ -145,7 +146,11 @@ export function _checkCronSchedule(prop: string, schedule: string): string {
       if (number < 0) refuse(`the ${spec.name} "${text}" is negative`);
       return number;
     };
-    for (const item of field.split(',')) {
+    // Like robfig's strings.FieldsFunc, empty list items are skipped ("1,,2" is "1,2"); a field of
+    // commas alone, which the API accepts but which would never fire, is refused.
+    const items = field.split(',').filter((item) => item !== '');
+    if (items.length === 0) refuse(`the ${spec.name} field "${field}" has no value`);
+    for (const item of items) {
       const rangeAndStep = item.split('/');
       if (rangeAndStep.length > 2) refuse(`the ${spec.name} "${item}" has more than one "/"`);
       const lowAndHigh = rangeAndStep[0].split('-');
