@@ -75,7 +75,10 @@ export interface EtcdClusterProps {
   readonly clientPodLabels: Readonly<Record<string, string>>;
   /** @default true */
   readonly networkPolicy?: boolean;
-  /** A cron schedule for `etcdctl snapshot save` into a PVC. @default - no backups */
+  /**
+   * A CronJob schedule for `etcdctl snapshot save` into a PVC, checked as the Kubernetes API checks
+   * it: 5 fields, a macro such as `@daily`, or `@every <duration>`; no `TZ=`. @default - no backups
+   */
   readonly backupSchedule?: string;
   /** How many snapshots the backup PVC keeps (older ones are deleted). @default 7 */
   readonly backupRetention?: number;

@@ -153,7 +153,7 @@ function parser(argv: readonly string[]) {
       'etcd-storage-size': { type: 'string', describe: "etcd mode: each member's volume (a quantity, e.g. 1Gi, 8Gi)", defaultDescription: DEFAULT_ETCD_STORAGE_SIZE },
       'etcd-storage-class': { type: 'string', describe: "etcd mode: StorageClass of the members' volumes", defaultDescription: "the cluster's default class" },
       'network-policy': { type: 'string', describe: "etcd mode: a NetworkPolicy that lets only the server's pods (and the backup job) reach etcd's client port, and only members its peer port", defaultDescription: 'true' },
-      'etcd-backup-schedule': { type: 'string', describe: 'etcd mode: a CronJob takes an etcd snapshot into a PVC on this schedule (5-field cron, or @hourly, @daily …)', defaultDescription: 'no backups' },
+      'etcd-backup-schedule': { type: 'string', describe: 'etcd mode: a CronJob takes an etcd snapshot into a PVC on this schedule (5-field cron as Kubernetes takes it, @hourly, @daily …, or @every 6h)', defaultDescription: 'no backups' },
       'etcd-servers': { type: 'string', describe: 'external-etcd mode: the etcd client URLs, comma-separated (https://host:port)' },
       'etcd-ca-file': { type: 'string', describe: "external-etcd mode: PEM CA bundle that verifies etcd's certificate" },
       'etcd-cert-file': { type: 'string', describe: 'external-etcd mode: PEM client certificate the server presents to etcd' },
