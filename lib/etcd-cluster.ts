@@ -24,6 +24,8 @@ export const MIN_ETCD_STORAGE_BYTES = 512 * 2 ** 20;
  * `<name>-<11 characters>`, both at most 63 characters.
  */
 export const MAX_ETCD_OBJECT_NAME_LENGTH = 52;
+/** The backup CronJob and its PVC are named `<name>` + this. */
+export const ETCD_BACKUP_NAME_SUFFIX = '-backup';
 export const ETCD_CLIENT_PORT = 2379;
 export const ETCD_PEER_PORT = 2380;
 /** Plain HTTP, `/health` and `/metrics` only: what the kubelet probes (it holds no client certificate). */
@@ -142,10 +144,10 @@ export class EtcdCluster extends Construct {
     const backupRetention = _checkIntegerInRange('backupRetention', props.backupRetention ?? DEFAULT_ETCD_BACKUP_RETENTION, 1, 1000);
     if (props.backupSchedule !== undefined) {
       _checkCronSchedule('backupSchedule', props.backupSchedule);
-      const cronJobName = `${this.name}-backup`;
+      const cronJobName = `${this.name}${ETCD_BACKUP_NAME_SUFFIX}`;
       if (cronJobName.length > MAX_ETCD_OBJECT_NAME_LENGTH) {
         throw new Error(
-          `name "${this.name}" is too long for backups (expected at most ${MAX_ETCD_OBJECT_NAME_LENGTH - '-backup'.length} characters with backupSchedule: ` +
+          `name "${this.name}" is too long for backups (expected at most ${MAX_ETCD_OBJECT_NAME_LENGTH - ETCD_BACKUP_NAME_SUFFIX.length} characters with backupSchedule: ` +
             `the CronJob "${cronJobName}" may have at most ${MAX_ETCD_OBJECT_NAME_LENGTH}, its Jobs append an 11-character suffix)`,
         );
       }
@@ -365,7 +367,7 @@ export class EtcdCluster extends Construct {
 
     if (props.backupSchedule !== undefined) {
       this.backupVolumeClaim = new k8s.KubePersistentVolumeClaim(this, 'BackupVolume', {
-        metadata: { name: `${this.name}-backup`, namespace, labels: { ...labels, ...backupSelectorLabels } },
+        metadata: { name: `${this.name}${ETCD_BACKUP_NAME_SUFFIX}`, namespace, labels: { ...labels, ...backupSelectorLabels } },
         spec: {
           accessModes: ['ReadWriteOnce'],
           storageClassName: props.backupStorageClassName ?? props.storageClassName,
@@ -374,7 +376,7 @@ export class EtcdCluster extends Construct {
       });
       const client = (file: string) => `${ETCD_BACKUP_CLIENT_CERT_PATH}/${file}`;
       this.backupCronJob = new k8s.KubeCronJob(this, 'Backup', {
-        metadata: { name: `${this.name}-backup`, namespace, labels: { ...labels, ...backupSelectorLabels } },
+        metadata: { name: `${this.name}${ETCD_BACKUP_NAME_SUFFIX}`, namespace, labels: { ...labels, ...backupSelectorLabels } },
         spec: {
           schedule: props.backupSchedule,
           concurrencyPolicy: 'Forbid',
@@ -436,7 +438,7 @@ export class EtcdCluster extends Construct {
                     },
                   ],
                   volumes: [
-                    { name: 'backups', persistentVolumeClaim: { claimName: `${this.name}-backup` } },
+                    { name: 'backups', persistentVolumeClaim: { claimName: `${this.name}${ETCD_BACKUP_NAME_SUFFIX}` } },
                     // The API server's client certificate: etcd (without its own auth) gives every
                     // certificate the CA signed the same rights, so a second one would add no limit.
                     { name: 'client-cert', secret: { secretName: this.clientSecretName, defaultMode: 0o440 } },

@@ -9,6 +9,9 @@ import { EtcdCertificates } from './etcd-certificates';
 import { EtcdCluster, EtcdClusterProps } from './etcd-cluster';
 import { splitPemBundle } from './pki';
 
+/** `Storage.etcdCluster()` names its EtcdCluster `<server name>` + this. */
+export const ETCD_CLUSTER_NAME_SUFFIX = '-etcd';
+
 /** What a storage choice needs to know about the server it serves. */
 export interface StorageRequest {
   readonly namespace: string;
@@ -92,7 +95,7 @@ export class Storage {
           ...options,
           certificates: options.certificates ?? EtcdCertificates.like(request.servingCertificates),
           namespace: request.namespace,
-          name: `${request.name}-etcd`,
+          name: `${request.name}${ETCD_CLUSTER_NAME_SUFFIX}`,
           clusterDomain: request.clusterDomain,
           clientPodLabels: { ...request.serverPodLabels },
           labels: { ...request.labels },

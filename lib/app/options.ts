@@ -6,9 +6,9 @@ import { _checkCronSchedule, _checkDns1035Label, _checkDns1123Label, _checkImage
 import { DEFAULT_GROUP_PRIORITY_MINIMUM, DEFAULT_VERSION_PRIORITY } from '../api-service';
 import { DEFAULT_SECURE_PORT } from '../api-server-deployment';
 import { DEFAULT_CA_VALIDITY_DAYS, DEFAULT_CERT_VALIDITY_DAYS, DEFAULT_PKI_DIRECTORY } from '../certificates';
-import { _checkEtcdReplicas, _checkEtcdStorageSize, DEFAULT_ETCD_IMAGE, DEFAULT_ETCD_STORAGE_SIZE, MAX_ETCD_OBJECT_NAME_LENGTH } from '../etcd-cluster';
+import { _checkEtcdReplicas, _checkEtcdStorageSize, DEFAULT_ETCD_IMAGE, ETCD_BACKUP_NAME_SUFFIX, DEFAULT_ETCD_STORAGE_SIZE, MAX_ETCD_OBJECT_NAME_LENGTH } from '../etcd-cluster';
 import { DEFAULT_CLUSTER_DOMAIN } from '../pki';
-import { _checkEtcdServerUrl } from '../storage';
+import { _checkEtcdServerUrl, ETCD_CLUSTER_NAME_SUFFIX } from '../storage';
 
 /** Everything `main.ts` needs to synthesize, after flags, environment and config file are merged. */
 export interface SynthOptions {
@@ -327,7 +327,10 @@ function validateStorageOptions(o: SynthOptions): void {
     }
   }
   // The longest name derived from --name: the etcd StatefulSet's, or with backups its CronJob's.
-  const [suffix, what] = o.etcdBackupSchedule === undefined ? ['-etcd', 'the etcd StatefulSet'] : ['-etcd-backup', "etcd's backup CronJob"];
+  const [suffix, what] =
+    o.etcdBackupSchedule === undefined
+      ? [ETCD_CLUSTER_NAME_SUFFIX, 'the etcd StatefulSet']
+      : [`${ETCD_CLUSTER_NAME_SUFFIX}${ETCD_BACKUP_NAME_SUFFIX}`, "etcd's backup CronJob"];
   if (storage === 'etcd' && o.name !== undefined && `${o.name}${suffix}`.length > MAX_ETCD_OBJECT_NAME_LENGTH) {
     throw new UsageError(
       `--name "${o.name}" is too long for --storage etcd${o.etcdBackupSchedule === undefined ? '' : ' with --etcd-backup-schedule'}: ` +
