@@ -28,6 +28,81 @@ export interface RequestLabels {
 const DURATION_BUCKETS = [0.005, 0.025, 0.05, 0.1, 0.2, 0.4, 0.6, 0.8, 1, 1.25, 1.5, 2, 3, 4, 5, 6, 8, 10, 15, 20, 30, 45, 60];
 const LABELS = ['verb', 'group', 'version', 'resource', 'subresource', 'scope'] as const;
 
+/** What prom-client's Histogram exports (its get()). */
+type HistogramData<T extends string> = Awaited<ReturnType<Histogram<T>['get']>>;
+
+/** One series of a PlainHistogram: its labels, the count per bucket (not cumulative; past the last bucket: none), sum and count. */
+interface HistogramSeries {
+  readonly labels: Record<string, string>;
+  readonly buckets: number[];
+  sum: number;
+  count: number;
+}
+
+/**
+ * A histogram whose observations are counted in plain arrays per series (the caller keys the
+ * series), and handed to the registry at scrape time in the very form prom-client's Histogram
+ * exports (same names, labels, `le` values and order): prom-client's `observe` hashes the labels
+ * object on every call.
+ */
+class PlainHistogram<T extends string> extends Histogram<T> {
+  private readonly series = new Map<string, HistogramSeries>();
+  private readonly bounds: readonly number[];
+
+  constructor(private readonly configuration: { name: string; help: string; labelNames: readonly T[]; buckets: number[]; registers: Registry[] }) {
+    super(configuration);
+    this.bounds = [...configuration.buckets];
+  }
+
+  /** Counts one observation into the series `key` (equal keys exactly when the labels are). */
+  record(key: string, labels: Record<string, string>, value: number): void {
+    let series = this.series.get(key);
+    if (!series) {
+      series = { labels, buckets: this.bounds.map(() => 0), sum: 0, count: 0 };
+      this.series.set(key, series);
+    }
+    // The first bucket whose upper bound holds the value, as prom-client's findBound.
+    const bounds = this.bounds;
+    for (let i = 0; i < bounds.length; i++) {
+      if (value <= bounds[i]) {
+        series.buckets[i]++;
+        break;
+      }
+    }
+    series.sum += value;
+    series.count++;
+  }
+
+  override reset(): void {
+    super.reset();
+    // Also called by the base constructor, before this class's fields exist.
+    (this.series as Map<string, HistogramSeries> | undefined)?.clear();
+  }
+
+  override async get(): Promise<HistogramData<T>> {
+    const name = this.configuration.name;
+    const values: HistogramData<T>['values'] = [];
+    // Series in the order first seen, each as prom-client lists it: buckets (cumulative), +Inf, sum, count.
+    for (const { labels, buckets, sum, count } of this.series.values()) {
+      let cumulative = 0;
+      for (let i = 0; i < buckets.length; i++) {
+        cumulative += buckets[i];
+        values.push({ metricName: `${name}_bucket`, labels: { le: this.bounds[i], ...labels } as never, value: cumulative });
+      }
+      values.push({ metricName: `${name}_bucket`, labels: { le: '+Inf', ...labels } as never, value: count });
+      values.push({ metricName: `${name}_sum`, labels: { ...labels } as never, value: sum });
+      values.push({ metricName: `${name}_count`, labels: { ...labels } as never, value: count });
+    }
+    // The fields prom-client's own Histogram returns (its type declares a `collect` it does not return).
+    return { name, help: this.configuration.help, type: 'histogram', values, aggregator: 'sum' } as unknown as HistogramData<T>;
+  }
+
+  /** What the registry reads for the text format: the same values (prom-client's own would read its empty hash map). */
+  getForPromString(): Promise<HistogramData<T>> {
+    return this.get();
+  }
+}
+
 /** What the scrape-time gauges read, once the parts they describe exist. */
 export interface MetricsSources {
   /** Open watch streams. */
@@ -41,7 +116,7 @@ export interface MetricsSources {
 export class Metrics {
   readonly registry = new Registry();
   private readonly requests: Counter<(typeof LABELS)[number] | 'code'>;
-  private readonly durations: Histogram<(typeof LABELS)[number]>;
+  private readonly durations: PlainHistogram<(typeof LABELS)[number]>;
   private readonly inflight: Gauge<'request_kind'>;
   private readonly etcdDurations: Histogram<'operation' | 'type'>;
   private readonly etcdErrors: Counter<'operation' | 'type'>;
@@ -74,7 +149,7 @@ export class Metrics {
         for (const { labels, count } of this.requestCounts.values()) this.requests.inc(labels, count);
       },
     });
-    this.durations = new Histogram({
+    this.durations = new PlainHistogram({
       name: 'apiserver_request_duration_seconds',
       help: 'Response latency distribution in seconds for each verb, group, version, resource, subresource and scope (watches excluded).',
       labelNames: [...LABELS],
@@ -152,11 +227,12 @@ export class Metrics {
 
   observe(labels: RequestLabels, code: number, seconds: number): void {
     // Joined with NUL, which no label value holds: HTTP methods and served routes cannot carry one.
-    const key = `${labels.verb}\u0000${labels.group}\u0000${labels.version}\u0000${labels.resource}\u0000${labels.subresource}\u0000${labels.scope}\u0000${code}`;
+    const seriesKey = `${labels.verb}\u0000${labels.group}\u0000${labels.version}\u0000${labels.resource}\u0000${labels.subresource}\u0000${labels.scope}`;
+    const key = `${seriesKey}\u0000${code}`;
     const series = this.requestCounts.get(key);
     if (series) series.count++;
     else this.requestCounts.set(key, { labels: { ...labels, code: String(code) }, count: 1 });
-    if (labels.verb !== 'WATCH') this.durations.observe(labels, seconds);
+    if (labels.verb !== 'WATCH') this.durations.record(seriesKey, labels as unknown as Record<string, string>, seconds);
   }
 
   async serve(_req: IncomingMessage, res: ServerResponse): Promise<void> {
