@@ -10,10 +10,10 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import pino from 'pino';
 import { forbiddenError, startDelegatedAuth } from '../server/auth';
-import { createDelegatedAuthorizer, type DelegatedAuthorizerOptions } from '../server/auth/authorizer';
+import { createDelegatedAuthorizer, reviewKey, subjectAccessReviewSpec, type DelegatedAuthorizerOptions } from '../server/auth/authorizer';
 import type { UserInfo } from '../server/auth/types';
 import { loadKubeClient, type KubeClient } from '../server/kube-client';
-import { parseRequestInfo } from '../server/request-info';
+import { parseRequestInfo, type RequestInfo } from '../server/request-info';
 import { FakeKubeApiServer } from './support/fake-kube-apiserver';
 import { makeCa, makeLeaf, makeServerCert } from './support/pki';
 
@@ -78,6 +78,36 @@ describe('SubjectAccessReview', () => {
     const authz = authorizer();
     expect(await authz.authorize({ ...alice, name: 'bob' }, parseRequestInfo('DELETE', `${FLUNDERS}/f1`))).toEqual({ allowed: false, reason: 'denied by policy' });
     expect(await authz.authorize({ ...alice, name: 'carl' }, parseRequestInfo('DELETE', `${FLUNDERS}/f1`))).toEqual({ allowed: false, reason: '' });
+  });
+
+  test('the cache key is equal exactly when the SubjectAccessReview specs are, separators and digits inside values included', () => {
+    // GIVEN attribute values that hold what a naive join would read as separators or lengths
+    const values = ['', 'a', '1:a', 'a1:', ':', '1:', '0:', 'r', 'n1:a', '"', '","', '\u0000'];
+    const resource = parseRequestInfo('GET', `${FLUNDERS}/x`);
+    const nonResource = parseRequestInfo('GET', '/healthz');
+    const requests: RequestInfo[] = [];
+    for (const namespace of values) for (const name of values) for (const subresource of values) requests.push({ ...resource, namespace, name, subresource });
+    for (const resourceName of values) for (const verb of ['get', 'list']) requests.push({ ...resource, resource: resourceName, verb, apiGroup: resourceName.slice(1), name: 'r' });
+    for (const path of values) for (const verb of values) requests.push({ ...nonResource, path, verb });
+    const users = values.map((name): UserInfo => ({ ...alice, name }));
+    users.push({ ...alice, groups: ['dev', 'system:authenticated', 'x'] }, { ...alice, extra: {} }, { ...alice, uid: undefined });
+
+    // WHEN the keys and specs of every user × request are computed
+    const specOfKey = new Map<string, string>();
+    const keyOfSpec = new Map<string, string>();
+    const collisions: string[] = [];
+    for (const user of users) {
+      for (const request of requests) {
+        const key = reviewKey(user, request);
+        const spec = JSON.stringify(subjectAccessReviewSpec(user, request));
+        // THEN one key never stands for two specs, nor one spec for two keys
+        if ((specOfKey.get(key) ?? spec) !== spec || (keyOfSpec.get(spec) ?? key) !== key) collisions.push(`${key} / ${spec}`);
+        specOfKey.set(key, spec);
+        keyOfSpec.set(spec, key);
+      }
+    }
+    expect(collisions).toEqual([]);
+    expect(specOfKey.size).toBeGreaterThan(20_000);
   });
 
   test('caches allowed and denied 10 s each, keyed by the whole spec', async () => {

@@ -38,7 +38,7 @@ function omitEmpty(fields: Record<string, string>): Record<string, string> {
 }
 
 /** The spec of the SubjectAccessReview that asks whether `user` may do `request`. */
-function subjectAccessReviewSpec(user: UserInfo, request: RequestInfo): Record<string, unknown> {
+export function subjectAccessReviewSpec(user: UserInfo, request: RequestInfo): Record<string, unknown> {
   const extraKeys = Object.keys(user.extra).sort();
   return {
     ...(request.isResourceRequest
@@ -67,11 +67,14 @@ function subjectAccessReviewSpec(user: UserInfo, request: RequestInfo): Record<s
  * when the specs are (an empty field and an absent one are the same there). Cheaper than the spec
  * itself, which is built only when the cache has no answer.
  */
-function reviewKey(user: UserInfo, request: RequestInfo): string {
-  const attributes = request.isResourceRequest
-    ? [request.namespace, request.verb, request.apiGroup, request.apiVersion, request.resource, request.subresource, request.name]
-    : [request.path, request.verb];
-  return subjectKey(user) + JSON.stringify(attributes);
+export function reviewKey(user: UserInfo, request: RequestInfo): string {
+  // Each attribute as its length, ':' and itself: no value can be read as a separator of another,
+  // and a resource request's key (prefix 'r') never equals a non-resource one's ('n'). Plain
+  // concatenation: JSON.stringify of an array per request was a measurable part of a GET.
+  const r = request;
+  return r.isResourceRequest
+    ? `${subjectKey(user)}r${r.namespace.length}:${r.namespace}${r.verb.length}:${r.verb}${r.apiGroup.length}:${r.apiGroup}${r.apiVersion.length}:${r.apiVersion}${r.resource.length}:${r.resource}${r.subresource.length}:${r.subresource}${r.name.length}:${r.name}`
+    : `${subjectKey(user)}n${r.path.length}:${r.path}${r.verb.length}:${r.verb}`;
 }
 
 /**
