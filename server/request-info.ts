@@ -64,15 +64,36 @@ function splitTarget(url: string): { path: string; query: URLSearchParams } {
   const rawPath = q < 0 ? url : url.slice(0, q);
   const rawQuery = q < 0 ? '' : url.slice(q + 1);
   if (VERBATIM_PATH.test(rawPath) && !DOT_SEGMENT.test(rawPath) && VERBATIM_QUERY.test(rawQuery)) {
-    return { path: rawPath, query: new URLSearchParams(rawQuery) };
+    return { path: rawPath, query: rawQuery === '' ? EMPTY_QUERY : new URLSearchParams(rawQuery) };
   }
   const parsed = new URL(url, 'https://localhost');
   return { path: parsed.pathname, query: parsed.searchParams };
 }
 
+/** The query of the many requests without one, shared: read-only, so that no reader can change it for the others. */
+class ReadOnlyQuery extends URLSearchParams {
+  override append(): never {
+    throw new TypeError('the query of a request is read-only');
+  }
+  override delete(): never {
+    throw new TypeError('the query of a request is read-only');
+  }
+  override set(): never {
+    throw new TypeError('the query of a request is read-only');
+  }
+  override sort(): never {
+    throw new TypeError('the query of a request is read-only');
+  }
+}
+const EMPTY_QUERY: URLSearchParams = new ReadOnlyQuery();
+
+const NO_PARTS: readonly string[] = Object.freeze([]);
+
 export function parseRequestInfo(method: string, url: string, auditID = ''): RequestInfo {
   const { path, query } = splitTarget(url);
-  const segments = path.split('/').filter((s) => s.length > 0);
+  // Most paths have no empty segment ('//', a trailing '/'): split once, and filter only those that do.
+  let segments = path.split('/');
+  segments = segments[0] === '' && segments.indexOf('', 1) < 0 ? segments.slice(1) : segments.filter((s) => s.length > 0);
   // Only /apis/<group>/<version>/<resource>… is a resource request; /api (the core group) is not served here.
   if (segments[0] !== 'apis' || segments.length < 4) {
     return {
@@ -87,29 +108,38 @@ export function parseRequestInfo(method: string, url: string, auditID = ''): Req
       resource: '',
       subresource: '',
       name: '',
-      parts: [],
+      parts: NO_PARTS,
       auditID,
     };
   }
-  const [apiPrefix, apiGroup, apiVersion, ...rest] = segments;
+  const apiPrefix = segments[0];
+  const apiGroup = segments[1];
+  const apiVersion = segments[2];
+  let start = 3;
+  if (path.includes('%')) {
+    for (let i = start; i < segments.length; i++) segments[i] = decodeURIComponent(segments[i]);
+  }
 
   let verb = METHOD_VERBS[method.toUpperCase()] ?? method.toLowerCase();
   let namespace = '';
-  let parts = path.includes('%') ? rest.map(decodeURIComponent) : rest;
   // `namespaces/<ns>/<resource>…` scopes to a namespace; `namespaces/<ns>` alone, and its
   // subresources `namespaces/<ns>/status|finalize`, are the namespace object itself.
-  if (parts[0] === 'namespaces' && parts.length > 1) {
-    namespace = parts[1];
-    if (parts.length > 2 && !NAMESPACE_SUBRESOURCES.has(parts[2])) parts = parts.slice(2);
+  if (segments[start] === 'namespaces' && segments.length > start + 1) {
+    namespace = segments[start + 1];
+    if (segments.length > start + 2 && !NAMESPACE_SUBRESOURCES.has(segments[start + 2])) start += 2;
   }
-  const [resource, name = '', subresource = '', ...extra] = parts;
+  const resource = segments[start];
+  const name = segments[start + 1] ?? '';
+  const subresource = segments[start + 2] ?? '';
+  const extra = segments.length > start + 3 ? segments.slice(start + 3) : NO_PARTS;
   let resolvedName = name;
 
   // As in requestinfo.go: only a GET without a name becomes list or watch, and only then does a
   // fieldSelector on metadata.name name the object for authorization.
   if (verb === 'get' && resolvedName === '') {
     verb = isWatchQuery(query) ? 'watch' : 'list';
-    for (const term of (query.get('fieldSelector') ?? '').split(',')) {
+    const fieldSelector = query.get('fieldSelector');
+    for (const term of fieldSelector ? fieldSelector.split(',') : []) {
       const match = /^metadata\.name==?([^=!,]+)$/.exec(term.trim());
       if (match) resolvedName = match[1];
     }

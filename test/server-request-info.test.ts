@@ -105,3 +105,20 @@ describe('parseRequestInfo path and query', () => {
     expect([...info.query]).toEqual([...parsed.searchParams]);
   });
 });
+
+describe('the query of a request without one', () => {
+  test('fails to be changed: it is shared by every request without a query', () => {
+    // GIVEN two requests without a query
+    const first = parseRequestInfo('GET', `${GV}/namespaces/ns/flunders/a`);
+    const second = parseRequestInfo('GET', `${GV}/namespaces/ns/flunders`);
+
+    // WHEN a reader tries to change the first one's query
+    // THEN it is refused, and the second one's query stays empty
+    expect(() => first.query.set('watch', 'true')).toThrow('the query of a request is read-only');
+    expect(() => first.query.append('watch', 'true')).toThrow('read-only');
+    expect(() => first.query.delete('watch')).toThrow('read-only');
+    expect(() => first.query.sort()).toThrow('read-only');
+    expect([...second.query]).toEqual([]);
+    expect(second.verb).toBe('list');
+  });
+});
