@@ -212,8 +212,18 @@ export function _checkEtcdClientCertificate(
   pem: { readonly caPem: string; readonly certPem: string; readonly keyPem: string },
   names: { readonly caPem: string; readonly certPem: string; readonly keyPem: string },
 ): void {
+  // Both go verbatim into the Secret as tls.crt and ca.crt, which are public: nothing but certificates.
   const certificates = (name: string, bundle: string): X509Certificate[] => {
-    const blocks = splitPemBundle(bundle).filter((block) => block.startsWith('-----BEGIN CERTIFICATE-----'));
+    let blocks: string[];
+    try {
+      blocks = splitPemBundle(bundle);
+    } catch (e) {
+      throw new Error(`${name} is not a PEM bundle (${(e as Error).message})`);
+    }
+    const otherType = blocks.map((block) => /^-----BEGIN ([A-Z0-9 ]+)-----/.exec(block)?.[1]).find((type) => type !== 'CERTIFICATE');
+    if (otherType !== undefined) {
+      throw new Error(`${name} holds a PEM block of type ${otherType} (expected only "-----BEGIN CERTIFICATE-----" blocks: it is copied into the Secret as a certificate)`);
+    }
     if (blocks.length === 0) throw new Error(`${name} holds no PEM certificate (expected one or more "-----BEGIN CERTIFICATE-----" blocks)`);
     try {
       return blocks.map((block) => new X509Certificate(block));

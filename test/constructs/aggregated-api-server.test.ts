@@ -566,6 +566,8 @@ describe('AggregatedApiServer storage', () => {
       ['a key that is not the certificate\'s', { caPem: ca.certPem, certPem: client.certPem, keyPem: stranger.keyPem }, /keyPem does not match certPem/],
       ['a certificate the CA does not verify', { caPem: ca.certPem, certPem: stranger.certPem, keyPem: stranger.keyPem }, /certPem \(issuer CN=someone else\) is not verified by caPem/],
       ['a CA bundle without a certificate', { caPem: 'junk', certPem: client.certPem, keyPem: client.keyPem }, /caPem holds no PEM certificate/],
+      ['a CA bundle that holds a private key', { caPem: `${ca.certPem}${client.keyPem}`, certPem: client.certPem, keyPem: client.keyPem }, /caPem holds a PEM block of type (?:RSA )?PRIVATE KEY \(expected only/],
+      ['a certificate file that holds its key', { caPem: ca.certPem, certPem: `${client.certPem}${client.keyPem}`, keyPem: client.keyPem }, /certPem holds a PEM block of type (?:RSA )?PRIVATE KEY/],
       ['a key that is no key', { caPem: ca.certPem, certPem: client.certPem, keyPem: 'junk' }, /keyPem does not hold a PEM private key/],
     ])('fails for %s', (_what, pem, message) => {
       expect(() => synthServer({ storage: Storage.externalEtcd({ servers, pem }) })).toThrow(message);
