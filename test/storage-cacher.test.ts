@@ -249,6 +249,48 @@ describe('CachedStorage over MemoryStorage', () => {
     for (const listed of lists) expect(listed.items).toHaveLength(1);
   });
 
+  test('consistent reads arriving in separate callbacks of one event-loop turn share one revision check', async () => {
+    // GIVEN a ready cache
+    await start();
+    await cacher.create('/flunders/ns1/a', obj('a'));
+    const checksBefore = spy.calls.currentRevision;
+
+    // WHEN 10 consistent reads arrive in 10 timer callbacks of the same turn (as requests arrive in separate I/O callbacks)
+    const reads = await new Promise<Promise<unknown>[]>((resolve) => {
+      const started: Promise<unknown>[] = [];
+      for (let i = 0; i < 10; i++) {
+        setTimeout(() => {
+          started.push(i % 2 === 0 ? cacher.list('/flunders/') : cacher.get('/flunders/ns1/a'));
+          if (started.length === 10) resolve(started);
+        }, 0);
+      }
+    });
+    await Promise.all(reads);
+
+    // THEN the store was asked for its revision once
+    expect(spy.calls.currentRevision - checksBefore).toBe(1);
+  });
+
+  test('a consistent read arriving after a revision check was sent does not use that check', async () => {
+    // GIVEN a ready cache and a consistent list whose revision check has been sent
+    await start();
+    await cacher.create('/flunders/ns1/a', obj('a'));
+    const checksBefore = spy.calls.currentRevision;
+    const first = cacher.list('/flunders/');
+    for (const deadline = Date.now() + 10_000; spy.calls.currentRevision === checksBefore; await new Promise((r) => setImmediate(r))) {
+      if (Date.now() > deadline) throw new Error('the revision check was never sent');
+    }
+
+    // WHEN an object is written after that check was sent, and then a consistent list arrives
+    await memory.create('/flunders/ns1/b', obj('b'));
+    const second = await cacher.list('/flunders/');
+
+    // THEN the later list sees the write (it waited for a check of its own)
+    expect(second.items.map((o) => o.key)).toEqual(['/flunders/ns1/a', '/flunders/ns1/b']);
+    expect((await first).items.length).toBeGreaterThanOrEqual(1);
+    expect(spy.calls.currentRevision - checksBefore).toBe(2);
+  });
+
   test('a consistent list falls back to the store when the cache cannot catch up', async () => {
     // GIVEN a store whose watch does not answer progress requests, and a write elsewhere
     await start({ consistentReadWaitMs: 200 });

@@ -671,11 +671,12 @@ export class CachedStorage implements Storage {
   /**
    * The store's current revision for a consistent read. A check already sent may have been
    * answered before this read arrived, so it cannot be shared; reads arriving while one is in
-   * flight share the next one, sent when it returns.
+   * flight share the next one, sent when it returns, and not before the end of the event loop's
+   * turn (setImmediate), so that every read arriving in that turn's I/O shares it too.
    */
   private sharedCurrentRevision(): Promise<number> {
     if (this.queuedRevisionCheck) return this.queuedRevisionCheck;
-    const check = this.revisionCheckSent.then(() => {
+    const check = this.revisionCheckSent.then(() => new Promise<void>((resolve) => setImmediate(resolve))).then(() => {
       this.queuedRevisionCheck = undefined;
       const sent = this.storage.currentRevision();
       this.revisionCheckSent = sent.catch(() => undefined);
