@@ -392,6 +392,54 @@ describe('TokenReview', () => {
     expect(after.status).toBe(401);
   });
 
+  test('on one keep-alive connection, each request is its own token\'s user, and an expired answer is reviewed again', async () => {
+    // GIVEN two valid tokens and one keep-alive connection
+    fake.setToken('token-gina', { user: { username: 'gina' } });
+    fake.setToken('token-hugo', { user: { username: 'hugo' } });
+    const { port } = await startEchoServer();
+    const agent = new https.Agent({ keepAlive: true, maxSockets: 1, ca: servingCa.certPem });
+    const sockets = new Set<unknown>();
+    const onConnection = (authorization: string | undefined): Promise<Answer> =>
+      new Promise((resolve, reject) => {
+        https
+          .get({ host: '127.0.0.1', port, servername: 'localhost', agent, headers: authorization ? { Authorization: authorization } : {} }, (res) => {
+            sockets.add(res.socket);
+            let text = '';
+            res.setEncoding('utf8');
+            res.on('data', (c: string) => (text += c));
+            res.on('end', () => resolve({ status: res.statusCode ?? 0, body: JSON.parse(text) }));
+          })
+          .on('error', reject);
+      });
+    try {
+      const before = fake.calls.tokenReviews;
+
+      // WHEN the tokens alternate on it, with a wrong one and none in between
+      const names = [];
+      for (const authorization of ['Bearer token-gina', 'Bearer token-gina', 'Bearer token-hugo', 'Bearer wrong', undefined, 'Bearer token-gina']) {
+        const answer = await onConnection(authorization);
+        names.push(answer.body.user?.name ?? answer.status);
+      }
+
+      // THEN each request was answered as its own token's user, each token reviewed once, all on one connection
+      expect(names).toEqual(['gina', 'gina', 'hugo', 401, 'system:anonymous', 'gina']);
+      expect(fake.calls.tokenReviews).toBe(before + 3);
+      expect(sockets.size).toBe(1);
+
+      // WHEN gina's answer has expired and her token was revoked meanwhile
+      clock += 10_001;
+      fake.setToken('token-gina', undefined);
+      const after = await onConnection('Bearer token-gina');
+
+      // THEN it is reviewed again on the same connection, and refused
+      expect(after.status).toBe(401);
+      expect(fake.calls.tokenReviews).toBe(before + 4);
+      expect(sockets.size).toBe(1);
+    } finally {
+      agent.destroy();
+    }
+  });
+
   test('concurrent requests with one token share one review', async () => {
     fake.setToken('token-frank', { user: { username: 'frank' } });
     const { port } = await startEchoServer();

@@ -123,21 +123,41 @@ export function createTokenReviewAuthenticator(options: TokenReviewAuthenticator
     recent.set(token, entry);
   };
 
+  /**
+   * Per connection, the Authorization header of its last authenticated request and that answer:
+   * a keep-alive client sends the same header on each request, and comparing it is cheaper than
+   * parsing it and hashing the token for `recent`. Held no longer than the answer's TTL is used,
+   * and forgotten with the connection.
+   */
+  const lastOnConnection = new WeakMap<object, { readonly header: string; readonly entry: { readonly value: ChainResult; readonly expires: number } }>();
+
   return {
     method: 'token',
     authenticate(req: IncomingMessage): ChainResult | Promise<ChainResult> {
+      const header = req.headers.authorization;
+      // Over HTTP/2, req.socket is a view per stream: the session is the connection.
+      const connection: object | undefined = (req as { stream?: { session?: object } }).stream?.session ?? req.socket;
+      const last = connection && header !== undefined ? lastOnConnection.get(connection) : undefined;
+      if (last !== undefined) {
+        if (last.header === header && last.entry.expires > now()) return last.entry.value;
+        lastOnConnection.delete(connection!);
+      }
       const token = bearerToken(req);
       if (token === undefined) return NONE;
       if (token === '') return INVALID;
       const hit = recent.get(token);
       if (hit) {
-        if (hit.expires > now()) return hit.value;
+        if (hit.expires > now()) {
+          if (connection) lastOnConnection.set(connection, { header: header!, entry: hit });
+          return hit.value;
+        }
         recent.delete(token);
       }
       const key = sha256Hex(keyPrefix + token);
       const cached = cache.lookup(key);
       if (cached) {
         remember(token, cached);
+        if (connection) lastOnConnection.set(connection, { header: header!, entry: cached });
         return cached.value;
       }
       return cache.get(key, async () => {
