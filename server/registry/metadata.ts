@@ -185,7 +185,16 @@ export function generateName(prefix: string): string {
   return `${prefix.length > MAX_GENERATED_NAME_LENGTH ? prefix.slice(0, MAX_GENERATED_NAME_LENGTH) : prefix}${suffix}`;
 }
 
+/** The second `nowText` was formatted for (ms since the epoch / 1000, floored), and its text: every create within a second shares it. */
+let nowSecond = Number.NaN;
+let nowText = '';
+
 /** RFC 3339 at second precision in UTC, as metav1.Time serializes (`2024-05-01T12:00:00Z`). */
 export function now(): string {
-  return new Date().toISOString().replace(/\.\d{3}Z$/, 'Z');
+  const second = Math.floor(Date.now() / 1000);
+  if (second !== nowSecond) {
+    nowText = new Date(second * 1000).toISOString().replace(/\.\d{3}Z$/, 'Z');
+    nowSecond = second;
+  }
+  return nowText;
 }

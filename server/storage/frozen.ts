@@ -5,7 +5,13 @@
 export function deepFreeze<T>(value: T): T {
   if (value !== null && typeof value === 'object' && !Object.isFrozen(value)) {
     Object.freeze(value);
-    for (const child of Object.values(value as object)) deepFreeze(child);
+    // Walked without Object.values' array per object (one per nested object of every write).
+    if (Array.isArray(value)) {
+      for (let i = 0; i < value.length; i++) deepFreeze(value[i]);
+    } else {
+      const object = value as Record<string, unknown>;
+      for (const key of Object.keys(object)) deepFreeze(object[key]);
+    }
   }
   return value;
 }

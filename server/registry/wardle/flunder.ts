@@ -24,11 +24,27 @@ function str(value: unknown): string {
   return typeof value === 'string' ? value : '';
 }
 
-/** Sets `spec` when the source had one; Go's omitempty drops empty strings. */
+/** `target[key] = value` as a spread defines it: an own "__proto__" key (JSON.parse makes them) stays a key, not the prototype. */
+function define(target: Record<string, unknown>, key: string, value: unknown): void {
+  if (key === '__proto__') Object.defineProperty(target, key, { value, enumerable: true, writable: true, configurable: true });
+  else target[key] = value;
+}
+
+/**
+ * A copy of `object` with `spec` in its place when the source had one; Go's omitempty drops empty
+ * strings. Copied key by key, not spread (see versioned in server/storage/memory.ts).
+ */
 function withSpec(object: Readonly<KubeObject>, spec: Spec): KubeObject {
-  const compact = Object.fromEntries(Object.entries(spec).filter(([, v]) => v !== '' && v !== undefined));
-  if (object.spec === undefined) return { ...object };
-  return { ...object, spec: compact };
+  const copy: KubeObject = {};
+  for (const key of Object.keys(object)) define(copy, key, object[key]);
+  if (object.spec === undefined) return copy;
+  const compact: Spec = {};
+  for (const key of Object.keys(spec)) {
+    const value = spec[key];
+    if (value !== '' && value !== undefined) define(compact, key, value);
+  }
+  copy.spec = compact;
+  return copy;
 }
 
 export const flunderRules: KindRules = {
