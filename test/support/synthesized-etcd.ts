@@ -89,6 +89,18 @@ function etcdBinary(): string {
 
 /** Starts every member of the synthesized StatefulSet and waits until each passes its readiness probe. */
 export async function startSynthesizedEtcd(options: StartSynthesizedEtcdOptions): Promise<SynthesizedEtcd> {
+  // A free port is found by binding port 0 and closing it, so another test's process can take it
+  // before etcd binds it: start again on other ports (each attempt starts from a clean directory).
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startSynthesizedEtcdOnce(options);
+    } catch (error) {
+      if (attempt >= 3 || !/bind: address already in use/.test((error as Error).message)) throw error;
+    }
+  }
+}
+
+async function startSynthesizedEtcdOnce(options: StartSynthesizedEtcdOptions): Promise<SynthesizedEtcd> {
   const sts = _findStatefulSet(options.objects, options.statefulSetName);
   const namespace = sts.metadata.namespace;
   if (namespace === undefined) throw new Error(`StatefulSet ${sts.metadata.name} has no namespace`);
