@@ -199,38 +199,7 @@ export class Certificates {
       origin: { kind: 'cert-manager', options },
       bind(scope, request) {
         const { name, namespace } = request;
-        let issuerRef = options.issuerRef;
-        if (issuerRef === undefined) {
-          new ApiObject(scope, 'SelfSignedIssuer', {
-            apiVersion: 'cert-manager.io/v1',
-            kind: 'Issuer',
-            metadata: { name: `${name}-selfsigned`, namespace },
-            spec: { selfSigned: {} },
-          });
-          new ApiObject(scope, 'CaCertificate', {
-            apiVersion: 'cert-manager.io/v1',
-            kind: 'Certificate',
-            metadata: { name: `${name}-ca`, namespace },
-            spec: {
-              isCA: true,
-              commonName: _caCommonName(request),
-              secretName: `${name}-ca`,
-              ..._durations(caValidityDays),
-              // The renewed CA keeps its key (and so its subject key identifier): serving
-              // certificates it signed before still verify against the new caBundle, which
-              // cainjector updates before the pods reload their renewed certificate.
-              privateKey: { algorithm: 'RSA', size: 2048, rotationPolicy: 'Never' },
-              issuerRef: { name: `${name}-selfsigned`, kind: 'Issuer', group: 'cert-manager.io' },
-            },
-          });
-          new ApiObject(scope, 'CaIssuer', {
-            apiVersion: 'cert-manager.io/v1',
-            kind: 'Issuer',
-            metadata: { name: `${name}-ca`, namespace },
-            spec: { ca: { secretName: `${name}-ca` } },
-          });
-          issuerRef = { name: `${name}-ca`, kind: 'Issuer' };
-        }
+        const issuerRef = options.issuerRef ?? _bootstrapCertManagerCa(scope, { name, namespace, caCommonName: _caCommonName(request), caValidityDays });
         const certificateName = `${name}-serving`;
         const secretName = `${name}-tls`;
         new ApiObject(scope, 'ServingCertificate', {
@@ -241,7 +210,7 @@ export class Certificates {
             secretName,
             commonName: _servingCommonName(request),
             dnsNames: request.dnsNames,
-            ..._durations(certValidityDays),
+            ..._certManagerDurations(certValidityDays),
             privateKey: { algorithm: 'RSA', size: 2048, rotationPolicy: 'Always' },
             usages: ['server auth', 'digital signature', 'key encipherment'],
             issuerRef: { name: issuerRef.name, kind: issuerRef.kind, group: issuerRef.group ?? 'cert-manager.io' },
@@ -264,7 +233,48 @@ function _servingCommonName(request: CertificateRequest): string {
 }
 
 /** cert-manager durations; renewal when a third of the life remains, as the self-signed store does. */
-function _durations(days: number): { duration: string; renewBefore: string } {
+/**
+ * cert-manager's CA bootstrap in `namespace`: a self-signed Issuer `<name>-selfsigned` signs a CA
+ * Certificate `<name>-ca` (Secret of the same name), and a CA Issuer `<name>-ca` signs with it.
+ * The renewed CA keeps its key (and so its subject key identifier), so certificates it signed
+ * before still verify against the CA certificate their peers loaded: the caBundle cainjector
+ * updates, or the CA file etcd read at start (it does not reload `--trusted-ca-file`).
+ */
+export function _bootstrapCertManagerCa(
+  scope: Construct,
+  ca: { readonly name: string; readonly namespace: string; readonly caCommonName: string; readonly caValidityDays: number },
+): CertManagerIssuerRef {
+  const { name, namespace } = ca;
+  new ApiObject(scope, 'SelfSignedIssuer', {
+    apiVersion: 'cert-manager.io/v1',
+    kind: 'Issuer',
+    metadata: { name: `${name}-selfsigned`, namespace },
+    spec: { selfSigned: {} },
+  });
+  new ApiObject(scope, 'CaCertificate', {
+    apiVersion: 'cert-manager.io/v1',
+    kind: 'Certificate',
+    metadata: { name: `${name}-ca`, namespace },
+    spec: {
+      isCA: true,
+      commonName: ca.caCommonName,
+      secretName: `${name}-ca`,
+      ..._certManagerDurations(ca.caValidityDays),
+      privateKey: { algorithm: 'RSA', size: 2048, rotationPolicy: 'Never' },
+      issuerRef: { name: `${name}-selfsigned`, kind: 'Issuer', group: 'cert-manager.io' },
+    },
+  });
+  new ApiObject(scope, 'CaIssuer', {
+    apiVersion: 'cert-manager.io/v1',
+    kind: 'Issuer',
+    metadata: { name: `${name}-ca`, namespace },
+    spec: { ca: { secretName: `${name}-ca` } },
+  });
+  return { name: `${name}-ca`, kind: 'Issuer' };
+}
+
+/** cert-manager durations; renewal when a third of the life remains, as the PKI store does. */
+export function _certManagerDurations(days: number): { duration: string; renewBefore: string } {
   const hours = days * 24;
   return { duration: `${hours}h`, renewBefore: `${Math.floor(hours / 3)}h` };
 }

@@ -3,7 +3,7 @@ import * as path from 'node:path';
 import { ApiObject } from 'cdk8s';
 import { k8s } from 'cdk8s-plus-28';
 import { Construct } from 'constructs';
-import { CertManagerIssuerRef, DEFAULT_CA_VALIDITY_DAYS, DEFAULT_CERT_VALIDITY_DAYS, DEFAULT_PKI_DIRECTORY, ICertificates } from './certificates';
+import { _bootstrapCertManagerCa, _certManagerDurations, CertManagerIssuerRef, DEFAULT_CA_VALIDITY_DAYS, DEFAULT_CERT_VALIDITY_DAYS, DEFAULT_PKI_DIRECTORY, ICertificates } from './certificates';
 import { CertificateKeyPair, ensureEtcdPki, splitPemBundle } from './pki';
 import { _checkValidities, _MAX_COMMON_NAME_LENGTH } from './pki/_internal';
 
@@ -164,33 +164,9 @@ export class EtcdCertificates {
             metadata: { name: secretName, namespace },
             spec: { secretName, ...spec },
           });
-        let issuerRef = options.issuerRef;
-        if (issuerRef === undefined) {
-          new ApiObject(scope, 'SelfSignedIssuer', {
-            apiVersion: 'cert-manager.io/v1',
-            kind: 'Issuer',
-            metadata: { name: `${name}-selfsigned`, namespace },
-            spec: { selfSigned: {} },
-          });
-          certificate(`${name}-ca`, {
-            isCA: true,
-            commonName: _caCommonName(request),
-            ..._durations(caValidityDays),
-            // The renewed CA keeps its key, so certificates it signed before still verify against
-            // the CA certificate etcd loaded at start (it does not reload --trusted-ca-file).
-            privateKey: { algorithm: 'RSA', size: 2048, rotationPolicy: 'Never' },
-            issuerRef: { name: `${name}-selfsigned`, kind: 'Issuer', group: 'cert-manager.io' },
-          });
-          new ApiObject(scope, 'CaIssuer', {
-            apiVersion: 'cert-manager.io/v1',
-            kind: 'Issuer',
-            metadata: { name: `${name}-ca`, namespace },
-            spec: { ca: { secretName: `${name}-ca` } },
-          });
-          issuerRef = { name: `${name}-ca`, kind: 'Issuer' };
-        }
+        const issuerRef = options.issuerRef ?? _bootstrapCertManagerCa(scope, { name, namespace, caCommonName: _caCommonName(request), caValidityDays });
         const leaf = {
-          ..._durations(certValidityDays),
+          ..._certManagerDurations(certValidityDays),
           privateKey: { algorithm: 'RSA', size: 2048, rotationPolicy: 'Always' },
           issuerRef: { name: issuerRef.name, kind: issuerRef.kind, group: issuerRef.group ?? 'cert-manager.io' },
         };
@@ -209,12 +185,6 @@ export class EtcdCertificates {
 
 function _caCommonName(request: EtcdCertificateRequest): string {
   return `${request.name}.${request.namespace} etcd CA`.slice(0, _MAX_COMMON_NAME_LENGTH);
-}
-
-/** cert-manager durations; renewal when a third of the life remains, as the PKI store does (and Certificates.certManager). */
-function _durations(days: number): { duration: string; renewBefore: string } {
-  const hours = days * 24;
-  return { duration: `${hours}h`, renewBefore: `${Math.floor(hours / 3)}h` };
 }
 
 function _tlsSecret(scope: Construct, name: string, namespace: string, pair: CertificateKeyPair, caBundlePem: string): k8s.KubeSecret {
