@@ -181,18 +181,20 @@ describe('watch', () => {
   });
 
   test('a Table watch started later shows each row’s Age at its own time, not one computed for an earlier watch', async () => {
-    // GIVEN two objects, listed by a Table watch now
+    // GIVEN two objects, listed by a Table watch now, with the clock held still (creationTimestamp
+    // has whole seconds: a real clock may pass a second boundary between create and watch)
     const accept = 'application/json;as=Table;v=v1;g=meta.k8s.io';
-    await server.post(FLUNDERS, flunder('age1'));
-    await server.post(FLUNDERS, flunder('age2'));
-    const early = await watch(`${FLUNDERS}?watch=1`, accept);
-    expect((await early.waitFor(2)).map((e) => e.object.rows[0].cells.at(-1))).toEqual(['0s', '0s']);
-
-    // WHEN another Table watch lists them three hours later
-    const realNow = Date.now.bind(Date);
-    const clock = jest.spyOn(Date, 'now').mockImplementation(() => realNow() + 3 * 3600 * 1000);
+    const start = Math.floor(Date.now() / 1000) * 1000 + 100;
+    const clock = jest.spyOn(Date, 'now').mockImplementation(() => start);
     let events;
     try {
+      await server.post(FLUNDERS, flunder('age1'));
+      await server.post(FLUNDERS, flunder('age2'));
+      const early = await watch(`${FLUNDERS}?watch=1`, accept);
+      expect((await early.waitFor(2)).map((e) => e.object.rows[0].cells.at(-1))).toEqual(['0s', '0s']);
+
+      // WHEN another Table watch lists them three hours later
+      clock.mockImplementation(() => start + 3 * 3600 * 1000);
       events = await (await watch(`${FLUNDERS}?watch=1`, accept)).waitFor(2);
     } finally {
       clock.mockRestore();
