@@ -114,4 +114,9 @@ export const errors = {
       retryAfterSeconds,
     }),
   internal: (message: string) => failure(500, 'InternalError', `Internal error occurred: ${message}`),
+  /**
+   * The store has no room for the write. kube-apiserver passes etcd's "etcdserver: mvcc: database
+   * space exceeded" on as an error that is not a Status: 500, no reason, the message as it is.
+   */
+  storageQuotaExceeded: (message: string) => failure(500, '', message),
 };

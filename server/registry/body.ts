@@ -1,16 +1,88 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import { parse as parseYaml } from 'yaml';
 import { mediaTypeOf, parseContentType } from '../content';
-import { errors } from '../status';
+import { StatusError, errors } from '../status';
 import { isObject } from './rules';
 
 /**
  * Request bodies: read with kube-apiserver's 3 MiB limit (413 beyond it) and decoded as JSON
  * or YAML (400 when malformed, 415 for other media types).
+ *
+ * Every body also counts against one budget of bytes in flight for the whole process
+ * (`--max-request-body-bytes-inflight`; kube-apiserver has no such flag: its max-in-flight counts
+ * requests, which bounds memory only when bodies are small). A body is counted from the moment it
+ * is read until its response ends (the decoded object lives that long too); one that does not fit
+ * is refused with 429 TooManyRequests and Retry-After before any of it is buffered, as the Go
+ * servers refuse a request over max-in-flight. 300 concurrent 3 MiB creates would otherwise hold
+ * ~900 MiB of bodies and several times that decoded, in a pod limited to 256 MiB.
  */
 
 /** `maxRequestBodyBytes` of k8s.io/apiserver: 3 MiB. */
-const MAX_REQUEST_BODY_BYTES = 3 * 1024 * 1024;
+export const MAX_REQUEST_BODY_BYTES = 3 * 1024 * 1024;
+
+/**
+ * The default budget: five bodies of the largest size at once. A decoded body takes 2–4× its
+ * bytes while it is handled, so this keeps bodies under ~64 MiB of a 256 MiB pod; small objects
+ * (a few KiB) fit by thousands.
+ */
+export const DEFAULT_MAX_REQUEST_BODY_BYTES_INFLIGHT = 16 * 1024 * 1024;
+
+/** The flag that sets the budget, as the 429 names it. */
+const BUDGET_FLAG = '--max-request-body-bytes-inflight';
+/** What the 429 tells clients to wait (client-go retries after Retry-After). */
+const RETRY_AFTER_SECONDS = 1;
+
+/** Bytes of request bodies being read or handled, against a limit (0: no limit). */
+export class RequestBodyBudget {
+  private used = 0;
+
+  constructor(readonly limitBytes: number) {
+    if (!Number.isSafeInteger(limitBytes) || limitBytes < 0) throw new Error(`request body budget ${limitBytes} is not a non-negative integer`);
+  }
+
+  /** Bytes counted now. */
+  inFlightBytes(): number {
+    return this.used;
+  }
+
+  /** Counts `bytes` if they fit; false (nothing counted) if they do not. */
+  tryReserve(bytes: number): boolean {
+    if (this.limitBytes > 0 && this.used + bytes > this.limitBytes) return false;
+    this.used += bytes;
+    return true;
+  }
+
+  release(bytes: number): void {
+    this.used = Math.max(0, this.used - bytes);
+  }
+}
+
+let budget = new RequestBodyBudget(DEFAULT_MAX_REQUEST_BODY_BYTES_INFLIGHT);
+
+/** Sets the process-wide budget (`--max-request-body-bytes-inflight`; 0: no limit). Bodies counted before keep their count. */
+export function setRequestBodyBudget(limitBytes: number): void {
+  budget = new RequestBodyBudget(limitBytes);
+}
+
+/** The process-wide budget, for /metrics and tests. */
+export function requestBodyBudget(): RequestBodyBudget {
+  return budget;
+}
+
+function overBudget(req: IncomingMessage, res: ServerResponse, bytes: number, declared: boolean): Error {
+  if (!res.headersSent && req.httpVersionMajor === 1) res.setHeader('Connection', 'close');
+  const size = declared ? `its body of ${bytes} bytes` : 'its body';
+  return new StatusError({
+    kind: 'Status',
+    apiVersion: 'v1',
+    metadata: {},
+    status: 'Failure',
+    message: `Too many requests: request bodies in flight would pass the limit of ${budget.limitBytes} bytes (${BUDGET_FLAG}) with ${size}, please try again later`,
+    reason: 'TooManyRequests',
+    details: { retryAfterSeconds: RETRY_AFTER_SECONDS },
+    code: 429,
+  });
+}
 
 function tooLarge(req: IncomingMessage, res: ServerResponse, limit: number): Error {
   // The rest of the body is discarded; an HTTP/1.1 connection is not reused for it (HTTP/2 has no
@@ -19,34 +91,62 @@ function tooLarge(req: IncomingMessage, res: ServerResponse, limit: number): Err
   return errors.requestEntityTooLarge(`Request entity too large: limit is ${limit}`);
 }
 
-/** Reads the whole body; 413 RequestEntityTooLarge beyond `limit` bytes, without buffering more. */
+/**
+ * Reads the whole body; 413 RequestEntityTooLarge beyond `limit` bytes, 429 TooManyRequests when
+ * it does not fit the budget of bodies in flight, without buffering more in either case. The
+ * bytes stay counted until the response ends.
+ */
 export function readBody(req: IncomingMessage, res: ServerResponse, limit = MAX_REQUEST_BODY_BYTES): Promise<Buffer> {
   const declared = Number(req.headers['content-length']);
-  if (Number.isFinite(declared) && declared > limit) {
+  const known = req.headers['content-length'] !== undefined && Number.isFinite(declared);
+  if (known && declared > limit) {
     req.resume();
     return Promise.reject(tooLarge(req, res, limit));
+  }
+  const owner = budget;
+  let counted = 0;
+  let released = false;
+  const release = (): void => {
+    if (released) return;
+    released = true;
+    owner.release(counted);
+  };
+  const count = (bytes: number): boolean => {
+    if (released || !owner.tryReserve(bytes)) return false;
+    counted += bytes;
+    return true;
+  };
+  res.once('close', release);
+  res.once('finish', release);
+  if (known && !count(declared)) {
+    release();
+    req.resume();
+    return Promise.reject(overBudget(req, res, declared, true));
   }
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
     let failed = false;
+    const fail = (error: Error): void => {
+      failed = true;
+      chunks.length = 0;
+      release();
+      reject(error);
+    };
     req.on('data', (chunk: Buffer) => {
       if (failed) return;
       size += chunk.length;
-      if (size > limit) {
-        failed = true;
-        chunks.length = 0;
-        reject(tooLarge(req, res, limit));
-        return;
-      }
+      if (size > limit) return fail(tooLarge(req, res, limit));
+      // Without a Content-Length, each chunk is counted as it arrives; beyond the declared length, the rest.
+      const uncounted = size - counted;
+      if (uncounted > 0 && !count(uncounted)) return fail(overBudget(req, res, size, false));
       chunks.push(chunk);
     });
     req.on('end', () => {
       if (!failed) resolve(Buffer.concat(chunks, size));
     });
     req.on('error', (error) => {
-      if (!failed) reject(error);
-      failed = true;
+      if (!failed) fail(error);
     });
   });
 }

@@ -10,6 +10,7 @@ import {
   NotFoundError,
   RevisionMismatchError,
   Storage,
+  StorageQuotaExceededError,
   StorageUnavailableError,
   StoredObject,
   StoredValue,
@@ -174,6 +175,7 @@ async function interpretingStorageErrors<T>(codec: KindCodec, operation: string,
       throw error.indeterminate ? errors.serverTimeout(codec.gr, operation) : errors.serviceUnavailable(error.message);
     }
     if (error instanceof TooLargeRevisionError) throw errors.tooLargeResourceVersion(error.requestedRevision, error.currentRevision);
+    if (error instanceof StorageQuotaExceededError) throw errors.storageQuotaExceeded(error.message);
     throw error;
   }
 }

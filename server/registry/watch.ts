@@ -32,18 +32,69 @@ import { IncludeObject, objectTable } from './table';
  *   disconnect, when the client cannot keep up, or on shutdown.
  */
 
-/** Upstream terminates watchers that fall this far behind; we cut at this many buffered bytes. */
-const MAX_BUFFERED_BYTES = 16 * 1024 * 1024;
 const MIN_REQUEST_TIMEOUT_SECONDS = 1800;
+
+/**
+ * How much a watch client that does not read may leave queued. Upstream's cacher gives each
+ * watcher a channel of ~100 events and, when it stays full past a short dispatch budget, closes
+ * that watcher ("Forcing ... watcher close due to unresponsiveness"); the client watches again
+ * from its last resourceVersion. Here the queue is bytes: what Node holds for the response (the
+ * socket's or the HTTP/2 stream's writable buffer, `writableLength`; the kernel's socket buffers
+ * come on top and are not seen). Event lines fanned out to many watchers are one shared Buffer,
+ * so a queue mostly references memory the others share; the bounds are still sized as if it did
+ * not, for a 256 MiB pod that must survive 2,000 watchers that stopped reading.
+ */
+export interface WatchBufferLimits {
+  /** A watcher that already had more than this queued when an event comes is closed (one event of any size may always be queued). */
+  readonly perWatchBytes: number;
+  /** Once the watchers' queues together pass this… */
+  readonly totalBytes: number;
+  /** …a watcher that had more than this queued when an event comes is closed. */
+  readonly perWatchUnderPressureBytes: number;
+  /** Initial events (a watch's synthetic ADDED list) wait for the client once this much is queued, instead of queueing the whole list. */
+  readonly initialEventsHighWaterBytes: number;
+}
+
+/** 2,000 stalled watchers × 64 KiB stay under the 128 MiB total; one behind by more than 1 MiB is closed in any case. */
+export const DEFAULT_WATCH_BUFFER_LIMITS: WatchBufferLimits = {
+  perWatchBytes: 1024 * 1024,
+  totalBytes: 64 * 1024 * 1024,
+  perWatchUnderPressureBytes: 64 * 1024,
+  initialEventsHighWaterBytes: 256 * 1024,
+};
 
 export interface WatchSettings {
   /** How often bookmarks are sent to watchers that allow them. */
   readonly bookmarkIntervalMs: number;
 }
 
-/** The open watch streams of a registry: counted for /metrics, ended on shutdown. */
+/** The open watch streams of a registry: counted for /metrics, ended on shutdown, their queued bytes summed. */
 export class WatchHub {
   private readonly sessions = new Set<{ end(): void }>();
+  private queued = 0;
+  private closedSlow = 0;
+
+  constructor(readonly limits: WatchBufferLimits = DEFAULT_WATCH_BUFFER_LIMITS) {}
+
+  /** The watchers' queued bytes, as each last saw its own (an over-estimate between a watcher's writes). */
+  queuedBytes(): number {
+    return this.queued;
+  }
+
+  /** How many watchers were closed because their client did not read. */
+  closedSlowCount(): number {
+    return this.closedSlow;
+  }
+
+  /** @internal a watcher's queue changed by `delta` bytes. */
+  addQueued(delta: number): void {
+    this.queued += delta;
+  }
+
+  /** @internal a watcher was closed for not reading. */
+  countClosedSlow(): void {
+    this.closedSlow++;
+  }
 
   add(session: { end(): void }): void {
     this.sessions.add(session);
@@ -82,6 +133,23 @@ function statusLine(status: Status): string {
   return eventLine('ERROR', JSON.stringify(status));
 }
 
+/**
+ * The lines of the event being fanned out, by form: one Buffer written to every watcher of that
+ * form, so that N watchers that queue it hold one copy, not N (a string built per watcher is
+ * flattened, or encoded, once per socket). Only the latest event is kept: a fan-out runs in one tick.
+ */
+let fanOut: { readonly value: StoredValue; readonly type: string; readonly lines: Map<string, Buffer> } | undefined;
+
+function sharedLine(type: string, value: StoredValue, form: string, build: () => string): Buffer {
+  if (fanOut?.value !== value || fanOut.type !== type) fanOut = { value, type, lines: new Map() };
+  let line = fanOut.lines.get(form);
+  if (!line) {
+    line = Buffer.from(build());
+    fanOut.lines.set(form, line);
+  }
+  return line;
+}
+
 /** Streams one watch; resolves when it has ended. */
 export async function serveWatch(request: WatchRequest, storage: Storage, hub: WatchHub, settings: WatchSettings, logger: Logger): Promise<void> {
   const { res, codec, version, output, includeObject, options } = request;
@@ -94,13 +162,13 @@ export async function serveWatch(request: WatchRequest, storage: Storage, hub: W
    * event fanned out to many watchers is serialized once per version and form; a Table (its Age
    * cells depend on the clock, its first event carries the column definitions) is built per watcher.
    */
-  function encode(type: string, value: StoredValue): string {
+  function encode(type: string, value: StoredValue): string | Buffer {
     switch (output.as) {
       case 'Object':
-        return eventLine(type, codec.storedJson(value, version.name));
+        return sharedLine(type, value, version.name, () => eventLine(type, codec.storedJson(value, version.name)));
       case 'PartialObjectMetadata':
       case 'PartialObjectMetadataList':
-        return eventLine(type, codec.storedJson(value, version.name, output.version));
+        return sharedLine(type, value, `${version.name} ${output.version}`, () => eventLine(type, codec.storedJson(value, version.name, output.version)));
       case 'Table': {
         const noHeaders = tableHeadersSent;
         tableHeadersSent = true;
@@ -136,7 +204,16 @@ export async function serveWatch(request: WatchRequest, storage: Storage, hub: W
     let ended = false;
     let storageWatch: StorageWatch | undefined;
     let lastRevision = 0;
+    /** This watch's part of the hub's queued bytes: its `writableLength` when last seen. */
+    let queued = 0;
     const timers: NodeJS.Timeout[] = [];
+    const limits = hub.limits;
+    const wakeOnEnd: Array<() => void> = [];
+
+    function setQueued(bytes: number): void {
+      hub.addQueued(bytes - queued);
+      queued = bytes;
+    }
 
     const session = {
       /** Ends the watch; with `error` before anything was written, the caller answers that Status instead. */
@@ -146,6 +223,8 @@ export async function serveWatch(request: WatchRequest, storage: Storage, hub: W
         for (const timer of timers) clearTimeout(timer);
         storageWatch?.stop();
         hub.remove(session);
+        setQueued(0);
+        for (const wake of wakeOnEnd.splice(0)) wake();
         if (error) {
           reject(error);
           return;
@@ -159,16 +238,40 @@ export async function serveWatch(request: WatchRequest, storage: Storage, hub: W
     };
     hub.add(session);
     res.on('close', () => session.end());
+    res.on('drain', () => {
+      if (!ended) setQueued(res.writableLength);
+    });
 
-    function write(line: string): void {
+    function write(line: string | Buffer): void {
       if (ended) return;
       startStream();
       res.write(line);
-      if (res.writableLength > MAX_BUFFERED_BYTES) {
-        logger.warn({ resource: codec.gr.resource, bufferedBytes: res.writableLength }, 'watch client is not reading; ending its watch');
+      const now = res.writableLength;
+      setQueued(now);
+      // What was queued before this event: one event may always be queued, however large.
+      const behind = now - (typeof line === 'string' ? Buffer.byteLength(line) : line.length);
+      const bound = hub.queuedBytes() > limits.totalBytes ? limits.perWatchUnderPressureBytes : limits.perWatchBytes;
+      if (behind > bound) {
+        logger.warn({ resource: codec.gr.resource, queuedBytes: now, boundBytes: bound, watchersQueuedBytes: hub.queuedBytes() }, 'watch client is not reading; closing its watch (it may watch again)');
+        hub.countClosedSlow();
         session.end();
         res.destroy();
       }
+    }
+
+    /** Resolves once the client has read what is queued below the high-water mark, or the watch ended. */
+    function clientCaughtUp(): Promise<void> {
+      if (ended || res.writableLength <= limits.initialEventsHighWaterBytes) return Promise.resolve();
+      return new Promise<void>((resolve) => {
+        const done = (): void => {
+          res.off('drain', done);
+          const index = wakeOnEnd.indexOf(done);
+          if (index >= 0) wakeOnEnd.splice(index, 1);
+          resolve();
+        };
+        res.on('drain', done);
+        wakeOnEnd.push(done);
+      });
     }
 
     function fail(status: Status): void {
@@ -211,7 +314,11 @@ export async function serveWatch(request: WatchRequest, storage: Storage, hub: W
         const listOptions: ListOptions = { ...(filter ? { filter } : {}), ...notOlderThan(rv) };
         const listed = await storage.list(prefix, listOptions);
         if (ended) return;
-        for (const item of listed.items) write(encode('ADDED', item.value));
+        for (const item of listed.items) {
+          write(encode('ADDED', item.value));
+          await clientCaughtUp();
+          if (ended) return;
+        }
         from = listed.revision;
         if (options.sendInitialEvents && options.allowWatchBookmarks) write(bookmarkLine(from, true));
       } else {

@@ -440,8 +440,9 @@ class ResourceCache {
     const oldest = this.history[this.historyStart++];
     this.historyBytes -= oldest.bytes;
     this.historyFrom = Math.max(this.historyFrom, oldest.event.revision);
-    // Drop the evicted entries in batches so that trimming stays amortised O(1).
-    if (this.historyStart >= 1024 && this.historyStart * 2 >= this.history.length) {
+    // Drop the evicted entries once they are half the array: amortised O(1), and evicted events
+    // (whose objects may be large and otherwise garbage) never outnumber the kept ones.
+    if (this.historyStart * 2 >= this.history.length) {
       this.history.splice(0, this.historyStart);
       this.historyStart = 0;
     }

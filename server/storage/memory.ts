@@ -1,4 +1,4 @@
-import { deepFreeze } from './frozen';
+import { deepFreeze, encodedSize, recordEncodedSize } from './frozen';
 import { HistoryEntry, Keyspace } from './keyspace';
 import {
   ExpiredError,
@@ -10,6 +10,7 @@ import {
   NotFoundError,
   RevisionMismatchError,
   Storage,
+  StorageQuotaExceededError,
   StorageEvent,
   StorageWatch,
   StoredObject,
@@ -25,6 +26,19 @@ export interface MemoryStorageOptions {
    * @default 10000
    */
   readonly historyEvents?: number;
+  /**
+   * Bound of the same history in bytes (of the events' objects as JSON): a few events of large
+   * objects must not hold more than this, as the watch cache bounds its own.
+   * @default DEFAULT_HISTORY_MAX_BYTES (16 MiB)
+   */
+  readonly historyMaxBytes?: number;
+  /**
+   * The most bytes the stored objects (key + JSON) may take, as etcd's `--quota-backend-bytes`:
+   * a create, or an update that grows an object, past it fails with `StorageQuotaExceededError`
+   * and writes nothing; deletes and updates that do not grow always succeed.
+   * @default DEFAULT_STORAGE_QUOTA_BYTES (32 MiB)
+   */
+  readonly quotaBytes?: number;
   /**
    * The revision of the empty store; every revision below it counts as compacted.
    * @default - the start time in microseconds (`Date.now() * 1000`)
@@ -49,11 +63,37 @@ interface Watcher {
   progressWanted?: boolean;
 }
 
+/** A history entry with the size it counts against the history's byte bound. */
+interface MemoryHistoryEntry extends HistoryEntry {
+  readonly bytes: number;
+}
+
+/** The history's byte bound: the watch cache's (the pod's memory limit is 256 MiB). */
+export const DEFAULT_HISTORY_MAX_BYTES = 16 * 1024 * 1024;
+/**
+ * The store's default quota. In a 256 MiB pod: ~60 MiB for the process at rest, the objects
+ * themselves (JS objects take 1–3× their JSON), the history, watch buffers and request bodies
+ * in flight; 32 MiB of JSON is ~10,000 objects of 3 KiB.
+ */
+export const DEFAULT_STORAGE_QUOTA_BYTES = 32 * 1024 * 1024;
+
 /** A read or watch waiting for the store to reach `revision`. */
 interface RevisionWaiter {
   readonly revision: number;
   reached(): void;
   closed(): void;
+}
+
+function positiveInteger(name: string, value: number): number {
+  if (!Number.isSafeInteger(value) || value < 1) throw new Error(`${name} ${String(value)} is not a positive integer`);
+  return value;
+}
+
+/** The bytes an object takes in the store: its key and its JSON (recorded with the object for later writes). */
+function sized(key: string, object: StoredValue): number {
+  const bytes = Buffer.byteLength(JSON.stringify(object));
+  recordEncodedSize(object, bytes);
+  return key.length + bytes;
 }
 
 /**
@@ -91,9 +131,14 @@ export class MemoryStorage implements Storage {
   private revision: number;
   private compacted: number;
   private readonly objects = new Keyspace();
-  private readonly history: HistoryEntry[] = [];
+  private readonly history: MemoryHistoryEntry[] = [];
   private historyStart = 0;
+  private historyBytes = 0;
   private readonly historyEvents: number;
+  private readonly historyMaxBytes: number;
+  private readonly quotaBytes: number;
+  /** Bytes of the stored objects (key + JSON), counted against `quotaBytes`. */
+  private usedBytes = 0;
   private readonly watchers = new Set<Watcher>();
   private readonly waiters = new Set<RevisionWaiter>();
   private readonly futureRevisionWaitMs: number;
@@ -104,6 +149,8 @@ export class MemoryStorage implements Storage {
     if (!Number.isInteger(this.historyEvents) || this.historyEvents < 1) {
       throw new Error(`historyEvents ${String(options.historyEvents)} is not a positive integer`);
     }
+    this.historyMaxBytes = positiveInteger('historyMaxBytes', options.historyMaxBytes ?? DEFAULT_HISTORY_MAX_BYTES);
+    this.quotaBytes = positiveInteger('quotaBytes', options.quotaBytes ?? DEFAULT_STORAGE_QUOTA_BYTES);
     const initialRevision = options.initialRevision ?? Date.now() * 1000;
     if (!Number.isSafeInteger(initialRevision) || initialRevision < 1) {
       throw new Error(`initialRevision ${String(options.initialRevision)} is not a positive safe integer`);
@@ -140,10 +187,14 @@ export class MemoryStorage implements Storage {
   async create(key: string, value: StoredValue): Promise<StoredObject> {
     this.assertOpen();
     if (this.objects.has(key)) throw new KeyExistsError(key);
-    const revision = ++this.revision;
-    const stored: StoredObject = { key, value: versioned(value, revision), createRevision: revision, modRevision: revision };
+    const revision = this.revision + 1;
+    const object = versioned(value, revision);
+    const bytes = sized(key, object);
+    this.reserve(bytes, 0);
+    this.revision = revision;
+    const stored: StoredObject = { key, value: object, createRevision: revision, modRevision: revision };
     this.objects.put(stored);
-    this.record({ type: 'ADDED', key, revision, object: stored.value });
+    this.record({ type: 'ADDED', key, revision, object: stored.value }, bytes);
     return stored;
   }
 
@@ -152,10 +203,14 @@ export class MemoryStorage implements Storage {
     const prev = this.objects.get(key);
     if (!prev) throw new NotFoundError(key);
     if (prev.modRevision !== expectedModRevision) throw new RevisionMismatchError(key, expectedModRevision, prev.modRevision);
-    const revision = ++this.revision;
-    const stored: StoredObject = { key, value: versioned(value, revision), createRevision: prev.createRevision, modRevision: revision };
+    const revision = this.revision + 1;
+    const object = versioned(value, revision);
+    const bytes = sized(key, object);
+    this.reserve(bytes, key.length + encodedSize(prev.value));
+    this.revision = revision;
+    const stored: StoredObject = { key, value: object, createRevision: prev.createRevision, modRevision: revision };
     this.objects.put(stored);
-    this.record({ type: 'MODIFIED', key, revision, object: stored.value, prevObject: prev.value }, prev);
+    this.record({ type: 'MODIFIED', key, revision, object: stored.value, prevObject: prev.value }, bytes, prev);
     return stored;
   }
 
@@ -166,8 +221,11 @@ export class MemoryStorage implements Storage {
     if (prev.modRevision !== expectedModRevision) throw new RevisionMismatchError(key, expectedModRevision, prev.modRevision);
     const revision = ++this.revision;
     this.objects.remove(key);
+    const bytes = key.length + encodedSize(prev.value);
+    this.usedBytes -= bytes;
     const deleted: StoredObject = { key, value: versioned(prev.value, revision), createRevision: prev.createRevision, modRevision: revision };
-    this.record({ type: 'DELETED', key, revision, object: deleted.value, prevObject: prev.value }, prev);
+    recordEncodedSize(deleted.value, bytes - key.length); // the same object at another resourceVersion: near enough
+    this.record({ type: 'DELETED', key, revision, object: deleted.value, prevObject: prev.value }, bytes, prev);
     return deleted;
   }
 
@@ -266,7 +324,9 @@ export class MemoryStorage implements Storage {
     if (revision > this.revision) throw new TooLargeRevisionError(revision, this.revision);
     if (revision <= this.compacted) return;
     // Events at or before the compacted revision are never replayed (watches and snapshots need only later ones).
-    while (this.historyStart < this.history.length && this.history[this.historyStart].event.revision <= revision) this.historyStart++;
+    while (this.historyStart < this.history.length && this.history[this.historyStart].event.revision <= revision) {
+      this.historyBytes -= this.history[this.historyStart++].bytes;
+    }
     this.history.splice(0, this.historyStart);
     this.historyStart = 0;
     this.compacted = revision;
@@ -295,16 +355,37 @@ export class MemoryStorage implements Storage {
     if (this.closed) throw new Error('storage is closed');
   }
 
-  private record(event: StorageEvent, prev?: StoredObject): void {
-    this.history.push(prev ? { event, prev } : { event });
-    if (this.history.length - this.historyStart > this.historyEvents) {
-      this.compacted = this.history[this.historyStart].event.revision;
-      this.historyStart++;
-      // Drop the compacted prefix in batches so that trimming stays amortised O(1).
-      if (this.historyStart >= this.historyEvents) {
-        this.history.splice(0, this.historyStart);
-        this.historyStart = 0;
-      }
+  /** Bytes of the stored objects (key + JSON) and the quota they count against, for /metrics and tests. */
+  storedBytes(): { readonly used: number; readonly quota: number } {
+    return { used: this.usedBytes, quota: this.quotaBytes };
+  }
+
+  /** Bytes of the history's events, for tests. */
+  historySize(): { readonly events: number; readonly bytes: number } {
+    return { events: this.history.length - this.historyStart, bytes: this.historyBytes };
+  }
+
+  /** Counts a write of `bytes` that replaces `replacedBytes`; past the quota (only when it grows), refuses it. */
+  private reserve(bytes: number, replacedBytes: number): void {
+    const growth = bytes - replacedBytes;
+    if (growth > 0 && this.usedBytes + growth > this.quotaBytes) throw new StorageQuotaExceededError(this.quotaBytes, this.usedBytes, growth);
+    this.usedBytes += growth;
+  }
+
+  private record(event: StorageEvent, bytes: number, prev?: StoredObject): void {
+    this.history.push(prev ? { event, prev, bytes } : { event, bytes }); // no spread: one entry shape for V8
+    this.historyBytes += bytes;
+    // The newest event always stays (a watch from the revision before it must get it).
+    while (this.history.length - this.historyStart > 1 && (this.history.length - this.historyStart > this.historyEvents || this.historyBytes > this.historyMaxBytes)) {
+      const oldest = this.history[this.historyStart++];
+      this.historyBytes -= oldest.bytes;
+      this.compacted = oldest.event.revision;
+    }
+    // Drop the compacted prefix once it is half the array: amortised O(1), and the compacted
+    // events (whose objects may be large and otherwise garbage) are never more than the kept ones.
+    if (this.historyStart * 2 >= this.history.length) {
+      this.history.splice(0, this.historyStart);
+      this.historyStart = 0;
     }
     if (this.waiters.size > 0) this.wakeWaiters();
     for (const watcher of this.watchers) {

@@ -222,3 +222,19 @@ export class RevisionMismatchError extends Error {
     this.name = 'RevisionMismatchError';
   }
 }
+
+/**
+ * The store has no room for the write (etcd's "etcdserver: mvcc: database space exceeded", the
+ * memory store's quota): nothing was written. Deletes, and updates that do not grow, still succeed.
+ */
+export class StorageQuotaExceededError extends Error {
+  constructor(
+    readonly quotaBytes: number,
+    readonly usedBytes: number,
+    /** How many more bytes the refused write needed. */
+    readonly requestedBytes: number,
+  ) {
+    super(`database space exceeded: the write needs ${requestedBytes} more bytes, ${usedBytes} of the quota of ${quotaBytes} bytes are used`);
+    this.name = 'StorageQuotaExceededError';
+  }
+}
