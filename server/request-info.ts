@@ -1,3 +1,5 @@
+import { parseFieldSelector } from './registry/selectors';
+
 /**
  * What a request asks for, parsed from its method, path and query the way
  * k8s.io/apiserver/pkg/endpoints/request/requestinfo.go does. Routing and the
@@ -53,6 +55,7 @@ function isWatchQuery(query: URLSearchParams): boolean {
 const VERBATIM_PATH = /^\/(?!\/)[A-Za-z0-9\-._~!$&'()*+,;=:@/]*$/;
 const DOT_SEGMENT = /(?:^|\/)\.\.?(?:\/|$)/;
 const VERBATIM_QUERY = /^(?!\?)[\x21\x22\x24-\x7e]*$/;
+const BASE = 'https://localhost';
 
 /**
  * The path and parsed query of a request target, as `new URL(url, base)` gives them. The URL
@@ -66,7 +69,9 @@ function splitTarget(url: string): { path: string; query: URLSearchParams } {
   if (VERBATIM_PATH.test(rawPath) && !DOT_SEGMENT.test(rawPath) && VERBATIM_QUERY.test(rawQuery)) {
     return { path: rawPath, query: rawQuery === '' ? EMPTY_QUERY : new URLSearchParams(rawQuery) };
   }
-  const parsed = new URL(url, 'https://localhost');
+  // A target starting with '//' is a path, as Go's url.ParseRequestURI reads it, not a
+  // scheme-relative URL naming a host ('//x/apis/…' would lose its first segment, '///' would not parse).
+  const parsed = url.startsWith('/') ? new URL(`${BASE}${url}`) : new URL(url, BASE);
   return { path: parsed.pathname, query: parsed.searchParams };
 }
 
@@ -88,6 +93,25 @@ class ReadOnlyQuery extends URLSearchParams {
 const EMPTY_QUERY: URLSearchParams = new ReadOnlyQuery();
 
 const NO_PARTS: readonly string[] = Object.freeze([]);
+
+/**
+ * The name a list or watch's field selector requires (`metadata.name=x`), as requestinfo.go takes it
+ * for authorization: fields.Selector.RequiresExactMatch on the parsed selector (terms sorted), and
+ * only a valid path segment name (path.IsValidPathSegmentName). '' when there is none, or the
+ * selector does not parse (the list itself then fails with 400).
+ */
+function nameOfFieldSelector(fieldSelector: string): string {
+  let requirements;
+  try {
+    requirements = parseFieldSelector(fieldSelector);
+  } catch {
+    return '';
+  }
+  const exact = requirements?.find((r) => r.field === 'metadata.name' && r.equal);
+  if (!exact) return '';
+  const name = exact.value;
+  return name === '' || name === '.' || name === '..' || name.includes('/') || name.includes('%') ? '' : name;
+}
 
 export function parseRequestInfo(method: string, url: string, auditID = ''): RequestInfo {
   const { path, query } = splitTarget(url);
@@ -139,10 +163,7 @@ export function parseRequestInfo(method: string, url: string, auditID = ''): Req
   if (verb === 'get' && resolvedName === '') {
     verb = isWatchQuery(query) ? 'watch' : 'list';
     const fieldSelector = query.get('fieldSelector');
-    for (const term of fieldSelector ? fieldSelector.split(',') : []) {
-      const match = /^metadata\.name==?([^=!,]+)$/.exec(term.trim());
-      if (match) resolvedName = match[1];
-    }
+    if (fieldSelector) resolvedName = nameOfFieldSelector(fieldSelector);
   }
   if (verb === 'delete' && resolvedName === '') verb = 'deletecollection';
 

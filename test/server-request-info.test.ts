@@ -87,7 +87,6 @@ describe('parseRequestInfo path and query', () => {
     `${GV}/namespaces/other/flunders/foo#fragment`,
     `${GV}/namespaces/other/flunders?a=b#fragment`,
     `${GV}/namespaces/other/flunders?a=<b>&c=d e&f=\u00e9`,
-    `//evil.example/apis/wardle.example.com/v1alpha1/flunders`,
     `/apis//wardle.example.com/v1alpha1/flunders/`,
     `${GV}/flunders?`,
     `${GV}/flunders??watch=1`,
@@ -103,6 +102,16 @@ describe('parseRequestInfo path and query', () => {
     // THEN
     expect(info.path).toBe(parsed.pathname);
     expect([...info.query]).toEqual([...parsed.searchParams]);
+  });
+});
+
+describe('a request target starting with //', () => {
+  test('is a path, as Go\'s url.ParseRequestURI reads it, not a URL naming a host', () => {
+    // GIVEN targets the WHATWG URL parser would read as scheme-relative URLs ('///' does not parse as one)
+    // WHEN / THEN the path is kept whole
+    expect(parseRequestInfo('GET', '//evil.example/apis/wardle.example.com/v1alpha1/flunders?watch=1')).toMatchObject({ isResourceRequest: false, path: '//evil.example/apis/wardle.example.com/v1alpha1/flunders' });
+    expect([...parseRequestInfo('GET', '//evil.example/x?watch=1').query]).toEqual([['watch', '1']]);
+    expect(parseRequestInfo('GET', '///')).toMatchObject({ isResourceRequest: false, path: '///' });
   });
 });
 

@@ -22,29 +22,41 @@ export interface ListQuery {
   readonly timeoutSeconds?: number;
 }
 
+/** As the query parameter conversion (Convert_Slice_string_To_bool): "0" and "false" (any case) are false, anything else true. */
 function parseBool(query: URLSearchParams, name: string): boolean | undefined {
   const value = query.get(name);
   if (value === null) return undefined;
-  if (value === '' || value === 'true' || value === '1') return true;
-  if (value === 'false' || value === '0') return false;
-  throw errors.badRequest(`${name}: invalid boolean value "${value}"`);
+  return value !== '0' && value.toLowerCase() !== 'false';
 }
 
-function parseNonNegativeInt(query: URLSearchParams, name: string): number | undefined {
+const INT64_MIN = -(2n ** 63n);
+const INT64_MAX = 2n ** 63n - 1n;
+
+/**
+ * An integer query parameter as strconv.ParseInt(s, 10, 64) reads it (an optional sign, decimal
+ * digits, within int64): 400 otherwise. Beyond Number.MAX_SAFE_INTEGER it is clamped to it
+ * (no list is that long, no timeout that far).
+ */
+function parseInt64(query: URLSearchParams, name: string): number | undefined {
   const value = query.get(name);
   if (value === null || value === '') return undefined;
-  if (!/^-?\d+$/.test(value)) throw errors.badRequest(`${name}: invalid integer value "${value}"`);
-  return Number(value);
+  if (!/^[+-]?\d+$/.test(value)) throw errors.badRequest(`${name}: invalid integer value "${value}"`);
+  const parsed = BigInt(value);
+  if (parsed < INT64_MIN || parsed > INT64_MAX) throw errors.badRequest(`${name}: integer value "${value}" is out of range`);
+  return Number(parsed > BigInt(Number.MAX_SAFE_INTEGER) ? Number.MAX_SAFE_INTEGER : parsed < BigInt(Number.MIN_SAFE_INTEGER) ? Number.MIN_SAFE_INTEGER : parsed);
 }
 
 function invalidListOptions(causes: FieldError[]): StatusError {
   return errors.invalid('ListOptions', 'meta.k8s.io', '', causes);
 }
 
-/** The `resourceVersion` of a GET, LIST or WATCH: '' when not given; 400 unless a non-negative integer. */
+/**
+ * The `resourceVersion` of a GET, LIST or WATCH: '' when not given; 400 unless a non-negative
+ * integer that is a revision storage can hold (etcd's are int64; exact in a Number up to 2^53).
+ */
 export function parseResourceVersion(query: URLSearchParams): string {
   const resourceVersion = query.get('resourceVersion') ?? '';
-  if (resourceVersion !== '' && !/^\d+$/.test(resourceVersion)) {
+  if (resourceVersion !== '' && (!/^\d+$/.test(resourceVersion) || !Number.isSafeInteger(Number(resourceVersion)))) {
     throw errors.badRequest(`invalid resource version "${resourceVersion}": a resourceVersion is a non-negative integer`);
   }
   return resourceVersion;
@@ -64,11 +76,11 @@ export function parseListQuery(query: URLSearchParams, watch: boolean): ListQuer
     fieldSelector: parseFieldSelector(query.get('fieldSelector')),
     resourceVersion: parseResourceVersion(query),
     resourceVersionMatch: query.get('resourceVersionMatch') ?? '',
-    limit: parseNonNegativeInt(query, 'limit'),
+    limit: parseInt64(query, 'limit'),
     continueToken: query.get('continue') ?? '',
     allowWatchBookmarks: parseBool(query, 'allowWatchBookmarks') ?? false,
     sendInitialEvents: parseBool(query, 'sendInitialEvents'),
-    timeoutSeconds: parseNonNegativeInt(query, 'timeoutSeconds'),
+    timeoutSeconds: parseInt64(query, 'timeoutSeconds'),
   };
   const problems = watch ? watchProblems(parsed) : listProblems(parsed);
   if (problems.length > 0) throw invalidListOptions(problems);
@@ -142,7 +154,7 @@ export function decodeContinue(token: string, prefix: string): { revision: numbe
   if (decoded === null || typeof decoded !== 'object' || decoded.v !== 'meta.k8s.io/v1') {
     throw errors.badRequest('continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)');
   }
-  if (typeof decoded.rv !== 'number' || !Number.isInteger(decoded.rv) || (decoded.rv < 1 && decoded.rv !== -1)) {
+  if (typeof decoded.rv !== 'number' || !Number.isSafeInteger(decoded.rv) || (decoded.rv < 1 && decoded.rv !== -1)) {
     throw errors.badRequest('continue key is not valid: incorrect encoded start resourceVersion (version meta.k8s.io/v1)');
   }
   if (typeof decoded.start !== 'string' || decoded.start === '') {

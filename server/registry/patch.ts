@@ -14,15 +14,26 @@ export const SUPPORTED_PATCH_TYPES = [JSON_PATCH, MERGE_PATCH];
 
 export type PatchType = typeof MERGE_PATCH | typeof JSON_PATCH;
 
-/** RFC 7386: objects merge recursively, `null` deletes, anything else replaces. Returns a new value. */
+/**
+ * RFC 7386: objects merge recursively, `null` deletes, anything else replaces. Returns a new value.
+ * Keys are own properties whatever their name: a `"__proto__"` key (JSON.parse makes it an own
+ * property) is merged as a key, never read from or written to the prototype.
+ */
 function mergePatch(target: unknown, patch: unknown): unknown {
   if (!isObject(patch)) return patch;
-  const result: Record<string, unknown> = isObject(target) ? { ...target } : {};
-  for (const [name, value] of Object.entries(patch)) {
+  const result: Record<string, unknown> = {};
+  if (isObject(target)) for (const name of Object.keys(target)) setOwn(result, name, target[name]);
+  for (const name of Object.keys(patch)) {
+    const value = patch[name];
     if (value === null) delete result[name];
-    else result[name] = mergePatch(result[name], value);
+    else setOwn(result, name, mergePatch(Object.prototype.hasOwnProperty.call(result, name) ? result[name] : undefined, value));
   }
   return result;
+}
+
+function setOwn(object: Record<string, unknown>, name: string, value: unknown): void {
+  if (name === '__proto__') Object.defineProperty(object, name, { value, enumerable: true, writable: true, configurable: true });
+  else object[name] = value;
 }
 
 /** 422 as kube-apiserver answers a patch that cannot be applied (NewGenericServerResponse). */
