@@ -60,7 +60,8 @@ describe('CertPool.verify', () => {
   test('fails a certificate not yet valid, and one checked after its expiry', () => {
     const future = makeLeaf(root, { cn: 'future', notBefore: new Date(Date.now() + 86_400_000) });
     const leaf = makeLeaf(root, { cn: 'now' });
-    expect(pool.verify(presented(future))).toMatchObject({ ok: false, error: expect.stringMatching(/"future" is valid from/) });
+    // Go's wording (the old message named the certificate's CN and dates in OpenSSL's format)
+    expect(pool.verify(presented(future))).toMatchObject({ ok: false, error: expect.stringMatching(/not yet valid: current time \S+ is before \S+/) });
     expect(pool.verify(presented(leaf), Date.now() + 31 * 86_400_000)).toMatchObject({ ok: false, error: expect.stringMatching(/expired or is not yet valid/) });
   });
 
