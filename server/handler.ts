@@ -2,8 +2,9 @@ import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import { ApiGroupDefinition, servedVersions } from '../apis';
+import type { AuditLog } from './audit';
 import { forbiddenError } from './auth/authorizer';
-import type { Authenticator, Authorizer, UserInfo } from './auth/types';
+import type { AuthorizationDecision, Authenticator, Authorizer, UserInfo } from './auth/types';
 import { Discovery } from './discovery';
 import { Health } from './health';
 import { requestLogWriter } from './logging';
@@ -30,6 +31,8 @@ export interface HandlerOptions {
   readonly health: Health;
   readonly metrics: Metrics;
   readonly logger: Logger;
+  /** Where each finished request's audit event goes (--audit-log-path). @default - no audit log */
+  readonly audit?: AuditLog;
 }
 
 /**
@@ -74,7 +77,7 @@ function scopeOf(info: RequestInfo): string {
 
 /** Builds the per-request handler. Discovery and OpenAPI documents are built here, once. */
 export function createHandler(options: HandlerOptions): RequestHandler {
-  const { api, authenticator, authorizer, apiServing, health, metrics, logger } = options;
+  const { api, authenticator, authorizer, apiServing, health, metrics, logger, audit } = options;
   const discovery = new Discovery(api);
   const openapi = new OpenApi(api);
   const versions = new Set(servedVersions(api));
@@ -120,6 +123,7 @@ export function createHandler(options: HandlerOptions): RequestHandler {
   async function handle(req: IncomingMessage, res: ServerResponse, start: bigint, auditId: string): Promise<void> {
     let info: RequestInfo | undefined;
     let user: UserInfo | undefined;
+    let decision: AuthorizationDecision | undefined;
     let done: (() => void) | undefined;
     // Read now: under HTTP/2 the socket is a per-stream view that forgets the connection once the stream closes.
     const remote = req.socket.remoteAddress;
@@ -139,6 +143,7 @@ export function createHandler(options: HandlerOptions): RequestHandler {
       };
       metrics.observe(labels, code, seconds);
       const resource = info?.isResourceRequest ? info : undefined;
+      audit?.record(req, { auditID: auditId, info, user, decision, code, seconds, remote });
       logRequest({
         auditID: auditId,
         user: user?.name,
@@ -177,7 +182,7 @@ export function createHandler(options: HandlerOptions): RequestHandler {
       }
       user = authn.user;
       const authorized = authorizer.authorize(user, info);
-      const decision = authorized instanceof Promise ? await authorized : authorized;
+      decision = authorized instanceof Promise ? await authorized : authorized;
       if (!decision.allowed) throw forbiddenError(user, info, decision.reason);
       const routed = route(req, res, info, user);
       if (routed) await routed;

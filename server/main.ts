@@ -4,6 +4,7 @@
  */
 import { setFlagsFromString } from 'node:v8';
 import type { Logger } from 'pino';
+import { AuditLog } from './audit';
 import { configure } from './config';
 import { createLogger } from './logging';
 import { OptionsError, parseCommandLine, ServerConfig } from './options';
@@ -22,13 +23,25 @@ if (!process.execArgv.some((arg) => /^--heap[-_]growing[-_]percent\b/.test(arg))
 
 /** Options → config (clients, storage, auth, registry, each built once) → a running server. */
 async function run(config: ServerConfig, logger: Logger): Promise<Server> {
-  const configured = await configure(config, logger);
+  const auditLog = config.audit && (await AuditLog.open(config.audit, logger));
+  let configured;
   try {
-    return await Server.start({ ...config, ...configured, logger });
+    configured = await configure(config, logger);
+  } catch (error) {
+    await auditLog?.close();
+    throw error;
+  }
+  // The audit log is flushed and closed last, after the requests it records.
+  const onClose = async () => {
+    await configured.onClose?.();
+    await auditLog?.close();
+  };
+  try {
+    return await Server.start({ ...config, ...configured, onClose, auditLog, logger });
   } catch (error) {
     // Serving could not start (a bad certificate, the port taken): release what configure built.
     configured.auth.close();
-    await configured.onClose?.();
+    await onClose();
     throw error;
   }
 }

@@ -1,6 +1,7 @@
 import { accessSync, constants as fsConstants } from 'node:fs';
 import { isIP } from 'node:net';
 import yargs from 'yargs';
+import { AuditOptions, AuditPolicyError, loadAuditPolicyFile } from './audit';
 import type { DelegatedAuthOptions } from './auth';
 import { LOG_LEVELS, LogLevel } from './logging';
 import { SERVER_VERSION } from './version';
@@ -64,9 +65,11 @@ export interface ServerConfig {
   readonly shutdownTimeoutMs: number;
   readonly logLevel: LogLevel;
   readonly storage: StorageConfig;
+  /** `--audit-log-*` and `--audit-policy-file`; undefined when none is given. */
+  readonly audit?: AuditOptions;
   /**
-   * Flags the Go apiservers take that this server accepts and ignores (e.g. `--audit-log-path=-`
-   * from sample-apiserver's e2e Deployment), as given, for one log line at start.
+   * Flags the Go apiservers take that this server accepts and ignores (e.g. `-v=5` from
+   * sample-apiserver's e2e Deployment), as given, for one log line at start.
    */
   readonly ignoredFlags: readonly string[];
 }
@@ -113,15 +116,17 @@ interface RawFlags {
   readonly 'audit-log-maxage'?: string;
   readonly 'audit-log-maxbackup'?: string;
   readonly 'audit-log-maxsize'?: string;
+  readonly 'audit-policy-file'?: string;
   readonly v?: string;
 }
 
 /**
  * Flags of the Go apiservers this server has no use for, accepted so their Deployments run
- * unchanged: audit logging (the aggregator's kube-apiserver audits the same requests) and klog's
- * verbosity (--log-level sets ours).
+ * unchanged: klog's verbosity (--log-level sets ours).
  */
-const IGNORED_FLAGS = ['audit-log-path', 'audit-log-maxage', 'audit-log-maxbackup', 'audit-log-maxsize', 'v'] as const;
+const IGNORED_FLAGS = ['v'] as const;
+
+const AUDIT_FLAGS = ['audit-log-path', 'audit-log-maxage', 'audit-log-maxbackup', 'audit-log-maxsize', 'audit-policy-file'] as const;
 
 const DURATION_UNITS_MS: Record<string, number> = { ns: 1e-6, us: 1e-3, 'µs': 1e-3, ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
 
@@ -187,10 +192,11 @@ function parser(argv: readonly string[]) {
       'etcd-keyfile': { type: 'string', group: 'Storage:', describe: 'PEM private key of --etcd-certfile.' },
       'etcd-compaction-interval': { type: 'string', default: '5m', group: 'Storage:', describe: 'How often to compact etcd\'s history, as kube-apiserver does (0: never; leave it to another apiserver or to etcd).' },
       'etcd-healthcheck-timeout': { type: 'string', default: '2s', group: 'Storage:', describe: 'Deadline of one etcd health check (/readyz/etcd).' },
-      'audit-log-path': { type: 'string', group: 'Accepted and ignored (Go apiserver compatibility):', describe: 'Ignored: this server writes no audit log (kube-apiserver audits aggregated requests).' },
-      'audit-log-maxage': { type: 'string', group: 'Accepted and ignored (Go apiserver compatibility):', describe: 'Ignored.' },
-      'audit-log-maxbackup': { type: 'string', group: 'Accepted and ignored (Go apiserver compatibility):', describe: 'Ignored.' },
-      'audit-log-maxsize': { type: 'string', group: 'Accepted and ignored (Go apiserver compatibility):', describe: 'Ignored.' },
+      'audit-log-path': { type: 'string', group: 'Audit:', describe: 'Write an audit.k8s.io/v1 Event (Metadata level: never a body or a credential) per request to this file, or - for standard output. As kube-apiserver, nothing is written without --audit-policy-file.' },
+      'audit-policy-file': { type: 'string', group: 'Audit:', describe: 'audit.k8s.io/v1 Policy (YAML): the first matching rule gives the level; None writes nothing, Request and RequestResponse are written at Metadata.' },
+      'audit-log-maxsize': { type: 'string', default: '0', group: 'Audit:', describe: 'Megabytes the audit log file may reach before it is rotated (renamed with the time, e.g. audit-2026-01-02T15-04-05.000.log); 0: 100, as kube-apiserver.' },
+      'audit-log-maxbackup': { type: 'string', default: '0', group: 'Audit:', describe: 'Rotated audit log files to keep (0: all).' },
+      'audit-log-maxage': { type: 'string', default: '0', group: 'Audit:', describe: 'Days to keep rotated audit log files, by the time in their name (0: no limit).' },
       v: { type: 'string', group: 'Accepted and ignored (Go apiserver compatibility):', describe: 'klog verbosity; ignored: use --log-level.' },
       help: { type: 'boolean', alias: 'h', describe: 'Show this help.' },
       version: { type: 'boolean', describe: 'Show the version.' },
@@ -208,6 +214,36 @@ function durationFlag(flags: RawFlags, name: keyof RawFlags & string): number {
   const ms = parseDuration(text);
   if (ms === undefined) throw new OptionsError(`--${name}="${text}" is not a duration: expected a number with a unit, e.g. 10s, 1m30s, 500ms`);
   return ms;
+}
+
+function nonNegativeInteger(flags: RawFlags, name: (typeof AUDIT_FLAGS)[number], unit: string): number {
+  const text = String(flags[name] ?? '0');
+  if (!/^\d{1,9}$/.test(text)) throw new OptionsError(`--${name}="${text}" is not a non-negative integer: expected a number of ${unit}, e.g. 0 or 10`);
+  return Number(text);
+}
+
+/** The audit flags, with the policy read and checked now: a bad policy stops the start here. */
+function auditOptions(flags: RawFlags): AuditOptions | undefined {
+  if (!AUDIT_FLAGS.some((name) => flags[name] !== undefined && flags[name] !== '0')) return undefined;
+  const policyFile = flags['audit-policy-file'] || undefined;
+  let policy;
+  if (policyFile !== undefined) {
+    try {
+      policy = loadAuditPolicyFile(policyFile);
+    } catch (error) {
+      if (!(error instanceof AuditPolicyError)) throw error;
+      throw new OptionsError(`--audit-policy-file="${policyFile}" ${error.message.startsWith('cannot be read') ? error.message : `is not a valid audit.k8s.io/v1 Policy: ${error.message}`}`);
+    }
+  }
+  return {
+    // Empty, as in the Go servers, means no audit log.
+    logPath: flags['audit-log-path'] || undefined,
+    maxAgeDays: nonNegativeInteger(flags, 'audit-log-maxage', 'days'),
+    maxBackups: nonNegativeInteger(flags, 'audit-log-maxbackup', 'files'),
+    maxSizeMegabytes: nonNegativeInteger(flags, 'audit-log-maxsize', 'megabytes'),
+    policyFile,
+    policy,
+  };
 }
 
 function readableFile(name: string, path: string | undefined): string | undefined {
@@ -335,6 +371,7 @@ export function validate(flags: RawFlags): ServerConfig {
     shutdownTimeoutMs: durationFlag(flags, 'shutdown-timeout'),
     logLevel: logLevel as LogLevel,
     storage,
+    audit: auditOptions(flags),
     ignoredFlags: IGNORED_FLAGS.filter((name) => flags[name] !== undefined).map((name) => `--${name}=${flags[name]}`),
   };
 }

@@ -1,5 +1,6 @@
 import type { Logger } from 'pino';
 import { ApiGroupDefinition } from '../apis';
+import type { AuditLog } from './audit';
 import type { DelegatedAuth } from './auth';
 import { createHandler } from './handler';
 import { Health, HealthCheck, checkOf, log, ping } from './health';
@@ -33,6 +34,8 @@ export interface ServerOptions {
   readonly metrics?: Metrics;
   /** Released on shutdown after the listener and auth (the kube clients, then the storage). @default - nothing */
   readonly onClose?: () => void | Promise<void>;
+  /** Where each request's audit event goes (--audit-log-path). @default - no audit log */
+  readonly auditLog?: AuditLog;
 }
 
 function defaultMetrics(apiServing: ApiServing): Metrics {
@@ -67,7 +70,7 @@ export class Server {
       ],
     });
     const metrics = options.metrics ?? defaultMetrics(apiServing);
-    const handler = createHandler({ api: options.api, authenticator: auth.authenticator, authorizer: auth.authorizer, apiServing, health, metrics, logger });
+    const handler = createHandler({ api: options.api, authenticator: auth.authenticator, authorizer: auth.authorizer, apiServing, health, metrics, logger, audit: options.auditLog });
     const serving = await SecureServing.start({
       bindAddress: options.bindAddress,
       securePort: options.securePort,

@@ -216,9 +216,10 @@ describe('storage flags', () => {
     // WHEN the arguments of sample-apiserver's e2e Deployment (test/e2e/apimachinery/aggregator.go)
     const c = config('--etcd-servers=http://localhost:2379', '--audit-log-path=-', '--audit-log-maxage=0', '--audit-log-maxbackup=0', '-v=5');
 
-    // THEN
+    // THEN (the audit flags are read: test/audit.test.ts)
     expect(c.storage.backend).toBe('etcd');
-    expect(c.ignoredFlags).toEqual(['--audit-log-path=-', '--audit-log-maxage=0', '--audit-log-maxbackup=0', '--v=5']);
+    expect(c.audit?.logPath).toBe('-');
+    expect(c.ignoredFlags).toEqual(['--v=5']);
   });
 
   test('--help lists the storage flags', () => {

@@ -262,12 +262,12 @@ describe('start-up failures and memory', () => {
 
   test('memory storage logs at start that objects are lost on restart, and its readiness check is "storage"', async () => {
     // GIVEN / WHEN no etcd flag, and a flag of sample-apiserver's Deployments this server ignores
-    const env = await startServerEnvironment({ extraArgs: ['--audit-log-path=-'] });
+    const env = await startServerEnvironment({ extraArgs: ['-v=5'] });
     try {
       // THEN
       const warning = env.server.logs().find((line) => line.level === 'warn' && typeof line.msg === 'string' && line.msg.includes('objects are kept in memory and lost on restart; run one replica'));
       expect(warning).toBeDefined();
-      expect(env.server.logs().find((line) => line.msg === 'flags accepted for compatibility with the Go apiservers and ignored')).toMatchObject({ flags: ['--audit-log-path=-'] });
+      expect(env.server.logs().find((line) => line.msg === 'flags accepted for compatibility with the Go apiservers and ignored')).toMatchObject({ flags: ['--v=5'] });
       const verbose = await env.server.probe('/readyz?verbose');
       expect(verbose.body).toContain('[+]storage ok\n');
       expect(verbose.body).not.toContain('etcd');

@@ -1,0 +1,515 @@
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import type { IncomingMessage } from 'node:http';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import {
+  AuditAttributes,
+  AuditLevel,
+  AuditPolicy,
+  AuditPolicyChecker,
+  AuditPolicyRule,
+  AuditStage,
+  auditEventLine,
+  microTime,
+  parseAuditPolicy,
+  RotatingFile,
+  sourceIPs,
+} from '../server/audit';
+import type { UserInfo } from '../server/auth/types';
+import { OptionsError, parseCommandLine } from '../server/options';
+import { parseRequestInfo } from '../server/request-info';
+import { memoryLogger } from './support/shell-fakes';
+
+/** Polls `check` until it returns a value other than undefined, or fails after `timeoutMs`. */
+async function eventually<T>(check: () => T | undefined, what: string, timeoutMs = 20_000): Promise<T> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    const value = check();
+    if (value !== undefined) return value;
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+// ---- the policy checker, against the cases of upstream's checker_test.go -----------------------
+
+const tim: UserInfo = { name: 'tim@k8s.io', groups: ['humans', 'developers'], extra: {} };
+
+/** upstream's `attrs`; "Unauthorized" is the same request without a user. */
+const ATTRS: Record<string, { user: UserInfo | undefined; attrs: AuditAttributes }> = {
+  namespaced: { user: tim, attrs: { isResourceRequest: true, verb: 'get', namespace: 'default', apiGroup: '', resource: 'pods', subresource: '', name: 'busybox', path: '/api/v1/namespaces/default/pods/busybox' } },
+  cluster: { user: tim, attrs: { isResourceRequest: true, verb: 'get', namespace: '', apiGroup: 'rbac.authorization.k8s.io', resource: 'clusterroles', subresource: '', name: 'edit', path: '/apis/rbac.authorization.k8s.io/v1beta1/clusterroles/edit' } },
+  nonResource: { user: tim, attrs: { isResourceRequest: false, verb: 'get', namespace: '', apiGroup: '', resource: '', subresource: '', name: '', path: '/logs/kubelet.log' } },
+  subresource: { user: tim, attrs: { isResourceRequest: true, verb: 'get', namespace: 'default', apiGroup: '', resource: 'pods', subresource: 'log', name: 'busybox', path: '/api/v1/namespaces/default/pods/busybox' } },
+  Unauthorized: { user: undefined, attrs: { isResourceRequest: true, verb: 'get', namespace: 'default', apiGroup: '', resource: 'pods', subresource: '', name: 'busybox', path: '/api/v1/namespaces/default/pods/busybox' } },
+};
+
+function rule(level: AuditLevel, fields: Partial<Omit<AuditPolicyRule, 'resources'>> & { resources?: { group?: string; resources?: string[]; resourceNames?: string[] }[] } = {}): AuditPolicyRule {
+  return {
+    level,
+    users: fields.users ?? [],
+    userGroups: fields.userGroups ?? [],
+    verbs: fields.verbs ?? [],
+    resources: (fields.resources ?? []).map((gr) => ({ group: gr.group ?? '', resources: gr.resources ?? [], resourceNames: gr.resourceNames ?? [] })),
+    namespaces: fields.namespaces ?? [],
+    nonResourceURLs: fields.nonResourceURLs ?? [],
+    omitStages: fields.omitStages ?? [],
+  };
+}
+
+/** upstream's `rules`. */
+const RULES: Record<string, AuditPolicyRule> = {
+  default: rule('Metadata'),
+  create: rule('Request', { verbs: ['create'] }),
+  tims: rule('Metadata', { users: ['tim@k8s.io'] }),
+  humans: rule('Metadata', { userGroups: ['humans'] }),
+  serviceAccounts: rule('Request', { userGroups: ['system:serviceaccounts'] }),
+  getPods: rule('RequestResponse', { verbs: ['get'], resources: [{ resources: ['pods'] }] }),
+  getPodLogs: rule('Request', { verbs: ['get'], resources: [{ resources: ['pods/log'] }] }),
+  getPodWildcardMatching: rule('Request', { verbs: ['get'], resources: [{ resources: ['*'] }] }),
+  getPodResourceWildcardMatching: rule('Request', { verbs: ['get'], resources: [{ resources: ['*/log'] }] }),
+  getPodSubResourceWildcardMatching: rule('Request', { verbs: ['get'], resources: [{ resources: ['pods/*'] }] }),
+  getClusterRoles: rule('RequestResponse', { verbs: ['get'], resources: [{ group: 'rbac.authorization.k8s.io', resources: ['clusterroles'] }], namespaces: [''] }),
+  getLogs: rule('RequestResponse', { verbs: ['get'], nonResourceURLs: ['/logs*'] }),
+  getMetrics: rule('Request', { verbs: ['get'], nonResourceURLs: ['/metrics'] }),
+  clusterRoleEdit: rule('Request', { resources: [{ group: 'rbac.authorization.k8s.io', resources: ['clusterroles'], resourceNames: ['edit'] }] }),
+  'omit RequestReceived': rule('Request', { omitStages: ['RequestReceived'] }),
+  'only audit panic': rule('Request', { omitStages: ['RequestReceived', 'ResponseStarted', 'ResponseComplete'] }),
+};
+
+/** upstream's testAuditLevel: [request, expected level, rule names in order]. */
+const LEVEL_CASES: [string, AuditLevel, string[]][] = [
+  ['namespaced', 'Metadata', ['default']],
+  ['namespaced', 'None', ['create']],
+  ['namespaced', 'Metadata', ['tims']],
+  ['namespaced', 'Metadata', ['humans']],
+  ['namespaced', 'None', ['serviceAccounts']],
+  ['namespaced', 'RequestResponse', ['getPods']],
+  ['namespaced', 'None', ['getClusterRoles']],
+  ['namespaced', 'None', ['getLogs']],
+  ['namespaced', 'None', ['getMetrics']],
+  ['namespaced', 'Metadata', ['getMetrics', 'serviceAccounts', 'default']],
+  ['namespaced', 'RequestResponse', ['getMetrics', 'getPods', 'default']],
+  ['namespaced', 'RequestResponse', ['getPodLogs', 'getPods']],
+
+  ['cluster', 'Metadata', ['default']],
+  ['cluster', 'None', ['create']],
+  ['cluster', 'Metadata', ['tims']],
+  ['cluster', 'Metadata', ['humans']],
+  ['cluster', 'None', ['serviceAccounts']],
+  ['cluster', 'None', ['getPods']],
+  ['cluster', 'RequestResponse', ['getClusterRoles']],
+  ['cluster', 'Request', ['clusterRoleEdit', 'getClusterRoles']],
+  ['cluster', 'None', ['getLogs']],
+  ['cluster', 'None', ['getMetrics']],
+  ['cluster', 'Metadata', ['getMetrics', 'serviceAccounts', 'default']],
+  ['cluster', 'RequestResponse', ['getMetrics', 'getClusterRoles', 'default']],
+  ['cluster', 'None', ['getPodLogs', 'getPods']],
+
+  ['nonResource', 'Metadata', ['default']],
+  ['nonResource', 'None', ['create']],
+  ['nonResource', 'Metadata', ['tims']],
+  ['nonResource', 'Metadata', ['humans']],
+  ['nonResource', 'None', ['serviceAccounts']],
+  ['nonResource', 'None', ['getPods']],
+  ['nonResource', 'None', ['getClusterRoles']],
+  ['nonResource', 'RequestResponse', ['getLogs']],
+  ['nonResource', 'None', ['getMetrics']],
+  ['nonResource', 'Metadata', ['getMetrics', 'serviceAccounts', 'default']],
+  ['nonResource', 'RequestResponse', ['getLogs', 'getClusterRoles', 'default']],
+  ['nonResource', 'None', ['getPodLogs', 'getPods']],
+
+  ['subresource', 'Request', ['getPodLogs', 'getPods']],
+  ['subresource', 'Request', ['getPodWildcardMatching']],
+  ['subresource', 'Request', ['getPodResourceWildcardMatching']],
+  ['subresource', 'Request', ['getPodSubResourceWildcardMatching']],
+
+  ['Unauthorized', 'None', ['tims']],
+  ['Unauthorized', 'Metadata', ['tims', 'default']],
+  ['Unauthorized', 'None', ['humans']],
+  ['Unauthorized', 'Metadata', ['humans', 'default']],
+];
+
+function check(request: string, policyStages: AuditStage[], ruleNames: string[]): { level: AuditLevel; omitStages: AuditStage[] } {
+  const policy: AuditPolicy = { rules: ruleNames.map((name) => RULES[name]), omitStages: policyStages };
+  const { user, attrs } = ATTRS[request];
+  const decision = new AuditPolicyChecker(policy).levelAndStages(user, attrs);
+  return { level: decision.level, omitStages: [...decision.omitStages].sort() };
+}
+
+describe('policy checker (the cases of kube-apiserver\'s checker_test.go)', () => {
+  for (const [name, policyStages] of [
+    ['TestChecker', []],
+    ['TestCheckerPolicyOmitStages', ['RequestReceived', 'ResponseStarted']],
+  ] as [string, AuditStage[]][]) {
+    test.each(LEVEL_CASES)(`${name}: %s with [%#] rules gives %s`, (request, level, ruleNames) => {
+      // GIVEN the rules in order (and the policy-wide stages) WHEN the request is checked
+      const decision = check(request, policyStages, ruleNames);
+      // THEN the first matching rule's level, and the policy's stages
+      expect(decision).toEqual({ level, omitStages: [...policyStages].sort() });
+    });
+  }
+
+  test('TestChecker: omitStages of the matching rule', () => {
+    for (const request of ['namespaced', 'cluster', 'nonResource']) {
+      expect(check(request, [], ['omit RequestReceived', 'getPods', 'default'])).toEqual({ level: 'Request', omitStages: ['RequestReceived'] });
+      expect(check(request, [], ['only audit panic', 'getPods', 'default'])).toEqual({ level: 'Request', omitStages: ['RequestReceived', 'ResponseComplete', 'ResponseStarted'] });
+    }
+  });
+
+  test('TestCheckerPolicyOmitStages: the union of the policy\'s and the rule\'s stages', () => {
+    const policyStages: AuditStage[] = ['RequestReceived', 'ResponseStarted'];
+    for (const request of ['namespaced', 'cluster']) {
+      expect(check(request, policyStages, ['omit RequestReceived', 'getPods', 'default'])).toEqual({ level: 'Request', omitStages: ['RequestReceived', 'ResponseStarted'] });
+      expect(check(request, policyStages, ['only audit panic', 'getPods', 'default'])).toEqual({ level: 'Request', omitStages: ['RequestReceived', 'ResponseComplete', 'ResponseStarted'] });
+    }
+    expect(check('nonResource', policyStages, ['default', 'omit RequestReceived', 'getPods'])).toEqual({ level: 'Metadata', omitStages: ['RequestReceived', 'ResponseStarted'] });
+    expect(check('nonResource', policyStages, ['only audit panic', 'getPods', 'default'])).toEqual({ level: 'Request', omitStages: ['RequestReceived', 'ResponseComplete', 'ResponseStarted'] });
+  });
+
+  test('no rule matching means None, with the policy\'s stages', () => {
+    expect(check('namespaced', ['Panic'], ['getLogs'])).toEqual({ level: 'None', omitStages: ['Panic'] });
+  });
+
+  test('resourceNames narrow a group\'s resources; a non-resource rule never matches a resource request and the reverse', () => {
+    // GIVEN requests parsed by the server itself
+    const get = parseRequestInfo('GET', '/apis/wardle.example.com/v1alpha1/namespaces/ns1/flunders/f1');
+    const status = parseRequestInfo('PUT', '/apis/wardle.example.com/v1alpha1/namespaces/ns1/flunders/f1/status');
+    const healthz = parseRequestInfo('GET', '/healthz/ping');
+    const levelOf = (rules: AuditPolicyRule[], info: AuditAttributes) => new AuditPolicyChecker({ rules, omitStages: [] }).levelAndStages(tim, info).level;
+    // THEN
+    const named = rule('Metadata', { resources: [{ group: 'wardle.example.com', resources: ['flunders'], resourceNames: ['f1'] }] });
+    expect(levelOf([named], get)).toBe('Metadata');
+    expect(levelOf([named], parseRequestInfo('GET', '/apis/wardle.example.com/v1alpha1/namespaces/ns1/flunders/f2'))).toBe('None');
+    expect(levelOf([named], status)).toBe('None');
+    expect(levelOf([rule('Metadata', { resources: [{ group: 'wardle.example.com', resources: ['flunders/status'] }] })], status)).toBe('Metadata');
+    expect(levelOf([rule('Metadata', { resources: [{ group: 'wardle.example.com' }] })], status)).toBe('Metadata');
+    expect(levelOf([rule('Metadata', { resources: [{ group: '', resources: ['*'] }] })], get)).toBe('None');
+    expect(levelOf([rule('Metadata', { namespaces: ['ns1'] })], get)).toBe('Metadata');
+    expect(levelOf([rule('Metadata', { namespaces: ['ns1'] })], healthz)).toBe('None');
+    expect(levelOf([rule('Metadata', { nonResourceURLs: ['/healthz*'] })], healthz)).toBe('Metadata');
+    expect(levelOf([rule('Metadata', { nonResourceURLs: ['/healthz'] })], healthz)).toBe('None');
+    expect(levelOf([rule('Metadata', { nonResourceURLs: ['*'] })], get)).toBe('None');
+  });
+});
+
+// ---- reading a policy ----------------------------------------------------------------------------
+
+const POLICY_HEAD = 'apiVersion: audit.k8s.io/v1\nkind: Policy\n';
+
+describe('parseAuditPolicy', () => {
+  test('reads every field of a Policy and its rules, with defaults for what is left out', () => {
+    // GIVEN
+    const text = `${POLICY_HEAD}omitStages: [RequestReceived]
+rules:
+  - level: None
+    users: [system:kube-proxy]
+    userGroups: [system:nodes]
+    verbs: [watch]
+    resources:
+      - group: ""
+        resources: [endpoints, services, services/status]
+      - group: wardle.example.com
+        resources: [flunders]
+        resourceNames: [f1]
+    namespaces: [kube-system, ""]
+    omitStages: [ResponseStarted]
+  - level: Metadata
+    nonResourceURLs: [/healthz*, /version]
+  - level: Metadata
+`;
+    // WHEN
+    const { policy, warnings } = parseAuditPolicy(text);
+    // THEN
+    expect(warnings).toEqual([]);
+    expect(policy.omitStages).toEqual(['RequestReceived']);
+    expect(policy.rules).toEqual([
+      {
+        level: 'None',
+        users: ['system:kube-proxy'],
+        userGroups: ['system:nodes'],
+        verbs: ['watch'],
+        resources: [
+          { group: '', resources: ['endpoints', 'services', 'services/status'], resourceNames: [] },
+          { group: 'wardle.example.com', resources: ['flunders'], resourceNames: ['f1'] },
+        ],
+        namespaces: ['kube-system', ''],
+        nonResourceURLs: [],
+        omitStages: ['ResponseStarted'],
+      },
+      rule('Metadata', { nonResourceURLs: ['/healthz*', '/version'] }),
+      rule('Metadata'),
+    ]);
+  });
+
+  test('warns that Request and RequestResponse are written at Metadata, and about fields it ignores', () => {
+    // WHEN
+    const { policy, warnings } = parseAuditPolicy(`${POLICY_HEAD}omitManagedFields: true\nrules:\n  - level: RequestResponse\n    verb: [get]\n  - level: Request\n`);
+    // THEN the levels are kept as written (the writer caps them), with one warning each
+    expect(policy.rules.map((r) => r.level)).toEqual(['RequestResponse', 'Request']);
+    expect(warnings).toEqual([
+      'rules[0].verb is not a field of PolicyRule: ignored, as kube-apiserver ignores it',
+      'rules[0].level is RequestResponse: logged at Metadata, as this server never writes request or response bodies',
+      'rules[1].level is Request: logged at Metadata, as this server never writes request or response bodies',
+    ]);
+  });
+
+  test.each([
+    ['fails for text that is not YAML', 'rules: [', /^not valid YAML: /],
+    ['fails for two documents', `${POLICY_HEAD}rules: [{level: None}]\n---\n${POLICY_HEAD}`, /^not valid YAML: Source contains multiple documents/],
+    ['fails for a list', '- level: None\n', /^expected a mapping with apiVersion: audit.k8s.io\/v1, kind: Policy and rules$/],
+    ['fails for another apiVersion', 'apiVersion: audit.k8s.io/v1beta1\nkind: Policy\nrules: [{level: None}]\n', /^apiVersion is "audit.k8s.io\/v1beta1": expected audit.k8s.io\/v1$/],
+    ['fails for another kind', 'apiVersion: audit.k8s.io/v1\nkind: Event\nrules: [{level: None}]\n', /^kind is "Event": expected Policy$/],
+    ['fails for no rules', POLICY_HEAD, /^rules: the policy has no rules/],
+    ['fails for a rule without a level', `${POLICY_HEAD}rules: [{users: [a]}]\n`, /^rules\[0\]\.level: Required value: one of None, Metadata, Request, RequestResponse$/],
+    ['fails for an unknown level', `${POLICY_HEAD}rules: [{level: None}, {level: Everything}]\n`, /^rules\[1\]\.level: Unsupported value: "Everything": supported values: "None", "Metadata", "Request", "RequestResponse"$/],
+    ['fails for an unknown stage in a rule', `${POLICY_HEAD}rules: [{level: None, omitStages: [Received]}]\n`, /^rules\[0\]\.omitStages\[0\]: Invalid value: "Received": allowed stages are RequestReceived,ResponseStarted,ResponseComplete,Panic$/],
+    ['fails for an unknown stage of the policy', `${POLICY_HEAD}omitStages: [Done]\nrules: [{level: None}]\n`, /^omitStages\[0\]: Invalid value: "Done"/],
+    ['fails for users that are not a list of strings', `${POLICY_HEAD}rules: [{level: None, users: alice}]\n`, /^rules\[0\]\.users: expected a list of strings, got "alice"$/],
+    ['fails for a non-resource URL without a leading slash', `${POLICY_HEAD}rules: [{level: None, nonResourceURLs: [healthz]}]\n`, /^rules\[0\]\.nonResourceURLs\[0\]: Invalid value: "healthz": non-resource URL rules must begin with a '\/' character$/],
+    ['fails for a wildcard before the end of a non-resource URL', `${POLICY_HEAD}rules: [{level: None, nonResourceURLs: ["/a*/b"]}]\n`, /wildcards '\*' must be the final character of the rule$/],
+    ['fails for resources and non-resource URLs in one rule', `${POLICY_HEAD}rules: [{level: None, nonResourceURLs: [/x], namespaces: [a]}]\n`, /^rules\[0\]\.nonResourceURLs: Invalid value: rules cannot apply to both regular resources and non-resource URLs$/],
+    ['fails for resourceNames without resources', `${POLICY_HEAD}rules: [{level: None, resources: [{group: a.b, resourceNames: [x]}]}]\n`, /^rules\[0\]\.resources\[0\]\.resourceNames: Invalid value: using resourceNames requires at least one resource$/],
+    ['fails for a group with a version', `${POLICY_HEAD}rules: [{level: None, resources: [{group: rbac.authorization.k8s.io/v1}]}]\n`, /^rules\[0\]\.resources\[0\]\.group: Invalid value: "rbac.authorization.k8s.io\/v1"/],
+  ])('%s', (_name, text, message) => {
+    expect(() => parseAuditPolicy(text)).toThrow(message);
+  });
+});
+
+// ---- the flags ---------------------------------------------------------------------------------
+
+describe('audit flags', () => {
+  let dir: string;
+  beforeAll(() => {
+    dir = mkdtempSync(join(tmpdir(), 'audit-flags-'));
+    writeFileSync(join(dir, 'tls.crt'), 'x');
+    writeFileSync(join(dir, 'tls.key'), 'x');
+    writeFileSync(join(dir, 'policy.yaml'), `${POLICY_HEAD}rules: [{level: Metadata}]\n`);
+    writeFileSync(join(dir, 'bad.yaml'), `${POLICY_HEAD}rules: [{level: Loud}]\n`);
+  });
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+  const run = (...flags: string[]) => {
+    const parsed = parseCommandLine([`--tls-cert-file=${join(dir, 'tls.crt')}`, `--tls-private-key-file=${join(dir, 'tls.key')}`, ...flags]);
+    if (parsed.kind !== 'run') throw new Error('expected a run');
+    return parsed.config;
+  };
+
+  test('are read into the config, the policy parsed at once; none given means no audit', () => {
+    // WHEN
+    const config = run('--audit-log-path=/var/log/audit.log', `--audit-policy-file=${join(dir, 'policy.yaml')}`, '--audit-log-maxsize=10', '--audit-log-maxbackup=3', '--audit-log-maxage=7');
+    // THEN
+    expect(config.audit).toEqual({
+      logPath: '/var/log/audit.log',
+      maxAgeDays: 7,
+      maxBackups: 3,
+      maxSizeMegabytes: 10,
+      policyFile: join(dir, 'policy.yaml'),
+      policy: { policy: { rules: [rule('Metadata')], omitStages: [] }, warnings: [] },
+    });
+    expect(config.ignoredFlags).toEqual([]);
+    expect(run().audit).toBeUndefined();
+  });
+
+  test('sample-apiserver\'s Deployment flags give a path without a policy (so, as kube-apiserver, nothing is written)', () => {
+    const config = run('--audit-log-path=-', '--audit-log-maxage=0', '--audit-log-maxbackup=0');
+    expect(config.audit).toEqual({ logPath: '-', maxAgeDays: 0, maxBackups: 0, maxSizeMegabytes: 0, policyFile: undefined, policy: undefined });
+  });
+
+  test('fails for a bad policy with one line naming the flag, the file and the problem', () => {
+    const file = join(dir, 'bad.yaml');
+    expect(() => run('--audit-log-path=-', `--audit-policy-file=${file}`)).toThrow(OptionsError);
+    expect(() => run('--audit-log-path=-', `--audit-policy-file=${file}`)).toThrow(
+      `--audit-policy-file="${file}" is not a valid audit.k8s.io/v1 Policy: rules[0].level: Unsupported value: "Loud": supported values: "None", "Metadata", "Request", "RequestResponse"`,
+    );
+  });
+
+  test('fails for a policy file that cannot be read', () => {
+    expect(() => run(`--audit-policy-file=${join(dir, 'missing.yaml')}`)).toThrow(`--audit-policy-file="${join(dir, 'missing.yaml')}" cannot be read: ENOENT`);
+  });
+
+  test('fails for a negative or non-integer size, count or age', () => {
+    expect(() => run('--audit-log-maxsize=-1')).toThrow('--audit-log-maxsize="-1" is not a non-negative integer: expected a number of megabytes');
+    expect(() => run('--audit-log-maxbackup=two')).toThrow('--audit-log-maxbackup="two" is not a non-negative integer: expected a number of files');
+    expect(() => run('--audit-log-maxage=1.5')).toThrow('--audit-log-maxage="1.5" is not a non-negative integer: expected a number of days');
+  });
+});
+
+// ---- the event line ------------------------------------------------------------------------------
+
+function fakeRequest(url: string, headers: Record<string, string>, method = 'GET'): IncomingMessage {
+  return { url, method, headers, socket: {} } as unknown as IncomingMessage;
+}
+
+describe('event line', () => {
+  test('microTime: RFC 3339 in UTC with six fractional digits, as metav1.MicroTime', () => {
+    expect(microTime(Date.UTC(2026, 11, 3, 13, 4, 5, 6) * 1000 + 789)).toBe('2026-12-03T13:04:05.006789Z');
+    expect(microTime(0)).toBe('1970-01-01T00:00:00.000000Z');
+  });
+
+  test('sourceIPs: X-Forwarded-For, then X-Real-Ip unless listed, then the peer unless it is the last one', () => {
+    expect(sourceIPs(fakeRequest('/', {}), '::ffff:10.0.0.1')).toEqual(['10.0.0.1']);
+    expect(sourceIPs(fakeRequest('/', { 'x-forwarded-for': '1.2.3.4, bogus, 2001:DB8::1' }), '10.0.0.1')).toEqual(['1.2.3.4', '2001:db8::1', '10.0.0.1']);
+    expect(sourceIPs(fakeRequest('/', { 'x-forwarded-for': '1.2.3.4', 'x-real-ip': '1.2.3.4' }), '1.2.3.4')).toEqual(['1.2.3.4']);
+    expect(sourceIPs(fakeRequest('/', { 'x-real-ip': '5.6.7.8' }), undefined)).toEqual(['5.6.7.8']);
+  });
+
+  test('carries the fields of audit/v1 Event in their order, empty ones left out, the user agent truncated at 1024', () => {
+    // GIVEN a finished resource request
+    const info = parseRequestInfo('PUT', '/apis/wardle.example.com/v1alpha1/namespaces/ns1/flunders/f1/status?fieldManager=x');
+    const req = fakeRequest('/apis/wardle.example.com/v1alpha1/namespaces/ns1/flunders/f1/status?fieldManager=x', { 'user-agent': 'u'.repeat(1030), authorization: 'Bearer secret-token' }, 'PUT');
+    const user: UserInfo = { name: 'alice', uid: 'u-1', groups: ['g1', 'system:authenticated'], extra: { zeta: ['z'], alpha: ['a', 'b'] } };
+    // WHEN
+    const line = auditEventLine(req, { auditID: 'id-1', info, user, decision: { allowed: true, reason: 'RBAC: allowed' }, code: 200, seconds: 0.001234, remote: '127.0.0.1' }, 'ResponseComplete', 1_700_000_000_123_456);
+    // THEN
+    expect(line.endsWith('\n')).toBe(true);
+    expect(line).not.toContain('secret-token');
+    const event = JSON.parse(line);
+    expect(Object.keys(event)).toEqual(['kind', 'apiVersion', 'level', 'auditID', 'stage', 'requestURI', 'verb', 'user', 'sourceIPs', 'userAgent', 'objectRef', 'responseStatus', 'requestReceivedTimestamp', 'stageTimestamp', 'annotations']);
+    expect(event).toEqual({
+      kind: 'Event',
+      apiVersion: 'audit.k8s.io/v1',
+      level: 'Metadata',
+      auditID: 'id-1',
+      stage: 'ResponseComplete',
+      requestURI: '/apis/wardle.example.com/v1alpha1/namespaces/ns1/flunders/f1/status?fieldManager=x',
+      verb: 'update',
+      user: { username: 'alice', uid: 'u-1', groups: ['g1', 'system:authenticated'], extra: { alpha: ['a', 'b'], zeta: ['z'] } },
+      sourceIPs: ['127.0.0.1'],
+      userAgent: `${'u'.repeat(1024)}...TRUNCATED`,
+      objectRef: { resource: 'flunders', namespace: 'ns1', name: 'f1', apiGroup: 'wardle.example.com', apiVersion: 'v1alpha1', subresource: 'status' },
+      responseStatus: { metadata: {}, code: 200 },
+      requestReceivedTimestamp: '2023-11-14T22:13:20.122222Z',
+      stageTimestamp: '2023-11-14T22:13:20.123456Z',
+      annotations: { 'authorization.k8s.io/decision': 'allow', 'authorization.k8s.io/reason': 'RBAC: allowed' },
+    });
+    expect(Object.keys(event.user.extra)).toEqual(['alpha', 'zeta']);
+    expect(Object.keys(event.objectRef)).toEqual(['resource', 'namespace', 'name', 'apiGroup', 'apiVersion', 'subresource']);
+  });
+
+  test('a failed authentication: no user, the methods attempted (never the credential), no objectRef for a non-resource path', () => {
+    // GIVEN
+    const req = fakeRequest('/version', { authorization: 'Bearer secret-token' });
+    // WHEN
+    const line = auditEventLine(req, { auditID: 'id-2', info: parseRequestInfo('GET', '/version'), user: undefined, decision: undefined, code: 401, seconds: 0, remote: '::1' }, 'ResponseStarted', 1_700_000_000_000_000);
+    // THEN
+    expect(line).not.toContain('secret-token');
+    expect(JSON.parse(line)).toEqual({
+      kind: 'Event',
+      apiVersion: 'audit.k8s.io/v1',
+      level: 'Metadata',
+      auditID: 'id-2',
+      stage: 'ResponseStarted',
+      requestURI: '/version',
+      verb: 'get',
+      user: {},
+      sourceIPs: ['::1'],
+      responseStatus: { metadata: {}, message: 'Authentication failed, attempted: bearer', code: 401 },
+      requestReceivedTimestamp: '2023-11-14T22:13:20.000000Z',
+      stageTimestamp: '2023-11-14T22:13:20.000000Z',
+    });
+  });
+});
+
+// ---- the rotating file -------------------------------------------------------------------------
+
+describe('RotatingFile', () => {
+  let dir: string;
+  beforeEach(() => {
+    dir = mkdtempSync(join(tmpdir(), 'audit-rotate-'));
+  });
+  afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+  const line = (i: number) => `${JSON.stringify({ i, pad: 'x'.repeat(80) })}\n`;
+
+  test('rotates before a line would take the file past the limit, never splitting a line, named as lumberjack names backups', async () => {
+    // GIVEN a 1000-byte limit and a clock
+    const path = join(dir, 'audit.log');
+    let now = Date.UTC(2026, 0, 2, 15, 4, 5, 0);
+    const file = await RotatingFile.open(path, { maxBytes: 1000, maxBackups: 0, maxAgeDays: 0, logger: memoryLogger(), now: () => now });
+    // WHEN 40 lines of ~100 bytes are written, the clock moving on
+    for (let i = 0; i < 40; i++) {
+      file.write(line(i));
+      if (i % 10 === 9) await eventually(() => (existsSync(path) && statSync(path).size > 0 ? true : undefined), 'a write');
+      now += 1000;
+    }
+    await file.close();
+    // THEN every line is in exactly one file, in order, and no file is past the limit
+    const names = readdirSync(dir).sort();
+    expect(names[names.length - 1]).toBe('audit.log');
+    for (const name of names.slice(0, -1)) expect(name).toMatch(/^audit-2026-01-02T15-0\d-\d\d\.\d{3}\.log$/);
+    // (10 lines of 97 bytes fill a file)
+    expect(names).toHaveLength(4);
+    const backupsFirst = [...names.slice(0, -1), 'audit.log'];
+    const all = backupsFirst.map((name) => readFileSync(join(dir, name), 'utf8'));
+    for (const text of all) expect(Buffer.byteLength(text)).toBeLessThanOrEqual(1000);
+    expect(all.join('')).toBe(Array.from({ length: 40 }, (_, i) => line(i)).join(''));
+    expect(statSync(path).mode & 0o777).toBe(0o600);
+  });
+
+  test('keeps at most maxBackups rotated files, the newest', async () => {
+    // GIVEN
+    const path = join(dir, 'audit.log');
+    let now = Date.UTC(2026, 0, 2, 0, 0, 0, 0);
+    const file = await RotatingFile.open(path, { maxBytes: 150, maxBackups: 2, maxAgeDays: 0, logger: memoryLogger(), now: () => now });
+    // WHEN 10 lines of 97 bytes (one per file)
+    for (let i = 0; i < 10; i++) {
+      file.write(line(i));
+      now += 60_000;
+    }
+    await file.close();
+    // THEN the current file and the two newest backups
+    const names = readdirSync(dir).sort();
+    expect(names).toHaveLength(3);
+    expect(readFileSync(path, 'utf8')).toBe(line(9));
+    expect(names.slice(0, 2).map((n) => readFileSync(join(dir, n), 'utf8'))).toEqual([line(7), line(8)]);
+  });
+
+  test('removes rotated files older than maxAgeDays by the time in their name, and leaves other files alone', async () => {
+    // GIVEN old backups (and files that are not backups) beside the log
+    const path = join(dir, 'audit.log');
+    writeFileSync(join(dir, 'audit-2025-01-01T00-00-00.000.log'), 'old\n');
+    writeFileSync(join(dir, 'audit-2026-01-01T12-00-00.000.log'), 'recent\n');
+    writeFileSync(join(dir, 'other-2025-01-01T00-00-00.000.log'), 'not ours\n');
+    writeFileSync(path, 'x'.repeat(150) + '\n');
+    const now = Date.UTC(2026, 0, 2, 0, 0, 0, 0);
+    // WHEN a write rotates the file
+    const file = await RotatingFile.open(path, { maxBytes: 200, maxBackups: 0, maxAgeDays: 7, logger: memoryLogger(), now: () => now });
+    file.write(line(1));
+    await file.close();
+    // THEN
+    expect(readdirSync(dir).sort()).toEqual(['audit-2026-01-01T12-00-00.000.log', 'audit-2026-01-02T00-00-00.000.log', 'audit.log', 'other-2025-01-01T00-00-00.000.log']);
+  });
+
+  test('a failing write is logged once, does not throw, and the lines are counted as dropped', async () => {
+    // GIVEN a file on a full device
+    const lines: Record<string, unknown>[] = [];
+    const file = await RotatingFile.open('/dev/full', { maxBytes: 1 << 30, maxBackups: 0, maxAgeDays: 0, logger: memoryLogger(lines) });
+    // WHEN lines are written, one at a time
+    for (let i = 0; i < 5; i++) {
+      file.write(line(i));
+      await eventually(() => (file.dropped > i ? true : undefined), `line ${i} to fail`);
+    }
+    await file.close();
+    // THEN one error line, naming the file and the error
+    const errors = lines.filter((l) => l.level === 50);
+    expect(errors).toHaveLength(1);
+    expect(errors[0]).toMatchObject({ path: '/dev/full', err: expect.stringContaining('ENOSPC') });
+    expect(file.dropped).toBe(5);
+  });
+
+  test('creates the directory (0700) and the file (0600)', async () => {
+    const path = join(dir, 'nested', 'deeper', 'audit.log');
+    const file = await RotatingFile.open(path, { maxBytes: 1000, maxBackups: 0, maxAgeDays: 0, logger: memoryLogger() });
+    file.write(line(0));
+    await file.close();
+    expect(readFileSync(path, 'utf8')).toBe(line(0));
+    expect(statSync(join(dir, 'nested', 'deeper')).mode & 0o777).toBe(0o700);
+    expect(statSync(path).mode & 0o777).toBe(0o600);
+  });
+
+  test('fails to open in a directory that is a file', async () => {
+    mkdirSync(join(dir, 'd'));
+    writeFileSync(join(dir, 'd', 'file'), '');
+    await expect(RotatingFile.open(join(dir, 'd', 'file', 'audit.log'), { maxBytes: 1000, maxBackups: 0, maxAgeDays: 0, logger: memoryLogger() })).rejects.toThrow(/EEXIST|ENOTDIR/);
+  });
+});
