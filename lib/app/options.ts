@@ -120,7 +120,41 @@ function loadConfigFile(file: string): Record<string, unknown> {
   if (typeof parsed !== 'object' || Array.isArray(parsed)) {
     throw new UsageError(`--config "${file}" must hold a mapping of option names to values (e.g. "namespace: wardle"), got ${Array.isArray(parsed) ? 'a list' : typeof parsed}`);
   }
+  for (const [key, value] of Object.entries(parsed)) {
+    // yargs would pass these on as they are, and a check further down would trip over them.
+    if (value === null) throw new UsageError(`--config "${file}": "${key}" has no value (null); give it one (e.g. "${key}: …") or leave the key out`);
+    if (typeof value === 'object' && !(Array.isArray(value) && value.every((item) => item === null || typeof item !== 'object'))) {
+      throw new UsageError(`--config "${file}": "${key}" is ${Array.isArray(value) ? 'a list of mappings' : 'a mapping'}; expected a string, number or boolean (or, for --etcd-servers, a list)`);
+    }
+  }
+  configFiles.set(file, Object.keys(parsed));
   return parsed as Record<string, unknown>;
+}
+
+/** The keys of each config file read, to say where an unknown option came from. */
+const configFiles = new Map<string, string[]>();
+
+/** `namespace-x` → `APIEXT_NAMESPACE_X`, as yargs' `.env()` maps variables to options. */
+function envNameOf(option: string): string {
+  return `${ENV_PREFIX}_${option.replace(/([a-z0-9])([A-Z])/g, '$1_$2').replace(/-/g, '_').toUpperCase()}`;
+}
+
+/**
+ * yargs says "Unknown argument: foo" wherever foo came from; for a variable in the environment
+ * or a key in a config file, that points the user at a command line that does not hold it.
+ */
+function explainUnknownArguments(message: string, argv: readonly string[]): string {
+  const match = /^Unknown arguments?: (.+)$/.exec(message);
+  if (!match) return message;
+  const sources = match[1].split(', ').map((option) => {
+    const variable = envNameOf(option);
+    if (process.env[variable] !== undefined) return `${variable} in the environment is not an option (unset it; every option's variable is APIEXT_ and its flag name, e.g. APIEXT_NAMESPACE)`;
+    const file = [...configFiles].find(([, keys]) => keys.includes(option))?.[0];
+    if (file !== undefined) return `--config "${file}": "${option}" is not an option (the keys are the flag names, e.g. "namespace" or "cert-mode")`;
+    const typedAsFlag = argv.some((arg) => arg === `--${option}` || arg.startsWith(`--${option}=`) || arg === `-${option}`);
+    return typedAsFlag ? `--${option} is not an option: see --help` : `"${option}" is not an option: options are flags with a value (--name value), and no flag takes two values`;
+  });
+  return `${message} (${sources.join('; ')})`;
 }
 
 function parser(argv: readonly string[]) {
@@ -172,20 +206,49 @@ function parser(argv: readonly string[]) {
       'tls-secret-name': { type: 'string', describe: 'existing mode: name of a kubernetes.io/tls Secret already in the namespace (instead of the PEM files)' },
       output: { type: 'string', alias: 'o', default: process.env.CDK8S_OUTDIR ?? 'dist', describe: 'directory to write the manifests into; replaced whole, and only on success' },
     })
+    // Printed by parseSynthOptions, with the types the flags really take (see helpText).
+    .help(false)
+    .option('help', { alias: 'h', type: 'boolean', describe: 'show this help' })
     .strict()
-    .help()
-    .alias('help', 'h')
     .version(false)
     .wrap(Math.min(110, process.stdout.columns ?? 110))
     .exitProcess(false)
+    .epilogue(
+      `Every option can also be given in the environment as ${ENV_PREFIX}_ and its name in capitals with underscores ` +
+        `(${ENV_PREFIX}_NAMESPACE=wardle, ${ENV_PREFIX}_CERT_MODE=cert-manager), or as a key of the --config file ("cert-mode: cert-manager"). ` +
+        'A flag wins over the environment, and the environment over the config file.',
+    )
     .fail((message, error) => {
-      throw error instanceof UsageError ? error : new UsageError(message ?? error?.message ?? 'invalid arguments');
+      throw error instanceof UsageError ? error : new UsageError(message ? explainUnknownArguments(message, argv) : (error?.message ?? 'invalid arguments'));
     });
 }
 
-/** The help text, as `--help` prints it. */
-export async function helpText(): Promise<string> {
-  return parser([]).getHelp();
+/** Flags declared as strings to yargs (so that the value the user typed reaches the error message) that take numbers or booleans. */
+const FLAG_TYPES: Readonly<Record<string, 'number' | 'boolean'>> = {
+  replicas: 'number',
+  'etcd-replicas': 'number',
+  'secure-port': 'number',
+  'group-priority-minimum': 'number',
+  'version-priority': 'number',
+  'cert-validity-days': 'number',
+  'ca-validity-days': 'number',
+  'network-policy': 'boolean',
+};
+
+/** The help text, as `--help` prints it: yargs' own, with each flag's `[string]` replaced by the type it takes. */
+export function helpText(): string {
+  let help = '';
+  parser([]).showHelp((text) => (help = text));
+  let flag: string | undefined;
+  return help
+    .split('\n')
+    .map((line) => {
+      // A flag's first line starts with at most 8 spaces; its wrapped description is indented further.
+      flag = /^ {2,8}(?:-\w, )?--([\w-]+)/.exec(line)?.[1] ?? flag;
+      const type = flag === undefined ? undefined : FLAG_TYPES[flag];
+      return type ? line.replace('[string]', `[${type}]`) : line;
+    })
+    .join('\n');
 }
 
 /**
@@ -194,7 +257,10 @@ export async function helpText(): Promise<string> {
  */
 export function parseSynthOptions(argv: readonly string[]): SynthOptions | undefined {
   const args = parser(argv).parseSync();
-  if (args.help) return undefined;
+  if (args.help) {
+    console.log(helpText());
+    return undefined;
+  }
   const options: SynthOptions = {
     namespace: args.namespace,
     name: args.name,
@@ -263,7 +329,10 @@ function booleanOption(flag: string, raw: unknown): boolean {
 function integerOption(flag: string, raw: unknown): number {
   const text = String(raw).trim();
   if (!/^[+-]?\d+$/.test(text)) throw new UsageError(`--${flag} "${String(raw)}" is not a whole number`);
-  return Number(text);
+  const value = Number(text);
+  // Past 2^53 the number is no longer the text ("1e+23"): say what was typed.
+  if (!Number.isSafeInteger(value)) throw new UsageError(`--${flag} "${text}" is far too large (expected a whole number in the range --help gives)`);
+  return value;
 }
 
 function integerIn(flag: string, value: number, min: number, max: number, what: string): void {
