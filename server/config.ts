@@ -28,7 +28,7 @@ export type ConfiguredServer = Pick<ServerOptions, 'api' | 'auth' | 'apiServing'
 export async function configure(config: ServerConfig, logger: Logger): Promise<ConfiguredServer> {
   const api = WARDLE;
   if (config.ignoredFlags.length > 0) logger.info({ flags: config.ignoredFlags }, 'flags accepted for compatibility with the Go apiservers and ignored');
-  const clients = new KubeClients();
+  const clients = new KubeClients(config.kubeconfigContext, logger);
   const metrics = new Metrics();
   const prefixes = resourcePrefixes(api);
   // `/wardle.example.com/flunders/` → `flunders.wardle.example.com`, as upstream labels resources.
@@ -81,11 +81,16 @@ export async function configure(config: ServerConfig, logger: Logger): Promise<C
 class KubeClients {
   private readonly clients = new Map<string, KubeClient>();
 
+  constructor(
+    private readonly context: string | undefined,
+    private readonly logger: Logger,
+  ) {}
+
   for(kubeconfig: string | undefined): KubeClient {
     const key = kubeconfig === undefined ? '' : resolve(kubeconfig);
     let client = this.clients.get(key);
     if (!client) {
-      client = loadKubeClient({ kubeconfig });
+      client = loadKubeClient({ kubeconfig, context: this.context, logger: this.logger });
       this.clients.set(key, client);
     }
     return client;

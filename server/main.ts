@@ -60,9 +60,21 @@ async function main(argv: readonly string[]): Promise<number> {
     return 0;
   }
   const logger = createLogger(parsed.config.logLevel);
+  // Taken from here on: a signal during start-up (waiting for kube-apiserver or etcd, which may
+  // never answer) ends the process at once and cleanly, instead of killing it mid-line.
+  const signalled = new Promise<NodeJS.Signals>((resolve) => {
+    process.once('SIGTERM', resolve);
+    process.once('SIGINT', resolve);
+  });
   let server: Server;
   try {
-    server = await run(parsed.config, logger);
+    const started = await Promise.race([run(parsed.config, logger), signalled]);
+    if (typeof started === 'string') {
+      logger.info({ signal: started }, 'signal received during start-up; exiting without serving');
+      await flush(logger);
+      return 0;
+    }
+    server = started;
   } catch (error) {
     const message = error instanceof Error ? error.message : String(error);
     logger.fatal({ err: message }, 'cannot start');
@@ -70,10 +82,7 @@ async function main(argv: readonly string[]): Promise<number> {
     process.stderr.write(`Error: ${message}\n`);
     return 1;
   }
-  const signal = await new Promise<NodeJS.Signals>((resolve) => {
-    process.once('SIGTERM', resolve);
-    process.once('SIGINT', resolve);
-  });
+  const signal = await signalled;
   logger.info({ signal }, 'signal received');
   // A second signal while draining: stop at once, as the Go servers do.
   process.once('SIGTERM', () => process.exit(1));

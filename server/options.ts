@@ -56,8 +56,10 @@ export interface ServerConfig {
   readonly bindAddress: string;
   readonly tlsCertFile: string;
   readonly tlsPrivateKeyFile: string;
-  /** Kubeconfig for the server's own calls to kube-apiserver (namespaces); in-cluster when unset. */
+  /** Kubeconfig for the server's own calls to kube-apiserver (namespaces); KUBECONFIG, then in-cluster, when unset. */
   readonly kubeconfig?: string;
+  /** `--context`: the context of every kubeconfig the server loads instead of its current-context. */
+  readonly kubeconfigContext?: string;
   readonly auth: DelegatedAuthOptions;
   /** How long to keep serving, unready, after SIGTERM before closing the listener. */
   readonly shutdownDelayMs: number;
@@ -86,6 +88,7 @@ interface RawFlags {
   readonly 'tls-cert-file'?: string;
   readonly 'tls-private-key-file'?: string;
   readonly kubeconfig?: string;
+  readonly context?: string;
   readonly 'authentication-kubeconfig'?: string;
   readonly 'authorization-kubeconfig'?: string;
   readonly 'authentication-skip-lookup': boolean;
@@ -165,7 +168,8 @@ function parser(argv: readonly string[]) {
       'bind-address': { type: 'string', default: '0.0.0.0', group: 'Serving:', describe: 'The IP address on which to listen.' },
       'tls-cert-file': { type: 'string', group: 'Serving:', describe: 'PEM serving certificate (with intermediates after it). Reloaded when the file changes.' },
       'tls-private-key-file': { type: 'string', group: 'Serving:', describe: 'PEM private key matching --tls-cert-file. Reloaded when the file changes.' },
-      kubeconfig: { type: 'string', group: 'Cluster:', describe: 'Kubeconfig for the server\'s own calls to kube-apiserver; in-cluster config when unset.' },
+      kubeconfig: { type: 'string', group: 'Cluster:', describe: 'Kubeconfig for the server\'s own calls to kube-apiserver; the files of KUBECONFIG (merged as kubectl merges them), else in-cluster config, when unset.' },
+      context: { type: 'string', group: 'Cluster:', describe: 'The kubeconfig context to use instead of its current-context, as kubectl\'s --context (for every kubeconfig flag, or KUBECONFIG).' },
       'authentication-kubeconfig': { type: 'string', group: 'Authentication:', describe: 'Kubeconfig with rights to create tokenreviews and read the auth ConfigMap; in-cluster config when unset.' },
       'authentication-skip-lookup': { type: 'boolean', default: false, group: 'Authentication:', describe: 'Do not read kube-system/extension-apiserver-authentication; use only the flags.' },
       'client-ca-file': { type: 'string', group: 'Authentication:', describe: 'CA bundle for x509 client certificates (overrides the ConfigMap).' },
@@ -366,6 +370,7 @@ export function validate(flags: RawFlags): ServerConfig {
     tlsCertFile: readableFile('tls-cert-file', flags['tls-cert-file'])!,
     tlsPrivateKeyFile: readableFile('tls-private-key-file', flags['tls-private-key-file'])!,
     kubeconfig: readableFile('kubeconfig', flags.kubeconfig),
+    ...(flags.context ? { kubeconfigContext: flags.context } : {}),
     auth,
     shutdownDelayMs: durationFlag(flags, 'shutdown-delay-duration'),
     shutdownTimeoutMs: durationFlag(flags, 'shutdown-timeout'),

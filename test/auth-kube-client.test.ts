@@ -122,17 +122,20 @@ contexts: [{name: c, context: {cluster: k, user: u}}]
     expect(() => configFromKubeconfig(file)).toThrow(/cluster "k" sets insecure-skip-tls-verify: true.*set certificate-authority-data/);
   });
 
-  test('fails on exec credentials, a missing context and a missing current-context', () => {
+  test('fails on an exec plugin without a supported apiVersion, an unknown auth-provider, basic auth, a missing context and a missing current-context', () => {
     const write = (text: string) => {
       const file = path.join(dir, `config-${Math.random()}`);
       writeFileSync(file, text);
       return file;
     };
     const cluster = `clusters: [{name: k, cluster: {server: "https://10.0.0.1"}}]\n`;
-    expect(() =>
-      configFromKubeconfig(write(`current-context: c\n${cluster}users: [{name: u, user: {exec: {command: aws}}}]\ncontexts: [{name: c, context: {cluster: k, user: u}}]\n`)),
-    ).toThrow(/user "u" uses "exec", which this server does not support/);
-    expect(() => configFromKubeconfig(write(`current-context: nope\n${cluster}contexts: []\n`))).toThrow(/context "nope" not found/);
+    const withUser = (user: string) => write(`current-context: c\n${cluster}users: [{name: u, user: ${user}}]\ncontexts: [{name: c, context: {cluster: k, user: u}}]\n`);
+    expect(() => configFromKubeconfig(withUser('{exec: {command: aws}}'))).toThrow(/user "u" exec has no apiVersion \(expected client.authentication.k8s.io\/v1 or client.authentication.k8s.io\/v1beta1\)/);
+    expect(() => configFromKubeconfig(withUser('{exec: {command: aws, apiVersion: client.authentication.k8s.io/v1alpha1}}'))).toThrow(/exec apiVersion "client.authentication.k8s.io\/v1alpha1" is not supported/);
+    expect(() => configFromKubeconfig(withUser('{exec: {apiVersion: client.authentication.k8s.io/v1}}'))).toThrow(/user "u" exec has no command/);
+    expect(() => configFromKubeconfig(withUser('{auth-provider: {name: openstack}}'))).toThrow(/user "u" auth-provider "openstack" is not supported \(expected one of oidc, gcp, azure, or an exec plugin\)/);
+    expect(() => configFromKubeconfig(withUser('{username: admin, password: secret}'))).toThrow(/user "u" uses "username" \(basic authentication, which kube-apiserver removed in 1.19\)/);
+    expect(() => configFromKubeconfig(write(`current-context: nope\n${cluster}contexts: []\n`))).toThrow(/context "nope" not found \(expected one of: none\)/);
     expect(() => configFromKubeconfig(write(cluster))).toThrow(/has no current-context/);
     expect(() => configFromKubeconfig(write(`current-context: c\nclusters: [{name: k, cluster: {server: "http://10.0.0.1"}}]\ncontexts: [{name: c, context: {cluster: k}}]\n`))).toThrow(
       /server "http:\/\/10.0.0.1" is not an https:\/\/ URL/,
