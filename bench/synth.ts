@@ -1,5 +1,5 @@
 /**
- * `npm run bench:synth`: wall time of the synth a user runs (`node build/main.js`), as medians
+ * `npm run bench:synth`: wall time of the synth a user runs (`npm run synth`: `node scripts/synth.js`), as medians
  * over several runs and as ratios to `node -e 0` measured in the same run:
  *   (a) a synth that reuses the PKI directory, (b) one that creates the PKI;
  * then the in-process cost of an app holding 1…20 aggregated API servers, to show it grows
@@ -14,7 +14,8 @@ import { addServerChart } from '../lib/app/synth';
 import { SynthOptions } from '../lib/app/options';
 
 const RUNS = Number(process.env.BENCH_RUNS ?? 9);
-const MAIN = path.resolve(__dirname, '..', 'main.js');
+/** What `npm run synth` runs: the launcher that rebuilds a stale app, then build/main.js. */
+const MAIN = path.resolve(__dirname, '..', '..', 'scripts', 'synth.js');
 
 function median(values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b);

@@ -94,7 +94,7 @@ export interface AggregatedApiServerProps {
   /** @default {} */
   readonly env?: Readonly<Record<string, string>>;
   /**
-   * Step 2: a ClusterRole that may create APIServices and update or delete only this server's
+   * Step 2 (README, "The fifteen steps"): a ClusterRole that may create APIServices and update or delete only this server's
    * (`true`), plus a ClusterRoleBinding when subjects are given.
    * @default false
    */

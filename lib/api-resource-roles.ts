@@ -25,7 +25,7 @@ export interface IApiResourceRoles {
 }
 
 /**
- * Step 10, for the API's users: a reader and an editor ClusterRole over every resource of the
+ * Step 10 (README, "The fifteen steps"), for the API's users: a reader and an editor ClusterRole over every resource of the
  * group (with their `status` and `scale` subresources), labelled so that Kubernetes aggregates
  * them into the default user-facing roles: the reader into `view`, the editor into `edit` and
  * `admin`, as the Kubernetes documentation does for custom resources.

@@ -6,11 +6,11 @@ import { _checkDns1123Label, _checkIntegerInRange } from './_validate';
 
 /** Where the serving certificate Secret is mounted; `--tls-cert-file` and `--tls-private-key-file` point here. */
 export const SERVING_CERT_DIRECTORY = '/var/run/apiserver/serving-cert';
-/** Pod-template annotation holding the SHA-256 of the serving certificate: a new certificate rolls the pods. */
+/** Pod-template annotation holding the SHA-256 of the serving certificate file's PEM text (not the certificate's fingerprint): any change of `tls.crt` rolls the pods. */
 export const SERVING_CERT_CHECKSUM_ANNOTATION = 'apiextension.cdk8s.io/serving-cert-sha256';
 /** Where the etcd client Secret is mounted; `--etcd-cafile`, `--etcd-certfile` and `--etcd-keyfile` point here. */
 export const ETCD_CLIENT_CERT_DIRECTORY = '/var/run/apiserver/etcd-client';
-/** Pod-template annotation holding the SHA-256 of the etcd client certificate: a new certificate rolls the pods (the server reads it at start). */
+/** Pod-template annotation holding a SHA-256 of the etcd client certificate's PEM text (and its CA bundle's): a new certificate rolls the pods (the server reads it at start). */
 export const ETCD_CLIENT_CERT_CHECKSUM_ANNOTATION = 'apiextension.cdk8s.io/etcd-client-cert-sha256';
 /** The container's HTTPS port: GKE private clusters open only 443 and 10250 to the control plane. */
 export const DEFAULT_SECURE_PORT = 10250;
@@ -68,8 +68,8 @@ export interface ApiServerDeploymentProps {
    */
   readonly labels?: Readonly<Record<string, string>>;
   /**
-   * SHA-256 of the serving certificate, written to the pod template so that a new certificate
-   * rolls the pods.
+   * SHA-256 (hex) of the serving certificate file's PEM text (not the certificate's fingerprint,
+   * which synth prints), written to the pod template so that any change of `tls.crt` rolls the pods.
    * @default - no annotation (the certificate is rotated in place, e.g. by cert-manager)
    */
   readonly servingCertificateChecksum?: string;
@@ -80,8 +80,8 @@ export interface ApiServerDeploymentProps {
    */
   readonly etcdClientSecretName?: string;
   /**
-   * SHA-256 of the etcd client certificate, written to the pod template so that a new
-   * certificate rolls the pods.
+   * SHA-256 (hex) of the etcd client certificate's PEM text (with its CA bundle's), written to
+   * the pod template so that a new certificate rolls the pods.
    * @default - no annotation
    */
   readonly etcdClientCertificateChecksum?: string;

@@ -19,7 +19,7 @@ export interface IApiServiceDeployerRole {
 }
 
 /**
- * Step 2: the RBAC that lets a deployer (a CI ServiceAccount, a GitOps controller) register
+ * Step 2 (README, "The fifteen steps"): the RBAC that lets a deployer (a CI ServiceAccount, a GitOps controller) register
  * this server's APIServices and nothing else.
  *
  * Kubernetes RBAC cannot restrict `create` by `resourceNames` (the name is not known when a

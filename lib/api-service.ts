@@ -56,7 +56,7 @@ export interface IApiService {
 }
 
 /**
- * Step 14: an `apiregistration.k8s.io/v1` APIService that tells kube-apiserver to proxy
+ * Step 14 (README, "The fifteen steps"): an `apiregistration.k8s.io/v1` APIService that tells kube-apiserver to proxy
  * `/apis/<group>/<version>` to a Service. TLS to the Service is always verified against
  * `caBundle` for the name `<service>.<namespace>.svc`; `insecureSkipTLSVerify` is never set.
  */
