@@ -18,10 +18,22 @@ test('the packed tarball compiles and synthesizes in a consumer cdk8s app', () =
     const files: string[] = packed.files.map((f: { path: string }) => f.path);
     expect(files).toEqual(expect.arrayContaining(['build/lib/index.js', 'build/lib/index.d.ts', 'build/apis/index.js', 'README.md']));
     expect(files.filter((f) => /^(server|test|build\/server|build\/test)\//.test(f) || f.includes('.pki') || f.endsWith('.key'))).toEqual([]);
+    expect(files).toContain('LICENSE');
+    // Every source map points at sources the tarball holds.
+    const unshippedSources = files
+      .filter((f) => f.endsWith('.js.map'))
+      .flatMap((map) => {
+        const { sources } = JSON.parse(fs.readFileSync(path.join(ROOT, map), 'utf8')) as { sources: string[] };
+        return sources.map((source) => path.posix.normalize(path.posix.join(path.posix.dirname(map), source))).filter((source) => !files.includes(source));
+      });
+    expect(unshippedSources).toEqual([]);
 
     const modules = path.join(work, 'consumer', 'node_modules');
     fs.mkdirSync(path.join(modules, 'cdk8s-api-extension'), { recursive: true });
     execFileSync('tar', ['-xzf', path.join(work, packed.filename), '-C', path.join(modules, 'cdk8s-api-extension'), '--strip-components=1']);
+    // No install-time script: `prepare` would run tsc in the consumer's tree; `prepack` only runs when packing.
+    const manifest = JSON.parse(fs.readFileSync(path.join(modules, 'cdk8s-api-extension', 'package.json'), 'utf8')) as { scripts?: Record<string, string> };
+    expect(Object.keys(manifest.scripts ?? {}).filter((name) => /^(pre|post)?(install|prepare)$/.test(name))).toEqual([]);
     // The consumer's own copies of the peer and runtime dependencies.
     for (const dep of ['cdk8s', 'cdk8s-plus-28', 'constructs', 'node-forge', 'yaml', 'yargs', '@types']) {
       fs.symlinkSync(path.join(ROOT, 'node_modules', dep), path.join(modules, dep));
