@@ -611,7 +611,7 @@ export class AuditLog {
           logger,
         });
       } catch (error) {
-        throw new Error(`--audit-log-path="${options.logPath}" cannot be opened for appending: ${(error as NodeJS.ErrnoException).code ?? String(error)}`);
+        throw new Error(`--audit-log-path="${options.logPath}" cannot be opened for appending: ${error instanceof Error ? error.message : String(error)}`);
       }
     }
     logger.info({ path: options.logPath, policyFile: options.policyFile, rules: options.policy.policy.rules.length }, 'writing the audit log');

@@ -4,6 +4,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
   AuditAttributes,
+  AuditLog,
   AuditLevel,
   AuditPolicy,
   AuditPolicyChecker,
@@ -16,15 +17,19 @@ import {
   sourceIPs,
 } from '../server/audit';
 import type { UserInfo } from '../server/auth/types';
+import { configure } from '../server/config';
 import { OptionsError, parseCommandLine } from '../server/options';
 import { parseRequestInfo } from '../server/request-info';
-import { memoryLogger } from './support/shell-fakes';
+import { Server } from '../server/server';
+import { FakeKubeApiServer } from './support/fake-kube-apiserver';
+import { makeCa, makeLeaf, makeServerCert, type TestCa, type TestCertificate } from './support/pki';
+import { memoryLogger, request } from './support/shell-fakes';
 
 /** Polls `check` until it returns a value other than undefined, or fails after `timeoutMs`. */
-async function eventually<T>(check: () => T | undefined, what: string, timeoutMs = 20_000): Promise<T> {
+async function eventually<T>(check: () => T | undefined | Promise<T | undefined>, what: string, timeoutMs = 20_000): Promise<T> {
   const deadline = Date.now() + timeoutMs;
   for (;;) {
-    const value = check();
+    const value = await check();
     if (value !== undefined) return value;
     if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
     await new Promise((resolve) => setTimeout(resolve, 20));
@@ -511,5 +516,232 @@ describe('RotatingFile', () => {
     mkdirSync(join(dir, 'd'));
     writeFileSync(join(dir, 'd', 'file'), '');
     await expect(RotatingFile.open(join(dir, 'd', 'file', 'audit.log'), { maxBytes: 1000, maxBackups: 0, maxAgeDays: 0, logger: memoryLogger() })).rejects.toThrow(/EEXIST|ENOTDIR/);
+  });
+});
+
+// ---- end to end: the server in-process, real delegated auth against the kube-apiserver stand-in ----
+
+describe('audit log of a running server', () => {
+  const GROUP = 'wardle.example.com';
+  const FLUNDERS = `/apis/${GROUP}/v1alpha1/namespaces/default/flunders`;
+  const ALICE_TOKEN = 'alice-token-3b8e0c1d9f27a6';
+  const WRONG_TOKEN = 'wrong-token-5c6d7e8f9a0b1c';
+  const SPEC_VALUE = 'zebra-distinct-spec-value-7f3a9c';
+  let dir: string;
+  let fake: FakeKubeApiServer;
+  let server: Server;
+  let servingCa: TestCa;
+  let admin: TestCertificate;
+  const logLines: Record<string, unknown>[] = [];
+  let auditPath: string;
+  let startedAt: number;
+
+  beforeAll(async () => {
+    // GIVEN a policy: health checks and alice's fischers not audited, creates asked at RequestResponse, the rest at Metadata
+    dir = mkdtempSync(join(tmpdir(), 'audit-e2e-'));
+    servingCa = makeCa('serving-ca');
+    const clientCa = makeCa('client-ca');
+    admin = makeLeaf(clientCa, { cn: 'kubernetes-admin', organizations: ['system:masters'] });
+    const serving = makeServerCert(servingCa);
+    writeFileSync(join(dir, 'tls.crt'), serving.chainPem);
+    writeFileSync(join(dir, 'tls.key'), serving.keyPem, { mode: 0o600 });
+    writeFileSync(
+      join(dir, 'policy.yaml'),
+      `${POLICY_HEAD}omitStages: [RequestReceived]
+rules:
+  - level: None
+    nonResourceURLs: ["/healthz*", "/readyz*", "/livez*"]
+  - level: None
+    users: [alice]
+    resources: [{group: ${GROUP}, resources: [fischers]}]
+  - level: RequestResponse
+    verbs: [create]
+    resources: [{group: ${GROUP}, resources: [flunders]}]
+  - level: Metadata
+`,
+    );
+    fake = await FakeKubeApiServer.start();
+    fake.setAuthConfigMap(FakeKubeApiServer.authConfigMapData({ clientCaPem: clientCa.certPem }));
+    fake.setToken(ALICE_TOKEN, { user: { username: 'alice', uid: 'alice-uid', groups: ['developers', 'system:authenticated'], extra: { 'example.com/team': ['blue'] } } });
+    fake.authorize = (spec) =>
+      spec.user === 'alice' && spec.resourceAttributes?.namespace !== 'forbidden'
+        ? { allowed: true, reason: 'RBAC: allowed by RoleBinding "alice-edit/default"' }
+        : { allowed: false, reason: 'no RBAC policy matched' };
+    auditPath = join(dir, 'audit', 'audit.log');
+    const parsed = parseCommandLine([
+      '--secure-port=0',
+      '--bind-address=127.0.0.1',
+      `--tls-cert-file=${join(dir, 'tls.crt')}`,
+      `--tls-private-key-file=${join(dir, 'tls.key')}`,
+      `--kubeconfig=${fake.writeKubeconfig(dir)}`,
+      '--shutdown-delay-duration=0s',
+      `--audit-log-path=${auditPath}`,
+      `--audit-policy-file=${join(dir, 'policy.yaml')}`,
+    ]);
+    if (parsed.kind !== 'run') throw new Error('expected a run');
+    // WHEN the server starts as main.ts starts it
+    const logger = memoryLogger(logLines);
+    const auditLog = await AuditLog.open(parsed.config.audit!, logger);
+    const configured = await configure(parsed.config, logger);
+    server = await Server.start({
+      ...parsed.config,
+      ...configured,
+      auditLog,
+      logger,
+      onClose: async () => {
+        await configured.onClose?.();
+        await auditLog?.close();
+      },
+    });
+    await eventually(async () => ((await request(server.port, '/readyz', { ca: servingCa.certPem })).status === 200 ? true : undefined), 'readiness');
+    startedAt = Date.now();
+  }, 60_000);
+
+  afterAll(async () => {
+    await server?.shutdown();
+    await fake?.stop();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  test('one Metadata event per audited request, field by field; None rules suppress; no credential or body in the file', async () => {
+    // WHEN the admin (client certificate) and alice (token) make requests, and a wrong token is tried
+    const asAdmin = { ca: servingCa.certPem, cert: admin.chainPem, key: admin.keyPem };
+    const asAlice = { ca: servingCa.certPem, headers: { authorization: `Bearer ${ALICE_TOKEN}` } };
+    const ua = { 'user-agent': 'audit-e2e/1.0' };
+    const flunder = JSON.stringify({ apiVersion: `${GROUP}/v1alpha1`, kind: 'Flunder', metadata: { name: 'f1' }, spec: { reference: SPEC_VALUE } });
+    const created = await request(server.port, FLUNDERS, { ...asAdmin, method: 'POST', body: flunder, headers: { ...ua, 'audit-id': 'e2e-create', 'content-type': 'application/json' } });
+    expect(created.status).toBe(201);
+    expect((await request(server.port, `${FLUNDERS}/f1`, { ...asAlice, headers: { ...asAlice.headers, ...ua, 'audit-id': 'e2e-get' } })).status).toBe(200);
+    expect((await request(server.port, `/apis/${GROUP}/v1alpha1/namespaces/forbidden/flunders`, { ...asAlice, headers: { ...asAlice.headers, 'audit-id': 'e2e-forbidden' } })).status).toBe(403);
+    expect((await request(server.port, `/apis/${GROUP}/v1alpha1/fischers`, { ...asAlice, headers: { ...asAlice.headers, 'audit-id': 'e2e-fischers' } })).status).toBe(200);
+    expect((await request(server.port, '/healthz', { ca: servingCa.certPem, headers: { 'audit-id': 'e2e-healthz' } })).status).toBe(200);
+    expect((await request(server.port, `${FLUNDERS}?limit=5`, { ca: servingCa.certPem, headers: { authorization: `Bearer ${WRONG_TOKEN}`, 'audit-id': 'e2e-401' } })).status).toBe(401);
+    expect((await request(server.port, '/version', { ...asAlice, headers: { ...asAlice.headers, 'audit-id': 'e2e-version', 'x-forwarded-for': '203.0.113.7' } })).status).toBe(200);
+    expect((await request(server.port, `${FLUNDERS}/f1`, { ...asAdmin, method: 'DELETE', headers: { 'audit-id': 'e2e-delete' } })).status).toBe(200);
+    const finishedAt = Date.now();
+
+    // THEN the last event is written (off the request path), then every one is in the file
+    const read = () => (existsSync(auditPath) ? readFileSync(auditPath, 'utf8') : '');
+    await eventually(() => (read().includes('"auditID":"e2e-delete"') ? true : undefined), 'the last audit event');
+    const text = read();
+    const events = text.trimEnd().split('\n').map((line) => JSON.parse(line));
+    const byId = Object.fromEntries(events.map((e) => [e.auditID, e]));
+    expect(events.map((e) => e.auditID)).toEqual(['e2e-create', 'e2e-get', 'e2e-forbidden', 'e2e-401', 'e2e-version', 'e2e-delete']);
+
+    // AND no credential, no body content
+    for (const secret of [ALICE_TOKEN, WRONG_TOKEN, SPEC_VALUE, 'Bearer', admin.keyPem.split('\n')[1]]) expect(text).not.toContain(secret);
+    expect(statSync(auditPath).mode & 0o777).toBe(0o600);
+
+    // AND every event is a Metadata-level audit/v1 Event, its timestamps MicroTime within the test
+    const micro = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z$/;
+    for (const event of events) {
+      expect(event).toMatchObject({ kind: 'Event', apiVersion: 'audit.k8s.io/v1', level: 'Metadata' });
+      expect(event.requestReceivedTimestamp).toMatch(micro);
+      expect(event.stageTimestamp).toMatch(micro);
+      expect(Date.parse(event.requestReceivedTimestamp)).toBeGreaterThanOrEqual(startedAt - 1);
+      expect(Date.parse(event.requestReceivedTimestamp)).toBeLessThanOrEqual(Date.parse(event.stageTimestamp));
+      expect(Date.parse(event.stageTimestamp)).toBeLessThanOrEqual(finishedAt + 1000);
+      expect(Object.keys(event).slice(0, 8)).toEqual(['kind', 'apiVersion', 'level', 'auditID', 'stage', 'requestURI', 'verb', 'user']);
+    }
+
+    // AND the admin's create (asked at RequestResponse, written at Metadata)
+    const { requestReceivedTimestamp: _r, stageTimestamp: _s, ...create } = byId['e2e-create'];
+    expect(create).toEqual({
+      kind: 'Event',
+      apiVersion: 'audit.k8s.io/v1',
+      level: 'Metadata',
+      auditID: 'e2e-create',
+      stage: 'ResponseComplete',
+      requestURI: FLUNDERS,
+      verb: 'create',
+      user: { username: 'kubernetes-admin', groups: ['system:masters', 'system:authenticated'] },
+      sourceIPs: ['127.0.0.1'],
+      userAgent: 'audit-e2e/1.0',
+      objectRef: { resource: 'flunders', namespace: 'default', apiGroup: GROUP, apiVersion: 'v1alpha1' },
+      responseStatus: { metadata: {}, code: 201 },
+      annotations: { 'authorization.k8s.io/decision': 'allow', 'authorization.k8s.io/reason': 'privileged group' },
+    });
+
+    // AND alice's get, by token, with her groups and extra
+    expect(byId['e2e-get']).toMatchObject({
+      stage: 'ResponseComplete',
+      requestURI: `${FLUNDERS}/f1`,
+      verb: 'get',
+      user: { username: 'alice', uid: 'alice-uid', groups: ['developers', 'system:authenticated'], extra: { 'example.com/team': ['blue'] } },
+      objectRef: { resource: 'flunders', namespace: 'default', name: 'f1', apiGroup: GROUP, apiVersion: 'v1alpha1' },
+      responseStatus: { metadata: {}, code: 200 },
+      annotations: { 'authorization.k8s.io/decision': 'allow', 'authorization.k8s.io/reason': 'RBAC: allowed by RoleBinding "alice-edit/default"' },
+    });
+
+    // AND the denied list: forbid, with the authorizer's reason
+    expect(byId['e2e-forbidden']).toMatchObject({
+      verb: 'list',
+      user: { username: 'alice' },
+      objectRef: { resource: 'flunders', namespace: 'forbidden', apiGroup: GROUP, apiVersion: 'v1alpha1' },
+      responseStatus: { metadata: {}, code: 403 },
+      annotations: { 'authorization.k8s.io/decision': 'forbid', 'authorization.k8s.io/reason': 'no RBAC policy matched' },
+    });
+
+    // AND the wrong token: ResponseStarted, no user, the method attempted, no annotations
+    const { requestReceivedTimestamp: _r2, stageTimestamp: _s2, ...failed } = byId['e2e-401'];
+    expect(failed).toEqual({
+      kind: 'Event',
+      apiVersion: 'audit.k8s.io/v1',
+      level: 'Metadata',
+      auditID: 'e2e-401',
+      stage: 'ResponseStarted',
+      requestURI: `${FLUNDERS}?limit=5`,
+      verb: 'list',
+      user: {},
+      sourceIPs: ['127.0.0.1'],
+      objectRef: { resource: 'flunders', namespace: 'default', apiGroup: GROUP, apiVersion: 'v1alpha1' },
+      responseStatus: { metadata: {}, message: 'Authentication failed, attempted: bearer', code: 401 },
+    });
+
+    // AND a non-resource request: no objectRef, the forwarded address first
+    expect(byId['e2e-version']).toMatchObject({ verb: 'get', requestURI: '/version', sourceIPs: ['203.0.113.7', '127.0.0.1'], responseStatus: { code: 200 } });
+    expect(byId['e2e-version'].objectRef).toBeUndefined();
+    expect(byId['e2e-delete']).toMatchObject({ verb: 'delete', user: { username: 'kubernetes-admin' }, objectRef: { name: 'f1' }, responseStatus: { code: 200 } });
+
+    // AND the start said where the log goes, and that the create rule's level is written lower
+    expect(logLines.find((l) => l.msg === 'writing the audit log')).toMatchObject({ path: auditPath, rules: 4 });
+    expect(logLines.find((l) => typeof l.msg === 'string' && l.msg.includes('rules[2].level is RequestResponse: logged at Metadata'))).toBeDefined();
+  }, 60_000);
+});
+
+describe('AuditLog.open', () => {
+  const policy = parseAuditPolicy(`${POLICY_HEAD}rules: [{level: Metadata}]\n`);
+  const done = { auditID: 'id-open', info: parseRequestInfo('GET', '/version'), user: tim, decision: { allowed: true, reason: '' }, code: 200, seconds: 0, remote: '127.0.0.1' };
+
+  test('- writes through the logger\'s own destination (one writer on stdout: lines never interleave)', async () => {
+    // GIVEN
+    const lines: Record<string, unknown>[] = [];
+    const log = await AuditLog.open({ logPath: '-', maxAgeDays: 0, maxBackups: 0, maxSizeMegabytes: 0, policy }, memoryLogger(lines));
+    // WHEN
+    log!.record(fakeRequest('/version', {}), done);
+    await log!.close();
+    // THEN the event is a line of its own on the logger's destination, the reason annotated even when empty (as upstream)
+    expect(lines.find((l) => l.kind === 'Event')).toMatchObject({ auditID: 'id-open', verb: 'get', annotations: { 'authorization.k8s.io/decision': 'allow', 'authorization.k8s.io/reason': '' } });
+  });
+
+  test('a log path without a policy writes nothing, as kube-apiserver, and says so', async () => {
+    const lines: Record<string, unknown>[] = [];
+    expect(await AuditLog.open({ logPath: '-', maxAgeDays: 0, maxBackups: 0, maxSizeMegabytes: 0 }, memoryLogger(lines))).toBeUndefined();
+    expect(lines.find((l) => typeof l.msg === 'string' && l.msg.startsWith('--audit-log-path is set without --audit-policy-file'))).toMatchObject({ level: 40 });
+  });
+
+  test('fails with a message naming the flag when the file cannot be opened', async () => {
+    // GIVEN a path under a regular file
+    const dir = mkdtempSync(join(tmpdir(), 'audit-open-'));
+    writeFileSync(join(dir, 'file'), '');
+    const path = join(dir, 'file', 'audit.log');
+    try {
+      // WHEN / THEN
+      await expect(AuditLog.open({ logPath: path, maxAgeDays: 0, maxBackups: 0, maxSizeMegabytes: 0, policy }, memoryLogger())).rejects.toThrow(
+        `--audit-log-path="${path}" cannot be opened for appending: EEXIST: file already exists, mkdir '${join(dir, 'file')}'`,
+      );
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
