@@ -79,6 +79,8 @@ describe('AggregatedApiServer with the defaults', () => {
         'APIService//v1alpha1.wardle.example.com',
         'APIService//v1beta1.wardle.example.com',
         'ClusterRole//wardle-apiserver',
+        'ClusterRole//wardle.example.com:cluster-editor',
+        'ClusterRole//wardle.example.com:cluster-reader',
         'ClusterRole//wardle.example.com:editor',
         'ClusterRole//wardle.example.com:reader',
         'ClusterRoleBinding//wardle-apiserver',
@@ -212,22 +214,34 @@ describe('AggregatedApiServer with the defaults', () => {
     expect(binding.subjects).toEqual([{ kind: 'ServiceAccount', name: 'wardle-apiserver', namespace: 'wardle' }]);
   });
 
-  test('reader and editor roles cover every resource and aggregate into view, edit and admin', () => {
+  test('reader and editor roles cover the namespaced resources and aggregate into view, edit and admin', () => {
     const reader = findObject(objects, 'ClusterRole', 'wardle.example.com:reader') as any;
     expect(reader.metadata.labels).toEqual({ 'rbac.authorization.k8s.io/aggregate-to-view': 'true' });
-    expect(reader.rules).toEqual([{ apiGroups: ['wardle.example.com'], resources: ['flunders', 'flunders/status', 'fischers'], verbs: ['get', 'list', 'watch'] }]);
+    expect(reader.rules).toEqual([{ apiGroups: ['wardle.example.com'], resources: ['flunders', 'flunders/status'], verbs: ['get', 'list', 'watch'] }]);
 
     const editor = findObject(objects, 'ClusterRole', 'wardle.example.com:editor') as any;
     expect(editor.metadata.labels).toEqual({
       'rbac.authorization.k8s.io/aggregate-to-edit': 'true',
       'rbac.authorization.k8s.io/aggregate-to-admin': 'true',
     });
-    const editorVerbs = (resource: string): string[] => editor.rules.filter((r: any) => r.resources.includes(resource)).flatMap((r: any) => r.verbs);
-    for (const resource of ['flunders', 'fischers']) {
-      expect(editorVerbs(resource).sort()).toEqual(['create', 'delete', 'deletecollection', 'get', 'list', 'patch', 'update', 'watch']);
-    }
+    const verbsOf = (role: any, resource: string): string[] => role.rules.filter((r: any) => r.resources.includes(resource)).flatMap((r: any) => r.verbs).sort();
+    expect(verbsOf(editor, 'flunders')).toEqual(['create', 'delete', 'deletecollection', 'get', 'list', 'patch', 'update', 'watch']);
     // status is written by the server, not by users
-    expect(editorVerbs('flunders/status').sort()).toEqual(['get', 'list', 'watch']);
+    expect(verbsOf(editor, 'flunders/status')).toEqual(['get', 'list', 'watch']);
+  });
+
+  test('cluster-scoped kinds are in roles of their own, aggregated into nothing', () => {
+    // THEN no aggregated role (view, edit, admin: handed out per namespace) reaches the cluster-scoped fischers
+    const aggregated = objects.filter((o) => o.kind === 'ClusterRole' && Object.keys(o.metadata.labels ?? {}).some((l) => l.startsWith('rbac.authorization.k8s.io/aggregate-to-')));
+    expect(aggregated.flatMap((role: any) => role.rules.flatMap((r: any) => r.resources)).filter((r: string) => r.startsWith('fischers'))).toEqual([]);
+    // AND cluster-reader and cluster-editor cover them, without aggregation labels
+    const clusterReader = findObject(objects, 'ClusterRole', 'wardle.example.com:cluster-reader') as any;
+    const clusterEditor = findObject(objects, 'ClusterRole', 'wardle.example.com:cluster-editor') as any;
+    expect(clusterReader.metadata.labels).toBeUndefined();
+    expect(clusterEditor.metadata.labels).toBeUndefined();
+    expect(clusterReader.rules).toEqual([{ apiGroups: ['wardle.example.com'], resources: ['fischers'], verbs: ['get', 'list', 'watch'] }]);
+    const verbs = clusterEditor.rules.filter((r: any) => r.resources.includes('fischers')).flatMap((r: any) => r.verbs).sort();
+    expect(verbs).toEqual(['create', 'delete', 'deletecollection', 'get', 'list', 'patch', 'update', 'watch']);
   });
 
   test('the container loads the mounted certificates, stores in the etcd cluster and listens on 10250', () => {
