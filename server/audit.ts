@@ -426,7 +426,7 @@ class FailureReport {
   failed(error: unknown, fields: Record<string, unknown> = {}): void {
     if (this.failing) return;
     this.failing = true;
-    this.logger.error({ ...fields, err: error instanceof Error ? error.message : String(error) }, `${this.what} failed; further failures are not logged until it works again`);
+    this.logger.error({ ...fields, err: (error as Error)?.message ?? String(error) }, `${this.what} failed; further failures are not logged until it works again`);
   }
 
   succeeded(): void {
@@ -611,7 +611,7 @@ export class AuditLog {
           logger,
         });
       } catch (error) {
-        throw new Error(`--audit-log-path="${options.logPath}" cannot be opened for appending: ${error instanceof Error ? error.message : String(error)}`);
+        throw new Error(`--audit-log-path="${options.logPath}" cannot be opened for appending: ${(error as Error)?.message ?? String(error)}`);
       }
     }
     logger.info({ path: options.logPath, policyFile: options.policyFile, rules: options.policy.policy.rules.length }, 'writing the audit log');
