@@ -745,3 +745,15 @@ describe('AuditLog.open', () => {
     }
   });
 });
+
+test('the README\'s example policy is one kube-apiserver would read', () => {
+  // GIVEN the YAML block of the README's "Audit log" section
+  const readme = readFileSync(join(__dirname, '..', 'README.md'), 'utf8');
+  const section = readme.slice(readme.indexOf('### Audit log'));
+  const yaml = /```yaml\n([\s\S]*?)```/.exec(section)![1];
+  // WHEN / THEN
+  const { policy, warnings } = parseAuditPolicy(yaml);
+  expect(warnings).toEqual([]);
+  expect(policy.rules.map((r) => r.level)).toEqual(['None', 'None', 'Metadata']);
+  expect(new AuditPolicyChecker(policy).levelAndStages(undefined, parseRequestInfo('GET', '/readyz')).level).toBe('None');
+});
