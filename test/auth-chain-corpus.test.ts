@@ -248,6 +248,37 @@ const CASES: readonly CorpusCase[] = [
     ours: /DNS name "api.example.org" is not permitted by any constraint/,
   },
   {
+    name: 'fails a leaf IP SAN outside the permitted IP range',
+    build: (pki, { root }) => {
+      const inter = pki.issue(root, 'nc-inter-ip', { extensions: [...INTERMEDIATE_EXTENSIONS, 'nameConstraints = critical,permitted;IP:10.0.0.0/255.0.0.0'] });
+      return { roots: [root], untrusted: [inter], leaf: pki.issue(inter, 'nc-ip-violation', { subject: '/CN=alice', extensions: [...LEAF_EXTENSIONS, 'subjectAltName = IP:192.168.1.7'] }) };
+    },
+    openssl: 'permitted subtree violation',
+    ours: /IP address "192.168.1.7" is not permitted by any constraint/,
+  },
+  {
+    name: 'accepts leaf IP and URI SANs inside the permitted IP range and URI domain',
+    build: (pki, { root }) => {
+      const inter = pki.issue(root, 'nc-inter-ip-uri', { extensions: [...INTERMEDIATE_EXTENSIONS, 'nameConstraints = critical,permitted;IP:10.0.0.0/255.0.0.0,permitted;URI:.cluster.local'] });
+      return {
+        roots: [root],
+        untrusted: [inter],
+        leaf: pki.issue(inter, 'nc-ip-uri-permitted', { subject: '/CN=alice', extensions: [...LEAF_EXTENSIONS, 'subjectAltName = IP:10.1.2.3,URI:spiffe://ns.cluster.local/sa/alice'] }),
+      };
+    },
+    openssl: 'OK',
+    ours: 'OK',
+  },
+  {
+    name: 'fails a leaf URI SAN outside the permitted URI domain',
+    build: (pki, { root }) => {
+      const inter = pki.issue(root, 'nc-inter-uri', { extensions: [...INTERMEDIATE_EXTENSIONS, 'nameConstraints = critical,permitted;URI:.cluster.local'] });
+      return { roots: [root], untrusted: [inter], leaf: pki.issue(inter, 'nc-uri-violation', { subject: '/CN=alice', extensions: [...LEAF_EXTENSIONS, 'subjectAltName = URI:spiffe://evil.org/sa/alice'] }) };
+    },
+    openssl: 'permitted subtree violation',
+    ours: /URI "spiffe:\/\/evil.org\/sa\/alice" is not permitted by any constraint/,
+  },
+  {
     name: 'accepts leaf SANs inside the permitted name constraints',
     build: (pki, { root }) => {
       const inter = pki.issue(root, 'nc-inter-ok', { extensions: [...INTERMEDIATE_EXTENSIONS, 'nameConstraints = critical,permitted;DNS:example.com,permitted;email:example.com'] });

@@ -209,6 +209,7 @@ interface SignatureAlgorithm {
 
 interface CertificateFacts {
   readonly x509: X509Certificate;
+  readonly der: Buffer;
   readonly version: number;
   readonly rawSubject: Buffer;
   readonly rawIssuer: Buffer;
@@ -237,6 +238,9 @@ const OID_SHA256 = '2.16.840.1.101.3.4.2.1';
 const OID_SHA384 = '2.16.840.1.101.3.4.2.2';
 const OID_SHA512 = '2.16.840.1.101.3.4.2.3';
 const DER_NULL = Buffer.from([0x05, 0x00]);
+const OID_EC_PUBLIC_KEY = '1.2.840.10045.2.1';
+/** P-224, P-256, P-384, P-521: the curves crypto/ecdsa implements. */
+const GO_CURVES = new Set(['1.3.132.0.33', '1.2.840.10045.3.1.7', '1.3.132.0.34', '1.3.132.0.35']);
 
 /** crypto/x509's signatureAlgorithmDetails: what Go verifies, what it refuses as insecure. */
 const SIGNATURE_ALGORITHMS: Record<string, SignatureAlgorithm> = {
@@ -438,6 +442,7 @@ function parseCertificate(x509: X509Certificate): CertificateFacts {
   }
   const facts: CertificateFacts = {
     x509,
+    der,
     version,
     rawSubject: Buffer.from(valueOf(der, subject)),
     rawIssuer: Buffer.from(valueOf(der, issuer)),
@@ -454,8 +459,10 @@ function parseCertificate(x509: X509Certificate): CertificateFacts {
     unhandledCriticalExtensions,
     signatureAlgorithm: signatureAlgorithm(der, outerAlgorithm),
   };
-  const curve = x509.publicKey.asymmetricKeyDetails?.namedCurve;
-  if (x509.publicKey.asymmetricKeyType === 'ec' && !['prime256v1', 'secp384r1', 'secp521r1', 'secp224r1'].includes(curve ?? '')) throw new MalformedError('unsupported elliptic curve');
+  // As Go's parser: an EC key on a curve crypto/ecdsa does not implement makes the certificate unparsable.
+  const [keyAlgorithm] = children(der, spki);
+  const [keyOid, keyParams] = children(der, expectTag(keyAlgorithm, SEQUENCE, 'public key algorithm'));
+  if (decodeOid(der, keyOid) === OID_EC_PUBLIC_KEY && (keyParams?.tag !== OID || !GO_CURVES.has(decodeOid(der, keyParams)))) throw new MalformedError('unsupported elliptic curve');
   return facts;
 }
 
@@ -798,14 +805,14 @@ export class CertPool {
     try {
       leaf = certificateFacts(leafCert);
       // Go's CertPool keeps one copy of each certificate.
-      const unique = new Map(rest.map((c) => [c.fingerprint256, c]));
-      intermediates = [...unique.values()].map(certificateFacts);
+      intermediates = [];
+      for (const facts of rest.map(certificateFacts)) if (!intermediates.some((c) => c.der.equals(facts.der))) intermediates.push(facts);
     } catch (error) {
       return { ok: false, error: (error as Error).message };
     }
     const invalid = isValid(leaf, CertificateType.Leaf, [], now);
     if (invalid) return { ok: false, error: invalid };
-    if (!this.fingerprints.has(leafCert.fingerprint256)) {
+    if (!this.rootFacts.some((root) => root.der.equals(leaf.der))) {
       const chain = buildChain([leaf], { roots: this.rootFacts, intermediates, now, signatureChecks: 0 });
       if (!chain.ok) return chain;
     }
