@@ -162,10 +162,14 @@ function expectWellFormed(sent: Sent, reply: Reply): void {
   }
 }
 
+/** Answers by status code in the property running: logged with it, to show what the inputs reached. */
+let tally = new Map<number, number>();
+
 /** Sends and checks one request, and that nothing was logged as an unexpected failure meanwhile. */
 async function sendChecked(sent: Sent): Promise<Reply> {
   const from = logLines.length;
   const reply = await send(sent);
+  tally.set(reply.status, (tally.get(reply.status) ?? 0) + 1);
   expectWellFormed(sent, reply);
   const logged = errorsLoggedSince(from);
   if (logged.length > 0) throw new Error(`logged an error for ${sent.method} ${JSON.stringify(sent.path)}: ${JSON.stringify(logged[0]).slice(0, 800)}`);
@@ -175,8 +179,13 @@ async function sendChecked(sent: Sent): Promise<Reply> {
 /** Runs a property with a logged seed (random unless FUZZ_SEED is set). */
 async function check<Ts extends [unknown, ...unknown[]]>(name: string, numRuns: number, property: fc.IAsyncPropertyWithHooks<Ts>): Promise<void> {
   const seed = SEED ?? (Math.random() * 2 ** 31) | 0;
-  console.log(`${name}: seed ${seed}, ${numRuns} runs`);
-  await fc.assert(property, { seed, numRuns, interruptAfterTimeLimit: 40_000 });
+  console.log(`${name}: seed ${seed}, ${numRuns} runs (rerun with FUZZ_SEED=${seed})`);
+  tally = new Map();
+  try {
+    await fc.assert(property, { seed, numRuns, interruptAfterTimeLimit: 40_000 });
+  } finally {
+    console.log(`${name}: answers by status ${JSON.stringify(Object.fromEntries([...tally].sort(([a], [b]) => a - b)))}`);
+  }
 }
 
 const flunder = (name: string, labels: Record<string, string> = {}, namespace = 'default') => ({
@@ -379,4 +388,192 @@ describe('through the server', () => {
       }),
     );
   }, 60_000);
+});
+
+// ---- bodies ----------------------------------------------------------------------------------
+
+const PLACEHOLDER = '"\\u0000fuzz"';
+/** JSON texts JSON.stringify never writes: numbers beyond a double, precise big integers, own __proto__ keys. */
+const RAW_JSON = fc.oneof(
+  fc.constantFrom('1e400', '-1e400', '123456789012345678901234567890', '9007199254740993', '-0', '1.5', '0', 'null', 'true', '""', '[]', '{}', '"x"', '{"__proto__":{"polluted":"yes"}}', '{"__proto__":null}', '[{"__proto__":[]}]', '"\\ud800"', '"\\u0000"'),
+  fc.json({ maxDepth: 3 }),
+);
+/** Every field of a Flunder, by path: each gets a value of the wrong type. */
+const FLUNDER_FIELDS = [
+  [],
+  ['apiVersion'],
+  ['kind'],
+  ['metadata'],
+  ['metadata', 'name'],
+  ['metadata', 'generateName'],
+  ['metadata', 'namespace'],
+  ['metadata', 'labels'],
+  ['metadata', 'labels', 'app'],
+  ['metadata', 'annotations'],
+  ['metadata', 'annotations', 'note'],
+  ['metadata', 'resourceVersion'],
+  ['metadata', 'uid'],
+  ['metadata', 'generation'],
+  ['metadata', 'creationTimestamp'],
+  ['metadata', 'deletionTimestamp'],
+  ['metadata', 'deletionGracePeriodSeconds'],
+  ['metadata', 'ownerReferences'],
+  ['metadata', 'ownerReferences', 0],
+  ['metadata', 'ownerReferences', 0, 'uid'],
+  ['metadata', 'ownerReferences', 0, 'controller'],
+  ['metadata', 'finalizers'],
+  ['metadata', 'finalizers', 0],
+  ['metadata', 'managedFields'],
+  ['metadata', 'managedFields', 0],
+  ['metadata', 'selfLink'],
+  ['metadata', '__proto__'],
+  ['spec'],
+  ['spec', 'reference'],
+  ['spec', 'referenceType'],
+  ['spec', 'flunderReference'],
+  ['status'],
+  ['__proto__'],
+] as const;
+
+/** A full Flunder (v1alpha1) named `name` in `fuzz`, with the value at `path` replaced by the raw JSON text `raw`. */
+function flunderWith(name: string, path: readonly (string | number)[], raw: string): string {
+  const object: Record<string, unknown> = {
+    ...flunder(name, { app: 'web' }, 'fuzz'),
+    metadata: {
+      name,
+      namespace: 'fuzz',
+      labels: { app: 'web' },
+      annotations: { note: 'n' },
+      ownerReferences: [{ apiVersion: 'v1', kind: 'ConfigMap', name: 'cm', uid: '6b7f3d4e-0000-4000-8000-000000000000', controller: true }],
+      finalizers: ['example.com/f'],
+      managedFields: [{ manager: 'fuzzer', operation: 'Update', apiVersion: `${GROUP}/v1alpha1` }],
+    },
+    status: {},
+  };
+  if (path.length === 0) return raw;
+  let parent = object as Record<string | number, unknown>;
+  for (const key of path.slice(0, -1)) parent = parent[key] as Record<string | number, unknown>;
+  const last = path[path.length - 1];
+  // Object.defineProperty: a "__proto__" field is an own key in the JSON text, as a client would send it.
+  Object.defineProperty(parent, last, { value: '\u0000fuzz', enumerable: true, writable: true, configurable: true });
+  return JSON.stringify(object).replace(PLACEHOLDER, () => raw);
+}
+
+/** ObjectMeta and the Flunder fields have the types of their Go structs. */
+function expectFlunderTypes(object: Record<string, unknown>, input: string): void {
+  const fail = (why: string) => {
+    if (process.env.FUZZ_COLLECT) {
+      console.log(`COLLECT ${input.slice(0, 60)} :: ${why}`);
+      return;
+    }
+    throw new Error(`accepted ${input} and answered a Flunder whose ${why}: ${JSON.stringify(object).slice(0, 600)}`);
+  };
+  const isRecord = (v: unknown): v is Record<string, unknown> => typeof v === 'object' && v !== null && !Array.isArray(v);
+  if (!isRecord(object.metadata)) return fail('metadata is not an object');
+  const meta = object.metadata;
+  for (const key of ['name', 'namespace', 'uid', 'resourceVersion', 'creationTimestamp', 'generateName']) {
+    if (meta[key] !== undefined && typeof meta[key] !== 'string') fail(`metadata.${key} is not a string`);
+  }
+  for (const key of ['labels', 'annotations']) {
+    if (meta[key] === undefined) continue;
+    if (!isRecord(meta[key])) return fail(`metadata.${key} is not a map`);
+    for (const value of Object.values(meta[key])) if (typeof value !== 'string') fail(`metadata.${key} holds a ${typeof value}`);
+  }
+  if (meta.generation !== undefined && !Number.isSafeInteger(meta.generation)) fail('metadata.generation is not an integer');
+  if (meta.finalizers !== undefined && (!Array.isArray(meta.finalizers) || meta.finalizers.some((f) => typeof f !== 'string'))) fail('metadata.finalizers is not a list of strings');
+  if (meta.ownerReferences !== undefined && (!Array.isArray(meta.ownerReferences) || meta.ownerReferences.some((r) => !isRecord(r)))) fail('metadata.ownerReferences is not a list of objects');
+  if (object.spec !== undefined) {
+    if (!isRecord(object.spec)) return fail('spec is not an object');
+    for (const value of Object.values(object.spec)) if (typeof value !== 'string') fail(`spec holds a ${typeof value}`);
+  }
+  if (object.status !== undefined && !isRecord(object.status)) fail('status is not an object');
+}
+
+const JSON_POINTER = fc.array(fc.oneof(fc.constantFrom('metadata', 'spec', 'labels', 'name', 'namespace', 'resourceVersion', '-', '0', '__proto__', 'constructor', 'prototype', '~0', '~1', '', 'reference', 'referenceType', 'status', 'kind', 'apiVersion'), fc.string({ maxLength: 3 })), { maxLength: 4 }).map((p) => (p.length ? `/${p.join('/')}` : ''));
+const JSON_PATCH_OP = fc.oneof(
+  fc.record({ op: fc.constantFrom('add', 'replace', 'test'), path: JSON_POINTER, value: fc.jsonValue({ maxDepth: 2 }) }),
+  fc.record({ op: fc.constant('remove'), path: JSON_POINTER }),
+  fc.record({ op: fc.constantFrom('move', 'copy'), from: JSON_POINTER, path: JSON_POINTER }),
+  fc.dictionary(fc.constantFrom('op', 'path', 'from', 'value'), fc.jsonValue({ maxDepth: 2 })),
+);
+
+describe('bodies through the server', () => {
+  beforeAll(async () => {
+    const created = await send({ method: 'POST', path: FUZZ, headers: { 'content-type': 'application/json' }, body: JSON.stringify(flunder('target', {}, 'fuzz')) });
+    expect([201, 409]).toContain(created.status);
+  });
+
+  test('a create or update whose every field in turn holds a value of any type is answered well-formed', async () => {
+    await check(
+      'wrong types',
+      runs(250),
+      fc.asyncProperty(fc.constantFrom(...FLUNDER_FIELDS), RAW_JSON, fc.constantFrom('POST', 'PUT'), fc.constantFrom('application/json', 'application/yaml'), PROTOCOL, async (field, raw, method, contentType, protocol) => {
+        const name = method === 'POST' ? `w${Math.random().toString(36).slice(2, 10)}` : 'target';
+        const reply = await sendChecked({ method, path: method === 'POST' ? FUZZ : `${FUZZ}/${name}`, headers: { 'content-type': contentType }, body: flunderWith(name, field, raw), protocol });
+        // THEN what was accepted is a Flunder of the right types (a wrong type is refused, or dropped as unknown)
+        if (reply.status < 300) expectFlunderTypes(JSON.parse(reply.text) as Record<string, unknown>, `${field.join('.')}=${raw}`);
+      }),
+    );
+  }, 60_000);
+
+  test('any JSON value, or any text, as a create, update, patch or delete body is answered well-formed', async () => {
+    const body = fc.oneof(fc.json({ maxDepth: 4 }), RAW_JSON, fc.string({ maxLength: 40 }), fc.jsonValue({ maxDepth: 3 }).map((v) => JSON.stringify(v)));
+    const target = fc.constantFrom(
+      { method: 'POST', path: FUZZ, contentType: 'application/json' },
+      { method: 'POST', path: FUZZ, contentType: 'application/yaml' },
+      { method: 'PUT', path: `${FUZZ}/target`, contentType: 'application/json' },
+      { method: 'PUT', path: `${FUZZ}/target/status`, contentType: 'application/json' },
+      { method: 'PATCH', path: `${FUZZ}/target`, contentType: 'application/merge-patch+json' },
+      { method: 'PATCH', path: `${FUZZ}/target/status`, contentType: 'application/merge-patch+json' },
+      { method: 'PATCH', path: `${FUZZ}/target`, contentType: 'application/json-patch+json' },
+      { method: 'PATCH', path: `${FUZZ}/target`, contentType: 'application/apply-patch+yaml' },
+      { method: 'PATCH', path: `${FUZZ}/target`, contentType: 'application/strategic-merge-patch+json' },
+      { method: 'DELETE', path: `${FUZZ}/absent`, contentType: 'application/json' },
+      { method: 'POST', path: `${GV}/fischers`, contentType: 'application/json' },
+    );
+    await check(
+      'any body',
+      runs(250),
+      fc.asyncProperty(target, body, fc.constantFrom('', '?dryRun=All'), async ({ method, path, contentType }, text, query) => {
+        await sendChecked({ method, path: `${path}${query}`, headers: { 'content-type': contentType }, body: text });
+      }),
+    );
+  }, 60_000);
+
+  test('merge patches of any shape and JSON patches of any operations are answered well-formed', async () => {
+    const mergePatch = fc.oneof(
+      fc.dictionary(fc.constantFrom('metadata', 'spec', 'status', 'kind', 'apiVersion', '__proto__', 'constructor', 'x'), fc.oneof(fc.jsonValue({ maxDepth: 3 }), fc.constant(null))).map((d) => JSON.stringify(d).replace('"x":', '"__proto__":')),
+      fc.constantFrom(...FLUNDER_FIELDS).chain((field) => RAW_JSON.map((raw) => flunderWith('target', field, raw))),
+    );
+    const jsonPatch = fc.array(JSON_PATCH_OP, { maxLength: 4 }).map((ops) => JSON.stringify(ops));
+    await check(
+      'patches',
+      runs(250),
+      fc.asyncProperty(fc.oneof(mergePatch.map((body) => ({ body, type: 'application/merge-patch+json' })), jsonPatch.map((body) => ({ body, type: 'application/json-patch+json' }))), fc.constantFrom('', '/status'), fc.constantFrom('', '?dryRun=All', '?fieldValidation=Strict'), async ({ body, type }, sub, query) => {
+        await sendChecked({ method: 'PATCH', path: `${FUZZ}/target${sub}${query}`, headers: { 'content-type': type }, body });
+      }),
+    );
+  }, 60_000);
+});
+
+// ---- examples: each bug the properties found, reproduced --------------------------------------
+
+describe('bugs the fuzzing found', () => {
+  test('fails no longer with 500: a label selector over an object created with "labels": null (TypeError in the selector)', async () => {
+    // GIVEN an object created with null labels, annotations, finalizers and owner references
+    const body = JSON.stringify({ ...flunder('nulls', {}, 'fuzz'), metadata: { name: 'nulls', namespace: 'fuzz', labels: null, annotations: null, finalizers: null, ownerReferences: null } });
+    const created = await sendChecked({ method: 'POST', path: FUZZ, headers: { 'content-type': 'application/json' }, body });
+    expect(created.status).toBe(201);
+
+    // WHEN it is listed and watched with a label selector
+    const listed = await sendChecked({ method: 'GET', path: `${FUZZ}?labelSelector=${encodeURIComponent('!app,tier notin (x)')}` });
+    const watched = await sendChecked({ method: 'GET', path: `${FUZZ}?watch=1&resourceVersion=0&labelSelector=app` });
+
+    // THEN it is listed, a watch starts, and the object was stored without the nulls (Go's ObjectMeta omits them)
+    expect(listed.status).toBe(200);
+    expect((JSON.parse(listed.text) as { items: { metadata: { name: string } }[] }).items.map((i) => i.metadata.name)).toContain('nulls');
+    expect(watched.status).toBe(200);
+    const stored = JSON.parse(created.text) as { metadata: Record<string, unknown> };
+    for (const field of ['labels', 'annotations', 'finalizers', 'ownerReferences']) expect(stored.metadata).not.toHaveProperty(field);
+  });
 });

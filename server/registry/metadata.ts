@@ -29,11 +29,16 @@ const OBJECT_META_FIELDS = new Set([
   'managedFields',
 ]);
 
-/** Removes unknown ObjectMeta fields in place; returns their paths (`metadata.foo`). */
+/**
+ * Removes unknown ObjectMeta fields in place, and known ones that are null (every ObjectMeta field
+ * is omitempty in Go: null is the field absent); returns the paths of the unknown ones (`metadata.foo`).
+ */
 export function pruneObjectMeta(meta: Meta): string[] {
   const pruned: string[] = [];
   for (const name of Object.keys(meta)) {
-    if (!OBJECT_META_FIELDS.has(name)) {
+    if (meta[name] === null && OBJECT_META_FIELDS.has(name)) {
+      delete meta[name];
+    } else if (!OBJECT_META_FIELDS.has(name)) {
       delete meta[name];
       pruned.push(`metadata.${name}`);
     }

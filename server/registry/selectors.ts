@@ -225,7 +225,8 @@ function isInt64(text: string): boolean {
 }
 
 function matches(requirement: Requirement, labels: Labels): boolean {
-  const has = labels !== undefined && Object.prototype.hasOwnProperty.call(labels, requirement.key);
+  // Labels as stored: anything but a map (null, from an object written with "labels": null) is no labels.
+  const has = typeof labels === 'object' && labels !== null && Object.prototype.hasOwnProperty.call(labels, requirement.key);
   switch (requirement.operator) {
     case 'exists':
       return has;
