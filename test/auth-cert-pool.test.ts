@@ -3,6 +3,7 @@ import { X509Certificate } from 'node:crypto';
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
+import fc from 'fast-check';
 import { CertPool, parsePemBundle, subjectAttribute } from '../server/auth/cert-pool';
 import { makeCa, makeLeaf, type TestCa, type TestCertificate } from './support/pki';
 
@@ -79,6 +80,33 @@ describe('CertPool.verify', () => {
     expect(bundle.pems).toHaveLength(2);
     expect(bundle.equals(CertPool.fromPem(second.certPem + root.certPem, 'reordered'))).toBe(true);
     expect(bundle.equals(pool)).toBe(false);
+  });
+});
+
+describe('malformed and tampered certificates', () => {
+  test('fails every one-byte change to a good leaf that OpenSSL still parses, and never throws', () => {
+    // GIVEN a leaf that verifies
+    const leafDer = x509(makeLeaf(root, { cn: 'tamper', dnsNames: ['a.example.com'] }).certPem).raw;
+    expect(pool.verify([new X509Certificate(leafDer)])).toMatchObject({ ok: true });
+    let parsed = 0;
+    fc.assert(
+      fc.property(fc.nat({ max: leafDer.length - 1 }), fc.integer({ min: 1, max: 255 }), (index, flip) => {
+        // WHEN one byte is changed
+        const tampered = Buffer.from(leafDer);
+        tampered[index] ^= flip;
+        let cert: X509Certificate;
+        try {
+          cert = new X509Certificate(tampered);
+        } catch {
+          return; // OpenSSL refuses it: the TLS handshake would never get this far
+        }
+        parsed++;
+        // THEN our verifier answers (no exception) and refuses it
+        expect(pool.verify([cert])).toMatchObject({ ok: false, error: expect.any(String) });
+      }),
+      { numRuns: 400 },
+    );
+    expect(parsed).toBeGreaterThan(50);
   });
 });
 
