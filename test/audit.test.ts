@@ -1,5 +1,6 @@
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import type { IncomingMessage } from 'node:http';
+import * as http2 from 'node:http2';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import {
@@ -706,6 +707,41 @@ rules:
     // AND the start said where the log goes, and that the create rule's level is written lower
     expect(logLines.find((l) => l.msg === 'writing the audit log')).toMatchObject({ path: auditPath, rules: 4 });
     expect(logLines.find((l) => typeof l.msg === 'string' && l.msg.includes('rules[2].level is RequestResponse: logged at Metadata'))).toBeDefined();
+  }, 60_000);
+
+  test('requests over HTTP/2 are audited the same way; a client certificate that fails authentication is named as x509 (HTTP/1.1)', async () => {
+    // GIVEN an HTTP/2 session as alice, and one with a certificate from a CA the server does not trust
+    const stranger = makeLeaf(makeCa('unknown-ca'), { cn: 'mallory', organizations: ['system:masters'] });
+    const get = (path: string, headers: Record<string, string>, identity: { cert?: string; key?: string } = {}) =>
+      new Promise<number>((resolve, reject) => {
+        const session = http2.connect(`https://127.0.0.1:${server.port}`, { ca: servingCa.certPem, servername: 'localhost', ...identity });
+        session.on('error', reject);
+        const stream = session.request({ ':path': path, ...headers });
+        stream.on('response', (h) => {
+          stream.resume();
+          stream.on('end', () => {
+            session.close();
+            resolve(Number(h[':status']));
+          });
+        });
+        stream.on('error', reject);
+      });
+    // WHEN
+    expect(await get(`${FLUNDERS}?watch=0`, { authorization: `Bearer ${ALICE_TOKEN}`, 'user-agent': 'h2-client/2', 'audit-id': 'e2e-h2' })).toBe(200);
+    expect(await get('/version', { 'audit-id': 'e2e-h2-x509' }, { cert: stranger.chainPem, key: stranger.keyPem })).toBe(401);
+    // THEN
+    const events = await eventually(() => {
+      const found = readFileSync(auditPath, 'utf8').trimEnd().split('\n').map((line) => JSON.parse(line)).filter((e) => e.auditID.startsWith('e2e-h2'));
+      return found.length === 2 ? found : undefined;
+    }, 'the HTTP/2 events');
+    expect(events[0]).toMatchObject({ stage: 'ResponseComplete', verb: 'list', user: { username: 'alice' }, sourceIPs: ['127.0.0.1'], userAgent: 'h2-client/2', responseStatus: { code: 200 } });
+    expect(events[1]).toMatchObject({ stage: 'ResponseStarted', user: {}, responseStatus: { metadata: {}, code: 401 } });
+    // (over HTTP/2 the stream's socket is gone when the event is written: the certificate is not named, see the HTTP/1.1 case)
+    expect(events[1].responseStatus.message).toMatch(/^Authentication failed, /);
+    // AND over HTTP/1.1 the same certificate is named as the method attempted
+    expect((await request(server.port, '/version', { ca: servingCa.certPem, cert: stranger.chainPem, key: stranger.keyPem, headers: { 'audit-id': 'e2e-h1-x509' } })).status).toBe(401);
+    const h1 = await eventually(() => readFileSync(auditPath, 'utf8').trimEnd().split('\n').map((line) => JSON.parse(line)).find((e) => e.auditID === 'e2e-h1-x509'), 'the HTTP/1.1 event');
+    expect(h1.responseStatus).toEqual({ metadata: {}, message: 'Authentication failed, attempted: x509', code: 401 });
   }, 60_000);
 });
 
