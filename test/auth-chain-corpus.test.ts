@@ -321,6 +321,13 @@ const CASES: readonly CorpusCase[] = [
     ours: 'OK',
   },
   {
+    name: 'fails a leaf whose subject key identifier is marked critical',
+    build: (pki, { root, inter }) => ({ roots: [root], untrusted: [inter], leaf: pki.issue(inter, 'critical-skid-leaf', { extensions: [...LEAF_EXTENSIONS, 'subjectKeyIdentifier = critical,hash'] }) }),
+    // Go's parser refuses the certificate outright (RFC 5280 4.2.1.2: it MUST be non-critical).
+    openssl: 'unhandled critical extension',
+    ours: /subject key identifier incorrectly marked critical/,
+  },
+  {
     name: 'fails a self-signed leaf not in the pool',
     build: (pki, { root }) => ({
       roots: [root],
