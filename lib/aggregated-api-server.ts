@@ -13,6 +13,7 @@ import { AuthDelegation } from './auth-delegation';
 import { Certificates, ICertificates } from './certificates';
 import { EtcdCluster } from './etcd-cluster';
 import { DEFAULT_CLUSTER_DOMAIN, servingDnsNames } from './pki';
+import { _podPlacementSpec, PodPlacement } from './pod-placement';
 import { BoundStorage, IStorage, Storage } from './storage';
 
 /** Namespaces Kubernetes creates itself; emitting one would relabel it (e.g. kube-system to `restricted`). */
@@ -24,7 +25,8 @@ export const DEFAULT_SERVER_IMAGE = 'cdk8s-api-extension/server:0.1.0';
 /** The labels that set a namespace's Pod Security Standard; the created Namespace enforces `restricted`. */
 const POD_SECURITY_LABEL_PREFIX = 'pod-security.kubernetes.io/';
 
-export interface AggregatedApiServerProps {
+/** The server; `nodeSelector`, `tolerations`, `imagePullSecrets` and `priorityClassName` (`PodPlacement`) apply to its pods and, unless `Storage.etcdCluster()` is given its own, to etcd's. */
+export interface AggregatedApiServerProps extends PodPlacement {
   /** The API the server serves; one APIService is registered per served version. */
   readonly api: ApiGroupDefinition;
   /** @default - the first label of the group, e.g. `wardle` */
@@ -81,8 +83,6 @@ export interface AggregatedApiServerProps {
   readonly serviceAccount?: kplus.IServiceAccount;
   /** @default - requests cpu 100m / memory 128Mi, limits memory 256Mi (no CPU limit) */
   readonly resources?: kplus.ContainerResources;
-  /** @default - none */
-  readonly priorityClassName?: string;
   /** @default [] */
   readonly extraArgs?: readonly string[];
   /**
@@ -202,6 +202,9 @@ export class AggregatedApiServer extends Construct {
     this.resourceRoles = new ApiResourceRoles(this, 'ResourceRoles', { api: props.api });
 
     // Bound before the Deployment, so that etcd comes before the server in the output (apply order).
+    const podPlacement: PodPlacement = { nodeSelector: props.nodeSelector, tolerations: props.tolerations, imagePullSecrets: props.imagePullSecrets, priorityClassName: props.priorityClassName };
+    // Checked here, so that an error names the props the user gave (etcd inherits them).
+    _podPlacementSpec('AggregatedApiServer', podPlacement);
     this.storage = storageChoice.bind(new Construct(this, 'Storage'), {
       namespace: this.namespace,
       name: this.name,
@@ -209,6 +212,7 @@ export class AggregatedApiServer extends Construct {
       serverPodLabels: { [SERVER_NAME_LABEL]: this.name },
       labels,
       servingCertificates,
+      podPlacement,
     });
     this.etcdCluster = this.storage.etcdCluster;
 
@@ -222,7 +226,7 @@ export class AggregatedApiServer extends Construct {
       servingCertSecretName: this.secretName,
       serviceAccount: this.serviceAccount,
       resources: props.resources,
-      priorityClassName: props.priorityClassName,
+      ...podPlacement,
       extraArgs: [...this.storage.args, ...(props.extraArgs ?? [])],
       env: props.env,
       labels,

@@ -3,6 +3,7 @@ import * as kplus from 'cdk8s-plus-28';
 import { k8s } from 'cdk8s-plus-28';
 import { Construct } from 'constructs';
 import { _checkDns1123Label, _checkIntegerInRange } from './_validate';
+import { _podPlacementSpec, PodPlacement } from './pod-placement';
 
 /** Where the serving certificate Secret is mounted; `--tls-cert-file` and `--tls-private-key-file` point here. */
 export const SERVING_CERT_DIRECTORY = '/var/run/apiserver/serving-cert';
@@ -27,7 +28,8 @@ export const DEFAULT_SERVER_RESOURCES: kplus.ContainerResources = {
   memory: { request: Size.mebibytes(128), limit: Size.mebibytes(256) },
 };
 
-export interface ApiServerDeploymentProps {
+/** The Deployment; where its pods run (`nodeSelector`, `tolerations`, `priorityClassName`) and how their image is pulled (`imagePullSecrets`) come from `PodPlacement`. */
+export interface ApiServerDeploymentProps extends PodPlacement {
   /** Name of the Deployment and value of its `app.kubernetes.io/name` selector label. */
   readonly name: string;
   /** Namespace of the Deployment. */
@@ -53,8 +55,6 @@ export interface ApiServerDeploymentProps {
   readonly serviceAccount: kplus.IServiceAccount;
   /** @default DEFAULT_SERVER_RESOURCES */
   readonly resources?: kplus.ContainerResources;
-  /** @default - none */
-  readonly priorityClassName?: string;
   /**
    * Arguments after the TLS and port flags.
    * @default []
@@ -193,8 +193,8 @@ export class ApiServerDeployment extends Construct implements IApiServerDeployme
     apiObject.addJsonPatch(JsonPatch.remove(`/spec/template/metadata/labels/${kplus.Pod.ADDRESS_LABEL.replace(/\//g, '~1')}`));
     // cdk8s-plus has no pod-level seccompProfile; the restricted profile accepts either level, set both.
     apiObject.addJsonPatch(JsonPatch.add('/spec/template/spec/securityContext/seccompProfile', { type: 'RuntimeDefault' }));
-    if (props.priorityClassName !== undefined) {
-      apiObject.addJsonPatch(JsonPatch.add('/spec/template/spec/priorityClassName', props.priorityClassName));
+    for (const [field, value] of Object.entries(_podPlacementSpec('ApiServerDeployment', props))) {
+      apiObject.addJsonPatch(JsonPatch.add(`/spec/template/spec/${field}`, value));
     }
 
     if (replicas > 1) {

@@ -3,6 +3,7 @@ import * as kplus from 'cdk8s-plus-28';
 import { k8s } from 'cdk8s-plus-28';
 import { Construct } from 'constructs';
 import { _checkCronSchedule, _checkDns1035Label, _checkDns1123Label, _checkDns1123Subdomain, _checkImageReference, _checkIntegerInRange, _quantityValue } from './_validate';
+import { _podPlacementSpec, PodPlacement } from './pod-placement';
 import { EtcdCertificates, EtcdMemberCertificateRequest, IEtcdCertificates } from './etcd-certificates';
 import { DEFAULT_CLUSTER_DOMAIN, servingDnsNames } from './pki';
 
@@ -51,7 +52,7 @@ export const DEFAULT_ETCD_RESOURCES: kplus.ContainerResources = {
   memory: { request: Size.mebibytes(256) },
 };
 
-export interface EtcdClusterProps {
+export interface EtcdClusterProps extends PodPlacement {
   readonly namespace: string;
   /** StatefulSet name; Services, Secrets and the PKI directory derive from it. At most 52 characters. */
   readonly name: string;
@@ -135,6 +136,7 @@ export class EtcdCluster extends Construct {
     this.name = _checkName(props.name);
     this.replicas = _checkEtcdReplicas('replicas', props.replicas ?? DEFAULT_ETCD_REPLICAS);
     const image = _checkImageReference('image', props.image ?? DEFAULT_ETCD_IMAGE, DEFAULT_ETCD_IMAGE);
+    const placement = _podPlacementSpec('EtcdCluster', props);
     const storageSize = props.storageSize ?? DEFAULT_ETCD_STORAGE_SIZE;
     const storageBytes = _checkEtcdStorageSize('storageSize', storageSize);
     const quotaBackendBytes = _quotaBackendBytes(storageBytes);
@@ -316,6 +318,7 @@ export class EtcdCluster extends Construct {
               },
             },
             terminationGracePeriodSeconds: 30,
+            ...placement,
             containers: [
               {
                 name: ETCD_CONTAINER_NAME,
@@ -392,6 +395,7 @@ export class EtcdCluster extends Construct {
                 metadata: { labels: { ...labels, ...backupSelectorLabels } },
                 spec: {
                   restartPolicy: 'OnFailure',
+                  ...placement,
                   automountServiceAccountToken: false,
                   enableServiceLinks: false,
                   securityContext: restrictedPod,

@@ -11,6 +11,7 @@ export * from './custom-resource-definitions';
 export * from './pki';
 export * from './etcd-certificates';
 export * from './etcd-cluster';
+export { DEFAULT_NODE_SELECTOR, type PodPlacement } from './pod-placement';
 // Not `export *`: _checkEtcdClientCertificate is the CLI's, not the package's.
 export { Storage } from './storage';
 export type { BoundStorage, CustomStorageOptions, EtcdClusterStorageOptions, ExternalEtcdStorageOptions, IStorage, StorageRequest } from './storage';

@@ -7,6 +7,7 @@ import { ETCD_CLIENT_CERT_DIRECTORY } from './api-server-deployment';
 import { ICertificates } from './certificates';
 import { EtcdCertificates } from './etcd-certificates';
 import { EtcdCluster, EtcdClusterProps } from './etcd-cluster';
+import { PodPlacement } from './pod-placement';
 import { splitPemBundle } from './pki';
 
 /** `Storage.etcdCluster()` names its EtcdCluster `<server name>` + this. */
@@ -24,6 +25,8 @@ export interface StorageRequest {
   readonly labels: Readonly<Record<string, string>>;
   /** The server's serving certificates: an etcd deployed with it makes its own PKI the same way unless told otherwise. @default - self-signed in '.pki' */
   readonly servingCertificates?: ICertificates;
+  /** Where the server's pods run and how their images are pulled: an etcd deployed with it does the same unless told otherwise. @default - DEFAULT_NODE_SELECTOR only */
+  readonly podPlacement?: PodPlacement;
 }
 
 /** A storage choice, bound to one server: what its Deployment passes and mounts. */
@@ -91,8 +94,13 @@ export class Storage {
       kind: 'etcd-cluster',
       shared: true,
       bind(scope, request) {
+        const server = request.podPlacement ?? {};
         const cluster = new EtcdCluster(scope, 'EtcdCluster', {
           ...options,
+          nodeSelector: options.nodeSelector ?? server.nodeSelector,
+          tolerations: options.tolerations ?? server.tolerations,
+          imagePullSecrets: options.imagePullSecrets ?? server.imagePullSecrets,
+          priorityClassName: options.priorityClassName ?? server.priorityClassName,
           certificates: options.certificates ?? EtcdCertificates.like(request.servingCertificates),
           namespace: request.namespace,
           name: `${request.name}${ETCD_CLUSTER_NAME_SUFFIX}`,
