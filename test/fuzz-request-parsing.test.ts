@@ -170,8 +170,13 @@ async function sendChecked(sent: Sent): Promise<Reply> {
   const from = logLines.length;
   const reply = await send(sent);
   tally.set(reply.status, (tally.get(reply.status) ?? 0) + 1);
-  expectWellFormed(sent, reply);
   const logged = errorsLoggedSince(from);
+  try {
+    expectWellFormed(sent, reply);
+  } catch (error) {
+    if (logged.length > 0) (error as Error).message += `\nlogged: ${JSON.stringify(logged[0]).slice(0, 1500)}`;
+    throw error;
+  }
   if (logged.length > 0) throw new Error(`logged an error for ${sent.method} ${JSON.stringify(sent.path)}: ${JSON.stringify(logged[0]).slice(0, 800)}`);
   return reply;
 }
@@ -575,5 +580,39 @@ describe('bugs the fuzzing found', () => {
     expect(watched.status).toBe(200);
     const stored = JSON.parse(created.text) as { metadata: Record<string, unknown> };
     for (const field of ['labels', 'annotations', 'finalizers', 'ownerReferences']) expect(stored.metadata).not.toHaveProperty(field);
+  });
+});
+
+describe('deeply nested bodies', () => {
+  const nested = (depth: number, open: string, close: string, leaf = '1') => `${open.repeat(depth)}${leaf}${close.repeat(depth)}`;
+  /** A value that makes the whole body `depth` levels deep when placed at level `at`. */
+  const deep = (depth: number, at: number, kind: 'object' | 'array') => (kind === 'object' ? nested(depth - at, '{"a":', '}') : nested(depth - at, '[', ']'));
+  const base = (name: string) => JSON.stringify(flunder(name, {}, 'fuzz'));
+  const CASES: [string, string, (name: string) => string, string, (name: string, depth: number) => string][] = [
+    ['create, managedFields[0].fieldsV1 (kept as stored)', 'POST', () => FUZZ, 'application/json', (name, d) => base(name).replace('"labels":{}', `"labels":{},"managedFields":[{"manager":"m","operation":"Update","fieldsV1":${deep(d, 4, 'object')}}]`)],
+    ['create, nested spec field (pruned)', 'POST', () => FUZZ, 'application/json', (name, d) => base(name).replace('"spec":{', `"spec":{"x":${deep(d, 2, 'array')},`)],
+    ['update, managedFields', 'PUT', (name) => `${FUZZ}/${name}`, 'application/json', (name, d) => base(name).replace('"labels":{}', `"labels":{},"managedFields":[{"manager":"m","operation":"Update","fieldsV1":${deep(d, 4, 'array')}}]`)],
+    ['merge patch', 'PATCH', (name) => `${FUZZ}/${name}`, 'application/merge-patch+json', (_name, d) => `{"metadata":{"managedFields":[{"manager":"m","operation":"Update","fieldsV1":${deep(d, 4, 'object')}}]}}`],
+    ['merge patch of status', 'PATCH', (name) => `${FUZZ}/${name}/status`, 'application/merge-patch+json', (_name, d) => `{"status":${deep(d, 1, 'object')}}`],
+    ['JSON patch value', 'PATCH', (name) => `${FUZZ}/${name}`, 'application/json-patch+json', (_name, d) => `[{"op":"add","path":"/metadata/managedFields","value":[{"manager":"m","operation":"Update","fieldsV1":${deep(d, 4, 'array')}}]}]`],
+    ['delete options', 'DELETE', () => `${FUZZ}/absent`, 'application/json', (_name, d) => `{"preconditions":${deep(d, 1, 'object')}}`],
+  ];
+
+  test.each(CASES)('fails with 400 for a %s nested 1,001 or 100,000 deep (was a 500: stack overflow); 1,000 deep is answered well-formed', async (_name, method, path, contentType, body) => {
+    // GIVEN an object to update or patch
+    const name = `deep-${Math.random().toString(36).slice(2, 8)}`;
+    if (method !== 'POST') expect((await sendChecked({ method: 'POST', path: FUZZ, headers: { 'content-type': 'application/json' }, body: base(name) })).status).toBe(201);
+
+    // WHEN / THEN
+    const within = await sendChecked({ method, path: path(name), headers: { 'content-type': contentType }, body: body(name, 1_000) });
+    expect(within.status).not.toBe(400);
+    for (const depth of [1_001, 100_000]) {
+      const beyond = await sendChecked({ method, path: path(`${name}x`), headers: { 'content-type': contentType }, body: body(`${name}x`, depth) });
+      expect([beyond.status, (JSON.parse(beyond.text) as { message: string }).message]).toEqual([400, expect.stringContaining('exceeded max depth')]);
+    }
+    // AND what was stored is read, listed and watched
+    await sendChecked({ method: 'GET', path: `${FUZZ}/${name}` });
+    await sendChecked({ method: 'GET', path: FUZZ });
+    await sendChecked({ method: 'GET', path: `${FUZZ}?watch=1&resourceVersion=0` });
   });
 });

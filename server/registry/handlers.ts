@@ -64,6 +64,30 @@ function parseFieldValidation(query: URLSearchParams): FieldValidation {
   throw errors.badRequest(`fieldValidation: Unsupported value: "${value}": supported values: "Ignore", "Warn", "Strict"`);
 }
 
+/**
+ * How deep a request body may nest. Go's encoding/json refuses beyond 10,000 levels ("exceeded max
+ * depth"); the recursive walks a body meets here (structuredClone, merge patches, fast-json-patch's
+ * validation, schema pruning, freezing, JSON.stringify) overflow node's stack from ~5,000 levels,
+ * so the limit is 1,000: far beyond any real object, and well inside the stack.
+ */
+const MAX_NESTING_DEPTH = 1_000;
+
+/**
+ * 400 for a decoded body nested deeper than MAX_NESTING_DEPTH. Checked without recursion, before
+ * anything recursive meets the body and overflows the stack (was a 500).
+ */
+function checkNesting<T>(value: T): T {
+  if (typeof value !== 'object' || value === null) return value;
+  const pending: [unknown, number][] = [[value, 1]];
+  while (pending.length > 0) {
+    const [next, depth] = pending.pop()!;
+    if (depth > MAX_NESTING_DEPTH) throw errors.badRequest(`the body of the request is nested deeper than ${MAX_NESTING_DEPTH} levels (exceeded max depth)`);
+    const children = Array.isArray(next) ? next : Object.values(next as Record<string, unknown>);
+    for (const child of children) if (typeof child === 'object' && child !== null) pending.push([child, depth + 1]);
+  }
+  return value;
+}
+
 // ---- responses -------------------------------------------------------------------------------
 
 /**
@@ -260,7 +284,7 @@ function checkNameMatchesUrl(scope: RequestScope, meta: Meta): void {
 export async function createObject(scope: RequestScope): Promise<void> {
   const dryRun = parseDryRun(scope.query);
   const fieldValidation = parseFieldValidation(scope.query);
-  const body = withExpectedTypeMeta(scope, await readObject(scope.req, scope.res));
+  const body = withExpectedTypeMeta(scope, checkNesting(await readObject(scope.req, scope.res)));
   const meta = metaOf(body);
   if (meta.resourceVersion !== undefined && meta.resourceVersion !== '') throw errors.badRequest('resourceVersion should not be set on objects to be created');
   ensureNamespace(scope, meta);
@@ -271,7 +295,7 @@ export async function createObject(scope: RequestScope): Promise<void> {
 export async function updateObject(scope: RequestScope): Promise<void> {
   const dryRun = parseDryRun(scope.query);
   const fieldValidation = parseFieldValidation(scope.query);
-  const body = withExpectedTypeMeta(scope, await readObject(scope.req, scope.res));
+  const body = withExpectedTypeMeta(scope, checkNesting(await readObject(scope.req, scope.res)));
   const meta = metaOf(body);
   checkNameMatchesUrl(scope, meta);
   ensureNamespace(scope, meta);
@@ -288,7 +312,7 @@ export async function patchObject(scope: RequestScope): Promise<void> {
     throw errors.unsupportedMediaType(scope.req.headers['content-type'] ?? '', SUPPORTED_PATCH_TYPES);
   }
   const patchType: PatchType = mediaType;
-  const patch = parseBody(await readBody(scope.req, scope.res), 'application/json');
+  const patch = checkNesting(parseBody(await readBody(scope.req, scope.res), 'application/json'));
   checkPatch(patchType, patch);
   const update = (current: KubeObject): KubeObject => {
     const patched = withExpectedTypeMeta(scope, applyObjectPatch(patchType, current, patch));
@@ -310,7 +334,7 @@ async function readDeleteOptions(scope: RequestScope): Promise<DeleteOptions> {
   const body = await readBody(scope.req, scope.res);
   let parsed: Record<string, unknown> = {};
   if (body.length > 0 && body.toString('utf8').trim() !== '') {
-    const value = parseBody(body, 'application/json');
+    const value = checkNesting(parseBody(body, 'application/json'));
     if (!isObject(value)) throw errors.badRequest('the body of a DELETE must be a DeleteOptions object');
     if (value.kind !== undefined && value.kind !== 'DeleteOptions') {
       throw errors.badRequest(`the kind in the data (${String(value.kind)}) does not match the expected kind (DeleteOptions)`);
