@@ -296,10 +296,30 @@ function nowMicros(): number {
   return Date.now() * 1000 + Number(process.hrtime.bigint() / 1000n % 1000n);
 }
 
-/** metav1.MicroTime's JSON: RFC 3339 in UTC with six fractional digits. */
+let cachedSecond = NaN;
+let cachedSecondText = '';
+
+/** metav1.MicroTime's JSON: RFC 3339 in UTC with six fractional digits. The date and time of day are formatted once per second. */
 export function microTime(micros: number): string {
   const us = Math.round(micros);
-  return `${new Date(Math.floor(us / 1000)).toISOString().slice(0, 23)}${String(((us % 1000) + 1000) % 1000).padStart(3, '0')}Z`;
+  const second = Math.floor(us / 1e6);
+  if (second !== cachedSecond) {
+    cachedSecond = second;
+    cachedSecondText = new Date(second * 1000).toISOString().slice(0, 19);
+  }
+  return `${cachedSecondText}.${String(us - second * 1e6).padStart(6, '0')}Z`;
+}
+
+/** The last peer address and its text: most requests come from a few connections (kube-apiserver's). */
+let lastPeer: string | undefined;
+let lastPeerText: string | undefined;
+
+function peerText(remote: string): string | undefined {
+  if (remote !== lastPeer) {
+    lastPeerText = ipText(remote);
+    lastPeer = remote;
+  }
+  return lastPeerText;
 }
 
 /** Go's net.IP String(): an IPv4-mapped IPv6 address prints as IPv4. */
@@ -316,14 +336,16 @@ function ipText(text: string): string | undefined {
 export function sourceIPs(req: IncomingMessage, remote: string | undefined): string[] {
   const ips: string[] = [];
   const forwarded = req.headers['x-forwarded-for'];
-  for (const part of (Array.isArray(forwarded) ? forwarded.join(',') : (forwarded ?? '')).split(',')) {
-    const ip = part.trim() === '' ? undefined : ipText(part);
-    if (ip) ips.push(ip);
+  if (forwarded !== undefined) {
+    for (const part of (Array.isArray(forwarded) ? forwarded.join(',') : forwarded).split(',')) {
+      const ip = part.trim() === '' ? undefined : ipText(part);
+      if (ip) ips.push(ip);
+    }
   }
   const realIpHeader = req.headers['x-real-ip'];
   const realIp = typeof realIpHeader === 'string' && realIpHeader !== '' ? ipText(realIpHeader) : undefined;
   if (realIp && !ips.includes(realIp)) ips.push(realIp);
-  const peer = remote === undefined ? undefined : ipText(remote);
+  const peer = remote === undefined ? undefined : peerText(remote);
   if (peer && ips[ips.length - 1] !== peer) ips.push(peer);
   return ips;
 }
