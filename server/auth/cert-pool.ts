@@ -810,11 +810,16 @@ export class CertPool {
     } catch (error) {
       return { ok: false, error: (error as Error).message };
     }
-    const invalid = isValid(leaf, CertificateType.Leaf, [], now);
-    if (invalid) return { ok: false, error: invalid };
-    if (!this.rootFacts.some((root) => root.der.equals(leaf.der))) {
-      const chain = buildChain([leaf], { roots: this.rootFacts, intermediates, now, signatureChecks: 0 });
-      if (!chain.ok) return chain;
+    try {
+      const invalid = isValid(leaf, CertificateType.Leaf, [], now);
+      if (invalid) return { ok: false, error: invalid };
+      if (!this.rootFacts.some((root) => root.der.equals(leaf.der))) {
+        const chain = buildChain([leaf], { roots: this.rootFacts, intermediates, now, signatureChecks: 0 });
+        if (!chain.ok) return chain;
+      }
+    } catch (error) {
+      // A certificate no check foresaw is refused, never a 500.
+      return { ok: false, error: `x509: internal error: ${(error as Error).message}` };
     }
     return { ok: true, client: { commonName: subjectAttribute(leafCert.subject, 'CN')[0] ?? '', organizations: subjectAttribute(leafCert.subject, 'O') } };
   }
