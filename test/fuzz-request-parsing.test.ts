@@ -616,3 +616,136 @@ describe('deeply nested bodies', () => {
     await sendChecked({ method: 'GET', path: `${FUZZ}?watch=1&resourceVersion=0` });
   });
 });
+
+// ---- selectors and continue tokens -----------------------------------------------------------
+
+type LabelRequirement =
+  | { op: 'exists' | '!'; key: string }
+  | { op: '=' | '==' | '!='; key: string; value: string }
+  | { op: 'in' | 'notin'; key: string; values: string[] }
+  | { op: '>' | '<'; key: string; value: string };
+
+const SELECTOR_KEY = fc.constantFrom('app', 'tier', 'n', 'example.com/team', 'in', 'missing');
+const SELECTOR_VALUE = fc.constantFrom('web', 'db', 'front', 'back', 'x', 'notin', '1', '20', '003', '');
+const LABEL_REQUIREMENT: fc.Arbitrary<LabelRequirement> = fc.oneof(
+  fc.record({ op: fc.constantFrom('exists' as const, '!' as const), key: SELECTOR_KEY }),
+  fc.record({ op: fc.constantFrom('=' as const, '==' as const, '!=' as const), key: SELECTOR_KEY, value: SELECTOR_VALUE }),
+  fc.record({ op: fc.constantFrom('in' as const, 'notin' as const), key: SELECTOR_KEY, values: fc.array(SELECTOR_VALUE.filter((v) => v !== ''), { maxLength: 3 }) }),
+  fc.record({ op: fc.constantFrom('>' as const, '<' as const), key: SELECTOR_KEY, value: fc.integer({ min: -5, max: 25 }).map(String) }),
+);
+const SPACE = fc.constantFrom('', '', ' ', '\t');
+
+function renderRequirement(r: LabelRequirement, ws: string): string {
+  switch (r.op) {
+    case 'exists':
+      return `${ws}${r.key}${ws}`;
+    case '!':
+      return `${ws}!${ws}${r.key}`;
+    case 'in':
+    case 'notin':
+      return `${r.key} ${r.op}${ws}(${r.values.join(`${ws},`)})${ws}`;
+    default:
+      return `${r.key}${ws}${r.op}${ws}${r.value}`;
+  }
+}
+
+/** labels.Requirement.Matches, as k8s.io/apimachinery defines it. */
+function goMatches(r: LabelRequirement, labels: Record<string, string>): boolean {
+  const has = Object.prototype.hasOwnProperty.call(labels, r.key);
+  const values = r.op === 'in' || r.op === 'notin' ? (r.values.length === 0 ? [''] : r.values) : [];
+  switch (r.op) {
+    case 'exists':
+      return has;
+    case '!':
+      return !has;
+    case '=':
+    case '==':
+      return has && labels[r.key] === r.value;
+    case '!=':
+      return !has || labels[r.key] !== r.value;
+    case 'in':
+      return has && values.includes(labels[r.key]);
+    case 'notin':
+      return !has || !values.includes(labels[r.key]);
+    case '>':
+    case '<':
+      if (!has || !/^[+-]?\d+$/.test(labels[r.key])) return false;
+      return r.op === '>' ? Number(labels[r.key]) > Number(r.value) : Number(labels[r.key]) < Number(r.value);
+  }
+}
+
+const itemNames = (reply: Reply) => (JSON.parse(reply.text) as { items: { metadata: { name: string } }[] }).items.map((i) => i.metadata.name);
+
+describe('selectors and continue tokens through the server', () => {
+  test('a valid label and field selector lists exactly what labels.Parse and fields.ParseSelector would select; any other text is answered well-formed', async () => {
+    const fieldTerm = fc.record({ field: fc.constantFrom('metadata.name', 'metadata.namespace'), op: fc.constantFrom('=', '==', '!='), value: fc.constantFrom('a1', 'b2', 'c1', 'default', 'fuzz', '') });
+    await check(
+      'selectors',
+      runs(250),
+      fc.asyncProperty(
+        fc.option(fc.array(fc.tuple(LABEL_REQUIREMENT, SPACE), { minLength: 1, maxLength: 3 }), { nil: undefined }),
+        fc.option(fc.array(fieldTerm, { minLength: 1, maxLength: 2 }), { nil: undefined }),
+        fc.oneof(
+          { weight: 3, arbitrary: fc.constant(undefined) },
+          { weight: 1, arbitrary: fc.tuple(fc.constantFrom('labelSelector', 'fieldSelector'), fc.string({ unit: fc.constantFrom(...'abn=!(),<> in notin \t.metadata/\\-01'.split('')), maxLength: 20 })) },
+        ),
+        fc.constantFrom('list', 'watch'),
+        async (labelRequirements, fieldTerms, garbage, verb) => {
+          const query = new URLSearchParams();
+          if (labelRequirements) query.set('labelSelector', labelRequirements.map(([r, ws]) => renderRequirement(r, ws)).join(','));
+          if (fieldTerms) query.set('fieldSelector', fieldTerms.map((t) => `${t.field}${t.op}${t.value}`).join(','));
+          if (garbage !== undefined) query.set(garbage[0], garbage[1]);
+          if (verb === 'watch') query.set('watch', '1');
+          const reply = await sendChecked({ method: 'GET', path: `${DEFAULT}?${query}` });
+          if (garbage !== undefined || verb === 'watch') return;
+          // THEN exactly the seeded objects every requirement matches
+          expect(reply.status).toBe(200);
+          const expected = SEEDED.filter(({ name, labels }) => (labelRequirements ?? []).every(([r]) => goMatches(r, labels)) && (fieldTerms ?? []).every((t) => ((t.field === 'metadata.name' ? name : 'default') === t.value) === (t.op !== '!=')));
+          expect(itemNames(reply)).toEqual(expected.map((s) => s.name));
+        },
+      ),
+    );
+  }, 60_000);
+
+  test('any continue token (garbage, base64 of JSON with wrong fields, another resource\'s or namespace\'s, edited) is answered well-formed; a list paged with any limit returns every object once', async () => {
+    // GIVEN real tokens: of this list, of the cluster-wide list and of fischers
+    for (const name of ['f2', 'f3', 'f4']) {
+      await send({ method: 'POST', path: `${GV}/fischers`, headers: { 'content-type': 'application/json' }, body: JSON.stringify({ apiVersion: `${GROUP}/v1alpha1`, kind: 'Fischer', metadata: { name } }) });
+    }
+    const tokenOf = async (path: string) => (JSON.parse((await send({ method: 'GET', path })).text) as { metadata: { continue?: string } }).metadata.continue!;
+    const real = await Promise.all([tokenOf(`${DEFAULT}?limit=2`), tokenOf(`${GV}/flunders?limit=2`), tokenOf(`${GV}/fischers?limit=1`)]);
+    for (const token of real) expect(token).toEqual(expect.any(String));
+    const decoded = real.map((t) => JSON.parse(Buffer.from(t, 'base64url').toString()) as Record<string, unknown>);
+    const encode = (value: unknown) => Buffer.from(JSON.stringify(value) ?? 'null').toString(JSON.stringify(value)?.length % 2 ? 'base64' : 'base64url');
+    const token = fc.oneof(
+      fc.constantFrom(...real),
+      fc.string({ maxLength: 30 }),
+      fc.base64String({ maxLength: 40 }),
+      fc.jsonValue({ maxDepth: 2 }).map(encode),
+      fc.tuple(fc.constantFrom(...decoded), fc.constantFrom('v', 'rv', 'start'), fc.oneof(fc.jsonValue({ maxDepth: 1 }), fc.constantFrom(-1, 0, 1, 2 ** 53, 1e300, '../x', '/x', 'default/../../', 'zzz', '\u0000', 'default/a1\u0000', 'fred'))).map(([d, key, value]) => encode({ ...d, [key]: value })),
+      fc.constantFrom(...real).map((t) => `${t.slice(0, -3)}`),
+    );
+    await check(
+      'continue tokens',
+      runs(200),
+      fc.asyncProperty(token, fc.constantFrom(DEFAULT, `${GV}/flunders`, `${GV}/fischers`, FUZZ), fc.constantFrom('', '&limit=1', '&limit=0', '&resourceVersion=0', '&resourceVersionMatch=Exact', '&watch=1'), async (continueToken, path, extra) => {
+        await sendChecked({ method: 'GET', path: `${path}?continue=${encodeURIComponent(continueToken)}${extra}` });
+      }),
+    );
+    // AND paging with any limit returns every object exactly once, in name order
+    await check(
+      'paging',
+      runs(30),
+      fc.asyncProperty(fc.integer({ min: 1, max: 7 }), async (limit) => {
+        const names: string[] = [];
+        let next: string | undefined = '';
+        while (next !== undefined) {
+          const reply = await sendChecked({ method: 'GET', path: `${DEFAULT}?limit=${limit}${next ? `&continue=${encodeURIComponent(next)}` : ''}` });
+          names.push(...itemNames(reply));
+          next = (JSON.parse(reply.text) as { metadata: { continue?: string } }).metadata.continue || undefined;
+        }
+        expect(names).toEqual(SEEDED.map((s) => s.name));
+      }),
+    );
+  }, 60_000);
+});
