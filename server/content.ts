@@ -83,10 +83,22 @@ function parseAcceptText(text: string): MediaRange[] {
     .map(({ clause }) => clause);
 }
 
-/** Parses a `Content-Type` header; `undefined` when absent or malformed. */
+/** RFC 7230 tokens: what mime.ParseMediaType takes as a type and a subtype. */
+const MEDIA_TYPE = /^[!#$%&'*+.^_`|~0-9A-Za-z-]+\/[!#$%&'*+.^_`|~0-9A-Za-z-]+$/;
+
+/** A Content-Type that does not parse: it names no media type, so a request body in it is answered 415, as Go's NegotiateInputSerializer does. */
+const MALFORMED_CONTENT_TYPE: MediaRange = Object.freeze({ type: '', subtype: '', params: Object.freeze({}), q: 1 });
+
+/**
+ * Parses a `Content-Type` header; `undefined` when absent (the default, JSON, applies). A
+ * malformed one (`garbage`, `application/`, `a/b/c`) is a range with an empty type and subtype,
+ * which matches no media type (415), as mime.ParseMediaType's error is answered upstream.
+ */
 export function parseContentType(header: string | undefined): MediaRange | undefined {
   if (!header || header.trim() === '') return undefined;
-  return parseClause(header);
+  const parsed = parseClause(header);
+  if (!parsed || !MEDIA_TYPE.test(header.split(';')[0].trim())) return MALFORMED_CONTENT_TYPE;
+  return parsed;
 }
 
 /** `type/subtype` without parameters. */

@@ -350,14 +350,19 @@ describe('content negotiation', () => {
     );
   });
 
-  test('any Content-Type parses to a media type or nothing', () => {
+  test('any Content-Type parses to a media type, or one that matches none (malformed), or nothing (absent)', () => {
     fc.assert(
       fc.property(fc.oneof(ACCEPT, fc.constant(undefined)), (header) => {
         const parsed = parseContentType(header);
-        if (parsed) expect(typeof parsed.type).toBe('string');
+        if (header === undefined || header.trim() === '') expect(parsed).toBeUndefined();
+        else if (parsed!.type !== '') expect(header.split(';')[0].trim().toLowerCase()).toBe(`${parsed!.type}/${parsed!.subtype}`);
       }),
       { numRuns: RUNS },
     );
+  });
+
+  test.each(['garbage', 'application/', '/json', 'application/json/x', 'application json'])('a malformed Content-Type (%s) names no media type, so a body in it fails with 415', (header) => {
+    expect(parseContentType(header)).toMatchObject({ type: '', subtype: '' });
   });
 });
 

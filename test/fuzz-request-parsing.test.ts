@@ -583,6 +583,19 @@ describe('bugs the fuzzing found', () => {
   });
 });
 
+describe('malformed Content-Type', () => {
+  test.each([
+    ['POST', FUZZ],
+    ['PUT', `${FUZZ}/target`],
+    ['PATCH', `${FUZZ}/target`],
+  ])('fails with 415 for a %s whose Content-Type does not parse (was read as JSON), as Go\'s NegotiateInputSerializer', async (method, path) => {
+    for (const contentType of ['garbage', 'application/json/x', 'application/']) {
+      const reply = await sendChecked({ method, path, headers: { 'content-type': contentType }, body: JSON.stringify(flunder('target', {}, 'fuzz')) });
+      expect([reply.status, (JSON.parse(reply.text) as { details: { causes: { message: string }[] } }).details.causes[0].message]).toEqual([415, contentType]);
+    }
+  });
+});
+
 describe('deeply nested bodies', () => {
   const nested = (depth: number, open: string, close: string, leaf = '1') => `${open.repeat(depth)}${leaf}${close.repeat(depth)}`;
   /** A value that makes the whole body `depth` levels deep when placed at level `at`. */
