@@ -12,6 +12,30 @@ export function _checkDns1123Label(prop: string, value: string): string {
   return value;
 }
 
+const LABEL_NAME = /^([A-Za-z0-9]([-A-Za-z0-9_.]*[A-Za-z0-9])?)$/;
+
+/**
+ * Label keys and values as the API server checks them (apimachinery's IsQualifiedName and
+ * IsValidLabelValue): a key is an optional DNS-1123 subdomain prefix and `/`, then a name of at
+ * most 63 characters; a value is empty or such a name.
+ */
+export function _checkLabels(prop: string, labels: Readonly<Record<string, string>>): Readonly<Record<string, string>> {
+  for (const [key, value] of Object.entries(labels)) {
+    const slash = key.lastIndexOf('/');
+    const prefix = slash >= 0 ? key.slice(0, slash) : undefined;
+    const name = key.slice(slash + 1);
+    if ((prefix !== undefined && !isDns1123Subdomain(prefix)) || name.length > 63 || !LABEL_NAME.test(name)) {
+      throw new Error(
+        `${prop}: key "${key}" is not a label key (expected an optional DNS-1123 subdomain prefix and '/', then at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit, e.g. "app.kubernetes.io/part-of")`,
+      );
+    }
+    if (typeof value !== 'string' || (value !== '' && (value.length > 63 || !LABEL_NAME.test(value)))) {
+      throw new Error(`${prop}: value "${String(value)}" of "${key}" is not a label value (expected at most 63 letters, digits, '-', '_' or '.', starting and ending with a letter or digit, or empty)`);
+    }
+  }
+  return labels;
+}
+
 /** Service names are DNS-1035 labels: kube-apiserver refuses a Service named "9lives". */
 export function _checkDns1035Label(prop: string, value: string): string {
   if (!isDns1035Label(value)) {

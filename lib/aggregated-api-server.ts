@@ -3,7 +3,7 @@ import * as kplus from 'cdk8s-plus-28';
 import { k8s } from 'cdk8s-plus-28';
 import { Construct } from 'constructs';
 import { ApiGroupDefinition, servedVersions, validateApiGroupDefinition } from '../apis';
-import { _checkDns1035Label, _checkDns1123Label, _checkDns1123Subdomain, _checkIntegerInRange } from './_validate';
+import { _checkDns1035Label, _checkDns1123Label, _checkDns1123Subdomain, _checkIntegerInRange, _checkLabels } from './_validate';
 import { API_SERVICE_PORT, ApiService, DEFAULT_GROUP_PRIORITY_MINIMUM, DEFAULT_VERSION_PRIORITY } from './api-service';
 import { ApiServiceDeployerRole } from './api-service-deployer-role';
 import { ApiResourceRoles } from './api-resource-roles';
@@ -158,7 +158,7 @@ export class AggregatedApiServer extends Construct {
     const securePort = _checkIntegerInRange('securePort', props.securePort ?? DEFAULT_SECURE_PORT, 1, 65535);
     const groupPriorityMinimum = _checkIntegerInRange('groupPriorityMinimum', props.groupPriorityMinimum ?? DEFAULT_GROUP_PRIORITY_MINIMUM, 1, 20000);
     const versionPriority = _checkIntegerInRange('versionPriority', props.versionPriority ?? DEFAULT_VERSION_PRIORITY, 1, 1000);
-    const labels = { ...props.labels };
+    const labels = { ..._checkLabels('labels', props.labels ?? {}) };
     const podSecurityLabel = Object.keys(labels).find((key) => key.startsWith(POD_SECURITY_LABEL_PREFIX));
     if (podSecurityLabel !== undefined) {
       throw new Error(

@@ -1,5 +1,5 @@
 import { k8s } from 'cdk8s-plus-28';
-import { _checkDns1123Subdomain } from './_validate';
+import { _checkDns1123Subdomain, _checkLabels } from './_validate';
 
 /**
  * Where a workload's pods may run and how their images are pulled: the knobs a platform sets for
@@ -27,9 +27,7 @@ const TOLERATION_EFFECTS = ['NoSchedule', 'PreferNoSchedule', 'NoExecute'];
  */
 export function _podPlacementSpec(what: string, placement: PodPlacement = {}): Pick<k8s.PodSpec, 'nodeSelector' | 'tolerations' | 'imagePullSecrets' | 'priorityClassName'> {
   const nodeSelector = placement.nodeSelector ?? DEFAULT_NODE_SELECTOR;
-  for (const [key, value] of Object.entries(nodeSelector)) {
-    if (key.trim() === '' || typeof value !== 'string') throw new Error(`${what}.nodeSelector: "${key}": "${String(value)}" is not a label key and value (expected e.g. "kubernetes.io/os": "linux")`);
-  }
+  _checkLabels(`${what}.nodeSelector`, nodeSelector);
   placement.tolerations?.forEach((toleration, i) => {
     if (toleration.effect !== undefined && !TOLERATION_EFFECTS.includes(toleration.effect)) {
       throw new Error(`${what}.tolerations[${i}].effect "${toleration.effect}" is not one of ${TOLERATION_EFFECTS.join(', ')} (or unset for every effect)`);

@@ -9,9 +9,10 @@ import { DEFAULT_CA_VALIDITY_DAYS, DEFAULT_CERT_VALIDITY_DAYS, DEFAULT_PKI_DIREC
 import { _checkEtcdReplicas, _checkEtcdStorageSize, DEFAULT_ETCD_IMAGE, ETCD_BACKUP_NAME_SUFFIX, DEFAULT_ETCD_STORAGE_SIZE, MAX_ETCD_OBJECT_NAME_LENGTH } from '../etcd-cluster';
 import { DEFAULT_CLUSTER_DOMAIN } from '../pki';
 import { _checkEtcdServerUrl, ETCD_CLUSTER_NAME_SUFFIX } from '../storage';
+import { parsePlacementOptions, PLACEMENT_FLAGS, PlacementSynthOptions } from './placement-options';
 
 /** Everything `main.ts` needs to synthesize, after flags, environment and config file are merged. */
-export interface SynthOptions {
+export interface SynthOptions extends PlacementSynthOptions {
   readonly namespace?: string;
   readonly name?: string;
   readonly image?: string;
@@ -205,6 +206,7 @@ function parser(argv: readonly string[]) {
       'ca-bundle-file': { type: 'string', describe: 'existing mode: PEM CA bundle that signed the serving certificate (becomes caBundle)' },
       'tls-secret-name': { type: 'string', describe: 'existing mode: name of a kubernetes.io/tls Secret already in the namespace (instead of the PEM files)' },
       output: { type: 'string', alias: 'o', default: process.env.CDK8S_OUTDIR ?? 'dist', describe: 'directory to write the manifests into; replaced whole, and only on success' },
+      ...PLACEMENT_FLAGS,
     })
     // Printed by parseSynthOptions, with the types the flags really take (see helpText).
     .help(false)
@@ -233,6 +235,7 @@ const FLAG_TYPES: Readonly<Record<string, 'number' | 'boolean'>> = {
   'cert-validity-days': 'number',
   'ca-validity-days': 'number',
   'network-policy': 'boolean',
+  'create-namespace': 'boolean',
 };
 
 /** The help text, as `--help` prints it: yargs' own, with each flag's `[string]` replaced by the type it takes. */
@@ -291,6 +294,7 @@ export function parseSynthOptions(argv: readonly string[]): SynthOptions | undef
     tlsKeyFile: args['tls-key-file'],
     caBundleFile: args['ca-bundle-file'],
     tlsSecretName: args['tls-secret-name'],
+    ...parsePlacementOptions(args),
   };
   validateSynthOptions(options);
   return options;

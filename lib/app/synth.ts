@@ -137,6 +137,13 @@ export function addServerChart(app: App, o: SynthOptions, api: ApiGroupDefinitio
     versionPriority: o.versionPriority,
     clusterDomain: o.clusterDomain,
     certificates: certificatesFor(o),
+    createNamespace: o.createNamespace,
+    labels: o.labels,
+    priorityClassName: o.priorityClassName,
+    nodeSelector: o.nodeSelector,
+    tolerations: o.tolerations,
+    imagePullSecrets: o.imagePullSecrets,
+    serverRules: o.serverRules,
   });
 }
 
