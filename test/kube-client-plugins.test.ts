@@ -162,6 +162,54 @@ describe('auth providers', () => {
   });
 });
 
+/** A SOCKS5 proxy (no authentication, CONNECT only) that records the destinations asked for. */
+async function socks5Proxy(): Promise<{ url: string; destinations: string[]; close: () => void }> {
+  const destinations: string[] = [];
+  const sockets = new Set<net.Socket>();
+  const server = net.createServer((client) => {
+    sockets.add(client);
+    client.on('error', () => undefined);
+    let buffered = Buffer.alloc(0);
+    let stage: 'greeting' | 'request' | 'open' = 'greeting';
+    const onData = (chunk: Buffer) => {
+      buffered = Buffer.concat([buffered, chunk]);
+      if (stage === 'greeting' && buffered.length >= 2 && buffered.length >= 2 + buffered[1]) {
+        buffered = buffered.subarray(2 + buffered[1]);
+        client.write(Buffer.from([5, 0]));
+        stage = 'request';
+      }
+      if (stage !== 'request' || buffered.length < 5) return;
+      const type = buffered[3];
+      const addressLength = type === 1 ? 4 : type === 4 ? 16 : 1 + buffered[4];
+      if (buffered.length < 4 + addressLength + 2) return;
+      const host = type === 1 ? [...buffered.subarray(4, 8)].join('.') : type === 3 ? buffered.subarray(5, 5 + buffered[4]).toString() : '';
+      const port = buffered.readUInt16BE(4 + addressLength);
+      const rest = buffered.subarray(4 + addressLength + 2);
+      stage = 'open';
+      client.off('data', onData);
+      destinations.push(`${host}:${port}`);
+      const upstream = net.connect(port, host, () => {
+        client.write(Buffer.from([5, 0, 0, 1, 0, 0, 0, 0, 0, 0]));
+        upstream.write(rest);
+        upstream.pipe(client);
+        client.pipe(upstream);
+      });
+      sockets.add(upstream);
+      upstream.on('error', () => client.destroy());
+    };
+    client.on('data', onData);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    url: `socks5://127.0.0.1:${(server.address() as net.AddressInfo).port}`,
+    destinations,
+    close: () => {
+      for (const s of sockets) s.destroy();
+      server.close();
+    },
+  };
+}
+
 describe('--context, KUBECONFIG and proxy-url', () => {
   test('--context picks a context other than the current one, from the files of KUBECONFIG', async () => {
     // GIVEN a kubeconfig whose current context has a token the stand-in does not know, and
@@ -206,6 +254,23 @@ describe('--context, KUBECONFIG and proxy-url', () => {
       if (server) expect(await server.stop()).toBe(0);
       proxy.close();
       proxy.closeAllConnections?.();
+    }
+  });
+
+  test('a socks5:// proxy-url carries the connections too', async () => {
+    // GIVEN a SOCKS5 proxy
+    const proxy = await socks5Proxy();
+    const kubeconfig = writeKubeconfig({ wardle: `token: ${fake.serviceAccountToken}` }, { clusterExtra: `    proxy-url: ${proxy.url}\n` });
+    let server: ServerProcess | undefined;
+    try {
+      // WHEN the server starts with it
+      server = await startReady([`--kubeconfig=${kubeconfig}`]);
+
+      // THEN it reached the stand-in through the proxy
+      expect(new Set(proxy.destinations)).toEqual(new Set([`127.0.0.1:${fake.port}`]));
+    } finally {
+      if (server) expect(await server.stop()).toBe(0);
+      proxy.close();
     }
   });
 });
