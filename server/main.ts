@@ -8,6 +8,7 @@ import { AuditLog } from './audit';
 import { configure } from './config';
 import { createLogger } from './logging';
 import { OptionsError, parseCommandLine, ServerConfig } from './options';
+import { setRequestBodyBudget } from './registry/body';
 import { Server } from './server';
 
 /**
@@ -23,6 +24,7 @@ if (!process.execArgv.some((arg) => /^--heap[-_]growing[-_]percent\b/.test(arg))
 
 /** Options → config (clients, storage, auth, registry, each built once) → a running server. */
 async function run(config: ServerConfig, logger: Logger): Promise<Server> {
+  setRequestBodyBudget(config.maxRequestBodyBytesInflight);
   const auditLog = config.audit && (await AuditLog.open(config.audit, logger));
   let configured;
   try {

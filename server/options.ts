@@ -26,11 +26,24 @@ export type StorageBackend = (typeof STORAGE_BACKENDS)[number];
 /** sample-apiserver's default: its keys are kube-apiserver's layout under the group's name. */
 const DEFAULT_ETCD_PREFIX = '/registry/wardle.example.com';
 
+/**
+ * Memory bounds for a 256 MiB pod (README "Memory bounds"). The store's quota: ~60 MiB for the
+ * process at rest, objects take 1–3× their JSON as JS objects, plus history, watch queues and
+ * bodies in flight; 32 MiB is ~10,000 objects of 3 KiB. Bodies in flight: five of the largest
+ * (3 MiB) at once, several times that while decoded and handled.
+ */
+const DEFAULT_STORAGE_QUOTA_BYTES = 32 * 1024 * 1024;
+const DEFAULT_MAX_REQUEST_BODY_BYTES_INFLIGHT = 8 * 1024 * 1024;
+/** k8s.io/apiserver's largest request body: a smaller budget could never admit one. */
+const MAX_REQUEST_BODY_BYTES = 3 * 1024 * 1024;
+
 /** Where objects are kept: this process's memory (one replica, lost on restart), or etcd. */
 export type StorageConfig = MemoryStorageConfig | EtcdStorageConfig;
 
 export interface MemoryStorageConfig {
   readonly backend: 'memory';
+  /** `--storage-quota-bytes`: the most bytes of objects (key + JSON) kept; beyond it writes fail with "database space exceeded". */
+  readonly quotaBytes: number;
 }
 
 export interface EtcdStorageConfig {
@@ -67,6 +80,8 @@ export interface ServerConfig {
   readonly shutdownTimeoutMs: number;
   readonly logLevel: LogLevel;
   readonly storage: StorageConfig;
+  /** `--max-request-body-bytes-inflight`: request bodies being read or handled, in bytes, beyond which requests get 429 (0: no limit). */
+  readonly maxRequestBodyBytesInflight: number;
   /** `--audit-log-*` and `--audit-policy-file`; undefined when none is given. */
   readonly audit?: AuditOptions;
   /**
@@ -115,6 +130,8 @@ interface RawFlags {
   readonly 'etcd-keyfile'?: string;
   readonly 'etcd-compaction-interval': string;
   readonly 'etcd-healthcheck-timeout': string;
+  readonly 'storage-quota-bytes'?: string;
+  readonly 'max-request-body-bytes-inflight': string;
   readonly 'audit-log-path'?: string;
   readonly 'audit-log-maxage'?: string;
   readonly 'audit-log-maxbackup'?: string;
@@ -196,6 +213,17 @@ function parser(argv: readonly string[]) {
       'etcd-keyfile': { type: 'string', group: 'Storage:', describe: 'PEM private key of --etcd-certfile.' },
       'etcd-compaction-interval': { type: 'string', default: '5m', group: 'Storage:', describe: 'How often to compact etcd\'s history, as kube-apiserver does (0: never; leave it to another apiserver or to etcd).' },
       'etcd-healthcheck-timeout': { type: 'string', default: '2s', group: 'Storage:', describe: 'Deadline of one etcd health check (/readyz/etcd).' },
+      'storage-quota-bytes': {
+        type: 'string',
+        group: 'Storage:',
+        describe: `With --storage=memory: the most bytes of objects (key + JSON) the store keeps, as etcd's --quota-backend-bytes; past it creates and growing updates fail with 500 "database space exceeded" (nothing stored is lost; deletes work). Default ${DEFAULT_STORAGE_QUOTA_BYTES} (32 MiB, for a 256 MiB pod). etcd enforces its own quota.`,
+      },
+      'max-request-body-bytes-inflight': {
+        type: 'string',
+        default: String(DEFAULT_MAX_REQUEST_BODY_BYTES_INFLIGHT),
+        group: 'Serving:',
+        describe: `Bytes of request bodies being read or handled at once, in the whole process (no Go apiserver flag: --max-requests-inflight counts requests, not bytes); a request whose body does not fit gets 429 with Retry-After before its body is read. At least ${MAX_REQUEST_BODY_BYTES} (one largest body); 0: no limit. Default 8 MiB, for a 256 MiB pod.`,
+      },
       'audit-log-path': { type: 'string', group: 'Audit:', describe: 'Write an audit.k8s.io/v1 Event (Metadata level: never a body or a credential) per request to this file, or - for standard output. As kube-apiserver, nothing is written without --audit-policy-file.' },
       'audit-policy-file': { type: 'string', group: 'Audit:', describe: 'audit.k8s.io/v1 Policy (YAML): the first matching rule gives the level; None writes nothing, Request and RequestResponse are written at Metadata.' },
       'audit-log-maxsize': { type: 'string', default: '0', group: 'Audit:', describe: 'Megabytes the audit log file may reach before it is rotated (renamed with the time, e.g. audit-2026-01-02T15-04-05.000.log); 0: 100, as kube-apiserver.' },
@@ -261,6 +289,16 @@ function readableFile(name: string, path: string | undefined): string | undefine
   return path;
 }
 
+/** A size in bytes: a decimal integer, at least `min` (0 allowed when `zeroAllowed`). */
+function bytesFlag(name: 'storage-quota-bytes' | 'max-request-body-bytes-inflight', text: string, min: number, zeroAllowed: boolean): number {
+  const value = /^\d{1,15}$/.test(text) ? Number(text) : NaN;
+  if (Number.isNaN(value)) throw new OptionsError(`--${name}="${text}" is not a number of bytes: expected a decimal integer, e.g. ${32 * 1024 * 1024} for 32 MiB`);
+  if (value < min && !(zeroAllowed && value === 0)) {
+    throw new OptionsError(`--${name}=${text} is below ${min}: expected at least ${min} bytes${zeroAllowed ? ' (or 0 for no limit)' : ''}`);
+  }
+  return value;
+}
+
 /** Fills the defaults that depend on other flags. */
 export function complete(flags: RawFlags): RawFlags {
   // As in the Go servers: one kubeconfig given for the server is also used for authn and authz.
@@ -300,7 +338,11 @@ function storageConfig(flags: RawFlags): StorageConfig {
     if (servers.length > 0) throw new OptionsError(`--storage=memory and --etcd-servers="${servers.join(',')}" exclude each other: drop --storage to use etcd, or --etcd-servers to keep objects in memory`);
     const fileFlag = ETCD_FILE_FLAGS.find((name) => flags[name] !== undefined);
     if (fileFlag) throw new OptionsError(`--${fileFlag}="${flags[fileFlag]}" needs --etcd-servers: without it objects are kept in memory and no etcd is contacted`);
-    return { backend: 'memory' };
+    const quotaText = flags['storage-quota-bytes'];
+    return { backend: 'memory', quotaBytes: quotaText === undefined ? DEFAULT_STORAGE_QUOTA_BYTES : bytesFlag('storage-quota-bytes', quotaText, 1, false) };
+  }
+  if (flags['storage-quota-bytes'] !== undefined) {
+    throw new OptionsError(`--storage-quota-bytes="${flags['storage-quota-bytes']}" applies to --storage=memory only: etcd enforces its own quota (etcd's --quota-backend-bytes)`);
   }
   if (servers.length === 0) throw new OptionsError('--storage=etcd needs --etcd-servers: expected the etcd client URLs, e.g. --etcd-servers=https://etcd-0.etcd:2379,https://etcd-1.etcd:2379');
   const prefix = flags['etcd-prefix'];
@@ -376,6 +418,7 @@ export function validate(flags: RawFlags): ServerConfig {
     shutdownTimeoutMs: durationFlag(flags, 'shutdown-timeout'),
     logLevel: logLevel as LogLevel,
     storage,
+    maxRequestBodyBytesInflight: bytesFlag('max-request-body-bytes-inflight', String(flags['max-request-body-bytes-inflight']), MAX_REQUEST_BODY_BYTES, true),
     audit: auditOptions(flags),
     ignoredFlags: IGNORED_FLAGS.filter((name) => flags[name] !== undefined).map((name) => `--${name}=${flags[name]}`),
   };

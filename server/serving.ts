@@ -32,8 +32,13 @@ const MAX_HEADER_BYTES = 1 << 20;
 /** k8s.io/apiserver's HTTP2Config: MaxConcurrentStreams 100, 256 KiB per stream (window and frame), 100 × that per connection. */
 const H2_MAX_CONCURRENT_STREAMS = 100;
 const H2_STREAM_BUFFER_BYTES = 256 * 1024;
-/** node:http2's per-session memory cap in MiB (default 10): see the option below. */
-const H2_MAX_SESSION_MEMORY_MB = 1024;
+/**
+ * node:http2's per-session memory cap in MiB (default 10): past it the session refuses new streams
+ * (ENHANCE_YOUR_CALM) until its queued output drains; streams already open go on. Sized for a
+ * 256 MiB pod: one connection may hold a full LIST at the memory store's quota (32 MiB of JSON)
+ * queued, not the 1 GiB it could before; watches are cut at their own queue bound first.
+ */
+const H2_MAX_SESSION_MEMORY_MB = 64;
 
 /**
  * The HTTP/1.1 settings node:http2 reads from the server object for connections that fall back to

@@ -72,7 +72,8 @@ describe('parseCommandLine', () => {
       shutdownDelayMs: 5000,
       shutdownTimeoutMs: 20000,
       logLevel: 'info',
-      storage: { backend: 'memory' },
+      storage: { backend: 'memory', quotaBytes: 32 * 1024 * 1024 },
+      maxRequestBodyBytesInflight: 8 * 1024 * 1024,
       ignoredFlags: [],
     });
   });
@@ -158,8 +159,8 @@ describe('parseCommandLine', () => {
 
 describe('storage flags', () => {
   test('without etcd flags the storage is memory', () => {
-    expect(config().storage).toEqual({ backend: 'memory' });
-    expect(config('--storage=memory').storage).toEqual({ backend: 'memory' });
+    expect(config().storage).toEqual({ backend: 'memory', quotaBytes: 32 * 1024 * 1024 });
+    expect(config('--storage=memory').storage).toEqual({ backend: 'memory', quotaBytes: 32 * 1024 * 1024 });
   });
 
   test('--etcd-servers alone chooses etcd with the Go apiservers\' defaults', () => {
@@ -222,6 +223,16 @@ describe('storage flags', () => {
     expect(c.ignoredFlags).toEqual(['--v=5']);
   });
 
+  test('memory bounds: --storage-quota-bytes (memory storage) and --max-request-body-bytes-inflight (0: no limit)', () => {
+    // WHEN / THEN
+    expect(config('--storage-quota-bytes=1048576').storage).toEqual({ backend: 'memory', quotaBytes: 1048576 });
+    expect(config('--max-request-body-bytes-inflight=3145728').maxRequestBodyBytesInflight).toBe(3145728);
+    expect(config('--max-request-body-bytes-inflight=0').maxRequestBodyBytesInflight).toBe(0);
+    const help = parseCommandLine(['--help']);
+    expect(help.kind === 'help' && help.text).toMatch(/--storage-quota-bytes .*database space exceeded/);
+    expect(help.kind === 'help' && help.text).toMatch(/--max-request-body-bytes-inflight .*429/);
+  });
+
   test('--help lists the storage flags', () => {
     const help = parseCommandLine(['--help']);
     for (const flag of ['--storage', '--etcd-servers', '--etcd-prefix', '--etcd-cafile', '--etcd-certfile', '--etcd-keyfile', '--etcd-compaction-interval', '--etcd-healthcheck-timeout']) {
@@ -246,6 +257,11 @@ describe('storage flags', () => {
     [['--etcd-servers=http://localhost:2379', '--etcd-compaction-interval=5'], /^--etcd-compaction-interval="5" is not a duration: expected a number with a unit/],
     [['--etcd-servers=http://localhost:2379', '--etcd-healthcheck-timeout=soon'], /^--etcd-healthcheck-timeout="soon" is not a duration/],
     [['--etcd-servers=http://localhost:2379', '--etcd-healthcheck-timeout=0s'], /^--etcd-healthcheck-timeout="0s" is not positive: expected a duration above zero/],
+    [['--storage-quota-bytes=lots'], /^--storage-quota-bytes="lots" is not a number of bytes: expected a decimal integer, e.g. 33554432 for 32 MiB$/],
+    [['--storage-quota-bytes=0'], /^--storage-quota-bytes=0 is below 1: expected at least 1 bytes$/],
+    [['--etcd-servers=http://localhost:2379', '--storage-quota-bytes=1048576'], /^--storage-quota-bytes="1048576" applies to --storage=memory only: etcd enforces its own quota/],
+    [['--max-request-body-bytes-inflight=1048576'], /^--max-request-body-bytes-inflight=1048576 is below 3145728: expected at least 3145728 bytes \(or 0 for no limit\)$/],
+    [['--max-request-body-bytes-inflight=-1'], /^--max-request-body-bytes-inflight="-1" is not a number of bytes/],
   ])('fails for %j with one line naming the flag and the value', (args, message) => {
     // GIVEN CERT and KEY stand for readable files
     const resolved = args.map((a) => a.replace('CERT', cert).replace('KEY', key));

@@ -49,17 +49,23 @@ export interface WatchBufferLimits {
   readonly perWatchBytes: number;
   /** Once the watchers' queues together pass this… */
   readonly totalBytes: number;
-  /** …a watcher that had more than this queued when an event comes is closed. */
+  /** …a watcher that had more than this queued when an event comes, and has not caught up for `stalledMs`, is closed. */
   readonly perWatchUnderPressureBytes: number;
+  /** How long a watcher's queue must have stayed non-empty to count as stalled (a reading client empties it every few ms). */
+  readonly stalledMs: number;
   /** Initial events (a watch's synthetic ADDED list) wait for the client once this much is queued, instead of queueing the whole list. */
   readonly initialEventsHighWaterBytes: number;
 }
 
-/** 2,000 stalled watchers × 64 KiB stay under the 128 MiB total; one behind by more than 1 MiB is closed in any case. */
+/**
+ * Once the queues pass 64 MiB, 2,000 stalled watchers are cut down to 64 KiB each (128 MiB, if
+ * none of it were shared) within a second; one behind by more than 1 MiB is closed in any case.
+ */
 export const DEFAULT_WATCH_BUFFER_LIMITS: WatchBufferLimits = {
   perWatchBytes: 1024 * 1024,
   totalBytes: 64 * 1024 * 1024,
   perWatchUnderPressureBytes: 64 * 1024,
+  stalledMs: 1000,
   initialEventsHighWaterBytes: 256 * 1024,
 };
 
@@ -206,6 +212,8 @@ export async function serveWatch(request: WatchRequest, storage: Storage, hub: W
     let lastRevision = 0;
     /** This watch's part of the hub's queued bytes: its `writableLength` when last seen. */
     let queued = 0;
+    /** When its queue was last seen empty: the client was reading then. */
+    let caughtUpAt = Date.now();
     const timers: NodeJS.Timeout[] = [];
     const limits = hub.limits;
     const wakeOnEnd: Array<() => void> = [];
@@ -239,20 +247,28 @@ export async function serveWatch(request: WatchRequest, storage: Storage, hub: W
     hub.add(session);
     res.on('close', () => session.end());
     res.on('drain', () => {
-      if (!ended) setQueued(res.writableLength);
+      if (ended) return;
+      caughtUpAt = Date.now();
+      setQueued(res.writableLength);
     });
 
     function write(line: string | Buffer): void {
       if (ended) return;
       startStream();
-      res.write(line);
-      const now = res.writableLength;
-      setQueued(now);
       // What was queued before this event: one event may always be queued, however large.
-      const behind = now - (typeof line === 'string' ? Buffer.byteLength(line) : line.length);
-      const bound = hub.queuedBytes() > limits.totalBytes ? limits.perWatchUnderPressureBytes : limits.perWatchBytes;
-      if (behind > bound) {
-        logger.warn({ resource: codec.gr.resource, queuedBytes: now, boundBytes: bound, watchersQueuedBytes: hub.queuedBytes() }, 'watch client is not reading; closing its watch (it may watch again)');
+      const behind = res.writableLength;
+      const at = Date.now();
+      if (behind === 0) caughtUpAt = at;
+      res.write(line);
+      setQueued(res.writableLength);
+      const slow =
+        behind > limits.perWatchBytes ||
+        (behind > limits.perWatchUnderPressureBytes && hub.queuedBytes() > limits.totalBytes && at - caughtUpAt > limits.stalledMs);
+      if (slow) {
+        logger.warn(
+          { resource: codec.gr.resource, queuedBytes: res.writableLength, stalledMs: at - caughtUpAt, watchersQueuedBytes: hub.queuedBytes() },
+          'watch client is not reading; closing its watch (it may watch again)',
+        );
         hub.countClosedSlow();
         session.end();
         res.destroy();

@@ -46,7 +46,7 @@ const MEMORY_WARNING = 'objects are kept in memory and lost on restart; run one 
 export async function createStorage(config: StorageConfig, deps: StorageDependencies): Promise<ServerStorage> {
   if (config.backend === 'memory') {
     deps.logger.warn({ storage: 'memory' }, MEMORY_WARNING);
-    const storage = new MemoryStorage();
+    const storage = new MemoryStorage({ quotaBytes: config.quotaBytes });
     return {
       backend: 'memory',
       storage,
