@@ -279,10 +279,23 @@ const SEGMENT = fc.oneof(
 );
 const LEAD = fc.constantFrom('/', '/', '/', '//', '///', '/./', '/../');
 const PATH = fc.tuple(LEAD, fc.array(SEGMENT, { maxLength: 9 }), fc.constantFrom('', '/', '//')).map(([lead, segments, trail]) => `${lead}${segments.join('/')}${trail}`);
+/** A part of a resource path: most often a real one, else any segment. */
+const part = (...real: string[]) => fc.oneof({ weight: 15, arbitrary: fc.constantFrom(...real) }, { weight: 1, arbitrary: SEGMENT });
+/** Resource paths shaped as the registry routes them (`[namespaces/<ns>/]<resource>[/<name>[/<subresource>[/…]]]`), with any part replaced. */
+const STRUCTURED_PATH = fc
+  .tuple(
+    part(GV, GV, `/apis/${GROUP}/v1beta1`, `//apis/${GROUP}/v1alpha1`, `/apis/${GROUP}/v2`, `/apis/${GROUP}`),
+    fc.option(part('default', 'default', 'fuzz', 'absent', 'kube-system'), { nil: undefined, freq: 3 }),
+    part('flunders', 'flunders', 'fischers', 'namespaces'),
+    fc.option(part('a1', 'fred', 'target', 'absent'), { nil: undefined }),
+    fc.option(part('status', 'scale', 'finalize'), { nil: undefined, freq: 2 }),
+    fc.oneof({ weight: 6, arbitrary: fc.constant([]) }, { weight: 1, arbitrary: fc.array(SEGMENT, { maxLength: 2 }) }),
+  )
+  .map(([base, namespace, resource, name, sub, rest]) => [base.startsWith('/') ? base : `/${base}`, ...(namespace === undefined ? [] : ['namespaces', namespace]), resource, ...(name === undefined ? [] : [name]), ...(name !== undefined && sub !== undefined ? [sub] : []), ...rest].join('/'));
 /** Paths under the group most of the time, so that they reach the registry. */
 const RESOURCE_PATH = fc.oneof(
-  fc.tuple(fc.constantFrom(GV, `/apis/${GROUP}/v1beta1`, `//apis/${GROUP}/v1alpha1`), fc.array(SEGMENT, { maxLength: 5 })).map(([base, segments]) => `${base}/${segments.join('/')}`),
-  PATH,
+  { weight: 3, arbitrary: STRUCTURED_PATH },
+  { weight: 1, arbitrary: fc.tuple(fc.constantFrom(GV, `/apis/${GROUP}/v1beta1`, `//apis/${GROUP}/v1alpha1`), fc.array(SEGMENT, { maxLength: 5 })).map(([base, segments]) => `${base}/${segments.join('/')}`) },
 );
 
 const QUERY_KEYS = ['limit', 'continue', 'resourceVersion', 'resourceVersionMatch', 'timeoutSeconds', 'watch', 'allowWatchBookmarks', 'sendInitialEvents', 'labelSelector', 'fieldSelector', 'fieldManager', 'dryRun', 'fieldValidation', 'force', 'pretty', 'includeObject', 'propagationPolicy', 'orphanDependents', 'gracePeriodSeconds'];
@@ -306,9 +319,12 @@ describe('through the server', () => {
     await check(
       'paths',
       runs(300),
-      fc.asyncProperty(METHOD, fc.oneof(RESOURCE_PATH, PATH), fc.constantFrom('', '?watch=1', '?limit=1', '?x=%zz', '?%', '??', '?a=b#frag'), PROTOCOL, async (method, path, query, protocol) => {
+      fc.asyncProperty(METHOD, fc.oneof({ weight: 3, arbitrary: RESOURCE_PATH }, { weight: 1, arbitrary: PATH }), fc.constantFrom('', '', '?watch=1', '?limit=1', '?dryRun=All', '?x=%zz', '?%', '??', '?a=b#frag'), PROTOCOL, async (method, path, query, protocol) => {
         const hasBody = method === 'POST' || method === 'PUT' || method === 'PATCH';
-        await sendChecked({ method, path: `${path}${query}`, protocol, ...(hasBody ? { headers: { 'content-type': method === 'PATCH' ? 'application/merge-patch+json' : 'application/json' }, body: '{}' } : {}) });
+        // Writes under `default` are dry runs: the seeded objects stay as they are.
+        const dryRun = method !== 'GET' && method !== 'HEAD' && !path.includes('/fuzz/') ? `${query ? '&' : '?'}dryRun=All` : '';
+        const body = method === 'PATCH' ? '{"metadata":{"labels":{"p":"q"}}}' : JSON.stringify(flunder('fuzzed', {}, 'fuzz'));
+        await sendChecked({ method, path: `${path}${query}${dryRun}`, protocol, ...(hasBody ? { headers: { 'content-type': method === 'PATCH' ? 'application/merge-patch+json' : 'application/json' }, body } : {}) });
       }),
     );
   }, 60_000);
