@@ -5,8 +5,9 @@
  * against the kube-apiserver stand-in, which authenticates only the credential the plugin hands out.
  */
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import * as http from 'node:http';
+import * as https from 'node:https';
 import * as net from 'node:net';
 import { tmpdir } from 'node:os';
 import * as path from 'node:path';
@@ -113,6 +114,67 @@ describe('exec credential plugins', () => {
     } finally {
       expect(await server.stop()).toBe(0);
       fake.setToken(`from-env-${token}`, undefined);
+    }
+  });
+
+  test('a client certificate a plugin prints is what the server presents', async () => {
+    // GIVEN a plugin that prints an ExecCredential with a client certificate and key the stand-in trusts (and no token)
+    const credential = {
+      apiVersion: 'client.authentication.k8s.io/v1',
+      kind: 'ExecCredential',
+      status: { clientCertificateData: fake.clientCert.certPem, clientKeyData: fake.clientCert.keyPem },
+    };
+    writeFileSync(path.join(dir, 'credential.json'), JSON.stringify(credential), { mode: 0o600 });
+    writePlugin('get-cert.sh', `cat "${path.join(dir, 'credential.json')}"`);
+    const kubeconfig = writeKubeconfig({ 'exec-user': 'exec:\n  apiVersion: client.authentication.k8s.io/v1\n  command: ./get-cert.sh' });
+    const unauthenticatedBefore = fake.calls.unauthenticated;
+
+    // WHEN the server starts with it / THEN it is ready: the ConfigMap was read as the certificate's user
+    const server = await startReady([`--kubeconfig=${kubeconfig}`]);
+    expect(fake.calls.unauthenticated).toBe(unauthenticatedBefore);
+    expect(await server.stop()).toBe(0);
+  });
+
+  test('after a 401 the plugin is run again and the request retried with the new token', async () => {
+    // GIVEN a plugin that prints the token in a file, and counts its runs
+    const tokenFile = path.join(dir, 'current-token');
+    const runs = path.join(dir, 'runs');
+    writePlugin('rotating.sh', `echo run >> "${runs}"\nprintf '{"apiVersion":"client.authentication.k8s.io/v1","kind":"ExecCredential","status":{"token":"%s"}}' "$(cat "${tokenFile}")"`);
+    const first = `first-${Date.now()}`;
+    const second = `second-${Date.now()}`;
+    writeFileSync(tokenFile, first);
+    fake.setToken(first, { user: fake.serviceAccountUser });
+    const kubeconfig = writeKubeconfig({ 'exec-user': 'exec:\n  apiVersion: client.authentication.k8s.io/v1\n  command: ./rotating.sh' });
+    const server = await startReady([`--kubeconfig=${kubeconfig}`]);
+    try {
+      expect(readFileSync(runs, 'utf8')).toBe('run\n');
+
+      // WHEN kube-apiserver stops accepting the first token, the plugin would now hand out a
+      // second one, and a client's bearer token makes the server ask for a TokenReview
+      fake.setToken(first, undefined);
+      fake.setToken(second, { user: fake.serviceAccountUser });
+      writeFileSync(tokenFile, second);
+      fake.setToken('client-token', { user: { username: 'alice', groups: ['system:authenticated'] } });
+      const unauthenticatedBefore = fake.calls.unauthenticated;
+      const reviewsBefore = fake.tokenReviewSpecs.length;
+      const status = await new Promise<number>((resolve, reject) => {
+        https
+          .get({ host: '127.0.0.1', port: server.port, path: '/apis/wardle.example.com/v1alpha1/namespaces/default/flunders', ca: servingCa.certPem, servername: SERVER_NAME, headers: { Authorization: 'Bearer client-token' }, agent: false }, (res) => {
+            res.resume();
+            resolve(res.statusCode ?? 0);
+          })
+          .on('error', reject);
+      });
+
+      // THEN the client is served: the server's first TokenReview got 401, the plugin ran again and the review was retried
+      expect(status).toBe(200);
+      expect(fake.calls.unauthenticated).toBe(unauthenticatedBefore + 1);
+      expect(fake.tokenReviewSpecs.slice(reviewsBefore).map((r) => r.token)).toEqual(['client-token']);
+      expect(readFileSync(runs, 'utf8')).toBe('run\nrun\n');
+    } finally {
+      expect(await server.stop()).toBe(0);
+      fake.setToken(second, undefined);
+      fake.setToken('client-token', undefined);
     }
   });
 
