@@ -1,10 +1,10 @@
-import { createHash, createPrivateKey, createPublicKey, X509Certificate } from 'node:crypto';
+import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
-import * as path from 'node:path';
 import { ApiObject } from 'cdk8s';
 import { k8s } from 'cdk8s-plus-28';
 import { Construct } from 'constructs';
-import { ensurePki, splitPemBundle } from './pki';
+import { SelfSignedPki, splitPemBundle } from './pki';
+import { _checkServingCertificate, _PROP_NAMES, _ServingInputNames } from './pki/_check-serving';
 import { _checkValidities, _MAX_COMMON_NAME_LENGTH } from './pki/_internal';
 
 /** Where `Certificates.selfSigned()` keeps the PKI between synths. */
@@ -57,7 +57,19 @@ export interface ICertificates {
 }
 
 export interface SelfSignedCertificatesOptions {
-  /** PKI directory; each server's PKI lives in `<pkiDirectory>/<namespace>/<name>`. @default '.pki' */
+  /**
+   * The app's PKI: the construct reads its certificates from it, and the app writes what is new
+   * with `pki.save()` after `app.synth()`, so that building the construct tree writes nothing.
+   * Its directory and lifetimes apply; `pkiDirectory`, `certValidityDays`, `caValidityDays` and
+   * `now` must not be given with it.
+   * @default - a PKI in `pkiDirectory`, written as the construct is built
+   */
+  readonly pki?: SelfSignedPki;
+  /**
+   * PKI directory (without `pki`); each server's PKI lives in
+   * `<pkiDirectory>/<namespace>/<name>/<environment>` (see `SelfSignedPki`).
+   * @default '.pki'
+   */
   readonly pkiDirectory?: string;
   /** @default 365 */
   readonly certValidityDays?: number;
@@ -122,22 +134,21 @@ export class Certificates {
    * (`tls.crt`, `tls.key`, `ca.crt`); the CA key stays in the PKI directory.
    */
   public static selfSigned(options: SelfSignedCertificatesOptions = {}): ICertificates {
-    const certValidityDays = options.certValidityDays ?? DEFAULT_CERT_VALIDITY_DAYS;
-    const caValidityDays = options.caValidityDays ?? DEFAULT_CA_VALIDITY_DAYS;
-    _checkValidities(certValidityDays, caValidityDays);
+    const pkiFor = _selfSignedPki(options);
     return {
       origin: { kind: 'self-signed', options },
       bind(scope, request) {
-        const pki = ensurePki({
-          directory: path.join(options.pkiDirectory ?? DEFAULT_PKI_DIRECTORY, request.namespace, request.name),
+        const pki = pkiFor();
+        const material = pki.servingCertificate({
+          namespace: request.namespace,
+          name: request.name,
           caCommonName: _caCommonName(request),
           servingCommonName: _servingCommonName(request),
           dnsNames: request.dnsNames,
-          certValidityDays,
-          caValidityDays,
-          now: options.now,
+          secretName: _tlsSecretName(request),
         });
-        return { ..._emitTlsSecret(scope, request, pki.caBundlePem, pki.tlsCertPem, pki.tlsKeyPem), pkiActions: pki.actions };
+        if (options.pki === undefined) pki.save();
+        return { ..._emitTlsSecret(scope, request, material.caBundlePem, material.tlsCertPem, material.tlsKeyPem), pkiActions: material.actions };
       },
     };
   }
@@ -147,12 +158,7 @@ export class Certificates {
    * certificate is valid for `<service>.<namespace>.svc` and now, and it chains to the bundle.
    */
   public static fromPem(options: PemCertificatesOptions): ICertificates {
-    return {
-      bind(scope, request) {
-        _checkServingCertificate(options, request, options.now ?? new Date());
-        return _emitTlsSecret(scope, request, options.caBundlePem, options.tlsCertPem, options.tlsKeyPem);
-      },
-    };
+    return _pemCertificates(options, _PROP_NAMES);
   }
 
   /** `fromPem` with the PEMs read from files (when bound). */
@@ -166,11 +172,9 @@ export class Certificates {
             throw new Error(`${option} "${file}" cannot be read (${(e as Error).message})`);
           }
         };
-        return Certificates.fromPem({
-          caBundlePem: read('caFile', options.caFile),
-          tlsCertPem: read('certFile', options.certFile),
-          tlsKeyPem: read('keyFile', options.keyFile),
-        }).bind(scope, request);
+        const pems = { caBundlePem: read('caFile', options.caFile), tlsCertPem: read('certFile', options.certFile), tlsKeyPem: read('keyFile', options.keyFile) };
+        const names = { caBundlePem: `caFile "${options.caFile}"`, tlsCertPem: `certFile "${options.certFile}"`, tlsKeyPem: `keyFile "${options.keyFile}"` };
+        return _pemCertificates(pems, names).bind(scope, request);
       },
     };
   }
@@ -220,6 +224,46 @@ export class Certificates {
       },
     };
   }
+}
+
+/**
+ * The PKI a self-signed source reads: the app's (`pki`), or one of its own in `pkiDirectory`,
+ * made when bound (and saved right after, as before `pki` existed). Options are checked now.
+ */
+export function _selfSignedPki(options: {
+  readonly pki?: SelfSignedPki;
+  readonly pkiDirectory?: string;
+  readonly certValidityDays?: number;
+  readonly caValidityDays?: number;
+  readonly now?: Date;
+}): () => SelfSignedPki {
+  const { pki } = options;
+  if (pki !== undefined) {
+    const both = (['pkiDirectory', 'certValidityDays', 'caValidityDays', 'now'] as const).find((key) => options[key] !== undefined);
+    if (both !== undefined) throw new Error(`pki and ${both} are both set (expected ${both} on the SelfSignedPki: its directory and lifetimes apply)`);
+    return () => pki;
+  }
+  const certValidityDays = options.certValidityDays ?? DEFAULT_CERT_VALIDITY_DAYS;
+  const caValidityDays = options.caValidityDays ?? DEFAULT_CA_VALIDITY_DAYS;
+  _checkValidities(certValidityDays, caValidityDays);
+  return () => new SelfSignedPki({ directory: options.pkiDirectory ?? DEFAULT_PKI_DIRECTORY, certValidityDays, caValidityDays, now: options.now });
+}
+
+/**
+ * Certificates given as PEM, checked when bound as the aggregator's Go TLS client would check
+ * them (see `_checkServingCertificate`); `names` are how the messages call each input.
+ */
+function _pemCertificates(options: PemCertificatesOptions, names: _ServingInputNames): ICertificates {
+  return {
+    bind(scope, request) {
+      _checkServingCertificate(options, request, options.now ?? new Date(), names);
+      return _emitTlsSecret(scope, request, options.caBundlePem, options.tlsCertPem, options.tlsKeyPem);
+    },
+  };
+}
+
+function _tlsSecretName(request: CertificateRequest): string {
+  return `${request.name}-tls`;
 }
 
 function _caCommonName(request: CertificateRequest): string {
@@ -280,7 +324,7 @@ export function _certManagerDurations(days: number): { duration: string; renewBe
 }
 
 function _emitTlsSecret(scope: Construct, request: CertificateRequest, caBundlePem: string, tlsCertPem: string, tlsKeyPem: string): BoundCertificates {
-  const secretName = `${request.name}-tls`;
+  const secretName = _tlsSecretName(request);
   const base64 = (value: string): string => Buffer.from(value, 'utf8').toString('base64');
   new k8s.KubeSecret(scope, 'Secret', {
     metadata: { name: secretName, namespace: request.namespace },
@@ -300,55 +344,4 @@ function _caCertificates(option: string, bundle: string): string[] {
   const pems = splitPemBundle(bundle).filter((block) => block.startsWith('-----BEGIN CERTIFICATE-----'));
   if (pems.length === 0) throw new Error(`${option} holds no PEM certificate (expected one or more "-----BEGIN CERTIFICATE-----" blocks)`);
   return pems;
-}
-
-/** Fails unless the certificate is what the aggregator will accept for this Service. */
-function _checkServingCertificate(options: PemCertificatesOptions, request: CertificateRequest, now: Date): void {
-  const parse = (option: string, pem: string): X509Certificate => {
-    try {
-      return new X509Certificate(pem);
-    } catch (e) {
-      throw new Error(`${option} is not a valid PEM certificate (${(e as Error).message})`);
-    }
-  };
-  const cas = _caCertificates('caBundlePem', options.caBundlePem).map((pem) => parse('caBundlePem', pem));
-  const [leaf, ...intermediates] = splitPemBundle(options.tlsCertPem)
-    .filter((block) => block.startsWith('-----BEGIN CERTIFICATE-----'))
-    .map((pem) => parse('tlsCertPem', pem));
-  if (leaf === undefined) throw new Error('tlsCertPem holds no PEM certificate (expected the serving certificate first)');
-
-  const host = `${request.serviceName}.${request.namespace}.svc`;
-  if (leaf.checkHost(host, { subject: 'never' }) === undefined) {
-    throw new Error(
-      `tlsCertPem is not valid for "${host}" (its names: ${leaf.subjectAltName ?? 'none'}; ` +
-        `expected a DNS subject alternative name "${host}", which the aggregator verifies)`,
-    );
-  }
-  if (now < new Date(leaf.validFrom) || now > new Date(leaf.validTo)) {
-    throw new Error(`tlsCertPem is valid from ${leaf.validFrom} to ${leaf.validTo}, not now (${now.toISOString()})`);
-  }
-
-  let key;
-  try {
-    key = createPrivateKey(options.tlsKeyPem);
-  } catch (e) {
-    throw new Error(`tlsKeyPem is not a valid PEM private key (${(e as Error).message})`);
-  }
-  const der = (k: ReturnType<typeof createPublicKey>): Buffer => k.export({ type: 'spki', format: 'der' });
-  if (!der(createPublicKey(key)).equals(der(leaf.publicKey))) {
-    throw new Error(`tlsKeyPem does not match tlsCertPem (expected the private key of the serving certificate)`);
-  }
-
-  // Walk leaf → intermediates (from tls.crt) → a CA of the bundle.
-  let current = leaf;
-  for (let depth = 0; depth <= intermediates.length; depth++) {
-    if (cas.some((ca) => current.checkIssued(ca) && current.verify(ca.publicKey))) return;
-    const next = intermediates.find((cert) => current.checkIssued(cert) && current.verify(cert.publicKey));
-    if (next === undefined) break;
-    current = next;
-  }
-  throw new Error(
-    `tlsCertPem (issuer ${leaf.issuer.replace(/\n/g, ', ')}) does not chain to caBundlePem ` +
-      `(expected it to be signed by one of: ${cas.map((ca) => ca.subject.replace(/\n/g, ', ')).join('; ')})`,
-  );
 }

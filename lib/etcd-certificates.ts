@@ -1,10 +1,9 @@
 import { createHash } from 'node:crypto';
-import * as path from 'node:path';
 import { ApiObject } from 'cdk8s';
 import { k8s } from 'cdk8s-plus-28';
 import { Construct } from 'constructs';
-import { _bootstrapCertManagerCa, _certManagerDurations, CertManagerIssuerRef, DEFAULT_CA_VALIDITY_DAYS, DEFAULT_CERT_VALIDITY_DAYS, DEFAULT_PKI_DIRECTORY, ICertificates } from './certificates';
-import { CertificateKeyPair, ensureEtcdPki, splitPemBundle } from './pki';
+import { _bootstrapCertManagerCa, _certManagerDurations, _selfSignedPki, CertManagerIssuerRef, DEFAULT_CA_VALIDITY_DAYS, DEFAULT_CERT_VALIDITY_DAYS, ICertificates } from './certificates';
+import { CertificateKeyPair, SelfSignedPki, splitPemBundle } from './pki';
 import { _checkValidities, _MAX_COMMON_NAME_LENGTH } from './pki/_internal';
 
 /** One etcd member's certificates, as the cluster asks for them. */
@@ -57,7 +56,13 @@ export interface IEtcdCertificates {
 }
 
 export interface SelfSignedEtcdCertificatesOptions {
-  /** PKI directory; each cluster's PKI lives in `<pkiDirectory>/<namespace>/<name>`. @default '.pki' */
+  /**
+   * The app's PKI (see `Certificates.selfSigned`): read while the tree is built, written by the
+   * app's `pki.save()`. Not with `pkiDirectory`, `certValidityDays`, `caValidityDays` or `now`.
+   * @default - a PKI in `pkiDirectory`, written as the construct is built
+   */
+  readonly pki?: SelfSignedPki;
+  /** PKI directory (without `pki`); each cluster's PKI lives in `<pkiDirectory>/<namespace>/<name>/<environment>`. @default '.pki' */
   readonly pkiDirectory?: string;
   /** @default 365 */
   readonly certValidityDays?: number;
@@ -104,25 +109,26 @@ export class EtcdCertificates {
    * client Secret, each with `ca.crt`; the CA key stays in the PKI directory.
    */
   public static selfSigned(options: SelfSignedEtcdCertificatesOptions = {}): IEtcdCertificates {
-    const certValidityDays = options.certValidityDays ?? DEFAULT_CERT_VALIDITY_DAYS;
-    const caValidityDays = options.caValidityDays ?? DEFAULT_CA_VALIDITY_DAYS;
-    _checkValidities(certValidityDays, caValidityDays);
+    const pkiFor = _selfSignedPki(options);
     return {
       bind(scope, request) {
-        const pki = ensureEtcdPki({
-          directory: path.join(options.pkiDirectory ?? DEFAULT_PKI_DIRECTORY, request.namespace, request.name),
+        const store = pkiFor();
+        const pki = store.etcdCertificates({
+          namespace: request.namespace,
+          name: request.name,
           caCommonName: _caCommonName(request),
           members: request.members.map((member) => ({
             name: member.memberName,
             serverDnsNames: member.serverDnsNames,
             peerDnsNames: member.peerDnsNames,
             ipAddresses: member.ipAddresses,
+            serverSecretName: member.serverSecretName,
+            peerSecretName: member.peerSecretName,
           })),
           clientCommonName: request.clientCommonName,
-          certValidityDays,
-          caValidityDays,
-          now: options.now,
+          clientSecretName: request.clientSecretName,
         });
+        if (options.pki === undefined) store.save();
         const secret = (name: string, pair: CertificateKeyPair) => _tlsSecret(scope, name, request.namespace, pair, pki.caBundlePem);
         request.members.forEach((member, i) => {
           secret(member.serverSecretName, pki.members[i].server);

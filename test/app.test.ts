@@ -148,7 +148,7 @@ describe('npm run synth on the defaults', () => {
       expect({ caKeyFile, inDist: texts.filter((t) => t.replace(/\s/g, '').includes(caKeyMiddle)) }).toEqual({ caKeyFile, inDist: [] });
     }
     const servingKey = Buffer.from(servingSecret(objects).data['tls.key'], 'base64').toString('utf8');
-    expect(servingKey.replace(/\s/g, '')).toContain(fs.readFileSync(path.join(work, '.pki', 'wardle', 'wardle-apiserver', 'tls.key'), 'utf8').replace(/\s/g, '').slice(400, 464));
+    expect(servingKey.replace(/\s/g, '')).toContain(fs.readFileSync(path.join(work, '.pki', 'wardle', 'wardle-apiserver', 'cluster.local', 'tls.key'), 'utf8').replace(/\s/g, '').slice(400, 464));
     for (const f of pkiFiles.filter((f) => f.endsWith('.key'))) {
       expect((fs.statSync(path.join(work, '.pki', f)).mode & 0o777).toString(8)).toBe('600');
     }
@@ -263,8 +263,9 @@ describe('npm run synth on the defaults', () => {
     fs.writeFileSync(clientCert, Buffer.from(find(objects, 'Secret', (o) => o.metadata.name === 'wardle-apiserver-etcd-client-tls')[0].data['tls.crt'], 'base64'));
     const fingerprint = execFileSync('openssl', ['x509', '-noout', '-fingerprint', '-sha256', '-in', clientCert], { encoding: 'utf8' }).trim().split('=')[1];
     expect(run.stdout).toContain(`(Secret wardle-apiserver-etcd-client-tls)  SHA-256 ${fingerprint}`);
-    expect(run.stdout).toMatch(/^PKI: created CA; created serving certificate$/m);
-    expect(run.stdout).toMatch(/^etcd PKI: created CA; .*created client certificate/m);
+    // AND what each PKI store did, named by its directory: namespace, name, environment (cluster domain)
+    expect(run.stdout).toMatch(/^PKI:\n {2}\.pki\/wardle\/wardle-apiserver\/cluster\.local: created CA; created serving certificate$/m);
+    expect(run.stdout).toMatch(/^ {2}\.pki\/wardle\/wardle-apiserver-etcd\/cluster\.local: created CA; .*created client certificate$/m);
   });
 
   test('every object validates against the Kubernetes 1.28 schemas', () => {

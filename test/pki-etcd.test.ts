@@ -280,13 +280,13 @@ describe('EtcdCertificates.selfSigned through the construct', () => {
     expect(second.yaml).toBe(first.yaml);
     expect(first.cluster.pkiActions[0]).toBe('created CA');
     expect(second.cluster.pkiActions.every((a) => a.startsWith('reused '))).toBe(true);
-    expect(readdirSync(join(pkiDirectory, 'wardle', 'wardle-apiserver-etcd'))).toContain('ca.key');
+    expect(readdirSync(join(pkiDirectory, 'wardle', 'wardle-apiserver-etcd', 'cluster.local'))).toContain('ca.key');
     // AND no line of the CA key is in a Secret (the first line is skipped: every PKCS#8 RSA key starts alike)
     const decoded = (JSON.parse(first.yaml) as Array<{ kind: string; data?: Record<string, string> }>)
       .filter((o) => o.kind === 'Secret')
       .flatMap((o) => Object.values(o.data ?? {}).map((v) => Buffer.from(v, 'base64').toString('utf8')))
       .join('\n');
-    const caKeyLines = readFileSync(join(pkiDirectory, 'wardle', 'wardle-apiserver-etcd', 'ca.key'), 'utf8').split('\n').slice(2, -2);
+    const caKeyLines = readFileSync(join(pkiDirectory, 'wardle', 'wardle-apiserver-etcd', 'cluster.local', 'ca.key'), 'utf8').split('\n').slice(2, -2);
     expect(caKeyLines.length).toBeGreaterThan(10);
     for (const line of caKeyLines) expect(decoded).not.toContain(line);
     // AND the synth summary gets member, client and CA certificates

@@ -45,6 +45,10 @@ export interface SynthOptions extends PlacementSynthOptions {
   readonly versionPriority: number;
   readonly certMode: CertMode;
   readonly pkiDir: string;
+  /** How messages name where pkiDir came from: `--pki-dir`, `APIEXT_PKI_DIR` or the config file's key. @default '--pki-dir' */
+  readonly pkiDirSource?: string;
+  /** Keep the PKI in a directory of a git work tree that does not ignore it. @default false */
+  readonly allowUnignoredPkiDir?: boolean;
   readonly certValidityDays: number;
   readonly caValidityDays: number;
   readonly clusterDomain: string;
@@ -198,6 +202,10 @@ function parser(argv: readonly string[]) {
       'version-priority': { type: 'string', default: String(DEFAULT_VERSION_PRIORITY), describe: 'APIService spec.versionPriority of the preferred version (1-1000)' },
       'cert-mode': { type: 'string', default: 'self-signed', describe: `where the serving certificate comes from: ${CERT_MODES.join(', ')}; etcd's follow (self-signed with existing)` },
       'pki-dir': { type: 'string', default: DEFAULT_PKI_DIRECTORY, describe: "self-signed mode: directory that keeps the CAs and certificates (serving, and etcd's) between synths (git-ignored; keys are 0600)" },
+      'allow-unignored-pki-dir': {
+        type: 'boolean',
+        describe: 'self-signed mode: keep --pki-dir inside a git work tree that does not ignore it (refused by default: its CA keys would be committed)',
+      },
       'cert-validity-days': { type: 'string', default: String(DEFAULT_CERT_VALIDITY_DAYS), describe: "self-signed and cert-manager modes: serving (and etcd's) certificate lifetime in days" },
       'ca-validity-days': { type: 'string', default: String(DEFAULT_CA_VALIDITY_DAYS), describe: "self-signed and cert-manager modes: the CAs' lifetime in days (must exceed --cert-validity-days)" },
       'cluster-domain': { type: 'string', default: DEFAULT_CLUSTER_DOMAIN, describe: 'the cluster DNS domain, for the serving certificate SANs' },
@@ -286,6 +294,8 @@ export function parseSynthOptions(argv: readonly string[]): SynthOptions | undef
     versionPriority: integerOption('version-priority', args['version-priority']),
     certMode: certModeOption(args['cert-mode']),
     pkiDir: args['pki-dir'],
+    pkiDirSource: optionSource('pki-dir', argv),
+    allowUnignoredPkiDir: args['allow-unignored-pki-dir'],
     certValidityDays: integerOption('cert-validity-days', args['cert-validity-days']),
     caValidityDays: integerOption('ca-validity-days', args['ca-validity-days']),
     clusterDomain: args['cluster-domain'],
@@ -298,6 +308,15 @@ export function parseSynthOptions(argv: readonly string[]): SynthOptions | undef
   };
   validateSynthOptions(options);
   return options;
+}
+
+/** Where an option's value came from, as messages name it: the flag, its APIEXT_ variable, or the config file's key. */
+function optionSource(option: string, argv: readonly string[]): string {
+  if (argv.some((arg) => arg === `--${option}` || arg.startsWith(`--${option}=`))) return `--${option}`;
+  const variable = envNameOf(option);
+  if (process.env[variable] !== undefined) return variable;
+  const file = [...configFiles].find(([, keys]) => keys.includes(option))?.[0];
+  return file === undefined ? `--${option}` : `--config "${file}": "${option}"`;
 }
 
 function storageModeOption(raw: string): StorageMode {
@@ -364,6 +383,9 @@ export function validateSynthOptions(o: SynthOptions): void {
   }
   if (!isDns1123Subdomain(o.clusterDomain)) throw new UsageError(`--cluster-domain "${o.clusterDomain}" is not a DNS domain (e.g. "cluster.local")`);
   if (o.output.trim() === '') throw new UsageError('--output "" is empty (expected a directory, e.g. "dist")');
+  if (o.pkiDir.trim() === '') {
+    throw new UsageError(`${o.pkiDirSource ?? '--pki-dir'} "${o.pkiDir}" is empty (expected a directory of its own for the CA keys, e.g. "${DEFAULT_PKI_DIRECTORY}": an empty path would put them in the working directory)`);
+  }
 
   const existingFlags = ['tls-cert-file', 'tls-key-file', 'ca-bundle-file', 'tls-secret-name'] as const;
   const given = existingFlags.filter((flag) => optionFor(o, flag) !== undefined);

@@ -1,3 +1,4 @@
+import { spawnSync } from 'node:child_process';
 import * as crypto from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
@@ -5,9 +6,11 @@ import { App, Chart } from 'cdk8s';
 import * as YAML from 'yaml';
 import { ApiGroupDefinition, WARDLE } from '../../apis';
 import { AggregatedApiServer } from '../aggregated-api-server';
-import { Certificates, ICertificates } from '../certificates';
+import { Certificates, DEFAULT_PKI_DIRECTORY, ICertificates } from '../certificates';
 import { EtcdCertificates, IEtcdCertificates } from '../etcd-certificates';
-import { inspectCertificate, splitPemBundle } from '../pki';
+import { inspectCertificate, PKI_STORE_FILES, PkiCertificate, SelfSignedPki, splitPemBundle } from '../pki';
+import { _checkServingCertificate } from '../pki/_check-serving';
+import { _unsafePkiDirectoryReason } from '../pki/self-signed-pki';
 import { _checkEtcdClientCertificate, IStorage, Storage } from '../storage';
 import { checkFlag, SynthOptions, UsageError } from './options';
 
@@ -36,11 +39,13 @@ export interface SynthesizedCertificate {
 export interface SynthResult {
   readonly outputDirectory: string;
   readonly files: readonly { readonly path: string; readonly objects: readonly SynthesizedObject[] }[];
+  /** The certificates in the output, as the PKI (self-signed) or the files read (existing) gave them. */
   readonly certificates: readonly SynthesizedCertificate[];
-  /** What the PKI store did (created, reused, renewed, rotated), in self-signed mode. */
+  /**
+   * What each PKI store did (created, reused, renewed, rotated), one line per store directory:
+   * `.pki/wardle/wardle-apiserver/cluster.local: reused CA; reused serving certificate`.
+   */
   readonly pkiActions: readonly string[];
-  /** What the etcd PKI store did, when etcd is deployed with self-signed certificates. */
-  readonly etcdPkiActions: readonly string[];
 }
 
 /** Reads a file named by a flag; the error names the flag and the file. */
@@ -68,31 +73,74 @@ function readPemFlag(flag: string, file: string, holds: 'certificate' | 'private
   return text;
 }
 
-function certificatesFor(o: SynthOptions): ICertificates {
+/** The certificates `existing` mode reads, checked as the aggregator will check them, with messages naming the flags and files. */
+interface ExistingCertificates {
+  readonly certificates: ICertificates;
+  /** What the synth reports: the serving certificate (when given as a file), then the CA bundle. */
+  readonly report: readonly PkiCertificate[];
+}
+
+function existingCertificates(o: SynthOptions, api: ApiGroupDefinition): ExistingCertificates {
+  const caBundlePem = readPemFlag('ca-bundle-file', o.caBundleFile!, 'certificate');
+  const caReport = splitPemBundle(caBundlePem)
+    .filter((pem) => pem.startsWith('-----BEGIN CERTIFICATE-----'))
+    .map((certPem) => ({ role: 'CA' as const, certPem }));
+  if (o.tlsSecretName !== undefined) {
+    return { certificates: Certificates.fromSecret({ secretName: o.tlsSecretName, caBundlePem }), report: caReport };
+  }
+  const pems = { caBundlePem, tlsCertPem: readPemFlag('tls-cert-file', o.tlsCertFile!, 'certificate'), tlsKeyPem: readPemFlag('tls-key-file', o.tlsKeyFile!, 'private key') };
+  const { namespace, name } = serverNames(o, api);
+  checkFlag(() =>
+    _checkServingCertificate(pems, { serviceName: name, namespace }, new Date(), {
+      caBundlePem: `--ca-bundle-file "${o.caBundleFile}"`,
+      tlsCertPem: `--tls-cert-file "${o.tlsCertFile}"`,
+      tlsKeyPem: `--tls-key-file "${o.tlsKeyFile}"`,
+    }),
+  );
+  return { certificates: Certificates.fromPem(pems), report: [{ role: 'serving', certPem: splitPemBundle(pems.tlsCertPem)[0] }, ...caReport] };
+}
+
+/** External etcd's client certificate and CA bundle, as read from the files (the Secret is `<name>-etcd-client`, see `Storage.externalEtcd`). */
+function externalEtcdReport(o: SynthOptions, api: ApiGroupDefinition): PkiCertificate[] {
+  if (o.storage !== 'external-etcd') return [];
+  const certificates = (file: string) => splitPemBundle(readFlagFile('', file)).filter((pem) => pem.startsWith('-----BEGIN CERTIFICATE-----'));
+  return [
+    { role: 'etcd', certPem: certificates(o.etcdCertFile!)[0], secretName: `${serverNames(o, api).name}-etcd-client` },
+    ...certificates(o.etcdCaFile!).map((certPem) => ({ role: 'etcd CA' as const, certPem })),
+  ];
+}
+
+/** The namespace and name the server gets: the flags, or the construct's defaults (the group's first label). */
+function serverNames(o: SynthOptions, api: ApiGroupDefinition): { namespace: string; name: string } {
+  const firstLabel = api.group.split('.')[0];
+  return { namespace: o.namespace ?? firstLabel, name: o.name ?? `${firstLabel}-apiserver` };
+}
+
+/**
+ * The serving certificates. Self-signed ones come from `pki`, the PKI the synth created and saves
+ * once the output is complete; without one (an app adding charts itself), from a PKI in
+ * --pki-dir written as the tree is built.
+ */
+function certificatesFor(o: SynthOptions, api: ApiGroupDefinition, pki: SelfSignedPki | undefined, existing: ExistingCertificates | undefined): ICertificates {
   const validity = { certValidityDays: o.certValidityDays, caValidityDays: o.caValidityDays };
   switch (o.certMode) {
     case 'self-signed':
-      return Certificates.selfSigned({ pkiDirectory: o.pkiDir, ...validity });
+      return pki !== undefined ? Certificates.selfSigned({ pki }) : Certificates.selfSigned({ pkiDirectory: o.pkiDir, ...validity });
     case 'cert-manager':
       return Certificates.certManager(validity);
     case 'existing':
-      return o.tlsSecretName !== undefined
-        ? Certificates.fromSecret({ secretName: o.tlsSecretName, caBundlePem: readPemFlag('ca-bundle-file', o.caBundleFile!, 'certificate') })
-        : Certificates.fromPem({
-            caBundlePem: readPemFlag('ca-bundle-file', o.caBundleFile!, 'certificate'),
-            tlsCertPem: readPemFlag('tls-cert-file', o.tlsCertFile!, 'certificate'),
-            tlsKeyPem: readPemFlag('tls-key-file', o.tlsKeyFile!, 'private key'),
-          });
+      return (existing ?? existingCertificates(o, api)).certificates;
   }
 }
 
 /** etcd's certificates come from where the serving certificate comes from; `existing` has no etcd counterpart, so it is self-signed then. */
-function etcdCertificatesFor(o: SynthOptions): IEtcdCertificates {
+function etcdCertificatesFor(o: SynthOptions, pki: SelfSignedPki | undefined): IEtcdCertificates {
   const validity = { certValidityDays: o.certValidityDays, caValidityDays: o.caValidityDays };
-  return o.certMode === 'cert-manager' ? EtcdCertificates.certManager(validity) : EtcdCertificates.selfSigned({ pkiDirectory: o.pkiDir, ...validity });
+  if (o.certMode === 'cert-manager') return EtcdCertificates.certManager(validity);
+  return pki !== undefined ? EtcdCertificates.selfSigned({ pki }) : EtcdCertificates.selfSigned({ pkiDirectory: o.pkiDir, ...validity });
 }
 
-function storageFor(o: SynthOptions): IStorage {
+function storageFor(o: SynthOptions, pki: SelfSignedPki | undefined): IStorage {
   switch (o.storage ?? 'etcd') {
     case 'etcd':
       return Storage.etcdCluster({
@@ -102,7 +150,7 @@ function storageFor(o: SynthOptions): IStorage {
         storageClassName: o.etcdStorageClass,
         networkPolicy: o.networkPolicy,
         backupSchedule: o.etcdBackupSchedule,
-        certificates: etcdCertificatesFor(o),
+        certificates: etcdCertificatesFor(o, pki),
       });
     case 'external-etcd': {
       const pem = { caPem: readFlagFile('etcd-ca-file', o.etcdCaFile!), certPem: readFlagFile('etcd-cert-file', o.etcdCertFile!), keyPem: readFlagFile('etcd-key-file', o.etcdKeyFile!) };
@@ -122,21 +170,29 @@ function usesPkiDirectory(o: SynthOptions): boolean {
   return o.certMode === 'self-signed' || ((o.storage ?? 'etcd') === 'etcd' && o.certMode !== 'cert-manager');
 }
 
+/** What `addServerChart` takes beyond the options: where self-signed certificates come from, and `existing` mode's checked files. */
+export interface ServerChartSources {
+  /** @default - a PKI in --pki-dir, written as the tree is built */
+  readonly pki?: SelfSignedPki;
+  /** @default - read and checked when the chart is added */
+  readonly existing?: ExistingCertificates;
+}
+
 /** Adds the server described by `o` to `app`: one chart, named after the server. */
-export function addServerChart(app: App, o: SynthOptions, api: ApiGroupDefinition = WARDLE): AggregatedApiServer {
-  const chart = new Chart(app, o.name ?? `${api.group.split('.')[0]}-apiserver`);
+export function addServerChart(app: App, o: SynthOptions, api: ApiGroupDefinition = WARDLE, sources: ServerChartSources = {}): AggregatedApiServer {
+  const chart = new Chart(app, serverNames(o, api).name);
   return new AggregatedApiServer(chart, 'Server', {
     api,
     namespace: o.namespace,
     name: o.name,
     image: o.image,
     replicas: o.replicas,
-    storage: storageFor(o),
+    storage: storageFor(o, sources.pki),
     securePort: o.securePort,
     groupPriorityMinimum: o.groupPriorityMinimum,
     versionPriority: o.versionPriority,
     clusterDomain: o.clusterDomain,
-    certificates: certificatesFor(o),
+    certificates: certificatesFor(o, api, sources.pki, sources.existing),
     createNamespace: o.createNamespace,
     labels: o.labels,
     priorityClassName: o.priorityClassName,
@@ -154,18 +210,75 @@ export function addServerChart(app: App, o: SynthOptions, api: ApiGroupDefinitio
 export function synthesize(o: SynthOptions, api: ApiGroupDefinition = WARDLE): SynthResult {
   const output = path.resolve(o.output);
   checkOutputDirectory(o, output);
+  const pki = usesPkiDirectory(o) ? openPki(o) : undefined;
+  const existing = o.certMode === 'existing' ? existingCertificates(o, api) : undefined;
   fs.mkdirSync(path.dirname(output), { recursive: true });
   const staging = fs.mkdtempSync(path.join(path.dirname(output), `.${path.basename(output)}.staging-`));
   try {
     const app = new App({ outdir: staging });
-    const server = addServerChart(app, o, api);
+    addServerChart(app, o, api, { pki, existing });
     app.synth();
-    const result = { ...describeOutput(staging, output, server.secretName), pkiActions: server.pkiActions, etcdPkiActions: server.storage.pkiActions ?? [] };
+    restrictKeyFiles(staging);
+    const certificates = [...(existing?.report ?? []), ...(pki?.certificates ?? []), ...externalEtcdReport(o, api)];
+    const stores = pki?.actions.map((line) => `${path.join(o.pkiDir, line)}`) ?? [];
+    // The PKI is written once the output is complete, and before it replaces the old output:
+    // a failure on the way leaves both as they were, or the PKI ahead (reused by the next synth).
+    const written = pki?.save() ?? [];
+    const result = { ...describeOutput(staging, output), certificates: describeCertificates(certificates), pkiActions: [...stores, ...written] };
     replaceDirectory(staging, output);
     return result;
   } catch (error) {
     fs.rmSync(staging, { recursive: true, force: true });
     throw error;
+  }
+}
+
+/**
+ * The PKI of this synth, in --pki-dir: refused when the directory is no place for CA keys
+ * (empty, `/`, the working directory or above it, a file), or when it is in a git work tree
+ * that does not ignore it (unless --allow-unignored-pki-dir). A directory the PKI creates
+ * ignores itself (it gets a `.gitignore` of `*`).
+ */
+function openPki(o: SynthOptions): SelfSignedPki {
+  const source = o.pkiDirSource ?? '--pki-dir';
+  const unsafe = _unsafePkiDirectoryReason(o.pkiDir);
+  if (unsafe !== undefined) {
+    throw new UsageError(`${source} "${o.pkiDir}" ${unsafe} (expected a directory of its own for the CA keys, e.g. "${DEFAULT_PKI_DIRECTORY}")`);
+  }
+  if (!o.allowUnignoredPkiDir) {
+    const repository = gitWorkTreeNotIgnoring(o.pkiDir);
+    if (repository !== undefined) {
+      const relative = path.relative(repository, path.resolve(o.pkiDir));
+      throw new UsageError(
+        `${source} "${o.pkiDir}" is inside the git work tree ${repository} and git does not ignore it: its CA private keys would be committed ` +
+          `(expected it ignored, e.g. echo '/${relative}/' >> ${path.join(repository, '.gitignore')}; or --allow-unignored-pki-dir to keep it there anyway)`,
+      );
+    }
+  }
+  return checkFlag(() => new SelfSignedPki({ directory: o.pkiDir, certValidityDays: o.certValidityDays, caValidityDays: o.caValidityDays }));
+}
+
+/**
+ * The top of the git work tree holding the existing directory `directory` when git would not
+ * ignore a key file in it; undefined when it would, when the directory does not exist yet (the
+ * PKI creates it with a `.gitignore`), or when there is no git or no work tree.
+ */
+function gitWorkTreeNotIgnoring(directory: string): string | undefined {
+  const absolute = path.resolve(directory);
+  if (!fs.existsSync(absolute)) return undefined;
+  const git = (...args: string[]) => spawnSync('git', ['-C', absolute, ...args], { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] });
+  const check = git('check-ignore', '-q', '--', path.join(absolute, PKI_STORE_FILES.caKey));
+  if (check.error !== undefined || check.status !== 1) return undefined; // 0: ignored; 128: not a work tree; no git
+  const top = git('rev-parse', '--show-toplevel');
+  return top.status === 0 ? top.stdout.trim() : absolute;
+}
+
+/** Output files that hold a private key (the Secrets') are 0600, in a directory that is 0700 (mkdtemp's). */
+function restrictKeyFiles(directory: string): void {
+  fs.chmodSync(directory, 0o700);
+  for (const file of fs.readdirSync(directory)) {
+    const full = path.join(directory, file);
+    if (/^\s+tls\.key: /m.test(fs.readFileSync(full, 'utf8'))) fs.chmodSync(full, 0o600);
   }
 }
 
@@ -221,36 +334,28 @@ function replaceDirectory(from: string, to: string): void {
 /** The order the summary lists certificates in: the aggregator's, then etcd's. */
 const ROLE_ORDER: readonly SynthesizedCertificate['role'][] = ['serving', 'CA', 'etcd', 'etcd CA'];
 
-function describeOutput(directory: string, reportedDirectory: string, servingSecretName: string): Omit<SynthResult, 'pkiActions' | 'etcdPkiActions'> {
+function describeOutput(directory: string, reportedDirectory: string): Pick<SynthResult, 'outputDirectory' | 'files'> {
   const files: { path: string; objects: SynthesizedObject[] }[] = [];
-  const certificates = new Map<string, SynthesizedCertificate>();
-  const note = (role: SynthesizedCertificate['role'], pem: string, secretName?: string) => {
-    const info = inspectCertificate(pem);
-    certificates.set(`${role} ${info.sha256Fingerprint}`, { role, subject: info.subject, secretName, sha256Fingerprint: info.sha256Fingerprint, notAfter: info.notAfter });
-  };
   for (const file of fs.readdirSync(directory).sort()) {
     const objects: SynthesizedObject[] = [];
     for (const document of YAML.parseAllDocuments(fs.readFileSync(path.join(directory, file), 'utf8'))) {
       const object = document.toJS();
       if (!object) continue;
       objects.push({ apiVersion: object.apiVersion, kind: object.kind, name: object.metadata?.name, namespace: object.metadata?.namespace });
-      if (object.kind === 'APIService' && object.spec?.caBundle) {
-        splitPemBundle(Buffer.from(object.spec.caBundle, 'base64').toString('utf8')).forEach((pem) => note('CA', pem));
-      }
-      if (object.kind === 'Secret' && object.type === 'kubernetes.io/tls' && object.data?.['tls.crt']) {
-        const pem = (key: string): string => Buffer.from(object.data[key] ?? '', 'base64').toString('utf8');
-        if (object.metadata?.name === servingSecretName) note('serving', splitPemBundle(pem('tls.crt'))[0]);
-        else {
-          // Every other TLS Secret in the chart is etcd's: a member's, or the server's client certificate.
-          note('etcd', splitPemBundle(pem('tls.crt'))[0], object.metadata.name);
-          splitPemBundle(pem('ca.crt')).forEach((ca) => note('etcd CA', ca));
-        }
-      }
     }
     files.push({ path: path.join(reportedDirectory, file), objects });
   }
-  const byRole = [...certificates.values()].sort((a, b) => ROLE_ORDER.indexOf(a.role) - ROLE_ORDER.indexOf(b.role));
-  return { outputDirectory: reportedDirectory, files, certificates: byRole };
+  return { outputDirectory: reportedDirectory, files };
+}
+
+/** The certificates handed to the constructs, each once (a CA is in every etcd Secret), in ROLE_ORDER. */
+function describeCertificates(handedOut: readonly PkiCertificate[]): SynthesizedCertificate[] {
+  const certificates = new Map<string, SynthesizedCertificate>();
+  for (const { role, certPem, secretName } of handedOut) {
+    const info = inspectCertificate(certPem);
+    certificates.set(`${role} ${info.sha256Fingerprint}`, { role, subject: info.subject, secretName: role === 'etcd' ? secretName : undefined, sha256Fingerprint: info.sha256Fingerprint, notAfter: info.notAfter });
+  }
+  return [...certificates.values()].sort((a, b) => ROLE_ORDER.indexOf(a.role) - ROLE_ORDER.indexOf(b.role));
 }
 
 /** The report printed after a successful synth. */
@@ -269,7 +374,9 @@ export function formatSynthResult(result: SynthResult, cwd = process.cwd()): str
       lines.push(`  ${c.role.padEnd(7)} ${c.subject}${where}  SHA-256 ${c.sha256Fingerprint}  expires ${c.notAfter.toISOString()}`);
     }
   }
-  if (result.pkiActions.length > 0) lines.push(`PKI: ${result.pkiActions.join('; ')}`);
-  if (result.etcdPkiActions.length > 0) lines.push(`etcd PKI: ${result.etcdPkiActions.join('; ')}`);
+  if (result.pkiActions.length > 0) {
+    lines.push('PKI:');
+    for (const line of result.pkiActions) lines.push(`  ${path.isAbsolute(line) ? path.relative(cwd, line) : line}`);
+  }
   return lines.join('\n');
 }

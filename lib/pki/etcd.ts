@@ -2,7 +2,7 @@ import { isDns1123Label } from '../../apis/validation';
 import { _checkCommonName, _checkNow, _checkValidities } from './_internal';
 import { CertificateKeyPair } from './certificate-authority';
 import { PkiError } from './pki-error';
-import { _ensureStore, _LeafSpec } from './store';
+import { _commitStore, _LeafSpec, _planStore, _StorePlan } from './store';
 
 /** One etcd member, as its certificates need it. */
 export interface EtcdPkiMember {
@@ -75,6 +75,13 @@ export const ETCD_PKI_STORE_FILES = {
  * scale-up.
  */
 export function ensureEtcdPki(options: EtcdPkiOptions): EtcdPkiMaterial {
+  const plan = _planEtcdPki(options);
+  _commitStore(plan.store);
+  return plan.material;
+}
+
+/** `ensureEtcdPki` without writing: the material, and the plan `_commitStore` writes. */
+export function _planEtcdPki(options: EtcdPkiOptions): { readonly store: _StorePlan; readonly material: EtcdPkiMaterial } {
   const now = _checkEtcdOptions(options);
   const leaves: _LeafSpec[] = [];
   for (const member of options.members) {
@@ -87,7 +94,7 @@ export function ensureEtcdPki(options: EtcdPkiOptions): EtcdPkiMaterial {
   }
   leaves.push({ stem: 'client', label: 'client certificate', commonName: options.clientCommonName, dnsNames: [], ipAddresses: [], extendedKeyUsages: ['clientAuth'] });
 
-  const result = _ensureStore({
+  const store = _planStore({
     directory: options.directory,
     caCommonName: options.caCommonName,
     certValidityDays: options.certValidityDays,
@@ -98,13 +105,15 @@ export function ensureEtcdPki(options: EtcdPkiOptions): EtcdPkiMaterial {
     stageNextCa: true,
     retiredLeavesFile: ETCD_PKI_STORE_FILES.retiredCerts,
   });
-  return {
+  const { result } = store;
+  const material: EtcdPkiMaterial = {
     caBundlePem: result.caBundlePem,
     caCertPem: result.caCertPem,
     members: options.members.map((member, i) => ({ name: member.name, server: result.leaves[2 * i], peer: result.leaves[2 * i + 1] })),
     client: result.leaves[leaves.length - 1],
     actions: result.actions,
   };
+  return { store, material };
 }
 
 /** Everything checked before the directory is touched. */

@@ -4,3 +4,4 @@ export * from './serving-certificate';
 export * from './inspect';
 export { ensurePki, PKI_STORE_FILES, type PkiMaterial, type PkiStoreOptions } from './store';
 export * from './etcd';
+export { pkiEnvironmentOf, PKI_GITIGNORE, SelfSignedPki, type EtcdPkiRequest, type PkiCertificate, type SelfSignedPkiOptions, type ServingPkiRequest } from './self-signed-pki';

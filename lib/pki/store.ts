@@ -88,8 +88,15 @@ const DIRECTORY_MODE = 0o700;
  *   file: the store never overwrites what it cannot read.
  */
 export function ensurePki(options: PkiStoreOptions): PkiMaterial {
+  const plan = _planServingPki(options);
+  _commitStore(plan.store);
+  return plan.material;
+}
+
+/** `ensurePki` without writing: the material, and the plan `_commitStore` writes. */
+export function _planServingPki(options: PkiStoreOptions): { readonly store: _StorePlan; readonly material: PkiMaterial } {
   const now = _checkOptions(options);
-  const result = _ensureStore({
+  const store = _planStore({
     directory: options.directory,
     caCommonName: options.caCommonName,
     certValidityDays: options.certValidityDays,
@@ -108,8 +115,9 @@ export function ensurePki(options: PkiStoreOptions): PkiMaterial {
       },
     ],
   });
+  const { result } = store;
   const [tls] = result.leaves;
-  return { caBundlePem: result.caBundlePem, caCertPem: result.caCertPem, tlsCertPem: tls.certPem, tlsKeyPem: tls.keyPem, actions: result.actions };
+  return { store, material: { caBundlePem: result.caBundlePem, caCertPem: result.caCertPem, tlsCertPem: tls.certPem, tlsKeyPem: tls.keyPem, actions: result.actions } };
 }
 
 /** One leaf certificate of a store: `<stem>.crt` and `<stem>.key` in its directory. */
@@ -159,15 +167,34 @@ export interface _StoreResult {
  * CA is rotated with overlap, and only changed files are written, atomically.
  */
 export function _ensureStore(spec: _StoreSpec): _StoreResult {
+  const plan = _planStore(spec);
+  _commitStore(plan);
+  return plan.result;
+}
+
+/** What `_planStore` decided: the material, and the files to write to get the directory there. */
+export interface _StorePlan {
+  readonly spec: _StoreSpec;
+  readonly result: _StoreResult;
+  /** Path → content and mode; an empty content removes the file. */
+  readonly writes: ReadonlyMap<string, { readonly content: string; readonly mode: number }>;
+  /** Key files found readable by others, to be restricted to 0600. */
+  readonly restrict: readonly string[];
+}
+
+/**
+ * The store's work without writing anything: reads the directory (a missing one is an empty
+ * store) and decides what to reuse, issue and rotate. `_commitStore` writes the plan; until then
+ * the directory is as it was, so a synth that fails later changes nothing.
+ */
+export function _planStore(spec: _StoreSpec): _StorePlan {
   const { now } = spec;
   const dir = spec.directory;
   const files = _paths(dir, spec);
   const actions: string[] = [];
   const writes = new Map<string, { content: string; mode: number }>();
-
-  mkdirSync(dir, { recursive: true, mode: DIRECTORY_MODE });
-  chmodSync(dir, DIRECTORY_MODE);
-  _removeStaleTemporaryFiles(dir, spec);
+  const restrict: string[] = [];
+  const _loadPair = (certPath: string, keyPath: string, actions: string[]) => _loadStoredPair(certPath, keyPath, actions, restrict);
 
   // The CA.
   const storedCa = _loadPair(files.caCert, files.caKey, actions);
@@ -279,10 +306,27 @@ export function _ensureStore(spec: _StoreSpec): _StoreResult {
   _setBundle(writes, files.retiredCaCerts, retiredCaFile.text, keptCas);
   _setBundle(writes, files.retiredLeaves, retiredLeavesFile.text, keptLeaves);
 
-  _commit(dir, writes, spec);
-
   const caCertPem = splitPemBundle(ca.certPem)[0];
-  return { caBundlePem: [caCertPem, ...(nextCaCertPem === undefined ? [] : [nextCaCertPem]), ...keptCas.map((c) => c.pem)].join(''), caCertPem, leaves, actions };
+  const caBundlePem = [caCertPem, ...(nextCaCertPem === undefined ? [] : [nextCaCertPem]), ...keptCas.map((c) => c.pem)].join('');
+  return { spec, result: { caBundlePem, caCertPem, leaves, actions }, writes, restrict };
+}
+
+/**
+ * Writes a plan: the directory (and any parent it creates) with mode 0700, loose key files back
+ * to 0600, the changed files atomically.
+ */
+export function _commitStore(plan: _StorePlan): void {
+  const { spec } = plan;
+  const dir = spec.directory;
+  try {
+    mkdirSync(dir, { recursive: true, mode: DIRECTORY_MODE });
+    chmodSync(dir, DIRECTORY_MODE);
+  } catch (e) {
+    throw new PkiError(`cannot create the PKI store ${dir} (${(e as Error).message})`);
+  }
+  _removeStaleTemporaryFiles(dir, spec);
+  for (const path of plan.restrict) chmodSync(path, KEY_MODE);
+  _commit(dir, new Map(plan.writes), spec);
 }
 
 interface _Pem {
@@ -349,7 +393,7 @@ function _loadCert(path: string): _StoredCert | undefined {
   return { pem: blocks[0], x509: _parseCertificate(blocks[0], path), fileText: text };
 }
 
-function _loadKey(path: string, actions: string[]): _StoredKey | undefined {
+function _loadKey(path: string, actions: string[], restrict: string[]): _StoredKey | undefined {
   const text = _readIfPresent(path);
   if (text === undefined) return undefined;
   let key: KeyObject;
@@ -362,15 +406,15 @@ function _loadKey(path: string, actions: string[]): _StoredKey | undefined {
     throw new PkiError(`${path} holds a ${String(key.asymmetricKeyType)} key (expected an RSA private key)`);
   }
   if ((statSync(path).mode & 0o077) !== 0) {
-    chmodSync(path, KEY_MODE);
+    restrict.push(path);
     actions.push(`restricted ${path} to mode 0600`);
   }
   return { pem: text, key };
 }
 
-function _loadPair(certPath: string, keyPath: string, actions: string[]): _StoredPair {
+function _loadStoredPair(certPath: string, keyPath: string, actions: string[], restrict: string[]): _StoredPair {
   const cert = _loadCert(certPath);
-  const key = _loadKey(keyPath, actions);
+  const key = _loadKey(keyPath, actions, restrict);
   if (cert !== undefined && key !== undefined) {
     const fromKey = createPublicKey(key.key).export({ type: 'spki', format: 'der' });
     const fromCert = cert.x509.publicKey.export({ type: 'spki', format: 'der' });

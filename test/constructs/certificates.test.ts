@@ -47,7 +47,7 @@ describe('Certificates.selfSigned', () => {
     return { yaml: objects.map((o) => YAML.stringify(o)).join('---\n'), server };
   }
 
-  test('stores the PKI under <dir>/<namespace>/<name> and gives byte-identical output on the next synth', () => {
+  test('stores the PKI under <dir>/<namespace>/<name>/<cluster domain> and gives byte-identical output on the next synth', () => {
     // GIVEN an empty PKI directory WHEN synthesized twice
     const first = synthYaml(new Date('2025-06-01T00:00:00Z'));
     const second = synthYaml(new Date('2025-06-02T00:00:00Z'));
@@ -55,7 +55,7 @@ describe('Certificates.selfSigned', () => {
     expect(second.yaml).toBe(first.yaml);
     expect(first.server.pkiActions.join(' ')).toMatch(/created CA/);
     expect(second.server.pkiActions.join(' ')).toMatch(/reused CA/);
-    const store = join(pkiDirectory, 'wardle', 'wardle-apiserver');
+    const store = join(pkiDirectory, 'wardle', 'wardle-apiserver', 'cluster.local');
     expect(readdirSync(store).length).toBeGreaterThan(0);
     for (const file of readdirSync(store).filter((f) => f.endsWith('.key'))) {
       expect(statSync(join(store, file)).mode & 0o777).toBe(0o600);
@@ -64,7 +64,7 @@ describe('Certificates.selfSigned', () => {
 
   test('never writes the CA private key to the output', () => {
     const { yaml, server } = synthYaml(new Date('2025-06-01T00:00:00Z'));
-    const store = join(pkiDirectory, 'wardle', 'wardle-apiserver');
+    const store = join(pkiDirectory, 'wardle', 'wardle-apiserver', 'cluster.local');
     const keys = readdirSync(store).filter((f) => f.endsWith('.key'));
     expect(keys.length).toBeGreaterThanOrEqual(2);
     const decodedOutput = yaml + YAML.parseAllDocuments(yaml)
@@ -76,7 +76,7 @@ describe('Certificates.selfSigned', () => {
     // none of them a CA key kept in the PKI directory
     const privateKeys = decodedOutput.match(/-{5}BEGIN [A-Z ]*PRIVATE KEY-{5}[^-]+-{5}END [A-Z ]*PRIVATE KEY-{5}/g) ?? [];
     expect(privateKeys).toHaveLength(1 + 3 * 2 + 1);
-    const caKeys = [join(store, 'ca.key'), join(pkiDirectory, 'wardle', 'wardle-apiserver-etcd', 'ca.key')].map((file) => readFileSync(file, 'utf8').trim());
+    const caKeys = [join(store, 'ca.key'), join(pkiDirectory, 'wardle', 'wardle-apiserver-etcd', 'cluster.local', 'ca.key')].map((file) => readFileSync(file, 'utf8').trim());
     expect(caKeys.every((key) => key.length > 0)).toBe(true);
     for (const caKey of caKeys) expect(privateKeys).not.toContain(caKey);
     // the CA certificate is in caBundle, and it signed the serving certificate

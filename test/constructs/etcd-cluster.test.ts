@@ -302,7 +302,7 @@ describe('EtcdCluster', () => {
       expect(new X509Certificate(decodeBase64(secret.data['tls.crt'])).verify(ca.publicKey)).toBe(true);
     }
     // AND no line of the CA key (kept in the PKI directory) is in any Secret
-    const caKeyLines = readFileSync(join(pkiDirectory, 'wardle', 'wardle-apiserver-etcd', 'ca.key'), 'utf8').split('\n').slice(2, -2);
+    const caKeyLines = readFileSync(join(pkiDirectory, 'wardle', 'wardle-apiserver-etcd', 'cluster.local', 'ca.key'), 'utf8').split('\n').slice(2, -2);
     expect(caKeyLines.length).toBeGreaterThan(10);
     const decoded = secrets.flatMap((secret) => Object.values(secret.data).map(decodeBase64)).join('\n');
     for (const line of caKeyLines) expect(decoded).not.toContain(line);
