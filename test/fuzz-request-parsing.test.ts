@@ -599,6 +599,47 @@ describe('bugs the fuzzing found', () => {
   });
 });
 
+describe('watch timeouts', () => {
+  /** Opens a watch and resolves with its lines once one names `name`, or rejects when the stream ends first. */
+  function watchUntil(path: string, name: string, opened: () => void): Promise<string[]> {
+    return new Promise((resolve, reject) => {
+      const stream = session.request({ ':method': 'GET', ':path': path });
+      const lines: string[] = [];
+      let buffer = '';
+      stream.on('response', (headers) => (headers[':status'] === 200 ? opened() : reject(new Error(`watch answered ${headers[':status']}`))));
+      stream.setEncoding('utf8');
+      stream.on('data', (chunk: string) => {
+        buffer += chunk;
+        for (let newline = buffer.indexOf('\n'); newline >= 0; newline = buffer.indexOf('\n')) {
+          lines.push(buffer.slice(0, newline));
+          buffer = buffer.slice(newline + 1);
+        }
+        if (lines.some((line) => line.includes(`"name":"${name}"`))) {
+          resolve(lines);
+          stream.close(http2.constants.NGHTTP2_CANCEL);
+        }
+      });
+      stream.on('end', () => reject(new Error(`the watch ended before ${name} was written: ${JSON.stringify(lines)}`)));
+      stream.on('error', reject);
+    });
+  }
+
+  test.each(['9223372036854775807', '2147484'])('fails no longer to watch with timeoutSeconds=%s (a timer beyond 2^31-1 ms fired at once and ended the watch as it began)', async (timeoutSeconds) => {
+    // GIVEN a watch asking for a timeout beyond what node's timers hold
+    const name = `t${timeoutSeconds.length}-${Math.random().toString(36).slice(2, 8)}`;
+    let opened!: () => void;
+    const isOpen = new Promise<void>((resolve) => (opened = resolve));
+    const watched = watchUntil(`${FUZZ}?watch=1&timeoutSeconds=${timeoutSeconds}`, name, opened);
+    await isOpen;
+
+    // WHEN an object is created
+    expect((await sendChecked({ method: 'POST', path: FUZZ, headers: { 'content-type': 'application/json' }, body: JSON.stringify(flunder(name, {}, 'fuzz')) })).status).toBe(201);
+
+    // THEN the watch, still open, delivers it
+    expect((await watched).some((line) => line.startsWith('{"type":"ADDED"'))).toBe(true);
+  });
+});
+
 describe('malformed Content-Type', () => {
   test.each([
     ['POST', FUZZ],

@@ -46,6 +46,13 @@ function parseInt64(query: URLSearchParams, name: string): number | undefined {
   return Number(parsed > BigInt(Number.MAX_SAFE_INTEGER) ? Number.MAX_SAFE_INTEGER : parsed < BigInt(Number.MIN_SAFE_INTEGER) ? Number.MIN_SAFE_INTEGER : parsed);
 }
 
+/** The longest timeout node's timers take (2^31-1 ms, ~24.8 days): a longer one fires at once (TimeoutOverflowWarning), ending a watch as it starts. */
+const MAX_TIMER_SECONDS = Math.floor((2 ** 31 - 1) / 1000);
+
+function clampToTimer(seconds: number | undefined): number | undefined {
+  return seconds === undefined ? undefined : Math.min(seconds, MAX_TIMER_SECONDS);
+}
+
 function invalidListOptions(causes: FieldError[]): StatusError {
   return errors.invalid('ListOptions', 'meta.k8s.io', '', causes);
 }
@@ -80,7 +87,7 @@ export function parseListQuery(query: URLSearchParams, watch: boolean): ListQuer
     continueToken: query.get('continue') ?? '',
     allowWatchBookmarks: parseBool(query, 'allowWatchBookmarks') ?? false,
     sendInitialEvents: parseBool(query, 'sendInitialEvents'),
-    timeoutSeconds: parseInt64(query, 'timeoutSeconds'),
+    timeoutSeconds: clampToTimer(parseInt64(query, 'timeoutSeconds')),
   };
   const problems = watch ? watchProblems(parsed) : listProblems(parsed);
   if (problems.length > 0) throw invalidListOptions(problems);
