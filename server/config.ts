@@ -56,7 +56,7 @@ export async function configure(config: ServerConfig, logger: Logger): Promise<C
     releases.push(() => auth.close());
     const namespaces = new KubeNamespaceLister(clients.for(config.kubeconfig), logger);
     releases.push(() => namespaces.close());
-    const apiServing = createApiServing({ api, storage: storage.storage, namespaces, admission: wardleAdmission(), rules: wardleRules, logger });
+    const apiServing = createApiServing({ api, storage: storage.storage, namespaces, admission: wardleAdmission(), rules: wardleRules, logger, minRequestTimeoutSeconds: config.minRequestTimeoutSeconds });
     metrics.readFrom({ watchCount: () => apiServing.watchCount(), cacheStats: () => storage.cacheStats(), resourceOf });
     return {
       api,

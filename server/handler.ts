@@ -6,6 +6,7 @@ import type { AuditLog } from './audit';
 import { forbiddenError } from './auth/authorizer';
 import type { AuthorizationDecision, Authenticator, Authorizer, UserInfo } from './auth/types';
 import { Discovery } from './discovery';
+import { FLOW_CONTROL_DEFAULTS, FlowControl, FlowControlOptions } from './flow-control';
 import { Health } from './health';
 import { requestLogWriter } from './logging';
 import { Metrics, RequestLabels } from './metrics';
@@ -33,6 +34,8 @@ export interface HandlerOptions {
   readonly logger: Logger;
   /** Where each finished request's audit event goes (--audit-log-path). @default - no audit log */
   readonly audit?: AuditLog;
+  /** Max in-flight limits and the request timeout (flow-control.ts). @default - the Go kube-apiserver's: 400, 200, 60 s */
+  readonly flowControl?: Omit<FlowControlOptions, 'onAdmitted'>;
 }
 
 /**
@@ -42,7 +45,6 @@ export interface HandlerOptions {
 export type RequestHandler = (req: IncomingMessage, res: ServerResponse) => void;
 
 const METRIC_VERBS: Record<string, string> = { create: 'POST', update: 'PUT' };
-const READ_ONLY_VERBS = new Set(['get', 'list', 'watch', 'head']);
 
 /** Writes a metav1.Status as the response (if nothing was written yet), with the Audit-Id unless already set. */
 function writeStatus(res: ServerResponse, status: Status, auditId: string): void {
@@ -57,6 +59,9 @@ function writeStatus(res: ServerResponse, status: Status, auditId: string): void
   res.setHeader('Content-Type', 'application/json');
   res.setHeader('Content-Length', Buffer.byteLength(body));
   res.setHeader('Cache-Control', 'no-cache, private');
+  // As responsewriters.ErrorNegotiated: a Status that says when to retry (429, 503) says it in Retry-After too.
+  const retryAfter = status.details?.retryAfterSeconds;
+  if (retryAfter !== undefined && !res.hasHeader('Retry-After')) res.setHeader('Retry-After', String(retryAfter));
   res.end(body);
 }
 
@@ -84,6 +89,8 @@ export function createHandler(options: HandlerOptions): RequestHandler {
   const resources = new Set(api.kinds.map((k) => k.plural));
   const versionBody = JSON.stringify(SERVER_VERSION, null, 2);
   const logRequest = requestLogWriter(logger);
+  // The in-flight gauge counts what the limits count: admitted requests that are not long-running.
+  const flowControl = new FlowControl({ ...FLOW_CONTROL_DEFAULTS, ...options.flowControl, onAdmitted: (mutating) => metrics.started(mutating) });
 
   /** Non-resource endpoints answer GET and HEAD only. */
   function readOnly(req: IncomingMessage): void {
@@ -125,9 +132,13 @@ export function createHandler(options: HandlerOptions): RequestHandler {
     let user: UserInfo | undefined;
     let decision: AuthorizationDecision | undefined;
     let done: (() => void) | undefined;
+    let clearDeadline: (() => void) | undefined;
+    let closed = false;
     // Read now: under HTTP/2 the socket is a per-stream view that forgets the connection once the stream closes.
     const remote = req.socket.remoteAddress;
     res.once('close', () => {
+      closed = true;
+      clearDeadline?.();
       done?.();
       const code = res.statusCode;
       const seconds = Number(process.hrtime.bigint() - start) / 1e9;
@@ -172,7 +183,7 @@ export function createHandler(options: HandlerOptions): RequestHandler {
         throw errors.badRequest(`malformed request path: ${JSON.stringify(req.url)}`);
       }
       if (!writesOwnAuditId(info)) res.setHeader('Audit-Id', auditId);
-      done = metrics.started(!READ_ONLY_VERBS.has(info.verb));
+      clearDeadline = flowControl.startDeadline(req, res, info, start);
       // Cached reviews answer synchronously: await only promises (each await is a trip through the microtask queue).
       const authenticated = authenticator.authenticate(req);
       const authn = authenticated instanceof Promise ? await authenticated : authenticated;
@@ -181,9 +192,13 @@ export function createHandler(options: HandlerOptions): RequestHandler {
         throw errors.unauthorized();
       }
       user = authn.user;
+      // Timed out (a 504 was sent) or the client left while authenticating: nothing left to serve or count.
+      if (closed || res.writableEnded) return;
+      done = flowControl.admit(info, user);
       const authorized = authorizer.authorize(user, info);
       decision = authorized instanceof Promise ? await authorized : authorized;
       if (!decision.allowed) throw forbiddenError(user, info, decision.reason);
+      if (closed || res.writableEnded) return;
       const routed = route(req, res, info, user);
       if (routed) await routed;
     } catch (error) {

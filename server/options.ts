@@ -3,6 +3,7 @@ import { isIP } from 'node:net';
 import yargs from 'yargs';
 import { AuditOptions, AuditPolicyError, loadAuditPolicyFile } from './audit';
 import type { DelegatedAuthOptions } from './auth';
+import { FLOW_CONTROL_DEFAULTS, FlowControlOptions } from './flow-control';
 import { LOG_LEVELS, LogLevel } from './logging';
 import { SERVER_VERSION } from './version';
 
@@ -82,6 +83,10 @@ export interface ServerConfig {
   readonly storage: StorageConfig;
   /** `--max-request-body-bytes-inflight`: request bodies being read or handled, in bytes, beyond which requests get 429 (0: no limit). */
   readonly maxRequestBodyBytesInflight: number;
+  /** `--max-requests-inflight`, `--max-mutating-requests-inflight` (0: no limit), `--request-timeout`. */
+  readonly flowControl: Omit<FlowControlOptions, 'onAdmitted'>;
+  /** `--min-request-timeout`: watches without `timeoutSeconds` last this many seconds × [1, 2); 0: no end. */
+  readonly minRequestTimeoutSeconds: number;
   /** `--audit-log-*` and `--audit-policy-file`; undefined when none is given. */
   readonly audit?: AuditOptions;
   /**
@@ -132,6 +137,10 @@ interface RawFlags {
   readonly 'etcd-healthcheck-timeout': string;
   readonly 'storage-quota-bytes'?: string;
   readonly 'max-request-body-bytes-inflight': string;
+  readonly 'max-requests-inflight': string;
+  readonly 'max-mutating-requests-inflight': string;
+  readonly 'request-timeout': string;
+  readonly 'min-request-timeout': string;
   readonly 'audit-log-path'?: string;
   readonly 'audit-log-maxage'?: string;
   readonly 'audit-log-maxbackup'?: string;
@@ -204,6 +213,10 @@ function parser(argv: readonly string[]) {
       'authorization-always-allow-groups': { ...list, default: ['system:masters'], group: 'Authorization:', describe: 'Groups allowed everything without a SubjectAccessReview.' },
       'shutdown-delay-duration': { type: 'string', default: '5s', group: 'Lifecycle:', describe: 'After SIGTERM, keep serving (unready) this long so endpoints drop the pod first.' },
       'shutdown-timeout': { type: 'string', default: '20s', group: 'Lifecycle:', describe: 'After the listener closes, how long in-flight requests may take to finish.' },
+      'max-requests-inflight': { type: 'string', default: String(FLOW_CONTROL_DEFAULTS.maxRequestsInflight), group: 'Flow control:', describe: 'Most read-only requests (get, list) served at once; past it 429 with Retry-After: 1. Watches are not counted, system:masters is never refused; 0: no limit.' },
+      'max-mutating-requests-inflight': { type: 'string', default: String(FLOW_CONTROL_DEFAULTS.maxMutatingRequestsInflight), group: 'Flow control:', describe: 'Most mutating requests (create, update, patch, delete) served at once; past it 429 with Retry-After: 1; 0: no limit.' },
+      'request-timeout': { type: 'string', default: `${FLOW_CONTROL_DEFAULTS.requestTimeoutMs / 1000}s`, group: 'Flow control:', describe: 'Longest a request other than a watch may take (a client\'s shorter ?timeout= wins); past it 504 and the request\'s answer is dropped.' },
+      'min-request-timeout': { type: 'string', default: String(FLOW_CONTROL_DEFAULTS.minRequestTimeoutSeconds), group: 'Flow control:', describe: 'Seconds: a watch without timeoutSeconds ends after a random time between this and twice this, to spread reconnections; 0: watches do not end on their own.' },
       'log-level': { type: 'string', default: 'info', group: 'Logging:', describe: `One of ${LOG_LEVELS.join(', ')}.` },
       storage: { type: 'string', group: 'Storage:', describe: `Storage backend: ${STORAGE_BACKENDS.join(' or ')}. Default: etcd when --etcd-servers is given, else memory (one replica; objects are lost on restart).` },
       'etcd-servers': { ...list, group: 'Storage:', describe: 'etcd client URLs (http:// or https://), comma-separated; requests fail over between them.' },
@@ -275,6 +288,23 @@ function auditOptions(flags: RawFlags): AuditOptions | undefined {
     maxSizeMegabytes: nonNegativeInteger(flags, 'audit-log-maxsize', 'megabytes'),
     policyFile,
     policy,
+  };
+}
+
+/** A non-negative integer flag (pflag's IntVar, decimal only), named in the error. */
+function countFlag(flags: RawFlags, name: 'max-requests-inflight' | 'max-mutating-requests-inflight' | 'min-request-timeout', expected: string): number {
+  const text = String(flags[name]);
+  if (!/^\d{1,9}$/.test(text)) throw new OptionsError(`--${name}="${text}" is not a non-negative integer: expected ${expected}`);
+  return Number(text);
+}
+
+function flowControlConfig(flags: RawFlags): Omit<FlowControlOptions, 'onAdmitted'> {
+  const requestTimeoutMs = durationFlag(flags, 'request-timeout');
+  if (!(requestTimeoutMs > 0)) throw new OptionsError(`--request-timeout="${flags['request-timeout']}" is not positive: expected a duration above zero, e.g. 60s (every request would time out at once)`);
+  return {
+    maxRequestsInflight: countFlag(flags, 'max-requests-inflight', 'the most read-only requests in flight, e.g. 400 (0: no limit)'),
+    maxMutatingRequestsInflight: countFlag(flags, 'max-mutating-requests-inflight', 'the most mutating requests in flight, e.g. 200 (0: no limit)'),
+    requestTimeoutMs,
   };
 }
 
@@ -419,6 +449,8 @@ export function validate(flags: RawFlags): ServerConfig {
     logLevel: logLevel as LogLevel,
     storage,
     maxRequestBodyBytesInflight: bytesFlag('max-request-body-bytes-inflight', String(flags['max-request-body-bytes-inflight']), MAX_REQUEST_BODY_BYTES, true),
+    flowControl: flowControlConfig(flags),
+    minRequestTimeoutSeconds: countFlag(flags, 'min-request-timeout', 'a number of seconds, e.g. 1800 (0: watches do not end on their own)'),
     audit: auditOptions(flags),
     ignoredFlags: IGNORED_FLAGS.filter((name) => flags[name] !== undefined).map((name) => `--${name}=${flags[name]}`),
   };

@@ -2,11 +2,12 @@ import type { Logger } from 'pino';
 import { ApiGroupDefinition } from '../apis';
 import type { AuditLog } from './audit';
 import type { DelegatedAuth } from './auth';
+import type { FlowControlOptions } from './flow-control';
 import { createHandler } from './handler';
 import { Health, HealthCheck, checkOf, log, ping } from './health';
 import { Metrics } from './metrics';
 import type { ApiServing } from './registry';
-import { SecureServing } from './serving';
+import { SecureServing, ServingTimeouts } from './serving';
 
 /**
  * One running server: the handler chain on HTTPS, with the lifecycle of a Go apiserver —
@@ -32,6 +33,10 @@ export interface ServerOptions {
   readonly storageChecks?: readonly HealthCheck[];
   /** Where requests and storage report; read at each scrape. @default - one counting apiServing's watches */
   readonly metrics?: Metrics;
+  /** --max-requests-inflight, --max-mutating-requests-inflight, --request-timeout. @default - Go's: 400, 200, 60 s */
+  readonly flowControl?: Omit<FlowControlOptions, 'onAdmitted'>;
+  /** Handshake, header and idle timeouts. @default - Go's http.Server values in k8s.io/apiserver */
+  readonly servingTimeouts?: ServingTimeouts;
   /** Released on shutdown after the listener and auth (the kube clients, then the storage). @default - nothing */
   readonly onClose?: () => void | Promise<void>;
   /** Where each request's audit event goes (--audit-log-path). @default - no audit log */
@@ -70,7 +75,7 @@ export class Server {
       ],
     });
     const metrics = options.metrics ?? defaultMetrics(apiServing);
-    const handler = createHandler({ api: options.api, authenticator: auth.authenticator, authorizer: auth.authorizer, apiServing, health, metrics, logger, audit: options.auditLog });
+    const handler = createHandler({ api: options.api, authenticator: auth.authenticator, authorizer: auth.authorizer, apiServing, health, metrics, logger, flowControl: options.flowControl, audit: options.auditLog });
     const serving = await SecureServing.start({
       bindAddress: options.bindAddress,
       securePort: options.securePort,
@@ -80,6 +85,7 @@ export class Server {
       clientCaBundle: () => auth.clientCaBundle(),
       logger,
       certPollIntervalMs: options.certPollIntervalMs,
+      timeouts: options.servingTimeouts,
     });
     auth.onClientCaChange(() => serving.reloadClientCa());
     return new Server(options, lifecycle, serving);

@@ -18,6 +18,13 @@ import type { RequestHandler } from './handler';
  * streams, 256 KiB stream windows and frames, a connection window of 100 × 256 KiB, 1 MiB of
  * headers, and a connection idle for 90 s (no open stream) closed with GOAWAY.
  *
+ * Against slow or silent clients (slowloris), Go's http.Server timeouts as k8s.io/apiserver sets
+ * them: the TLS handshake and an HTTP/1.1 request's headers must arrive within ReadHeaderTimeout
+ * (32 s; else 408 and the connection is closed); an HTTP/1.1 keep-alive connection idle for
+ * IdleTimeout (90 s) is closed; an HTTP/2 connection without an open stream for IdleTimeout gets
+ * GOAWAY and is closed a second later (x/net/http2's goAwayTimeout), pings or not. A request whose
+ * headers arrived but whose body does not is ended by the request timeout (flow-control.ts).
+ *
  * The kubelet updates a mounted Secret by writing a new timestamped directory and renaming the
  * `..data` symlink over the old one, so the files' own inodes never change: the directories are
  * watched, and their content is also polled as a fallback (some filesystems send no events).
@@ -26,8 +33,15 @@ import type { RequestHandler } from './handler';
  */
 
 /** As Go's http.Server in k8s.io/apiserver: IdleTimeout 90 s, ReadHeaderTimeout 32 s, MaxHeaderBytes 1 MiB. */
-const IDLE_TIMEOUT_MS = 90_000;
-const READ_HEADER_TIMEOUT_MS = 32_000;
+export const IDLE_TIMEOUT_MS = 90_000;
+export const READ_HEADER_TIMEOUT_MS = 32_000;
+/** x/net/http2: after GOAWAY for idleness, the connection is closed this much later whatever the peer does. */
+const H2_GOAWAY_TIMEOUT_MS = 1000;
+/**
+ * How often node checks HTTP/1.1 connections for headers that are late (it checks them only at
+ * this interval: node's default, 30 s, would let a slowloris hold a connection for ~62 s).
+ */
+const MAX_HEADER_CHECK_INTERVAL_MS = 1000;
 const MAX_HEADER_BYTES = 1 << 20;
 /** k8s.io/apiserver's HTTP2Config: MaxConcurrentStreams 100, 256 KiB per stream (window and frame), 100 × that per connection. */
 const H2_MAX_CONCURRENT_STREAMS = 100;
@@ -49,6 +63,16 @@ interface Http1Settings {
   headersTimeout: number;
   requestTimeout: number;
   maxHeaderSize: number;
+  /** Read when the server starts listening. */
+  connectionsCheckingInterval: number;
+}
+
+/** Go's http.Server timeouts; tests shorten them. */
+export interface ServingTimeouts {
+  /** The TLS handshake and an HTTP/1.1 request's headers must arrive within this. @default 32000 (ReadHeaderTimeout) */
+  readonly readHeaderTimeoutMs?: number;
+  /** An HTTP/1.1 keep-alive connection, or an HTTP/2 one without open streams, is closed after this. @default 90000 (IdleTimeout) */
+  readonly idleTimeoutMs?: number;
 }
 
 /** `closeIdleConnections` of the HTTP/1.1 fallback: in node:http2 since 20.x/22.x, absent from older typings. */
@@ -68,6 +92,8 @@ export interface ServingOptions {
   readonly logger: Logger;
   /** How often the certificate files are re-read as a fallback to file events. @default 5000 */
   readonly certPollIntervalMs?: number;
+  /** @default - Go's: 32 s for the handshake and headers, 90 s idle */
+  readonly timeouts?: ServingTimeouts;
 }
 
 /** A serving key pair, checked to belong together. */
@@ -112,8 +138,12 @@ export class SecureServing {
   private readonly poll: NodeJS.Timeout;
   private reloadTimer: NodeJS.Timeout | undefined;
   private closed = false;
+  private readonly readHeaderTimeoutMs: number;
+  private readonly idleTimeoutMs: number;
 
   private constructor(private readonly options: ServingOptions) {
+    this.readHeaderTimeoutMs = options.timeouts?.readHeaderTimeoutMs ?? READ_HEADER_TIMEOUT_MS;
+    this.idleTimeoutMs = options.timeouts?.idleTimeoutMs ?? IDLE_TIMEOUT_MS;
     this.keyPair = loadKeyPair(options.tlsCertFile, options.tlsPrivateKeyFile);
     // Both protocols hand the handler the members it uses (method, url, headers, rawHeaders,
     // httpVersion, socket, the readable body; statusCode, setHeader, writeHead, write, end,
@@ -131,6 +161,8 @@ export class SecureServing {
         minVersion: 'TLSv1.2',
         keepAlive: true,
         noDelay: true,
+        // Go bounds the handshake by ReadHeaderTimeout (http.Server.tlsHandshakeTimeout); node's default is 120 s.
+        handshakeTimeout: this.readHeaderTimeoutMs,
         // node:http2 refuses new streams (ENHANCE_YOUR_CALM) while a session's queued output exceeds
         // this; Go's server has no such cap and only flow-controls. The output is ours and bounded
         // per stream (a response body, or a watch's buffer limit), so the cap stays far above it:
@@ -145,7 +177,13 @@ export class SecureServing {
       },
       handler,
     );
-    const http1: Http1Settings = { keepAliveTimeout: IDLE_TIMEOUT_MS, headersTimeout: READ_HEADER_TIMEOUT_MS, requestTimeout: 0, maxHeaderSize: MAX_HEADER_BYTES };
+    const http1: Http1Settings = {
+      keepAliveTimeout: this.idleTimeoutMs,
+      headersTimeout: this.readHeaderTimeoutMs,
+      requestTimeout: 0,
+      maxHeaderSize: MAX_HEADER_BYTES,
+      connectionsCheckingInterval: Math.min(MAX_HEADER_CHECK_INTERVAL_MS, Math.max(10, Math.floor(this.readHeaderTimeoutMs / 4))),
+    };
     Object.assign(this.server, http1);
     this.server.on('secureConnection', (socket: TLSSocket) => {
       this.sockets.add(socket);
@@ -158,9 +196,17 @@ export class SecureServing {
     this.server.on('tlsClientError', (error, socket) => {
       options.logger.debug({ err: error.message, remote: socket.remoteAddress }, 'TLS handshake failed');
     });
-    this.server.on('clientError', (error, socket) => {
-      if (socket.writable) socket.end('HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
-      options.logger.debug({ err: error.message }, 'malformed HTTP request');
+    // Also reached (through node:http2) by TLS handshake failures and timeouts: only a connection
+    // that got as far as HTTP/1.1 is answered; any other is closed, as node does without a listener.
+    this.server.on('clientError', (error: NodeJS.ErrnoException, socket) => {
+      const code = error.code ?? '';
+      if (code === 'ERR_HTTP_REQUEST_TIMEOUT' || code.startsWith('HPE_')) {
+        if (socket.writable && socket.bytesWritten === 0) socket.write(code === 'ERR_HTTP_REQUEST_TIMEOUT' ? 'HTTP/1.1 408 Request Timeout\r\nConnection: close\r\n\r\n' : 'HTTP/1.1 400 Bad Request\r\nConnection: close\r\n\r\n');
+        options.logger.debug({ err: error.message }, code.startsWith('HPE_') ? 'malformed HTTP request' : 'HTTP request headers not received in time');
+      } else {
+        options.logger.debug({ err: error.message }, 'connection failed before HTTP');
+      }
+      socket.destroy();
     });
     for (const dir of new Set([dirname(options.tlsCertFile), dirname(options.tlsPrivateKeyFile)])) {
       try {
@@ -194,8 +240,9 @@ export class SecureServing {
   }
 
   /**
-   * An HTTP/2 session: its connection window sized for its streams, closed with GOAWAY after 90 s
-   * without an open stream (a quiet watch keeps it open), or at once if the server is stopping.
+   * An HTTP/2 session: its connection window sized for its streams, closed with GOAWAY after the
+   * idle timeout without an open stream (a quiet watch keeps it open; pings do not), or at once
+   * if the server is stopping.
    */
   private trackSession(session: http2.ServerHttp2Session): void {
     this.sessions.add(session);
@@ -205,14 +252,30 @@ export class SecureServing {
       return;
     }
     session.setLocalWindowSize(H2_STREAM_BUFFER_BYTES * H2_MAX_CONCURRENT_STREAMS);
+    // As x/net/http2's idle timer: idleness is time without an open stream, not without traffic
+    // (node's session.setTimeout counts any frame, so a client pinging would never be idle).
+    const idleTimeoutMs = this.idleTimeoutMs;
     let openStreams = 0;
+    let idleSince = performance.now();
     session.on('stream', (stream) => {
       openStreams += 1;
-      stream.once('close', () => (openStreams -= 1));
+      stream.once('close', () => {
+        openStreams -= 1;
+        if (openStreams === 0) idleSince = performance.now();
+      });
     });
-    session.setTimeout(IDLE_TIMEOUT_MS, () => {
-      if (openStreams === 0) session.close();
-    });
+    const checkIdle = (): void => {
+      if (session.closed || session.destroyed) return;
+      const idleFor = performance.now() - idleSince;
+      if (openStreams > 0 || idleFor < idleTimeoutMs) {
+        idleTimer = setTimeout(checkIdle, openStreams > 0 ? idleTimeoutMs : idleTimeoutMs - idleFor);
+        return;
+      }
+      session.close();
+      setTimeout(() => session.destroy(), H2_GOAWAY_TIMEOUT_MS).unref();
+    };
+    let idleTimer = setTimeout(checkIdle, idleTimeoutMs);
+    session.once('close', () => clearTimeout(idleTimer));
   }
 
   /** The certificate served to new connections, PEM. */

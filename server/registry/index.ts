@@ -46,6 +46,8 @@ export interface ApiServingOptions {
   readonly logger: Logger;
   /** How often watchers that allow bookmarks get one. @default 60000 (the cacher's bookmark frequency) */
   readonly bookmarkIntervalMs?: number;
+  /** `--min-request-timeout` in seconds: watches without `timeoutSeconds` last this × [1, 2). @default 1800 */
+  readonly minRequestTimeoutSeconds?: number;
 }
 
 /** Verb → handler and what it may answer with; a verb without an entry is not allowed there (405). */
@@ -102,7 +104,7 @@ export function createApiServing(options: ApiServingOptions): ApiServing {
   };
   const stores = new Map<KindCodec, GenericStore>([...codecs.values()].map((codec) => [codec, new GenericStore(codec, storeDeps)]));
   const hub = new WatchHub();
-  const deps: HandlerDeps = { hub, watchSettings: { bookmarkIntervalMs: options.bookmarkIntervalMs ?? 60_000 }, logger };
+  const deps: HandlerDeps = { hub, watchSettings: { bookmarkIntervalMs: options.bookmarkIntervalMs ?? 60_000, minRequestTimeoutSeconds: options.minRequestTimeoutSeconds }, logger };
 
   async function handle(req: IncomingMessage, res: ServerResponse, info: RequestInfo, user: UserInfo): Promise<void> {
     const codec = codecs.get(info.resource);

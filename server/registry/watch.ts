@@ -28,10 +28,12 @@ import { IncludeObject, objectTable } from './table';
  * - `allowWatchBookmarks=true`: periodic BOOKMARK events with only `metadata.resourceVersion`.
  * - Selector filtering with transitions: an object that stops matching is sent as DELETED, one
  *   that starts matching as ADDED (as the cacher does).
- * - Ends at `timeoutSeconds` (default 30–60 min, as `--min-request-timeout`), on client
- *   disconnect, when the client cannot keep up, or on shutdown.
+ * - Ends at `timeoutSeconds`, else at a random time in [`--min-request-timeout`, twice that)
+ *   (30–60 min by default; never when it is 0), as the watch handler spreads reconnections; on
+ *   client disconnect, when the client cannot keep up, or on shutdown.
  */
 
+/** `--min-request-timeout`'s default. */
 const MIN_REQUEST_TIMEOUT_SECONDS = 1800;
 
 /**
@@ -72,6 +74,8 @@ export const DEFAULT_WATCH_BUFFER_LIMITS: WatchBufferLimits = {
 export interface WatchSettings {
   /** How often bookmarks are sent to watchers that allow them. */
   readonly bookmarkIntervalMs: number;
+  /** `--min-request-timeout`: a watch without `timeoutSeconds` lasts this × [1, 2); 0: until it ends otherwise. @default 1800 */
+  readonly minRequestTimeoutSeconds?: number;
 }
 
 /** The open watch streams of a registry: counted for /metrics, ended on shutdown, their queued bytes summed. */
@@ -316,9 +320,10 @@ export async function serveWatch(request: WatchRequest, storage: Storage, hub: W
       write(encode(type, value));
     }
 
-    // As the watch handler: 0 or absent → a random time between one and two min-request-timeouts.
-    const timeoutSeconds = options.timeoutSeconds || MIN_REQUEST_TIMEOUT_SECONDS * (1 + Math.random());
-    timers.push(setTimeout(() => session.end(), timeoutSeconds * 1000));
+    // As the watch handler (handlers/get.go): 0 or absent → a random time between one and two
+    // min-request-timeouts; with --min-request-timeout=0, no end (watch.go's neverExitWatch).
+    const timeoutSeconds = options.timeoutSeconds || (settings.minRequestTimeoutSeconds ?? MIN_REQUEST_TIMEOUT_SECONDS) * (1 + Math.random());
+    if (timeoutSeconds > 0) timers.push(setTimeout(() => session.end(), timeoutSeconds * 1000));
 
     async function start(): Promise<void> {
       const rv = options.resourceVersion;
