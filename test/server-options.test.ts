@@ -74,6 +74,8 @@ describe('parseCommandLine', () => {
       logLevel: 'info',
       storage: { backend: 'memory', quotaBytes: 32 * 1024 * 1024 },
       maxRequestBodyBytesInflight: 8 * 1024 * 1024,
+      flowControl: { maxRequestsInflight: 400, maxMutatingRequestsInflight: 200, requestTimeoutMs: 60_000 },
+      minRequestTimeoutSeconds: 1800,
       ignoredFlags: [],
     });
   });
