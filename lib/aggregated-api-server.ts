@@ -2,6 +2,7 @@ import { ApiObject } from 'cdk8s';
 import * as kplus from 'cdk8s-plus-28';
 import { k8s } from 'cdk8s-plus-28';
 import { Construct } from 'constructs';
+import { _checkCollisionsAtSynth } from './_collisions';
 import { ApiGroupDefinition, servedVersions, validateApiGroupDefinition } from '../apis';
 import { _checkDns1035Label, _checkDns1123Label, _checkDns1123Subdomain, _checkIntegerInRange, _checkLabels } from './_validate';
 import { API_SERVICE_PORT, ApiService, DEFAULT_GROUP_PRIORITY_MINIMUM, DEFAULT_VERSION_PRIORITY } from './api-service';
@@ -139,6 +140,7 @@ export class AggregatedApiServer extends Construct {
 
   constructor(scope: Construct, id: string, props: AggregatedApiServerProps) {
     super(scope, id);
+    _checkCollisionsAtSynth(this);
     validateApiGroupDefinition(props.api);
     this.api = props.api;
     const firstLabel = props.api.group.split('.')[0];

@@ -1,5 +1,6 @@
 import { k8s } from 'cdk8s-plus-28';
 import { Construct } from 'constructs';
+import { _checkCollisionsAtSynth } from './_collisions';
 import { ApiGroupDefinition, JSONSchemaProps, KindDefinition, KindVersion, listKindOf, validateApiGroupDefinition } from '../apis';
 import { _checkDns1123Label, _checkIntegerInRange } from './_validate';
 
@@ -54,6 +55,7 @@ export class CustomResourceDefinitions extends Construct implements ICustomResou
 
   constructor(scope: Construct, id: string, props: CustomResourceDefinitionsProps) {
     super(scope, id);
+    _checkCollisionsAtSynth(this);
     validateApiGroupDefinition(props.api);
     const { group } = props.api;
     const conversion = props.conversion === undefined || props.conversion === 'None' ? undefined : _webhookConversion(props.conversion);
