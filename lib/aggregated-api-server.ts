@@ -20,7 +20,7 @@ import { BoundStorage, IStorage, Storage } from './storage';
 /** Namespaces Kubernetes creates itself; emitting one would relabel it (e.g. kube-system to `restricted`). */
 const SYSTEM_NAMESPACES: readonly string[] = ['default', 'kube-system', 'kube-public', 'kube-node-lease'];
 
-/** The image of the bundled extension server. */
+/** The image of the bundled extension server: published nowhere, build and push it (README, "Build the image and point the synth at it") and pass `image`. */
 export const DEFAULT_SERVER_IMAGE = 'cdk8s-api-extension/server:0.1.0';
 
 /** The labels that set a namespace's Pod Security Standard; the created Namespace enforces `restricted`. */

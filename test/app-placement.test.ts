@@ -62,6 +62,15 @@ test('the flags reach every object and pod they are about', () => {
   expect(serverRole.rules).toEqual(expect.arrayContaining([{ apiGroups: [''], resources: ['configmaps'], verbs: ['get', 'list', 'watch'] }]));
 });
 
+test('synth warns when the image is the unpublished default, and not when --image names one', () => {
+  const byDefault = synth(work, []);
+  expect(byDefault.status).toBe(0);
+  expect(byDefault.stdout).toMatch(/warning: the server image is the default "cdk8s-api-extension\/server:0\.1\.0", which is not published: build and push it, then synth with --image \(README, "Build the image and point the synth at it"\)/);
+  const named = synth(work, ['--image', 'registry.example.com/wardle-apiserver:0.1.0']);
+  expect(named.status).toBe(0);
+  expect(named.stdout).not.toContain('warning');
+});
+
 test('--server-rules generic-apiserver adds what a k8s.io/apiserver image reads', () => {
   const run = synth(work, ['--server-rules', 'generic-apiserver', '--toleration', 'gpu']);
   expect(run.status).toBe(0);
