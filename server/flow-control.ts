@@ -154,22 +154,6 @@ function discardLaterWrites(res: ServerResponse, code: number): void {
   Object.defineProperty(res, 'statusCode', { configurable: true, enumerable: true, get: () => code, set: () => undefined });
 }
 
-/** Per request, made when first asked for (most requests never are). */
-const signals = new WeakMap<IncomingMessage, AbortController>();
-
-/**
- * Aborted (with the 504 StatusError) when the request times out: for work that can stop early,
- * e.g. a storage write not yet sent. Never aborted for long-running requests.
- */
-export function requestSignal(req: IncomingMessage): AbortSignal {
-  let controller = signals.get(req);
-  if (!controller) {
-    controller = new AbortController();
-    signals.set(req, controller);
-  }
-  return controller.signal;
-}
-
 /**
  * Max in-flight limits and request timeouts for one server. `admit` and `startDeadline` are
  * called by the handler chain (handler.ts) for each request.
@@ -234,7 +218,6 @@ export class FlowControl {
 function timeOut(req: IncomingMessage, res: ServerResponse, info: RequestInfo): void {
   if (res.writableEnded || res.destroyed) return;
   const status = requestTimedOut(info);
-  signals.get(req)?.abort(new StatusError(status));
   const stream = (res as unknown as { stream?: Http2Stream }).stream;
   if (res.headersSent) {
     // As Go's handler abort: HTTP/2 resets the stream with INTERNAL_ERROR, HTTP/1.1 loses the connection.

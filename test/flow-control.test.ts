@@ -9,13 +9,15 @@ import { WARDLE } from '../apis';
 import { FixedNamespaceLister } from '../server/admission/namespace-lifecycle';
 import { FlowControl, isLongRunning, parseGoDuration, requestTimeoutMs } from '../server/flow-control';
 import { OptionsError, parseCommandLine } from '../server/options';
-import { ApiServing, createApiServing } from '../server/registry';
+import { ApiServing, createApiServing, resourcePrefixes } from '../server/registry';
 import { wardleAdmission, wardleRules } from '../server/registry/wardle';
 import { parseRequestInfo } from '../server/request-info';
 import { Server } from '../server/server';
 import { SecureServing } from '../server/serving';
+import { createStorage } from '../server/storage';
 import { MemoryStorage } from '../server/storage/memory';
 import type { Storage } from '../server/storage/types';
+import { EtcdProcess } from './support/etcd';
 import { makeCa, makeLeaf, makeServerCert, TestCa, TestCertificate } from './support/pki';
 import { FakeAuth, memoryLogger, request, Response } from './support/shell-fakes';
 
@@ -121,14 +123,14 @@ afterAll(async () => {
 });
 
 async function startServer(
-  options: Pick<Parameters<typeof Server.start>[0], 'flowControl' | 'servingTimeouts'> & { minRequestTimeoutSeconds?: number; wrap?: (serving: ApiServing) => ApiServing } = {},
+  options: Pick<Parameters<typeof Server.start>[0], 'flowControl' | 'servingTimeouts'> & { minRequestTimeoutSeconds?: number; wrap?: (serving: ApiServing) => ApiServing; storage?: Storage } = {},
 ): Promise<Harness> {
   const gates = { list: new Gate(), create: new Gate() };
   const logLines: Record<string, unknown>[] = [];
   const logger = memoryLogger(logLines);
   const apiServing = createApiServing({
     api: WARDLE,
-    storage: gatedStorage(new MemoryStorage(), gates),
+    storage: options.storage ?? gatedStorage(new MemoryStorage(), gates),
     namespaces: new FixedNamespaceLister(['default']),
     admission: wardleAdmission(),
     rules: wardleRules,
@@ -568,6 +570,55 @@ describe('request timeouts, against the server', () => {
     expect(second.afterMs).toBeGreaterThanOrEqual(950);
     expect(second.afterMs).toBeLessThan(8000);
   }, 30_000);
+});
+
+describe('request timeouts with a real etcd that stops answering', () => {
+  let etcd: EtcdProcess;
+  let harness: Harness;
+  let closeStorage: () => Promise<void>;
+
+  beforeAll(async () => {
+    etcd = await EtcdProcess.start();
+    const storage = await createStorage(
+      { backend: 'etcd', servers: [etcd.clientUrl], prefix: '/registry/flow-control', compactionIntervalMs: 0, healthcheckTimeoutMs: 2000 },
+      { resourcePrefixes: resourcePrefixes(WARDLE), logger: memoryLogger() },
+    );
+    closeStorage = () => storage.close();
+    harness = await startServer({ storage: storage.storage });
+  }, 60_000);
+
+  afterAll(async () => {
+    etcd?.resume();
+    await harness?.server.shutdown();
+    await closeStorage?.();
+    await etcd?.remove();
+  });
+
+  test('a create while etcd is stopped (SIGSTOP): 504 at the client\'s ?timeout=; after SIGCONT the object is stored whole or not at all; the connection serves on', async () => {
+    const { server } = harness;
+    const agent = new https.Agent({ keepAlive: true, maxSockets: 1 });
+    // GIVEN a connection that served a create, and etcd then stopped
+    expect((await send(server, bob, FLUNDERS, { method: 'POST', body: flunder('before'), agent })).status).toBe(201);
+    etcd.pause();
+    try {
+      // WHEN a create asks for a 1 s timeout
+      const startedAt = Date.now();
+      const reply = await send(server, bob, `${FLUNDERS}?timeout=1s`, { method: 'POST', body: flunder('during'), agent });
+
+      // THEN 504 with the finisher's Status, at the deadline
+      expect(reply.status).toBe(504);
+      expect(Date.now() - startedAt).toBeGreaterThanOrEqual(950);
+      expect(reply.json()).toMatchObject({ kind: 'Status', code: 504, reason: 'Timeout', message: 'Timeout: request did not complete within requested timeout - context deadline exceeded' });
+    } finally {
+      etcd.resume();
+    }
+    // AND once etcd answers again, the object is there whole or not at all, read on the same connection
+    const stored = await send(server, bob, `${FLUNDERS}/during`, { agent });
+    if (stored.status === 200) expect(stored.json()).toMatchObject(flunder('during'));
+    else expect(stored.status).toBe(404);
+    expect((await send(server, bob, `${FLUNDERS}/before`, { agent })).socketId).toBe(stored.socketId);
+    agent.destroy();
+  }, 60_000);
 });
 
 describe('serving timeouts against slow and silent clients', () => {

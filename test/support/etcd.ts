@@ -97,6 +97,16 @@ export class EtcdProcess {
     await this.signal('SIGKILL');
   }
 
+  /** SIGSTOP: etcd keeps its connections open and answers nothing (a hung peer) until resume(). */
+  pause(): void {
+    this.child?.kill('SIGSTOP');
+  }
+
+  /** SIGCONT after pause(). */
+  resume(): void {
+    this.child?.kill('SIGCONT');
+  }
+
   /** Stops etcd and removes its data directory. */
   async remove(): Promise<void> {
     await this.kill();
