@@ -67,6 +67,13 @@ export function applyObjectPatch(type: PatchType, object: Record<string, unknown
   if (type === MERGE_PATCH) {
     result = mergePatch(object, patch);
   } else {
+    // RFC 6902 4.4: a move into its own value (`from` a proper prefix of `path`) is an error; fast-json-patch
+    // performs it, leaving a document that contains itself (a 500 when stored).
+    for (const operation of patch as Operation[]) {
+      if (operation.op === 'move' && (operation.from === '' ? operation.path !== '' : operation.path.startsWith(`${operation.from}/`))) {
+        throw unprocessable(`move operation does not apply: "from" ${JSON.stringify(operation.from)} is a proper prefix of "path" ${JSON.stringify(operation.path)}`);
+      }
+    }
     try {
       result = applyPatch(object, patch as Operation[], true, true).newDocument;
     } catch (error) {
