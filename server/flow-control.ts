@@ -224,7 +224,8 @@ function timeOut(req: IncomingMessage, res: ServerResponse, info: RequestInfo): 
     if (stream) stream.close(http2Constants.NGHTTP2_INTERNAL_ERROR);
     else res.destroy();
   } else {
-    const auditId = res.getHeader('Audit-Id');
+    // Reads of resources set their Audit-Id only with their answer (handler.ts): take it from the request info.
+    const auditId = res.getHeader('Audit-Id') ?? (info.auditID || undefined);
     for (const name of res.getHeaderNames()) res.removeHeader(name);
     const body = `${JSON.stringify(status)}\n`;
     const headers: Record<string, string | number> = { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(body), 'Cache-Control': 'no-cache, private' };

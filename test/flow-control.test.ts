@@ -479,6 +479,7 @@ describe('request timeouts, against the server', () => {
 
       // THEN 504 with the timeout filter's Status, after --request-timeout
       expect(reply.status).toBe(504);
+      expect(reply.headers['audit-id']).toMatch(/^[0-9a-f-]{36}$/);
       expect(Date.now() - startedAt).toBeGreaterThanOrEqual(REQUEST_TIMEOUT_MS - 50);
       expect(JSON.parse(reply.body)).toMatchObject({ kind: 'Status', code: 504, reason: 'Timeout', message: 'Timeout: request did not complete within the allotted timeout' });
       // AND the session serves the next request
