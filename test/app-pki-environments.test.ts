@@ -97,6 +97,38 @@ describe('two environments sharing one PKI directory', () => {
   });
 });
 
+describe('a PKI directory from before environments (<pki>/<namespace>/<name>)', () => {
+  let work: string;
+  beforeAll(() => {
+    work = fs.mkdtempSync(path.join(os.tmpdir(), 'apiext-env-legacy-'));
+  });
+  afterAll(() => fs.rmSync(work, { recursive: true, force: true }));
+
+  test('is adopted by its own environment (byte-identical output, no CA rotated) and by no other', () => {
+    // GIVEN a synth, its stores then moved up one level: the layout before environments
+    synth(work, []);
+    const before = tree(path.join(work, 'dist'));
+    for (const store of ['wardle-apiserver', 'wardle-apiserver-etcd']) {
+      const parent = path.join(work, '.pki', 'wardle', store);
+      for (const file of fs.readdirSync(path.join(parent, 'cluster.local'))) fs.renameSync(path.join(parent, 'cluster.local', file), path.join(parent, file));
+      fs.rmdirSync(path.join(parent, 'cluster.local'));
+    }
+    const legacy = tree(path.join(work, '.pki'));
+    // WHEN synthesized again with the same inputs
+    const run = synth(work, []);
+    // THEN the old stores are adopted: the output is byte-identical, the files copied into the environment's store
+    expect(tree(path.join(work, 'dist'))).toEqual(before);
+    expect(run.stdout).toMatch(/^ {2}\.pki\/wardle\/wardle-apiserver\/cluster\.local: adopted the store .*wardle-apiserver \(kept there as it was, no longer used\); reused CA; reused serving certificate$/m);
+    expect(run.stdout).toMatch(/^ {2}\.pki\/wardle\/wardle-apiserver-etcd\/cluster\.local: adopted the store .*; reused CA; .*reused client certificate$/m);
+    expect(tree(path.join(work, '.pki', 'wardle', 'wardle-apiserver', 'cluster.local'))).toEqual(
+      Object.fromEntries(['ca.crt', 'ca.key', 'tls.crt', 'tls.key'].map((file) => [file, legacy[path.join('wardle', 'wardle-apiserver', file)]])),
+    );
+    // AND another environment does not take them: it gets a CA of its own
+    const other = synth(work, ['--cluster-domain', 'corp.internal', '-o', 'dist-corp']);
+    expect(other.stdout).toMatch(/^ {2}\.pki\/wardle\/wardle-apiserver\/corp\.internal: created CA; created serving certificate$/m);
+  });
+});
+
 describe('SelfSignedPki: the app writes the PKI, building the tree does not', () => {
   let work: string;
   beforeEach(() => {

@@ -1,11 +1,11 @@
 import { createHash } from 'node:crypto';
-import { existsSync, readdirSync, writeFileSync } from 'node:fs';
-import { isAbsolute, join, relative, resolve } from 'node:path';
+import { existsSync, readdirSync, readFileSync, statSync, writeFileSync } from 'node:fs';
+import { basename, dirname, isAbsolute, join, relative, resolve } from 'node:path';
 import { _checkNow, _checkValidities } from './_internal';
 import { _planEtcdPki, EtcdPkiMaterial, EtcdPkiMember } from './etcd';
-import { splitPemBundle } from './inspect';
+import { inspectCertificate, splitPemBundle } from './inspect';
 import { PkiError } from './pki-error';
-import { _commitStore, _planServingPki, _StorePlan, PkiMaterial } from './store';
+import { _commitStore, _planServingPki, _StorePlan, PKI_STORE_FILES, PkiMaterial } from './store';
 
 export interface SelfSignedPkiOptions {
   /**
@@ -97,9 +97,10 @@ export class SelfSignedPki {
     const environment = pkiEnvironmentOf(request.namespace, request.dnsNames, { service: request.name });
     const directory = join(this.directory, request.namespace, request.name, environment);
     const key = JSON.stringify(['serving', request.caCommonName, request.servingCommonName, [...request.dnsNames].sort()]);
+    const readFrom = _adoptableLegacyStore(directory, environment, ['tls.crt'], (names) => pkiEnvironmentOf(request.namespace, names, { service: request.name }));
     const material = this.plan(directory, key, () =>
       _planServingPki({
-        directory,
+        directory: readFrom,
         caCommonName: request.caCommonName,
         servingCommonName: request.servingCommonName,
         dnsNames: request.dnsNames,
@@ -121,9 +122,10 @@ export class SelfSignedPki {
     const environment = pkiEnvironmentOf(request.namespace, names);
     const directory = join(this.directory, request.namespace, request.name, environment);
     const key = JSON.stringify(['etcd', request]);
+    const readFrom = _adoptableLegacyStore(directory, environment, request.members.map((member) => `${member.name}-server.crt`), (names) => pkiEnvironmentOf(request.namespace, names));
     const material = this.plan(directory, key, () =>
       _planEtcdPki({
-        directory,
+        directory: readFrom,
         caCommonName: request.caCommonName,
         members: request.members.map(({ name, serverDnsNames, peerDnsNames, ipAddresses }) => ({ name, serverDnsNames, peerDnsNames, ipAddresses })),
         clientCommonName: request.clientCommonName,
@@ -191,11 +193,44 @@ export class SelfSignedPki {
       }
       return planned.material;
     }
-    const { store, material } = make();
+    const made = make();
+    const store = made.store.spec.directory === directory ? made.store : _retarget(made.store, directory);
     const label = relative(this.directory, directory) || '.';
-    this.plans.set(directory, { key, store, material, label });
-    return material;
+    this.plans.set(directory, { key, store, material: made.material, label });
+    return made.material;
   }
+}
+
+/**
+ * Where a store is read from: its own directory, or — when that holds no CA yet — the directory
+ * above it, where stores were kept before environments (`<pki>/<namespace>/<name>`), if the
+ * certificates there (`probes`, the first that exists) were issued for this environment. Adopting
+ * it keeps an upgrade from rotating every CA; another environment starts a store of its own.
+ */
+function _adoptableLegacyStore(directory: string, environment: string, probes: readonly string[], environmentOf: (dnsNames: readonly string[]) => string): string {
+  const legacy = dirname(directory);
+  if (existsSync(join(directory, PKI_STORE_FILES.caCert)) || !existsSync(join(legacy, PKI_STORE_FILES.caCert))) return directory;
+  const probe = probes.map((file) => join(legacy, file)).find((file) => existsSync(file));
+  if (probe === undefined) return directory;
+  try {
+    return environmentOf(inspectCertificate(readFileSync(probe, 'utf8')).dnsNames) === environment ? legacy : directory;
+  } catch {
+    return directory; // unreadable: not adopted; the store starts afresh beside it
+  }
+}
+
+/** A plan made from a legacy store, writing into `directory`: every file of the legacy store copied, then the plan's changes. */
+function _retarget(store: _StorePlan, directory: string): _StorePlan {
+  const from = store.spec.directory;
+  const writes = new Map<string, { content: string; mode: number }>();
+  for (const name of readdirSync(from).sort()) {
+    if (/\.(crt|key)$/.test(name) && statSync(join(from, name)).isFile()) {
+      writes.set(join(directory, name), { content: readFileSync(join(from, name), 'utf8'), mode: name.endsWith('.key') ? 0o600 : 0o644 });
+    }
+  }
+  for (const [path, write] of store.writes) writes.set(join(directory, basename(path)), write);
+  const adopted = `adopted the store ${from} (kept there as it was, no longer used)`;
+  return { spec: { ...store.spec, directory }, result: { ...store.result, actions: [adopted, ...store.result.actions] }, writes, restrict: [] };
 }
 
 /**
