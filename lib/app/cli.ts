@@ -1,0 +1,53 @@
+#!/usr/bin/env node
+import { runDoctor } from './doctor';
+
+/** The package's command (`npx cdk8s-api-extension <command>`): one entry, a command per job. */
+const COMMANDS: Record<string, { readonly summary: string; readonly run: (argv: readonly string[]) => Promise<number> }> = {
+  doctor: {
+    summary: 'check a live installation against the cluster and say what is wrong and what fixes it',
+    run: (argv) =>
+      runDoctor(argv, {
+        write: (text) => process.stdout.write(`${text}\n`),
+        error: (text) => process.stderr.write(`${text}\n`),
+        colour: process.stdout.isTTY === true && process.env.NO_COLOR === undefined,
+      }),
+  },
+};
+
+function usage(): string {
+  const width = Math.max(...Object.keys(COMMANDS).map((name) => name.length));
+  return [
+    'usage: cdk8s-api-extension <command> [options]',
+    '',
+    'commands:',
+    ...Object.entries(COMMANDS).map(([name, command]) => `  ${name.padEnd(width)}  ${command.summary}`),
+    '',
+    'cdk8s-api-extension <command> --help shows its options. Synthesize with "npm run synth" (or cdk8s synth).',
+  ].join('\n');
+}
+
+export async function main(argv: readonly string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
+    process.stdout.write(`${usage()}\n`);
+    return name === undefined ? 2 : 0;
+  }
+  const command = COMMANDS[name];
+  if (!command) {
+    process.stderr.write(`error: "${name}" is not a command (expected one of: ${Object.keys(COMMANDS).join(', ')})\n\n${usage()}\n`);
+    return 2;
+  }
+  return command.run(rest);
+}
+
+if (require.main === module) {
+  main(process.argv.slice(2)).then(
+    (code) => {
+      process.exitCode = code;
+    },
+    (error: Error) => {
+      process.stderr.write(`error: ${error.stack ?? error.message}\n`);
+      process.exitCode = 1;
+    },
+  );
+}
