@@ -5,7 +5,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { App, Chart } from 'cdk8s';
 import * as YAML from 'yaml';
-import { AggregatedApiServer, Certificates, SelfSignedPki, WARDLE } from '../lib';
+import { AggregatedApiServer, Certificates, protectSynthOutput, SelfSignedPki, WARDLE } from '../lib';
 
 /**
  * Environments kept apart: two synths with different inputs sharing one PKI directory never
@@ -192,6 +192,22 @@ describe('SelfSignedPki: the app writes the PKI, building the tree does not', ()
     // WHEN the second fails (same construct id) THEN nothing was written: the app never saved
     expect(() => new AggregatedApiServer(chart, 'One', { api: WARDLE, certificates: Certificates.selfSigned({ pki }) })).toThrow(/There is already a Construct with name 'One'/);
     expect(fs.existsSync(directory)).toBe(false);
+  });
+
+  test('protectSynthOutput: the library user\'s output directory 0700, files holding keys 0600', () => {
+    // GIVEN an app synthesized by cdk8s, which writes with the umask (0755 / 0644 under umask 022)
+    const pki = new SelfSignedPki({ directory: path.join(work, 'pki') });
+    build(pki);
+    const dist = path.join(work, 'dist');
+    fs.chmodSync(dist, 0o755);
+    fs.writeFileSync(path.join(dist, 'no-secret.k8s.yaml'), 'apiVersion: v1\nkind: ConfigMap\nmetadata:\n  name: x\n', { mode: 0o644 });
+    // WHEN protected
+    const restricted = protectSynthOutput(dist);
+    // THEN the directory is 0700, the file with the Secrets 0600, the one without left as it was
+    expect((fs.statSync(dist).mode & 0o777).toString(8)).toBe('700');
+    expect(restricted).toEqual([path.join(dist, 'wardle.k8s.yaml')]);
+    expect((fs.statSync(path.join(dist, 'wardle.k8s.yaml')).mode & 0o777).toString(8)).toBe('600');
+    expect((fs.statSync(path.join(dist, 'no-secret.k8s.yaml')).mode & 0o777).toString(8)).toBe('644');
   });
 
   test('fails for an empty directory or the working directory, naming the option', () => {

@@ -201,7 +201,7 @@ function parser(argv: readonly string[]) {
       'group-priority-minimum': { type: 'string', default: String(DEFAULT_GROUP_PRIORITY_MINIMUM), describe: 'APIService spec.groupPriorityMinimum (1-20000)' },
       'version-priority': { type: 'string', default: String(DEFAULT_VERSION_PRIORITY), describe: 'APIService spec.versionPriority of the preferred version (1-1000)' },
       'cert-mode': { type: 'string', default: 'self-signed', describe: `where the serving certificate comes from: ${CERT_MODES.join(', ')}; etcd's follow (self-signed with existing)` },
-      'pki-dir': { type: 'string', default: DEFAULT_PKI_DIRECTORY, describe: "self-signed mode: directory that keeps the CAs and certificates (serving, and etcd's) between synths (git-ignored; keys are 0600)" },
+      'pki-dir': { type: 'string', default: DEFAULT_PKI_DIRECTORY, describe: "self-signed mode: directory that keeps the CAs and certificates (serving, and etcd's) between synths, one subdirectory per environment (a directory it creates ignores itself in git; keys are 0600)" },
       'allow-unignored-pki-dir': {
         type: 'boolean',
         describe: 'self-signed mode: keep --pki-dir inside a git work tree that does not ignore it (refused by default: its CA keys would be committed)',

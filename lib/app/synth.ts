@@ -8,7 +8,7 @@ import { ApiGroupDefinition, WARDLE } from '../../apis';
 import { AggregatedApiServer } from '../aggregated-api-server';
 import { Certificates, DEFAULT_PKI_DIRECTORY, ICertificates } from '../certificates';
 import { EtcdCertificates, IEtcdCertificates } from '../etcd-certificates';
-import { inspectCertificate, PKI_STORE_FILES, PkiCertificate, SelfSignedPki, splitPemBundle } from '../pki';
+import { inspectCertificate, PKI_STORE_FILES, PkiCertificate, protectSynthOutput, SelfSignedPki, splitPemBundle } from '../pki';
 import { _checkServingCertificate } from '../pki/_check-serving';
 import { _unsafePkiDirectoryReason } from '../pki/self-signed-pki';
 import { _checkEtcdClientCertificate, IStorage, Storage } from '../storage';
@@ -218,7 +218,7 @@ export function synthesize(o: SynthOptions, api: ApiGroupDefinition = WARDLE): S
     const app = new App({ outdir: staging });
     addServerChart(app, o, api, { pki, existing });
     app.synth();
-    restrictKeyFiles(staging);
+    protectSynthOutput(staging);
     const certificates = [...(existing?.report ?? []), ...(pki?.certificates ?? []), ...externalEtcdReport(o, api)];
     const stores = pki?.actions.map((line) => `${path.join(o.pkiDir, line)}`) ?? [];
     // The PKI is written once the output is complete, and before it replaces the old output:
@@ -273,14 +273,7 @@ function gitWorkTreeNotIgnoring(directory: string): string | undefined {
   return top.status === 0 ? top.stdout.trim() : absolute;
 }
 
-/** Output files that hold a private key (the Secrets') are 0600, in a directory that is 0700 (mkdtemp's). */
-function restrictKeyFiles(directory: string): void {
-  fs.chmodSync(directory, 0o700);
-  for (const file of fs.readdirSync(directory)) {
-    const full = path.join(directory, file);
-    if (/^\s+tls\.key: /m.test(fs.readFileSync(full, 'utf8'))) fs.chmodSync(full, 0o600);
-  }
-}
+
 
 /** What a synth writes into the output directory (cdk8s adds construct-metadata.json when asked to). */
 const OUTPUT_ENTRY = /^(?:.+\.k8s\.yaml|construct-metadata\.json)$/;

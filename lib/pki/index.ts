@@ -5,3 +5,4 @@ export * from './inspect';
 export { ensurePki, PKI_STORE_FILES, type PkiMaterial, type PkiStoreOptions } from './store';
 export * from './etcd';
 export { pkiEnvironmentOf, PKI_GITIGNORE, SelfSignedPki, type EtcdPkiRequest, type PkiCertificate, type SelfSignedPkiOptions, type ServingPkiRequest } from './self-signed-pki';
+export { protectSynthOutput } from './protect-output';
