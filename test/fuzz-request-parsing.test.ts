@@ -99,9 +99,21 @@ function h2Session(): http2.ClientHttp2Session {
   return session;
 }
 
-function sendH2(sent: Sent): Promise<Reply> {
+/** Sends over HTTP/2; a request its session could not carry (the server ended it meanwhile: GOAWAY) is sent again on a new one. */
+async function sendH2(sent: Sent): Promise<Reply> {
+  for (let attempt = 1; ; attempt++) {
+    const used = h2Session();
+    try {
+      return await sendOnSession(used, sent);
+    } catch (error) {
+      if (attempt >= 3 || !(used.closed || used.destroyed)) throw error;
+    }
+  }
+}
+
+function sendOnSession(used: http2.ClientHttp2Session, sent: Sent): Promise<Reply> {
   return new Promise((resolve, reject) => {
-    const stream = h2Session().request({ ':method': sent.method, ':path': encodeForHttp(sent.path), ...(sent.headers ?? {}) }, { endStream: sent.body === undefined });
+    const stream = used.request({ ':method': sent.method, ':path': encodeForHttp(sent.path), ...(sent.headers ?? {}) }, { endStream: sent.body === undefined });
     const chunks: Buffer[] = [];
     let headers: http2.IncomingHttpHeaders = {};
     stream.on('response', (h) => {
@@ -195,16 +207,20 @@ async function sendChecked(sent: Sent): Promise<Reply> {
   return reply;
 }
 
-/** Runs a property with a logged seed (random unless FUZZ_SEED is set). */
+/**
+ * Most time one property may take: on a loaded machine it stops early (logged) rather than push
+ * the file past a minute; FUZZ_RUNS lifts the limit with the runs.
+ */
+const PROPERTY_TIME_LIMIT_MS = 6_000 * Math.max(1, SCALE);
+
+/** Runs a property with a logged seed (random unless FUZZ_SEED is set); logs the runs made and the answers by status. */
 async function check<Ts extends [unknown, ...unknown[]]>(name: string, numRuns: number, property: fc.IAsyncPropertyWithHooks<Ts>): Promise<void> {
   const seed = SEED ?? (Math.random() * 2 ** 31) | 0;
-  console.log(`${name}: seed ${seed}, ${numRuns} runs (rerun with FUZZ_SEED=${seed})`);
   tally = new Map();
-  try {
-    await fc.assert(property, { seed, numRuns, interruptAfterTimeLimit: 40_000 });
-  } finally {
-    console.log(`${name}: answers by status ${JSON.stringify(Object.fromEntries([...tally].sort(([a], [b]) => a - b)))}`);
-  }
+  const details = await fc.check(property, { seed, numRuns, interruptAfterTimeLimit: PROPERTY_TIME_LIMIT_MS });
+  const answers = JSON.stringify(Object.fromEntries([...tally].sort(([a], [b]) => a - b)));
+  console.log(`${name}: seed ${seed} (rerun with FUZZ_SEED=${seed}), ${details.numRuns} of ${numRuns} runs${details.interrupted ? ' (stopped at the time limit)' : ''}, answers by status ${answers}`);
+  if (details.failed) throw new Error(fc.defaultReportMessage(details));
 }
 
 const flunder = (name: string, labels: Record<string, string> = {}, namespace = 'default') => ({
