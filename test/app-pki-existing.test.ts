@@ -159,6 +159,15 @@ describe('--cert-mode existing accepts what the aggregator accepts', () => {
     expect(run.status).toBe(0);
     expect(opensslVerifies('no-eku.crt')).toBe(true);
   });
+
+  test('a self-signed serving certificate (CA:FALSE) that is its own --ca-bundle-file: Go takes a leaf found among the roots as its own anchor', () => {
+    // GIVEN a self-signed certificate with the serving extensions, used as the bundle too
+    openssl('req', '-x509', '-newkey', 'rsa:2048', '-nodes', '-keyout', 'self.key', '-out', 'self.crt', '-config', 'openssl.cnf', '-extensions', 'server', '-days', '30', '-subj', '/CN=self');
+    // WHEN synthesized THEN accepted
+    const run = existing('self.crt', 'self.key', 'self.crt');
+    expect(run.stderr).toBe('');
+    expect(run.status).toBe(0);
+  });
 });
 
 describe('--cert-mode existing refuses what Go refuses, naming the flag and the file', () => {

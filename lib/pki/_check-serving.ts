@@ -146,6 +146,8 @@ export function _checkServingCertificate(
  */
 function _chain(leaf: _Cert, intermediates: readonly _Cert[], cas: readonly _Cert[]): _Cert[] | undefined {
   const issues = (child: _Cert, parent: _Cert): boolean => child.x509.issuer === parent.x509.subject && child.x509.verify(parent.x509.publicKey);
+  // A leaf that is itself in the bundle is its own anchor, as Go's Verify takes it (a self-signed serving certificate as caBundle).
+  if (cas.some((ca) => ca.x509.raw.equals(leaf.x509.raw))) return [leaf];
   const chain = [leaf];
   for (let depth = 0; depth <= intermediates.length; depth++) {
     const current = chain[chain.length - 1];
