@@ -346,7 +346,7 @@ describe('through the server', () => {
   test('any path, with any method and over either protocol, is answered well-formed', async () => {
     await check(
       'paths',
-      runs(300),
+      runs(500),
       fc.asyncProperty(METHOD, fc.oneof({ weight: 3, arbitrary: RESOURCE_PATH }, { weight: 1, arbitrary: PATH }), fc.constantFrom('', '', '?watch=1', '?limit=1', '?dryRun=All', '?x=%zz', '?%', '??', '?a=b#frag'), PROTOCOL, async (method, path, query, protocol) => {
         const hasBody = method === 'POST' || method === 'PUT' || method === 'PATCH';
         // Writes outside `fuzz` are dry runs (first in the query, before any fragment): the seeded objects stay as they are.
@@ -373,7 +373,7 @@ describe('through the server', () => {
     );
     await check(
       'query',
-      runs(250),
+      runs(400),
       fc.asyncProperty(target, QUERY, fc.boolean(), async ({ method, path, body }, query, atCurrent) => {
         // Reads name the current revision half the time (a future one waits, then is 504 as upstream).
         const rv = atCurrent && /resourceVersion=\d/.test(query) ? query.replace(/resourceVersion=\d+/g, `resourceVersion=${resourceVersion}`) : query;
@@ -383,6 +383,33 @@ describe('through the server', () => {
           ...(body ? { headers: { 'content-type': method === 'PATCH' ? 'application/merge-patch+json' : 'application/json' }, body: JSON.stringify(body) } : {}),
         });
       }),
+    );
+  }, 60_000);
+
+  test('any combination of the list and watch options (resourceVersion, resourceVersionMatch, sendInitialEvents, allowWatchBookmarks, limit, continue, timeoutSeconds) is answered well-formed', async () => {
+    const resourceVersion = await currentRevision();
+    const option = (name: string, ...values: string[]) => fc.option(fc.constantFrom(...values).map((v) => `${name}=${encodeURIComponent(v)}`), { nil: undefined });
+    await check(
+      'list and watch options',
+      runs(400),
+      fc.asyncProperty(
+        fc.constantFrom(DEFAULT, `${GV}/flunders`, `${GV}/fischers`, `${DEFAULT}/a1`),
+        fc.tuple(
+          option('watch', '1', 'true', '0', 'false', ''),
+          option('resourceVersion', '', '0', resourceVersion, '1', String(Number(resourceVersion) + 1_000_000)),
+          option('resourceVersionMatch', 'NotOlderThan', 'Exact', 'notolderthan', ''),
+          option('sendInitialEvents', 'true', 'false', ''),
+          option('allowWatchBookmarks', 'true', 'false', ''),
+          option('limit', '1', '0', '500', '-1'),
+          option('continue', 'garbage', ''),
+          option('timeoutSeconds', '1', '0', '-1', '9223372036854775807'),
+        ),
+        fc.constantFrom('', 'application/json;as=Table;g=meta.k8s.io;v=v1', 'application/json;as=PartialObjectMetadata;g=meta.k8s.io;v=v1', 'application/json;as=PartialObjectMetadataList;g=meta.k8s.io;v=v1'),
+        async (path, options, accept) => {
+          const query = options.filter((o) => o !== undefined).join('&');
+          await sendChecked({ method: 'GET', path: `${path}?${query}`, headers: accept ? { accept } : {} });
+        },
+      ),
     );
   }, 60_000);
 
@@ -425,7 +452,7 @@ describe('through the server', () => {
     );
     await check(
       'content negotiation',
-      runs(250),
+      runs(400),
       fc.asyncProperty(target, header, fc.option(header, { nil: undefined }), PROTOCOL, async ({ method, path, body }, accept, contentType, protocol) => {
         const headers: Record<string, string> = { accept };
         if (contentType !== undefined) headers['content-type'] = contentType;
@@ -556,7 +583,7 @@ describe('bodies through the server', () => {
   test('a create or update whose every field in turn holds a value of any type is answered well-formed', async () => {
     await check(
       'wrong types',
-      runs(250),
+      runs(400),
       fc.asyncProperty(fc.constantFrom(...FLUNDER_FIELDS), RAW_JSON, fc.constantFrom('POST', 'PUT'), fc.constantFrom('application/json', 'application/yaml'), PROTOCOL, async (field, raw, method, contentType, protocol) => {
         const name = method === 'POST' ? `w${Math.random().toString(36).slice(2, 10)}` : 'target';
         const reply = await sendChecked({ method, path: method === 'POST' ? FUZZ : `${FUZZ}/${name}`, headers: { 'content-type': contentType }, body: flunderWith(name, field, raw), protocol });
@@ -583,7 +610,7 @@ describe('bodies through the server', () => {
     );
     await check(
       'any body',
-      runs(250),
+      runs(400),
       fc.asyncProperty(target, body, fc.constantFrom('', '?dryRun=All'), async ({ method, path, contentType }, text, query) => {
         await sendChecked({ method, path: `${path}${query}`, headers: { 'content-type': contentType }, body: text });
       }),
@@ -598,7 +625,7 @@ describe('bodies through the server', () => {
     const jsonPatch = fc.array(JSON_PATCH_OP, { maxLength: 4 }).map((ops) => JSON.stringify(ops));
     await check(
       'patches',
-      runs(250),
+      runs(400),
       fc.asyncProperty(fc.oneof(mergePatch.map((body) => ({ body, type: 'application/merge-patch+json' })), jsonPatch.map((body) => ({ body, type: 'application/json-patch+json' }))), fc.constantFrom('', '/status'), fc.constantFrom('', '?dryRun=All', '?fieldValidation=Strict'), async ({ body, type }, sub, query) => {
         await sendChecked({ method: 'PATCH', path: `${FUZZ}/target${sub}${query}`, headers: { 'content-type': type }, body });
       }),
@@ -794,7 +821,7 @@ describe('selectors and continue tokens through the server', () => {
     const fieldTerm = fc.record({ field: fc.constantFrom('metadata.name', 'metadata.namespace'), op: fc.constantFrom('=', '==', '!='), value: fc.constantFrom('a1', 'b2', 'c1', 'default', 'fuzz', '') });
     await check(
       'selectors',
-      runs(250),
+      runs(400),
       fc.asyncProperty(
         fc.option(fc.array(fc.tuple(LABEL_REQUIREMENT, SPACE), { minLength: 1, maxLength: 3 }), { nil: undefined }),
         fc.option(fc.array(fieldTerm, { minLength: 1, maxLength: 2 }), { nil: undefined }),
@@ -840,7 +867,7 @@ describe('selectors and continue tokens through the server', () => {
     );
     await check(
       'continue tokens',
-      runs(200),
+      runs(300),
       fc.asyncProperty(token, fc.constantFrom(DEFAULT, `${GV}/flunders`, `${GV}/fischers`, FUZZ), fc.constantFrom('', '&limit=1', '&limit=0', '&resourceVersion=0', '&resourceVersionMatch=Exact', '&watch=1'), async (continueToken, path, extra) => {
         await sendChecked({ method: 'GET', path: `${path}?continue=${encodeURIComponent(continueToken)}${extra}` });
       }),
