@@ -28,12 +28,11 @@ export type StorageBackend = (typeof STORAGE_BACKENDS)[number];
 const DEFAULT_ETCD_PREFIX = '/registry/wardle.example.com';
 
 /**
- * Memory bounds for a 256 MiB pod (README "Memory bounds"). The store's quota: ~60 MiB for the
- * process at rest, objects take 1–3× their JSON as JS objects, plus history, watch queues and
- * bodies in flight; 32 MiB is ~10,000 objects of 3 KiB. Bodies in flight: five of the largest
- * (3 MiB) at once, several times that while decoded and handled.
+ * Memory bounds for a 256 MiB pod (README "Memory bounds"). The store's quota (server/storage/memory.ts
+ * says how it was sized): ~11,000 small objects or ~800 of 20 KiB. Bodies in flight: two of the
+ * largest (3 MiB) at once, several times that while decoded and handled.
  */
-const DEFAULT_STORAGE_QUOTA_BYTES = 32 * 1024 * 1024;
+const DEFAULT_STORAGE_QUOTA_BYTES = 16 * 1024 * 1024;
 const DEFAULT_MAX_REQUEST_BODY_BYTES_INFLIGHT = 8 * 1024 * 1024;
 /** k8s.io/apiserver's largest request body: a smaller budget could never admit one. */
 const MAX_REQUEST_BODY_BYTES = 3 * 1024 * 1024;
@@ -43,7 +42,7 @@ export type StorageConfig = MemoryStorageConfig | EtcdStorageConfig;
 
 export interface MemoryStorageConfig {
   readonly backend: 'memory';
-  /** `--storage-quota-bytes`: the most bytes of objects (key + JSON) kept; beyond it writes fail with "database space exceeded". */
+  /** `--storage-quota-bytes`: the most bytes of objects kept (key + JSON + 1 KiB each); beyond it writes fail with "database space exceeded". */
   readonly quotaBytes: number;
 }
 
@@ -229,7 +228,7 @@ function parser(argv: readonly string[]) {
       'storage-quota-bytes': {
         type: 'string',
         group: 'Storage:',
-        describe: `With --storage=memory: the most bytes of objects (key + JSON) the store keeps, as etcd's --quota-backend-bytes; past it creates and growing updates fail with 500 "database space exceeded" (nothing stored is lost; deletes work). Default ${DEFAULT_STORAGE_QUOTA_BYTES} (32 MiB, for a 256 MiB pod). etcd enforces its own quota.`,
+        describe: `With --storage=memory: the most bytes of objects the store keeps (each counted as its key, its JSON and 1 KiB), as etcd's --quota-backend-bytes; past it creates and growing updates fail with 500 "database space exceeded" (nothing stored is lost; deletes work). Default ${DEFAULT_STORAGE_QUOTA_BYTES} (16 MiB, for a 256 MiB pod). etcd enforces its own quota.`,
       },
       'max-request-body-bytes-inflight': {
         type: 'string',

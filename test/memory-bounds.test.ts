@@ -7,7 +7,7 @@ import * as http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { DEFAULT_MAX_REQUEST_BODY_BYTES_INFLIGHT, readBody, requestBodyBudget, setRequestBodyBudget } from '../server/registry/body';
 import { StatusError } from '../server/status';
-import { MemoryStorage } from '../server/storage/memory';
+import { MemoryStorage, OBJECT_OVERHEAD_BYTES } from '../server/storage/memory';
 import { ExpiredError, StorageEvent, StorageQuotaExceededError } from '../server/storage/types';
 
 /** An object whose JSON is about `bytes` long. */
@@ -19,7 +19,7 @@ describe('MemoryStorage quota', () => {
   let storage: MemoryStorage;
 
   beforeEach(() => {
-    storage = new MemoryStorage({ quotaBytes: 10_000 });
+    storage = new MemoryStorage({ quotaBytes: 12_000 });
   });
 
   afterEach(async () => {
@@ -27,8 +27,8 @@ describe('MemoryStorage quota', () => {
   });
 
   test('fails a create past the quota with StorageQuotaExceededError, writing nothing: no revision, no event, the objects as they were', async () => {
-    // GIVEN 8 KB stored and a watch
-    const kept = await storage.create('/r/a', sized('a', 8000));
+    // GIVEN 10 KB stored and a watch
+    const kept = await storage.create('/r/a', sized('a', 10_000));
     const events: StorageEvent[] = [];
     storage.watch('/r/', await storage.currentRevision(), { onEvent: (e) => events.push(e) });
     const revision = await storage.currentRevision();
@@ -39,30 +39,31 @@ describe('MemoryStorage quota', () => {
 
     // THEN
     await expect(refused).rejects.toThrow(StorageQuotaExceededError);
-    await expect(refused).rejects.toThrow(/^database space exceeded: the write needs \d+ more bytes, \d+ of the quota of 10000 bytes are used$/);
+    await expect(refused).rejects.toThrow(/^database space exceeded: the write needs \d+ more bytes, \d+ of the quota of 12000 bytes are used$/);
     expect(await storage.currentRevision()).toBe(revision);
     expect(events).toEqual([]);
-    expect(storage.storedBytes()).toEqual({ used, quota: 10_000 });
+    expect(storage.storedBytes()).toEqual({ used, quota: 12_000 });
     expect((await storage.list('/r/')).items.map((i) => i.value)).toEqual([kept.value]);
   });
 
-  test('counts each object as its key and JSON, and frees what deletes and shrinking updates release', async () => {
+  test('counts each object as its key, its JSON and OBJECT_OVERHEAD_BYTES, and frees what deletes and shrinking updates release', async () => {
     // GIVEN
+    const cost = (key: string, value: unknown) => key.length + Buffer.byteLength(JSON.stringify(value)) + OBJECT_OVERHEAD_BYTES;
     const a = await storage.create('/r/a', sized('a', 4000));
-    const expected = '/r/a'.length + Buffer.byteLength(JSON.stringify(a.value));
+    const expected = cost('/r/a', a.value);
     expect(storage.storedBytes().used).toBe(expected);
 
     // WHEN an update grows it past the quota THEN it fails and the object stays
-    await expect(storage.update('/r/a', sized('a', 11_000), a.modRevision)).rejects.toThrow(StorageQuotaExceededError);
+    await expect(storage.update('/r/a', sized('a', 12_000), a.modRevision)).rejects.toThrow(StorageQuotaExceededError);
     expect((await storage.get('/r/a'))?.value).toBe(a.value);
 
     // WHEN a second object fills the store THEN a shrinking update and a delete still work, and free space
     const b = await storage.create('/r/b', sized('b', 5000));
     await expect(storage.create('/r/c', sized('c', 2000))).rejects.toThrow(StorageQuotaExceededError);
     const shrunk = await storage.update('/r/b', sized('b', 10), b.modRevision);
-    expect(storage.storedBytes().used).toBe(expected + '/r/b'.length + Buffer.byteLength(JSON.stringify(shrunk.value)));
+    expect(storage.storedBytes().used).toBe(expected + cost('/r/b', shrunk.value));
     await storage.delete('/r/a', a.modRevision);
-    expect(storage.storedBytes().used).toBe('/r/b'.length + Buffer.byteLength(JSON.stringify(shrunk.value)));
+    expect(storage.storedBytes().used).toBe(cost('/r/b', shrunk.value));
     await expect(storage.create('/r/c', sized('c', 2000))).resolves.toBeDefined();
   });
 

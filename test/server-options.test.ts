@@ -72,7 +72,7 @@ describe('parseCommandLine', () => {
       shutdownDelayMs: 5000,
       shutdownTimeoutMs: 20000,
       logLevel: 'info',
-      storage: { backend: 'memory', quotaBytes: 32 * 1024 * 1024 },
+      storage: { backend: 'memory', quotaBytes: 16 * 1024 * 1024 },
       maxRequestBodyBytesInflight: 8 * 1024 * 1024,
       flowControl: { maxRequestsInflight: 400, maxMutatingRequestsInflight: 200, requestTimeoutMs: 60_000 },
       minRequestTimeoutSeconds: 1800,
@@ -161,8 +161,8 @@ describe('parseCommandLine', () => {
 
 describe('storage flags', () => {
   test('without etcd flags the storage is memory', () => {
-    expect(config().storage).toEqual({ backend: 'memory', quotaBytes: 32 * 1024 * 1024 });
-    expect(config('--storage=memory').storage).toEqual({ backend: 'memory', quotaBytes: 32 * 1024 * 1024 });
+    expect(config().storage).toEqual({ backend: 'memory', quotaBytes: 16 * 1024 * 1024 });
+    expect(config('--storage=memory').storage).toEqual({ backend: 'memory', quotaBytes: 16 * 1024 * 1024 });
   });
 
   test('--etcd-servers alone chooses etcd with the Go apiservers\' defaults', () => {

@@ -33,10 +33,11 @@ export interface MemoryStorageOptions {
    */
   readonly historyMaxBytes?: number;
   /**
-   * The most bytes the stored objects (key + JSON) may take, as etcd's `--quota-backend-bytes`:
-   * a create, or an update that grows an object, past it fails with `StorageQuotaExceededError`
-   * and writes nothing; deletes and updates that do not grow always succeed.
-   * @default DEFAULT_STORAGE_QUOTA_BYTES (32 MiB)
+   * The most bytes the stored objects may take, each counted as its key, its JSON and
+   * `OBJECT_OVERHEAD_BYTES`, as etcd's `--quota-backend-bytes` bounds its database: a create, or an
+   * update that grows an object, past it fails with `StorageQuotaExceededError` and writes
+   * nothing; deletes and updates that do not grow always succeed.
+   * @default DEFAULT_STORAGE_QUOTA_BYTES (16 MiB)
    */
   readonly quotaBytes?: number;
   /**
@@ -71,11 +72,15 @@ interface MemoryHistoryEntry extends HistoryEntry {
 /** The history's byte bound: the watch cache's (the pod's memory limit is 256 MiB). */
 export const DEFAULT_HISTORY_MAX_BYTES = 16 * 1024 * 1024;
 /**
- * The store's default quota. In a 256 MiB pod: ~60 MiB for the process at rest, the objects
- * themselves (JS objects take 1–3× their JSON), the history, watch buffers and request bodies
- * in flight; 32 MiB of JSON is ~10,000 objects of 3 KiB.
+ * The store's default quota, for a 256 MiB pod: ~80 MiB for the process at rest, the objects,
+ * the history, watch queues and request bodies in flight. Measured with the server process (idle
+ * RSS once full, at 32 MiB): objects of 20 KiB take ~2× their JSON (the object and the JSON cached
+ * for reads), 81,000 objects of ~400 B took 131 MiB (~1.65 KiB each) — hence the overhead below,
+ * and 16 MiB: ~11,000 small objects or ~800 of 20 KiB.
  */
-export const DEFAULT_STORAGE_QUOTA_BYTES = 32 * 1024 * 1024;
+export const DEFAULT_STORAGE_QUOTA_BYTES = 16 * 1024 * 1024;
+/** What an object costs in the heap beyond its JSON (its keys, metadata maps, indexes), counted with each against the quota. */
+export const OBJECT_OVERHEAD_BYTES = 1024;
 
 /** A read or watch waiting for the store to reach `revision`. */
 interface RevisionWaiter {
@@ -89,11 +94,16 @@ function positiveInteger(name: string, value: number): number {
   return value;
 }
 
-/** The bytes an object takes in the store: its key and its JSON (recorded with the object for later writes). */
-function sized(key: string, object: StoredValue): number {
+/** The byte length of an object's JSON, recorded with the object for later writes. */
+function jsonSize(object: StoredValue): number {
   const bytes = Buffer.byteLength(JSON.stringify(object));
   recordEncodedSize(object, bytes);
-  return key.length + bytes;
+  return bytes;
+}
+
+/** What an object counts against the quota. */
+function quotaCost(key: string, jsonBytes: number): number {
+  return key.length + jsonBytes + OBJECT_OVERHEAD_BYTES;
 }
 
 /**
@@ -137,7 +147,7 @@ export class MemoryStorage implements Storage {
   private readonly historyEvents: number;
   private readonly historyMaxBytes: number;
   private readonly quotaBytes: number;
-  /** Bytes of the stored objects (key + JSON), counted against `quotaBytes`. */
+  /** Bytes of the stored objects, counted against `quotaBytes` (`quotaCost`). */
   private usedBytes = 0;
   private readonly watchers = new Set<Watcher>();
   private readonly waiters = new Set<RevisionWaiter>();
@@ -189,12 +199,12 @@ export class MemoryStorage implements Storage {
     if (this.objects.has(key)) throw new KeyExistsError(key);
     const revision = this.revision + 1;
     const object = versioned(value, revision);
-    const bytes = sized(key, object);
-    this.reserve(bytes, 0);
+    const json = jsonSize(object);
+    this.reserve(quotaCost(key, json), 0);
     this.revision = revision;
     const stored: StoredObject = { key, value: object, createRevision: revision, modRevision: revision };
     this.objects.put(stored);
-    this.record({ type: 'ADDED', key, revision, object: stored.value }, bytes);
+    this.record({ type: 'ADDED', key, revision, object: stored.value }, key.length + json);
     return stored;
   }
 
@@ -205,12 +215,12 @@ export class MemoryStorage implements Storage {
     if (prev.modRevision !== expectedModRevision) throw new RevisionMismatchError(key, expectedModRevision, prev.modRevision);
     const revision = this.revision + 1;
     const object = versioned(value, revision);
-    const bytes = sized(key, object);
-    this.reserve(bytes, key.length + encodedSize(prev.value));
+    const json = jsonSize(object);
+    this.reserve(quotaCost(key, json), quotaCost(key, encodedSize(prev.value)));
     this.revision = revision;
     const stored: StoredObject = { key, value: object, createRevision: prev.createRevision, modRevision: revision };
     this.objects.put(stored);
-    this.record({ type: 'MODIFIED', key, revision, object: stored.value, prevObject: prev.value }, bytes, prev);
+    this.record({ type: 'MODIFIED', key, revision, object: stored.value, prevObject: prev.value }, key.length + json, prev);
     return stored;
   }
 
@@ -221,11 +231,11 @@ export class MemoryStorage implements Storage {
     if (prev.modRevision !== expectedModRevision) throw new RevisionMismatchError(key, expectedModRevision, prev.modRevision);
     const revision = ++this.revision;
     this.objects.remove(key);
-    const bytes = key.length + encodedSize(prev.value);
-    this.usedBytes -= bytes;
+    const json = encodedSize(prev.value);
+    this.usedBytes -= quotaCost(key, json);
     const deleted: StoredObject = { key, value: versioned(prev.value, revision), createRevision: prev.createRevision, modRevision: revision };
-    recordEncodedSize(deleted.value, bytes - key.length); // the same object at another resourceVersion: near enough
-    this.record({ type: 'DELETED', key, revision, object: deleted.value, prevObject: prev.value }, bytes, prev);
+    recordEncodedSize(deleted.value, json); // the same object at another resourceVersion: near enough
+    this.record({ type: 'DELETED', key, revision, object: deleted.value, prevObject: prev.value }, key.length + json, prev);
     return deleted;
   }
 
@@ -355,7 +365,7 @@ export class MemoryStorage implements Storage {
     if (this.closed) throw new Error('storage is closed');
   }
 
-  /** Bytes of the stored objects (key + JSON) and the quota they count against, for /metrics and tests. */
+  /** Bytes of the stored objects as the quota counts them, and the quota, for /metrics and tests. */
   storedBytes(): { readonly used: number; readonly quota: number } {
     return { used: this.usedBytes, quota: this.quotaBytes };
   }
