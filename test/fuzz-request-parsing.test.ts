@@ -710,6 +710,20 @@ describe('watch timeouts', () => {
   });
 });
 
+describe('names and namespaces that cannot be a path segment', () => {
+  test.each([
+    ['GET', `${FUZZ}/a%2Fb`, 'Name parameter invalid: "a/b": may not contain \'/\''],
+    ['DELETE', `${FUZZ}/100%25`, 'Name parameter invalid: "100%": may not contain \'%\''],
+    ['PUT', `${FUZZ}/a%2F..`, 'Name parameter invalid'],
+    ['PATCH', `${FUZZ}/x%2Fstatus`, 'Name parameter invalid'],
+    ['GET', `${GV}/namespaces/fuzz%2Fx/flunders/a1`, 'Namespace parameter is invalid: "fuzz/x": may not contain \'/\''],
+  ])('fails with 400 naming the parameter for %s %s, as the etcd3 key functions refuse it', async (method, path, message) => {
+    const body = method === 'PUT' || method === 'PATCH' ? { headers: { 'content-type': method === 'PUT' ? 'application/json' : 'application/merge-patch+json' }, body: '{}' } : {};
+    const reply = await sendChecked({ method, path, ...body });
+    expect([reply.status, (JSON.parse(reply.text) as { message: string }).message]).toEqual([400, expect.stringContaining(message)]);
+  });
+});
+
 describe('malformed Content-Type', () => {
   test.each([
     ['POST', FUZZ],

@@ -45,6 +45,26 @@ export interface RequestScope {
 
 export type Handler = (scope: RequestScope, deps: HandlerDeps) => Promise<void>;
 
+/** path.IsValidPathSegmentName's objections to a name or namespace from the URL (decoded: `%2F` is a '/'). */
+function pathSegmentProblem(segment: string): string | undefined {
+  if (segment === '.' || segment === '..') return `may not be '${segment}'`;
+  if (segment.includes('/')) return "may not contain '/'";
+  if (segment.includes('%')) return "may not contain '%'";
+  return undefined;
+}
+
+/**
+ * 400 for a request naming one object whose name or namespace cannot be a storage key segment,
+ * as the etcd3 key functions (NamespaceKeyFunc) refuse them; such an object cannot exist (names
+ * and namespaces are validated on create), so this only answers honestly what was asked.
+ */
+function checkObjectPath(scope: RequestScope): void {
+  const nameProblem = pathSegmentProblem(scope.info.name);
+  if (nameProblem) throw errors.badRequest(`Name parameter invalid: ${JSON.stringify(scope.info.name)}: ${nameProblem}`);
+  const namespaceProblem = scope.info.namespace === '' ? undefined : pathSegmentProblem(scope.info.namespace);
+  if (namespaceProblem) throw errors.badRequest(`Namespace parameter is invalid: ${JSON.stringify(scope.info.namespace)}: ${namespaceProblem}`);
+}
+
 function contextOf(scope: RequestScope): OperationContext {
   return { namespace: scope.info.namespace, version: scope.version, subresource: scope.subresource, user: scope.user };
 }
@@ -214,6 +234,7 @@ function respondWritten(scope: RequestScope, code: number, value: StoredValue, w
 // ---- get.go: get, list, watch ----------------------------------------------------------------
 
 export async function getObject(scope: RequestScope): Promise<void> {
+  checkObjectPath(scope);
   const value = await scope.store.get(scope.info.namespace, scope.info.name, { resourceVersion: parseResourceVersion(scope.query) });
   sendJson(scope, 200, readObjectBody(scope, value));
 }
@@ -293,6 +314,7 @@ export async function createObject(scope: RequestScope): Promise<void> {
 }
 
 export async function updateObject(scope: RequestScope): Promise<void> {
+  checkObjectPath(scope);
   const dryRun = parseDryRun(scope.query);
   const fieldValidation = parseFieldValidation(scope.query);
   const body = withExpectedTypeMeta(scope, checkNesting(await readObject(scope.req, scope.res)));
@@ -304,6 +326,7 @@ export async function updateObject(scope: RequestScope): Promise<void> {
 }
 
 export async function patchObject(scope: RequestScope): Promise<void> {
+  checkObjectPath(scope);
   const dryRun = parseDryRun(scope.query);
   const fieldValidation = parseFieldValidation(scope.query);
   const contentType = parseContentType(scope.req.headers['content-type']);
@@ -367,6 +390,7 @@ async function readDeleteOptions(scope: RequestScope): Promise<DeleteOptions> {
 }
 
 export async function deleteObject(scope: RequestScope): Promise<void> {
+  checkObjectPath(scope);
   const options = await readDeleteOptions(scope);
   const deleted = await scope.store.delete(contextOf(scope), scope.info.name, options);
   respondWritten(scope, 200, deleted);
