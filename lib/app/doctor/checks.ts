@@ -349,7 +349,7 @@ export class Doctor {
     const { installation } = this.context;
     const host = `${installation.serviceName}.${installation.namespace}.svc`;
     // caBundle: what the aggregator trusts, read from the live APIServices.
-    const anchors: X509Certificate[] = [];
+    const bundles = new Map<string, X509Certificate[]>();
     let bundleProblem = false;
     for (const { name, response } of await this.liveApiServices()) {
       if (response.status !== 200) continue;
@@ -368,7 +368,7 @@ export class Doctor {
         bundleProblem = true;
         continue;
       }
-      anchors.push(...certificates);
+      bundles.set(name, certificates);
       const soonest = certificates.reduce((a, b) => (daysLeft(a, this.now) <= daysLeft(b, this.now) ? a : b));
       const left = daysLeft(soonest, this.now);
       const what = `${plural(certificates.length, 'CA')} (${certificates.map(subjectOf).join(' + ')})`;
@@ -401,9 +401,11 @@ export class Doctor {
     }
     const leaf = chain[0];
     const problems = servingProblems(leaf, host, this.now);
-    if (anchors.length > 0 && !chainsTo(chain, anchors)) {
+    // The aggregator verifies each APIService with its own caBundle: the certificate must chain to every one.
+    const unchained = [...bundles].filter(([, anchors]) => !chainsTo(chain, anchors));
+    for (const [name, anchors] of unchained.reverse()) {
       problems.unshift(
-        `it (issued by ${leaf.issuer.split('\n').join(', ')}) does not chain to the APIService caBundle (${anchors.map(subjectOf).join(' + ')}): the aggregator fails with "x509: certificate signed by unknown authority"`,
+        `it (issued by ${leaf.issuer.split('\n').join(', ')}) does not chain to the caBundle of ${name} (${anchors.map(subjectOf).join(' + ')}): the aggregator fails with "x509: certificate signed by unknown authority"`,
       );
     }
     const left = daysLeft(leaf, this.now);

@@ -51,7 +51,12 @@ export class KubeClient {
         throw new UsageError(`--kubeconfig "${target.kubeconfig}" cannot be read as a kubeconfig: ${(error as Error).message}`);
       }
     } else {
-      config.loadFromDefault();
+      try {
+        config.loadFromDefault();
+      } catch (error) {
+        const where = process.env.KUBECONFIG ? `KUBECONFIG "${process.env.KUBECONFIG}"` : 'the default kubeconfig (~/.kube/config)';
+        throw new UsageError(`${where} cannot be loaded: ${(error as Error).message}`);
+      }
     }
     if (target.context !== undefined) {
       if (!config.getContextObject(target.context)) {
