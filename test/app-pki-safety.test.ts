@@ -78,7 +78,17 @@ describe('unsafe PKI directories are refused, naming where the value came from',
 
   test('fails for a file, and for the output directory itself', () => {
     expectRefused(synth(work, ['--pki-dir', 'README.md']), /^error: --pki-dir "README\.md" is a file, not a directory/);
+    expectRefused(synth(work, ['--pki-dir', 'README.md/sub']), /^error: --pki-dir "README\.md\/sub" cannot be created: .*README\.md is a file, not a directory/);
     expectRefused(synth(work, ['--pki-dir', 'out', '-o', 'out']), /^error: --pki-dir "out" is inside --output "out"/);
+    expectNothingWritten();
+  });
+
+  test('fails, without hanging, for a directory that cannot be made (/proc/nope: Node\'s recursive mkdir loops there)', () => {
+    // GIVEN a path under /proc, where mkdir answers ENOENT WHEN synthesized THEN it fails fast, naming the flag
+    const run = spawnSync(process.execPath, [MAIN, '--storage', 'memory', '--pki-dir', '/proc/nope'], { cwd: work, encoding: 'utf8', timeout: 60_000 });
+    expect(run.signal).toBeNull();
+    expect(run.status).toBe(1);
+    expect(run.stderr.split('\n')[0]).toMatch(/^error: --pki-dir "\/proc\/nope": cannot create the PKI store .*ENOENT/);
     expectNothingWritten();
   });
 

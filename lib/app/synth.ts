@@ -223,7 +223,7 @@ export function synthesize(o: SynthOptions, api: ApiGroupDefinition = WARDLE): S
     const stores = pki?.actions.map((line) => `${path.join(o.pkiDir, line)}`) ?? [];
     // The PKI is written once the output is complete, and before it replaces the old output:
     // a failure on the way leaves both as they were, or the PKI ahead (reused by the next synth).
-    const written = pki?.save() ?? [];
+    const written = pki === undefined ? [] : savePki(o, pki);
     const result = { ...describeOutput(staging, output), certificates: describeCertificates(certificates), pkiActions: [...stores, ...written] };
     replaceDirectory(staging, output);
     return result;
@@ -241,7 +241,7 @@ export function synthesize(o: SynthOptions, api: ApiGroupDefinition = WARDLE): S
  */
 function openPki(o: SynthOptions): SelfSignedPki {
   const source = o.pkiDirSource ?? '--pki-dir';
-  const unsafe = _unsafePkiDirectoryReason(o.pkiDir);
+  const unsafe = _unsafePkiDirectoryReason(o.pkiDir) ?? uncreatableReason(o.pkiDir);
   if (unsafe !== undefined) {
     throw new UsageError(`${source} "${o.pkiDir}" ${unsafe} (expected a directory of its own for the CA keys, e.g. "${DEFAULT_PKI_DIRECTORY}")`);
   }
@@ -256,6 +256,32 @@ function openPki(o: SynthOptions): SelfSignedPki {
     }
   }
   return checkFlag(() => new SelfSignedPki({ directory: o.pkiDir, certValidityDays: o.certValidityDays, caValidityDays: o.caValidityDays }));
+}
+
+/** Saves the PKI; a directory that cannot be written is named by the flag (or variable) it came from. */
+function savePki(o: SynthOptions, pki: SelfSignedPki): readonly string[] {
+  try {
+    return pki.save();
+  } catch (error) {
+    throw new Error(`${o.pkiDirSource ?? '--pki-dir'} "${o.pkiDir}": ${(error as Error).message}`);
+  }
+}
+
+/**
+ * Why --pki-dir cannot be created, when it does not exist yet: its nearest existing ancestor is
+ * a file or not writable. (A PKI directory that exists is only written when something changed.)
+ */
+function uncreatableReason(directory: string): string | undefined {
+  let ancestor = path.resolve(directory);
+  if (fs.existsSync(ancestor)) return undefined;
+  while (!fs.existsSync(ancestor)) ancestor = path.dirname(ancestor);
+  if (!fs.statSync(ancestor).isDirectory()) return `cannot be created: ${ancestor} is a file, not a directory`;
+  try {
+    fs.accessSync(ancestor, fs.constants.W_OK);
+  } catch {
+    return `cannot be created: ${ancestor} is not writable`;
+  }
+  return undefined;
 }
 
 /**

@@ -2,6 +2,7 @@ import { createPrivateKey, createPublicKey, KeyObject, randomBytes, X509Certific
 import {
   chmodSync,
   closeSync,
+  existsSync,
   fchmodSync,
   fsyncSync,
   mkdirSync,
@@ -13,7 +14,7 @@ import {
   unlinkSync,
   writeSync,
 } from 'node:fs';
-import { basename, join } from 'node:path';
+import { basename, dirname, join, resolve } from 'node:path';
 import { _checkCommonName, _checkNow, _checkValidities, _DAY_MS } from './_internal';
 import { CertificateKeyPair, createCertificateAuthority } from './certificate-authority';
 import { _parseCertificate, inspectCertificate, isIssuedBy, splitPemBundle } from './inspect';
@@ -172,6 +173,19 @@ export function _ensureStore(spec: _StoreSpec): _StoreResult {
   return plan.result;
 }
 
+/**
+ * `mkdir -p` with mode 0700, one level at a time from the nearest existing ancestor: Node's
+ * recursive mkdirSync loops forever where a parent refuses new entries with ENOENT (`/proc/x`).
+ */
+function _makeDirectories(dir: string): void {
+  const missing: string[] = [];
+  for (let current = resolve(dir); !existsSync(current); current = dirname(current)) {
+    missing.unshift(current);
+    if (dirname(current) === current) break;
+  }
+  for (const directory of missing) mkdirSync(directory, { mode: DIRECTORY_MODE });
+}
+
 /** What `_planStore` decided: the material, and the files to write to get the directory there. */
 export interface _StorePlan {
   readonly spec: _StoreSpec;
@@ -319,7 +333,7 @@ export function _commitStore(plan: _StorePlan): void {
   const { spec } = plan;
   const dir = spec.directory;
   try {
-    mkdirSync(dir, { recursive: true, mode: DIRECTORY_MODE });
+    _makeDirectories(dir);
     chmodSync(dir, DIRECTORY_MODE);
   } catch (e) {
     throw new PkiError(`cannot create the PKI store ${dir} (${(e as Error).message})`);
