@@ -40,6 +40,7 @@ let manifests: StoredObject[];
 let servingCa: TestCa;
 let standIn: KubeApiServerStandIn;
 let kubeconfig: string;
+let frontProxyCa: TestCa;
 
 function doctor(args: readonly string[], env: NodeJS.ProcessEnv = {}): Promise<Run> {
   // Asynchronous: the stand-in answers from this process's event loop.
@@ -65,7 +66,6 @@ const now = (): string => new Date().toISOString().replace(/\.\d+Z$/, 'Z');
 /** The cluster as it is once dist/ is applied and everything came up: what kube-apiserver, controllers and kubelet add. */
 function installHealthy(target: KubeApiServerStandIn): void {
   for (const object of manifests) target.put(object);
-  const frontProxyCa = makeCa('front-proxy-ca');
   target.put({
     apiVersion: 'v1',
     kind: 'ConfigMap',
@@ -158,6 +158,7 @@ beforeAll(() => {
     .filter(Boolean);
   const store = path.join(work, 'pki', NS, NAME, 'cluster.local');
   const caPem = fs.readFileSync(path.join(store, 'ca.crt'), 'utf8');
+  frontProxyCa = makeCa('front-proxy-ca');
   servingCa = { certPem: caPem, keyPem: fs.readFileSync(path.join(store, 'ca.key'), 'utf8'), chainPem: caPem, subjectCn: 'serving CA', isCa: true };
 }, 120_000);
 

@@ -16,7 +16,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http';
 import * as https from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import * as path from 'node:path';
-import { makeCa, makeServerCert, type TestCa } from './pki';
+import { makeCa, makeServerCert, type TestCa, type TestCertificate } from './pki';
 
 /** An object as the API holds it; tests build and mutate these freely. */
 // eslint-disable-next-line @typescript-eslint/no-explicit-any
@@ -77,6 +77,8 @@ interface Rule {
   readonly resourceNames?: string[];
 }
 
+let sharedPki: { ca: TestCa; serving: TestCertificate } | undefined;
+
 export class KubeApiServerStandIn {
   static async start(): Promise<KubeApiServerStandIn> {
     const standIn = new KubeApiServerStandIn();
@@ -101,8 +103,13 @@ export class KubeApiServerStandIn {
   private rv = 1000;
 
   private constructor() {
-    this.ca = makeCa('kube-apiserver-stand-in-ca');
-    const serving = makeServerCert(this.ca, ['kubernetes.default.svc']);
+    // Made once per test file: RSA key generation is most of a start on a loaded machine.
+    sharedPki ??= (() => {
+      const ca = makeCa('kube-apiserver-stand-in-ca');
+      return { ca, serving: makeServerCert(ca, ['kubernetes.default.svc']) };
+    })();
+    this.ca = sharedPki.ca;
+    const serving = sharedPki.serving;
     this.tokens.add(this.adminToken);
     this.server = https.createServer({ cert: serving.certPem, key: serving.keyPem }, (req, res) => this.handle(req, res));
     this.server.on('connection', (socket: Socket) => {

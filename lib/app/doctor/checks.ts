@@ -471,15 +471,19 @@ export class Doctor {
         fix: `${this.apply} (ClusterRole and ClusterRoleBinding ${installation.serviceName} grant get, list and watch on namespaces)`,
       },
     ];
-    for (const ask of asks) {
+    const review = (attributes: Record<string, string>): Promise<KubeResponse> =>
+      this.context.client.review('/apis/authorization.k8s.io/v1/subjectaccessreviews', {
+        apiVersion: 'authorization.k8s.io/v1',
+        kind: 'SubjectAccessReview',
+        spec: { user, groups: ['system:serviceaccounts', `system:serviceaccounts:${installation.namespace}`, 'system:authenticated'], resourceAttributes: attributes },
+      });
+    // All reviews at once: each is a round trip, and they are independent.
+    const answers = await Promise.all(asks.map((ask) => Promise.all(ask.attributes.map(review))));
+    for (const [index, ask] of asks.entries()) {
       const denied: string[] = [];
       let unknown: string | undefined;
-      for (const attributes of ask.attributes) {
-        const response = await this.context.client.review('/apis/authorization.k8s.io/v1/subjectaccessreviews', {
-          apiVersion: 'authorization.k8s.io/v1',
-          kind: 'SubjectAccessReview',
-          spec: { user, groups: ['system:serviceaccounts', `system:serviceaccounts:${installation.namespace}`, 'system:authenticated'], resourceAttributes: attributes },
-        });
+      for (const [i, attributes] of ask.attributes.entries()) {
+        const response = answers[index][i];
         const describe = `${attributes.verb} ${attributes.resource}${attributes.name ? `/${attributes.name}` : ''}${attributes.namespace ? ` in ${attributes.namespace}` : ''}`;
         if (response.status !== 201 && response.status !== 200) {
           unknown = statusMessage(response);
