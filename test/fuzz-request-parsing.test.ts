@@ -8,8 +8,9 @@
  *
  * Seeds are random and logged; fast-check prints the seed and path of a failure (rerun one with
  * `FUZZ_SEED=<seed>`). Runs per property are bounded so the file finishes in well under 60 s on a
- * loaded 2-core machine; FUZZ_RUNS scales them. The parsers alone get many more cases in
- * fuzz-parsers.test.ts.
+ * loaded 2-core machine; FUZZ_RUNS scales them. The store is the memory store (the server's
+ * default); FUZZ_STORAGE=etcd runs the same properties against a real etcd behind the watch cache.
+ * The parsers alone get many more cases in fuzz-parsers.test.ts.
  */
 import fc from 'fast-check';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -20,10 +21,14 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { WARDLE } from '../apis';
 import { FixedNamespaceLister } from '../server/admission/namespace-lifecycle';
-import { createApiServing } from '../server/registry';
+import { createApiServing, resourcePrefixes } from '../server/registry';
 import { wardleAdmission, wardleRules } from '../server/registry/wardle';
 import { Server } from '../server/server';
+import { CachedStorage } from '../server/storage/cacher';
+import { EtcdStorage } from '../server/storage/etcd';
 import { MemoryStorage } from '../server/storage/memory';
+import type { Storage } from '../server/storage/types';
+import { EtcdProcess } from './support/etcd';
 import { makeCa, makeLeaf, makeServerCert, TestCertificate } from './support/pki';
 import { FakeAuth, memoryLogger } from './support/shell-fakes';
 
@@ -240,6 +245,26 @@ const SEEDED: { name: string; labels: Record<string, string> }[] = [
   { name: 'c2', labels: { in: 'notin', n: 'x7' } },
 ];
 
+/**
+ * The store behind the registry: the memory store, or with FUZZ_STORAGE=etcd a real etcd behind
+ * the watch cache, as the server runs them. A short wait for future revisions: resourceVersions
+ * from the future are answered 504 quickly.
+ */
+let closeStorage: () => Promise<void> = async () => undefined;
+async function startStorage(): Promise<Storage> {
+  if (process.env.FUZZ_STORAGE !== 'etcd') return new MemoryStorage({ futureRevisionWaitMs: 50 });
+  const etcd = await EtcdProcess.start();
+  const etcdStorage = new EtcdStorage({ servers: [etcd.clientUrl], prefix: '/registry/fuzz', logger: memoryLogger() });
+  const cached = new CachedStorage({ storage: etcdStorage, resourcePrefixes: resourcePrefixes(WARDLE), logger: memoryLogger(), futureRevisionWaitMs: 200 });
+  const deadline = Date.now() + 20_000;
+  while (!cached.isReady() && Date.now() < deadline) await new Promise((resolve) => setTimeout(resolve, 50));
+  closeStorage = async () => {
+    await cached.close();
+    await etcd.remove();
+  };
+  return cached;
+}
+
 beforeAll(async () => {
   process.on('uncaughtException', onCrash);
   process.on('unhandledRejection', onCrash);
@@ -253,7 +278,7 @@ beforeAll(async () => {
   ca = servingCa.certPem;
   const logger = memoryLogger(logLines);
   // A short wait for future revisions: resourceVersions from the future are answered 504 quickly.
-  const storage = new MemoryStorage({ futureRevisionWaitMs: 50 });
+  const storage = await startStorage();
   const apiServing = createApiServing({ api: WARDLE, storage, namespaces: new FixedNamespaceLister(['default', 'fuzz']), admission: wardleAdmission(), rules: wardleRules, logger });
   server = await Server.start({
     api: WARDLE,
@@ -280,6 +305,7 @@ afterAll(async () => {
   session?.close();
   agent?.destroy();
   await server?.shutdown();
+  await closeStorage();
   rmSync(dir, { recursive: true, force: true });
   process.off('uncaughtException', onCrash);
   process.off('unhandledRejection', onCrash);
@@ -876,7 +902,9 @@ describe('selectors and continue tokens through the server', () => {
       fc.string({ maxLength: 30 }),
       fc.base64String({ maxLength: 40 }),
       fc.jsonValue({ maxDepth: 2 }).map(encode),
-      fc.tuple(fc.constantFrom(...decoded), fc.constantFrom('v', 'rv', 'start'), fc.oneof(fc.jsonValue({ maxDepth: 1 }), fc.constantFrom(-1, 0, 1, 2 ** 53, 1e300, '../x', '/x', 'default/../../', 'zzz', '\u0000', 'default/a1\u0000', 'fred'))).map(([d, key, value]) => encode({ ...d, [key]: value })),
+      fc.tuple(fc.constantFrom(...decoded), fc.constantFrom('v', 'rv', 'start'), fc.oneof(fc.jsonValue({ maxDepth: 1 }), fc.constantFrom(-1, 0, 1, 2 ** 53 - 1, 2 ** 53, 1e300, '../x', '/x', 'default/../../', 'zzz', '\u0000', 'default/a1\u0000', 'fred'))).map(([d, key, value]) => encode({ ...d, [key]: value })),
+      // A revision from the future, and one just past the token's.
+      fc.tuple(fc.constantFrom(...decoded), fc.constantFrom(1, 1_000_000)).map(([d, ahead]) => encode({ ...d, rv: (d.rv as number) + ahead })),
       fc.constantFrom(...real).map((t) => `${t.slice(0, -3)}`),
     );
     await check(
