@@ -69,19 +69,33 @@ function contextOf(scope: RequestScope): OperationContext {
   return { namespace: scope.info.namespace, version: scope.version, subresource: scope.subresource, user: scope.user };
 }
 
-function parseDryRun(query: URLSearchParams): boolean {
-  const values = query.getAll('dryRun');
-  for (const value of values) {
-    if (value !== 'All') throw errors.badRequest(`dryRun: Unsupported value: "${value}": supported values: "All"`);
-  }
-  return values.length > 0;
+/** The write options (CreateOptions, UpdateOptions, PatchOptions) from the query, validated as ValidateCreateOptions & co. (422). */
+interface WriteQuery {
+  readonly dryRun: boolean;
+  readonly fieldValidation: FieldValidation;
 }
 
-function parseFieldValidation(query: URLSearchParams): FieldValidation {
-  const value = query.get('fieldValidation') ?? '';
-  if (value === '' || value === 'Warn') return 'Warn';
-  if (value === 'Ignore' || value === 'Strict') return value;
-  throw errors.badRequest(`fieldValidation: Unsupported value: "${value}": supported values: "Ignore", "Warn", "Strict"`);
+const FIELD_VALIDATIONS = ['Ignore', 'Warn', 'Strict'];
+/** metav1 validation's FieldManagerMaxLength. */
+const FIELD_MANAGER_MAX_LENGTH = 128;
+
+/**
+ * `dryRun` (only "All", repeatable), `fieldValidation` ("", Ignore, Warn, Strict) and `fieldManager`
+ * (at most 128 printable characters; not otherwise used: there is no field management), as
+ * metav1 validation checks them: 422 `CreateOptions.meta.k8s.io "" is invalid: …` naming each.
+ */
+function parseWriteQuery(query: URLSearchParams, kind: 'CreateOptions' | 'UpdateOptions' | 'PatchOptions'): WriteQuery {
+  const problems: FieldError[] = [];
+  const dryRun = query.getAll('dryRun');
+  if (dryRun.some((value) => value !== 'All')) problems.push(fieldErrors.notSupported('dryRun', dryRun, ['All']));
+  const fieldValidation = query.get('fieldValidation') ?? '';
+  if (fieldValidation !== '' && !FIELD_VALIDATIONS.includes(fieldValidation)) problems.push(fieldErrors.notSupported('fieldValidation', fieldValidation, ['', ...FIELD_VALIDATIONS]));
+  const fieldManager = query.get('fieldManager') ?? '';
+  if ([...fieldManager].length > FIELD_MANAGER_MAX_LENGTH) problems.push(fieldErrors.tooLong('fieldManager', FIELD_MANAGER_MAX_LENGTH));
+  // unicode.IsPrint: letters, marks, numbers, punctuation, symbols and the ASCII space.
+  if (/[^\p{L}\p{M}\p{N}\p{P}\p{S} ]/u.test(fieldManager)) problems.push(fieldErrors.invalid('fieldManager', fieldManager, 'must only contain printable characters'));
+  if (problems.length > 0) throw errors.invalid(kind, 'meta.k8s.io', '', problems);
+  return { dryRun: dryRun.length > 0, fieldValidation: fieldValidation === '' ? 'Warn' : (fieldValidation as FieldValidation) };
 }
 
 /**
@@ -303,8 +317,7 @@ function checkNameMatchesUrl(scope: RequestScope, meta: Meta): void {
 // ---- create.go, update.go, patch.go ------------------------------------------------------------
 
 export async function createObject(scope: RequestScope): Promise<void> {
-  const dryRun = parseDryRun(scope.query);
-  const fieldValidation = parseFieldValidation(scope.query);
+  const { dryRun, fieldValidation } = parseWriteQuery(scope.query, 'CreateOptions');
   const body = withExpectedTypeMeta(scope, checkNesting(await readObject(scope.req, scope.res)));
   const meta = metaOf(body);
   if (meta.resourceVersion !== undefined && meta.resourceVersion !== '') throw errors.badRequest('resourceVersion should not be set on objects to be created');
@@ -315,8 +328,7 @@ export async function createObject(scope: RequestScope): Promise<void> {
 
 export async function updateObject(scope: RequestScope): Promise<void> {
   checkObjectPath(scope);
-  const dryRun = parseDryRun(scope.query);
-  const fieldValidation = parseFieldValidation(scope.query);
+  const { dryRun, fieldValidation } = parseWriteQuery(scope.query, 'UpdateOptions');
   const body = withExpectedTypeMeta(scope, checkNesting(await readObject(scope.req, scope.res)));
   const meta = metaOf(body);
   checkNameMatchesUrl(scope, meta);
@@ -327,8 +339,7 @@ export async function updateObject(scope: RequestScope): Promise<void> {
 
 export async function patchObject(scope: RequestScope): Promise<void> {
   checkObjectPath(scope);
-  const dryRun = parseDryRun(scope.query);
-  const fieldValidation = parseFieldValidation(scope.query);
+  const { dryRun, fieldValidation } = parseWriteQuery(scope.query, 'PatchOptions');
   const contentType = parseContentType(scope.req.headers['content-type']);
   const mediaType = contentType ? mediaTypeOf(contentType) : '';
   if (mediaType !== MERGE_PATCH && mediaType !== JSON_PATCH) {
