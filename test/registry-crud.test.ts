@@ -149,7 +149,8 @@ describe('create', () => {
     expect(reply.body.metadata.name).toBe('dry');
     expect((await server.get(`${FLUNDERS}/dry`)).status).toBe(404);
     const bad = await server.post(`${FLUNDERS}?dryRun=Some`, flunder('dry'));
-    expect(bad.status).toBe(400);
+    // As ValidateCreateOptions: 422 CreateOptions.meta.k8s.io "" is invalid.
+    expect(bad.status).toBe(422);
   });
 });
 
