@@ -57,8 +57,8 @@ async function doctorJson(args: readonly string[] = []): Promise<{ run: Run; che
   return { run, checks: JSON.parse(run.stdout).checks };
 }
 
-function only(checks: Check[], prefix: string, status?: Check['status']): Check[] {
-  return checks.filter((c) => c.check.startsWith(prefix) && (status === undefined || c.status === status));
+function only(checks: Check[], name: string, status?: Check['status']): Check[] {
+  return checks.filter((c) => c.check === name && (status === undefined || c.status === status));
 }
 
 const now = (): string => new Date().toISOString().replace(/\.\d+Z$/, 'Z');
@@ -191,21 +191,22 @@ describe('doctor', () => {
       'drift',
       'APIService v1beta1.wardle.example.com',
       'APIService v1alpha1.wardle.example.com',
-      `Service ${NS}/${NAME}`,
-      `pods of Deployment ${NS}/${NAME}`,
+      'endpoints',
+      'pods',
       'caBundle of v1beta1.wardle.example.com',
       'caBundle of v1alpha1.wardle.example.com',
-      `serving certificate (Secret ${NS}/${NAME}-tls)`,
+      'serving certificate',
       'pods serve the Secret',
-      'RBAC: read the auth ConfigMap',
-      'RBAC: delegate authentication and authorization',
-      'RBAC: read namespaces',
+      'RBAC auth ConfigMap',
+      'RBAC delegation',
+      'RBAC namespaces',
       'GET /apis/wardle.example.com/v1beta1',
       'GET /apis/wardle.example.com/v1alpha1',
-      `etcd StatefulSet ${NS}/${NAME}-etcd`,
+      'etcd',
     ]);
     expect(only(checks, 'objects')[0].message).toMatch(new RegExp(`all ${manifests.length} objects`));
-    expect(only(checks, 'serving certificate')[0].message).toContain(`for ${HOST}, chains to the caBundle`);
+    expect(only(checks, 'serving certificate')[0].message).toContain(`Secret ${NS}/${NAME}-tls: CN=${HOST} for ${HOST}, chains to the caBundle`);
+    expect(only(checks, 'RBAC auth ConfigMap')[0].message).toBe(`system:serviceaccount:${NS}:${NAME} may get, list, watch configmaps/extension-apiserver-authentication in kube-system`);
     expect(only(checks, 'GET /apis/wardle.example.com/v1beta1')[0].message).toMatch(/answers in \d+ ms, lists flunders/);
     // AND it never changed the cluster: GETs, and POSTs of SubjectAccessReviews only
     const writes = standIn.requests.filter((r) => r.method !== 'GET');
@@ -304,7 +305,7 @@ describe('doctor', () => {
 
     // THEN the APIService line names the reason, what it means and the fix; discovery fails with the aggregator's 503
     expect(run.code).toBe(1);
-    const [line] = only(checks, 'APIService v1beta1');
+    const [line] = only(checks, 'APIService v1beta1.wardle.example.com');
     expect(line.status).toBe('FAIL');
     expect(line.message).toContain('not Available: FailedDiscoveryCheck: kube-apiserver gets no answer from the pods');
     expect(line.fix).toContain('--enable-aggregator-routing=true');
@@ -312,7 +313,7 @@ describe('doctor', () => {
     const [discovery] = only(checks, 'GET /apis/wardle.example.com/v1beta1');
     expect(discovery.status).toBe('FAIL');
     expect(discovery.message).toMatch(/answers 503 in \d+ ms: the server is currently unable to handle the request/);
-    expect(only(checks, 'APIService v1alpha1')[0].status).toBe('PASS');
+    expect(only(checks, 'APIService v1alpha1.wardle.example.com')[0].status).toBe('PASS');
   });
 
   test('fails when the Service has no ready endpoints, showing the failing pod and its last log lines', async () => {
@@ -338,15 +339,15 @@ describe('doctor', () => {
 
     // THEN the Service line says no endpoint is ready and why; each pod line shows the restarts and the log
     expect(run.code).toBe(1);
-    const [service] = only(checks, `Service ${NS}/${NAME}`);
+    const [service] = only(checks, 'endpoints');
     expect(service.status).toBe('FAIL');
     expect(service.message).toContain('has no ready endpoints: none of its 2 endpoints is ready');
-    const pods = only(checks, 'pods of Deployment', 'FAIL');
+    const pods = only(checks, 'pods', 'FAIL');
     expect(pods).toHaveLength(2);
     expect(pods[0].message).toContain('is not ready (Running; apiserver running, not ready: its readiness probe fails; 4 restarts)');
     expect(pods[0].fix).toContain('--previous');
     expect(pods[0].details).toContain('log: F1203 storage is not ready: giving up');
-    expect(only(checks, 'APIService v1beta1')[0].message).toContain('MissingEndpoints: the Service wardle/wardle-apiserver has no ready endpoint');
+    expect(only(checks, 'APIService v1beta1.wardle.example.com')[0].message).toContain('MissingEndpoints: the Service wardle/wardle-apiserver has no ready endpoint');
   });
 
   test('fails when the caBundle comes from another CA', async () => {
@@ -420,11 +421,11 @@ describe('doctor', () => {
     // THEN the objects line names it missing, and the RBAC line says what the ServiceAccount may not do and the command that grants it
     expect(run.code).toBe(1);
     expect(only(checks, 'objects')[0].message).toContain(`RoleBinding kube-system/${NAME}:extension-apiserver-authentication-reader`);
-    const [rbac] = only(checks, 'RBAC: read the auth ConfigMap');
+    const [rbac] = only(checks, 'RBAC auth ConfigMap');
     expect(rbac.status).toBe('FAIL');
     expect(rbac.message).toContain(`system:serviceaccount:${NS}:${NAME} may not get configmaps/extension-apiserver-authentication in kube-system`);
     expect(rbac.fix).toContain(`kubectl -n kube-system create rolebinding ${NAME}:extension-apiserver-authentication-reader --role=extension-apiserver-authentication-reader --serviceaccount=${NS}:${NAME}`);
-    expect(only(checks, 'RBAC: delegate')[0].status).toBe('PASS');
+    expect(only(checks, 'RBAC delegation')[0].status).toBe('PASS');
   });
 
   test('warns on a drifted Deployment, naming the fields and ignoring what the server sets', async () => {
@@ -432,13 +433,24 @@ describe('doctor', () => {
     const deployment = standIn.get('Deployment', NAME, NS);
     deployment.spec.replicas = 5;
     deployment.spec.template.spec.containers[0].image = 'example.com/hand-edited:1';
+    // AND replaced the serving key in the Secret
+    const secret = standIn.get('Secret', `${NAME}-tls`, NS);
+    const dataBefore = { ...secret.data };
+    secret.data['tls.key'] = Buffer.from('not the key that was synthesized').toString('base64');
 
     // WHEN doctor runs
     const { run, checks } = await doctorJson();
 
-    // THEN one drift line names the Deployment and exactly those two fields, with the values
+    // THEN a drift line names the Deployment and exactly those two fields, with the values
     const drift = only(checks, 'drift', 'WARN');
-    expect(drift).toHaveLength(1);
+    expect(drift).toHaveLength(2);
+    // AND the Secret's line says which key differs without showing a value of it, before or after
+    const secretLine = drift.find((d) => d.message.startsWith('Secret'))!;
+    expect(secretLine.message).toBe(`Secret ${NS}/${NAME}-tls differs from the manifests in 1 field: data.tls.key`);
+    expect(secretLine.details).toEqual(['data.tls.key: (secret value) in dist, (secret value) in the cluster']);
+    expect(run.stdout).not.toContain(dataBefore['tls.key']);
+    expect(run.stdout).not.toContain(secret.data['tls.key']);
+    drift.splice(drift.indexOf(secretLine), 1);
     expect(drift[0].message).toBe(`Deployment ${NS}/${NAME} differs from the manifests in 2 fields: spec.replicas, spec.template.spec.containers[0].image`);
     expect(drift[0].details).toEqual(['spec.replicas: 2 in dist, 5 in the cluster', 'spec.template.spec.containers[0].image: "cdk8s-api-extension/server:0.1.0" in dist, "example.com/hand-edited:1" in the cluster']);
     expect(drift[0].fix).toContain(`kubectl apply -f ${dist}`);

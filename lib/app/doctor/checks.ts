@@ -249,11 +249,12 @@ export class Doctor {
     const matchLabels: Record<string, string> = deployment?.spec?.selector?.matchLabels ?? {};
     const podList = await this.get(`/api/v1/namespaces/${ns}/pods?labelSelector=${encodeURIComponent(labelSelector(matchLabels))}`);
     const pods: Unstructured[] = podList.body?.items ?? [];
-    const check = `Service ${ns}/${installation.serviceName}`;
+    const check = 'endpoints';
+    const service = `Service ${ns}/${installation.serviceName}`;
     if (slices.status !== 200) {
-      this.add({ check, status: 'WARN', message: `cannot list its EndpointSlices: ${statusMessage(slices)}`, fix: 'run doctor as a user who may list endpointslices' });
+      this.add({ check, status: 'WARN', message: `cannot list the EndpointSlices of ${service}: ${statusMessage(slices)}`, fix: 'run doctor as a user who may list endpointslices' });
     } else if (ready.length > 0) {
-      this.add({ check, status: 'PASS', message: `${plural(ready.length, 'ready endpoint')}${endpoints.length > ready.length ? ` (${endpoints.length - ready.length} not ready)` : ''}` });
+      this.add({ check, status: 'PASS', message: `${service} has ${plural(ready.length, 'ready endpoint')}${endpoints.length > ready.length ? ` (${endpoints.length - ready.length} not ready)` : ''}` });
     } else {
       const why =
         pods.length === 0
@@ -261,7 +262,7 @@ export class Doctor {
           : endpoints.length === 0
             ? `its selector matches none of the ${plural(pods.length, 'pod')} of Deployment ${installation.deploymentName}, or they have no IP yet`
             : `none of its ${plural(endpoints.length, 'endpoint')} is ready: the pods fail their readiness probe (see the pods line)`;
-      this.add({ check, status: 'FAIL', message: `has no ready endpoints: ${why}; the aggregator answers 503 for the group`, fix: `kubectl -n ${ns} get pods -l ${labelSelector(matchLabels)} -o wide, and fix what the pods line says` });
+      this.add({ check, status: 'FAIL', message: `${service} has no ready endpoints: ${why}; the aggregator answers 503 for the group`, fix: `kubectl -n ${ns} get pods -l ${labelSelector(matchLabels)} -o wide, and fix what the pods line says` });
     }
     await this.checkPods(pods, podList, deployment);
     return pods;
@@ -269,9 +270,10 @@ export class Doctor {
 
   private async checkPods(pods: Unstructured[], podList: KubeResponse, deployment: Unstructured): Promise<void> {
     const ns = this.ns;
-    const check = `pods of Deployment ${ns}/${this.context.installation.deploymentName}`;
+    const check = 'pods';
+    const owner = `Deployment ${ns}/${this.context.installation.deploymentName}`;
     if (podList.status !== 200) {
-      this.add({ check, status: 'WARN', message: `cannot list them: ${statusMessage(podList)}`, fix: 'run doctor as a user who may list pods' });
+      this.add({ check, status: 'WARN', message: `cannot list the pods of ${owner}: ${statusMessage(podList)}`, fix: 'run doctor as a user who may list pods' });
       return;
     }
     if (pods.length === 0) {
@@ -279,7 +281,7 @@ export class Doctor {
       this.add({
         check,
         status: 'FAIL',
-        message: `no pod exists${conditions.length > 0 ? ` (${conditions.join('; ')})` : ''}`,
+        message: `${owner} has no pod${conditions.length > 0 ? ` (${conditions.join('; ')})` : ''}`,
         fix: `kubectl -n ${ns} describe deployment ${this.context.installation.deploymentName} (its events say why no pod is created: quota, admission, ServiceAccount)`,
       });
       return;
@@ -312,7 +314,7 @@ export class Doctor {
       });
     }
     if (!allReady) return;
-    const count = `${pods.length}${wanted !== undefined ? ` of ${wanted}` : ''} ${pods.length === 1 && wanted === undefined ? 'pod' : 'pods'} ready`;
+    const count = `${owner}: ${pods.length}${wanted !== undefined ? ` of ${wanted}` : ''} ${pods.length === 1 && wanted === undefined ? 'pod' : 'pods'} ready`;
     if (restarted.length > 0) {
       this.add({ check, status: 'WARN', message: `${count}, but restarted: ${restarted.join(', ')}`, fix: `kubectl -n ${ns} logs <pod> --previous shows why` });
     } else if (wanted !== undefined && pods.length < wanted) {
@@ -384,10 +386,11 @@ export class Doctor {
 
     const deployment = await this.liveDeployment();
     const secretName = this.servingSecretName(deployment);
-    const check = `serving certificate (Secret ${installation.namespace}/${secretName})`;
+    const check = 'serving certificate';
+    const secretRef = `Secret ${installation.namespace}/${secretName}`;
     const secret = await this.get(`/api/v1/namespaces/${installation.namespace}/secrets/${secretName}`);
     if (secret.status !== 200) {
-      this.add({ check, status: secret.status === 404 ? 'FAIL' : 'WARN', message: secret.status === 404 ? 'the Secret does not exist: the pods cannot start' : `cannot read it: ${statusMessage(secret)}`, fix: secret.status === 404 ? this.apply : 'run doctor as a user who may read Secrets in the namespace' });
+      this.add({ check, status: secret.status === 404 ? 'FAIL' : 'WARN', message: secret.status === 404 ? `${secretRef} does not exist: the pods cannot start` : `cannot read ${secretRef}: ${statusMessage(secret)}`, fix: secret.status === 404 ? this.apply : 'run doctor as a user who may read Secrets in the namespace' });
       return;
     }
     const certPem = Buffer.from(secret.body.data?.['tls.crt'] ?? '', 'base64').toString('utf8');
@@ -396,20 +399,23 @@ export class Doctor {
       chain = parsePemBundle(certPem);
       if (chain.length === 0) throw new Error('tls.crt holds no certificate');
     } catch (error) {
-      this.add({ check, status: 'FAIL', message: `tls.crt does not parse: ${(error as Error).message}`, fix: this.apply });
+      this.add({ check, status: 'FAIL', message: `tls.crt of ${secretRef} does not parse: ${(error as Error).message}`, fix: this.apply });
       return;
     }
     const leaf = chain[0];
     const problems = servingProblems(leaf, host, this.now);
     // The aggregator verifies each APIService with its own caBundle: the certificate must chain to every one.
     const unchained = [...bundles].filter(([, anchors]) => !chainsTo(chain, anchors));
-    for (const [name, anchors] of unchained.reverse()) {
+    if (unchained.length > 0) {
+      const issuer = leaf.issuer.split('\n').join(', ');
+      const anchorSubjects = [...new Set(unchained.flatMap(([, anchors]) => anchors.map(subjectOf)))];
+      const sameName = anchorSubjects.includes(issuer) ? ', a CA of the same name but another key: the caBundle and the Secret come from different synths or PKI directories' : '';
       problems.unshift(
-        `it (issued by ${leaf.issuer.split('\n').join(', ')}) does not chain to the caBundle of ${name} (${anchors.map(subjectOf).join(' + ')}): the aggregator fails with "x509: certificate signed by unknown authority"`,
+        `it (issued by ${issuer}) does not chain to the caBundle of ${unchained.map(([name]) => name).join(', ')} (${anchorSubjects.join(' + ')}${sameName}); the aggregator fails with "x509: certificate signed by unknown authority"`,
       );
     }
     const left = daysLeft(leaf, this.now);
-    const subject = subjectOf(leaf);
+    const subject = `${secretRef}: ${subjectOf(leaf)}`;
     if (problems.length > 0) {
       const sanProblem = problems.some((p) => p.includes('DNS name'));
       this.add({
@@ -453,12 +459,12 @@ export class Doctor {
     const subject = `--serviceaccount=${installation.namespace}:${sa}`;
     const asks: { check: string; attributes: Record<string, string>[]; fix: string }[] = [
       {
-        check: 'RBAC: read the auth ConfigMap',
+        check: 'RBAC auth ConfigMap',
         attributes: ['get', 'list', 'watch'].map((verb) => ({ namespace: 'kube-system', verb, resource: 'configmaps', name: 'extension-apiserver-authentication' })),
         fix: `kubectl -n kube-system create rolebinding ${sa}:extension-apiserver-authentication-reader --role=extension-apiserver-authentication-reader ${subject} (or ${this.apply})`,
       },
       {
-        check: 'RBAC: delegate authentication and authorization',
+        check: 'RBAC delegation',
         attributes: [
           { group: 'authentication.k8s.io', resource: 'tokenreviews', verb: 'create' },
           { group: 'authorization.k8s.io', resource: 'subjectaccessreviews', verb: 'create' },
@@ -466,7 +472,7 @@ export class Doctor {
         fix: `kubectl create clusterrolebinding ${sa}:system:auth-delegator --clusterrole=system:auth-delegator ${subject} (or ${this.apply})`,
       },
       {
-        check: 'RBAC: read namespaces',
+        check: 'RBAC namespaces',
         attributes: ['get', 'list', 'watch'].map((verb) => ({ resource: 'namespaces', verb })),
         fix: `${this.apply} (ClusterRole and ClusterRoleBinding ${installation.serviceName} grant get, list and watch on namespaces)`,
       },
@@ -496,7 +502,7 @@ export class Doctor {
       } else if (denied.length > 0) {
         this.add({ check: ask.check, status: 'FAIL', message: `${user} may not ${denied.join(', ')}: the server fails to start or refuses every request`, fix: ask.fix });
       } else {
-        this.add({ check: ask.check, status: 'PASS', message: `${user} may ${ask.attributes.map((a) => a.verb).join(', ')} ${[...new Set(ask.attributes.map((a) => a.resource))].join(' and ')}` });
+        this.add({ check: ask.check, status: 'PASS', message: `${user} may ${describeAll(ask.attributes)}` });
       }
     }
   }
@@ -534,26 +540,37 @@ export class Doctor {
       this.add({ check: 'etcd', status: 'SKIP', message: 'the installation deploys no etcd (memory or external-etcd storage)' });
       return;
     }
-    const check = `etcd StatefulSet ${this.ns}/${name}`;
+    const check = 'etcd';
+    const statefulSet = `StatefulSet ${this.ns}/${name}`;
     const response = await this.get(`/apis/apps/v1/namespaces/${this.ns}/statefulsets/${name}`);
     if (response.status !== 200) {
-      this.add({ check, status: 'FAIL', message: response.status === 404 ? 'does not exist' : `cannot be read: ${statusMessage(response)}`, fix: this.apply });
+      this.add({ check, status: 'FAIL', message: response.status === 404 ? `${statefulSet} does not exist` : `cannot read ${statefulSet}: ${statusMessage(response)}`, fix: this.apply });
       return;
     }
     const wanted: number = response.body.spec?.replicas ?? 1;
     const ready: number = response.body.status?.readyReplicas ?? 0;
     if (ready >= wanted) {
-      this.add({ check, status: 'PASS', message: `${ready} of ${wanted} members ready` });
+      this.add({ check, status: 'PASS', message: `${statefulSet}: ${ready} of ${wanted} members ready` });
       return;
     }
     const quorum = Math.floor(wanted / 2) + 1;
     this.add({
       check,
       status: ready >= quorum ? 'WARN' : 'FAIL',
-      message: `${ready} of ${wanted} members ready: ${ready >= quorum ? `quorum (${quorum}) holds, one more failure loses it` : `below quorum (${quorum}): the server cannot read or write`}`,
+      message: `${statefulSet}: ${ready} of ${wanted} members ready: ${ready >= quorum ? `quorum (${quorum}) holds, one more failure loses it` : `below quorum (${quorum}): the server cannot read or write`}`,
       fix: `kubectl -n ${this.ns} get pods -l app.kubernetes.io/name=${name} and kubectl -n ${this.ns} logs <member>`,
     });
   }
+}
+
+/** `get, list, watch configmaps/extension-apiserver-authentication in kube-system; create tokenreviews` */
+function describeAll(attributes: readonly Record<string, string>[]): string {
+  const byTarget = new Map<string, string[]>();
+  for (const a of attributes) {
+    const target = `${a.resource}${a.name ? `/${a.name}` : ''}${a.namespace ? ` in ${a.namespace}` : ''}`;
+    byTarget.set(target, [...(byTarget.get(target) ?? []), a.verb]);
+  }
+  return [...byTarget].map(([target, verbs]) => `${verbs.join(', ')} ${target}`).join('; ');
 }
 
 /** True when `chain` (leaf first, then intermediates) leads to one of `anchors`. */
