@@ -4,6 +4,7 @@ import { ApiObject } from 'cdk8s';
 import { k8s } from 'cdk8s-plus-28';
 import { Construct } from 'constructs';
 import { SelfSignedPki, splitPemBundle } from './pki';
+import { _selfSignedPki } from './pki/self-signed-pki';
 import { _checkServingCertificate, _PROP_NAMES, _ServingInputNames } from './pki/_check-serving';
 import { _checkValidities, _MAX_COMMON_NAME_LENGTH } from './pki/_internal';
 
@@ -134,7 +135,7 @@ export class Certificates {
    * (`tls.crt`, `tls.key`, `ca.crt`); the CA key stays in the PKI directory.
    */
   public static selfSigned(options: SelfSignedCertificatesOptions = {}): ICertificates {
-    const pkiFor = _selfSignedPki(options);
+    const pkiFor = _selfSignedPki(options, { directory: DEFAULT_PKI_DIRECTORY, certValidityDays: DEFAULT_CERT_VALIDITY_DAYS, caValidityDays: DEFAULT_CA_VALIDITY_DAYS });
     return {
       origin: { kind: 'self-signed', options },
       bind(scope, request) {
@@ -224,29 +225,6 @@ export class Certificates {
       },
     };
   }
-}
-
-/**
- * The PKI a self-signed source reads: the app's (`pki`), or one of its own in `pkiDirectory`,
- * made when bound (and saved right after, as before `pki` existed). Options are checked now.
- */
-export function _selfSignedPki(options: {
-  readonly pki?: SelfSignedPki;
-  readonly pkiDirectory?: string;
-  readonly certValidityDays?: number;
-  readonly caValidityDays?: number;
-  readonly now?: Date;
-}): () => SelfSignedPki {
-  const { pki } = options;
-  if (pki !== undefined) {
-    const both = (['pkiDirectory', 'certValidityDays', 'caValidityDays', 'now'] as const).find((key) => options[key] !== undefined);
-    if (both !== undefined) throw new Error(`pki and ${both} are both set (expected ${both} on the SelfSignedPki: its directory and lifetimes apply)`);
-    return () => pki;
-  }
-  const certValidityDays = options.certValidityDays ?? DEFAULT_CERT_VALIDITY_DAYS;
-  const caValidityDays = options.caValidityDays ?? DEFAULT_CA_VALIDITY_DAYS;
-  _checkValidities(certValidityDays, caValidityDays);
-  return () => new SelfSignedPki({ directory: options.pkiDirectory ?? DEFAULT_PKI_DIRECTORY, certValidityDays, caValidityDays, now: options.now });
 }
 
 /**

@@ -2,7 +2,8 @@ import { createHash } from 'node:crypto';
 import { ApiObject } from 'cdk8s';
 import { k8s } from 'cdk8s-plus-28';
 import { Construct } from 'constructs';
-import { _bootstrapCertManagerCa, _certManagerDurations, _selfSignedPki, CertManagerIssuerRef, DEFAULT_CA_VALIDITY_DAYS, DEFAULT_CERT_VALIDITY_DAYS, ICertificates } from './certificates';
+import { _bootstrapCertManagerCa, _certManagerDurations, CertManagerIssuerRef, DEFAULT_CA_VALIDITY_DAYS, DEFAULT_CERT_VALIDITY_DAYS, DEFAULT_PKI_DIRECTORY, ICertificates } from './certificates';
+import { _selfSignedPki } from './pki/self-signed-pki';
 import { CertificateKeyPair, SelfSignedPki, splitPemBundle } from './pki';
 import { _checkValidities, _MAX_COMMON_NAME_LENGTH } from './pki/_internal';
 
@@ -109,7 +110,7 @@ export class EtcdCertificates {
    * client Secret, each with `ca.crt`; the CA key stays in the PKI directory.
    */
   public static selfSigned(options: SelfSignedEtcdCertificatesOptions = {}): IEtcdCertificates {
-    const pkiFor = _selfSignedPki(options);
+    const pkiFor = _selfSignedPki(options, { directory: DEFAULT_PKI_DIRECTORY, certValidityDays: DEFAULT_CERT_VALIDITY_DAYS, caValidityDays: DEFAULT_CA_VALIDITY_DAYS });
     return {
       bind(scope, request) {
         const store = pkiFor();

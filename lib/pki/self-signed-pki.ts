@@ -234,6 +234,33 @@ function _retarget(store: _StorePlan, directory: string): _StorePlan {
 }
 
 /**
+ * The PKI a self-signed certificate source reads (`Certificates.selfSigned`,
+ * `EtcdCertificates.selfSigned`): the app's (`pki`), or one of its own in `pkiDirectory`, made
+ * when bound (and saved right after, as before `pki` existed). Options are checked now.
+ */
+export function _selfSignedPki(
+  options: {
+    readonly pki?: SelfSignedPki;
+    readonly pkiDirectory?: string;
+    readonly certValidityDays?: number;
+    readonly caValidityDays?: number;
+    readonly now?: Date;
+  },
+  defaults: { readonly directory: string; readonly certValidityDays: number; readonly caValidityDays: number },
+): () => SelfSignedPki {
+  const { pki } = options;
+  if (pki !== undefined) {
+    const both = (['pkiDirectory', 'certValidityDays', 'caValidityDays', 'now'] as const).find((key) => options[key] !== undefined);
+    if (both !== undefined) throw new PkiError(`pki and ${both} are both set (expected ${both} on the SelfSignedPki: its directory and lifetimes apply)`);
+    return () => pki;
+  }
+  const certValidityDays = options.certValidityDays ?? defaults.certValidityDays;
+  const caValidityDays = options.caValidityDays ?? defaults.caValidityDays;
+  _checkValidities(certValidityDays, caValidityDays);
+  return () => new SelfSignedPki({ directory: options.pkiDirectory ?? defaults.directory, certValidityDays, caValidityDays, now: options.now });
+}
+
+/**
  * The environment a set of SANs belongs to, which names the subdirectory its PKI is kept in:
  * the cluster domain the names end in (`<x>.<namespace>.svc.<domain>`), e.g. `cluster.local`.
  * When `service` is given and the names are not exactly the four a Service answers to in that
