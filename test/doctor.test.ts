@@ -365,7 +365,7 @@ describe('doctor', () => {
     expect(line.message).toContain('does not chain to the caBundle of v1beta1.wardle.example.com');
     expect(line.message).toContain('CN=some-other-ca');
     expect(line.message).toContain('x509: certificate signed by unknown authority');
-    expect(line.fix).toContain('synth again');
+    expect(line.fix).toContain(`kubectl apply -f ${dist}: it holds the caBundle and the Secret of one synth`);
     const drift = only(checks, 'drift', 'WARN');
     expect(drift.map((d) => d.message)).toEqual([expect.stringContaining('APIService v1beta1.wardle.example.com differs from the manifests in 1 field: spec.caBundle')]);
   });

@@ -424,7 +424,9 @@ export class Doctor {
         message: `${subject}: ${problems.join('; ')}`,
         fix: sanProblem
           ? `issue it for ${host} (synth makes it so; with --cert-mode existing, reissue the certificate with that SAN), apply, then kubectl -n ${installation.namespace} rollout restart deployment ${installation.deploymentName}`
-          : `synth again (it renews or reissues the certificate and keeps the caBundle in step) and ${this.apply}, then kubectl -n ${installation.namespace} rollout restart deployment ${installation.deploymentName}`,
+          : unchained.length > 0
+            ? `${this.apply}: it holds the caBundle and the Secret of one synth (a synth with another --pki-dir makes another CA); then kubectl -n ${installation.namespace} rollout restart deployment ${installation.deploymentName}`
+            : `synth again (it renews or reissues the certificate and keeps the caBundle in step) and ${this.apply}, then kubectl -n ${installation.namespace} rollout restart deployment ${installation.deploymentName}`,
       });
     } else if (left < EXPIRY_WARNING_DAYS) {
       this.add({ check, status: 'WARN', message: `${subject} expires in ${plural(left, 'day')}`, fix: `synth again (it renews certificates near their end) and ${this.apply}` });
