@@ -55,7 +55,8 @@ const MAX_PARSED_ACCEPTS = 256;
 
 /**
  * Parses an `Accept` header into its clauses, most preferred first: by `q`, then in the order
- * sent (a stable sort, as goautoneg does for equal quality). An absent or empty header is `*\/*`.
+ * sent (a stable sort, as goautoneg does for equal quality). An absent or empty header is `*\/*`;
+ * one with no well-formed clause of positive quality (`garbage`) has none, and accepts nothing.
  * The result is shared between requests with the same header, and frozen.
  */
 export function parseAccept(header: string | readonly string[] | undefined): readonly MediaRange[] {
@@ -70,13 +71,15 @@ export function parseAccept(header: string | readonly string[] | undefined): rea
 }
 
 function parseAcceptText(text: string): MediaRange[] {
+  if (text.trim() === '') return [{ type: '*', subtype: '*', params: {}, q: 1 }];
+  // As goautoneg: a clause without a type and subtype is skipped (`*` alone is `*/*`); a header left
+  // with none accepts nothing (406), as NegotiateMediaTypeOptions answers it.
   const clauses = text
     .split(',')
     .map((c) => c.trim())
     .filter((c) => c.length > 0)
-    .map(parseClause)
+    .map((c) => parseClause(c.split(';')[0].trim() === '*' ? `*/*${c.slice(c.indexOf('*') + 1)}` : c))
     .filter((c): c is MediaRange => c !== undefined && c.q > 0);
-  if (clauses.length === 0) return [{ type: '*', subtype: '*', params: {}, q: 1 }];
   return clauses
     .map((clause, index) => ({ clause, index }))
     .sort((a, b) => b.clause.q - a.clause.q || a.index - b.index)

@@ -336,7 +336,8 @@ describe('content negotiation', () => {
     fc.assert(
       fc.property(fc.oneof(ACCEPT, fc.array(ACCEPT, { maxLength: 3 })), fc.constantFrom(...(Object.keys(RESOURCE_OFFERS) as (keyof typeof RESOURCE_OFFERS)[])), (accept, kind) => {
         const clauses = parseAccept(accept);
-        expect(clauses.length).toBeGreaterThan(0);
+        const text = Array.isArray(accept) ? accept.join(',') : (accept as string);
+        if (text.trim() === '') expect(clauses).toEqual([{ type: '*', subtype: '*', params: {}, q: 1 }]);
         for (let i = 1; i < clauses.length; i++) expect(clauses[i - 1].q).toBeGreaterThanOrEqual(clauses[i].q);
         for (const clause of clauses) {
           expect(clause.q).toBeGreaterThan(0);
@@ -348,6 +349,14 @@ describe('content negotiation', () => {
       }),
       { numRuns: RUNS },
     );
+  });
+
+  test.each(['garbage', 'application', 'text/plain, garbage', 'application/json;q=0'])('an Accept of %j accepts nothing (406), as goautoneg and NegotiateMediaTypeOptions (was answered JSON)', (accept) => {
+    expect(negotiate(parseAccept(accept), RESOURCE_OFFERS.object)).toBeUndefined();
+  });
+
+  test.each(['', '*', '*;q=0.5', 'garbage, application/json'])('an Accept of %j is answered JSON', (accept) => {
+    expect(negotiate(parseAccept(accept), RESOURCE_OFFERS.object)?.value).toEqual({ as: 'Object' });
   });
 
   test('any Content-Type parses to a media type, or one that matches none (malformed), or nothing (absent)', () => {

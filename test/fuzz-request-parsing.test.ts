@@ -767,6 +767,13 @@ describe('write options', () => {
   });
 });
 
+describe('an Accept header with no media type', () => {
+  test.each(['garbage', 'application', 'text/html, x'])('fails with 406 NotAcceptable for Accept: %s (was answered JSON)', async (accept) => {
+    const reply = await sendChecked({ method: 'GET', path: `${DEFAULT}/a1`, headers: { accept } });
+    expect([reply.status, (JSON.parse(reply.text) as { reason: string }).reason]).toEqual([406, 'NotAcceptable']);
+  });
+});
+
 describe('malformed Content-Type', () => {
   test.each([
     ['POST', FUZZ],
