@@ -87,9 +87,9 @@ function cat(...files: string[]): string {
   return out;
 }
 
-function synth(args: string[]): SpawnSyncReturns<string> {
+function synth(args: string[], extraEnv: Record<string, string> = {}): SpawnSyncReturns<string> {
   const env = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('APIEXT_') && k !== 'CDK8S_OUTDIR'));
-  return spawnSync(process.execPath, [MAIN, '--storage', 'memory', '--cert-mode', 'existing', ...args], { cwd: work, env, encoding: 'utf8' });
+  return spawnSync(process.execPath, [MAIN, '--storage', 'memory', '--cert-mode', 'existing', ...args], { cwd: work, env: { ...env, ...extraEnv }, encoding: 'utf8' });
 }
 
 function existing(cert: string, key: string, bundle = 'root.crt'): SpawnSyncReturns<string> {
@@ -217,6 +217,11 @@ describe('--cert-mode existing refuses what Go refuses, naming the flag and the 
     // GIVEN the intermediate's leaf without the intermediate
     expect(opensslVerifies('server.crt')).toBe(false);
     expectRefused(existing('server.crt', 'server.key'), /--tls-cert-file "server\.crt" \(issuer CN=intermediate\) does not chain to --ca-bundle-file "root\.crt"/);
+  });
+
+  test('fails naming the environment variable when the file came from APIEXT_TLS_CERT_FILE', () => {
+    const run = synth(['--tls-key-file', 'client-only.key', '--ca-bundle-file', 'root.crt'], { APIEXT_TLS_CERT_FILE: 'client-only.crt' });
+    expectRefused(run, /^error: APIEXT_TLS_CERT_FILE "client-only\.crt" is not for TLS servers/);
   });
 
   test('fails for a leaf made for another namespace, naming the Service name it needs', () => {

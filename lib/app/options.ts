@@ -47,6 +47,11 @@ export interface SynthOptions extends PlacementSynthOptions {
   readonly pkiDir: string;
   /** How messages name where pkiDir came from: `--pki-dir`, `APIEXT_PKI_DIR` or the config file's key. @default '--pki-dir' */
   readonly pkiDirSource?: string;
+  /**
+   * How messages name where the existing-mode files came from: `--tls-cert-file`,
+   * `APIEXT_TLS_CERT_FILE` or the config file's key. @default - the flags
+   */
+  readonly optionSources?: Readonly<Partial<Record<'tls-cert-file' | 'tls-key-file' | 'ca-bundle-file', string>>>;
   /** Keep the PKI in a directory of a git work tree that does not ignore it. @default false */
   readonly allowUnignoredPkiDir?: boolean;
   readonly certValidityDays: number;
@@ -295,6 +300,7 @@ export function parseSynthOptions(argv: readonly string[]): SynthOptions | undef
     certMode: certModeOption(args['cert-mode']),
     pkiDir: args['pki-dir'],
     pkiDirSource: optionSource('pki-dir', argv),
+    optionSources: Object.fromEntries((['tls-cert-file', 'tls-key-file', 'ca-bundle-file'] as const).map((flag) => [flag, optionSource(flag, argv)])),
     allowUnignoredPkiDir: args['allow-unignored-pki-dir'],
     certValidityDays: integerOption('cert-validity-days', args['cert-validity-days']),
     caValidityDays: integerOption('ca-validity-days', args['ca-validity-days']),

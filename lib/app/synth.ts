@@ -48,18 +48,18 @@ export interface SynthResult {
   readonly pkiActions: readonly string[];
 }
 
-/** Reads a file named by a flag; the error names the flag and the file. */
-function readFlagFile(flag: string, file: string): string {
+/** Reads a file named by a flag; the error names the flag (or `source`, where it came from) and the file. */
+function readFlagFile(flag: string, file: string, source = `--${flag}`): string {
   try {
     return fs.readFileSync(file, 'utf8');
   } catch (error) {
-    throw new UsageError(`--${flag} "${file}" cannot be read: ${(error as Error).message}`);
+    throw new UsageError(`${source} "${file}" cannot be read: ${(error as Error).message}`);
   }
 }
 
 /** Reads a PEM file named by a flag; the error names the flag, the file and what it should hold. */
-function readPemFlag(flag: string, file: string, holds: 'certificate' | 'private key'): string {
-  const text = readFlagFile(flag, file);
+function readPemFlag(flag: string, file: string, holds: 'certificate' | 'private key', source = `--${flag}`): string {
+  const text = readFlagFile(flag, file, source);
   try {
     if (holds === 'private key') crypto.createPrivateKey(text);
     else {
@@ -68,7 +68,7 @@ function readPemFlag(flag: string, file: string, holds: 'certificate' | 'private
       pems.forEach((pem) => new crypto.X509Certificate(pem));
     }
   } catch (error) {
-    throw new UsageError(`--${flag} "${file}" does not hold a PEM ${holds} (${(error as Error).message})`);
+    throw new UsageError(`${source} "${file}" does not hold a PEM ${holds} (${(error as Error).message})`);
   }
   return text;
 }
@@ -81,20 +81,26 @@ interface ExistingCertificates {
 }
 
 function existingCertificates(o: SynthOptions, api: ApiGroupDefinition): ExistingCertificates {
-  const caBundlePem = readPemFlag('ca-bundle-file', o.caBundleFile!, 'certificate');
+  // Named as the user gave them: the flag, its APIEXT_ variable or the config file's key.
+  const source = (flag: 'ca-bundle-file' | 'tls-cert-file' | 'tls-key-file') => o.optionSources?.[flag] ?? `--${flag}`;
+  const caBundlePem = readPemFlag('ca-bundle-file', o.caBundleFile!, 'certificate', source('ca-bundle-file'));
   const caReport = splitPemBundle(caBundlePem)
     .filter((pem) => pem.startsWith('-----BEGIN CERTIFICATE-----'))
     .map((certPem) => ({ role: 'CA' as const, certPem }));
   if (o.tlsSecretName !== undefined) {
     return { certificates: Certificates.fromSecret({ secretName: o.tlsSecretName, caBundlePem }), report: caReport };
   }
-  const pems = { caBundlePem, tlsCertPem: readPemFlag('tls-cert-file', o.tlsCertFile!, 'certificate'), tlsKeyPem: readPemFlag('tls-key-file', o.tlsKeyFile!, 'private key') };
+  const pems = {
+    caBundlePem,
+    tlsCertPem: readPemFlag('tls-cert-file', o.tlsCertFile!, 'certificate', source('tls-cert-file')),
+    tlsKeyPem: readPemFlag('tls-key-file', o.tlsKeyFile!, 'private key', source('tls-key-file')),
+  };
   const { namespace, name } = serverNames(o, api);
   checkFlag(() =>
     _checkServingCertificate(pems, { serviceName: name, namespace }, new Date(), {
-      caBundlePem: `--ca-bundle-file "${o.caBundleFile}"`,
-      tlsCertPem: `--tls-cert-file "${o.tlsCertFile}"`,
-      tlsKeyPem: `--tls-key-file "${o.tlsKeyFile}"`,
+      caBundlePem: `${source('ca-bundle-file')} "${o.caBundleFile}"`,
+      tlsCertPem: `${source('tls-cert-file')} "${o.tlsCertFile}"`,
+      tlsKeyPem: `${source('tls-key-file')} "${o.tlsKeyFile}"`,
     }),
   );
   return { certificates: Certificates.fromPem(pems), report: [{ role: 'serving', certPem: splitPemBundle(pems.tlsCertPem)[0] }, ...caReport] };
