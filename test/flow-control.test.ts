@@ -56,12 +56,19 @@ class Gate {
   }
 }
 
+interface Gates {
+  readonly list: Gate;
+  readonly create: Gate;
+  readonly admission: Gate;
+}
+
 /** The memory store with its lists and creates passing through gates. */
-function gatedStorage(memory: MemoryStorage, gates: { list: Gate; create: Gate }): Storage {
+function gatedStorage(memory: MemoryStorage, gates: Gates): Storage {
   const overrides: Partial<Storage> = {
-    // Only the flunders' lists: admission lists fischers on each flunder create.
+    // The flunders' lists; and apart, the fischers' lists that admission (BanFlunder) makes on each flunder create, before its write.
     list: async (prefix, options) => {
       if (prefix.includes('/flunders/')) await gates.list.pass();
+      if (prefix.includes('/fischers/')) await gates.admission.pass();
       return memory.list(prefix, options);
     },
     create: async (key, value) => {
@@ -109,7 +116,7 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
 interface Harness {
   readonly server: Server;
-  readonly gates: { list: Gate; create: Gate };
+  readonly gates: Gates;
   readonly logLines: Record<string, unknown>[];
 }
 
@@ -118,6 +125,7 @@ afterAll(async () => {
   for (const { server, gates } of harnesses) {
     gates.list.open();
     gates.create.open();
+    gates.admission.open();
     await server.shutdown();
   }
 });
@@ -125,7 +133,7 @@ afterAll(async () => {
 async function startServer(
   options: Pick<Parameters<typeof Server.start>[0], 'flowControl' | 'servingTimeouts'> & { minRequestTimeoutSeconds?: number; wrap?: (serving: ApiServing) => ApiServing; storage?: Storage } = {},
 ): Promise<Harness> {
-  const gates = { list: new Gate(), create: new Gate() };
+  const gates: Gates = { list: new Gate(), create: new Gate(), admission: new Gate() };
   const logLines: Record<string, unknown>[] = [];
   const logger = memoryLogger(logLines);
   const apiServing = createApiServing({
@@ -438,6 +446,23 @@ describe('request timeouts, against the server', () => {
         },
       }),
     });
+  });
+
+  test('a create that times out before its write (held in admission) is abandoned: 504, and nothing is stored once admission answers', async () => {
+    const { server, gates } = harness;
+    // GIVEN admission held (BanFlunder's list of fischers)
+    gates.admission.close();
+
+    // WHEN a create asks for a 500 ms timeout
+    const reply = await send(server, bob, `${FLUNDERS}?timeout=500ms`, { method: 'POST', body: flunder('abandoned') });
+    expect(reply.status).toBe(504);
+
+    // THEN once admission answers, the store stops before its write: the object never appears
+    gates.admission.open();
+    await until(() => harness.logLines.some((l) => l.code === 504 && l.verb === 'create' && l.name === undefined), 'the create logged as 504');
+    // (a write would have landed within this time: the store's create is synchronous after admission)
+    await new Promise((resolve) => setTimeout(resolve, 200));
+    expect((await send(server, bob, `${FLUNDERS}/abandoned`)).status).toBe(404);
   });
 
   test('a create past the client\'s ?timeout=: 504 Status; the object is then stored whole; the keep-alive connection stays usable', async () => {

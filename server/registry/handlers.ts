@@ -66,7 +66,8 @@ function checkObjectPath(scope: RequestScope): void {
 }
 
 function contextOf(scope: RequestScope): OperationContext {
-  return { namespace: scope.info.namespace, version: scope.version, subresource: scope.subresource, user: scope.user };
+  // Ended before the handler answered: the request timed out (flow-control.ts sent the 504).
+  return { namespace: scope.info.namespace, version: scope.version, subresource: scope.subresource, user: scope.user, abandoned: () => scope.res.writableEnded };
 }
 
 /** The write options (CreateOptions, UpdateOptions, PatchOptions) from the query, validated as ValidateCreateOptions & co. (422). */

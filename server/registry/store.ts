@@ -16,7 +16,7 @@ import {
   StoredValue,
   TooLargeRevisionError,
 } from '../storage/types';
-import { StatusError, errors } from '../status';
+import { GroupResource, StatusError, errors } from '../status';
 import type { KindCodec } from './codec';
 import type { FieldError } from './field-errors';
 import { ListQuery, decodeContinue, encodeContinue, expiredContinue, notOlderThan, selectorFilter } from './list-options';
@@ -48,6 +48,13 @@ export interface OperationContext {
   /** '' or 'status'. */
   readonly subresource: string;
   readonly user: UserInfo;
+  /**
+   * True once nobody waits for the answer any more (the request timed out and got its 504): the
+   * store then stops before a write it has not made yet, as a cancelled request context stops
+   * Go's store before its etcd call. A write already sent is not taken back.
+   * @default - never
+   */
+  readonly abandoned?: () => boolean;
 }
 
 export type FieldValidation = 'Ignore' | 'Warn' | 'Strict';
@@ -248,6 +255,7 @@ export class GenericStore {
 
     return interpretingStorageErrors(codec, 'create', async () => {
       await this.admit(this.admissionAttributes(context, 'CREATE', typeof storedMeta.name === 'string' ? storedMeta.name : '', options.dryRun, stored));
+      stopIfAbandoned(context, codec.gr, 'create');
 
       storedMeta.uid = randomUUID();
       storedMeta.creationTimestamp = now();
@@ -413,6 +421,7 @@ export class GenericStore {
     const validated = context.subresource === 'status' ? codec.toInternal(next, codec.storageVersion) : { ...internal, metadata: nextMeta };
     this.validateByRules(nextMeta, validated, codec.toInternal(oldValue, codec.storageVersion));
     await this.admit(this.admissionAttributes(context, 'UPDATE', name, dryRun, next, oldValue));
+    stopIfAbandoned(context, this.codec.gr, 'update');
     return next;
   }
 
@@ -480,6 +489,7 @@ export class GenericStore {
         throw errors.conflict(codec.gr, name, `Precondition failed: ResourceVersion in precondition: ${resourceVersion}, ResourceVersion in object meta: ${String(meta.resourceVersion ?? '')}`);
       }
       await this.admit(this.admissionAttributes(context, 'DELETE', name, options.dryRun, undefined, old.value));
+      stopIfAbandoned(context, codec.gr, 'delete');
       const finalizers = finalizersOnDelete(meta, options);
       try {
         if (finalizers.length > 0) {
@@ -534,4 +544,9 @@ export class GenericStore {
       dryRun,
     };
   }
+}
+
+/** Stops a write whose request was abandoned (see OperationContext.abandoned); nobody reads the error. */
+function stopIfAbandoned(context: OperationContext, gr: GroupResource, operation: string): void {
+  if (context.abandoned?.()) throw errors.serverTimeout(gr, operation);
 }
