@@ -225,6 +225,52 @@ describe('doctor', () => {
     expect(run.stdout).toMatch(/^0 failed, 0 warned, 18 passed$/m);
   });
 
+  test('colours the statuses on a terminal', async () => {
+    // GIVEN a pseudo-terminal for stdout (util-linux script)
+    const command = [process.execPath, CLI, 'doctor', '--dist', dist, '--kubeconfig', kubeconfig].map((arg) => `'${arg}'`).join(' ');
+    const run = await new Promise<string>((resolve) => {
+      execFile('script', ['-qec', command, '/dev/null'], { cwd: work, env: { PATH: process.env.PATH, HOME: work, TERM: 'xterm' }, encoding: 'utf8', timeout: 60_000 }, (_error, stdout) => resolve(stdout));
+    });
+
+    // THEN PASS is green
+    expect(run).toContain('\u001b[32mPASS\u001b[0m  cluster');
+  });
+
+  test('finds the server by --namespace and --name without manifests, and reads --config as synth does', async () => {
+    // WHEN doctor runs where there is no dist/, given the server's namespace and name
+    const elsewhere = fs.mkdtempSync(path.join(work, 'elsewhere-'));
+    const live = await new Promise<Run>((resolve) => {
+      execFile(process.execPath, [CLI, 'doctor', '--namespace', NS, '--name', NAME, '--kubeconfig', kubeconfig, '-o', 'json'], { cwd: elsewhere, env: { PATH: process.env.PATH, HOME: work }, encoding: 'utf8' }, (error, stdout, stderr) =>
+        resolve({ code: error ? Number(error.code) : 0, stdout, stderr }),
+      );
+    });
+
+    // THEN it finds both APIServices in the cluster, skips the comparison with manifests, and passes the rest
+    const checks: Check[] = JSON.parse(live.stdout).checks;
+    expect(live.code).toBe(0);
+    expect(only(checks, 'objects')[0]).toMatchObject({ status: 'SKIP' });
+    expect(checks.filter((c) => c.status !== 'PASS' && c.check !== 'objects')).toEqual([]);
+    expect(checks.map((c) => c.check)).toEqual(expect.arrayContaining(['APIService v1beta1.wardle.example.com', 'APIService v1alpha1.wardle.example.com', 'etcd']));
+
+    // WHEN a synth --config file names the output directory and the server
+    const config = path.join(elsewhere, 'apiext.yaml');
+    fs.writeFileSync(config, `namespace: ${NS}\nname: ${NAME}\noutput: ${dist}\ncert-mode: self-signed\n`);
+    const fromConfig = await doctor(['--config', config, '--kubeconfig', kubeconfig, '-o', 'json']);
+
+    // THEN it compares the cluster with that output
+    expect(fromConfig.code).toBe(0);
+    expect(only(JSON.parse(fromConfig.stdout).checks, 'objects')[0].message).toMatch(new RegExp(`all ${manifests.length} objects`));
+  });
+
+  test('the package command is in the tarball: bin names the compiled CLI, with its shebang, under "files"', () => {
+    const manifest = JSON.parse(fs.readFileSync(path.join(ROOT, 'package.json'), 'utf8'));
+    expect(manifest.bin).toEqual({ 'cdk8s-api-extension': 'build/lib/app/cli.js' });
+    expect(manifest.files).toContain('build/lib');
+    expect(fs.readFileSync(CLI, 'utf8').startsWith('#!/usr/bin/env node\n')).toBe(true);
+    // client-node is loaded at run time by the CLI: a runtime dependency, not a dev one
+    expect(Object.keys(manifest.dependencies)).toContain('@kubernetes/client-node');
+  });
+
   test('works with a kubeconfig whose user is an exec credential plugin', async () => {
     // GIVEN a plugin (a shell script) that prints an ExecCredential with a token only it knows
     const token = `exec-${Date.now()}`;
