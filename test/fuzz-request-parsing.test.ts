@@ -104,14 +104,20 @@ function h2Session(): http2.ClientHttp2Session {
   return session;
 }
 
-/** Sends over HTTP/2; a request its session could not carry (the server ended it meanwhile: GOAWAY) is sent again on a new one. */
+/**
+ * Sends over HTTP/2. A request its session could not carry is sent again on a new session: the
+ * server ended the session meanwhile (GOAWAY), or refused the stream unprocessed
+ * (ENHANCE_YOUR_CALM, REFUSED_STREAM: nghttp2's limits on a client that resets streams fast).
+ */
 async function sendH2(sent: Sent): Promise<Reply> {
   for (let attempt = 1; ; attempt++) {
     const used = h2Session();
     try {
       return await sendOnSession(used, sent);
     } catch (error) {
-      if (attempt >= 3 || !(used.closed || used.destroyed)) throw error;
+      const refused = /ENHANCE_YOUR_CALM|REFUSED_STREAM/.test(String((error as Error).message));
+      if (attempt >= 3 || !(refused || used.closed || used.destroyed)) throw error;
+      if (refused) used.close();
     }
   }
 }
@@ -225,7 +231,7 @@ async function check<Ts extends [unknown, ...unknown[]]>(name: string, numRuns: 
   const details = await fc.check(property, { seed, numRuns, interruptAfterTimeLimit: PROPERTY_TIME_LIMIT_MS });
   const answers = JSON.stringify(Object.fromEntries([...tally].sort(([a], [b]) => a - b)));
   console.log(`${name}: seed ${seed} (rerun with FUZZ_SEED=${seed}), ${details.numRuns} of ${numRuns} runs${details.interrupted ? ' (stopped at the time limit)' : ''}, answers by status ${answers}`);
-  if (details.failed) throw new Error(fc.defaultReportMessage(details));
+  if (details.failed) throw new Error(`${fc.defaultReportMessage(details)}\n${details.errorInstance instanceof Error ? details.errorInstance.message : String(details.errorInstance)}`);
 }
 
 const flunder = (name: string, labels: Record<string, string> = {}, namespace = 'default') => ({
