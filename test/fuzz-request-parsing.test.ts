@@ -7,10 +7,10 @@
  * unexpected failure, no uncaught exception or unhandled rejection, and it keeps serving.
  *
  * Seeds are random and logged; fast-check prints the seed and path of a failure (rerun one with
- * `FUZZ_SEED=<seed>`). Runs per property are bounded so the file finishes in well under 60 s on a
- * loaded 2-core machine; FUZZ_RUNS scales them. The store is the memory store (the server's
- * default); FUZZ_STORAGE=etcd runs the same properties against a real etcd behind the watch cache.
- * The parsers alone get many more cases in fuzz-parsers.test.ts.
+ * `FUZZ_SEED=<seed>`). Runs per property are bounded (300-400, and each stops at 4 s) so the file
+ * finishes in well under 60 s on a loaded 2-core machine; FUZZ_RUNS scales both. The store is the
+ * memory store (the server's default); FUZZ_STORAGE=etcd runs the same properties against a real
+ * etcd behind the watch cache. The parsers alone get many more cases in fuzz-parsers.test.ts.
  */
 import fc from 'fast-check';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
@@ -222,7 +222,7 @@ async function sendChecked(sent: Sent): Promise<Reply> {
  * Most time one property may take: on a loaded machine it stops early (logged) rather than push
  * the file past a minute; FUZZ_RUNS lifts the limit with the runs.
  */
-const PROPERTY_TIME_LIMIT_MS = 6_000 * Math.max(1, SCALE);
+const PROPERTY_TIME_LIMIT_MS = 4_000 * Math.max(1, SCALE);
 
 /** Runs a property with a logged seed (random unless FUZZ_SEED is set); logs the runs made and the answers by status. */
 async function check<Ts extends [unknown, ...unknown[]]>(name: string, numRuns: number, property: fc.IAsyncPropertyWithHooks<Ts>): Promise<void> {
@@ -378,7 +378,7 @@ describe('through the server', () => {
   test('any path, with any method and over either protocol, is answered well-formed', async () => {
     await check(
       'paths',
-      runs(500),
+      runs(400),
       fc.asyncProperty(METHOD, fc.oneof({ weight: 3, arbitrary: RESOURCE_PATH }, { weight: 1, arbitrary: PATH }), fc.constantFrom('', '', '?watch=1', '?limit=1', '?dryRun=All', '?x=%zz', '?%', '??', '?a=b#frag'), PROTOCOL, async (method, path, query, protocol) => {
         const hasBody = method === 'POST' || method === 'PUT' || method === 'PATCH';
         // Writes outside `fuzz` are dry runs (first in the query, before any fragment): the seeded objects stay as they are.
@@ -405,7 +405,7 @@ describe('through the server', () => {
     );
     await check(
       'query',
-      runs(400),
+      runs(300),
       fc.asyncProperty(target, QUERY, fc.boolean(), async ({ method, path, body }, query, atCurrent) => {
         // Reads name the current revision half the time (a future one waits, then is 504 as upstream).
         const rv = atCurrent && /resourceVersion=\d/.test(query) ? query.replace(/resourceVersion=\d+/g, `resourceVersion=${resourceVersion}`) : query;
@@ -423,7 +423,7 @@ describe('through the server', () => {
     const option = (name: string, ...values: string[]) => fc.option(fc.constantFrom(...values).map((v) => `${name}=${encodeURIComponent(v)}`), { nil: undefined });
     await check(
       'list and watch options',
-      runs(400),
+      runs(300),
       fc.asyncProperty(
         fc.constantFrom(DEFAULT, `${GV}/flunders`, `${GV}/fischers`, `${DEFAULT}/a1`),
         fc.tuple(
@@ -484,7 +484,7 @@ describe('through the server', () => {
     );
     await check(
       'content negotiation',
-      runs(400),
+      runs(300),
       fc.asyncProperty(target, header, fc.option(header, { nil: undefined }), PROTOCOL, async ({ method, path, body }, accept, contentType, protocol) => {
         const headers: Record<string, string> = { accept };
         if (contentType !== undefined) headers['content-type'] = contentType;
@@ -615,7 +615,7 @@ describe('bodies through the server', () => {
   test('a create or update whose every field in turn holds a value of any type is answered well-formed', async () => {
     await check(
       'wrong types',
-      runs(400),
+      runs(300),
       fc.asyncProperty(fc.constantFrom(...FLUNDER_FIELDS), RAW_JSON, fc.constantFrom('POST', 'PUT'), fc.constantFrom('application/json', 'application/yaml'), PROTOCOL, async (field, raw, method, contentType, protocol) => {
         const name = method === 'POST' ? `w${Math.random().toString(36).slice(2, 10)}` : 'target';
         const reply = await sendChecked({ method, path: method === 'POST' ? FUZZ : `${FUZZ}/${name}`, headers: { 'content-type': contentType }, body: flunderWith(name, field, raw), protocol });
@@ -642,7 +642,7 @@ describe('bodies through the server', () => {
     );
     await check(
       'any body',
-      runs(400),
+      runs(300),
       fc.asyncProperty(target, body, fc.constantFrom('', '?dryRun=All'), async ({ method, path, contentType }, text, query) => {
         await sendChecked({ method, path: `${path}${query}`, headers: { 'content-type': contentType }, body: text });
       }),
@@ -657,7 +657,7 @@ describe('bodies through the server', () => {
     const jsonPatch = fc.array(JSON_PATCH_OP, { maxLength: 4 }).map((ops) => JSON.stringify(ops));
     await check(
       'patches',
-      runs(400),
+      runs(300),
       fc.asyncProperty(fc.oneof(mergePatch.map((body) => ({ body, type: 'application/merge-patch+json' })), jsonPatch.map((body) => ({ body, type: 'application/json-patch+json' }))), fc.constantFrom('', '/status'), fc.constantFrom('', '?dryRun=All', '?fieldValidation=Strict'), async ({ body, type }, sub, query) => {
         await sendChecked({ method: 'PATCH', path: `${FUZZ}/target${sub}${query}`, headers: { 'content-type': type }, body });
       }),
@@ -891,7 +891,7 @@ describe('selectors and continue tokens through the server', () => {
     const fieldTerm = fc.record({ field: fc.constantFrom('metadata.name', 'metadata.namespace'), op: fc.constantFrom('=', '==', '!='), value: fc.constantFrom('a1', 'b2', 'c1', 'default', 'fuzz', '') });
     await check(
       'selectors',
-      runs(400),
+      runs(300),
       fc.asyncProperty(
         fc.option(fc.array(fc.tuple(LABEL_REQUIREMENT, SPACE), { minLength: 1, maxLength: 3 }), { nil: undefined }),
         fc.option(fc.array(fieldTerm, { minLength: 1, maxLength: 2 }), { nil: undefined }),
