@@ -9,6 +9,7 @@ import { DEFAULT_MAX_REQUEST_BODY_BYTES_INFLIGHT, readBody, requestBodyBudget, s
 import { StatusError } from '../server/status';
 import { MemoryStorage, OBJECT_OVERHEAD_BYTES } from '../server/storage/memory';
 import { ExpiredError, StorageEvent, StorageQuotaExceededError } from '../server/storage/types';
+import { FLUNDERS, RegistryServer, flunder } from './support/registry-server';
 
 /** An object whose JSON is about `bytes` long. */
 function sized(name: string, bytes: number): Record<string, unknown> {
@@ -175,4 +176,42 @@ describe('request bodies in flight', () => {
     expect(requestBodyBudget().inFlightBytes()).toBe(600);
     held.shift()!.end();
   });
+});
+
+describe('a watch\'s initial events', () => {
+  test('wait for a client that does not read instead of being queued at once: ~10 MiB of them do not close the watch, and the client gets them all once it reads', async () => {
+    // GIVEN 100 Flunders of 100 KiB (far more than a watch may queue, 1 MiB, and than the sockets buffer)
+    const server = await RegistryServer.start();
+    const connections: http.ClientRequest[] = [];
+    try {
+      const names = Array.from({ length: 100 }, (_, i) => `big-${String(i).padStart(3, '0')}`);
+      for (const name of names) expect((await server.post(FLUNDERS, flunder(name, { reference: 'r'.repeat(100 * 1024) }))).status).toBe(201);
+
+      // WHEN a watch from resourceVersion "" (every object as ADDED first) is not read for a while
+      const received: Buffer[] = [];
+      let ended = false;
+      const response = await new Promise<http.IncomingMessage>((resolve, reject) => {
+        const req = http.get(`${server.url}${FLUNDERS}?watch=1&timeoutSeconds=30`, { agent: false }, resolve);
+        connections.push(req);
+        req.on('error', reject);
+      });
+      response.pause();
+      response.on('close', () => (ended = true));
+      await new Promise((r) => setTimeout(r, 1000));
+
+      // THEN the watch is still open and, once read, delivers every initial event
+      expect(ended).toBe(false);
+      response.on('data', (chunk: Buffer) => received.push(chunk));
+      response.resume();
+      const deadline = Date.now() + 30_000;
+      const added = () => Buffer.concat(received).toString('utf8').split('\n').filter((line) => line.startsWith('{"type":"ADDED"')).length;
+      while (added() < 100 && !ended && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
+      const events = Buffer.concat(received).toString('utf8').split('\n').filter(Boolean).map((line) => JSON.parse(line) as { type: string; object: { metadata: { name: string } } });
+      expect(events.filter((e) => e.type === 'ADDED').map((e) => e.object.metadata.name)).toEqual(names);
+      expect(ended).toBe(false);
+    } finally {
+      for (const req of connections) req.destroy();
+      await server.close();
+    }
+  }, 60_000);
 });
