@@ -1,5 +1,6 @@
 #!/usr/bin/env node
 import { runDoctor } from './doctor';
+import { runFrontProxyCommand, runPki } from './pki';
 
 /** The package's command (`npx cdk8s-api-extension <command>`): one entry, a command per job. */
 const COMMANDS: Record<string, { readonly summary: string; readonly run: (argv: readonly string[]) => Promise<number> }> = {
@@ -12,7 +13,24 @@ const COMMANDS: Record<string, { readonly summary: string; readonly run: (argv: 
         colour: process.stdout.isTTY === true && process.env.NO_COLOR === undefined,
       }),
   },
+  pki: {
+    summary: 'inspect the certificates of the PKI directory and dist/ (pki inspect), or force a new serving certificate or CA (pki rotate)',
+    run: (argv) => runPki(argv, commandIo()),
+  },
+  'front-proxy': {
+    summary: 'make the front-proxy CA and client certificate for a cluster without the aggregation layer, and print the kube-apiserver flags',
+    run: (argv) => runFrontProxyCommand(argv, commandIo()),
+  },
 };
+
+/** stdout and stderr, colour only on a terminal. */
+function commandIo() {
+  return {
+    write: (text: string) => process.stdout.write(`${text}\n`),
+    error: (text: string) => process.stderr.write(`${text}\n`),
+    colour: process.stdout.isTTY === true && process.env.NO_COLOR === undefined,
+  };
+}
 
 function usage(): string {
   const width = Math.max(...Object.keys(COMMANDS).map((name) => name.length));
