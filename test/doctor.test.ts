@@ -4,6 +4,8 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as YAML from 'yaml';
+import { SERVING_CERT_CHECKSUM_ANNOTATION as CONSTRUCTS_ANNOTATION } from '../lib/api-server-deployment';
+import { SERVING_CERT_CHECKSUM_ANNOTATION } from '../lib/app/doctor/checks';
 import { KubeApiServerStandIn, StoredObject } from './support/kube-apiserver-stand-in';
 import { makeCa, makeLeaf, TestCa } from './support/pki';
 
@@ -504,11 +506,13 @@ describe('doctor', () => {
     expect(run.code).toBe(0);
   });
 
-  test('the pods annotation checksum is the sha256 of the Secret tls.crt the synth wrote', () => {
+  test('the pods annotation doctor reads is the constructs\' and holds the sha256 of the Secret tls.crt the synth wrote', () => {
     // GIVEN the synth output, WHEN the checksum of its Secret is computed as doctor does, THEN it is the Deployment's annotation
     const secret = manifests.find((o) => o.kind === 'Secret' && o.metadata.name === `${NAME}-tls`)!;
     const deployment = manifests.find((o) => o.kind === 'Deployment')!;
     const checksum = createHash('sha256').update(Buffer.from(secret.data['tls.crt'], 'base64').toString('utf8')).digest('hex');
-    expect(deployment.spec.template.metadata.annotations['apiextension.cdk8s.io/serving-cert-sha256']).toBe(checksum);
+    expect(deployment.spec.template.metadata.annotations[SERVING_CERT_CHECKSUM_ANNOTATION]).toBe(checksum);
+    // AND doctor reads the annotation the constructs write
+    expect(SERVING_CERT_CHECKSUM_ANNOTATION).toBe(CONSTRUCTS_ANNOTATION);
   });
 });

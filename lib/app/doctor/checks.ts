@@ -1,5 +1,4 @@
 import { createHash, X509Certificate } from 'node:crypto';
-import { SERVING_CERT_CHECKSUM_ANNOTATION } from '../../api-server-deployment';
 import { describeDifference, driftOf } from './drift';
 import { Installation, KubeObject, objectPath, objectRef } from './installation';
 import { KubeClient, KubeResponse, statusMessage, Unstructured } from './kube';
@@ -29,6 +28,12 @@ export interface DoctorContext {
   readonly logLines?: number;
   readonly now?: Date;
 }
+
+/**
+ * The pod annotation holding the SHA-256 of the serving certificate's PEM, as lib/api-server-deployment.ts
+ * stamps it; not imported from there, which loads cdk8s-plus (test/doctor.test.ts checks they agree).
+ */
+export const SERVING_CERT_CHECKSUM_ANNOTATION = 'apiextension.cdk8s.io/serving-cert-sha256';
 
 /** Days before expiry that a certificate is warned about. */
 export const EXPIRY_WARNING_DAYS = 30;

@@ -1,7 +1,7 @@
 import * as fs from 'node:fs';
 import * as YAML from 'yaml';
 import yargs from 'yargs';
-import { UsageError } from '../options';
+import { DoctorUsageError } from './errors';
 import { CheckResult, Doctor } from './checks';
 import { ApiServiceRef, Installation, installationFromManifests, readManifests } from './installation';
 import { KubeClient, Unstructured } from './kube';
@@ -40,10 +40,10 @@ function readConfig(file: string): Record<string, unknown> {
   try {
     parsed = YAML.parse(fs.readFileSync(file, 'utf8'));
   } catch (error) {
-    throw new UsageError(`--config "${file}" cannot be read as YAML or JSON: ${(error as Error).message.split('\n')[0]}`);
+    throw new DoctorUsageError(`--config "${file}" cannot be read as YAML or JSON: ${(error as Error).message.split('\n')[0]}`);
   }
   if (parsed === null || parsed === undefined) return {};
-  if (typeof parsed !== 'object' || Array.isArray(parsed)) throw new UsageError(`--config "${file}" must hold a mapping of option names to values (e.g. "namespace: wardle")`);
+  if (typeof parsed !== 'object' || Array.isArray(parsed)) throw new DoctorUsageError(`--config "${file}" must hold a mapping of option names to values (e.g. "namespace: wardle")`);
   return parsed as Record<string, unknown>;
 }
 
@@ -68,7 +68,7 @@ export function parseDoctorOptions(argv: readonly string[], print: (text: string
     .version(false)
     .exitProcess(false)
     .fail((message, error) => {
-      throw error ?? new UsageError(message);
+      throw new DoctorUsageError((error?.message ?? message).replace(/\s*\n\s*/g, " "));
     })
     .wrap(Math.min(110, process.stdout.columns ?? 110));
   let helpText: string | undefined;
@@ -82,12 +82,12 @@ export function parseDoctorOptions(argv: readonly string[], print: (text: string
   const config = parsed.config !== undefined ? readConfig(parsed.config) : {};
   const text = (value: unknown, flag: string): string | undefined => {
     if (value === undefined) return undefined;
-    if (typeof value !== 'string' || value.trim() === '') throw new UsageError(`${flag} "${String(value)}" is not a name (expected a non-empty string)`);
+    if (typeof value !== 'string' || value.trim() === '') throw new DoctorUsageError(`${flag} "${String(value)}" is not a name (expected a non-empty string)`);
     return value;
   };
   const distFromFlag = text(parsed.dist, '--dist') ?? text(config.output, `--config "${parsed.config}": output`);
-  if (!Number.isInteger(parsed['log-lines']) || parsed['log-lines'] < 0) throw new UsageError(`--log-lines "${parsed['log-lines']}" is not a count (expected a whole number ≥ 0)`);
-  if (!(parsed['request-timeout'] > 0)) throw new UsageError(`--request-timeout "${parsed['request-timeout']}" is not a duration (expected seconds > 0)`);
+  if (!Number.isInteger(parsed['log-lines']) || parsed['log-lines'] < 0) throw new DoctorUsageError(`--log-lines "${parsed['log-lines']}" is not a count (expected a whole number ≥ 0)`);
+  if (!(parsed['request-timeout'] > 0)) throw new DoctorUsageError(`--request-timeout "${parsed['request-timeout']}" is not a duration (expected seconds > 0)`);
   return {
     dist: distFromFlag ?? process.env.CDK8S_OUTDIR ?? 'dist',
     distGiven: distFromFlag !== undefined,
@@ -104,7 +104,7 @@ export function parseDoctorOptions(argv: readonly string[], print: (text: string
 /** Without manifests: the server named by --namespace and --name, its APIServices found in the cluster. */
 async function installationFromCluster(client: KubeClient, namespace: string, name: string): Promise<Installation> {
   const list = await client.get('/apis/apiregistration.k8s.io/v1/apiservices');
-  if (list.status !== 200) throw new UsageError(`without manifests doctor lists APIServices to find ${namespace}/${name}'s, and the cluster answered ${list.status}: give --dist`);
+  if (list.status !== 200) throw new DoctorUsageError(`without manifests doctor lists APIServices to find ${namespace}/${name}'s, and the cluster answered ${list.status}: give --dist`);
   const apiServices: ApiServiceRef[] = (list.body.items ?? [])
     .filter((o: Unstructured) => o.spec?.service?.namespace === namespace && o.spec?.service?.name === name)
     .map((o: Unstructured) => ({ name: o.metadata.name, group: o.spec.group, version: o.spec.version }));
@@ -138,7 +138,7 @@ export async function runDoctor(argv: readonly string[], io: DoctorIo): Promise<
     if (!options) return 0;
     const haveManifests = options.dist !== undefined && fs.existsSync(options.dist);
     if (!haveManifests && (options.distGiven || options.namespace === undefined)) {
-      throw new UsageError(
+      throw new DoctorUsageError(
         `--dist "${options.dist}" does not exist: give the synth output directory (--dist), or --namespace and --name${options.namespace === undefined ? '' : ' without --dist'} to check a server without its manifests`,
       );
     }
@@ -153,7 +153,7 @@ export async function runDoctor(argv: readonly string[], io: DoctorIo): Promise<
     results = await new Doctor({ client, installation, manifestsDirectory: haveManifests ? options.dist : undefined, logLines: options.logLines }).run();
   } catch (error) {
     io.error(`error: ${(error as Error).message}`);
-    return error instanceof UsageError ? 2 : 1;
+    return error instanceof DoctorUsageError ? 2 : 1;
   }
   io.write(options.output === 'json' ? formatJson(results) : formatTable(results, io.colour));
   return summarize(results).fail === 0 ? 0 : 1;

@@ -1,7 +1,7 @@
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import * as YAML from 'yaml';
-import { UsageError } from '../options';
+import { DoctorUsageError } from './errors';
 import type { Unstructured } from './kube';
 
 /** A Kubernetes object as a manifest holds it. */
@@ -41,9 +41,9 @@ export function readManifests(directory: string): KubeObject[] {
   try {
     files = fs.readdirSync(directory).filter((file) => /\.ya?ml$/.test(file)).sort();
   } catch (error) {
-    throw new UsageError(`--dist "${directory}" cannot be read: ${(error as Error).message} (expected the output directory of a synth, e.g. "dist")`);
+    throw new DoctorUsageError(`--dist "${directory}" cannot be read: ${(error as Error).message} (expected the output directory of a synth, e.g. "dist")`);
   }
-  if (files.length === 0) throw new UsageError(`--dist "${directory}" holds no .yaml file (expected the output directory of a synth: run "npm run synth" first)`);
+  if (files.length === 0) throw new DoctorUsageError(`--dist "${directory}" holds no .yaml file (expected the output directory of a synth: run "npm run synth" first)`);
   const objects: KubeObject[] = [];
   for (const file of files) {
     for (const document of YAML.parseAllDocuments(fs.readFileSync(path.join(directory, file), 'utf8'))) {
@@ -67,13 +67,13 @@ export function installationFromManifests(objects: readonly KubeObject[], source
   });
   if (selected.length === 0) {
     const wanted = [namespace !== undefined ? `--namespace ${namespace}` : '', name !== undefined ? `--name ${name}` : ''].filter(Boolean).join(' ');
-    throw new UsageError(
+    throw new DoctorUsageError(
       servers.length === 0
         ? `${source} holds no APIService backed by a Service: is it the output of this app's synth?`
         : `${source} holds no server matching ${wanted} (it holds: ${servers.join(', ')})`,
     );
   }
-  if (selected.length > 1) throw new UsageError(`${source} holds ${selected.length} servers (${selected.join(', ')}): choose one with --namespace and --name`);
+  if (selected.length > 1) throw new DoctorUsageError(`${source} holds ${selected.length} servers (${selected.join(', ')}): choose one with --namespace and --name`);
   const [ns, serviceName] = selected[0].split('/');
   const mine = apiServices.filter((o) => o.spec.service.namespace === ns && o.spec.service.name === serviceName);
   const service = objects.find((o) => o.kind === 'Service' && o.metadata.namespace === ns && o.metadata.name === serviceName);

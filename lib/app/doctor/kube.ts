@@ -1,7 +1,7 @@
 import * as http from 'node:http';
 import * as https from 'node:https';
 import type { KubeConfig } from '@kubernetes/client-node';
-import { UsageError } from '../options';
+import { DoctorUsageError } from './errors';
 
 /**
  * An object as the API server sends it, read field by field without a schema (client-go's
@@ -48,25 +48,25 @@ export class KubeClient {
       try {
         config.loadFromFile(target.kubeconfig);
       } catch (error) {
-        throw new UsageError(`--kubeconfig "${target.kubeconfig}" cannot be read as a kubeconfig: ${(error as Error).message}`);
+        throw new DoctorUsageError(`--kubeconfig "${target.kubeconfig}" cannot be read as a kubeconfig: ${(error as Error).message}`);
       }
     } else {
       try {
         config.loadFromDefault();
       } catch (error) {
         const where = process.env.KUBECONFIG ? `KUBECONFIG "${process.env.KUBECONFIG}"` : 'the default kubeconfig (~/.kube/config)';
-        throw new UsageError(`${where} cannot be loaded: ${(error as Error).message}`);
+        throw new DoctorUsageError(`${where} cannot be loaded: ${(error as Error).message}`);
       }
     }
     if (target.context !== undefined) {
       if (!config.getContextObject(target.context)) {
         const known = config.getContexts().map((context) => context.name);
-        throw new UsageError(`--context "${target.context}" is not in the kubeconfig (its contexts: ${known.length > 0 ? known.join(', ') : 'none'})`);
+        throw new DoctorUsageError(`--context "${target.context}" is not in the kubeconfig (its contexts: ${known.length > 0 ? known.join(', ') : 'none'})`);
       }
       config.setCurrentContext(target.context);
     }
     const cluster = config.getCurrentCluster();
-    if (!cluster) throw new UsageError(`the kubeconfig's current context "${config.getCurrentContext()}" names no cluster: pass --context or --kubeconfig`);
+    if (!cluster) throw new DoctorUsageError(`the kubeconfig's current context "${config.getCurrentContext()}" names no cluster: pass --context or --kubeconfig`);
     return new KubeClient(config, cluster.server, target.timeoutMs ?? 10_000);
   }
 
