@@ -315,6 +315,9 @@ describe('doctor', () => {
     const context = await doctor(['--dist', dist, '--kubeconfig', kubeconfig, '--context', 'nope']);
     expect(context.code).toBe(2);
     expect(context.stderr).toContain('--context "nope" is not in the kubeconfig (its contexts: stand-in)');
+    const none = await doctor(['--dist', dist]);
+    expect(none.code).toBe(2);
+    expect(none.stderr).toContain('no kubeconfig found ($KUBECONFIG is unset, ~/.kube/config does not exist');
   });
 
   test('fails when the auth ConfigMap lacks requestheader-client-ca-file, naming the kube-apiserver flags', async () => {
@@ -396,6 +399,33 @@ describe('doctor', () => {
     expect(pods[0].fix).toContain('--previous');
     expect(pods[0].details).toContain('log: F1203 storage is not ready: giving up');
     expect(only(checks, 'APIService v1beta1.wardle.example.com')[0].message).toContain('MissingEndpoints: the Service wardle/wardle-apiserver has no ready endpoint');
+  });
+
+  test('fails when the image cannot be pulled, saying to push it and synth with --image', async () => {
+    // GIVEN the default image, which no registry holds: the pods wait in ImagePullBackOff
+    for (const pod of [`${NAME}-6d8f9c7b5-2xk4q`, `${NAME}-6d8f9c7b5-h7wzp`]) {
+      const live = standIn.get('Pod', pod, NS);
+      live.status.phase = 'Pending';
+      live.status.conditions = live.status.conditions.map((c: { type: string }) => (c.type === 'Ready' ? { ...c, status: 'False', reason: 'ContainersNotReady' } : c));
+      live.status.containerStatuses[0] = {
+        ...live.status.containerStatuses[0],
+        ready: false,
+        started: false,
+        state: { waiting: { reason: 'ImagePullBackOff', message: 'Back-off pulling image "cdk8s-api-extension/server:0.1.0"' } },
+      };
+      standIn.logs.delete(`${NS}/${pod}`);
+    }
+
+    // WHEN doctor runs
+    const { run, checks } = await doctorJson();
+
+    // THEN each pod line names the state and the fix
+    expect(run.code).toBe(1);
+    const pods = only(checks, 'pods', 'FAIL');
+    expect(pods).toHaveLength(2);
+    expect(pods[0].message).toContain('is not ready (Pending; apiserver waiting: ImagePullBackOff (Back-off pulling image "cdk8s-api-extension/server:0.1.0"))');
+    expect(pods[0].fix).toContain('build and push it, then synth with --image');
+    expect(pods[0].details).toEqual([`(no log: container "apiserver" in pod "${NAME}-6d8f9c7b5-2xk4q" is waiting to start: trying and failing to pull image)`]);
   });
 
   test('fails when the caBundle comes from another CA', async () => {

@@ -287,7 +287,9 @@ export class KubeApiServerStandIn {
       const log = this.logs.get(`${namespace}/${name}`);
       const text = url.searchParams.get('previous') === 'true' ? log?.previous : log?.current;
       if (text === undefined) {
-        this.reply(res, 400, statusBody(400, 'BadRequest', `previous terminated container "${url.searchParams.get('container') ?? ''}" in pod "${name}" not found`));
+        const container = url.searchParams.get('container') ?? '';
+        const message = url.searchParams.get('previous') === 'true' ? `previous terminated container "${container}" in pod "${name}" not found` : `container "${container}" in pod "${name}" is waiting to start: trying and failing to pull image`;
+        this.reply(res, 400, statusBody(400, 'BadRequest', message));
         return;
       }
       const tail = Number(url.searchParams.get('tailLines') ?? '0');

@@ -66,6 +66,10 @@ export class KubeClient {
       config.setCurrentContext(target.context);
     }
     const cluster = config.getCurrentCluster();
+    // client-node's last resort when it finds no kubeconfig and no ServiceAccount: kubectl refuses it too.
+    if (target.kubeconfig === undefined && !process.env.KUBECONFIG && cluster?.name === 'cluster' && cluster.server === 'http://localhost:8080') {
+      throw new DoctorUsageError('no kubeconfig found ($KUBECONFIG is unset, ~/.kube/config does not exist, and this is not a pod with a ServiceAccount token): pass --kubeconfig');
+    }
     if (!cluster) throw new DoctorUsageError(`the kubeconfig's current context "${config.getCurrentContext()}" names no cluster: pass --context or --kubeconfig`);
     return new KubeClient(config, cluster.server, target.timeoutMs ?? 10_000);
   }
