@@ -405,6 +405,13 @@ describe('(b) stalled watchers, then (c) the storage quota, on the same server',
     const watched = await h1Request('GET', `${FLUNDERS}?watch=1&timeoutSeconds=1&fieldSelector=metadata.name%3Dafter-the-flood`);
     expect(watched.status).toBe(200);
     expect(watched.body).toContain('"name":"after-the-flood"');
+    // AND a watch over HTTP/2 from resourceVersion "" gets every object as ADDED: ~11 MiB of initial
+    // events, sent as the client reads them (they wait past 256 KiB queued) rather than all at once
+    const stored = (await listed()).items.map((i) => i.metadata.name).sort();
+    const initial = await h2Request(session, 'GET', `${FLUNDERS}?watch=1&timeoutSeconds=5`);
+    expect(initial.status).toBe(200);
+    const added = initial.body.split('\n').filter(Boolean).map((line) => JSON.parse(line) as { type: string; object: { metadata: { name: string } } });
+    expect(added.filter((e) => e.type === 'ADDED').map((e) => e.object.metadata.name).sort()).toEqual(stored);
     session.close();
   });
 });
