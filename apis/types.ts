@@ -38,7 +38,37 @@ export interface JSONSchemaProps {
   readonly 'x-kubernetes-list-type'?: 'atomic' | 'set' | 'map';
   readonly 'x-kubernetes-list-map-keys'?: readonly string[];
   readonly 'x-kubernetes-map-type'?: 'atomic' | 'granular';
-  readonly 'x-kubernetes-validations'?: readonly { readonly rule: string; readonly message?: string }[];
+  /** CEL rules, enforced by kube-apiserver for the CRD and by the bundled server alike. */
+  readonly 'x-kubernetes-validations'?: readonly ValidationRule[];
+}
+
+/** Why a rule failed, as the `type` of the field error it gives. */
+export type FieldValueErrorReason = 'FieldValueInvalid' | 'FieldValueForbidden' | 'FieldValueRequired' | 'FieldValueDuplicate';
+
+/** One `x-kubernetes-validations` rule, as `apiextensions.k8s.io/v1` ValidationRule. */
+export interface ValidationRule {
+  /**
+   * A CEL expression that must be true, `self` bound to the value of the schema node it is on. A
+   * rule that references `oldSelf` is a transition rule: it runs only on update, with `oldSelf`
+   * the old value, e.g. `self == oldSelf` for an immutable field.
+   */
+  readonly rule: string;
+  /** The error message when the rule is false. @default - `failed rule: <rule>` */
+  readonly message?: string;
+  /** A CEL expression giving the error message (a string), with the rule's variables; falls back to `message`. @default - none */
+  readonly messageExpression?: string;
+  /** The error type of a failure. @default 'FieldValueInvalid' */
+  readonly reason?: FieldValueErrorReason;
+  /**
+   * Where a failure points, relative to the node: a path of fields and map keys, e.g.
+   * `.spec.replicas` or `.labels['app']` (no list indexes). @default - the node itself
+   */
+  readonly fieldPath?: string;
+  /**
+   * Run a transition rule on create too, `oldSelf` then an optional (`oldSelf.hasValue()`,
+   * `oldSelf.value()`, `oldSelf.orValue(x)`). Only with a rule that references `oldSelf`. @default false
+   */
+  readonly optionalOldSelf?: boolean;
 }
 
 /** A column of `kubectl get` output, as in a CRD's `additionalPrinterColumns`. */

@@ -31,9 +31,24 @@ const referenceType: JSONSchemaProps = {
 
 const flunderStatus: JSONSchemaProps = { type: 'object', description: 'FlunderStatus is the observed state of a Flunder.' };
 
+/**
+ * A CEL rule (x-kubernetes-validations), enforced by kube-apiserver for the CRD and by the bundled
+ * server alike: a Flunder may not reference itself. On the root, where `metadata.name` is visible;
+ * `referenceType` may be absent on the CRD side (the server defaults it, the CRD does not).
+ */
+const noSelfReference = (referenceField: string, typeCheck: string) => ({
+  rule:
+    `!has(self.spec) || !has(self.spec.${referenceField}) || !has(self.metadata.name) || ${typeCheck}` +
+    `self.spec.${referenceField} != self.metadata.name`,
+  message: 'a Flunder cannot reference itself',
+  messageExpression: "'Flunder ' + self.metadata.name + ' cannot reference itself'",
+  fieldPath: `.spec.${referenceField}`,
+});
+
 const flunderV1alpha1: JSONSchemaProps = {
   type: 'object',
   description: 'Flunder is an example type with a reference to another Flunder or a Fischer.',
+  'x-kubernetes-validations': [noSelfReference('reference', "(has(self.spec.referenceType) && self.spec.referenceType != 'Flunder') || ")],
   properties: {
     ...typeMeta,
     spec: {
@@ -54,6 +69,7 @@ const flunderV1alpha1: JSONSchemaProps = {
 const flunderV1beta1: JSONSchemaProps = {
   type: 'object',
   description: 'Flunder is an example type with a reference to another Flunder or a Fischer.',
+  'x-kubernetes-validations': [noSelfReference('flunderReference', '')],
   properties: {
     ...typeMeta,
     spec: {

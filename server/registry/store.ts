@@ -17,6 +17,7 @@ import {
   TooLargeRevisionError,
 } from '../storage/types';
 import { GroupResource, StatusError, errors } from '../status';
+import { CelValidator, compileVersionCel, validateCelRules } from './cel';
 import type { KindCodec } from './codec';
 import type { FieldError } from './field-errors';
 import { ListQuery, decodeContinue, encodeContinue, expiredContinue, notOlderThan, selectorFilter } from './list-options';
@@ -188,10 +189,15 @@ async function interpretingStorageErrors<T>(codec: KindCodec, operation: string,
 }
 
 export class GenericStore {
+  /** Each version's x-kubernetes-validations, compiled once here, at start. */
+  private readonly celValidators = new Map<string, CelValidator | undefined>();
+
   constructor(
     readonly codec: KindCodec,
     private readonly deps: StoreDeps,
-  ) {}
+  ) {
+    for (const version of codec.definition.versions) this.celValidators.set(version.name, compileVersionCel(codec.kind, version));
+  }
 
   get storage(): Storage {
     return this.deps.storage;
@@ -248,6 +254,7 @@ export class GenericStore {
     // System fields (rest.BeforeCreate / FillObjectMetaSystemFields): the client cannot set them.
     for (const field of ['uid', 'creationTimestamp', 'deletionTimestamp', 'deletionGracePeriodSeconds', 'selfLink', 'managedFields', 'resourceVersion']) delete meta[field];
     if (context.version.subresources?.status === true) delete object.status; // create cannot set status
+    this.validateByCel(meta, context.version.name, object);
     const internal = codec.toInternal(object, context.version.name);
     this.validateByRules(meta, internal);
     const stored = codec.fromInternal(internal, codec.storageVersion);
@@ -370,6 +377,12 @@ export class GenericStore {
     return errors.invalid(this.codec.kind, this.codec.group, name, problems);
   }
 
+  /** The version's x-kubernetes-validations rules over the object in that version (and the old one, on update): 422. */
+  private validateByCel(meta: Meta, version: string, object: Readonly<KubeObject>, old?: Readonly<KubeObject>): void {
+    const problems = validateCelRules(this.celValidators.get(version), object, old);
+    if (problems.length > 0) throw this.invalid(meta, problems);
+  }
+
   private validateByRules(meta: Meta, internal: Readonly<KubeObject>, oldInternal?: Readonly<KubeObject>): void {
     const problems = this.codec.rules.validate?.(internal, oldInternal) ?? [];
     if (problems.length > 0) throw this.invalid(meta, problems);
@@ -419,6 +432,8 @@ export class GenericStore {
     // Validate the internal form of what the client sent (conversion to the storage version may be
     // lossy and hide an invalid combination); for /status, the merged object.
     const validated = context.subresource === 'status' ? codec.toInternal(next, codec.storageVersion) : { ...internal, metadata: nextMeta };
+    const version = context.version.name;
+    this.validateByCel(nextMeta, version, codec.convert(next, codec.storageVersion, version), codec.convert(oldValue, codec.storageVersion, version));
     this.validateByRules(nextMeta, validated, codec.toInternal(oldValue, codec.storageVersion));
     await this.admit(this.admissionAttributes(context, 'UPDATE', name, dryRun, next, oldValue));
     stopIfAbandoned(context, this.codec.gr, 'update');

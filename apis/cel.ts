@@ -1,0 +1,399 @@
+import { CelScalar, celEnv, celFunc, celMethod, isCelError, isCelList, listType, parse, plan } from '@bufbuild/cel';
+import type { CelError, CelInput, CelList, CelValue } from '@bufbuild/cel';
+import { strings } from '@bufbuild/cel/ext';
+import { RE2JS } from '@bufbuild/re2';
+import { setFlagsFromString } from 'node:v8';
+
+/**
+ * The CEL dialect of `x-kubernetes-validations`, shared by definition-time validation
+ * (apis/validation.ts: the CRD construct and the server refuse a rule that does not compile) and
+ * the server's enforcement (server/registry/cel.ts).
+ *
+ * Why `@bufbuild/cel`: it is maintained (Buf ships it with protovalidate-es), implements the
+ * cel-spec language from the spec's own protos (`@bufbuild/cel-spec`) with the cel-go `strings`
+ * extension, and is plain JavaScript with CJS and ESM builds, so esbuild bundles it into the
+ * server with no native code or WASM. Its regex engine is an RE2 port (linear time, like Go's
+ * regexp behind kube-apiserver's `matches`), so an object cannot make a rule backtrack for ever.
+ *
+ * What it lacks, and how this module makes up for it:
+ * - no cost tracking: rules are instrumented (every call and every comprehension step charges a
+ *   `CelMeter`; string results charge by length) and evaluation stops at the meter's limit with
+ *   kube-apiserver's error `operation cancelled: actual cost limit exceeded`;
+ * - no public type checker: a rule is parsed and its identifiers and functions resolved at
+ *   compile time (`undeclared reference to 'x'`), but type errors (`self.replicas > 'a'`) show at
+ *   evaluation, as `no matching overload` errors, where kube-apiserver refuses them at CRD creation;
+ * - no optional types (`.?x`, `optional.of`): `optionalOldSelf` rules get `oldSelf` with
+ *   `hasValue()`, `value()` and `orValue(x)` only;
+ * - Kubernetes' libraries are added here: lists (`isSorted`, `sum`, `min`, `max`, `indexOf`,
+ *   `lastIndexOf`) and regex (`find`, `findAll`); `quantity`, `url`, `ip`, `cidr`, `semver` and
+ *   `format` are not implemented (a rule using them is refused at compile time).
+ */
+
+/** kube-apiserver's PerCallLimit (k8s.io/apiserver/pkg/apis/cel/config.go): ~0.1 s per rule. */
+export const CEL_PER_CALL_COST_LIMIT = 1_000_000;
+/** kube-apiserver's RuntimeCELCostBudget: all the rules of one object, ~1 s. */
+export const CEL_RUNTIME_COST_BUDGET = 10_000_000;
+
+/** A rule or messageExpression that does not compile; the message is kube-apiserver's (`compilation failed: ERROR: <input>:1:5: …`). */
+export class CelCompileError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'CelCompileError';
+  }
+}
+
+/** The error a cost-limited evaluation stops with, worded as cel-go's. */
+export const COST_LIMIT_EXCEEDED = 'operation cancelled: actual cost limit exceeded';
+
+/** Counts the cost of evaluations against a limit; shared by the rules of one object. */
+export class CelMeter {
+  used = 0;
+  exceeded = false;
+  constructor(public limit: number) {}
+
+  charge(cost: number): void {
+    this.used += cost;
+    if (this.used > this.limit) {
+      this.exceeded = true;
+      throw new Error(COST_LIMIT_EXCEEDED);
+    }
+  }
+}
+
+/** The meter of the evaluation under way (evaluation is synchronous, so one at a time). */
+let activeMeter: CelMeter | undefined;
+
+function charge(cost: number): void {
+  activeMeter?.charge(cost);
+}
+
+export interface CompiledCel {
+  /** The source, as written. */
+  readonly source: string;
+  /** Whether it references `oldSelf` (a transition rule). */
+  readonly usesOldSelf: boolean;
+  /**
+   * Evaluates against `bindings`, charging `meter`; a CEL error (not thrown) when evaluation
+   * fails, `meter.exceeded` set when it stopped at the limit.
+   */
+  evaluate(bindings: Record<string, CelInput>, meter: CelMeter): CelValue | CelError;
+}
+
+// ---- Kubernetes' CEL libraries ----------------------------------------------------------------
+
+const DYN = CelScalar.DYN;
+const LIST = listType(DYN);
+
+function listItems(list: CelList): CelValue[] {
+  const items = [...list];
+  charge(items.length);
+  return items;
+}
+
+/** CEL's ordering of comparable scalars (int, uint, double, string, bool), as the lists library needs it. */
+function compare(a: CelValue, b: CelValue): number {
+  const comparable = (v: CelValue) => typeof v === 'bigint' || typeof v === 'number' || typeof v === 'string' || typeof v === 'boolean';
+  if (!comparable(a) || !comparable(b)) throw new Error(`no such overload: ${typeof a} and ${typeof b} are not comparable`);
+  const numeric = (v: CelValue) => typeof v === 'bigint' || typeof v === 'number';
+  if (numeric(a) !== numeric(b) || (!numeric(a) && typeof a !== typeof b)) throw new Error('no such overload: list elements of different types');
+  return (a as number) < (b as number) ? -1 : (a as number) > (b as number) ? 1 : 0;
+}
+
+function sameValue(a: CelValue, b: CelValue): boolean {
+  if ((typeof a === 'bigint' || typeof a === 'number') && (typeof b === 'bigint' || typeof b === 'number')) return a == b; // eslint-disable-line eqeqeq
+  return a === b;
+}
+
+const INT64_MAX = 2n ** 63n - 1n;
+const INT64_MIN = -(2n ** 63n);
+
+const listsLibrary = [
+  celMethod('isSorted', LIST, [], CelScalar.BOOL, function () {
+    const items = listItems(this);
+    return items.every((item, i) => i === 0 || compare(items[i - 1], item) <= 0);
+  }),
+  celMethod('sum', LIST, [], DYN, function () {
+    const items = listItems(this);
+    if (items.every((item) => typeof item === 'bigint')) {
+      const total = (items as bigint[]).reduce((a, b) => a + b, 0n);
+      if (total > INT64_MAX || total < INT64_MIN) throw new Error('integer overflow');
+      return total;
+    }
+    if (items.every((item) => typeof item === 'number')) return (items as number[]).reduce((a, b) => a + b, 0);
+    throw new Error('no such overload: sum() of a list that is not all int or all double');
+  }),
+  celMethod('min', LIST, [], DYN, function () {
+    const items = listItems(this);
+    if (items.length === 0) throw new Error('min called on empty list');
+    return items.reduce((a, b) => (compare(b, a) < 0 ? b : a)) as CelInput;
+  }),
+  celMethod('max', LIST, [], DYN, function () {
+    const items = listItems(this);
+    if (items.length === 0) throw new Error('max called on empty list');
+    return items.reduce((a, b) => (compare(b, a) > 0 ? b : a)) as CelInput;
+  }),
+  celMethod('indexOf', LIST, [DYN], CelScalar.INT, function (wanted) {
+    return BigInt(listItems(this).findIndex((item) => sameValue(item, wanted)));
+  }),
+  celMethod('lastIndexOf', LIST, [DYN], CelScalar.INT, function (wanted) {
+    const items = listItems(this);
+    for (let i = items.length - 1; i >= 0; i--) if (sameValue(items[i], wanted)) return BigInt(i);
+    return -1n;
+  }),
+];
+
+const RE2_CACHE_SIZE = 256;
+const re2Cache = new Map<string, RE2JS>();
+
+/** A compiled RE2 pattern, kept for the next call (rules use a few constant patterns). */
+function re2(pattern: string): RE2JS {
+  let compiled = re2Cache.get(pattern);
+  if (compiled === undefined) {
+    compiled = RE2JS.compile(pattern);
+    if (re2Cache.size >= RE2_CACHE_SIZE) re2Cache.delete(re2Cache.keys().next().value as string);
+    re2Cache.set(pattern, compiled);
+  }
+  return compiled;
+}
+
+let linearRegexpEnabled = false;
+
+/**
+ * A JavaScript RegExp for `find`/`findAll`, which need the matched text the RE2 port cannot give:
+ * only V8's linear-time engine (the `l` flag) is used, never the backtracking one. Leftmost-first,
+ * as Go's regexp. Patterns that engine cannot run (RE2-only syntax such as `(?i)`) are an error.
+ */
+function linearRegExp(pattern: string): RegExp {
+  if (!linearRegexpEnabled) {
+    setFlagsFromString('--enable-experimental-regexp-engine');
+    linearRegexpEnabled = true;
+  }
+  try {
+    // eslint-disable-next-line no-invalid-regexp -- `l` (linear) is V8's, enabled above
+    return new RegExp(pattern, 'gl');
+  } catch (error) {
+    throw new Error(`regex ${JSON.stringify(pattern)} is not supported by find/findAll on this server: ${(error as Error).message}`);
+  }
+}
+
+function findAll(text: string, pattern: string, limit: number): string[] {
+  charge(Math.ceil(text.length / 10));
+  if (limit === 0 || !re2(pattern).test(text)) return [];
+  const found: string[] = [];
+  for (const match of text.matchAll(linearRegExp(pattern))) {
+    found.push(match[0]);
+    if (found.length === limit) break;
+  }
+  return found;
+}
+
+const regexLibrary = [
+  celMethod('find', CelScalar.STRING, [CelScalar.STRING], CelScalar.STRING, function (pattern) {
+    return findAll(this, pattern, 1)[0] ?? '';
+  }),
+  celMethod('findAll', CelScalar.STRING, [CelScalar.STRING], LIST, function (pattern) {
+    return findAll(this, pattern, -1);
+  }),
+  celMethod('findAll', CelScalar.STRING, [CelScalar.STRING, CelScalar.INT], LIST, function (pattern, limit) {
+    return findAll(this, pattern, Number(limit));
+  }),
+];
+
+/**
+ * `optionalOldSelf`: `oldSelf` is an optional, given here as a list of no or one value (the
+ * library has no optional type) with the optional methods rules use.
+ */
+const optionalLibrary = [
+  celMethod('hasValue', LIST, [], CelScalar.BOOL, function () {
+    return this.size > 0;
+  }),
+  celMethod('value', LIST, [], DYN, function () {
+    if (this.size === 0) throw new Error('optional.none() dereference');
+    return this.get(0) as CelInput;
+  }),
+  celMethod('orValue', LIST, [DYN], DYN, function (fallback) {
+    return (this.size > 0 ? this.get(0) : fallback) as CelInput;
+  }),
+];
+
+const COST_FUNCTION = '@k8s_cost';
+const STEP_FUNCTION = '@k8s_step';
+
+const meteringLibrary = [
+  // Every call: 1, and a string result by its length (kube-apiserver charges string work by size).
+  celFunc(COST_FUNCTION, [DYN], DYN, (value) => {
+    charge(typeof value === 'string' ? 1 + Math.floor(value.length / 10) : 1);
+    return value as CelInput;
+  }),
+  // Every comprehension step.
+  celFunc(STEP_FUNCTION, [DYN], DYN, (value) => {
+    charge(1);
+    return value as CelInput;
+  }),
+];
+
+const env = celEnv({
+  funcs: [...strings, ...listsLibrary, ...regexLibrary, ...optionalLibrary, ...meteringLibrary],
+  re2: {
+    compile: (pattern: string) => {
+      const compiled = re2(pattern);
+      return {
+        test: (text: string) => {
+          charge(Math.ceil(text.length / 10));
+          return compiled.test(text); // CEL's matches is a search, not a full match
+        },
+      };
+    },
+  },
+});
+
+// ---- compilation ------------------------------------------------------------------------------
+
+/** Operators the planner implements itself rather than through functions. */
+const BUILT_IN_OPERATORS = new Set(['_[_]', '_[?_]', '_?._', '_?_:_', '_&&_', '_||_', '@not_strictly_false', '__not_strictly_false__']);
+/** Type names usable as values (`type(self) == map`). */
+const TYPE_IDENTIFIERS = new Set(['int', 'uint', 'double', 'bool', 'string', 'bytes', 'list', 'map', 'null_type', 'type', 'dyn']);
+const ROOT_VARIABLES = new Set(['self', 'oldSelf']);
+
+type Parsed = ReturnType<typeof parse>;
+type Expr = Parsed['expr'];
+
+function location(parsed: Parsed, id: bigint, source: string): string {
+  const info = parsed.sourceInfo;
+  const offset = (info?.positions as Record<string, number> | undefined)?.[String(id)] ?? 0;
+  const lineOffsets = info?.lineOffsets ?? [];
+  let line = 1;
+  let lineStart = 0;
+  for (const lineOffset of lineOffsets) {
+    if (lineOffset > offset) break;
+    line++;
+    lineStart = lineOffset;
+  }
+  const text = source.split('\n')[line - 1] ?? '';
+  return `<input>:${line}:${offset - lineStart + 1}: %s\n | ${text}\n | ${' '.repeat(offset - lineStart)}^`;
+}
+
+/** Resolves every identifier and function as cel-go's checker would, and returns whether `oldSelf` is used. */
+function resolveReferences(parsed: Parsed, source: string): boolean {
+  const problems: string[] = [];
+  let usesOldSelf = false;
+  const visit = (expr: Expr | undefined, scope: ReadonlySet<string>): void => {
+    if (expr === undefined) return;
+    const kind = expr.exprKind;
+    switch (kind.case) {
+      case 'identExpr': {
+        const name = kind.value.name;
+        if (name === 'oldSelf' && !scope.has(name)) usesOldSelf = true;
+        if (!scope.has(name) && !ROOT_VARIABLES.has(name) && !TYPE_IDENTIFIERS.has(name)) {
+          problems.push(location(parsed, expr.id, source).replace('%s', `undeclared reference to '${name}' (in container '')`));
+        }
+        return;
+      }
+      case 'selectExpr':
+        return visit(kind.value.operand, scope);
+      case 'callExpr': {
+        const call = kind.value;
+        if (!BUILT_IN_OPERATORS.has(call.function) && env.funcs.find(call.function) === undefined) {
+          problems.push(location(parsed, expr.id, source).replace('%s', `undeclared reference to '${call.function}' (in container '')`));
+        }
+        visit(call.target, scope);
+        for (const arg of call.args) visit(arg, scope);
+        return;
+      }
+      case 'listExpr':
+        for (const element of kind.value.elements) visit(element, scope);
+        return;
+      case 'structExpr':
+        for (const entry of kind.value.entries) {
+          if (entry.keyKind.case === 'mapKey') visit(entry.keyKind.value, scope);
+          visit(entry.value, scope);
+        }
+        return;
+      case 'comprehensionExpr': {
+        const c = kind.value;
+        visit(c.iterRange, scope);
+        visit(c.accuInit, scope);
+        const inner = new Set([...scope, c.iterVar, c.accuVar]);
+        visit(c.loopCondition, inner);
+        visit(c.loopStep, inner);
+        visit(c.result, new Set([...scope, c.accuVar]));
+        return;
+      }
+      default:
+        return;
+    }
+  };
+  visit(parsed.expr, new Set());
+  if (problems.length > 0) throw new CelCompileError(`compilation failed: ${problems.map((p) => `ERROR: ${p}`).join('\n')}`);
+  return usesOldSelf;
+}
+
+function call(id: bigint, fn: string, arg: Expr): Expr {
+  return {
+    $typeName: 'cel.expr.Expr',
+    id,
+    exprKind: { case: 'callExpr', value: { $typeName: 'cel.expr.Expr.Call', function: fn, args: [arg] } },
+  } as Expr;
+}
+
+/** The expression with every call wrapped in a cost charge and every comprehension step in a step charge. */
+function metered(expr: Expr | undefined): Expr | undefined {
+  if (expr === undefined) return undefined;
+  const kind = expr.exprKind;
+  switch (kind.case) {
+    case 'selectExpr':
+      return { ...expr, exprKind: { case: 'selectExpr', value: { ...kind.value, operand: metered(kind.value.operand) } } };
+    case 'callExpr': {
+      const value = { ...kind.value, target: metered(kind.value.target), args: kind.value.args.map((arg) => metered(arg)!) };
+      return call(expr.id, COST_FUNCTION, { ...expr, exprKind: { case: 'callExpr', value } });
+    }
+    case 'listExpr':
+      return { ...expr, exprKind: { case: 'listExpr', value: { ...kind.value, elements: kind.value.elements.map((e) => metered(e)!) } } };
+    case 'structExpr': {
+      const entries = kind.value.entries.map((entry) => ({
+        ...entry,
+        keyKind: entry.keyKind.case === 'mapKey' ? { case: 'mapKey' as const, value: metered(entry.keyKind.value)! } : entry.keyKind,
+        value: metered(entry.value),
+      }));
+      return { ...expr, exprKind: { case: 'structExpr', value: { ...kind.value, entries } } };
+    }
+    case 'comprehensionExpr': {
+      const c = kind.value;
+      const loopCondition = call(expr.id, STEP_FUNCTION, metered(c.loopCondition)!);
+      const value = { ...c, iterRange: metered(c.iterRange), accuInit: metered(c.accuInit), loopCondition, loopStep: metered(c.loopStep), result: metered(c.result) };
+      return { ...expr, exprKind: { case: 'comprehensionExpr', value } };
+    }
+    default:
+      return expr;
+  }
+}
+
+/**
+ * Compiles a rule or messageExpression once (parse, resolve references, instrument, plan); throws
+ * `CelCompileError` worded as kube-apiserver words its compile errors.
+ */
+export function compileCel(source: string): CompiledCel {
+  let parsed: Parsed;
+  try {
+    parsed = parse(source);
+  } catch (error) {
+    throw new CelCompileError(`compilation failed: ERROR: ${(error as Error).message}`);
+  }
+  const usesOldSelf = resolveReferences(parsed, source);
+  const program = plan(env, { ...parsed, expr: metered(parsed.expr) } as Parsed);
+  return {
+    source,
+    usesOldSelf,
+    evaluate(bindings, meter) {
+      const previous = activeMeter;
+      activeMeter = meter;
+      try {
+        return program(bindings);
+      } finally {
+        activeMeter = previous;
+      }
+    },
+  };
+}
+
+export { isCelError, isCelList };
