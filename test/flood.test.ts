@@ -12,6 +12,7 @@
  *
  * The measured peaks are printed (console.log) for bench/RESULTS.md. RSS bounds and the 1 s
  * /healthz are the only time- or size-based assertions; everything else waits for a condition.
+ * `FLOOD_PROF=<dir>` writes a CPU profile of each server process there.
  */
 import { spawn } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -206,7 +207,7 @@ const figures: string[] = [];
  * arenas. (c) then runs on the server (b) flooded.
  */
 async function startServer(name: string): Promise<void> {
-  env = await startServerEnvironment({ extraArgs: [`--storage-quota-bytes=${QUOTA_BYTES}`, '--log-level=warn'], ...(process.env.FLOOD_PROF ? { nodeArgs: ['--cpu-prof', '--cpu-prof-dir=/tmp/mine/prof'] } : {}) });
+  env = await startServerEnvironment({ extraArgs: [`--storage-quota-bytes=${QUOTA_BYTES}`, '--log-level=warn'], ...(process.env.FLOOD_PROF ? { nodeArgs: ['--cpu-prof', `--cpu-prof-dir=${process.env.FLOOD_PROF}`] } : {}) });
   env.fake.setNamespace(NAMESPACE, 'Active');
   admin = makeLeaf(env.clientCa, { cn: 'flood-admin', organizations: ['system:masters'] });
   figures.push(`${name}: a fresh server, idle RSS ${(env.server.rssKiB() / 1024).toFixed(1)} MiB`);
