@@ -252,6 +252,11 @@ export class Doctor {
     const ready = endpoints.filter((endpoint: Unstructured) => endpoint.conditions?.ready !== false);
     const deployment = await this.liveDeployment();
     const matchLabels: Record<string, string> = deployment?.spec?.selector?.matchLabels ?? {};
+    if (Object.keys(matchLabels).length === 0) {
+      // Without the Deployment's selector an empty one would list every pod of the namespace (etcd's too).
+      this.add({ check: 'pods', status: 'FAIL', message: `Deployment ${ns}/${installation.deploymentName} is not in the cluster, nor a selector for its pods in the manifests`, fix: this.apply });
+      return [];
+    }
     const podList = await this.get(`/api/v1/namespaces/${ns}/pods?labelSelector=${encodeURIComponent(labelSelector(matchLabels))}`);
     const pods: Unstructured[] = podList.body?.items ?? [];
     const check = 'endpoints';
