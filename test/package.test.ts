@@ -35,7 +35,7 @@ test('the packed tarball compiles and synthesizes in a consumer cdk8s app', () =
     const manifest = JSON.parse(fs.readFileSync(path.join(modules, 'cdk8s-api-extension', 'package.json'), 'utf8')) as { scripts?: Record<string, string> };
     expect(Object.keys(manifest.scripts ?? {}).filter((name) => /^(pre|post)?(install|prepare)$/.test(name))).toEqual([]);
     // The consumer's own copies of the peer and runtime dependencies.
-    for (const dep of ['cdk8s', 'cdk8s-plus-28', 'constructs', 'node-forge', 'yaml', 'yargs', '@types']) {
+    for (const dep of ['cdk8s', 'cdk8s-plus-28', 'constructs', 'node-forge', 'yaml', 'yargs', '@bufbuild', '@types']) {
       fs.symlinkSync(path.join(ROOT, 'node_modules', dep), path.join(modules, dep));
     }
     const consumer = path.join(work, 'consumer');
