@@ -37,6 +37,8 @@ export interface PlannedChange {
   readonly fields: readonly string[];
   /** `added`, `removed` or `changed`. */
   readonly change: 'added' | 'removed' | 'changed';
+  /** For a changed field that holds certificates (base64 PEM): what it will hold, e.g. `2 certificates: CN=… serial …; CN=… serial …`. */
+  readonly certificates?: Readonly<Record<string, string>>;
 }
 
 export interface RotateReport {
@@ -210,7 +212,13 @@ export function previewNextSynth(o: SynthOptions): { against: string; changes: P
       if (old === undefined) changes.push({ object: key, fields: [], change: 'added' });
       else {
         const fields = differingFields(old, object);
-        if (fields.length > 0) changes.push({ object: key, fields, change: 'changed' });
+        if (fields.length === 0) continue;
+        const certificates: Record<string, string> = {};
+        for (const field of fields) {
+          const held = certificatesAt(object, field);
+          if (held !== undefined) certificates[field] = held;
+        }
+        changes.push({ object: key, fields, change: 'changed', ...(Object.keys(certificates).length > 0 ? { certificates } : {}) });
       }
     }
     for (const key of before.keys()) if (!after.has(key)) changes.push({ object: key, fields: [], change: 'removed' });
@@ -220,12 +228,29 @@ export function previewNextSynth(o: SynthOptions): { against: string; changes: P
   }
 }
 
+/** The certificates a field (base64 PEM, e.g. spec.caBundle, data.tls.crt) holds, in order; undefined for other fields. */
+function certificatesAt(object: Json, field: string): string | undefined {
+  // Keys hold dots (data.tls.crt): walk the first two levels, then take the rest as one key.
+  const [first, ...rest] = field.split('.');
+  const top = (object as Record<string, Json>)[first] as Record<string, Json> | undefined;
+  const value = top?.[rest.join('.')];
+  if (typeof value !== 'string') return undefined;
+  const text = Buffer.from(value, 'base64').toString('utf8');
+  if (!text.includes('-----BEGIN CERTIFICATE-----')) return undefined;
+  const certificates = splitPemBundle(text).filter((pem) => pem.startsWith('-----BEGIN CERTIFICATE-----')).map((pem) => {
+    const info = inspectCertificate(pem);
+    return `${info.subject} serial ${info.serialNumberHex.slice(0, 8)}…`;
+  });
+  return `${certificates.length} certificate${certificates.length === 1 ? '' : 's'}: ${certificates.join('; ')}`;
+}
+
 /** What a field change means once applied. */
 function meaning(field: string): string | undefined {
   if (field === 'spec.caBundle') return 'the aggregator trusts the new bundle as soon as the APIService is applied';
   if (field.endsWith(SERVING_CERT_CHECKSUM_ANNOTATION)) return 'the checksum annotation changes: the Deployment rolls its pods, which then serve the new certificate';
-  if (field === 'data.tls.crt' || field === 'data.tls.key') return 'the new serving certificate and key';
-  if (field === 'data.ca.crt') return 'the CA bundle beside it';
+  if (field === 'data.tls.crt') return 'the new serving certificate';
+  if (field === 'data.tls.key') return 'its new private key';
+  if (field === 'data.ca.crt') return 'the CA bundle, as in caBundle';
   return undefined;
 }
 
@@ -265,6 +290,8 @@ export function formatRotateReport(report: RotateReport): string {
       for (const field of change.fields) {
         const why = meaning(field);
         lines.push(`    ${field}${why === undefined ? '' : `: ${why}`}`);
+        const held = change.certificates?.[field];
+        if (held !== undefined) lines.push(`      now ${held}`);
       }
     }
   }
