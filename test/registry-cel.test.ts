@@ -81,6 +81,12 @@ describe('the Kubernetes docs examples', () => {
       { primary: 'a', clusters: [{ name: 'a' }, { name: 'b' }] },
       { primary: 'a', clusters: [{ name: 'a' }, { name: 'a' }] },
     ],
+    [
+      'has(self.expired) && self.created + self.ttl < self.expired',
+      { type: 'object', properties: { created: { type: 'string', format: 'date-time' }, ttl: { type: 'string', format: 'duration' }, expired: { type: 'string', format: 'date-time' } } },
+      { created: '2024-01-01T00:00:00Z', ttl: '1h30m', expired: '2024-01-01T02:00:00Z' },
+      { created: '2024-01-01T00:00:00Z', ttl: '1h30m', expired: '2024-01-01T01:00:00Z' },
+    ],
     ['has(self.expired) || self.ttl > 0', { type: 'object', properties: { expired: str, ttl: int } }, { expired: 'x', ttl: 0 }, { ttl: 0 }],
   ] as [string, JSONSchemaProps, unknown, unknown][])('%s', (rule, schema, passing, failing) => {
     // GIVEN a docs rule WHEN an object the docs accept, then one they refuse, is validated THEN the verdicts match
@@ -164,6 +170,8 @@ describe('the Kubernetes docs examples', () => {
   test('a runtime error is reported with the rule, as upstream', () => {
     const schema: JSONSchemaProps = { type: 'object', properties: { a: int, b: int } };
     expect(verdict(schema, [{ rule: 'self.a / self.b > 0' }], { a: 1, b: 0 })).toEqual([{ type: 'FieldValueInvalid', field: '', message: 'Invalid value: "object": int divide by zero evaluating rule: self.a / self.b > 0' }]);
+    expect(verdict(schema, [{ rule: 'self.b > 0' }], { a: 1 })).toEqual([{ type: 'FieldValueInvalid', field: '', message: 'Invalid value: "object": no such key: b evaluating rule: self.b > 0' }]);
+    expect(verdict(schema, [{ rule: "self.a > 'x'" }], { a: 1 })[0].message).toMatch(/^Invalid value: "object": '.*no matching overload.*': call arguments did not match a supported operator, function or macro signature for rule: self.a > 'x'$/);
   });
 });
 

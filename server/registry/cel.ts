@@ -1,3 +1,4 @@
+import { durationFromMs, timestampFromDate, type Duration, type Timestamp } from '@bufbuild/protobuf/wkt';
 import { CEL_PER_CALL_COST_LIMIT, CEL_RUNTIME_COST_BUDGET, CelMeter, CompiledCel, compileCel, isCelError } from '../../apis/cel';
 import type { JSONSchemaProps, KindVersion, ValidationRule } from '../../apis/types';
 import { ApiDefinitionError, normalizeRuleFieldPath, validationRuleProblems } from '../../apis/validation';
@@ -16,7 +17,8 @@ import { isObject } from './rules';
  * Values are typed from the schema as kube-apiserver types them: `integer` as CEL int, `number`
  * as double (also when written without a fraction), objects with `properties` as maps of their
  * declared fields (names escaped: `foo-bar` is `self.foo__dash__bar`), `additionalProperties`
- * maps as maps, the resource root with `apiVersion`, `kind` and `metadata.name` /
+ * maps as maps, `format: date-time` strings as timestamps and `format: duration` ones as
+ * durations, the resource root with `apiVersion`, `kind` and `metadata.name` /
  * `metadata.generateName` only.
  *
  * Ratcheting as kube-apiserver's CRDValidationRatcheting: on update, rules that do not use
@@ -175,7 +177,8 @@ function validateRules(run: Run, validator: CelValidator, path: string, value: u
       return;
     }
     if (isCelError(result)) {
-      const message = result.message;
+      // cel-go words a missing field `no such key: x`; @bufbuild/cel `field not found: x`.
+      const message = result.message.replace(/^field not found: /, 'no such key: ');
       run.errors.push(
         fieldErrors.invalid(
           path,
@@ -247,7 +250,18 @@ function fieldErrorForReason(path: string, type: string, detail: string, reason:
 
 // ---- values -----------------------------------------------------------------------------------
 
-type CelInputValue = null | boolean | bigint | number | string | readonly CelInputValue[] | ReadonlyMap<string, CelInputValue>;
+type CelInputValue = null | boolean | bigint | number | string | Timestamp | Duration | readonly CelInputValue[] | ReadonlyMap<string, CelInputValue>;
+
+const DURATION_UNITS_MS: Readonly<Record<string, number>> = { ns: 1e-6, us: 1e-3, µs: 1e-3, ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+
+/** A Go duration string (`1h30m`, `-1.5s`) in milliseconds, as `format: duration` values are written. */
+function goDurationMs(text: string): number | undefined {
+  const match = /^([-+]?)((?:\d+(?:\.\d*)?|\.\d+)(?:ns|us|µs|ms|s|m|h))+$/.exec(text);
+  if (!match) return text === '0' ? 0 : undefined;
+  let total = 0;
+  for (const [, amount, unit] of text.matchAll(/(\d+(?:\.\d*)?|\.\d+)(ns|us|µs|ms|s|m|h)/g)) total += Number(amount) * DURATION_UNITS_MS[unit];
+  return match[1] === '-' ? -total : total;
+}
 
 const CEL_RESERVED = new Set([
   'true', 'false', 'null', 'in', 'as', 'break', 'const', 'continue', 'else', 'for', 'function', 'if', 'import', 'let', 'loop', 'package', 'namespace', 'return', 'var', 'void', 'while',
@@ -270,6 +284,11 @@ function celValue(value: unknown, schema: JSONSchemaProps | undefined, isResourc
   if (typeof value === 'number') {
     const integer = schema?.type === 'integer' || schema?.['x-kubernetes-int-or-string'] === true || (schema?.type === undefined && Number.isInteger(value));
     return integer && Number.isInteger(value) ? BigInt(value) : value;
+  }
+  if (typeof value === 'string' && schema?.format === 'date-time' && !Number.isNaN(Date.parse(value))) return timestampFromDate(new Date(value));
+  if (typeof value === 'string' && schema?.format === 'duration') {
+    const ms = goDurationMs(value);
+    if (ms !== undefined) return durationFromMs(ms);
   }
   if (typeof value === 'string' || typeof value === 'boolean') return value;
   if (Array.isArray(value)) {
