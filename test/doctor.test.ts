@@ -6,6 +6,8 @@ import * as path from 'node:path';
 import * as YAML from 'yaml';
 import { SERVING_CERT_CHECKSUM_ANNOTATION as CONSTRUCTS_ANNOTATION } from '../lib/api-server-deployment';
 import { SERVING_CERT_CHECKSUM_ANNOTATION } from '../lib/app/doctor/checks';
+import { driftOf } from '../lib/app/doctor/drift';
+import { installationFromManifests, KubeObject } from '../lib/app/doctor/installation';
 import { KubeApiServerStandIn, StoredObject } from './support/kube-apiserver-stand-in';
 import { makeCa, makeLeaf, TestCa } from './support/pki';
 
@@ -489,6 +491,21 @@ describe('doctor', () => {
     expect(warning.message).toContain('expires in 10 days');
   });
 
+  test('fails on a serving certificate without serverAuth, and on etcd below quorum', async () => {
+    // GIVEN a client-only certificate in the Secret, and one etcd member of three ready
+    replaceServingCertificate(makeLeaf(servingCa, { cn: HOST, dnsNames: [HOST], extendedKeyUsages: ['clientAuth'] }).certPem);
+    standIn.get('StatefulSet', `${NAME}-etcd`, NS).status.readyReplicas = 1;
+
+    // WHEN doctor runs
+    const { run, checks } = await doctorJson();
+
+    // THEN both are named
+    expect(run.code).toBe(1);
+    expect(only(checks, 'serving certificate')[0].message).toContain('its extended key usage (1.3.6.1.5.5.7.3.2) lacks serverAuth');
+    const [etcd] = only(checks, 'etcd');
+    expect(etcd).toMatchObject({ status: 'FAIL', message: `StatefulSet ${NS}/${NAME}-etcd: 1 of 3 members ready: below quorum (2): the server cannot read or write` });
+  });
+
   test('fails when the RoleBinding to the auth reader is missing: SubjectAccessReview denies the ServiceAccount', async () => {
     // GIVEN the RoleBinding in kube-system was never applied (or deleted)
     standIn.remove('RoleBinding', `${NAME}:extension-apiserver-authentication-reader`, 'kube-system');
@@ -544,5 +561,45 @@ describe('doctor', () => {
     expect(deployment.spec.template.metadata.annotations[SERVING_CERT_CHECKSUM_ANNOTATION]).toBe(checksum);
     // AND doctor reads the annotation the constructs write
     expect(SERVING_CERT_CHECKSUM_ANNOTATION).toBe(CONSTRUCTS_ANNOTATION);
+  });
+});
+
+describe('doctor, in-process parts', () => {
+  const server = (ns: string, name: string): KubeObject[] => [
+    { apiVersion: 'v1', kind: 'Service', metadata: { name, namespace: ns }, spec: { selector: { app: name } } },
+    { apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name, namespace: ns }, spec: { template: { metadata: { labels: { app: name } }, spec: { serviceAccountName: `${name}-sa` } } } },
+    { apiVersion: 'apiregistration.k8s.io/v1', kind: 'APIService', metadata: { name: `v1.${name}.io` }, spec: { group: `${name}.io`, version: 'v1', service: { namespace: ns, name } } },
+  ];
+
+  test('picks one server of an output that holds several, and its objects only', () => {
+    // GIVEN an output with two servers
+    const objects = [...server('a', 'alpha'), ...server('b', 'beta')];
+
+    // WHEN --namespace b is given
+    const installation = installationFromManifests(objects, 'dist/', 'b');
+
+    // THEN it is beta, with beta's objects
+    expect(installation).toMatchObject({ namespace: 'b', serviceName: 'beta', deploymentName: 'beta', serviceAccountName: 'beta-sa', apiServices: [{ name: 'v1.beta.io', group: 'beta.io', version: 'v1' }] });
+    expect(installation.objects.map((o) => o.metadata.name)).toEqual(['beta', 'beta', 'v1.beta.io']);
+  });
+
+  test('fails on an output of several servers without a choice, or a choice it does not hold', () => {
+    const objects = [...server('a', 'alpha'), ...server('b', 'beta')];
+    expect(() => installationFromManifests(objects, 'dist/')).toThrow('dist/ holds 2 servers (a/alpha, b/beta): choose one with --namespace and --name');
+    expect(() => installationFromManifests(objects, 'dist/', 'c')).toThrow('dist/ holds no server matching --namespace c (it holds: a/alpha, b/beta)');
+  });
+
+  test('drift: fields the server adds, zero values it drops and numbers as strings are not drift; changed list lengths are', () => {
+    const manifest: KubeObject = { apiVersion: 'v1', kind: 'Service', metadata: { name: 's', labels: { a: '1' } }, spec: { externalIPs: [], ports: [{ port: 443, targetPort: 10250 }], publishNotReadyAddresses: false } };
+    const live: KubeObject = {
+      apiVersion: 'v1',
+      kind: 'Service',
+      metadata: { name: 's', labels: { a: '1', added: 'by someone' }, uid: 'x' } as KubeObject['metadata'],
+      spec: { ports: [{ port: 443, targetPort: '10250', protocol: 'TCP' }], clusterIP: '10.0.0.1' },
+      status: { loadBalancer: {} },
+    };
+    expect(driftOf(manifest, live)).toEqual([]);
+    const twoPorts = { ...live, spec: { ports: [...live.spec.ports, { port: 80 }] } };
+    expect(driftOf(manifest, twoPorts).map((d) => d.path)).toEqual(['spec.ports']);
   });
 });
