@@ -1,3 +1,5 @@
+import { execFile } from 'node:child_process';
+import { join } from 'node:path';
 import { App, Chart } from 'cdk8s';
 import { CelCompileError, compileCel } from '../apis/cel';
 import type { ApiGroupDefinition, JSONSchemaProps, ValidationRule } from '../apis/types';
@@ -6,6 +8,7 @@ import { WARDLE } from '../apis/wardle';
 import { CustomResourceDefinitions } from '../lib/custom-resource-definitions';
 import { compileCelValidator, validateCelRules } from '../server/registry/cel';
 import { FLUNDERS, FLUNDERS_BETA, RegistryServer, flunder } from './support/registry-server';
+import { ServerEnvironment, startServerEnvironment } from './support/server-process';
 
 /**
  * x-kubernetes-validations (CEL) as the bundled server enforces them. The unit cases are the
@@ -385,5 +388,44 @@ describe('through the server', () => {
       expect.objectContaining({ type: 'FieldValueInvalid', field: 'spec.tags', message: expect.stringContaining("Invalid value: \"array\": 'operation cancelled: actual cost limit exceeded'") }),
     ]);
     expect((await server.get(widgets)).status).toBe(200);
+  });
+});
+
+describe('the bundled server process, with kubectl', () => {
+  let env: ServerEnvironment;
+  let kubeconfig: string;
+
+  beforeAll(async () => {
+    env = await startServerEnvironment();
+    kubeconfig = env.kubeconfigFor({ cn: 'admin', organizations: ['system:masters'] });
+  }, 120_000);
+
+  afterAll(async () => {
+    await env?.stop();
+  });
+
+  function kubectl(version: string, args: string[], input: string): Promise<{ code: number; stdout: string; stderr: string }> {
+    return new Promise((resolve) => {
+      const child = execFile(
+        `/usr/lib/google-cloud-sdk/bin/kubectl.${version}`,
+        [`--kubeconfig=${kubeconfig}`, `--cache-dir=${join(env.dir, `cache-${version}`)}`, ...args],
+        { timeout: 60_000 },
+        (error, stdout, stderr) => resolve({ code: error ? ((error as { code?: number }).code ?? 1) : 0, stdout, stderr }),
+      );
+      child.stdin!.end(input);
+    });
+  }
+
+  const manifest = (name: string, reference: string) =>
+    JSON.stringify({ apiVersion: 'wardle.example.com/v1alpha1', kind: 'Flunder', metadata: { name, namespace: 'default' }, spec: { reference } });
+
+  test.each(['1.28', '1.33'])('kubectl %s: a self-referencing Flunder is refused with the rule\'s message, a valid one created', async (version) => {
+    // GIVEN the bundle as it ships WHEN kubectl creates a Flunder that references itself
+    const refused = await kubectl(version, ['create', '-f', '-'], manifest(`loop-${version}`, `loop-${version}`));
+    // THEN kubectl prints the cause as it prints kube-apiserver's
+    expect(refused.code).not.toBe(0);
+    expect(refused.stderr).toContain(`The Flunder "loop-${version}" is invalid: spec.reference: Invalid value: "object": Flunder loop-${version} cannot reference itself`);
+    const created = await kubectl(version, ['create', '-f', '-'], manifest(`ok-${version}`, 'other'));
+    expect(created).toMatchObject({ code: 0, stdout: expect.stringContaining(`flunder.wardle.example.com/ok-${version} created`) });
   });
 });
