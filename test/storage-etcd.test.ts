@@ -22,6 +22,7 @@ import {
   StorageEvent,
   StorageUnavailableError,
   TooLargeRevisionError,
+  StorageQuotaExceededError,
 } from '../server/storage/types';
 import { EtcdProcess } from './support/etcd';
 import { makeCa } from './support/pki';
@@ -794,5 +795,43 @@ describe('EtcdStorage over TLS with client certificates', () => {
     await expect(verifyEtcdAtStart(options, { certfile: '/c.crt', keyfile: '/other.key' })).rejects.toThrow(
       /^--etcd-certfile "\/c\.crt" \/ --etcd-keyfile "\/other\.key" cannot be used together: key values mismatch$/,
     );
+  });
+});
+
+describe('EtcdStorage on an etcd whose quota is full', () => {
+  let etcd: EtcdProcess;
+  let storage: EtcdStorage;
+
+  beforeAll(async () => {
+    // GIVEN an etcd with a 512 KiB backend quota
+    etcd = await EtcdProcess.start({ quotaBackendBytes: 512 * 1024 });
+    storage = new EtcdStorage({ servers: [etcd.clientUrl], prefix: '/registry/quota', logger, requestTimeoutMs: 5000 });
+  });
+
+  afterAll(async () => {
+    await storage?.close();
+    await etcd?.remove();
+  });
+
+  test("fails writes past etcd's quota with StorageQuotaExceededError carrying etcd's message; reads go on", async () => {
+    // WHEN objects of 100 KiB are written until etcd raises its NOSPACE alarm
+    const padding = 'x'.repeat(100 * 1024);
+    let refused: unknown;
+    let written = 0;
+    for (let i = 0; i < 40 && refused === undefined; i++) {
+      try {
+        await storage.create(`/registry/quota/o-${i}`, { kind: 'Flunder', metadata: { name: `o-${i}` }, spec: { padding } });
+        written++;
+      } catch (error) {
+        refused = error;
+      }
+    }
+
+    // THEN the refusal is the quota error with etcd's own words, as kube-apiserver passes them on
+    expect(refused).toBeInstanceOf(StorageQuotaExceededError);
+    expect((refused as Error).message).toMatch(/etcdserver: mvcc: database space exceeded/);
+    // AND what was stored before stays readable
+    expect(written).toBeGreaterThan(0);
+    expect((await storage.get('/registry/quota/o-0'))?.value).toMatchObject({ metadata: { name: 'o-0' } });
   });
 });

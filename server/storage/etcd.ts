@@ -45,6 +45,7 @@ import {
   NotFoundError,
   RevisionMismatchError,
   Storage,
+  StorageQuotaExceededError,
   StorageUnavailableError,
   StorageWatch,
   StoredObject,
@@ -126,6 +127,8 @@ function isUnavailable(error: unknown): boolean {
 
 const COMPACTED = /required revision has been compacted/;
 const FUTURE = /required revision is a future revision/;
+/** etcd's ErrGRPCNoSpace: "etcdserver: mvcc: database space exceeded". */
+const NO_SPACE = /database space exceeded/;
 
 /** Runs one request, retrying it on the next server while it could not be sent. */
 interface FailoverPolicy {
@@ -654,6 +657,10 @@ export class EtcdStorage implements Storage {
 
   private translate(operation: EtcdOperation, error: unknown, write: boolean): Error {
     if (error instanceof ClientClosedError || this.closed) return new StorageUnavailableError('etcd: storage is closed');
+    // etcd's quota (--quota-backend-bytes) is full and its NOSPACE alarm raised: writes fail until
+    // an operator compacts, defragments and disarms it; the client is told as kube-apiserver tells it.
+    // (gRPC RESOURCE_EXHAUSTED: not a sign that etcd is unreachable, so the store stays ready for reads.)
+    if (write && NO_SPACE.test(messageOf(error))) return new StorageQuotaExceededError(undefined, undefined, undefined, messageOf(error));
     if (error instanceof GRPCDeadlineExceededError) {
       const reason = `no answer to ${operation} within ${this.requestTimeoutMs / 1000}s`;
       this.unavailable(reason);

@@ -228,13 +228,15 @@ export class RevisionMismatchError extends Error {
  * memory store's quota): nothing was written. Deletes, and updates that do not grow, still succeed.
  */
 export class StorageQuotaExceededError extends Error {
+  /** The memory store's quota, its use and the refused write's growth; etcd's own refusal (NOSPACE) carries etcd's message instead. */
   constructor(
-    readonly quotaBytes: number,
-    readonly usedBytes: number,
+    readonly quotaBytes: number | undefined,
+    readonly usedBytes: number | undefined,
     /** How many more bytes the refused write needed. */
-    readonly requestedBytes: number,
+    readonly requestedBytes: number | undefined,
+    message = `database space exceeded: the write needs ${requestedBytes} more bytes, ${usedBytes} of the quota of ${quotaBytes} bytes are used`,
   ) {
-    super(`database space exceeded: the write needs ${requestedBytes} more bytes, ${usedBytes} of the quota of ${quotaBytes} bytes are used`);
+    super(message);
     this.name = 'StorageQuotaExceededError';
   }
 }

@@ -36,6 +36,8 @@ export interface EtcdOptions {
   readonly tls?: boolean;
   /** @default 15000 */
   readonly readyTimeoutMs?: number;
+  /** etcd's `--quota-backend-bytes`. @default - etcd's (2 GiB) */
+  readonly quotaBackendBytes?: number;
 }
 
 export class EtcdProcess {
@@ -55,7 +57,7 @@ export class EtcdProcess {
       file('server.key', server.keyPem, 0o600);
       tls = { ca, server, client, caFile: file('ca.crt', ca.certPem), certFile: file('client.crt', client.chainPem), keyFile: file('client.key', client.keyPem, 0o600) };
     }
-    const etcd = new EtcdProcess(dir, await freePort(), await freePort(), tls);
+    const etcd = new EtcdProcess(dir, await freePort(), await freePort(), tls, options.quotaBackendBytes);
     await etcd.startProcess(options.readyTimeoutMs ?? 15_000);
     return etcd;
   }
@@ -70,6 +72,7 @@ export class EtcdProcess {
     readonly clientPort: number,
     readonly peerPort: number,
     readonly tls: EtcdClientTls | undefined,
+    private readonly quotaBackendBytes?: number,
   ) {}
 
   /** `http(s)://127.0.0.1:<port>`: what `--etcd-servers` takes. */
@@ -133,6 +136,7 @@ export class EtcdProcess {
       '--logger=zap',
       '--log-outputs=stderr',
       '--log-level=warn',
+      ...(this.quotaBackendBytes !== undefined ? [`--quota-backend-bytes=${this.quotaBackendBytes}`] : []),
       ...(this.tls
         ? [`--cert-file=${path.join(this.dir, 'server.crt')}`, `--key-file=${path.join(this.dir, 'server.key')}`, `--trusted-ca-file=${this.tls.caFile}`, '--client-cert-auth']
         : []),
