@@ -203,7 +203,7 @@ describe('doctor', () => {
       'pods serve the Secret',
       'RBAC auth ConfigMap',
       'RBAC delegation',
-      'RBAC namespaces',
+      'RBAC server reads',
       'GET /apis/wardle.example.com/v1beta1',
       'GET /apis/wardle.example.com/v1alpha1',
       'etcd',
@@ -521,6 +521,21 @@ describe('doctor', () => {
     expect(rbac.message).toContain(`system:serviceaccount:${NS}:${NAME} may not get configmaps/extension-apiserver-authentication in kube-system`);
     expect(rbac.fix).toContain(`kubectl -n kube-system create rolebinding ${NAME}:extension-apiserver-authentication-reader --role=extension-apiserver-authentication-reader --serviceaccount=${NS}:${NAME}`);
     expect(only(checks, 'RBAC delegation')[0].status).toBe('PASS');
+  });
+
+  test('fails when the ClusterRoleBinding of what the server reads is missing, asking for each rule of its ClusterRole', async () => {
+    // GIVEN the ClusterRoleBinding wardle-apiserver was deleted
+    standIn.remove('ClusterRoleBinding', NAME);
+
+    // WHEN doctor runs
+    const { run, checks } = await doctorJson();
+
+    // THEN the line lists every verb of the ClusterRole the ServiceAccount may no longer use, and what to apply
+    expect(run.code).toBe(1);
+    const [reads] = only(checks, 'RBAC server reads');
+    expect(reads.status).toBe('FAIL');
+    expect(reads.message).toContain(`system:serviceaccount:${NS}:${NAME} may not get namespaces, list namespaces, watch namespaces`);
+    expect(reads.fix).toBe(`kubectl apply -f ${dist} (ClusterRole ${NAME} and the ClusterRoleBinding to ${NS}/${NAME})`);
   });
 
   test('warns on a drifted Deployment, naming the fields and ignoring what the server sets', async () => {

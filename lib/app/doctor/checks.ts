@@ -483,11 +483,7 @@ export class Doctor {
         ],
         fix: `kubectl create clusterrolebinding ${sa}:system:auth-delegator --clusterrole=system:auth-delegator ${subject} (or ${this.apply})`,
       },
-      {
-        check: 'RBAC namespaces',
-        attributes: ['get', 'list', 'watch'].map((verb) => ({ resource: 'namespaces', verb })),
-        fix: `${this.apply} (ClusterRole and ClusterRoleBinding ${installation.serviceName} grant get, list and watch on namespaces)`,
-      },
+      this.serverReads(),
     ];
     const review = (attributes: Record<string, string>): Promise<KubeResponse> =>
       this.context.client.review('/apis/authorization.k8s.io/v1/subjectaccessreviews', {
@@ -517,6 +513,41 @@ export class Doctor {
         this.add({ check: ask.check, status: 'PASS', message: `${user} may ${describeAll(ask.attributes)}` });
       }
     }
+  }
+
+  /**
+   * What the server reads besides the auth ConfigMap: the rules of the ClusterRoles the manifests
+   * bind to its ServiceAccount (namespaces for the bundled server; admission and flow-control
+   * reads too for a Go k8s.io/apiserver image), or namespaces without manifests.
+   */
+  private serverReads(): { check: string; attributes: Record<string, string>[]; fix: string } {
+    const { installation } = this.context;
+    const { objects, namespace } = installation;
+    const sa = installation.serviceAccountName;
+    const roleNames = objects
+      .filter((o) => o.kind === 'ClusterRoleBinding' && o.roleRef?.kind === 'ClusterRole')
+      .filter((o) => (o.subjects ?? []).some((s: Unstructured) => s.kind === 'ServiceAccount' && s.name === sa && s.namespace === namespace))
+      .map((o) => o.roleRef.name as string);
+    const roles = objects.filter((o) => o.kind === 'ClusterRole' && roleNames.includes(o.metadata.name));
+    const attributes = roles.flatMap((role) =>
+      (role.rules ?? []).flatMap((rule: Unstructured) =>
+        (rule.apiGroups ?? ['']).flatMap((group: string) =>
+          (rule.resources ?? []).flatMap((resource: string) => (rule.verbs ?? []).map((verb: string) => ({ ...(group ? { group } : {}), resource, verb }))),
+        ),
+      ),
+    );
+    if (attributes.length === 0) {
+      return {
+        check: 'RBAC server reads',
+        attributes: ['get', 'list', 'watch'].map((verb) => ({ resource: 'namespaces', verb })),
+        fix: `${this.apply} (ClusterRole and ClusterRoleBinding ${installation.serviceName} grant get, list and watch on namespaces)`,
+      };
+    }
+    return {
+      check: 'RBAC server reads',
+      attributes,
+      fix: `${this.apply} (ClusterRole${roles.length > 1 ? 's' : ''} ${roles.map((r) => r.metadata.name).join(', ')} and the ClusterRoleBinding${roles.length > 1 ? 's' : ''} to ${namespace}/${sa})`,
+    };
   }
 
   private async checkDiscovery(): Promise<void> {
