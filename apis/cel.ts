@@ -1,4 +1,4 @@
-import { CelScalar, celEnv, celFunc, celMethod, isCelError, isCelList, listType, parse, plan } from '@bufbuild/cel';
+import { CelScalar, celEnv, celFunc, celMethod, isCelError, isCelList, isCelMap, listType, mapType, parse, plan } from '@bufbuild/cel';
 import type { CelError, CelInput, CelList, CelValue } from '@bufbuild/cel';
 import { strings } from '@bufbuild/cel/ext';
 import { RE2JS } from '@bufbuild/re2';
@@ -25,8 +25,10 @@ import { setFlagsFromString } from 'node:v8';
  * - no optional types (`.?x`, `optional.of`): `optionalOldSelf` rules get `oldSelf` with
  *   `hasValue()`, `value()` and `orValue(x)` only;
  * - Kubernetes' libraries are added here: lists (`isSorted`, `sum`, `min`, `max`, `indexOf`,
- *   `lastIndexOf`) and regex (`find`, `findAll`); `quantity`, `url`, `ip`, `cidr`, `semver` and
- *   `format` are not implemented (a rule using them is refused at compile time).
+ *   `lastIndexOf`), regex (`find`, `findAll`) and quantity (`quantity`, `isQuantity`, and the
+ *   methods; a quantity is a map holding its exact value, since the library has no custom
+ *   types: `type(q)` is `map`); `url`, `ip`, `cidr`, `semver` and `format` are not implemented
+ *   (a rule using them is refused at compile time).
  */
 
 /** kube-apiserver's PerCallLimit (k8s.io/apiserver/pkg/apis/cel/config.go): ~0.1 s per rule. */
@@ -216,6 +218,117 @@ const optionalLibrary = [
   }),
 ];
 
+// ---- quantity (k8s.io/apiserver/pkg/cel/library/quantity.go) ---------------------------------
+
+/** An exact resource.Quantity value: numerator / denominator, reduced, denominator > 0. */
+interface Rational {
+  readonly num: bigint;
+  readonly den: bigint;
+}
+
+const QUANTITY_KEY = '@quantity';
+const MAP = mapType(DYN, DYN);
+const DECIMAL_SUFFIXES: Readonly<Record<string, number>> = { n: -9, u: -6, m: -3, '': 0, k: 3, M: 6, G: 9, T: 12, P: 15, E: 18 };
+const BINARY_SUFFIXES: Readonly<Record<string, number>> = { Ki: 10, Mi: 20, Gi: 30, Ti: 40, Pi: 50, Ei: 60 };
+const QUANTITY = /^([+-]?)(\d+\.?\d*|\.\d+)(Ki|Mi|Gi|Ti|Pi|Ei|[numkMGTPE]|[eE][+-]?\d+)?$/;
+
+function gcd(a: bigint, b: bigint): bigint {
+  a = a < 0n ? -a : a;
+  while (b !== 0n) [a, b] = [b, a % b];
+  return a;
+}
+
+function rational(num: bigint, den: bigint): Rational {
+  const divisor = gcd(num, den) || 1n;
+  return { num: num / divisor, den: den / divisor };
+}
+
+/** Parses the canonical quantity grammar (resource.ParseQuantity), exactly; undefined when it is not one. */
+export function parseQuantity(text: string): Rational | undefined {
+  const match = QUANTITY.exec(text);
+  if (!match) return undefined;
+  const [, sign, number, suffix = ''] = match;
+  const [whole, fraction = ''] = number.split('.');
+  let num = BigInt(`${whole || '0'}${fraction}`) * (sign === '-' ? -1n : 1n);
+  let den = 10n ** BigInt(fraction.length);
+  const exponent = suffix in DECIMAL_SUFFIXES ? DECIMAL_SUFFIXES[suffix] : /^[eE]/.test(suffix) ? Number(suffix.slice(1)) : undefined;
+  if (exponent !== undefined) {
+    if (Math.abs(exponent) > 1000) return undefined;
+    if (exponent >= 0) num *= 10n ** BigInt(exponent);
+    else den *= 10n ** BigInt(-exponent);
+  } else {
+    num *= 2n ** BigInt(BINARY_SUFFIXES[suffix]);
+  }
+  return rational(num, den);
+}
+
+/** A quantity as a CEL value: a map holding its exact value (the library has no custom types), so equal quantities are equal. */
+function quantityValue(value: Rational): CelInput {
+  return new Map([[QUANTITY_KEY, `${value.num}/${value.den}`]]);
+}
+
+function quantityOf(value: CelValue): Rational {
+  const text = isCelMap(value) ? value.get(QUANTITY_KEY) : undefined;
+  if (typeof text !== 'string') throw new Error('no such overload: not a quantity');
+  const [num, den] = text.split('/');
+  return { num: BigInt(num), den: BigInt(den) };
+}
+
+function compareQuantities(a: Rational, b: Rational): bigint {
+  const difference = a.num * b.den - b.num * a.den;
+  return difference < 0n ? -1n : difference > 0n ? 1n : 0n;
+}
+
+function addQuantities(a: Rational, b: Rational, sign: bigint): CelInput {
+  return quantityValue(rational(a.num * b.den + sign * b.num * a.den, a.den * b.den));
+}
+
+const quantityLibrary = [
+  celFunc('quantity', [CelScalar.STRING], MAP, (text) => {
+    const value = parseQuantity(text);
+    // resource.ErrFormatWrong, as upstream's quantity() reports it
+    if (value === undefined) throw new Error("quantities must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*[-+]?[0-9]*)$'");
+    return quantityValue(value) as never;
+  }),
+  celFunc('isQuantity', [CelScalar.STRING], CelScalar.BOOL, (text) => parseQuantity(text) !== undefined),
+  celMethod('isInteger', MAP, [], CelScalar.BOOL, function () {
+    return quantityOf(this).den === 1n;
+  }),
+  celMethod('asInteger', MAP, [], CelScalar.INT, function () {
+    const value = quantityOf(this);
+    if (value.den !== 1n || value.num > INT64_MAX || value.num < INT64_MIN) throw new Error('cannot convert value to integer');
+    return value.num;
+  }),
+  celMethod('asApproximateFloat', MAP, [], CelScalar.DOUBLE, function () {
+    const value = quantityOf(this);
+    return Number(value.num) / Number(value.den);
+  }),
+  celMethod('sign', MAP, [], CelScalar.INT, function () {
+    return compareQuantities(quantityOf(this), { num: 0n, den: 1n });
+  }),
+  celMethod('compareTo', MAP, [MAP], CelScalar.INT, function (other) {
+    return compareQuantities(quantityOf(this), quantityOf(other));
+  }),
+  celMethod('isLessThan', MAP, [MAP], CelScalar.BOOL, function (other) {
+    return compareQuantities(quantityOf(this), quantityOf(other)) < 0n;
+  }),
+  celMethod('isGreaterThan', MAP, [MAP], CelScalar.BOOL, function (other) {
+    return compareQuantities(quantityOf(this), quantityOf(other)) > 0n;
+  }),
+  celMethod('add', MAP, [MAP], MAP, function (other) {
+    return addQuantities(quantityOf(this), quantityOf(other), 1n) as never;
+  }),
+  celMethod('add', MAP, [CelScalar.INT], MAP, function (other) {
+    return addQuantities(quantityOf(this), { num: other, den: 1n }, 1n) as never;
+  }),
+  celMethod('sub', MAP, [MAP], MAP, function (other) {
+    return addQuantities(quantityOf(this), quantityOf(other), -1n) as never;
+  }),
+  celMethod('sub', MAP, [CelScalar.INT], MAP, function (other) {
+    return addQuantities(quantityOf(this), { num: other, den: 1n }, -1n) as never;
+  }),
+];
+
 const COST_FUNCTION = '@k8s_cost';
 const STEP_FUNCTION = '@k8s_step';
 
@@ -233,7 +346,7 @@ const meteringLibrary = [
 ];
 
 const env = celEnv({
-  funcs: [...strings, ...listsLibrary, ...regexLibrary, ...optionalLibrary, ...meteringLibrary],
+  funcs: [...strings, ...listsLibrary, ...regexLibrary, ...quantityLibrary, ...optionalLibrary, ...meteringLibrary],
   re2: {
     compile: (pattern: string) => {
       const compiled = re2(pattern);

@@ -170,6 +170,21 @@ describe('the Kubernetes docs examples', () => {
     }
   });
 
+  test("Kubernetes' quantity library", () => {
+    const schema: JSONSchemaProps = { type: 'object', properties: { memory: { 'x-kubernetes-int-or-string': true }, cpu: str } };
+    const value = { memory: '1536Mi', cpu: '500m' };
+    for (const rule of [
+      "quantity(self.memory).isLessThan(quantity('2Gi')) && quantity(self.memory).isGreaterThan(quantity('1G'))",
+      "quantity('1.5Gi') == quantity(self.memory) && quantity(self.memory).asInteger() == 1610612736",
+      "!quantity(self.cpu).isInteger() && quantity(self.cpu).asApproximateFloat() == 0.5 && quantity(self.cpu).sign() == 1",
+      "quantity(self.cpu).add(quantity('1500m')) == quantity('2') && quantity('3').sub(1).compareTo(quantity('2000m')) == 0",
+      "isQuantity(self.cpu) && !isQuantity('five') && quantity('1e3') == quantity('1k')",
+    ]) {
+      expect({ rule, errors: verdict(schema, [{ rule }], value) }).toEqual({ rule, errors: [] });
+    }
+    expect(verdict(schema, [{ rule: "quantity(self.cpu).asInteger() > 0" }], value)[0].message).toContain('cannot convert value to integer evaluating rule');
+  });
+
   test('a runtime error is reported with the rule, as upstream', () => {
     const schema: JSONSchemaProps = { type: 'object', properties: { a: int, b: int } };
     expect(verdict(schema, [{ rule: 'self.a / self.b > 0' }], { a: 1, b: 0 })).toEqual([{ type: 'FieldValueInvalid', field: '', message: 'Invalid value: "object": int divide by zero evaluating rule: self.a / self.b > 0' }]);
@@ -268,7 +283,7 @@ describe('definition-time validation (the CRD construct and the server)', () => 
     expect(() => compileCel('self.x +')).toThrow(CelCompileError);
     expect(() => validateApiGroupDefinition(api([{ rule: 'self.x > 0 &&' }]))).toThrow(/spec: x-kubernetes-validations\[0\]: rule "self.x > 0 &&": compilation failed: ERROR: <input>:1:/);
     expect(() => validateApiGroupDefinition(api([{ rule: 'selff.x > 0' }]))).toThrow(/undeclared reference to 'selff'/);
-    expect(() => validateApiGroupDefinition(api([{ rule: 'self.x.quantity()' }]))).toThrow(/undeclared reference to 'quantity'/);
+    expect(() => validateApiGroupDefinition(api([{ rule: "url('https://x').getHost() == ''" }]))).toThrow(/undeclared reference to 'url'/);
     expect(() => validateApiGroupDefinition(api([{ rule: 'true', messageExpression: "'a' +" }]))).toThrow(/messageExpression "'a' \+": compilation failed/);
   });
 
