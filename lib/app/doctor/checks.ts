@@ -661,7 +661,7 @@ export function explainUnavailable(reason: string, message: string, service: str
       if (lower.includes('unknown authority') || lower.includes('x509: certificate signed by')) {
         return { meaning: 'the server\'s certificate does not chain to the APIService caBundle', fix: 'see the TLS lines below: caBundle and Secret must come from the same CA; synth, apply, restart the pods' };
       }
-      if (lower.includes('certificate is valid for') || lower.includes('not ' + service.replace('/', '.'))) {
+      if (lower.includes('certificate is valid for')) {
         return { meaning: 'the server\'s certificate does not carry the Service\'s DNS name', fix: 'see the serving certificate line below' };
       }
       if (lower.includes('expired') || lower.includes('not yet valid')) {
