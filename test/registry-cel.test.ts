@@ -185,6 +185,23 @@ describe('the Kubernetes docs examples', () => {
     expect(verdict(schema, [{ rule: "quantity(self.cpu).asInteger() > 0" }], value)[0].message).toContain('cannot convert value to integer evaluating rule');
   });
 
+  test('regexes run in linear time: a pattern that backtracks for ever elsewhere answers at once', () => {
+    // GIVEN (a+)+b, exponential for a backtracking engine, and 30,000 a's with no b
+    const schema: JSONSchemaProps = { type: 'object', properties: { s: str } };
+    const value = { s: `${'a'.repeat(30_000)}c` };
+    const started = Date.now();
+    // WHEN matches and find run THEN both answer (no match) quickly
+    expect(verdict(schema, [{ rule: "!self.s.matches('(a+)+b') && self.s.find('(a+)+b') == ''" }], value)).toEqual([]);
+    expect(Date.now() - started).toBeLessThan(5_000);
+    // a pattern V8's linear engine cannot run is an error, never a backtracking match
+    expect(verdict(schema, [{ rule: "self.s.find('(?i)A') == 'a'" }], value)[0].message).toMatch(/not supported by find\/findAll on this server/);
+  });
+
+  test('property names CEL cannot spell are escaped as upstream: foo-bar is self.foo__dash__bar', () => {
+    const schema: JSONSchemaProps = { type: 'object', properties: { 'foo-bar': int, 'a.b': int, namespace: int } };
+    expect(verdict(schema, [{ rule: 'self.foo__dash__bar == 1 && self.a__dot__b == 2 && self.__namespace__ == 3' }], { 'foo-bar': 1, 'a.b': 2, namespace: 3 })).toEqual([]);
+  });
+
   test('a runtime error is reported with the rule, as upstream', () => {
     const schema: JSONSchemaProps = { type: 'object', properties: { a: int, b: int } };
     expect(verdict(schema, [{ rule: 'self.a / self.b > 0' }], { a: 1, b: 0 })).toEqual([{ type: 'FieldValueInvalid', field: '', message: 'Invalid value: "object": int divide by zero evaluating rule: self.a / self.b > 0' }]);
