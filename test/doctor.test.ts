@@ -5,7 +5,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import * as YAML from 'yaml';
 import { SERVING_CERT_CHECKSUM_ANNOTATION as CONSTRUCTS_ANNOTATION } from '../lib/api-server-deployment';
-import { SERVING_CERT_CHECKSUM_ANNOTATION } from '../lib/app/doctor/checks';
+import { explainUnavailable, SERVING_CERT_CHECKSUM_ANNOTATION } from '../lib/app/doctor/checks';
 import { driftOf } from '../lib/app/doctor/drift';
 import { installationFromManifests, KubeObject } from '../lib/app/doctor/installation';
 import { KubeApiServerStandIn, StoredObject } from './support/kube-apiserver-stand-in';
@@ -602,6 +602,18 @@ describe('doctor, in-process parts', () => {
     const objects = [...server('a', 'alpha'), ...server('b', 'beta')];
     expect(() => installationFromManifests(objects, 'dist/')).toThrow('dist/ holds 2 servers (a/alpha, b/beta): choose one with --namespace and --name');
     expect(() => installationFromManifests(objects, 'dist/', 'c')).toThrow('dist/ holds no server matching --namespace c (it holds: a/alpha, b/beta)');
+  });
+
+  test.each([
+    ['FailedDiscoveryCheck', 'Get "https://10.96.0.5:443/apis/wardle.example.com/v1beta1": tls: failed to verify certificate: x509: certificate signed by unknown authority', 'does not chain to the APIService caBundle'],
+    ['FailedDiscoveryCheck', 'x509: certificate is valid for wardle-apiserver.example.com, not wardle-apiserver.wardle.svc', 'does not carry the Service\'s DNS name'],
+    ['FailedDiscoveryCheck', 'x509: certificate has expired or is not yet valid', 'out of its validity period'],
+    ['FailedDiscoveryCheck', 'dial tcp 10.244.0.7:10250: connect: connection refused', 'nothing listens on the Service\'s target port'],
+    ['FailedDiscoveryCheck', 'failing or missing response from https://10.96.0.5:443/apis/wardle.example.com/v1beta1, bad status from https://10.96.0.5:443/apis/wardle.example.com/v1beta1: 403', 'refuses the aggregator\'s requests'],
+    ['ServiceNotFound', 'service/wardle-apiserver in "wardle" is not present', 'the Service wardle/wardle-apiserver does not exist'],
+    ['ServicePortError', 'service/wardle-apiserver in "wardle" is not listening on port 443', 'not a port of wardle/wardle-apiserver'],
+  ])('explains %s: %s', (reason, message, meaning) => {
+    expect(explainUnavailable(reason, message, 'wardle/wardle-apiserver', 'wardle', 'kubectl apply -f dist').meaning).toContain(meaning);
   });
 
   test('drift: fields the server adds, zero values it drops and numbers as strings are not drift; changed list lengths are', () => {
