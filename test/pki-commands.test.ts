@@ -427,7 +427,7 @@ describe('pki rotate', () => {
     expect(new X509Certificate(newServing).subjectAltName).toBe(new X509Certificate(oldServing).subjectAltName);
     expect(fs.existsSync(path.join(store, 'ca-retired.crt'))).toBe(false);
     expect(result.stdout).toMatch(/^Issued a new serving certificate in /);
-    expect(result.stdout).toMatch(/data\.tls\.crt: the new serving certificate/);
+    expect(result.stdout).toMatch(/data\.tls\.crt: the new certificate/);
     expect(result.stdout).not.toMatch(/spec\.caBundle/);
 
     // WHEN synthesizing again
@@ -440,6 +440,59 @@ describe('pki rotate', () => {
     expect(find(after, 'APIService', 'v1beta1.wardle.example.com').spec.caBundle).toBe(find(before, 'APIService', 'v1beta1.wardle.example.com').spec.caBundle);
     expect(find(after, 'Deployment', 'wardle-apiserver').spec.template.metadata.annotations).not.toEqual(find(before, 'Deployment', 'wardle-apiserver').spec.template.metadata.annotations);
   }, 180_000);
+
+  test('--etcd: new etcd certificates from the same etcd CA, which the next synth reuses; it changes the etcd Secrets and the server pods\' checksum, not the members\'', () => {
+    // GIVEN a synth and its PKI
+    const dir = newDirectory('rotate-etcd');
+    synth(dir);
+    const etcdStore = path.join(dir, 'pki', 'wardle', 'wardle-apiserver-etcd', 'cluster.local');
+    const servingBefore = snapshot(path.join(dir, 'pki', STORE));
+    const leafFiles = fs.readdirSync(etcdStore).filter((f) => /-(server|peer)\.crt$|^client\.crt$/.test(f)).sort();
+    const oldLeaves = leafFiles.map((f) => firstPem(path.join(etcdStore, f)));
+    const oldCa = firstPem(path.join(etcdStore, 'ca.crt'));
+    const before = manifests(path.join(dir, 'dist'));
+
+    // WHEN reissuing etcd's certificates
+    const result = cli(['pki', 'rotate', '--etcd', '--pki-dir', path.join(dir, 'pki'), '--output', path.join(dir, 'dist')], dir);
+
+    // THEN every leaf is new, with the same names and usages, from the same CA (openssl verifies each for its use); the serving PKI is untouched
+    expect(result.code).toBe(0);
+    expect(leafFiles).toHaveLength(7);
+    expect(firstPem(path.join(etcdStore, 'ca.crt'))).toBe(oldCa);
+    leafFiles.forEach((file, i) => {
+      const renewed = new X509Certificate(firstPem(path.join(etcdStore, file)));
+      const old = new X509Certificate(oldLeaves[i]);
+      expect(renewed.fingerprint256).not.toBe(old.fingerprint256);
+      expect([renewed.subject, renewed.subjectAltName, renewed.keyUsage]).toEqual([old.subject, old.subjectAltName, old.keyUsage]);
+      expect(opensslVerifies(path.join(etcdStore, 'ca.crt'), path.join(etcdStore, file), file === 'client.crt' ? 'sslclient' : 'sslserver')).toBe(true);
+      expect(fs.statSync(path.join(etcdStore, file.replace(/\.crt$/, '.key'))).mode & 0o777).toBe(0o600);
+    });
+    expect(snapshot(path.join(dir, 'pki', STORE))).toEqual(servingBefore);
+    expect(result.stdout).toMatch(/^Issued new etcd certificates in /);
+    expect(result.stdout).toMatch(/^ {2}Deployment wardle\/wardle-apiserver\n {4}spec\.template\.metadata\.annotations\.apiextension\.cdk8s\.io\/etcd-client-cert-sha256: .*rolls its pods/m);
+    expect(result.stdout).not.toMatch(/StatefulSet|APIService/);
+
+    // WHEN synthesizing again
+    const again = run(MAIN, ['--output', path.join(dir, 'dist'), '--pki-dir', path.join(dir, 'pki')], dir);
+
+    // THEN the synth reuses every certificate; the etcd Secrets hold the new ones; the members' StatefulSet is unchanged
+    expect(again.code).toBe(0);
+    expect(again.stdout).toMatch(/wardle-apiserver-etcd\/cluster\.local: reused CA; (reused [^;]+; ){6}reused client certificate$/m);
+    const after = manifests(path.join(dir, 'dist'));
+    const secret = after.find((o) => o.kind === 'Secret' && o.metadata.name === 'wardle-apiserver-etcd-client-tls')!;
+    expect(pemsOf(secret.data['tls.crt'])[0]).toBe(firstPem(path.join(etcdStore, 'client.crt')));
+    const statefulSet = (objects: typeof before) => JSON.stringify(objects.find((o) => o.kind === 'StatefulSet'));
+    expect(statefulSet(after)).toBe(statefulSet(before));
+  }, 180_000);
+
+  test('fails with exit 2 on --etcd with --ca: etcd\'s CA rotation is staged by synth', () => {
+    // WHEN asking for an etcd CA rotation
+    const result = cli(['pki', 'rotate', '--etcd', '--ca', '--pki-dir', path.join(fresh, 'pki')]);
+
+    // THEN refused, saying why, and the PKI is as it was
+    expect(result.code).toBe(2);
+    expect(result.stderr).toMatch(/--etcd with --ca: etcd reads its trusted CAs only at start/);
+  });
 
   test('fails with exit 2 when there is nothing to rotate or the certificates are not self-signed', () => {
     // WHEN the PKI directory holds no store for these options, or the mode is cert-manager

@@ -97,7 +97,7 @@ async function runInspect(argv: readonly string[], io: CommandIo): Promise<numbe
   return report.ok ? 0 : 1;
 }
 
-const ROTATE_USAGE = `usage: cdk8s-api-extension pki rotate [--ca] [synth options]
+const ROTATE_USAGE = `usage: cdk8s-api-extension pki rotate [--ca | --etcd] [synth options]
 
 Forces a new serving certificate in the self-signed PKI, or with --ca starts a CA rotation with the
 overlap of the automatic one (the old CA stays in caBundle, after the new one, until the serving
@@ -109,6 +109,7 @@ directory compared with --output. Exit code 0 when rotated, 2 on bad options or 
 
 options:
   --ca     rotate the CA (a new CA, a new serving certificate it signs), not only the serving certificate
+  --etcd   reissue etcd's certificates (members' server and peer, the server's client) with the same etcd CA instead
   --help   show this help
   (every synth option: see "npm run synth -- --help")`;
 
@@ -118,10 +119,11 @@ async function runRotate(argv: readonly string[], io: CommandIo): Promise<number
     return 0;
   }
   const ca = argv.includes('--ca');
-  const synthArgs = argv.filter((arg) => arg !== '--ca');
+  const etcd = argv.includes('--etcd');
+  const synthArgs = argv.filter((arg) => arg !== '--ca' && arg !== '--etcd');
   const synth = parseSynthOptions(synthArgs);
   if (synth === undefined) return 0;
-  io.write(formatRotateReport(rotateServingPki({ synth, ca })));
+  io.write(formatRotateReport(rotateServingPki({ synth, ca, etcd })));
   return 0;
 }
 

@@ -6,7 +6,8 @@ import * as YAML from 'yaml';
 import { WARDLE } from '../../../apis';
 import { createCertificateAuthority, inspectCertificate, issueCertificate, PKI_STORE_FILES, pkiEnvironmentOf, servingDnsNames, splitPemBundle } from '../../pki';
 import { _commitStore, _StorePlan } from '../../pki/store';
-import { SERVING_CERT_CHECKSUM_ANNOTATION } from '../../api-server-deployment';
+import { ETCD_CLIENT_CERT_CHECKSUM_ANNOTATION, SERVING_CERT_CHECKSUM_ANNOTATION } from '../../api-server-deployment';
+import { ETCD_CLUSTER_NAME_SUFFIX } from '../../storage';
 import { SynthOptions, UsageError } from '../options';
 import { synthesize } from '../synth';
 
@@ -17,6 +18,8 @@ export interface RotateOptions {
   readonly synth: SynthOptions;
   /** Rotate the CA (and so the serving certificate) rather than only the serving certificate. */
   readonly ca: boolean;
+  /** Reissue etcd's leaf certificates (members' server and peer, the server's client) instead; not with `ca`. */
+  readonly etcd?: boolean;
   /** @default - the current time */
   readonly now?: Date;
 }
@@ -44,9 +47,11 @@ export interface PlannedChange {
 export interface RotateReport {
   /** The store rotated, e.g. `.pki/wardle/wardle-apiserver/cluster.local`. */
   readonly store: string;
-  readonly rotated: 'serving certificate' | 'CA';
-  readonly previous: { readonly ca: RotatedCertificate; readonly serving: RotatedCertificate };
-  readonly current: { readonly ca: RotatedCertificate; readonly serving: RotatedCertificate };
+  readonly rotated: 'serving certificate' | 'CA' | 'etcd certificates';
+  /** The CA before and after (the same unless `rotated` is `CA`). */
+  readonly ca: { readonly previous: RotatedCertificate; readonly current: RotatedCertificate };
+  /** Each leaf certificate reissued, by its file in the store. */
+  readonly leaves: readonly { readonly file: string; readonly previous: RotatedCertificate; readonly current: RotatedCertificate }[];
   /** With --ca: until when the old CA stays in caBundle (when the serving certificate it signed expires); undefined when it is not kept (that certificate had expired). */
   readonly oldCaKeptUntil?: string;
   /** The next synth's changes against --output, from a synth into a temporary directory; undefined when it could not be previewed. */
@@ -102,6 +107,7 @@ export function rotateServingPki(options: RotateOptions): RotateReport {
     );
   }
   const now = options.now ?? new Date();
+  if (options.etcd) return rotateEtcdLeaves(o, options.ca, now);
   const { store } = servingStoreOf(o);
   const oldCaPem = splitPemBundle(readStoreFile(store, PKI_STORE_FILES.caCert))[0];
   const oldCaKeyPem = readStoreFile(store, PKI_STORE_FILES.caKey);
@@ -159,10 +165,69 @@ export function rotateServingPki(options: RotateOptions): RotateReport {
   const report: RotateReport = {
     store,
     rotated: options.ca ? 'CA' : 'serving certificate',
-    previous: { ca: describe(oldCaPem), serving: describe(oldServingPem) },
-    current: { ca: describe(ca.certPem), serving: describe(serving.certPem) },
+    ca: { previous: describe(oldCaPem), current: describe(ca.certPem) },
+    leaves: [{ file: PKI_STORE_FILES.tlsCert, previous: describe(oldServingPem), current: describe(serving.certPem) }],
     oldCaKeptUntil,
   };
+  try {
+    return { ...report, nextSynth: previewNextSynth(o) };
+  } catch (error) {
+    return { ...report, previewError: (error as Error).message };
+  }
+}
+
+/** `serverAuth`/`clientAuth` from the OIDs Node lists as `keyUsage`. */
+const EXTENDED_KEY_USAGES: Readonly<Record<string, 'serverAuth' | 'clientAuth'>> = { '1.3.6.1.5.5.7.3.1': 'serverAuth', '1.3.6.1.5.5.7.3.2': 'clientAuth' };
+
+/**
+ * `pki rotate --etcd`: each leaf of the etcd store reissued by the same etcd CA with the same
+ * names and usages (the synth then reuses them: they match what it asks for). The etcd CA is not
+ * rotated here: etcd reads its trusted CAs only at start, so the store stages its successor
+ * itself, two certificate lifetimes ahead.
+ */
+function rotateEtcdLeaves(o: SynthOptions, ca: boolean, now: Date): RotateReport {
+  if (ca) {
+    throw new UsageError(
+      '--etcd with --ca: etcd reads its trusted CAs only at start, so its CA is rotated by synth alone, staged in the bundle two certificate lifetimes before it signs ' +
+        '(expected --etcd alone, to reissue its certificates, or --ca alone, for the serving CA)',
+    );
+  }
+  const storage = o.storage ?? 'etcd';
+  if (storage !== 'etcd') throw new UsageError(`--etcd: --storage ${storage} deploys no etcd of ours (expected --storage etcd, the default)`);
+  const { namespace, name } = servingStoreOf(o);
+  const store = path.join(o.pkiDir, namespace, `${name}${ETCD_CLUSTER_NAME_SUFFIX}`, o.clusterDomain);
+  const caPem = splitPemBundle(readStoreFile(store, PKI_STORE_FILES.caCert))[0];
+  const caPair = { certPem: caPem, keyPem: readStoreFile(store, PKI_STORE_FILES.caKey) };
+  const files = fs
+    .readdirSync(store)
+    .filter((file) => /^(?:.+-(?:server|peer)|client)\.crt$/.test(file))
+    .sort();
+  const writes = new Map<string, { content: string; mode: number }>();
+  const leaves: RotateReport['leaves'][number][] = [];
+  for (const file of files) {
+    const oldPem = splitPemBundle(readStoreFile(store, file))[0];
+    const old = new X509Certificate(oldPem);
+    const ipAddresses = (old.subjectAltName ?? '').split(', ').filter((entry) => entry.startsWith('IP Address:')).map((entry) => entry.slice('IP Address:'.length));
+    const issued = issueCertificate({
+      ca: caPair,
+      commonName: commonNameOf(oldPem),
+      dnsNames: inspectCertificate(oldPem).dnsNames,
+      ipAddresses,
+      extendedKeyUsages: (old.keyUsage ?? []).map((oid) => EXTENDED_KEY_USAGES[oid]).filter((usage) => usage !== undefined),
+      validityDays: o.certValidityDays,
+      now,
+    });
+    writes.set(path.join(store, file), { content: issued.certPem, mode: 0o644 });
+    writes.set(path.join(store, file.replace(/\.crt$/, '.key')), { content: issued.keyPem, mode: 0o600 });
+    leaves.push({ file, previous: describe(oldPem), current: describe(issued.certPem) });
+  }
+  _commitStore({
+    spec: { directory: store, caCommonName: commonNameOf(caPem), certValidityDays: o.certValidityDays, caValidityDays: o.caValidityDays, now, leaves: [], leafNoun: 'certificate', retiredLeavesFile: 'certs-retired.crt' },
+    result: { caBundlePem: '', caCertPem: caPem, leaves: [], actions: [] },
+    writes,
+    restrict: [],
+  });
+  const report: RotateReport = { store, rotated: 'etcd certificates', ca: { previous: describe(caPem), current: describe(caPem) }, leaves };
   try {
     return { ...report, nextSynth: previewNextSynth(o) };
   } catch (error) {
@@ -248,7 +313,8 @@ function certificatesAt(object: Json, field: string): string | undefined {
 function meaning(field: string): string | undefined {
   if (field === 'spec.caBundle') return 'the aggregator trusts the new bundle as soon as the APIService is applied';
   if (field.endsWith(SERVING_CERT_CHECKSUM_ANNOTATION)) return 'the checksum annotation changes: the Deployment rolls its pods, which then serve the new certificate';
-  if (field === 'data.tls.crt') return 'the new serving certificate';
+  if (field.endsWith(ETCD_CLIENT_CERT_CHECKSUM_ANNOTATION)) return "the checksum annotation changes: the Deployment rolls its pods, which then present the new client certificate to etcd";
+  if (field === 'data.tls.crt') return 'the new certificate';
   if (field === 'data.tls.key') return 'its new private key';
   if (field === 'data.ca.crt') return 'the CA bundle, as in caBundle';
   return undefined;
@@ -257,15 +323,21 @@ function meaning(field: string): string | undefined {
 export function formatRotateReport(report: RotateReport): string {
   const cert = (c: RotatedCertificate): string => `${c.subject} serial ${c.serialNumberHex}, SHA-256 ${c.sha256Fingerprint}, expires ${c.notAfter}`;
   const lines: string[] = [];
+  const unchanged = `${report.ca.current.subject} serial ${report.ca.current.serialNumberHex}`;
   if (report.rotated === 'CA') {
     lines.push(`Rotated the CA of ${report.store}:`);
-    lines.push(`  old CA              ${cert(report.previous.ca)}`);
-    lines.push(`  new CA              ${cert(report.current.ca)}`);
+    lines.push(`  old CA    ${cert(report.ca.previous)}`);
+    lines.push(`  new CA    ${cert(report.ca.current)}`);
+  } else if (report.rotated === 'etcd certificates') {
+    lines.push(`Issued new etcd certificates in ${report.store} (the etcd CA is unchanged: ${unchanged}):`);
   } else {
-    lines.push(`Issued a new serving certificate in ${report.store} (the CA is unchanged: ${report.current.ca.subject} serial ${report.current.ca.serialNumberHex}):`);
+    lines.push(`Issued a new serving certificate in ${report.store} (the CA is unchanged: ${unchanged}):`);
   }
-  lines.push(`  old serving cert    ${cert(report.previous.serving)}`);
-  lines.push(`  new serving cert    ${cert(report.current.serving)}`);
+  for (const leaf of report.leaves) {
+    lines.push(`  ${leaf.file}`);
+    lines.push(`    old     ${cert(leaf.previous)}`);
+    lines.push(`    new     ${cert(leaf.current)}`);
+  }
   if (report.rotated === 'CA') {
     lines.push(
       report.oldCaKeptUntil !== undefined
@@ -297,8 +369,15 @@ export function formatRotateReport(report: RotateReport): string {
   }
   lines.push(
     '',
-    'Then "kubectl apply -f <output>/" updates those objects: the Secret and the caBundle first take effect at once; the checksum annotation rolls the pods one by one, ' +
-      `each serving the new certificate when it starts${report.rotated === 'CA' ? ', while the old CA in caBundle keeps the pods not yet rolled trusted' : ''}.`,
+    report.rotated === 'etcd certificates'
+      ? 'Then "kubectl apply -f <output>/" updates the Secrets: etcd reads its certificate files at each new connection, and the kubelet updates the mounted Secrets ' +
+          "within about a minute; the server's new client certificate changes its checksum annotation, which rolls the server's pods. The etcd CA, and so every peer's trust, is unchanged."
+      : report.rotated === 'CA'
+      ? 'Then "kubectl apply -f <output>/" sends them within a second: the aggregator trusts the new caBundle at once, and with it both CAs; ' +
+          'the new checksum rolls the pods one by one, each serving the new certificate once it starts, while the old CA keeps the pods not yet rolled trusted. ' +
+          'Nothing is refused at any step.'
+      : 'Then "kubectl apply -f <output>/" updates the Secret, and the new checksum rolls the pods one by one, each serving the new certificate once it starts; ' +
+          'the caBundle is unchanged (the same CA signs both certificates): nothing is refused at any step.',
   );
   return lines.join('\n');
 }
