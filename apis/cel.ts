@@ -17,8 +17,9 @@ import { setFlagsFromString } from 'node:v8';
  *
  * What it lacks, and how this module makes up for it:
  * - no cost tracking: rules are instrumented (every call and every comprehension step charges a
- *   `CelMeter`; string results charge by length) and evaluation stops at the meter's limit with
- *   kube-apiserver's error `operation cancelled: actual cost limit exceeded`;
+ *   `CelMeter`; string operands and results by length, the list of `in` by size) and evaluation
+ *   stops at the meter's limit with kube-apiserver's error `operation cancelled: actual cost
+ *   limit exceeded`;
  * - no public type checker: a rule is parsed and its identifiers and functions resolved at
  *   compile time (`undeclared reference to 'x'`), but type errors (`self.replicas > 'a'`) show at
  *   evaluation, as `no matching overload` errors, where kube-apiserver refuses them at CRD creation;
@@ -331,11 +332,24 @@ const quantityLibrary = [
 
 const COST_FUNCTION = '@k8s_cost';
 const STEP_FUNCTION = '@k8s_step';
+const OPERAND_FUNCTION = '@k8s_operand';
+const LIST_OPERAND_FUNCTION = '@k8s_list_operand';
 
 const meteringLibrary = [
   // Every call: 1, and a string result by its length (kube-apiserver charges string work by size).
   celFunc(COST_FUNCTION, [DYN], DYN, (value) => {
     charge(typeof value === 'string' ? 1 + Math.floor(value.length / 10) : 1);
+    return value as CelInput;
+  }),
+  // Every string operand of a function by its length (contains, ==, matches… scan it), as
+  // cel-go's cost model does, so a cheap-looking call on a long string is not free.
+  celFunc(OPERAND_FUNCTION, [DYN], DYN, (value) => {
+    if (typeof value === 'string' || value instanceof Uint8Array) charge(Math.floor(value.length / 10));
+    return value as CelInput;
+  }),
+  // The list searched by `in`, by its size.
+  celFunc(LIST_OPERAND_FUNCTION, [DYN], DYN, (value) => {
+    if (isCelList(value) || isCelMap(value)) charge(value.size);
     return value as CelInput;
   }),
   // Every comprehension step.
@@ -457,7 +471,11 @@ function metered(expr: Expr | undefined): Expr | undefined {
     case 'selectExpr':
       return { ...expr, exprKind: { case: 'selectExpr', value: { ...kind.value, operand: metered(kind.value.operand) } } };
     case 'callExpr': {
-      const value = { ...kind.value, target: metered(kind.value.target), args: kind.value.args.map((arg) => metered(arg)!) };
+      const fn = kind.value.function;
+      // The planner's own operators keep their operands as they are (it inspects them).
+      const operand = (e: Expr | undefined, i: number): Expr | undefined =>
+        e === undefined || BUILT_IN_OPERATORS.has(fn) ? metered(e) : call(e.id, fn === '@in' && i === 1 ? LIST_OPERAND_FUNCTION : OPERAND_FUNCTION, metered(e)!);
+      const value = { ...kind.value, target: operand(kind.value.target, -1), args: kind.value.args.map((arg, i) => operand(arg, i)!) };
       return call(expr.id, COST_FUNCTION, { ...expr, exprKind: { case: 'callExpr', value } });
     }
     case 'listExpr':

@@ -277,6 +277,17 @@ describe('cost limits', () => {
     expect(errors).toEqual([{ type: 'FieldValueInvalid', field: '', message: 'Invalid value: "object": validation failed due to running out of cost budget, no further validation rules will be run' }]);
   });
 
+  test('fails a cheap-looking call repeated over a long string: string operands cost their length', () => {
+    // GIVEN 1,000 items each looked up in a 3 MB string (3 billion characters scanned)
+    const schema: JSONSchemaProps = { type: 'object', properties: { big: str, l: { type: 'array', items: str } } };
+    const value = { big: 'x'.repeat(3_000_000), l: Array.from({ length: 1_000 }, (_, i) => `needle-${i}`) };
+    const started = Date.now();
+    // WHEN the rule runs THEN it stops at the per-call limit after a few lookups
+    const errors = verdict(schema, [{ rule: 'self.l.all(n, !self.big.contains(n))' }], value);
+    expect(errors[0].message).toContain("'operation cancelled: actual cost limit exceeded'");
+    expect(Date.now() - started).toBeLessThan(5_000);
+  });
+
   test('a cheap rule costs little', () => {
     expect(verdict(items, [{ rule: 'size(self.l) > 0' }], many, undefined, { perCallLimit: 10, budget: 10 })).toEqual([]);
   });
