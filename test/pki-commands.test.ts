@@ -252,6 +252,7 @@ describe('pki inspect', () => {
     const store = path.join(dir, 'pki', STORE);
     const expired = opensslLeaf(path.join(dir, 'openssl'), { cert: path.join(store, 'ca.crt'), key: path.join(store, 'ca.key') }, '20200101000000Z', '20200201000000Z');
     fs.copyFileSync(expired.cert, path.join(store, 'tls.crt'));
+    fs.copyFileSync(expired.key, path.join(store, 'tls.key'));
 
     // WHEN inspecting that PKI (no dist/ there)
     const { run: result, certificates } = inspectJson(['--pki-dir', path.join(dir, 'pki')]);
@@ -277,6 +278,7 @@ describe('pki inspect', () => {
     const other = opensslCa(path.join(dir, 'other-ca'), 'another CA');
     const foreign = opensslLeaf(path.join(dir, 'openssl'), other, '20250101000000Z', '20400101000000Z');
     fs.copyFileSync(foreign.cert, path.join(store, 'tls.crt'));
+    fs.copyFileSync(foreign.key, path.join(store, 'tls.key'));
 
     // WHEN inspecting it
     const { run: result, certificates } = inspectJson(['--pki-dir', path.join(dir, 'pki')]);
@@ -286,7 +288,7 @@ describe('pki inspect', () => {
     const serving = certificates.find((c) => c.location === path.join(store, 'tls.crt'))!;
     expect(serving.status).toBe('FAIL');
     expect(serving.chain.verified).toBe(false);
-    expect(serving.problems[0]).toBe(`mis-chained: not issued by any certificate of the CAs of ${store}`);
+    expect(serving.problems).toEqual([`mis-chained: not issued by any certificate of the CAs of ${store}`]);
     expect(opensslVerifies(path.join(store, 'ca.crt'), path.join(store, 'tls.crt'))).toBe(false);
     expect(opensslVerifies(other.cert, path.join(store, 'tls.crt'))).toBe(true);
   });
@@ -305,6 +307,7 @@ describe('pki inspect', () => {
         if (o?.kind === 'Secret' && o.metadata.name === 'wardle-apiserver-tls') {
           o.data['tls.crt'] = base64(foreign.cert);
           o.data['ca.crt'] = base64(other.cert);
+          o.data['tls.key'] = base64(foreign.key);
         }
       }
       fs.writeFileSync(full, documents.map((o) => YAML.stringify(o)).join('---\n'));
@@ -318,7 +321,32 @@ describe('pki inspect', () => {
     const serving = certificates.find((c) => c.location === 'Secret wardle/wardle-apiserver-tls tls.crt')!;
     expect(serving.status).toBe('FAIL');
     expect(serving.chain.detail).toMatch(/^verified by CN=another CA \(its Secret's ca\.crt\); not issued by any certificate of the caBundle of APIService v1beta1\.wardle\.example\.com/);
+    expect(serving.problems).toHaveLength(1);
     expect(serving.problems[0]).toMatch(/^mis-chained: not issued by any certificate of the caBundle of APIService v1beta1\.wardle\.example\.com/);
+  });
+
+  test('fails on a key that does not match its certificate, and warns on a key readable by others', () => {
+    // GIVEN a copy of the PKI whose tls.key is another certificate's key, and whose ca.key is mode 0644
+    const dir = newDirectory('keys');
+    fs.cpSync(path.join(fresh, 'pki'), path.join(dir, 'pki'), { recursive: true });
+    const store = path.join(dir, 'pki', STORE);
+    fs.copyFileSync(path.join(dir, 'pki', 'wardle', 'wardle-apiserver-etcd', 'cluster.local', 'client.key'), path.join(store, 'tls.key'));
+    fs.chmodSync(path.join(store, 'ca.key'), 0o644);
+
+    // WHEN inspecting it
+    const { run: result, certificates } = inspectJson(['--pki-dir', path.join(dir, 'pki')]);
+
+    // THEN the serving certificate FAILs on its key (openssl agrees: the moduli differ), the CA WARNs on its mode; no key is printed
+    expect(result.code).toBe(1);
+    const serving = certificates.find((c) => c.location === path.join(store, 'tls.crt'))!;
+    expect(serving.status).toBe('FAIL');
+    expect(serving.problems).toEqual([`its key ${path.join(store, 'tls.key')} does not match the certificate (expected the private key of its public key)`]);
+    const modulus = (args: string[]) => openssl(args).output.trim();
+    expect(modulus(['x509', '-noout', '-modulus', '-in', path.join(store, 'tls.crt')])).not.toBe(modulus(['rsa', '-noout', '-modulus', '-in', path.join(store, 'tls.key')]));
+    const ca = certificates.find((c) => c.location === path.join(store, 'ca.crt'))!;
+    expect(ca.status).toBe('WARN');
+    expect(ca.problems).toEqual([`its key ${path.join(store, 'ca.key')} is readable by others (mode 0644; expected 0600: a synth restricts it)`]);
+    expect(result.stdout).not.toMatch(PRIVATE_KEY_LINE);
   });
 
   test('fails with exit 2 naming the flag on bad options', () => {

@@ -1,4 +1,4 @@
-import { X509Certificate } from 'node:crypto';
+import { createPrivateKey, createPublicKey, X509Certificate } from 'node:crypto';
 import * as fs from 'node:fs';
 import * as path from 'node:path';
 import { inspectCertificate, PKI_STORE_FILES, splitPemBundle } from '../../pki';
@@ -54,6 +54,8 @@ interface Found {
   /** For a leaf: the certificates it must chain to, each with where it is, and the intermediates presented with it. */
   readonly anchors?: readonly { readonly where: string; readonly certificates: readonly X509Certificate[] }[];
   readonly intermediates?: readonly X509Certificate[];
+  /** Its private key, to check that it matches (never printed): a file of the store, or a Secret's tls.key. */
+  readonly key?: { readonly where: string; readonly pem: string; readonly mode?: number };
 }
 
 /** The files of a store that hold CAs, and what they are. */
@@ -99,6 +101,13 @@ function storesOf(directory: string): string[] {
   return stores;
 }
 
+/** The key file beside a store's certificate file (`tls.crt` → `tls.key`), if there is one. */
+function keyBeside(certFile: string): Found['key'] {
+  const file = certFile.replace(/\.crt$/, '.key');
+  const stat = fs.statSync(file, { throwIfNoEntry: false });
+  return stat?.isFile() ? { where: file, pem: fs.readFileSync(file, 'utf8'), mode: stat.mode & 0o777 } : undefined;
+}
+
 /** The certificates of one store: its CAs, and each leaf with the store's CAs as anchors. */
 function findInStore(store: string): Found[] {
   const files = fs
@@ -106,16 +115,17 @@ function findInStore(store: string): Found[] {
     .filter((name) => name.endsWith('.crt') && !name.includes('.tmp-') && fs.statSync(path.join(store, name)).isFile())
     .sort();
   const cas: Found[] = [];
-  const leaves: { location: string; pem: string; x509: X509Certificate; intermediates: X509Certificate[] }[] = [];
+  const leaves: { location: string; pem: string; x509: X509Certificate; intermediates: X509Certificate[]; key?: Found['key'] }[] = [];
   for (const name of files) {
     if (isBookkeeping(name)) continue;
     const file = path.join(store, name);
     const certificates = parseBundle(fs.readFileSync(file, 'utf8'), file);
     const role = CA_FILES[name];
+    const key = keyBeside(file);
     if (role !== undefined) {
-      certificates.forEach(({ pem, x509 }, index) => cas.push({ location: certificates.length > 1 ? `${file} [${index + 1}]` : file, source: 'pki', role, x509, pem }));
+      certificates.forEach(({ pem, x509 }, index) => cas.push({ location: certificates.length > 1 ? `${file} [${index + 1}]` : file, source: 'pki', role, x509, pem, ...(role === 'retired CA' ? {} : { key }) }));
     } else if (certificates.length > 0) {
-      leaves.push({ location: file, pem: certificates[0].pem, x509: certificates[0].x509, intermediates: certificates.slice(1).map((c) => c.x509) });
+      leaves.push({ location: file, pem: certificates[0].pem, x509: certificates[0].x509, intermediates: certificates.slice(1).map((c) => c.x509), key });
     }
   }
   const anchors = [{ where: `the CAs of ${store}`, certificates: cas.map((ca) => ca.x509) }];
@@ -159,7 +169,9 @@ function findInDist(directory: string): { found: Found[]; files: number } {
     const anchors = [{ where: `its Secret's ca.crt`, certificates: cas.map((c) => c.x509) }];
     // A serving certificate must also chain to the caBundle of each APIService whose Service it serves.
     for (const [host, list] of bundles) if (leaf.checkHost(host, { subject: 'never' }) !== undefined) anchors.push(...list);
-    found.push({ location: `${ref} tls.crt`, source: 'dist', role: 'leaf', x509: leaf, pem: chain[0].pem, anchors, intermediates: chain.slice(1).map((c) => c.x509) });
+    const keyPem = decodeBase64Pem(secret.data?.['tls.key']);
+    const key = keyPem === undefined ? undefined : { where: `${ref} tls.key`, pem: keyPem };
+    found.push({ location: `${ref} tls.crt`, source: 'dist', role: 'leaf', x509: leaf, pem: chain[0].pem, anchors, intermediates: chain.slice(1).map((c) => c.x509), key });
   }
   return { found, files: fs.readdirSync(directory).filter((file) => /\.ya?ml$/.test(file)).length };
 }
@@ -179,6 +191,17 @@ function chainTo(leaf: X509Certificate, intermediates: readonly X509Certificate[
     current = next;
   }
   return undefined;
+}
+
+/** Why `keyPem` is not the private key of `certificate`, or undefined when it is. */
+function keyMismatch(certificate: X509Certificate, keyPem: string): string | undefined {
+  let fromKey: Buffer;
+  try {
+    fromKey = createPublicKey(createPrivateKey(keyPem)).export({ type: 'spki', format: 'der' });
+  } catch {
+    return 'is not a private key in PEM';
+  }
+  return fromKey.equals(certificate.publicKey.export({ type: 'spki', format: 'der' })) ? undefined : 'does not match the certificate (expected the private key of its public key)';
 }
 
 function oneLine(name: string): string {
@@ -204,10 +227,15 @@ function judge(found: Found, now: Date, warnDays: number): InspectedCertificate 
     chain = { verified: verdicts.every((v) => v.ok), detail: verdicts.map((v) => v.text).join('; ') };
     if (!chain.verified) problems.push(`mis-chained: ${verdicts.filter((v) => !v.ok).map((v) => v.text).join('; ')}`);
   }
+  if (found.key !== undefined) {
+    const keyProblem = keyMismatch(x509, found.key.pem);
+    if (keyProblem !== undefined) problems.push(`its key ${found.key.where} ${keyProblem}`);
+    if (found.key.mode !== undefined && (found.key.mode & 0o077) !== 0) problems.push(`its key ${found.key.where} is readable by others (mode 0${found.key.mode.toString(8)}; expected 0600: a synth restricts it)`);
+  }
   if (notBefore > now) problems.push(`not valid before ${notBefore.toISOString()}`);
   if (notAfter <= now) problems.push(`expired at ${notAfter.toISOString()}`);
   else if (notAfter.getTime() - now.getTime() < warnDays * DAY_MS) problems.push(`expires within ${warnDays} days (${notAfter.toISOString()}, ${daysLeft} days left)`);
-  const mustFail = problems.some((p) => p.startsWith('mis-chained') || p.startsWith('expired') || p.startsWith('not valid before'));
+  const mustFail = problems.some((p) => p.startsWith('mis-chained') || p.startsWith('expired') || p.startsWith('not valid before') || / (?:does not match|is not a private key)/.test(p));
   let status: InspectStatus = mustFail ? 'FAIL' : problems.length > 0 ? 'WARN' : 'OK';
   if (found.role === 'retired CA' && found.source === 'pki') {
     // Kept only while a certificate it signed is still served: its end is the overlap's end, not a problem.
@@ -259,7 +287,13 @@ export function inspectPki(options: InspectOptions): InspectReport {
     for (const store of stores) found.push(...findInStore(store));
     sources.push(`${options.pkiDir}: ${stores.length} store${stores.length === 1 ? '' : 's'}`);
   }
-  if (present(options.dist, options.distGiven, '--dist')) {
+  let readDist = present(options.dist, options.distGiven, '--dist');
+  if (readDist && !options.distGiven && !fs.readdirSync(options.dist).some((file) => /\.ya?ml$/.test(file))) {
+    // The default directory without manifests is skipped as a missing one is; a --dist given must hold some.
+    sources.push(`${options.dist}: no manifests, skipped`);
+    readDist = false;
+  }
+  if (readDist) {
     const { found: inDist, files } = findInDist(options.dist);
     found.push(...inDist);
     sources.push(`${options.dist}: ${files} manifest file${files === 1 ? '' : 's'}, ${inDist.length} certificate${inDist.length === 1 ? '' : 's'}`);
