@@ -13,7 +13,8 @@ const MAIN = path.resolve(__dirname, '..', 'build', 'main.js');
 
 function synth(cwd: string, args: string[], env: Record<string, string> = {}): SpawnSyncReturns<string> {
   const cleanEnv = Object.fromEntries(Object.entries(process.env).filter(([k]) => !k.startsWith('APIEXT_') && k !== 'CDK8S_OUTDIR'));
-  return spawnSync(process.execPath, [MAIN, ...args], { cwd, env: { ...cleanEnv, CDK8S_CHECK_UPGRADE: 'false', ...env }, encoding: 'utf8' });
+  // A bound, so that a synth that hangs fails its test instead of blocking jest.
+  return spawnSync(process.execPath, [MAIN, ...args], { cwd, env: { ...cleanEnv, CDK8S_CHECK_UPGRADE: 'false', ...env }, encoding: 'utf8', timeout: 30_000 });
 }
 
 let work: string;
@@ -68,6 +69,21 @@ describe('CLI errors name where the bad input came from', () => {
     const run = synth(work, ['--replicas', '99999999999999999999999']);
     expectOneLineError(run, /--replicas "99999999999999999999999" is far too large/);
     expect(run.stderr).not.toContain('e+');
+  });
+});
+
+describe('output directories that cannot be', () => {
+  test('fails for an --output below a file, naming the file', () => {
+    fs.writeFileSync(path.join(work, 'README.md'), 'not a directory');
+    expectOneLineError(synth(work, ['--output', 'README.md/sub', '--storage', 'memory']), /--output "README\.md\/sub" cannot be used: "README\.md" is a file, not a directory/);
+  });
+
+  test('fails at once for an --output under /proc (Node\'s recursive mkdir loops there), without a stack', () => {
+    const started = Date.now();
+    const run = synth(work, ['--output', '/proc/nope/dist', '--storage', 'memory']);
+    expect(run.status).toBe(2);
+    expect(run.stderr.trim().split('\n')).toEqual([expect.stringMatching(/^error: --output "\/proc\/nope\/dist" cannot be written: .*ENOENT/)]);
+    expect(Date.now() - started).toBeLessThan(30_000);
   });
 });
 

@@ -218,8 +218,13 @@ export function synthesize(o: SynthOptions, api: ApiGroupDefinition = WARDLE): S
   checkOutputDirectory(o, output);
   const pki = usesPkiDirectory(o) ? openPki(o) : undefined;
   const existing = o.certMode === 'existing' ? existingCertificates(o, api) : undefined;
-  fs.mkdirSync(path.dirname(output), { recursive: true });
-  const staging = fs.mkdtempSync(path.join(path.dirname(output), `.${path.basename(output)}.staging-`));
+  let staging: string;
+  try {
+    makeDirectories(path.dirname(output));
+    staging = fs.mkdtempSync(path.join(path.dirname(output), `.${path.basename(output)}.staging-`));
+  } catch (error) {
+    throw new UsageError(`--output "${o.output}" cannot be written: ${pathProblem(output, error)}`);
+  }
   try {
     const app = new App({ outdir: staging });
     addServerChart(app, o, api, { pki, existing });
@@ -316,7 +321,12 @@ const OUTPUT_ENTRY = /^(?:.+\.k8s\.yaml|construct-metadata\.json)$/;
  * lie outside it, or the swap would delete the CA (and its private key would be in the output).
  */
 function checkOutputDirectory(o: SynthOptions, output: string): void {
-  const stat = fs.statSync(output, { throwIfNoEntry: false });
+  let stat: fs.Stats | undefined;
+  try {
+    stat = fs.statSync(output, { throwIfNoEntry: false });
+  } catch (error) {
+    throw new UsageError(`--output "${o.output}" cannot be used: ${pathProblem(output, error)}`);
+  }
   if (stat !== undefined && !stat.isDirectory()) {
     throw new UsageError(`--output "${o.output}" is not a directory (expected a directory to replace, or a path that does not exist yet)`);
   }
@@ -341,6 +351,31 @@ function checkOutputDirectory(o: SynthOptions, output: string): void {
         `and the CA private key must never be in it)`,
     );
   }
+}
+
+/**
+ * `mkdir -p`, one level at a time from the nearest existing ancestor: Node's recursive mkdirSync
+ * loops forever where a parent refuses new entries with ENOENT (`-o /proc/x/dist`).
+ */
+function makeDirectories(dir: string): void {
+  const missing: string[] = [];
+  for (let current = path.resolve(dir); !fs.existsSync(current); current = path.dirname(current)) {
+    missing.unshift(current);
+    if (path.dirname(current) === current) break;
+  }
+  for (const directory of missing) fs.mkdirSync(directory);
+}
+
+/** A file-system error on `target` in words: which ancestor is a file, or what was refused. */
+function pathProblem(target: string, error: unknown): string {
+  const code = (error as NodeJS.ErrnoException).code;
+  if (code === 'ENOTDIR') {
+    for (let current = path.dirname(target); path.dirname(current) !== current; current = path.dirname(current)) {
+      if (fs.statSync(current, { throwIfNoEntry: false })?.isFile()) return `"${path.relative(process.cwd(), current) || current}" is a file, not a directory (expected a directory path)`;
+    }
+  }
+  if (code === 'EACCES' || code === 'EPERM' || code === 'EROFS') return `permission denied (${(error as Error).message}; expected a directory this user may write)`;
+  return `${(error as Error).message} (expected a directory path this user may create and write)`;
 }
 
 /** Renames `from` onto `to`; the old `to` is moved aside first and restored if the rename fails. */
