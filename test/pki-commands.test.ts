@@ -4,6 +4,7 @@ import * as fs from 'node:fs';
 import * as os from 'node:os';
 import * as path from 'node:path';
 import * as YAML from 'yaml';
+import { ensureFrontProxyPki, FRONT_PROXY_PKI_FILES } from '../lib/pki/front-proxy';
 
 /**
  * `pki inspect`, `pki rotate` and `front-proxy` end to end: the compiled CLI (build/lib/app/cli.js,
@@ -606,6 +607,40 @@ describe('front-proxy', () => {
     expect(patch.apiServer.extraArgs).toContainEqual({ name: 'enable-aggregator-routing', value: 'true' });
     expect(patch.apiServer.extraArgs).toContainEqual({ name: 'proxy-client-cert-file', value: '/srv/pki/front-proxy-client.crt' });
     expect(patch.apiServer.extraVolumes).toEqual([{ name: 'front-proxy', hostPath: '/srv/pki', mountPath: '/srv/pki', readOnly: true, pathType: 'Directory' }]);
+  });
+
+  test('the front-proxy CA rotates with overlap both ways: the next CA is in the bundle before it signs, the old one stays while its client certificate lives', () => {
+    // GIVEN a front-proxy store made at T0 with short lifetimes (CA 10 days, client certificate 2 days)
+    const directory = path.join(newDirectory('front-proxy-rotation'), 'front-proxy');
+    const day = 86_400_000;
+    const t0 = new Date('2030-01-01T00:00:00Z');
+    const at = (days: number) => ensureFrontProxyPki({ directory, certValidityDays: 2, caValidityDays: 10, now: new Date(t0.getTime() + days * day) });
+    const bundleFile = () => fs.readFileSync(path.join(directory, FRONT_PROXY_PKI_FILES.requestHeaderCaBundle), 'utf8');
+    const first = at(0);
+    expect(bundleFile()).toBe(first.caCertPem);
+
+    // WHEN run again at day 7 (3 days of CA left: under two client lifetimes)
+    const staged = at(7);
+
+    // THEN the next CA is in the bundle file, but the client certificate is still the current CA's
+    expect(staged.actions.join('; ')).toMatch(/staged the next CA/);
+    const [current, next] = bundleFile().match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----\n/g)!;
+    expect(current).toBe(first.caCertPem);
+    expect(new X509Certificate(staged.client.certPem).checkIssued(new X509Certificate(current))).toBe(true);
+
+    // WHEN run at day 8.5 (the CA cannot outlive a new 2-day certificate; the client certificate of day 7 lives until day 9)
+    const promoted = at(8.5);
+
+    // THEN the next CA signs the new client certificate; the old CA stays in the bundle while the old client certificate lives
+    expect(promoted.caCertPem).toBe(next);
+    expect(bundleFile()).toBe(promoted.caBundlePem);
+    expect(promoted.caBundlePem).toBe(`${next}${first.caCertPem}`);
+    const clientFile = path.join(directory, FRONT_PROXY_PKI_FILES.clientCert);
+    expect(fs.readFileSync(clientFile, 'utf8')).toBe(promoted.client.certPem);
+    const caFile = path.join(directory, 'next-ca.pem');
+    fs.writeFileSync(caFile, next);
+    // openssl checks the signature (-no_check_time: the certificates are dated 2030)
+    expect(openssl(['verify', '-no_check_time', '-purpose', 'sslclient', '-CAfile', caFile, clientFile]).code).toBe(0);
   });
 
   test('fails with exit 2 naming the flag on bad options', () => {
