@@ -64,6 +64,11 @@ test('the packed tarball compiles and synthesizes in a consumer cdk8s app', () =
     expect(run.stderr).toBe('');
     expect(run.stdout.trim()).toBe('2');
     expect(fs.readFileSync(path.join(consumer, 'dist', 'consumer.k8s.yaml'), 'utf8')).toContain('name: v1beta1.wardle.example.com');
+    // AND the package exports no internal (`_`-prefixed) name
+    const exported = spawnSync(process.execPath, ['-e', "console.log(JSON.stringify(Object.keys(require('cdk8s-api-extension'))))"], { cwd: consumer, encoding: 'utf8' });
+    const names = JSON.parse(exported.stdout) as string[];
+    expect(names).toEqual(expect.arrayContaining(['AggregatedApiServer', 'Certificates', 'EtcdCluster', 'inspectCertificate']));
+    expect(names.filter((name) => name.startsWith('_'))).toEqual([]);
   } finally {
     fs.rmSync(work, { recursive: true, force: true });
   }
