@@ -445,8 +445,10 @@ describe('pki rotate', () => {
     const oldServing = firstPem(path.join(store, 'tls.crt'));
     const before = manifests(dist);
 
-    // WHEN forcing a new serving certificate
-    const result = cli(['pki', 'rotate', '--pki-dir', path.join(dir, 'pki'), '--output', dist], dir);
+    // WHEN forcing a new serving certificate, with the options in a synth --config file
+    const config = path.join(dir, 'synth.yaml');
+    fs.writeFileSync(config, `pki-dir: ${JSON.stringify(path.join(dir, 'pki'))}\noutput: ${JSON.stringify(dist)}\n`);
+    const result = cli(['pki', 'rotate', '--config', config], dir);
 
     // THEN same CA, new serving certificate with the same names, nothing retired; the preview lists no caBundle
     expect(result.code).toBe(0);
@@ -468,6 +470,25 @@ describe('pki rotate', () => {
     expect(pemsOf(find(after, 'Secret', 'wardle-apiserver-tls').data['tls.crt'])[0]).toBe(newServing);
     expect(find(after, 'APIService', 'v1beta1.wardle.example.com').spec.caBundle).toBe(find(before, 'APIService', 'v1beta1.wardle.example.com').spec.caBundle);
     expect(find(after, 'Deployment', 'wardle-apiserver').spec.template.metadata.annotations).not.toEqual(find(before, 'Deployment', 'wardle-apiserver').spec.template.metadata.annotations);
+  }, 180_000);
+
+  test('--ca when the serving certificate has expired: the old CA is not kept, as on an automatic rotation', () => {
+    // GIVEN a synth whose stored serving certificate, signed by the store's CA, expired in 2020
+    const dir = newDirectory('rotate-ca-expired');
+    synth(dir);
+    const store = path.join(dir, 'pki', STORE);
+    const expired = opensslLeaf(path.join(dir, 'openssl'), { cert: path.join(store, 'ca.crt'), key: path.join(store, 'ca.key') }, '20200101000000Z', '20200201000000Z');
+    fs.copyFileSync(expired.cert, path.join(store, 'tls.crt'));
+    fs.copyFileSync(expired.key, path.join(store, 'tls.key'));
+
+    // WHEN rotating the CA
+    const result = cli(['pki', 'rotate', '--ca', '--pki-dir', path.join(dir, 'pki'), '--output', path.join(dir, 'dist')], dir);
+
+    // THEN nothing is retired, and the next synth's caBundle is the new CA alone
+    expect(result.code).toBe(0);
+    expect(result.stdout).toMatch(/The old CA is not kept in caBundle: the serving certificate it signed has expired\./);
+    expect(fs.existsSync(path.join(store, 'ca-retired.crt'))).toBe(false);
+    expect(result.stdout).toMatch(/ {4}spec\.caBundle: .*\n {6}now 1 certificate: /);
   }, 180_000);
 
   test('--etcd: new etcd certificates from the same etcd CA, which the next synth reuses; it changes the etcd Secrets and the server pods\' checksum, not the members\'', () => {
