@@ -350,6 +350,37 @@ describe('pki inspect', () => {
     expect(result.stdout).not.toMatch(PRIVATE_KEY_LINE);
   });
 
+  test('fails on a CA private key in dist/', () => {
+    // GIVEN a copy of dist/ whose serving Secret holds the CA itself, with its key
+    const dir = newDirectory('ca-key-in-dist');
+    fs.cpSync(path.join(fresh, 'dist'), path.join(dir, 'dist'), { recursive: true });
+    const store = path.join(fresh, 'pki', STORE);
+    const base64 = (file: string) => Buffer.from(fs.readFileSync(file, 'utf8')).toString('base64');
+    for (const file of fs.readdirSync(path.join(dir, 'dist'))) {
+      const full = path.join(dir, 'dist', file);
+      const documents = YAML.parseAllDocuments(fs.readFileSync(full, 'utf8')).map((d) => d.toJS());
+      for (const o of documents) {
+        if (o?.kind === 'Secret' && o.metadata.name === 'wardle-apiserver-tls') {
+          o.data['tls.crt'] = base64(path.join(store, 'ca.crt'));
+          o.data['tls.key'] = base64(path.join(store, 'ca.key'));
+        }
+      }
+      fs.writeFileSync(full, documents.map((o) => YAML.stringify(o)).join('---\n'));
+    }
+
+    // WHEN inspecting it
+    const { run: result, certificates } = inspectJson(['--dist', path.join(dir, 'dist')]);
+
+    // THEN that certificate FAILs for its key being there; nothing prints the key
+    expect(result.code).toBe(1);
+    const inSecret = certificates.find((c) => c.location === 'Secret wardle/wardle-apiserver-tls tls.crt')!;
+    expect(inSecret.status).toBe('FAIL');
+    expect(inSecret.problems).toEqual([
+      "Secret wardle/wardle-apiserver-tls tls.key is a CA's private key in the output: whoever reads the manifests can issue certificates this CA's clients trust",
+    ]);
+    expect(result.stdout).not.toMatch(PRIVATE_KEY_LINE);
+  });
+
   test('fails with exit 2 naming the flag on bad options', () => {
     // WHEN --warn-days is not a number, or --pki-dir / --dist do not exist
     const badDays = cli(['pki', 'inspect', '--warn-days', 'soon', '--pki-dir', path.join(fresh, 'pki')]);

@@ -161,7 +161,11 @@ function findInDist(directory: string): { found: Found[]; files: number } {
     const caPem = decodeBase64Pem(secret.data?.['ca.crt']);
     const tlsPem = decodeBase64Pem(secret.data?.['tls.crt']);
     const cas = caPem === undefined ? [] : parseBundle(caPem, `${ref} ca.crt`);
-    cas.forEach(({ pem, x509 }, index) => found.push({ location: `${ref} ca.crt [${index + 1}]`, source: 'dist', role: 'CA', x509, pem }));
+    // A CA's key has no place in the output: a `ca.key` beside `ca.crt` is checked (and refused) as the first CA's.
+    const caKeyPem = decodeBase64Pem(secret.data?.['ca.key']);
+    cas.forEach(({ pem, x509 }, index) =>
+      found.push({ location: `${ref} ca.crt [${index + 1}]`, source: 'dist', role: 'CA', x509, pem, ...(index === 0 && caKeyPem !== undefined ? { key: { where: `${ref} ca.key`, pem: caKeyPem } } : {}) }),
+    );
     if (tlsPem === undefined) continue;
     const chain = parseBundle(tlsPem, `${ref} tls.crt`);
     if (chain.length === 0) continue;
@@ -214,7 +218,10 @@ function judge(found: Found, now: Date, warnDays: number): InspectedCertificate 
   const notBefore = new Date(x509.validFrom);
   const notAfter = new Date(x509.validTo);
   const daysLeft = Math.floor((notAfter.getTime() - now.getTime()) / DAY_MS);
-  const problems: string[] = [];
+  // Each problem with what it makes the certificate: FAIL (unusable now) or WARN (act soon).
+  const noted: { text: string; fails: boolean }[] = [];
+  const fail = (text: string): void => void noted.push({ text, fails: true });
+  const warn = (text: string): void => void noted.push({ text, fails: false });
   let chain: InspectedCertificate['chain'];
   if (found.anchors === undefined) {
     // A CA: a root verifies its own signature; one that is not self-signed is trusted as an anchor as it is (as Go does).
@@ -225,17 +232,21 @@ function judge(found: Found, now: Date, warnDays: number): InspectedCertificate 
       return anchor === undefined ? { ok: false, text: `not issued by any certificate of ${where}` } : { ok: true, text: `verified by ${oneLine(anchor.subject)} (${where})` };
     });
     chain = { verified: verdicts.every((v) => v.ok), detail: verdicts.map((v) => v.text).join('; ') };
-    if (!chain.verified) problems.push(`mis-chained: ${verdicts.filter((v) => !v.ok).map((v) => v.text).join('; ')}`);
+    if (!chain.verified) fail(`mis-chained: ${verdicts.filter((v) => !v.ok).map((v) => v.text).join('; ')}`);
   }
   if (found.key !== undefined) {
     const keyProblem = keyMismatch(x509, found.key.pem);
-    if (keyProblem !== undefined) problems.push(`its key ${found.key.where} ${keyProblem}`);
-    if (found.key.mode !== undefined && (found.key.mode & 0o077) !== 0) problems.push(`its key ${found.key.where} is readable by others (mode 0${found.key.mode.toString(8)}; expected 0600: a synth restricts it)`);
+    if (keyProblem !== undefined) fail(`its key ${found.key.where} ${keyProblem}`);
+    if (found.key.mode !== undefined && (found.key.mode & 0o077) !== 0) warn(`its key ${found.key.where} is readable by others (mode 0${found.key.mode.toString(8)}; expected 0600: a synth restricts it)`);
   }
-  if (notBefore > now) problems.push(`not valid before ${notBefore.toISOString()}`);
-  if (notAfter <= now) problems.push(`expired at ${notAfter.toISOString()}`);
-  else if (notAfter.getTime() - now.getTime() < warnDays * DAY_MS) problems.push(`expires within ${warnDays} days (${notAfter.toISOString()}, ${daysLeft} days left)`);
-  const mustFail = problems.some((p) => p.startsWith('mis-chained') || p.startsWith('expired') || p.startsWith('not valid before') || / (?:does not match|is not a private key)/.test(p));
+  if (notBefore > now) fail(`not valid before ${notBefore.toISOString()}`);
+  if (notAfter <= now) fail(`expired at ${notAfter.toISOString()}`);
+  else if (notAfter.getTime() - now.getTime() < warnDays * DAY_MS) warn(`expires within ${warnDays} days (${notAfter.toISOString()}, ${daysLeft} days left)`);
+  if (found.source === 'dist' && found.x509.ca && found.key !== undefined) {
+    fail(`${found.key.where} is a CA's private key in the output: whoever reads the manifests can issue certificates this CA's clients trust`);
+  }
+  const problems = noted.map((p) => p.text);
+  const mustFail = noted.some((p) => p.fails);
   let status: InspectStatus = mustFail ? 'FAIL' : problems.length > 0 ? 'WARN' : 'OK';
   if (found.role === 'retired CA' && found.source === 'pki') {
     // Kept only while a certificate it signed is still served: its end is the overlap's end, not a problem.
