@@ -226,6 +226,23 @@ describe('pki inspect', () => {
     expect(result.stdout).not.toContain('\u001b[');
   });
 
+  test('on a terminal the status is coloured, and not with NO_COLOR', () => {
+    // GIVEN a pseudo-terminal (util-linux script)
+    const command = `${JSON.stringify(process.execPath)} ${JSON.stringify(CLI)} pki inspect --pki-dir ${JSON.stringify(path.join(fresh, 'pki'))} --dist ${JSON.stringify(path.join(fresh, 'dist'))}`;
+    const onTty = (env: NodeJS.ProcessEnv) => spawnSync('script', ['-qec', command, '/dev/null'], { cwd: work, env: { PATH: process.env.PATH, HOME: work, ...env }, encoding: 'utf8' });
+
+    // WHEN inspecting there, with and without NO_COLOR
+    const coloured = onTty({});
+    const plain = onTty({ NO_COLOR: '1' });
+
+    // THEN OK is green on the terminal, plain with NO_COLOR
+    expect(coloured.status).toBe(0);
+    expect(coloured.stdout).toContain('\u001b[32mOK');
+    expect(plain.status).toBe(0);
+    expect(plain.stdout).toMatch(/^OK\s+364\s+leaf/m);
+    expect(plain.stdout).not.toContain('\u001b[');
+  });
+
   test('fails on certificates that expire within --warn-days (longer than their lifetime)', () => {
     // WHEN warning under 400 days, when the leaves live 365 days and the CAs 3650
     const { run: result, ok, certificates } = inspectJson(['--pki-dir', path.join(fresh, 'pki'), '--dist', path.join(fresh, 'dist'), '--warn-days', '400']);
