@@ -204,9 +204,14 @@ describe('a watch\'s initial events', () => {
       response.on('data', (chunk: Buffer) => received.push(chunk));
       response.resume();
       const deadline = Date.now() + 30_000;
-      const added = () => Buffer.concat(received).toString('utf8').split('\n').filter((line) => line.startsWith('{"type":"ADDED"')).length;
+      // Whole lines only: the last chunk may end inside an event.
+      const lines = () => {
+        const text = Buffer.concat(received).toString('utf8');
+        return text.slice(0, text.lastIndexOf('\n') + 1).split('\n').filter(Boolean);
+      };
+      const added = () => lines().filter((line) => line.startsWith('{"type":"ADDED"')).length;
       while (added() < 100 && !ended && Date.now() < deadline) await new Promise((r) => setTimeout(r, 20));
-      const events = Buffer.concat(received).toString('utf8').split('\n').filter(Boolean).map((line) => JSON.parse(line) as { type: string; object: { metadata: { name: string } } });
+      const events = lines().map((line) => JSON.parse(line) as { type: string; object: { metadata: { name: string } } });
       expect(events.filter((e) => e.type === 'ADDED').map((e) => e.object.metadata.name)).toEqual(names);
       expect(ended).toBe(false);
     } finally {
