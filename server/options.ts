@@ -404,7 +404,7 @@ export function validate(flags: RawFlags): ServerConfig {
   const bindAddress = flags['bind-address'];
   if (isIP(bindAddress) === 0) throw new OptionsError(`--bind-address="${bindAddress}" is not an IP address: expected e.g. 0.0.0.0 or ::`);
   for (const name of ['tls-cert-file', 'tls-private-key-file'] as const) {
-    if (flags[name] === undefined) throw new OptionsError(`--${name} is required: the server only serves HTTPS (the kubelet mounts the serving Secret, e.g. /var/run/serving-cert/tls.crt and tls.key)`);
+    if (flags[name] === undefined) throw new OptionsError(`--${name} is required: the server only serves HTTPS (the kubelet mounts the serving Secret, e.g. /var/run/apiserver/serving-cert/tls.crt and tls.key)`);
   }
   const logLevel = flags['log-level'];
   if (!(LOG_LEVELS as readonly string[]).includes(logLevel)) {
