@@ -1,8 +1,9 @@
 #!/usr/bin/env node
-// `npm run synth`: runs the app from the current sources. The compiled app (build/main.js) is
-// rebuilt first when a source of it (main.ts, apis/, lib/, imports/) is newer than its output, or
-// when there is no build at all (`npm ci --ignore-scripts` skips `prepare`); otherwise it runs
-// as it is, so an unchanged tree pays a few stat calls and nothing more.
+// `npm run synth` (and, with `--entry build/lib/app/cli.js`, `npm run doctor`, `pki`, `front-proxy`):
+// runs the app from the current sources. The compiled app is rebuilt first when a source of it
+// (main.ts, apis/, lib/, imports/) is newer than its output, or when there is no build at all
+// (`npm ci --ignore-scripts` skips `prepack`); otherwise it runs as it is, so an unchanged tree
+// pays a few stat calls and nothing more.
 'use strict';
 const { spawnSync } = require('node:child_process');
 const fs = require('node:fs');
@@ -52,9 +53,25 @@ function build(reason) {
   }
 }
 
+// `--entry <compiled file>` first: which program to run (build/main.js, the synth, by default).
+let entry = path.join('build', 'main.js');
+if (process.argv[2] === '--entry') {
+  entry = process.argv[3];
+  process.argv.splice(2, 2);
+}
 const stale = staleSource();
 if (stale !== undefined) {
-  const built = fs.existsSync(path.join(ROOT, 'build', 'main.js'));
-  build(built ? `${stale} changed since the last build` : 'the app is not built yet (build/main.js is missing)');
+  const built = fs.existsSync(path.join(ROOT, entry));
+  build(built ? `${stale} changed since the last build` : `the app is not built yet (${entry} is missing)`);
+  // tsc leaves an output alone when its source changed on disk but not in content (a checkout, a
+  // regenerated file): it is current, so its time says so, or every run would compile again.
+  const now = new Date();
+  for (const source of sources()) {
+    const output = path.join(ROOT, 'build', source.replace(/\.ts$/, '.js'));
+    const stat = fs.statSync(output, { throwIfNoEntry: false });
+    if (stat && stat.mtimeMs < fs.statSync(path.join(ROOT, source)).mtimeMs) fs.utimesSync(output, now, now);
+  }
 }
-require(path.join(ROOT, 'build', 'main.js'));
+const program = require(path.join(ROOT, entry));
+// The package command runs only as the main module; from here it is started by hand.
+if (typeof program.runCli === 'function') program.runCli(process.argv.slice(2));

@@ -51,6 +51,27 @@ test('builds a missing app, runs a current one as it is, and rebuilds after a so
   expect(third.status).toBe(0);
 }, 180_000);
 
+test('a source touched but not changed compiles once, not on every run; the package command runs through it too', () => {
+  // GIVEN a built app, and a source whose time changed but not its content (a checkout, a regenerated file)
+  expect(synth().status).toBe(0);
+  const source = path.join(copy, 'lib', 'index.ts');
+  const later = new Date(Date.now() + 2000);
+  fs.utimesSync(source, later, later);
+
+  // WHEN synth runs twice THEN only the first compiles
+  const first = synth();
+  expect(first.status).toBe(0);
+  expect(first.stderr).toContain('lib/index.ts changed since the last build; compiling the app');
+  const second = synth();
+  expect(second.status).toBe(0);
+  expect(second.stderr).not.toContain('compiling');
+
+  // AND `npm run doctor` & co. (the package command through the launcher) answer
+  const help = spawnSync(process.execPath, ['scripts/synth.js', '--entry', 'build/lib/app/cli.js', 'doctor', '--help'], { cwd: copy, encoding: 'utf8' });
+  expect(help.status).toBe(0);
+  expect(help.stdout).toMatch(/^cdk8s-api-extension doctor \[options\]/);
+}, 180_000);
+
 test('fails for sources that do not compile, and leaves the output as it was', () => {
   // GIVEN a built app and its output
   expect(synth().status).toBe(0);

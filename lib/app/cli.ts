@@ -58,8 +58,9 @@ export async function main(argv: readonly string[]): Promise<number> {
   return command.run(rest);
 }
 
-if (require.main === module) {
-  main(process.argv.slice(2)).then(
+/** Runs the command `argv` names and sets the exit code: as the bin, or from `npm run doctor` & co. (scripts/synth.js). */
+export function runCli(argv: readonly string[]): void {
+  main(argv).then(
     (code) => {
       process.exitCode = code;
     },
@@ -69,3 +70,5 @@ if (require.main === module) {
     },
   );
 }
+
+if (require.main === module) runCli(process.argv.slice(2));
