@@ -165,8 +165,8 @@ export class SecureServing {
         handshakeTimeout: this.readHeaderTimeoutMs,
         // node:http2 refuses new streams (ENHANCE_YOUR_CALM) while a session's queued output exceeds
         // this; Go's server has no such cap and only flow-controls. The output is ours and bounded
-        // per stream (a response body, or a watch's buffer limit), so the cap stays far above it:
-        // the aggregator multiplexes many users' LISTs and watches on one connection.
+        // per stream (a response body, or a watch's buffer limit); 64 MiB leaves room for the
+        // aggregator's many LISTs and watches on one connection and stays well inside a 256 MiB pod.
         maxSessionMemory: H2_MAX_SESSION_MEMORY_MB,
         settings: {
           maxConcurrentStreams: H2_MAX_CONCURRENT_STREAMS,

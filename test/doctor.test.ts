@@ -336,6 +336,7 @@ describe('doctor', () => {
     expect(line.message).toContain('carries no requestheader-client-ca-file');
     expect(line.fix).toContain('--requestheader-client-ca-file=');
     expect(line.fix).toContain('--proxy-client-cert-file=');
+    expect(line.fix).toContain('npx cdk8s-api-extension front-proxy');
   });
 
   test('fails on an APIService in FailedDiscoveryCheck, explaining a timeout as the network', async () => {

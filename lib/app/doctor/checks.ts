@@ -44,7 +44,8 @@ const AUTH_CONFIGMAP_PATH = '/api/v1/namespaces/kube-system/configmaps/extension
 const AGGREGATION_FLAGS =
   'start kube-apiserver with the aggregation layer: --requestheader-client-ca-file=<front-proxy-ca.crt> --requestheader-allowed-names=front-proxy-client ' +
   '--requestheader-username-headers=X-Remote-User --requestheader-group-headers=X-Remote-Group --requestheader-extra-headers-prefix=X-Remote-Extra- ' +
-  '--proxy-client-cert-file=<front-proxy-client.crt> --proxy-client-key-file=<front-proxy-client.key> (kubeadm clusters have them)';
+  '--proxy-client-cert-file=<front-proxy-client.crt> --proxy-client-key-file=<front-proxy-client.key> (kubeadm clusters have them; ' +
+  '`npx cdk8s-api-extension front-proxy` makes the front-proxy CA and client certificate and prints these flags and a kubeadm patch)';
 
 function plural(count: number, noun: string): string {
   return `${count} ${noun}${count === 1 ? '' : 's'}`;
