@@ -14,6 +14,7 @@ import { applyObjectPatch, checkPatch, JSON_PATCH, MERGE_PATCH } from '../server
 import { matchesFields, parseFieldSelector, parseLabelSelector } from '../server/registry/selectors';
 import { parseRequestInfo } from '../server/request-info';
 import { StatusError } from '../server/status';
+import { goMatches, LabelRequirement } from './support/go-label-selector';
 
 const RUNS = Math.max(1, Math.round(Number(process.env.FUZZ_RUNS ?? 1) * 2000));
 
@@ -127,12 +128,6 @@ const LABEL_VALUE = fc.oneof(fc.constant(''), LABEL_NAME, fc.constantFrom('a', '
 /** Go's lexer skips ' ', '\t', '\r' and '\n' between tokens, and only those. */
 const WS = fc.constantFrom('', '', ' ', '  ', '\t', '\n', '\r');
 
-type LabelRequirement =
-  | { op: 'exists' | '!'; key: string }
-  | { op: '=' | '==' | '!='; key: string; value: string }
-  | { op: 'in' | 'notin'; key: string; values: string[] }
-  | { op: '>' | '<'; key: string; value: string };
-
 const LABEL_REQUIREMENT: fc.Arbitrary<LabelRequirement> = fc.oneof(
   fc.record({ op: fc.constantFrom('exists' as const, '!' as const), key: LABEL_KEY }),
   fc.record({ op: fc.constantFrom('=' as const, '==' as const, '!=' as const), key: LABEL_KEY, value: LABEL_VALUE }),
@@ -154,32 +149,6 @@ function renderRequirement(r: LabelRequirement, ws: () => string): string {
       return `${ws()}${r.key} ${ws()}${r.op}${ws()}(${ws()}${r.values.join(`${ws()},${ws()}`)}${ws()})${ws()}`;
     default:
       return `${ws()}${r.key}${ws()}${r.op}${ws()}${r.value}${ws()}`;
-  }
-}
-
-/** labels.Requirement.Matches. */
-function goMatches(r: LabelRequirement, labels: Record<string, string>): boolean {
-  const has = Object.prototype.hasOwnProperty.call(labels, r.key);
-  switch (r.op) {
-    case 'exists':
-      return has;
-    case '!':
-      return !has;
-    case '=':
-    case '==':
-      return has && labels[r.key] === r.value;
-    case '!=':
-      return !has || labels[r.key] !== r.value;
-    case 'in':
-      return has && (r.values.length === 0 ? [''] : r.values).includes(labels[r.key]);
-    case 'notin':
-      return !has || !(r.values.length === 0 ? [''] : r.values).includes(labels[r.key]);
-    case '>':
-    case '<': {
-      if (!has || !/^[+-]?\d+$/.test(labels[r.key])) return false;
-      const actual = Number(labels[r.key]);
-      return r.op === '>' ? actual > Number(r.value) : actual < Number(r.value);
-    }
   }
 }
 

@@ -31,6 +31,7 @@ import type { Storage } from '../server/storage/types';
 import { EtcdProcess } from './support/etcd';
 import { makeCa, makeLeaf, makeServerCert, TestCertificate } from './support/pki';
 import { FakeAuth, memoryLogger } from './support/shell-fakes';
+import { goMatches, LabelRequirement } from './support/go-label-selector';
 
 const SCALE = Number(process.env.FUZZ_RUNS ?? 1);
 const runs = (n: number) => Math.max(1, Math.round(n * SCALE));
@@ -829,12 +830,6 @@ describe('deeply nested bodies', () => {
 
 // ---- selectors and continue tokens -----------------------------------------------------------
 
-type LabelRequirement =
-  | { op: 'exists' | '!'; key: string }
-  | { op: '=' | '==' | '!='; key: string; value: string }
-  | { op: 'in' | 'notin'; key: string; values: string[] }
-  | { op: '>' | '<'; key: string; value: string };
-
 const SELECTOR_KEY = fc.constantFrom('app', 'tier', 'n', 'example.com/team', 'in', 'missing');
 const SELECTOR_VALUE = fc.constantFrom('web', 'db', 'front', 'back', 'x', 'notin', '1', '20', '003', '');
 const LABEL_REQUIREMENT: fc.Arbitrary<LabelRequirement> = fc.oneof(
@@ -856,31 +851,6 @@ function renderRequirement(r: LabelRequirement, ws: string): string {
       return `${r.key} ${r.op}${ws}(${r.values.join(`${ws},`)})${ws}`;
     default:
       return `${r.key}${ws}${r.op}${ws}${r.value}`;
-  }
-}
-
-/** labels.Requirement.Matches, as k8s.io/apimachinery defines it. */
-function goMatches(r: LabelRequirement, labels: Record<string, string>): boolean {
-  const has = Object.prototype.hasOwnProperty.call(labels, r.key);
-  const values = r.op === 'in' || r.op === 'notin' ? (r.values.length === 0 ? [''] : r.values) : [];
-  switch (r.op) {
-    case 'exists':
-      return has;
-    case '!':
-      return !has;
-    case '=':
-    case '==':
-      return has && labels[r.key] === r.value;
-    case '!=':
-      return !has || labels[r.key] !== r.value;
-    case 'in':
-      return has && values.includes(labels[r.key]);
-    case 'notin':
-      return !has || !values.includes(labels[r.key]);
-    case '>':
-    case '<':
-      if (!has || !/^[+-]?\d+$/.test(labels[r.key])) return false;
-      return r.op === '>' ? Number(labels[r.key]) > Number(r.value) : Number(labels[r.key]) < Number(r.value);
   }
 }
 

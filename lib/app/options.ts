@@ -347,7 +347,7 @@ function certModeOption(raw: string): CertMode {
  * true or false, from a flag (`--network-policy` alone is true, `--no-network-policy` false),
  * the environment or a config file; anything else is refused rather than read as false.
  */
-function booleanOption(flag: string, raw: unknown): boolean {
+export function booleanOption(flag: string, raw: unknown): boolean {
   const text = String(raw).trim().toLowerCase();
   if (text === '' || text === 'true') return true;
   if (text === 'false') return false;

@@ -3,7 +3,7 @@ import { k8s } from 'cdk8s-plus-28';
 import * as YAML from 'yaml';
 import { _checkDns1123Subdomain, _checkLabels } from '../_validate';
 import { GENERIC_APISERVER_RULES } from '../api-server-cluster-role';
-import { checkFlag, UsageError } from './options';
+import { booleanOption, checkFlag, UsageError } from './options';
 
 /**
  * The CLI's production knobs: whether the Namespace is emitted, labels on every object, where the
@@ -135,14 +135,6 @@ function serverRules(raw: unknown): k8s.PolicyRule[] | undefined {
   return parsed.map((rule, i) => policyRule(source, rule, i));
 }
 
-function booleanFlag(flag: string, raw: unknown): boolean | undefined {
-  if (raw === undefined) return undefined;
-  const text = String(raw).trim().toLowerCase();
-  if (text === '' || text === 'true') return true;
-  if (text === 'false') return false;
-  throw new UsageError(`--${flag} "${String(raw)}" is not true or false`);
-}
-
 /** Parses the flags above; throws UsageError naming the flag, the value and what is expected. */
 export function parsePlacementOptions(args: PlacementArgs): PlacementSynthOptions {
   const priorityClassName = args['priority-class-name'] === undefined ? undefined : String(args['priority-class-name']);
@@ -151,7 +143,7 @@ export function parsePlacementOptions(args: PlacementArgs): PlacementSynthOption
   imagePullSecrets.forEach((name) => checkFlag(() => _checkDns1123Subdomain('--image-pull-secret', name)));
   const tolerations = values(args.toleration).map(toleration);
   return {
-    createNamespace: booleanFlag('create-namespace', args['create-namespace']),
+    createNamespace: args['create-namespace'] === undefined ? undefined : booleanOption('create-namespace', args['create-namespace']),
     labels: keyValues('label', args.label),
     priorityClassName,
     nodeSelector: keyValues('node-selector', args['node-selector']),

@@ -11,6 +11,7 @@ import { EtcdCertificates, IEtcdCertificates } from '../etcd-certificates';
 import { inspectCertificate, PKI_STORE_FILES, PkiCertificate, protectSynthOutput, SelfSignedPki, splitPemBundle } from '../pki';
 import { _checkServingCertificate } from '../pki/_check-serving';
 import { _unsafePkiDirectoryReason } from '../pki/self-signed-pki';
+import { _makeDirectories } from '../pki/store';
 import { _checkEtcdClientCertificate, IStorage, Storage } from '../storage';
 import { checkFlag, SynthOptions, UsageError } from './options';
 
@@ -220,7 +221,8 @@ export function synthesize(o: SynthOptions, api: ApiGroupDefinition = WARDLE): S
   const existing = o.certMode === 'existing' ? existingCertificates(o, api) : undefined;
   let staging: string;
   try {
-    makeDirectories(path.dirname(output));
+    // One level at a time (`-o /proc/x/dist` made Node's recursive mkdir loop); the output's parents are ordinary directories.
+    _makeDirectories(path.dirname(output), 0o777);
     staging = fs.mkdtempSync(path.join(path.dirname(output), `.${path.basename(output)}.staging-`));
   } catch (error) {
     throw new UsageError(`--output "${o.output}" cannot be written: ${pathProblem(output, error)}`);
@@ -351,19 +353,6 @@ function checkOutputDirectory(o: SynthOptions, output: string): void {
         `and the CA private key must never be in it)`,
     );
   }
-}
-
-/**
- * `mkdir -p`, one level at a time from the nearest existing ancestor: Node's recursive mkdirSync
- * loops forever where a parent refuses new entries with ENOENT (`-o /proc/x/dist`).
- */
-function makeDirectories(dir: string): void {
-  const missing: string[] = [];
-  for (let current = path.resolve(dir); !fs.existsSync(current); current = path.dirname(current)) {
-    missing.unshift(current);
-    if (path.dirname(current) === current) break;
-  }
-  for (const directory of missing) fs.mkdirSync(directory);
 }
 
 /** A file-system error on `target` in words: which ancestor is a file, or what was refused. */

@@ -174,16 +174,17 @@ export function _ensureStore(spec: _StoreSpec): _StoreResult {
 }
 
 /**
- * `mkdir -p` with mode 0700, one level at a time from the nearest existing ancestor: Node's
- * recursive mkdirSync loops forever where a parent refuses new entries with ENOENT (`/proc/x`).
+ * `mkdir -p` (with mode 0700 unless told otherwise), one level at a time from the nearest existing
+ * ancestor: Node's recursive mkdirSync loops forever where a parent refuses new entries with
+ * ENOENT (`/proc/x`).
  */
-function _makeDirectories(dir: string): void {
+export function _makeDirectories(dir: string, mode: number = DIRECTORY_MODE): void {
   const missing: string[] = [];
   for (let current = resolve(dir); !existsSync(current); current = dirname(current)) {
     missing.unshift(current);
     if (dirname(current) === current) break;
   }
-  for (const directory of missing) mkdirSync(directory, { mode: DIRECTORY_MODE });
+  for (const directory of missing) mkdirSync(directory, { mode });
 }
 
 /** What `_planStore` decided: the material, and the files to write to get the directory there. */
