@@ -87,6 +87,10 @@ await build({
   format: 'cjs',
   sourcemap: 'linked',
   minifySyntax: true,
+  // Without comments the bundle is ASCII (esbuild escapes non-ASCII in strings), so V8 keeps its
+  // source as a one-byte string: 2.3 MB instead of 6.2 MB of UTF-16 for the 3.2 MB with comments.
+  // Stack traces keep the function names; the linked map gives the lines.
+  minifyWhitespace: true,
   legalComments: 'linked',
   logLevel: 'warning',
   define: {
