@@ -401,7 +401,7 @@ function location(parsed: Parsed, id: bigint, source: string): string {
 }
 
 /** Resolves every identifier and function as cel-go's checker would, and returns whether `oldSelf` is used. */
-function resolveReferences(parsed: Parsed, source: string): boolean {
+function resolveReferences(parsed: Parsed, source: string, rootVariables: ReadonlySet<string> = ROOT_VARIABLES): boolean {
   const problems: string[] = [];
   let usesOldSelf = false;
   const visit = (expr: Expr | undefined, scope: ReadonlySet<string>): void => {
@@ -411,7 +411,7 @@ function resolveReferences(parsed: Parsed, source: string): boolean {
       case 'identExpr': {
         const name = kind.value.name;
         if (name === 'oldSelf' && !scope.has(name)) usesOldSelf = true;
-        if (!scope.has(name) && !ROOT_VARIABLES.has(name) && !TYPE_IDENTIFIERS.has(name)) {
+        if (!scope.has(name) && !rootVariables.has(name) && !TYPE_IDENTIFIERS.has(name)) {
           problems.push(location(parsed, expr.id, source).replace('%s', `undeclared reference to '${name}' (in container '')`));
         }
         return;
@@ -501,16 +501,17 @@ function metered(expr: Expr | undefined): Expr | undefined {
 
 /**
  * Compiles a rule or messageExpression once (parse, resolve references, instrument, plan); throws
- * `CelCompileError` worded as kube-apiserver words its compile errors.
+ * `CelCompileError` worded as kube-apiserver words its compile errors. `rootVariables` are the
+ * names an expression may reference (admission's matchConditions use `object`, `oldObject`, `request`).
  */
-export function compileCel(source: string): CompiledCel {
+export function compileCel(source: string, rootVariables: ReadonlySet<string> = ROOT_VARIABLES): CompiledCel {
   let parsed: Parsed;
   try {
     parsed = parse(source);
   } catch (error) {
     throw new CelCompileError(`compilation failed: ERROR: ${(error as Error).message}`);
   }
-  const usesOldSelf = resolveReferences(parsed, source);
+  const usesOldSelf = resolveReferences(parsed, source, rootVariables);
   const program = plan(env, { ...parsed, expr: metered(parsed.expr) } as Parsed);
   return {
     source,

@@ -31,6 +31,14 @@ export interface AdmissionAttributes {
   readonly oldObject?: Readonly<Record<string, unknown>>;
   readonly user: UserInfo;
   readonly dryRun: boolean;
+  /**
+   * The operation's options as the request gave them (metav1.CreateOptions, UpdateOptions or
+   * DeleteOptions with apiVersion and kind), for admission webhooks.
+   * @default - built from `dryRun` alone
+   */
+  readonly options?: Readonly<Record<string, unknown>>;
+  /** Warnings for the client (Warning headers); plugins append to it. @default - none kept */
+  readonly warnings?: string[];
 }
 
 /** What a plugin may read of the API it guards. */

@@ -261,7 +261,7 @@ export class GenericStore {
     const storedMeta = metaOf(stored);
 
     return interpretingStorageErrors(codec, 'create', async () => {
-      await this.admit(this.admissionAttributes(context, 'CREATE', typeof storedMeta.name === 'string' ? storedMeta.name : '', options.dryRun, stored));
+      await this.admit(this.admissionAttributes(context, 'CREATE', typeof storedMeta.name === 'string' ? storedMeta.name : '', options.dryRun, stored, undefined, warnings));
       stopIfAbandoned(context, codec.gr, 'create');
 
       storedMeta.uid = randomUUID();
@@ -305,7 +305,9 @@ export class GenericStore {
       warnings = prepared.warnings;
       tryUpdate = async (old) => {
         if (precondition !== undefined && precondition !== String(old.modRevision)) throw errors.conflict(codec.gr, name);
-        return this.updatedObject(context, name, structuredClone(prepared.object), old, options.dryRun);
+        const attemptWarnings = [...prepared.warnings]; // admission adds its own, once per attempt
+        warnings = attemptWarnings;
+        return this.updatedObject(context, name, structuredClone(prepared.object), old, options.dryRun, attemptWarnings);
       };
     } else {
       tryUpdate = async (old) => {
@@ -318,7 +320,7 @@ export class GenericStore {
         if (patchedVersion !== '' && patchedVersion !== String(old.modRevision)) throw errors.conflict(codec.gr, name);
         const prepared = this.prepareIncoming(context, updated, options.fieldValidation);
         warnings = prepared.warnings;
-        return this.updatedObject(context, name, prepared.object, old, options.dryRun);
+        return this.updatedObject(context, name, prepared.object, old, options.dryRun, prepared.warnings);
       };
     }
     const value = await interpretingStorageErrors(codec, 'object' in info ? 'update' : 'patch', () => this.guaranteedUpdate(context.namespace, name, options.dryRun, tryUpdate));
@@ -393,7 +395,7 @@ export class GenericStore {
    * with the stored one as the update strategies do — status kept or taken alone per
    * subresource, system metadata kept, generation bumped on a spec change — then validated and admitted.
    */
-  private async updatedObject(context: OperationContext, name: string, incoming: KubeObject, old: StoredObject, dryRun: boolean): Promise<KubeObject> {
+  private async updatedObject(context: OperationContext, name: string, incoming: KubeObject, old: StoredObject, dryRun: boolean, warnings?: string[]): Promise<KubeObject> {
     const { codec } = this;
     const hasStatusSubresource = context.version.subresources?.status === true;
     const oldValue = old.value;
@@ -435,7 +437,7 @@ export class GenericStore {
     const version = context.version.name;
     this.validateByCel(nextMeta, version, codec.convert(next, codec.storageVersion, version), codec.convert(oldValue, codec.storageVersion, version));
     this.validateByRules(nextMeta, validated, codec.toInternal(oldValue, codec.storageVersion));
-    await this.admit(this.admissionAttributes(context, 'UPDATE', name, dryRun, next, oldValue));
+    await this.admit(this.admissionAttributes(context, 'UPDATE', name, dryRun, next, oldValue, warnings));
     stopIfAbandoned(context, this.codec.gr, 'update');
     return next;
   }
@@ -543,6 +545,7 @@ export class GenericStore {
     dryRun: boolean,
     object?: KubeObject,
     oldObject?: StoredValue,
+    warnings?: string[],
   ): AdmissionAttributes {
     return {
       operation,
@@ -557,6 +560,7 @@ export class GenericStore {
       ...(oldObject ? { oldObject } : {}),
       user: context.user,
       dryRun,
+      ...(warnings ? { warnings } : {}),
     };
   }
 }

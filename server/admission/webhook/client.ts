@@ -1,0 +1,151 @@
+/**
+ * Calls one webhook: POST of an AdmissionReview as JSON over HTTPS, as upstream's webhook client
+ * (k8s.io/apiserver/pkg/util/webhook) does: `url`, or a `service` dialled as
+ * `<name>.<namespace>.svc:<port>` and verified under that name; the `caBundle` (else the system
+ * roots) always verified; `?timeout=<n>s` on the URL and the call abandoned at that deadline.
+ * Errors are worded as Go's http client words them (`Post "<url>": context deadline exceeded`).
+ *
+ * The server presents no client certificate to webhooks (upstream's --admission-control-config-file
+ * kubeconfig for webhook authentication is not implemented).
+ */
+import * as https from 'node:https';
+import type { ServiceReference, WebhookClientConfig } from './configuration';
+
+/** Where a service reference is dialled; the TLS name stays `<name>.<namespace>.svc`. */
+export type ServiceResolver = (service: ServiceReference) => { readonly host: string; readonly port: number };
+
+/** In a cluster the service's DNS name resolves. */
+export const clusterServiceResolver: ServiceResolver = (service) => ({ host: `${service.name}.${service.namespace}.svc`, port: service.port ?? 443 });
+
+/** The largest answer read from a webhook (a response is a review, not a payload). */
+const MAX_RESPONSE_BYTES = 16 * 1024 * 1024;
+
+/** A call that got no usable answer: the failurePolicy decides. */
+export class WebhookCallError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'WebhookCallError';
+  }
+}
+
+/** The URL a webhook is called at (shown in errors) and where its connection goes. */
+export function webhookTarget(config: WebhookClientConfig, timeoutMs: number, resolve: ServiceResolver): { url: URL; host: string; port: number; servername: string } {
+  let url: URL;
+  let host: string;
+  let port: number;
+  if (config.url !== undefined) {
+    url = new URL(config.url);
+    host = url.hostname.replace(/^\[|\]$/g, '');
+    port = url.port === '' ? 443 : Number(url.port);
+  } else if (config.service !== undefined) {
+    const service = config.service;
+    const servicePort = service.port ?? 443;
+    url = new URL(`https://${service.name}.${service.namespace}.svc:${servicePort}${service.path ?? ''}`);
+    ({ host, port } = resolve(service));
+  } else {
+    throw new WebhookCallError('webhook has no clientConfig.url or clientConfig.service');
+  }
+  if (url.protocol !== 'https:') throw new WebhookCallError(`webhook URL ${JSON.stringify(config.url)} must use the https scheme`);
+  url.searchParams.set('timeout', `${Math.round(timeoutMs / 1000)}s`);
+  return { url, host, port, servername: url.hostname.replace(/^\[|\]$/g, '') };
+}
+
+/** Go's wording of a failed dial or handshake, from Node's error. */
+function describeFailure(error: NodeJS.ErrnoException, host: string, port: number, servername: string): string {
+  switch (error.code) {
+    case 'ECONNREFUSED':
+      return `dial tcp ${host}:${port}: connect: connection refused`;
+    case 'ENOTFOUND':
+    case 'EAI_AGAIN':
+      return `dial tcp: lookup ${host}: no such host`;
+    case 'ECONNRESET':
+      return 'read: connection reset by peer';
+    case 'UNABLE_TO_VERIFY_LEAF_SIGNATURE':
+    case 'UNABLE_TO_GET_ISSUER_CERT':
+    case 'UNABLE_TO_GET_ISSUER_CERT_LOCALLY':
+    case 'SELF_SIGNED_CERT_IN_CHAIN':
+    case 'DEPTH_ZERO_SELF_SIGNED_CERT':
+    case 'CERT_SIGNATURE_FAILURE':
+      return 'tls: failed to verify certificate: x509: certificate signed by unknown authority';
+    case 'CERT_HAS_EXPIRED':
+    case 'CERT_NOT_YET_VALID':
+      return 'tls: failed to verify certificate: x509: certificate has expired or is not yet valid';
+    case 'ERR_TLS_CERT_ALTNAME_INVALID':
+      return `tls: failed to verify certificate: x509: certificate is not valid for ${servername}`;
+    default:
+      return error.message;
+  }
+}
+
+/**
+ * POSTs `review` and resolves with the decoded answer of a 200; rejects with a WebhookCallError
+ * (`failed to call webhook: …`, upstream's wording) on any other outcome.
+ */
+export function callWebhook(config: WebhookClientConfig, review: unknown, timeoutMs: number, resolve: ServiceResolver = clusterServiceResolver): Promise<unknown> {
+  const target = webhookTarget(config, timeoutMs, resolve);
+  const post = `Post "${target.url.href}"`;
+  const ca = config.caBundle ? Buffer.from(config.caBundle, 'base64').toString('utf8') : undefined;
+  const body = Buffer.from(JSON.stringify(review));
+  return new Promise((resolvePromise, reject) => {
+    let settled = false;
+    const fail = (message: string) => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      reject(new WebhookCallError(`failed to call webhook: ${message}`));
+    };
+    const request = https.request(
+      {
+        host: target.host,
+        port: target.port,
+        servername: /^[\d.]+$|:/.test(target.servername) ? undefined : target.servername,
+        path: `${target.url.pathname}${target.url.search}`,
+        method: 'POST',
+        // Verification is never skipped: the caBundle when given, else Node's (system) roots.
+        ...(ca ? { ca } : {}),
+        rejectUnauthorized: true,
+        agent: false,
+        headers: { 'Content-Type': 'application/json', Accept: 'application/json', 'Content-Length': body.length },
+      },
+      (response) => {
+        const chunks: Buffer[] = [];
+        let size = 0;
+        response.on('data', (chunk: Buffer) => {
+          size += chunk.length;
+          if (size > MAX_RESPONSE_BYTES) {
+            fail(`${post}: the response is larger than ${MAX_RESPONSE_BYTES} bytes`);
+            request.destroy();
+            return;
+          }
+          chunks.push(chunk);
+        });
+        response.on('error', (error) => fail(`${post}: ${error.message}`));
+        response.on('end', () => {
+          if (settled) return;
+          const text = Buffer.concat(chunks).toString('utf8');
+          const code = response.statusCode ?? 0;
+          if (code < 200 || code > 299) {
+            fail(text.trim() ? `an error on the server (${JSON.stringify(text.trim().slice(0, 1024))}) has prevented the request from succeeding` : `the server responded with the status code ${code} but did not return more information`);
+            return;
+          }
+          let decoded: unknown;
+          try {
+            decoded = JSON.parse(text);
+          } catch (error) {
+            fail(`${post}: the answer is not JSON: ${(error as Error).message}`);
+            return;
+          }
+          settled = true;
+          clearTimeout(timer);
+          resolvePromise(decoded);
+        });
+      },
+    );
+    const timer = setTimeout(() => {
+      fail(`${post}: context deadline exceeded`);
+      request.destroy();
+    }, timeoutMs);
+    request.on('error', (error: NodeJS.ErrnoException) => fail(`${post}: ${describeFailure(error, target.host, target.port, target.servername)}`));
+    request.end(body);
+  });
+}

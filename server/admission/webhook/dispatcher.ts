@@ -1,0 +1,482 @@
+/**
+ * The MutatingAdmissionWebhook and ValidatingAdmissionWebhook plugins, as
+ * k8s.io/apiserver/pkg/admission/plugin/webhook (generic.Webhook.ShouldCallHook, the mutating and
+ * validating dispatchers): for each write, the webhooks whose rules match (matchPolicy Equivalent
+ * also matching the kind's other served versions, the object then converted to that version),
+ * whose namespaceSelector, objectSelector and matchConditions hold, are sent an
+ * `admission.k8s.io/v1` AdmissionReview. Mutating webhooks run in order (their JSON patches
+ * applied, pruned, defaulted and validated again, reinvoked once under `reinvocationPolicy:
+ * IfNeeded`); validating webhooks run in parallel after validation. Refusals, call failures
+ * (failurePolicy), dry-run refusals (sideEffects) and warnings are worded and surfaced as upstream.
+ *
+ * Not done: matchConditions have no `authorizer` variable; audit annotations are not recorded;
+ * the in-tree plugins are not reinvoked after a webhook's change (only webhooks are).
+ */
+import { randomUUID } from 'node:crypto';
+import { applyPatch, type Operation } from 'fast-json-patch';
+import { CEL_PER_CALL_COST_LIMIT, CelMeter, isCelError } from '../../../apis/cel';
+import type { ApiGroupDefinition } from '../../../apis/types';
+import { StatusError, errors, type Status } from '../../status';
+import { compileVersionCel, validateCelRules, type CelValidator } from '../../registry/cel';
+import { KindCodec } from '../../registry/codec';
+import { pruneObjectMeta, validateObjectMeta } from '../../registry/metadata';
+import type { ApiRules, KubeObject } from '../../registry/rules';
+import { pruneAndDefault, validateAgainstSchema } from '../../registry/schema';
+import type { AdmissionAttributes, AdmissionOperation, AdmissionPlugin } from '../types';
+import { clusterServiceResolver, callWebhook, WebhookCallError, type ServiceResolver } from './client';
+import type { CompiledWebhook, Labels, RuleWithOperations } from './configuration';
+import type { NamespaceLabels, WarnLogger, WebhookSource } from './source';
+
+export interface WebhookAdmissionOptions {
+  readonly api: ApiGroupDefinition;
+  /** The kinds' conversion and defaulting rules (e.g. wardle's): conversion for Equivalent matches, defaulting after a patch. @default - the definition alone */
+  readonly rules?: ApiRules;
+  readonly mutating: WebhookSource;
+  readonly validating: WebhookSource;
+  readonly namespaces: NamespaceLabels;
+  /** Where `service` references are dialled. @default `<name>.<namespace>.svc:<port>` */
+  readonly resolveService?: ServiceResolver;
+  /** How long a write waits for the first lists (upstream's WaitForReady: 10 s) before 403 `not yet ready to handle request`. @default 10000 */
+  readonly readyTimeoutMs?: number;
+  readonly logger?: WarnLogger;
+}
+
+/** The kind, resource and version a webhook is called with. */
+interface Invocation {
+  readonly webhook: CompiledWebhook;
+  readonly version: string;
+}
+
+/** One kind's codec and each served version's compiled x-kubernetes-validations. */
+interface KindEntry {
+  readonly codec: KindCodec;
+  readonly cel: ReadonlyMap<string, CelValidator | undefined>;
+}
+
+const SERVED_OPERATIONS: readonly AdmissionOperation[] = ['CREATE', 'UPDATE', 'DELETE'];
+
+function jsonEqual(a: unknown, b: unknown): boolean {
+  if (a === b) return true;
+  if (typeof a !== 'object' || typeof b !== 'object' || a === null || b === null || Array.isArray(a) !== Array.isArray(b)) return false;
+  if (Array.isArray(a)) return a.length === (b as unknown[]).length && a.every((v, i) => jsonEqual(v, (b as unknown[])[i]));
+  const ak = Object.keys(a).filter((k) => (a as Record<string, unknown>)[k] !== undefined);
+  const bk = Object.keys(b).filter((k) => (b as Record<string, unknown>)[k] !== undefined);
+  return ak.length === bk.length && ak.every((k) => jsonEqual((a as Record<string, unknown>)[k], (b as Record<string, unknown>)[k]));
+}
+
+/** Upstream's NewInternalError: `Internal error occurred: <message>`, the message also its cause. */
+function internalError(message: string): StatusError {
+  const base = errors.internal(message).status;
+  return new StatusError({ ...base, details: { causes: [{ message }] } });
+}
+
+/** The name admission errors quote: the name, else the generateName, else `Unknown` (admission.extractResourceName). */
+function admissionName(attributes: AdmissionAttributes): string {
+  if (attributes.name) return attributes.name;
+  const metadata = ((attributes.object ?? attributes.oldObject)?.metadata ?? {}) as { name?: unknown; generateName?: unknown };
+  if (typeof metadata.name === 'string' && metadata.name) return metadata.name;
+  if (typeof metadata.generateName === 'string' && metadata.generateName) return metadata.generateName;
+  return 'Unknown';
+}
+
+function labelsOf(object: Readonly<Record<string, unknown>> | undefined): Labels | undefined {
+  if (!object) return undefined;
+  const labels = (object.metadata as { labels?: unknown } | undefined)?.labels;
+  return typeof labels === 'object' && labels !== null ? (labels as Labels) : {};
+}
+
+/** rules.Matcher: operation, group, version, resource (with subresource) and scope. */
+function ruleMatches(rule: RuleWithOperations, attributes: AdmissionAttributes, version: string): boolean {
+  const any = (values: readonly string[] | undefined, value: string) => (values ?? []).some((v) => v === '*' || v === value);
+  if (!any(rule.operations, attributes.operation)) return false;
+  if (!any(rule.apiGroups, attributes.group)) return false;
+  if (!any(rule.apiVersions, version)) return false;
+  const resourceMatches = (rule.resources ?? []).some((entry) => {
+    const slash = entry.indexOf('/');
+    const [resource, subresource] = slash < 0 ? [entry, ''] : [entry.slice(0, slash), entry.slice(slash + 1)];
+    return (resource === '*' || resource === attributes.resource) && (subresource === '*' || subresource === attributes.subresource);
+  });
+  if (!resourceMatches) return false;
+  switch (rule.scope ?? '*') {
+    case 'Cluster':
+      return attributes.namespace === '';
+    case 'Namespaced':
+      return attributes.namespace !== '';
+    default:
+      return true;
+  }
+}
+
+/** A JSON value as CEL input: integers as int, objects as maps. */
+function celInput(value: unknown): unknown {
+  if (value === undefined || value === null) return null;
+  if (typeof value === 'number') return Number.isInteger(value) ? BigInt(value) : value;
+  if (Array.isArray(value)) return value.map(celInput);
+  if (typeof value === 'object') return new Map(Object.entries(value).filter(([, v]) => v !== undefined).map(([k, v]) => [k, celInput(v)]));
+  return value;
+}
+
+/** Replaces `target`'s content with `source`'s, keeping the `metadata` object itself (the store holds a reference to it). */
+function replaceInPlace(target: Record<string, unknown>, source: Record<string, unknown>): void {
+  const metadata = target.metadata as Record<string, unknown> | undefined;
+  for (const key of Object.keys(target)) if (key !== 'metadata') delete target[key];
+  for (const [key, value] of Object.entries(source)) if (key !== 'metadata') target[key] = value;
+  const sourceMeta = (source.metadata ?? {}) as Record<string, unknown>;
+  if (metadata && typeof metadata === 'object') {
+    for (const key of Object.keys(metadata)) delete metadata[key];
+    Object.assign(metadata, sourceMeta);
+  } else {
+    target.metadata = sourceMeta;
+  }
+}
+
+class WebhookDispatcher {
+  private readonly kinds = new Map<string, KindEntry>();
+  private readonly resolveService: ServiceResolver;
+  private readonly readyTimeoutMs: number;
+
+  constructor(private readonly options: WebhookAdmissionOptions) {
+    for (const kind of options.api.kinds) {
+      const codec = new KindCodec(options.api.group, kind, options.rules?.[kind.kind]);
+      const cel = new Map(kind.versions.filter((v) => v.served).map((v) => [v.name, compileVersionCel(kind.kind, v)] as const));
+      this.kinds.set(kind.kind, { codec, cel });
+    }
+    this.resolveService = options.resolveService ?? clusterServiceResolver;
+    this.readyTimeoutMs = options.readyTimeoutMs ?? 10_000;
+  }
+
+  private kindOf(attributes: AdmissionAttributes): KindEntry | undefined {
+    return attributes.group === this.options.api.group ? this.kinds.get(attributes.kind) : undefined;
+  }
+
+  /** WaitForReady: the configurations (and namespaces) listed once, within the bound; else 403. */
+  async waitForReady(source: WebhookSource, attributes: AdmissionAttributes): Promise<void> {
+    const ready = () => source.hasSynced() && this.options.namespaces.hasSynced();
+    const deadline = Date.now() + this.readyTimeoutMs;
+    while (!ready()) {
+      if (Date.now() >= deadline) {
+        throw errors.forbiddenByAdmission({ group: attributes.group, resource: attributes.resource }, admissionName(attributes), 'not yet ready to handle request');
+      }
+      await new Promise((resolve) => setTimeout(resolve, 50));
+    }
+  }
+
+  /**
+   * ShouldCallHook: selectors, then the rules against the request's version, then (Equivalent)
+   * against the kind's other served versions, then matchConditions over the object in the
+   * matched version. Undefined when the webhook is not to be called.
+   */
+  async invocationFor(webhook: CompiledWebhook, attributes: AdmissionAttributes, kind: KindEntry): Promise<Invocation | undefined> {
+    const namespaceMatch = await this.matchNamespace(webhook, attributes);
+    if (namespaceMatch === false) return undefined;
+    let objectMatch: boolean | StatusError;
+    if (webhook.objectSelector instanceof Error) objectMatch = internalError(webhook.objectSelector.message);
+    else {
+      const selector = webhook.objectSelector;
+      const labels = [labelsOf(attributes.object), labelsOf(attributes.oldObject)].filter((l): l is Labels => l !== undefined);
+      objectMatch = labels.some((l) => selector(l));
+    }
+    if (objectMatch === false) return undefined;
+
+    const rules = webhook.spec.rules ?? [];
+    let version: string | undefined = rules.some((rule) => ruleMatches(rule, attributes, attributes.version)) ? attributes.version : undefined;
+    if (version === undefined && webhook.matchPolicy === 'Equivalent') {
+      const others = kind.codec.definition.versions.filter((v) => v.served && v.name !== attributes.version).map((v) => v.name);
+      outer: for (const rule of rules) {
+        for (const other of others) {
+          if (ruleMatches(rule, attributes, other)) {
+            version = other;
+            break outer;
+          }
+        }
+      }
+    }
+    if (version === undefined) return undefined;
+    if (namespaceMatch instanceof StatusError) throw namespaceMatch;
+    if (objectMatch instanceof StatusError) throw objectMatch;
+
+    if (webhook.matchConditions instanceof Error || webhook.matchConditions.length > 0) {
+      const matched = this.evaluateMatchConditions(webhook, attributes, kind, version);
+      if (matched instanceof Error) {
+        if (webhook.failurePolicy === 'Ignore') return undefined;
+        throw errors.forbiddenByAdmission({ group: attributes.group, resource: attributes.resource }, admissionName(attributes), matched.message);
+      }
+      if (!matched) return undefined;
+    }
+    return { webhook, version };
+  }
+
+  /** MatchNamespaceSelector: cluster-scoped objects always match; a missing namespace is 404. */
+  private async matchNamespace(webhook: CompiledWebhook, attributes: AdmissionAttributes): Promise<boolean | StatusError> {
+    if (attributes.namespace === '') return true;
+    const selector = webhook.namespaceSelector;
+    if (selector instanceof Error) return internalError(selector.message);
+    const spec = webhook.spec.namespaceSelector;
+    if (Object.keys(spec?.matchLabels ?? {}).length === 0 && (spec?.matchExpressions ?? []).length === 0) return true;
+    try {
+      const labels = await this.options.namespaces.labels(attributes.namespace);
+      if (labels === undefined) return errors.notFound({ group: '', resource: 'namespaces' }, attributes.namespace);
+      return selector(labels);
+    } catch (error) {
+      return error instanceof StatusError ? error : internalError((error as Error).message);
+    }
+  }
+
+  /** True when every condition is true, false when one is false, else the errors (upstream's matcher). */
+  private evaluateMatchConditions(webhook: CompiledWebhook, attributes: AdmissionAttributes, kind: KindEntry, version: string): boolean | Error {
+    if (webhook.matchConditions instanceof Error) return webhook.matchConditions;
+    const bindings = {
+      object: celInput(this.versioned(kind, attributes.object, version)),
+      oldObject: celInput(this.versioned(kind, attributes.oldObject, version)),
+      request: celInput(this.request(attributes, kind, version, '', false)),
+    };
+    const problems: string[] = [];
+    for (const condition of webhook.matchConditions) {
+      const meter = new CelMeter(CEL_PER_CALL_COST_LIMIT);
+      let result: unknown;
+      try {
+        result = condition.program.evaluate(bindings as never, meter);
+      } catch (error) {
+        result = error;
+      }
+      if (result === false) return false;
+      if (result === true) continue;
+      const why = isCelError(result as never) || result instanceof Error ? (result as Error).message : `expected bool, got ${typeof result}`;
+      problems.push(`matchCondition "${condition.name}": ${meter.exceeded ? 'operation cancelled: actual cost limit exceeded' : why}`);
+    }
+    return problems.length > 0 ? new Error(problems.join(', ')) : true;
+  }
+
+  /** A stored-version object in `version` (a copy). */
+  versioned(kind: KindEntry, object: Readonly<Record<string, unknown>> | undefined, version: string): KubeObject | null {
+    if (!object) return null;
+    return structuredClone(kind.codec.fromStorage(object, version)) as KubeObject;
+  }
+
+  /** The AdmissionRequest, without its objects. */
+  private request(attributes: AdmissionAttributes, kind: KindEntry, version: string, uid: string, withObjects: boolean, object?: KubeObject | null, oldObject?: KubeObject | null): Record<string, unknown> {
+    const group = attributes.group;
+    const user = attributes.user;
+    const options = attributes.options ?? {
+      kind: attributes.operation === 'CREATE' ? 'CreateOptions' : attributes.operation === 'UPDATE' ? 'UpdateOptions' : 'DeleteOptions',
+      apiVersion: 'meta.k8s.io/v1',
+      ...(attributes.dryRun ? { dryRun: ['All'] } : {}),
+    };
+    return {
+      uid,
+      kind: { group, version, kind: kind.codec.kind },
+      resource: { group, version, resource: attributes.resource },
+      ...(attributes.subresource ? { subResource: attributes.subresource } : {}),
+      requestKind: { group, version: attributes.version, kind: kind.codec.kind },
+      requestResource: { group, version: attributes.version, resource: attributes.resource },
+      ...(attributes.subresource ? { requestSubResource: attributes.subresource } : {}),
+      ...(attributes.name ? { name: attributes.name } : {}),
+      ...(attributes.namespace ? { namespace: attributes.namespace } : {}),
+      operation: attributes.operation,
+      userInfo: {
+        username: user.name,
+        ...(user.uid ? { uid: user.uid } : {}),
+        ...(user.groups.length > 0 ? { groups: [...user.groups] } : {}),
+        ...(Object.keys(user.extra).length > 0 ? { extra: Object.fromEntries(Object.entries(user.extra).map(([k, v]) => [k, [...v]])) } : {}),
+      },
+      ...(withObjects ? { object: object ?? null, oldObject: oldObject ?? null } : {}),
+      dryRun: attributes.dryRun,
+      options,
+    };
+  }
+
+  /**
+   * Sends the review and checks the answer (VerifyAdmissionResponse); a failed call is returned
+   * as the WebhookCallError for the caller to apply the failurePolicy.
+   */
+  async call(invocation: Invocation, attributes: AdmissionAttributes, kind: KindEntry, mutating: boolean, object: KubeObject | null): Promise<Record<string, unknown>> {
+    const { webhook } = invocation;
+    if (attributes.dryRun && !(webhook.sideEffects === 'None' || webhook.sideEffects === 'NoneOnDryRun')) {
+      if (webhook.sideEffects === undefined) throw errors.badRequest('Webhook SideEffects is nil');
+      throw errors.badRequest(`admission webhook "${webhook.spec.name}" does not support dry run`);
+    }
+    const reviewVersions = webhook.spec.admissionReviewVersions ?? ['v1'];
+    if (!reviewVersions.includes('v1')) throw new WebhookCallError('could not create admission objects: webhook does not accept known AdmissionReview versions (v1)');
+    const uid = randomUUID();
+    const review = {
+      apiVersion: 'admission.k8s.io/v1',
+      kind: 'AdmissionReview',
+      request: this.request(attributes, kind, invocation.version, uid, true, object, this.versioned(kind, attributes.oldObject, invocation.version)),
+    };
+    const answer = (await callWebhook(webhook.spec.clientConfig, review, webhook.timeoutMs, this.resolveService)) as Record<string, unknown>;
+    const response = answer.response as Record<string, unknown> | undefined;
+    if (!response || typeof response !== 'object') throw new WebhookCallError('webhook response was absent');
+    if (response.uid !== uid) throw new WebhookCallError(`expected response.uid=${JSON.stringify(uid)}, got ${JSON.stringify(response.uid ?? '')}`);
+    if (answer.apiVersion !== 'admission.k8s.io/v1' || answer.kind !== 'AdmissionReview') {
+      const group = typeof answer.apiVersion === 'string' ? answer.apiVersion : '';
+      throw new WebhookCallError(`expected webhook response of admission.k8s.io/v1, Kind=AdmissionReview, got ${group}, Kind=${String(answer.kind ?? '')}`);
+    }
+    const hasPatch = typeof response.patch === 'string' && response.patch !== '';
+    if (mutating) {
+      if (hasPatch && response.patchType === undefined) throw new WebhookCallError('webhook returned response.patch but not response.patchType');
+      if (!hasPatch && response.patchType !== undefined) throw new WebhookCallError('webhook returned response.patchType but not response.patch');
+      if (response.patchType === '') throw new WebhookCallError('webhook returned invalid response.patchType of ""');
+    } else {
+      if (hasPatch) throw new WebhookCallError('validating webhook may not return response.patch');
+      if (response.patchType !== undefined) throw new WebhookCallError('validating webhook may not return response.patchType');
+    }
+    if (Array.isArray(response.warnings) && attributes.warnings) {
+      for (const warning of response.warnings) if (typeof warning === 'string' && warning.trim() !== '') attributes.warnings.push(warning);
+    }
+    if (response.allowed !== true) throw denial(webhook.spec.name, response.status);
+    return response;
+  }
+
+  /** Runs a call, applying the failurePolicy to a failed call (`failed calling webhook "x": …`). */
+  async withFailurePolicy<T>(webhook: CompiledWebhook, run: () => Promise<T>): Promise<T | undefined> {
+    try {
+      return await run();
+    } catch (error) {
+      if (!(error instanceof WebhookCallError)) throw error;
+      const message = `failed calling webhook "${webhook.spec.name}": ${error.message}`;
+      if (webhook.failurePolicy === 'Ignore') {
+        this.options.logger?.warn({ webhook: webhook.spec.name, err: error.message }, 'Failed calling webhook, failing open');
+        return undefined;
+      }
+      throw internalError(message);
+    }
+  }
+
+  // ---- mutating -------------------------------------------------------------------------------
+
+  async admit(attributes: AdmissionAttributes): Promise<void> {
+    const kind = this.kindOf(attributes);
+    if (!kind) return;
+    await this.waitForReady(this.options.mutating, attributes);
+    const webhooks = this.options.mutating.webhooks();
+    // Reinvocation (webhookReinvokeContext): IfNeeded webhooks called before a change are called once more.
+    let previouslyInvoked = new Set<string>();
+    const reinvoke = new Set<string>();
+    for (const round of [0, 1]) {
+      if (round === 1 && reinvoke.size === 0) return;
+      for (const webhook of webhooks) {
+        if (round === 1 && !reinvoke.has(webhook.uid)) continue;
+        const invocation = await this.invocationFor(webhook, attributes, kind);
+        if (!invocation) continue;
+        const changed = await this.callMutating(invocation, attributes, kind);
+        if (changed && round === 0) {
+          for (const uid of previouslyInvoked) reinvoke.add(uid);
+          previouslyInvoked = new Set();
+        }
+        if (webhook.reinvoke && round === 0) previouslyInvoked.add(webhook.uid);
+      }
+    }
+  }
+
+  /** Calls one mutating webhook and applies its patch; true when the object changed. */
+  private async callMutating(invocation: Invocation, attributes: AdmissionAttributes, kind: KindEntry): Promise<boolean> {
+    const { webhook, version } = invocation;
+    const object = this.versioned(kind, attributes.object, version);
+    const response = await this.withFailurePolicy(webhook, () => this.call(invocation, attributes, kind, true, object));
+    if (!response || typeof response.patch !== 'string' || response.patch === '') return false;
+    if (response.patchType !== 'JSONPatch') {
+      return (await this.withFailurePolicy(webhook, async () => {
+        throw new WebhookCallError(`unsupported patch type ${JSON.stringify(response.patchType)}`);
+      })) as never;
+    }
+    let operations: Operation[];
+    try {
+      operations = JSON.parse(Buffer.from(response.patch, 'base64').toString('utf8')) as Operation[];
+      if (!Array.isArray(operations)) throw new Error('a JSON patch must be an array of operations');
+    } catch (error) {
+      throw internalError((error as Error).message);
+    }
+    if (operations.length === 0) return false;
+    if (!object || !attributes.object) throw internalError(`admission webhook "${webhook.spec.name}" attempted to modify the object, which is not supported for this operation`);
+    let patched: KubeObject;
+    try {
+      patched = applyPatch(structuredClone(object), operations, true, false).newDocument;
+    } catch (error) {
+      throw internalError((error as Error).message);
+    }
+    if (typeof patched !== 'object' || patched === null || Array.isArray(patched)) throw internalError('the patched object is not a JSON object');
+    this.validatePatched(attributes, kind, version, patched);
+    if (jsonEqual(patched, object)) return false;
+    replaceInPlace(attributes.object, kind.codec.convert(patched, version, kind.codec.storageVersion) as Record<string, unknown>);
+    return true;
+  }
+
+  /**
+   * The patched object goes through what a written object goes through (pruning, defaulting, the
+   * schema, ObjectMeta and CEL rules): the store validated the object before admission, so a
+   * webhook's change is validated here (422, as the store words it).
+   */
+  private validatePatched(attributes: AdmissionAttributes, kind: KindEntry, version: string, patched: KubeObject): void {
+    const schemaVersion = kind.codec.version(version);
+    if (!schemaVersion) throw internalError(`version "${version}" of ${kind.codec.kind} is not served`);
+    const meta = (typeof patched.metadata === 'object' && patched.metadata !== null ? patched.metadata : (patched.metadata = {})) as Record<string, unknown>;
+    if (attributes.namespace !== '' && meta.namespace !== attributes.namespace) {
+      throw errors.badRequest('the namespace of the provided object does not match the namespace sent on the request');
+    }
+    pruneObjectMeta(meta);
+    pruneAndDefault(patched as never, schemaVersion.schema);
+    kind.codec.rules.default?.(patched, version);
+    const oldMeta = (attributes.oldObject?.metadata ?? undefined) as Record<string, unknown> | undefined;
+    const problems = [...validateObjectMeta(meta, { namespaced: kind.codec.namespaced }, oldMeta), ...validateAgainstSchema(patched as never, schemaVersion.schema)];
+    const old = this.versioned(kind, attributes.oldObject, version) ?? undefined;
+    if (problems.length === 0) problems.push(...validateCelRules(kind.cel.get(version), patched, old));
+    if (problems.length > 0) {
+      const name = typeof meta.name === 'string' && meta.name ? meta.name : typeof meta.generateName === 'string' ? meta.generateName : '';
+      throw errors.invalid(kind.codec.kind, kind.codec.group, name, problems);
+    }
+  }
+
+  // ---- validating -----------------------------------------------------------------------------
+
+  async validate(attributes: AdmissionAttributes): Promise<void> {
+    const kind = this.kindOf(attributes);
+    if (!kind) return;
+    await this.waitForReady(this.options.validating, attributes);
+    const invocations: Invocation[] = [];
+    for (const webhook of this.options.validating.webhooks()) {
+      const invocation = await this.invocationFor(webhook, attributes, kind);
+      if (invocation) invocations.push(invocation);
+    }
+    // All at once, as upstream's validating dispatcher; the first refusal in webhook order is answered.
+    const outcomes = await Promise.all(
+      invocations.map((invocation) =>
+        this.withFailurePolicy(invocation.webhook, () => this.call(invocation, attributes, kind, false, this.versioned(kind, attributes.object, invocation.version))).then(
+          () => undefined,
+          (error: unknown) => error,
+        ),
+      ),
+    );
+    const failure = outcomes.find((outcome) => outcome !== undefined);
+    if (failure !== undefined) throw failure;
+  }
+}
+
+/** webhookerrors.ToStatusErr: the webhook's status, its message prefixed, at least 400. */
+function denial(webhookName: string, result: unknown): StatusError {
+  const status = (typeof result === 'object' && result !== null ? result : {}) as Partial<Status> & { code?: number; details?: Status['details'] };
+  const deniedBy = `admission webhook "${webhookName}" denied the request`;
+  const message = typeof status.message === 'string' && status.message !== '' ? `${deniedBy}: ${status.message}` : typeof status.reason === 'string' && status.reason !== '' ? `${deniedBy}: ${status.reason}` : `${deniedBy} without explanation`;
+  const code = typeof status.code === 'number' && status.code >= 400 ? status.code : 403;
+  return new StatusError({
+    kind: 'Status',
+    apiVersion: 'v1',
+    metadata: {},
+    status: 'Failure',
+    message,
+    reason: typeof status.reason === 'string' ? status.reason : '',
+    ...(status.details && typeof status.details === 'object' ? { details: status.details } : {}),
+    code,
+  });
+}
+
+/**
+ * The two plugins, MutatingAdmissionWebhook and ValidatingAdmissionWebhook, sharing one
+ * dispatcher (its codecs and compiled rules).
+ */
+export function webhookAdmission(options: WebhookAdmissionOptions): { readonly mutating: AdmissionPlugin; readonly validating: AdmissionPlugin } {
+  const dispatcher = new WebhookDispatcher(options);
+  return {
+    mutating: { name: 'MutatingAdmissionWebhook', operations: SERVED_OPERATIONS, admit: (attributes) => dispatcher.admit(attributes) },
+    validating: { name: 'ValidatingAdmissionWebhook', operations: SERVED_OPERATIONS, validate: (attributes) => dispatcher.validate(attributes) },
+  };
+}
