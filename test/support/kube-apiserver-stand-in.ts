@@ -1,6 +1,7 @@
 /**
  * A local HTTPS stand-in of kube-apiserver holding a whole installation, for tools that read a
- * cluster (doctor): GET of any stored object, lists with labelSelector, pod logs, /version,
+ * cluster (doctor) or watch it (admission webhooks): GET of any stored object, lists with
+ * labelSelector, watches from a resourceVersion, pod logs, /version,
  * aggregated discovery documents, and SubjectAccessReviews decided by evaluating the stored RBAC
  * objects as the RBAC authorizer does (bindings → roles → rules, resourceNames). Callers
  * authenticate with a bearer token it knows; anything else is 401. Every request is recorded, so
@@ -46,6 +47,8 @@ const RESOURCES: Record<string, string> = {
   APIService: 'apiservices',
   EndpointSlice: 'endpointslices',
   CronJob: 'cronjobs',
+  MutatingWebhookConfiguration: 'mutatingwebhookconfigurations',
+  ValidatingWebhookConfiguration: 'validatingwebhookconfigurations',
 };
 
 const KINDS_OF_RESOURCES = new Map(Object.entries(RESOURCES).map(([kind, resource]) => [resource, kind]));
@@ -98,6 +101,9 @@ export class KubeApiServerStandIn {
   readonly logs = new Map<string, { current: string; previous?: string }>();
 
   private readonly objects = new Map<string, StoredObject>();
+  /** Every change, for watches that start from a resourceVersion. */
+  private readonly changes: { readonly rv: number; readonly type: 'ADDED' | 'MODIFIED' | 'DELETED'; readonly object: StoredObject }[] = [];
+  private readonly watchers = new Set<{ readonly matches: (object: StoredObject) => boolean; readonly res: ServerResponse }>();
   private readonly server: https.Server;
   private readonly sockets = new Set<Socket>();
   private rv = 1000;
@@ -152,7 +158,9 @@ export class KubeApiServerStandIn {
       creationTimestamp: (stored.metadata.creationTimestamp as string | undefined) ?? new Date().toISOString().replace(/\.\d+Z$/, 'Z'),
       managedFields: [{ manager: 'kubectl', operation: 'Apply', apiVersion: object.apiVersion, time: new Date().toISOString().replace(/\.\d+Z$/, 'Z') }],
     };
-    this.objects.set(key(object.apiVersion, resource, object.metadata.namespace, object.metadata.name), stored);
+    const objectKey = key(object.apiVersion, resource, object.metadata.namespace, object.metadata.name);
+    this.changed(this.objects.has(objectKey) ? 'MODIFIED' : 'ADDED', stored);
+    this.objects.set(objectKey, stored);
     return stored;
   }
 
@@ -171,6 +179,13 @@ export class KubeApiServerStandIn {
   remove(kind: string, name: string, namespace?: string): void {
     const found = this.get(kind, name, namespace);
     this.objects.delete(key(found.apiVersion, RESOURCES[kind], namespace, name));
+    this.changed('DELETED', { ...found, metadata: { ...found.metadata, resourceVersion: String(++this.rv) } });
+  }
+
+  /** Records a change and sends it to the watches it matches. */
+  private changed(type: 'ADDED' | 'MODIFIED' | 'DELETED', object: StoredObject): void {
+    this.changes.push({ rv: Number(object.metadata.resourceVersion), type, object });
+    for (const watcher of this.watchers) if (watcher.matches(object)) watcher.res.write(`${JSON.stringify({ type, object })}\n`);
   }
 
   /** Writes a kubeconfig for the stand-in: a bearer token, or an exec credential plugin; its cluster and user are named after the context, so that files merge. */
@@ -263,6 +278,17 @@ export class KubeApiServerStandIn {
     const kind = KINDS_OF_RESOURCES.get(resource);
     if (!kind) {
       this.reply(res, 404, statusBody(404, 'NotFound', 'the server could not find the requested resource'));
+      return;
+    }
+    if (name === undefined && (url.searchParams.get('watch') === '1' || url.searchParams.get('watch') === 'true')) {
+      // A watch: the changes after the resourceVersion asked for, then each change as it happens.
+      const from = Number(url.searchParams.get('resourceVersion') || String(this.rv));
+      const matches = (o: StoredObject) => o.apiVersion === apiVersion && o.kind === kind && (namespace === undefined || o.metadata.namespace === namespace);
+      res.writeHead(200, { 'Content-Type': 'application/json', 'Transfer-Encoding': 'chunked' });
+      for (const change of this.changes) if (change.rv > from && matches(change.object)) res.write(`${JSON.stringify({ type: change.type, object: change.object })}\n`);
+      const watcher = { matches, res };
+      this.watchers.add(watcher);
+      res.on('close', () => this.watchers.delete(watcher));
       return;
     }
     if (name === undefined) {

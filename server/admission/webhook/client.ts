@@ -29,7 +29,7 @@ export class WebhookCallError extends Error {
 }
 
 /** The URL a webhook is called at (shown in errors) and where its connection goes. */
-export function webhookTarget(config: WebhookClientConfig, timeoutMs: number, resolve: ServiceResolver): { url: URL; host: string; port: number; servername: string } {
+export function webhookTarget(config: WebhookClientConfig, timeoutMs: number, resolve: ServiceResolver): { url: URL; shown: string; host: string; port: number; servername: string } {
   let url: URL;
   let host: string;
   let port: number;
@@ -47,7 +47,9 @@ export function webhookTarget(config: WebhookClientConfig, timeoutMs: number, re
   }
   if (url.protocol !== 'https:') throw new WebhookCallError(`webhook URL ${JSON.stringify(config.url)} must use the https scheme`);
   url.searchParams.set('timeout', `${Math.round(timeoutMs / 1000)}s`);
-  return { url, host, port, servername: url.hostname.replace(/^\[|\]$/g, '') };
+  // Go names the port even when it is https' default (the service client's host is name.namespace.svc:port).
+  const shown = config.service !== undefined && url.port === '' ? url.href.replace(`//${url.host}`, `//${url.host}:443`) : url.href;
+  return { url, shown, host, port, servername: url.hostname.replace(/^\[|\]$/g, '') };
 }
 
 /** Go's wording of a failed dial or handshake, from Node's error. */
@@ -83,7 +85,7 @@ function describeFailure(error: NodeJS.ErrnoException, host: string, port: numbe
  */
 export function callWebhook(config: WebhookClientConfig, review: unknown, timeoutMs: number, resolve: ServiceResolver = clusterServiceResolver): Promise<unknown> {
   const target = webhookTarget(config, timeoutMs, resolve);
-  const post = `Post "${target.url.href}"`;
+  const post = `Post "${target.shown}"`;
   const ca = config.caBundle ? Buffer.from(config.caBundle, 'base64').toString('utf8') : undefined;
   const body = Buffer.from(JSON.stringify(review));
   return new Promise((resolvePromise, reject) => {
