@@ -1,5 +1,8 @@
+import { RE2JS } from '@bufbuild/re2';
 import type { JSONSchemaProps } from '../../apis/types';
 import { child, FieldError, fieldErrors, index } from './field-errors';
+import { matchesFormat } from './formats';
+import { labelValueProblems, qualifiedNameProblems } from './metadata';
 import { isObject } from './rules';
 
 /**
@@ -102,6 +105,7 @@ function validateValue(value: Json, schema: JSONSchemaProps, path: string, error
   if (typeof value === 'number') validateNumber(value, schema, path, errors);
   if (Array.isArray(value)) validateArray(value, schema, path, errors);
   if (isObject(value)) {
+    if (schema['x-kubernetes-embedded-resource'] === true) errors.push(...embeddedResourceProblems(value, path));
     for (const name of schema.required ?? []) {
       if (value[name] === undefined) errors.push(fieldErrors.required(child(path, name)));
     }
@@ -141,12 +145,148 @@ function validateString(value: string, schema: JSONSchemaProps, path: string, er
   if (schema.minLength !== undefined && [...value].length < schema.minLength) {
     errors.push(fieldErrors.invalid(path, value, `${path} in body should be at least ${schema.minLength} chars long`));
   }
-  if (schema.pattern !== undefined && !new RegExp(schema.pattern, 'u').test(value)) {
+  // Go's regexp (RE2), unanchored, as kube-openapi's pattern check; a pattern RE2 cannot compile is refused at start (apis/features.ts).
+  if (schema.pattern !== undefined && !compiledPattern(schema.pattern).test(value)) {
     errors.push(fieldErrors.invalid(path, value, `${path} in body should match '${schema.pattern}'`));
   }
-  if (schema.format === 'date-time' && Number.isNaN(Date.parse(value))) {
-    errors.push(fieldErrors.invalid(path, value, `${path} in body must be of type date-time: "${value}"`));
+  // errors.InvalidType(path, "body", format, value), as kube-openapi's FormatOf words it.
+  if (schema.format !== undefined && !matchesFormat(schema.format, value)) {
+    errors.push(fieldErrors.typeInvalid(path, value, `${path} in body must be of type ${schema.format}: ${JSON.stringify(value)}`));
   }
+}
+
+const PATTERN_CACHE_SIZE = 512;
+const patternCache = new Map<string, RE2JS>();
+
+function compiledPattern(pattern: string): RE2JS {
+  let compiled = patternCache.get(pattern);
+  if (compiled === undefined) {
+    compiled = RE2JS.compile(pattern);
+    if (patternCache.size >= PATTERN_CACHE_SIZE) patternCache.delete(patternCache.keys().next().value as string);
+    patternCache.set(pattern, compiled);
+  }
+  return compiled;
+}
+
+/** Go's `%#v` of a decoded JSON value, as field.Duplicate renders a map or a list. */
+function goSyntax(value: Json): string {
+  if (value === null || value === undefined) return 'interface {}(nil)';
+  if (Array.isArray(value)) return `[]interface {}{${value.map(goSyntax).join(', ')}}`;
+  if (isObject(value)) {
+    return `map[string]interface {}{${Object.keys(value).sort().map((k) => `${JSON.stringify(k)}:${goSyntax(value[k])}`).join(', ')}}`;
+  }
+  return typeof value === 'string' ? JSON.stringify(value) : String(value);
+}
+
+/** field.Duplicate's body: simple values printed plainly, strings quoted, maps and lists as Go syntax. */
+function duplicate(path: string, value: Json): FieldError {
+  const shown = value === null || value === undefined ? '"null"' : typeof value === 'string' ? JSON.stringify(value) : typeof value === 'object' ? goSyntax(value) : String(value);
+  return { type: 'FieldValueDuplicate', message: `Duplicate value: ${shown}`, field: path };
+}
+
+/** json.Marshal's text of a value: object keys sorted, so equal maps compare equal. */
+function canonicalJson(value: Json): string {
+  if (Array.isArray(value)) return `[${value.map(canonicalJson).join(',')}]`;
+  if (isObject(value)) return `{${Object.keys(value).sort().map((k) => `${JSON.stringify(k)}:${canonicalJson(value[k])}`).join(',')}}`;
+  return JSON.stringify(value) ?? 'undefined';
+}
+
+/** validateListSet: the indexes where an item appears for the second time (only the second, as upstream). */
+function secondAppearances(items: readonly Json[]): number[] {
+  const seen = new Map<string, number>();
+  const found: number[] = [];
+  items.forEach((item, i) => {
+    const identity = item === UNSPECIFIED ? '\u0000unspecified' : canonicalJson(item);
+    const times = seen.get(identity) ?? 0;
+    seen.set(identity, times + 1);
+    if (times === 1) found.push(i);
+  });
+  return found;
+}
+
+const UNSPECIFIED = Symbol('unspecified key');
+
+/**
+ * The uniqueness of `x-kubernetes-list-type: set` items and `map` keys, as apiextensions'
+ * listtype.ValidateListSetsAndMaps: a map list's items must be objects (or null).
+ */
+function listTypeProblems(value: readonly Json[], schema: JSONSchemaProps, path: string): FieldError[] {
+  const listType = schema['x-kubernetes-list-type'];
+  if (listType === 'set') return value.length <= 1 ? [] : secondAppearances(value).map((i) => duplicate(index(path, i), value[i]));
+  if (listType !== 'map') return [];
+  const notObject = value.findIndex((item) => item !== null && !isObject(item));
+  if (notObject >= 0) return [fieldErrors.invalid(index(path, notObject), value[notObject], 'must be an object for an array of list-type map')];
+  if (value.length <= 1) return [];
+  const keyFields = schema['x-kubernetes-list-map-keys'] ?? [];
+  if (keyFields.length === 1) {
+    const [keyField] = keyFields;
+    const keys = value.map((item) => (isObject(item) && item[keyField] !== undefined ? item[keyField] : UNSPECIFIED));
+    return secondAppearances(keys as Json[]).map((i) => duplicate(index(path, i), keys[i] === UNSPECIFIED ? {} : { [keyField]: keys[i] as Json }));
+  }
+  const keys = value.map((item) => Object.fromEntries(keyFields.filter((k) => isObject(item) && item[k] !== undefined).map((k) => [k, (item as Record<string, Json>)[k]])));
+  return secondAppearances(keys).map((i) => duplicate(index(path, i), keys[i]));
+}
+
+/** schema.ParseGroupVersion's objection, or undefined. */
+function groupVersionProblem(apiVersion: string): string | undefined {
+  if (apiVersion === '' || apiVersion === '/') return undefined;
+  const slashes = apiVersion.split('/').length - 1;
+  return slashes > 1 ? `unexpected GroupVersion string: ${apiVersion}` : undefined;
+}
+
+/** path.ValidatePathSegmentName's objections (prefix: a generateName). */
+function pathSegmentNameProblems(name: string, prefix: boolean): string[] {
+  const problems: string[] = [];
+  if (!prefix && (name === '.' || name === '..')) problems.push(`may not be '${name}'`);
+  for (const illegal of ['/', '%']) if (name.includes(illegal)) problems.push(`may not contain '${illegal}'`);
+  return problems;
+}
+
+/**
+ * An `x-kubernetes-embedded-resource` object, as apiextensions' objectmeta.validateEmbeddedResource:
+ * apiVersion and kind required strings (kind a mixed-case DNS-1035 label), metadata's names valid
+ * path segments, its namespace a DNS-1123 label, its labels valid.
+ */
+function embeddedResourceProblems(value: Record<string, Json>, path: string): FieldError[] {
+  const problems: FieldError[] = [];
+  if (!('apiVersion' in value)) problems.push(fieldErrors.required(child(path, 'apiVersion')));
+  if (!('kind' in value)) problems.push(fieldErrors.required(child(path, 'kind')));
+  const { apiVersion, kind, metadata } = value;
+  if ('apiVersion' in value) {
+    if (typeof apiVersion !== 'string') problems.push(fieldErrors.invalid(child(path, 'apiVersion'), apiVersion, 'must be a string'));
+    else if (apiVersion === '') problems.push(fieldErrors.required(child(path, 'apiVersion')));
+    else {
+      const problem = groupVersionProblem(apiVersion);
+      if (problem) problems.push(fieldErrors.invalid(child(path, 'apiVersion'), apiVersion, problem));
+    }
+  }
+  if ('kind' in value) {
+    if (typeof kind !== 'string') problems.push(fieldErrors.invalid(child(path, 'kind'), kind, 'must be a string'));
+    else if (kind === '') problems.push(fieldErrors.required(child(path, 'kind')));
+    else if (!/^[a-z]([-a-z0-9]*[a-z0-9])?$/.test(kind.toLowerCase()) || kind.length > 63) {
+      problems.push(fieldErrors.invalid(child(path, 'kind'), kind, "may have mixed case, but should otherwise match: a DNS-1035 label must consist of lower case alphanumeric characters or '-', start with an alphabetic character, and end with an alphanumeric character (e.g. 'my-name',  or 'abc-123', regex used for validation is '[a-z]([-a-z0-9]*[a-z0-9])?')"));
+    }
+  }
+  if (metadata !== undefined && isObject(metadata)) {
+    const metaPath = child(path, 'metadata');
+    for (const [field, prefix] of [['name', false], ['generateName', true]] as const) {
+      const name = metadata[field];
+      if (typeof name === 'string' && name !== '') for (const problem of pathSegmentNameProblems(name, prefix)) problems.push(fieldErrors.invalid(child(metaPath, field), name, problem));
+    }
+    const namespace = metadata.namespace;
+    if (typeof namespace === 'string' && namespace !== '' && !(namespace.length <= 63 && /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/.test(namespace))) {
+      problems.push(fieldErrors.invalid(child(metaPath, 'namespace'), namespace, "a lowercase RFC 1123 label must consist of lower case alphanumeric characters or '-', and must start and end with an alphanumeric character (e.g. 'my-name',  or '123-abc', regex used for validation is '[a-z0-9]([-a-z0-9]*[a-z0-9])?')"));
+    }
+    if (isObject(metadata.labels)) {
+      for (const [labelKey, labelValue] of Object.entries(metadata.labels)) {
+        for (const problem of qualifiedNameProblems(labelKey)) problems.push(fieldErrors.invalid(child(metaPath, 'labels'), labelKey, problem));
+        if (typeof labelValue === 'string') for (const problem of labelValueProblems(labelValue)) problems.push(fieldErrors.invalid(child(metaPath, 'labels'), labelValue, problem));
+      }
+    }
+  } else if (metadata !== undefined && metadata !== null) {
+    problems.push(fieldErrors.invalid(child(path, 'metadata'), metadata, 'must be an object'));
+  }
+  return problems;
 }
 
 function validateNumber(value: number, schema: JSONSchemaProps, path: string, errors: FieldError[]): void {
@@ -163,17 +303,6 @@ function validateArray(value: readonly Json[], schema: JSONSchemaProps, path: st
   if (schema.minItems !== undefined && value.length < schema.minItems) {
     errors.push(fieldErrors.invalid(path, value, `${path} in body should have at least ${schema.minItems} items`));
   }
-  const listType = schema['x-kubernetes-list-type'];
-  if (listType === 'set' || listType === 'map') {
-    const mapKeys = schema['x-kubernetes-list-map-keys'] ?? [];
-    const seen = new Set<string>();
-    value.forEach((item, i) => {
-      const identity = listType === 'set' ? JSON.stringify(item) : JSON.stringify(mapKeys.map((k) => (isObject(item) ? item[k] : undefined)));
-      if (seen.has(identity)) {
-        errors.push({ type: 'FieldValueDuplicate', message: `Duplicate value: ${listType === 'set' ? JSON.stringify(item) : identity}`, field: index(path, i) });
-      }
-      seen.add(identity);
-    });
-  }
+  errors.push(...listTypeProblems(value, schema, path));
   if (schema.items) value.forEach((item, i) => validateValue(item, schema.items!, index(path, i), errors));
 }
