@@ -1,12 +1,29 @@
 /**
  * Server-side apply's core: which manager owns which fields (`metadata.managedFields`), how an
  * applied configuration merges onto the live object, and when it conflicts. A port of
- * sigs.k8s.io/structured-merge-diff/v4 and k8s.io/apimachinery/pkg/util/managedfields/internal,
- * pure (no I/O): the registry calls `update()` on every ordinary write and `apply()` for
- * `application/apply-patch+yaml`.
+ * sigs.k8s.io/structured-merge-diff (fieldpath, typed, merge) and
+ * k8s.io/apimachinery/pkg/util/managedfields/internal (the chain of managers kube-apiserver
+ * builds in NewDefaultFieldManager), pure (no I/O): the registry calls `update()` on every
+ * ordinary write and `apply()` for `application/apply-patch+yaml`.
+ *
+ * Not ported: conversion of managed fields between apiVersions (every entry's set is compared as
+ * recorded, whatever apiVersion it names: right while the versions of a kind share their field
+ * layout; Go converts the object to each entry's version first), the reconciliation of sets
+ * with a schema that changed between atomic and granular (ReconcileFieldSetWithSchema), and
+ * defaulting of the applied result (the registry defaults what it stores).
  */
 import type { JSONSchemaProps } from '../../apis/types';
-import type { StatusError } from '../status';
+import { errors, StatusError } from '../status';
+import { conflictStatus, toFieldConflicts, conflictMessage } from './conflict';
+import { FieldSet } from './field-set';
+import { decodeManagedFields, emptyManaged, encodeManagedFields, formatTime, Managed, ManagedFieldsError, managerIdentifier, VersionedSet } from './managed-fields';
+import { fieldElement, goJson } from './path-element';
+import { compileRootSchema, TypeNode } from './schema';
+import { compareObjects, toFieldSet, TypedValueError, validateApplied } from './typed';
+import { ConflictsError, Updater } from './updater';
+
+export { decodeManagedFields, ManagedFieldsError } from './managed-fields';
+export { FieldSet, FieldsV1Error } from './field-set';
 
 /** A decoded Kubernetes object (JSON). */
 export type Obj = Record<string, unknown>;
@@ -14,13 +31,13 @@ export type Obj = Record<string, unknown>;
 /** `Apply` for server-side apply, `Update` for every other write. */
 export type ManagedFieldsOperation = 'Apply' | 'Update';
 
-/** One entry of `metadata.managedFields`, as metav1.ManagedFieldsEntry. */
+/** One entry of `metadata.managedFields`, as metav1.ManagedFieldsEntry (its JSON key order). */
 export interface ManagedFieldsEntry {
   manager: string;
   operation: ManagedFieldsOperation;
   /** The apiVersion the fields are recorded in, e.g. `wardle.example.com/v1alpha1`. */
   apiVersion: string;
-  /** RFC 3339, seconds. */
+  /** RFC 3339, UTC, whole seconds. */
   time?: string;
   fieldsType: 'FieldsV1';
   /** The owned fields in the FieldsV1 encoding: `{"f:spec":{"f:replicas":{}}}`. */
@@ -35,6 +52,14 @@ export interface FieldConflict {
   readonly manager: string;
   /** The field as Go prints a fieldpath.Path: `.spec.replicas`, `.spec.containers[name="x"].image`. */
   readonly field: string;
+  /** How the owner wrote the field. */
+  readonly operation: ManagedFieldsOperation;
+  /** The owner's apiVersion, for an Update owner (Go names it in messages). */
+  readonly apiVersion?: string;
+  /** The owner's subresource, if it wrote through one. */
+  readonly subresource?: string;
+  /** The owner as Go's printManager words it: `"kubectl"`, `"m" using wardle.example.com/v1alpha1`. */
+  readonly printedManager: string;
 }
 
 /**
@@ -45,13 +70,28 @@ export interface FieldConflict {
 export class ApplyConflictError extends Error {
   readonly conflicts: readonly FieldConflict[];
   constructor(conflicts: readonly FieldConflict[]) {
-    super('not implemented yet');
+    super(conflictMessage(conflicts));
     this.name = 'ApplyConflictError';
     this.conflicts = conflicts;
   }
   /** The Status to answer with (409, reason Conflict). */
   toStatus(): StatusError {
-    throw new Error('not implemented yet');
+    return conflictStatus(this.conflicts);
+  }
+}
+
+/**
+ * An applied configuration that does not fit the schema, worded as Go's
+ * `failed to create typed patch object (ns/name; group/version, Kind=K): .spec.x: field not declared in schema`.
+ * kube-apiserver answers it as an error that is not a Status: 500, no reason, this message.
+ */
+export class TypedPatchError extends Error {
+  constructor(message: string) {
+    super(message);
+    this.name = 'TypedPatchError';
+  }
+  toStatus(): StatusError {
+    return new StatusError({ kind: 'Status', apiVersion: 'v1', metadata: {}, status: 'Failure', message: this.message, reason: '', code: 500 });
   }
 }
 
@@ -65,26 +105,100 @@ export interface FieldManagerOptions {
   readonly apiVersion: string;
   /**
    * Go's ResetFieldsStrategy: per subresource ('' = main resource, 'status'), the field paths a
-   * write to it may not set or own, e.g. `{ '': [['status']], status: [['spec'], ['metadata']] }`
-   * when a status subresource exists. A reset field in a write is put back to its live value
-   * and never owned by the writer.
+   * write to it may not set or own, e.g. `{ '': [['status']], status: [['spec'], ['metadata', 'labels']] }`
+   * when a status subresource exists (kube-apiserver's CRD strategy: main → status, status → spec).
+   * No manager owns a reset field through a write to that subresource, a change to it never
+   * conflicts, and `apply()` puts its live value back (absent on create); `update()` leaves
+   * values alone (the registry's strategy resets them before).
    * @default - none
    */
   readonly resetFields?: Readonly<Record<string, readonly (readonly string[])[]>>;
+  /** The kind, e.g. `Flunder`: an applied configuration of another kind is refused (400). @default - not checked */
+  readonly kind?: string;
 }
 
-/** Tracks field ownership for one kind in one version. Build one per KindVersion and reuse it. */
+/** kubectl's client-side apply annotation, which server-side apply by `kubectl` keeps up to date. */
+export const LAST_APPLIED_ANNOTATION = 'kubectl.kubernetes.io/last-applied-configuration';
+
+/** DefaultMaxUpdateManagers: beyond this many Update entries, the oldest merge into `ancient-changes`. */
+export const MAX_UPDATE_MANAGERS = 10;
+
+/** Paths that are never owned (stripmeta.go). */
+const STRIP_SET = FieldSet.of(
+  [fieldElement('apiVersion')],
+  [fieldElement('kind')],
+  [fieldElement('metadata')],
+  ...['name', 'namespace', 'creationTimestamp', 'selfLink', 'uid', 'clusterName', 'generation', 'managedFields', 'resourceVersion'].map((f) => [
+    fieldElement('metadata'),
+    fieldElement(f),
+  ]),
+);
+
+const CURRENT_OPERATION = 'current-operation';
+const BEFORE_FIRST_APPLY = 'before-first-apply';
+const ANCIENT_CHANGES = 'ancient-changes';
+/** ValidateAnnotationsSize's limit (TotalAnnotationSizeLimitB). */
+const TOTAL_ANNOTATION_SIZE_LIMIT = 256 * 1024;
+
+/** Tracks field ownership for one kind in one version. Build one per KindVersion and reuse it: the schema is compiled once. */
 export class FieldManager {
-  constructor(readonly options: FieldManagerOptions) {}
+  private readonly type: TypeNode;
+  private readonly updaters = new Map<string, Updater>();
+  private readonly resetPaths: Readonly<Record<string, readonly (readonly string[])[]>>;
+
+  constructor(readonly options: FieldManagerOptions) {
+    this.type = compileRootSchema(options.schema);
+    this.resetPaths = options.resetFields ?? {};
+    for (const [subresource, paths] of Object.entries(this.resetPaths)) {
+      const ignored = FieldSet.of(...paths.filter((p) => p.length > 0).map((p) => p.map(fieldElement)));
+      this.updaters.set(subresource, new Updater(this.type, ignored.empty() ? undefined : ignored));
+    }
+  }
+
+  private updater(subresource: string): Updater {
+    let updater = this.updaters.get(subresource);
+    if (!updater) {
+      updater = new Updater(this.type, undefined);
+      this.updaters.set(subresource, updater);
+    }
+    return updater;
+  }
 
   /**
    * An ordinary write (create, update, merge/JSON patch) by `manager`: returns a copy of
    * newObject whose metadata.managedFields records, as kube-apiserver does, which fields each
    * manager owns (an Update entry for manager with the fields it changed or set; fields it
-   * changed are taken from other managers). live undefined = a create. Inputs are not modified.
+   * changed are taken from other managers). live undefined = a create. Inputs are not modified
+   * (the copy is shallow: only `metadata` is new).
+   *
+   * As Go: managedFields that newObject carries and that decode are taken as they are (so a
+   * client may rewrite them, as kubectl's client-side-apply upgrade does; `[]` resets them),
+   * else live's are used; a write to a subresource always uses live's. An existing object
+   * without managedFields stays without until its first apply. If the object does not fit the
+   * schema (a list item without its keys), live's managedFields are kept.
    */
-  update(_live: Obj | undefined, _newObject: Obj, _manager: string, _subresource?: string, _now?: Date): Obj {
-    throw new Error('not implemented yet');
+  update(live: Obj | undefined, newObject: Obj, manager: string, subresource = '', now: Date = new Date()): Obj {
+    const newMeta = newObject.metadata;
+    if (!isRecord(newMeta)) return { ...newObject };
+    const out: Obj = { ...newObject, metadata: { ...newMeta } };
+    const outMeta = out.metadata as Obj;
+    const liveMeta = isRecord(live?.metadata) ? (live?.metadata as Obj) : {};
+    const managed = decodeLiveOrNew(liveMeta.managedFields, newMeta.managedFields, subresource !== '');
+    delete outMeta.managedFields;
+    const isCreate = live === undefined || !liveMeta.uid;
+    // skipNonApplied: an existing object nobody tracks stays untracked until it is applied to.
+    if (managed.fields.size === 0 && !isCreate) return out;
+    try {
+      const identifier = managerIdentifier({ manager: manager || 'unknown', operation: 'Update', apiVersion: this.options.apiVersion, subresource });
+      this.recordUpdate(live === undefined ? {} : withoutManagedFields(live), out, managed, identifier, subresource, now);
+    } catch (e) {
+      if (!(e instanceof TypedValueError)) throw e;
+      // UpdateNoErrors: keep what was known rather than lose it.
+      if (liveMeta.managedFields !== undefined) outMeta.managedFields = liveMeta.managedFields;
+      return out;
+    }
+    setManagedFields(outMeta, managed);
+    return out;
   }
 
   /**
@@ -93,8 +207,257 @@ export class FieldManager {
    * removes fields `manager` applied before and no longer applies (unless another manager owns
    * them), throws ApplyConflictError for fields owned by others with a different value unless
    * force (force takes them over). Returns the object to store with managedFields.
+   *
+   * Also as Go: the first apply to an object with no managedFields records its existing fields
+   * as owned by `before-first-apply`; for the manager `kubectl`, conflicts on fields that the
+   * `kubectl.kubernetes.io/last-applied-configuration` annotation sets to their live values are
+   * not conflicts (the upgrade from client-side apply), and that annotation, if present, is
+   * rewritten from the applied configuration. Throws a StatusError (400) for an applied object
+   * of another apiVersion or kind or with managedFields, TypedPatchError for one that does not
+   * fit the schema, ManagedFieldsError if live's managedFields cannot be read.
    */
-  apply(_live: Obj | undefined, _applied: Obj, _manager: string, _force: boolean, _subresource?: string, _now?: Date): Obj {
-    throw new Error('not implemented yet');
+  apply(live: Obj | undefined, applied: Obj, manager: string, force: boolean, subresource = '', now: Date = new Date()): Obj {
+    this.checkApplied(applied);
+    const liveObject = live === undefined ? {} : withoutManagedFields(live);
+    let managed: Managed;
+    try {
+      managed = decodeManagedFields(isRecord(live?.metadata) ? (live?.metadata as Obj).managedFields : undefined);
+    } catch (e) {
+      if (e instanceof ManagedFieldsError) throw new ManagedFieldsError(`failed to decode managed fields: ${e.message}`);
+      throw e;
+    }
+    if (managed.fields.size === 0) {
+      const before = managerIdentifier({ manager: BEFORE_FIRST_APPLY, operation: 'Update', apiVersion: this.options.apiVersion, subresource });
+      this.recordUpdate({}, liveObject, managed, before, subresource, now);
+    }
+    const identifier = managerIdentifier({ manager: manager || 'unknown', operation: 'Apply', subresource });
+    let attempt = cloneManaged(managed);
+    let result: Obj;
+    try {
+      result = this.recordApply(liveObject, applied, attempt, identifier, force, subresource, now);
+    } catch (e) {
+      if (!(e instanceof ConflictsError)) throw e;
+      // lastAppliedManager: kubectl's upgrade from client-side apply.
+      const allowed = manager === 'kubectl' ? this.allowedConflictsFromLastApplied(liveObject) : undefined;
+      const remaining = allowed ? e.conflicts.filter((c) => !allowed.has(c.path)) : e.conflicts;
+      if (remaining.length > 0) throw new ApplyConflictError(toFieldConflicts(remaining));
+      attempt = cloneManaged(managed);
+      result = this.recordApply(liveObject, applied, attempt, identifier, true, subresource, now);
+    }
+    result = structuredClone(result);
+    if (manager === 'kubectl') syncLastApplied(result, applied);
+    this.resetValues(result, liveObject, subresource);
+    const meta = isRecord(result.metadata) ? (result.metadata as Obj) : ((result.metadata = {}) as Obj);
+    delete meta.managedFields;
+    setManagedFields(meta, attempt);
+    return result;
   }
+
+  private checkApplied(applied: Obj): void {
+    const apiVersion = typeof applied.apiVersion === 'string' ? applied.apiVersion : '';
+    const kind = typeof applied.kind === 'string' ? applied.kind : '';
+    if (this.options.kind !== undefined && (kind !== this.options.kind || apiVersion !== this.options.apiVersion)) {
+      throw errors.badRequest(`invalid object type: ${gvkString(apiVersion, kind)}`);
+    }
+    if (apiVersion !== this.options.apiVersion) {
+      throw errors.badRequest(
+        `Incorrect version specified in apply patch. Specified patch version: ${apiVersion}, expected: ${this.options.apiVersion}`,
+      );
+    }
+    const meta = applied.metadata;
+    if (isRecord(meta) && meta.managedFields !== undefined && meta.managedFields !== null) {
+      throw errors.badRequest('metadata.managedFields must be nil');
+    }
+    try {
+      validateApplied(this.type, applied);
+    } catch (e) {
+      if (!(e instanceof TypedValueError)) throw e;
+      const name = isRecord(meta) && typeof meta.name === 'string' ? meta.name : '';
+      const namespace = isRecord(meta) && typeof meta.namespace === 'string' ? meta.namespace : '';
+      throw new TypedPatchError(`failed to create typed patch object (${namespace}/${name}; ${gvkString(apiVersion, kind)}): ${e.message}`);
+    }
+  }
+
+  /** managedFieldsUpdater + stripMeta + structuredMerge for an Update; then capManagers. */
+  private recordUpdate(live: unknown, newObject: unknown, managed: Managed, identifier: string, subresource: string, now: Date): void {
+    const fields = managed.fields;
+    this.updater(subresource).update(live, stripManagedFieldsOf(newObject), this.options.apiVersion, fields, CURRENT_OPERATION);
+    stripFields(fields, CURRENT_OPERATION);
+    const current = fields.get(CURRENT_OPERATION);
+    if (current) {
+      fields.delete(CURRENT_OPERATION);
+      const previous = fields.get(identifier);
+      fields.set(identifier, previous ? { ...current, set: current.set.union(previous.set) } : current);
+      managed.times.set(identifier, formatTime(now));
+    }
+    capUpdateManagers(managed, MAX_UPDATE_MANAGERS);
+  }
+
+  /** managedFieldsUpdater + stripMeta + structuredMerge for an Apply. Returns the object to store (without managedFields). */
+  private recordApply(live: Obj, applied: Obj, managed: Managed, identifier: string, force: boolean, subresource: string, now: Date): Obj {
+    const merged = this.updater(subresource).apply(live, applied, this.options.apiVersion, managed.fields, identifier, force);
+    stripFields(managed.fields, identifier);
+    if (merged === undefined) return live;
+    managed.times.set(identifier, formatTime(now));
+    return (isRecord(merged) ? merged : {}) as Obj;
+  }
+
+  /** The fields the last-applied annotation sets to their live values: kubectl owned them client-side. */
+  private allowedConflictsFromLastApplied(live: Obj): FieldSet | undefined {
+    const annotations = isRecord(live.metadata) ? (live.metadata as Obj).annotations : undefined;
+    const text = isRecord(annotations) ? annotations[LAST_APPLIED_ANNOTATION] : undefined;
+    if (typeof text !== 'string' || text === '') return undefined;
+    let lastApplied: unknown;
+    try {
+      lastApplied = JSON.parse(text);
+    } catch {
+      return undefined;
+    }
+    if (!isRecord(lastApplied) || lastApplied.apiVersion !== this.options.apiVersion) return undefined;
+    try {
+      validateApplied(this.type, lastApplied);
+      const set = toFieldSet(this.type, lastApplied);
+      const c = compareObjects(this.type, lastApplied, live);
+      return set.difference(c.modified).difference(c.added).difference(c.removed);
+    } catch (e) {
+      if (e instanceof TypedValueError) return undefined;
+      throw e;
+    }
+  }
+
+  /** Puts back the live value of each field the subresource may not write. */
+  private resetValues(result: Obj, live: Obj, subresource: string): void {
+    for (const path of this.resetPaths[subresource] ?? []) {
+      if (path.length === 0) continue;
+      let source: unknown = live;
+      for (const name of path) source = isRecord(source) ? source[name] : undefined;
+      let target: Obj = result;
+      for (const name of path.slice(0, -1)) {
+        if (!isRecord(target[name])) {
+          if (source === undefined) break;
+          target[name] = {};
+        }
+        target = target[name] as Obj;
+      }
+      const last = path[path.length - 1];
+      if (source === undefined) delete target[last];
+      else target[last] = structuredClone(source);
+    }
+  }
+}
+
+function isRecord(value: unknown): value is Obj {
+  return value !== null && typeof value === 'object' && !Array.isArray(value);
+}
+
+/** GroupVersionKind.String: `wardle.example.com/v1alpha1, Kind=Flunder`, `/v1, Kind=Secret`. */
+function gvkString(apiVersion: string, kind: string): string {
+  const slash = apiVersion.indexOf('/');
+  const [group, version] = slash < 0 ? ['', apiVersion] : [apiVersion.slice(0, slash), apiVersion.slice(slash + 1)];
+  return `${group}/${version}, Kind=${kind}`;
+}
+
+function withoutManagedFields(object: Obj): Obj {
+  const meta = object.metadata;
+  if (!isRecord(meta) || !('managedFields' in meta)) return object;
+  const rest = { ...meta };
+  delete rest.managedFields;
+  return { ...object, metadata: rest };
+}
+
+function stripManagedFieldsOf(object: unknown): unknown {
+  return isRecord(object) ? withoutManagedFields(object) : object;
+}
+
+/** decodeLiveOrNew: the request's managedFields if they decode to something (`[]` or `[{}]` reset them), else live's. */
+function decodeLiveOrNew(liveFields: unknown, newFields: unknown, ignoreNew: boolean): Managed {
+  const fromLive = () => {
+    try {
+      return decodeManagedFields(liveFields);
+    } catch {
+      return emptyManaged();
+    }
+  };
+  if (ignoreNew) return fromLive();
+  if (Array.isArray(newFields) && (newFields.length === 0 || (newFields.length === 1 && isRecord(newFields[0]) && Object.keys(newFields[0]).length === 0))) {
+    return emptyManaged();
+  }
+  try {
+    const managed = decodeManagedFields(newFields);
+    if (managed.fields.size > 0) return managed;
+  } catch {
+    // fall back to live's, so a client that does not understand managedFields cannot drop them
+  }
+  return fromLive();
+}
+
+function stripFields(fields: Map<string, VersionedSet>, manager: string): void {
+  const v = fields.get(manager);
+  if (!v) return;
+  const set = v.set.difference(STRIP_SET);
+  if (set.empty()) fields.delete(manager);
+  else fields.set(manager, { ...v, set });
+}
+
+function cloneManaged(managed: Managed): Managed {
+  return { fields: new Map(managed.fields), times: new Map(managed.times) };
+}
+
+function setManagedFields(meta: Obj, managed: Managed): void {
+  const entries = encodeManagedFields(managed);
+  if (entries.length > 0) meta.managedFields = entries;
+  else delete meta.managedFields;
+}
+
+/** capManagersManager: merges the oldest Update entries, per apiVersion, into `ancient-changes`. */
+function capUpdateManagers(managed: Managed, max: number): void {
+  const { fields, times } = managed;
+  const updaters = [...fields].filter(([, v]) => !v.applied).map(([id]) => id);
+  if (updaters.length <= max) return;
+  const seconds = (id: string) => {
+    const t = times.get(id);
+    const ms = t ? Date.parse(t) : NaN;
+    return Number.isNaN(ms) ? 0 : Math.floor(ms / 1000);
+  };
+  updaters.sort((a, b) => seconds(a) - seconds(b) || (a < b ? -1 : a > b ? 1 : 0));
+  const versionToFirstManager = new Map<string, string>();
+  let length = updaters.length;
+  for (let i = 0; i < updaters.length && length > max; i++) {
+    const manager = updaters[i];
+    const versioned = fields.get(manager) as VersionedSet;
+    const time = times.get(manager);
+    const version = versioned.apiVersion;
+    const bucket = managerIdentifier({ manager: ANCIENT_CHANGES, operation: 'Update', apiVersion: version });
+    const first = versionToFirstManager.get(version);
+    if (first === undefined) {
+      versionToFirstManager.set(version, manager);
+      continue;
+    }
+    if (!fields.has(bucket)) {
+      const firstSet = fields.get(first) as VersionedSet;
+      fields.delete(first);
+      fields.set(bucket, firstSet);
+    }
+    fields.set(bucket, { set: versioned.set.union((fields.get(bucket) as VersionedSet).set), apiVersion: version, applied: false });
+    fields.delete(manager);
+    length--;
+    times.set(bucket, time);
+  }
+}
+
+/** lastAppliedUpdater: rewrites an existing last-applied annotation from the applied configuration. */
+function syncLastApplied(result: Obj, applied: Obj): void {
+  const meta = result.metadata;
+  if (!isRecord(meta) || !isRecord(meta.annotations)) return;
+  const existing = meta.annotations[LAST_APPLIED_ANNOTATION];
+  if (typeof existing !== 'string' || existing === '') return;
+  const config = structuredClone(applied);
+  const configMeta = config.metadata;
+  if (isRecord(configMeta) && isRecord(configMeta.annotations)) delete configMeta.annotations[LAST_APPLIED_ANNOTATION];
+  // runtime.Encode with UnstructuredJSONScheme: sorted keys, then json.Encoder's newline.
+  const annotations: Obj = { ...meta.annotations, [LAST_APPLIED_ANNOTATION]: `${goJson(config)}\n` };
+  let size = 0;
+  for (const [k, v] of Object.entries(annotations)) size += Buffer.byteLength(k) + Buffer.byteLength(String(v));
+  if (size > TOTAL_ANNOTATION_SIZE_LIMIT) delete annotations[LAST_APPLIED_ANNOTATION];
+  meta.annotations = annotations;
 }
