@@ -88,13 +88,13 @@ describe('JSON patch (RFC 6902)', () => {
 });
 
 describe('unsupported patch types', () => {
-  test.each(['application/strategic-merge-patch+json', 'application/apply-patch+yaml', 'text/plain'])('%s fails with 415 listing the supported types', async (type) => {
+  test.each(['application/strategic-merge-patch+json', 'text/plain'])('%s fails with 415 listing the supported types', async (type) => {
     const reply = await server.request('PATCH', `${FLUNDERS}/p`, { raw: '{}', contentType: type });
     expect(reply.status).toBe(415);
     expect(reply.body).toMatchObject({
       reason: 'UnsupportedMediaType',
       code: 415,
-      message: 'the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json',
+      message: 'the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml',
     });
   });
 });

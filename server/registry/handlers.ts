@@ -8,10 +8,11 @@ import type { StoredValue } from '../storage/types';
 import { errors } from '../status';
 import { parseBody, readBody, readObject } from './body';
 import type { KindCodec } from './codec';
+import { ApplyRequest, applyConfiguration, decodeApplyPatch, managerOrUserAgent, strictApplyWarnings } from './apply';
 import { FieldError, fieldErrors } from './field-errors';
 import { parseListQuery, parseResourceVersion, selectorFilter } from './list-options';
 import type { Meta } from './metadata';
-import { JSON_PATCH, MERGE_PATCH, PatchType, SUPPORTED_PATCH_TYPES, applyObjectPatch, checkPatch } from './patch';
+import { APPLY_PATCH, JSON_PATCH, MERGE_PATCH, PatchType, SUPPORTED_PATCH_TYPES, applyObjectPatch, checkPatch } from './patch';
 import { KubeObject, isObject } from './rules';
 import { DeleteOptions, FieldValidation, GenericStore, OperationContext, metaOf } from './store';
 import { IncludeObject, TableOptions, objectTable, parseIncludeObject, toTable } from './table';
@@ -74,6 +75,10 @@ function contextOf(scope: RequestScope): OperationContext {
 interface WriteQuery {
   readonly dryRun: boolean;
   readonly fieldValidation: FieldValidation;
+  /** As sent ('' when not). */
+  readonly fieldManager: string;
+  /** `force`: apply patches only ("0" and "false" are false, any other value true, as Go decodes a bool). */
+  readonly force: boolean;
 }
 
 const FIELD_VALIDATIONS = ['Ignore', 'Warn', 'Strict'];
@@ -81,22 +86,40 @@ const FIELD_VALIDATIONS = ['Ignore', 'Warn', 'Strict'];
 const FIELD_MANAGER_MAX_LENGTH = 128;
 
 /**
- * `dryRun` (only "All", repeatable), `fieldValidation` ("", Ignore, Warn, Strict) and `fieldManager`
- * (at most 128 printable characters; not otherwise used: there is no field management), as
- * metav1 validation checks them: 422 `CreateOptions.meta.k8s.io "" is invalid: …` naming each.
+ * `dryRun` (only "All", repeatable), `fieldValidation` ("", Ignore, Warn, Strict), `fieldManager`
+ * (at most 128 printable characters; required for an apply patch) and `force` (apply patches
+ * only), as metav1 validation checks them: 422 `CreateOptions.meta.k8s.io "" is invalid: …` naming each.
  */
-function parseWriteQuery(query: URLSearchParams, kind: 'CreateOptions' | 'UpdateOptions' | 'PatchOptions'): WriteQuery {
+function parseWriteQuery(query: URLSearchParams, kind: 'CreateOptions' | 'UpdateOptions' | 'PatchOptions', patchType?: string): WriteQuery {
   const problems: FieldError[] = [];
+  const forceValue = query.get('force');
+  if (kind === 'PatchOptions') {
+    // ValidatePatchOptions: kubectl defaults fieldManager to "kubectl"; controllers must set it.
+    if (patchType === APPLY_PATCH && (query.get('fieldManager') ?? '') === '') problems.push(fieldErrors.required('fieldManager', 'is required for apply patch'));
+    if (patchType !== APPLY_PATCH && forceValue !== null) problems.push(fieldErrors.forbidden('force', 'may not be specified for non-apply patch'));
+  }
   const dryRun = query.getAll('dryRun');
   if (dryRun.some((value) => value !== 'All')) problems.push(fieldErrors.notSupported('dryRun', dryRun, ['All']));
   const fieldValidation = query.get('fieldValidation') ?? '';
   if (fieldValidation !== '' && !FIELD_VALIDATIONS.includes(fieldValidation)) problems.push(fieldErrors.notSupported('fieldValidation', fieldValidation, ['', ...FIELD_VALIDATIONS]));
   const fieldManager = query.get('fieldManager') ?? '';
   if ([...fieldManager].length > FIELD_MANAGER_MAX_LENGTH) problems.push(fieldErrors.tooLong('fieldManager', FIELD_MANAGER_MAX_LENGTH));
-  // unicode.IsPrint: letters, marks, numbers, punctuation, symbols and the ASCII space.
-  if (/[^\p{L}\p{M}\p{N}\p{P}\p{S} ]/u.test(fieldManager)) problems.push(fieldErrors.invalid('fieldManager', fieldManager, 'must only contain printable characters'));
+  // unicode.IsPrint: letters, marks, numbers, punctuation, symbols and the ASCII space; one error per character, at its byte offset.
+  let offset = 0;
+  for (const character of fieldManager) {
+    if (!/^[\p{L}\p{M}\p{N}\p{P}\p{S} ]$/u.test(character)) {
+      const code = `U+${character.codePointAt(0)!.toString(16).toUpperCase().padStart(4, '0')}`;
+      problems.push(fieldErrors.invalid('fieldManager', fieldManager, `invalid character ${code} (at position ${offset})`));
+    }
+    offset += Buffer.byteLength(character);
+  }
   if (problems.length > 0) throw errors.invalid(kind, 'meta.k8s.io', '', problems);
-  return { dryRun: dryRun.length > 0, fieldValidation: fieldValidation === '' ? 'Warn' : (fieldValidation as FieldValidation) };
+  return {
+    dryRun: dryRun.length > 0,
+    fieldValidation: fieldValidation === '' ? 'Warn' : (fieldValidation as FieldValidation),
+    fieldManager,
+    force: forceValue !== null && forceValue !== '0' && forceValue.toLowerCase() !== 'false',
+  };
 }
 
 /**
@@ -317,35 +340,45 @@ function checkNameMatchesUrl(scope: RequestScope, meta: Meta): void {
 
 // ---- create.go, update.go, patch.go ------------------------------------------------------------
 
+/** The manager a write records in managedFields: `fieldManager`, or else the User-Agent's prefix. */
+function managerOf(scope: RequestScope, query: WriteQuery): string {
+  return managerOrUserAgent(query.fieldManager, scope.req.headers['user-agent']);
+}
+
 export async function createObject(scope: RequestScope): Promise<void> {
-  const { dryRun, fieldValidation } = parseWriteQuery(scope.query, 'CreateOptions');
+  const query = parseWriteQuery(scope.query, 'CreateOptions');
+  const { dryRun, fieldValidation } = query;
   const body = withExpectedTypeMeta(scope, checkNesting(await readObject(scope.req, scope.res)));
   const meta = metaOf(body);
   if (meta.resourceVersion !== undefined && meta.resourceVersion !== '') throw errors.badRequest('resourceVersion should not be set on objects to be created');
   ensureNamespace(scope, meta);
-  const created = await scope.store.create(contextOf(scope), body, { dryRun, fieldValidation });
+  const created = await scope.store.create(contextOf(scope), body, { dryRun, fieldValidation, fieldManager: managerOf(scope, query) });
   respondWritten(scope, 201, created.value, created.warnings);
 }
 
 export async function updateObject(scope: RequestScope): Promise<void> {
   checkObjectPath(scope);
-  const { dryRun, fieldValidation } = parseWriteQuery(scope.query, 'UpdateOptions');
+  const query = parseWriteQuery(scope.query, 'UpdateOptions');
+  const { dryRun, fieldValidation } = query;
   const body = withExpectedTypeMeta(scope, checkNesting(await readObject(scope.req, scope.res)));
   const meta = metaOf(body);
   checkNameMatchesUrl(scope, meta);
   ensureNamespace(scope, meta);
-  const updated = await scope.store.update(contextOf(scope), scope.info.name, { object: body }, { dryRun, fieldValidation });
+  const updated = await scope.store.update(contextOf(scope), scope.info.name, { object: body }, { dryRun, fieldValidation, fieldManager: managerOf(scope, query) });
   respondWritten(scope, 200, updated.value, updated.warnings);
 }
 
 export async function patchObject(scope: RequestScope): Promise<void> {
   checkObjectPath(scope);
-  const { dryRun, fieldValidation } = parseWriteQuery(scope.query, 'PatchOptions');
+  // The patch type first (415), as PatchResource: the options' rules depend on it.
   const contentType = parseContentType(scope.req.headers['content-type']);
   const mediaType = contentType ? mediaTypeOf(contentType) : '';
-  if (mediaType !== MERGE_PATCH && mediaType !== JSON_PATCH) {
+  if (mediaType !== MERGE_PATCH && mediaType !== JSON_PATCH && mediaType !== APPLY_PATCH) {
     throw errors.unsupportedMediaType(scope.req.headers['content-type'] ?? '', SUPPORTED_PATCH_TYPES);
   }
+  const query = parseWriteQuery(scope.query, 'PatchOptions', mediaType);
+  if (mediaType === APPLY_PATCH) return applyObject(scope, query);
+  const { dryRun, fieldValidation } = query;
   const patchType: PatchType = mediaType;
   const patch = checkNesting(parseBody(await readBody(scope.req, scope.res), 'application/json'));
   checkPatch(patchType, patch);
@@ -356,8 +389,36 @@ export async function patchObject(scope: RequestScope): Promise<void> {
     ensureNamespace(scope, meta);
     return patched;
   };
-  const patched = await scope.store.update(contextOf(scope), scope.info.name, { update }, { dryRun, fieldValidation });
+  const patched = await scope.store.update(contextOf(scope), scope.info.name, { update }, { dryRun, fieldValidation, fieldManager: managerOf(scope, query) });
   respondWritten(scope, 200, patched.value, patched.warnings);
+}
+
+/**
+ * Server-side apply (patch.go's applyPatcher): the body merged onto the object by the field
+ * manager, which records the Apply entry; a missing object is created (201), but never through
+ * a subresource. Conflicts with other managers are 409 unless `force`.
+ */
+async function applyObject(scope: RequestScope, query: WriteQuery): Promise<void> {
+  const decoded = decodeApplyPatch(await readBody(scope.req, scope.res));
+  checkNesting(decoded.object);
+  const manager = managerOf(scope, query);
+  const request: ApplyRequest = { apiVersion: scope.codec.apiVersion(scope.version.name), kind: scope.codec.kind, manager, force: query.force, subresource: scope.subresource };
+  const fieldManager = scope.store.fieldManager(scope.version);
+  let strictWarnings: string[] = [];
+  const apply = (live: KubeObject | undefined): KubeObject => {
+    const applied = applyConfiguration(fieldManager, live, decoded.object, request);
+    strictWarnings = strictApplyWarnings(decoded, query.fieldValidation);
+    const meta = metaOf(applied);
+    if (live === undefined && typeof meta.uid === 'string' && meta.uid !== '') {
+      throw errors.conflict(scope.codec.gr, scope.info.name, `uid mismatch: the provided object specified uid ${meta.uid}, and no existing object was found`);
+    }
+    checkNameMatchesUrl(scope, meta);
+    ensureNamespace(scope, meta);
+    return applied;
+  };
+  const info = { update: (current: KubeObject) => apply(current), managesFields: true, ...(scope.subresource === '' ? { create: () => apply(undefined) } : {}) };
+  const result = await scope.store.update(contextOf(scope), scope.info.name, info, { dryRun: query.dryRun, fieldValidation: query.fieldValidation, fieldManager: manager });
+  respondWritten(scope, result.created ? 201 : 200, result.value, [...strictWarnings, ...result.warnings]);
 }
 
 // ---- delete.go ---------------------------------------------------------------------------------

@@ -3,14 +3,16 @@ import { StatusError, errors } from '../status';
 import { isObject } from './rules';
 
 /**
- * PATCH bodies: JSON merge patch (RFC 7386) and JSON patch (RFC 6902, via fast-json-patch).
- * Strategic merge patch needs Go struct tags a custom type does not have, and apply patches need
- * field management: both are answered 415, as kube-apiserver answers strategic merge for CRDs.
+ * PATCH bodies: JSON merge patch (RFC 7386) and JSON patch (RFC 6902, via fast-json-patch); apply
+ * patches (server-side apply) are apply.ts's. Strategic merge patch needs Go struct tags a custom
+ * type does not have: it is answered 415, as kube-apiserver answers it for CRDs.
  */
 
 export const MERGE_PATCH = 'application/merge-patch+json';
 export const JSON_PATCH = 'application/json-patch+json';
-export const SUPPORTED_PATCH_TYPES = [JSON_PATCH, MERGE_PATCH];
+export const APPLY_PATCH = 'application/apply-patch+yaml';
+/** In the order kube-apiserver lists them for a custom resource (its 415 names them). */
+export const SUPPORTED_PATCH_TYPES = [JSON_PATCH, MERGE_PATCH, APPLY_PATCH];
 
 export type PatchType = typeof MERGE_PATCH | typeof JSON_PATCH;
 

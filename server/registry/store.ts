@@ -17,6 +17,7 @@ import {
   TooLargeRevisionError,
 } from '../storage/types';
 import { GroupResource, StatusError, errors } from '../status';
+import { FieldManager } from '../fieldmanager';
 import { CelValidator, compileVersionCel, validateCelRules } from './cel';
 import type { KindCodec } from './codec';
 import type { FieldError } from './field-errors';
@@ -63,12 +64,20 @@ export type FieldValidation = 'Ignore' | 'Warn' | 'Strict';
 export interface WriteOptions {
   readonly dryRun: boolean;
   readonly fieldValidation: FieldValidation;
+  /**
+   * The writer's name in `metadata.managedFields` (the `fieldManager` option, or the
+   * User-Agent's prefix): its Update entry records the fields the write set or changed.
+   * @default '' (the field manager's name for nobody)
+   */
+  readonly fieldManager?: string;
 }
 
 /** The object written (storage version) and the warnings for the client. */
 export interface WriteResult {
   readonly value: StoredValue;
   readonly warnings: readonly string[];
+  /** True when an update created the object (server-side apply to a missing object: 201). */
+  readonly created?: boolean;
 }
 
 /** The options of a GET, as metav1.GetOptions. */
@@ -99,6 +108,17 @@ export type UpdatedObjectInfo =
        * is a precondition.
        */
       readonly update: (current: KubeObject) => KubeObject;
+      /**
+       * The function records `metadata.managedFields` itself (server-side apply): the store adds
+       * no Update entry. @default false
+       */
+      readonly managesFields?: boolean;
+      /**
+       * The object to create when none exists (request version, name and namespace checked), as
+       * the patcher's forceAllowCreate for apply: it is created as by `create` (201).
+       * @default - a missing object is 404
+       */
+      readonly create?: () => KubeObject;
     };
 
 export interface DeleteOptions {
@@ -191,12 +211,27 @@ async function interpretingStorageErrors<T>(codec: KindCodec, operation: string,
 export class GenericStore {
   /** Each version's x-kubernetes-validations, compiled once here, at start. */
   private readonly celValidators = new Map<string, CelValidator | undefined>();
+  /** Each version's field manager (managedFields in that version's terms), built once here. */
+  private readonly fieldManagers = new Map<string, FieldManager>();
 
   constructor(
     readonly codec: KindCodec,
     private readonly deps: StoreDeps,
   ) {
     for (const version of codec.definition.versions) this.celValidators.set(version.name, compileVersionCel(codec.kind, version));
+    for (const version of codec.definition.versions) {
+      // The CRD strategies' ResetFields: with a status subresource, the main resource cannot set
+      // status and /status cannot set spec (a write there keeps their live values, unowned).
+      const resetFields = version.subresources?.status === true ? { '': [['status']], status: [['spec']] } : undefined;
+      this.fieldManagers.set(version.name, new FieldManager({ schema: version.schema, apiVersion: codec.apiVersion(version.name), ...(resetFields ? { resetFields } : {}) }));
+    }
+  }
+
+  /** The field manager of objects in `version` (server-side apply merges with it). */
+  fieldManager(version: KindVersion): FieldManager {
+    const manager = this.fieldManagers.get(version.name);
+    if (!manager) throw errors.internal(`no field manager for version "${version.name}" of ${this.codec.kind}`);
+    return manager;
   }
 
   get storage(): Storage {
@@ -245,15 +280,23 @@ export class GenericStore {
    * Creates an object sent in the request version (its namespace already the request's), as
    * the store's Create with rest.BeforeCreate: defaulting, validation, system fields,
    * admission, then a create transaction (retried with a new name for `generateName`).
+   * `managedFields` records the create as the manager's Update entry, unless `fieldsManaged`
+   * (server-side apply has recorded its Apply entry).
    */
-  async create(context: OperationContext, body: KubeObject, options: WriteOptions): Promise<WriteResult> {
+  async create(context: OperationContext, body: KubeObject, options: WriteOptions, fieldsManaged = false): Promise<WriteResult> {
     const { codec } = this;
-    const { object, warnings } = this.prepareIncoming(context, body, options.fieldValidation);
-    const meta = metaOf(object);
+    const prepared = this.prepareIncoming(context, body, options.fieldValidation);
+    const warnings = prepared.warnings;
+    let object = prepared.object;
+    let meta = metaOf(object);
 
     // System fields (rest.BeforeCreate / FillObjectMetaSystemFields): the client cannot set them.
-    for (const field of ['uid', 'creationTimestamp', 'deletionTimestamp', 'deletionGracePeriodSeconds', 'selfLink', 'managedFields', 'resourceVersion']) delete meta[field];
+    for (const field of ['uid', 'creationTimestamp', 'deletionTimestamp', 'deletionGracePeriodSeconds', 'selfLink', 'resourceVersion']) delete meta[field];
     if (context.version.subresources?.status === true) delete object.status; // create cannot set status
+    if (!fieldsManaged) {
+      object = this.trackUpdate(context, undefined, object, options);
+      meta = metaOf(object);
+    }
     this.validateByCel(meta, context.version.name, object);
     const internal = codec.toInternal(object, context.version.name);
     this.validateByRules(meta, internal);
@@ -294,7 +337,9 @@ export class GenericStore {
   async update(context: OperationContext, name: string, info: UpdatedObjectInfo, options: WriteOptions): Promise<WriteResult> {
     const { codec } = this;
     let warnings: readonly string[] = [];
+    let created = false;
     let tryUpdate: (old: StoredObject) => Promise<KubeObject>;
+    let createMissing: (() => Promise<StoredValue | undefined>) | undefined;
     if ('object' in info) {
       const meta = metaOf(info.object);
       const precondition = typeof meta.resourceVersion === 'string' && meta.resourceVersion !== '' ? meta.resourceVersion : undefined;
@@ -307,11 +352,29 @@ export class GenericStore {
         if (precondition !== undefined && precondition !== String(old.modRevision)) throw errors.conflict(codec.gr, name);
         const attemptWarnings = [...prepared.warnings]; // admission adds its own, once per attempt
         warnings = attemptWarnings;
-        return this.updatedObject(context, name, structuredClone(prepared.object), old, options.dryRun, attemptWarnings);
+        const live = codec.fromStorage(old.value, context.version.name);
+        const incoming = this.trackUpdate(context, live, structuredClone(prepared.object), options);
+        return this.updatedObject(context, name, incoming, old, options.dryRun, attemptWarnings);
       };
     } else {
+      const { create } = info;
+      if (create) {
+        // Apply's createOnApply: the create path; another client creating it first sends this back to updating.
+        createMissing = async () => {
+          try {
+            const result = await this.create(context, create(), options, info.managesFields === true);
+            warnings = result.warnings;
+            created = true;
+            return result.value;
+          } catch (error) {
+            if (error instanceof StatusError && error.status.reason === 'AlreadyExists') return undefined;
+            throw error;
+          }
+        };
+      }
       tryUpdate = async (old) => {
-        const current = structuredClone(codec.fromStorage(old.value, context.version.name)) as KubeObject;
+        const live = codec.fromStorage(old.value, context.version.name);
+        const current = structuredClone(live) as KubeObject;
         const updated = info.update(current);
         // A resourceVersion in the patch is a precondition: it no longer matches once the object
         // changed, so a retry after a compare-and-swap miss ends here with 409.
@@ -320,11 +383,14 @@ export class GenericStore {
         if (patchedVersion !== '' && patchedVersion !== String(old.modRevision)) throw errors.conflict(codec.gr, name);
         const prepared = this.prepareIncoming(context, updated, options.fieldValidation);
         warnings = prepared.warnings;
-        return this.updatedObject(context, name, prepared.object, old, options.dryRun, prepared.warnings);
+        const incoming = info.managesFields === true ? prepared.object : this.trackUpdate(context, live, prepared.object, options);
+        return this.updatedObject(context, name, incoming, old, options.dryRun, prepared.warnings);
       };
     }
-    const value = await interpretingStorageErrors(codec, 'object' in info ? 'update' : 'patch', () => this.guaranteedUpdate(context.namespace, name, options.dryRun, tryUpdate));
-    return { value, warnings };
+    const value = await interpretingStorageErrors(codec, 'object' in info ? 'update' : 'patch', () =>
+      this.guaranteedUpdate(context.namespace, name, options.dryRun, tryUpdate, createMissing),
+    );
+    return { value, warnings, ...(created ? { created } : {}) };
   }
 
   /** Deletes one object: immediately, or by setting deletionTimestamp while finalizers remain. */
@@ -374,6 +440,23 @@ export class GenericStore {
     return { object, warnings };
   }
 
+  /**
+   * Records a write in `metadata.managedFields` (the manager's Update entry), as the handlers'
+   * FieldManager.UpdateNoErrors: `live` (request version) undefined on create. Returns the
+   * field manager's copy; should it fail, the object keeps the live entries.
+   */
+  private trackUpdate(context: OperationContext, live: Readonly<KubeObject> | undefined, object: KubeObject, options: WriteOptions): KubeObject {
+    try {
+      return this.fieldManager(context.version).update(live, object, options.fieldManager ?? '', context.subresource === '' ? undefined : context.subresource) as KubeObject;
+    } catch {
+      const meta = metaOf(object);
+      const liveFields = live && isObject(live.metadata) ? live.metadata.managedFields : undefined;
+      if (liveFields === undefined) delete meta.managedFields;
+      else meta.managedFields = liveFields;
+      return object;
+    }
+  }
+
   private invalid(meta: Meta, problems: readonly FieldError[]): StatusError {
     const name = typeof meta.name === 'string' && meta.name ? meta.name : typeof meta.generateName === 'string' ? meta.generateName : '';
     return errors.invalid(this.codec.kind, this.codec.group, name, problems);
@@ -405,9 +488,13 @@ export class GenericStore {
     if (context.subresource === 'status') {
       // statusStrategy.PrepareForUpdate: only .status changes.
       const { status } = next;
+      const managedFields = metaOf(next).managedFields;
       next = structuredClone(oldValue) as KubeObject;
       if (status === undefined) delete next.status;
       else next.status = status;
+      // The status write's managedFields are kept: they record it (statusStrategy.PrepareForUpdate).
+      if (managedFields === undefined) delete metaOf(next).managedFields;
+      else metaOf(next).managedFields = managedFields;
     } else {
       const incomingMeta = metaOf(next);
       const metaProblems = validateObjectMeta(incomingMeta, { namespaced: codec.namespaced }, oldMeta);
@@ -417,7 +504,6 @@ export class GenericStore {
         if (oldMeta[field] === undefined) delete meta[field];
         else meta[field] = oldMeta[field];
       }
-      delete meta.managedFields;
       delete meta.selfLink;
       next = { ...next, metadata: meta };
       if (hasStatusSubresource) {
@@ -458,13 +544,25 @@ export class GenericStore {
    * Read-modify-write with compare-and-swap, as the generic store's GuaranteedUpdate: retried when
    * the object changed meanwhile (a precondition in the new object then answers 409). A no-op
    * is not written (the resourceVersion stays); an object being deleted whose last finalizer is
-   * removed is deleted.
+   * removed is deleted. A missing object is 404, or created by `createMissing` (undefined when
+   * another client created it first: then updated).
    */
-  private async guaranteedUpdate(namespace: string, name: string, dryRun: boolean, tryUpdate: (old: StoredObject) => Promise<KubeObject>): Promise<StoredValue> {
+  private async guaranteedUpdate(
+    namespace: string,
+    name: string,
+    dryRun: boolean,
+    tryUpdate: (old: StoredObject) => Promise<KubeObject>,
+    createMissing?: () => Promise<StoredValue | undefined>,
+  ): Promise<StoredValue> {
     const { storage } = this.deps;
     const key = this.codec.key(namespace, name);
     for (let attempt = 1; ; attempt++) {
       const old = await storage.get(key);
+      if (!old && createMissing && attempt < MAX_UPDATE_ATTEMPTS) {
+        const created = await createMissing();
+        if (created) return created;
+        continue;
+      }
       if (!old) throw errors.notFound(this.codec.gr, name);
       const next = await tryUpdate(old);
       const meta = metaOf(next);
