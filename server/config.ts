@@ -7,10 +7,12 @@ import { resolve } from 'node:path';
 import type { Logger } from 'pino';
 import { WARDLE } from '../apis';
 import { KubeNamespaceLister } from './admission/namespace-lifecycle';
+import type { AdmissionPlugin } from './admission/types';
+import { WatchedNamespaceLabels, WatchedWebhookConfigurations, webhookAdmission } from './admission/webhook';
 import { startDelegatedAuth } from './auth';
 import { loadKubeClient, type KubeClient } from './kube-client';
 import { Metrics } from './metrics';
-import type { ServerConfig } from './options';
+import { DEFAULT_ADMISSION_PLUGINS, type ServerConfig } from './options';
 import { createApiServing } from './registry';
 import { resourcePrefixes } from './registry/codec';
 import { wardleAdmission, wardleRules } from './registry/wardle';
@@ -56,7 +58,9 @@ export async function configure(config: ServerConfig, logger: Logger): Promise<C
     releases.push(() => auth.close());
     const namespaces = new KubeNamespaceLister(clients.for(config.kubeconfig), logger);
     releases.push(() => namespaces.close());
-    const apiServing = createApiServing({ api, storage: storage.storage, namespaces, admission: wardleAdmission(), rules: wardleRules, logger, minRequestTimeoutSeconds: config.minRequestTimeoutSeconds });
+    const admission = admissionChain(config, clients.for(config.kubeconfig), logger);
+    releases.push(() => admission.close());
+    const apiServing = createApiServing({ api, storage: storage.storage, namespaces, admission: admission.plugins, rules: wardleRules, logger, minRequestTimeoutSeconds: config.minRequestTimeoutSeconds });
     metrics.readFrom({ watchCount: () => apiServing.watchCount(), cacheStats: () => storage.cacheStats(), resourceOf });
     return {
       api,
@@ -67,6 +71,7 @@ export async function configure(config: ServerConfig, logger: Logger): Promise<C
       // After the listener closed and auth stopped: the namespace watch, the clients, then storage.
       onClose: async () => {
         namespaces.close();
+        admission.close();
         clients.close();
         await storage.close();
       },
@@ -75,6 +80,30 @@ export async function configure(config: ServerConfig, logger: Logger): Promise<C
     await release();
     throw error;
   }
+}
+
+/**
+ * The admission plugins after NamespaceLifecycle (which createApiServing runs first), in
+ * upstream's order: MutatingAdmissionWebhook, BanFlunder, ValidatingAdmissionWebhook, each only
+ * when enabled. The webhook plugins watch their configurations and the namespaces' labels.
+ */
+function admissionChain(config: ServerConfig, client: KubeClient, logger: Logger): { plugins: AdmissionPlugin[]; close(): void } {
+  const enabled = new Set(config.admissionPlugins ?? DEFAULT_ADMISSION_PLUGINS);
+  const webhooksOn = enabled.has('MutatingAdmissionWebhook') || enabled.has('ValidatingAdmissionWebhook');
+  if (!webhooksOn) return { plugins: enabled.has('BanFlunder') ? wardleAdmission() : [], close: () => undefined };
+  const none = { hasSynced: () => true, webhooks: () => [] };
+  const mutating = enabled.has('MutatingAdmissionWebhook') ? new WatchedWebhookConfigurations(client, 'mutating', logger) : undefined;
+  const validating = enabled.has('ValidatingAdmissionWebhook') ? new WatchedWebhookConfigurations(client, 'validating', logger) : undefined;
+  const namespaceLabels = new WatchedNamespaceLabels(client, logger);
+  const webhooks = webhookAdmission({ api: WARDLE, rules: wardleRules, mutating: mutating ?? none, validating: validating ?? none, namespaces: namespaceLabels, logger });
+  return {
+    plugins: [...(mutating ? [webhooks.mutating] : []), ...(enabled.has('BanFlunder') ? wardleAdmission() : []), ...(validating ? [webhooks.validating] : [])],
+    close: () => {
+      mutating?.close();
+      validating?.close();
+      namespaceLabels.close();
+    },
+  };
 }
 
 /** One KubeClient per kubeconfig file (in-cluster when none): the same file given to several flags is one client. */

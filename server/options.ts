@@ -89,6 +89,12 @@ export interface ServerConfig {
   /** `--audit-log-*` and `--audit-policy-file`; undefined when none is given. */
   readonly audit?: AuditOptions;
   /**
+   * The admission plugins that run, from `--enable-admission-plugins` and
+   * `--disable-admission-plugins`, in ADMISSION_PLUGINS order.
+   * @default DEFAULT_ADMISSION_PLUGINS
+   */
+  readonly admissionPlugins?: readonly AdmissionPluginName[];
+  /**
    * Flags the Go apiservers take that this server accepts and ignores (e.g. `-v=5` from
    * sample-apiserver's e2e Deployment), as given, for one log line at start.
    */
@@ -145,8 +151,20 @@ interface RawFlags {
   readonly 'audit-log-maxbackup'?: string;
   readonly 'audit-log-maxsize'?: string;
   readonly 'audit-policy-file'?: string;
+  readonly 'enable-admission-plugins'?: string[];
+  readonly 'disable-admission-plugins'?: string[];
   readonly v?: string;
 }
+
+/**
+ * The admission plugins this server registers, in the order they run: upstream's
+ * RecommendedPluginOrder, then sample-apiserver's BanFlunder. ValidatingAdmissionPolicy is named
+ * so that Deployments disabling it run, but it is not implemented.
+ */
+export const ADMISSION_PLUGINS = ['NamespaceLifecycle', 'MutatingAdmissionWebhook', 'ValidatingAdmissionPolicy', 'ValidatingAdmissionWebhook', 'BanFlunder'] as const;
+export type AdmissionPluginName = (typeof ADMISSION_PLUGINS)[number];
+/** On unless disabled, as upstream (its DefaultOffPlugins are none of these). */
+export const DEFAULT_ADMISSION_PLUGINS: readonly AdmissionPluginName[] = ['NamespaceLifecycle', 'MutatingAdmissionWebhook', 'ValidatingAdmissionWebhook', 'BanFlunder'];
 
 /**
  * Flags of the Go apiservers this server has no use for, accepted so their Deployments run
@@ -241,6 +259,12 @@ function parser(argv: readonly string[]) {
       'audit-log-maxsize': { type: 'string', default: '0', group: 'Audit:', describe: 'Megabytes the audit log file may reach before it is rotated (renamed with the time, e.g. audit-2026-01-02T15-04-05.000.log); 0: 100, as kube-apiserver.' },
       'audit-log-maxbackup': { type: 'string', default: '0', group: 'Audit:', describe: 'Rotated audit log files to keep (0: all).' },
       'audit-log-maxage': { type: 'string', default: '0', group: 'Audit:', describe: 'Days to keep rotated audit log files, by the time in their name (0: no limit).' },
+      'enable-admission-plugins': {
+        ...list,
+        group: 'Admission:',
+        describe: `Admission plugins to run besides the default ones (${DEFAULT_ADMISSION_PLUGINS.join(', ')}), comma-separated; the order is fixed. Registered: ${ADMISSION_PLUGINS.join(', ')}.`,
+      },
+      'disable-admission-plugins': { ...list, group: 'Admission:', describe: 'Admission plugins not to run, even if on by default, comma-separated (NamespaceLifecycle always runs).' },
       v: { type: 'string', group: 'Accepted and ignored (Go apiserver compatibility):', describe: 'klog verbosity; ignored: use --log-level.' },
       help: { type: 'boolean', alias: 'h', describe: 'Show this help.' },
       version: { type: 'boolean', describe: 'Show the version.' },
@@ -288,6 +312,25 @@ function auditOptions(flags: RawFlags): AuditOptions | undefined {
     policyFile,
     policy,
   };
+}
+
+/** The plugins that run, checked as upstream's AdmissionOptions.Validate (unknown names, overlaps). */
+function admissionPlugins(flags: RawFlags): readonly AdmissionPluginName[] {
+  const enable = flags['enable-admission-plugins'] ?? [];
+  const disable = flags['disable-admission-plugins'] ?? [];
+  for (const [flag, names] of [['enable-admission-plugins', enable], ['disable-admission-plugins', disable]] as const) {
+    const unknown = names.find((name) => !(ADMISSION_PLUGINS as readonly string[]).includes(name));
+    if (unknown !== undefined) throw new OptionsError(`--${flag} plugin "${unknown}" is unknown: expected some of ${ADMISSION_PLUGINS.join(', ')}, comma-separated`);
+  }
+  const overlap = enable.filter((name) => disable.includes(name));
+  if (overlap.length > 0) throw new OptionsError(`[${[...new Set(overlap)].sort().join(' ')}] in enable-admission-plugins and disable-admission-plugins overlapped: expected each plugin in at most one of them`);
+  if (enable.includes('ValidatingAdmissionPolicy')) {
+    throw new OptionsError('--enable-admission-plugins plugin "ValidatingAdmissionPolicy" is not implemented by this server: expected it left out (ValidatingAdmissionPolicies do not apply to its resources)');
+  }
+  if (disable.includes('NamespaceLifecycle')) {
+    throw new OptionsError('--disable-admission-plugins plugin "NamespaceLifecycle" cannot be disabled here: the bundled server always runs it (objects would be accepted in missing or terminating namespaces)');
+  }
+  return ADMISSION_PLUGINS.filter((name) => (DEFAULT_ADMISSION_PLUGINS.includes(name) || enable.includes(name)) && !disable.includes(name));
 }
 
 /** A non-negative integer flag (pflag's IntVar, decimal only), named in the error. */
@@ -451,6 +494,7 @@ export function validate(flags: RawFlags): ServerConfig {
     flowControl: flowControlConfig(flags),
     minRequestTimeoutSeconds: countFlag(flags, 'min-request-timeout', 'a number of seconds, e.g. 1800 (0: watches do not end on their own)'),
     audit: auditOptions(flags),
+    admissionPlugins: admissionPlugins(flags),
     ignoredFlags: IGNORED_FLAGS.filter((name) => flags[name] !== undefined).map((name) => `--${name}=${flags[name]}`),
   };
 }

@@ -2,8 +2,8 @@
  * A local stand-in of kube-apiserver for the extension server's own calls, speaking the real
  * wire format: the authentication ConfigMap (GET, LIST with fieldSelector, WATCH), TokenReview
  * (authentication.k8s.io/v1), SubjectAccessReview (authorization.k8s.io/v1), SelfSubjectReview,
- * and namespaces (GET, LIST, WATCH). Everything is programmable from tests, it counts calls, and
- * it can go down and come back on the same port.
+ * namespaces (GET, LIST, WATCH) and admission webhook configurations (LIST, WATCH). Everything is
+ * programmable from tests, it counts calls, and it can go down and come back on the same port.
  *
  * It authenticates its callers like the real one: a client certificate signed by its CA (user =
  * CN, groups = O) or the ServiceAccount bearer token it hands out; anything else is 401.
@@ -237,6 +237,8 @@ export class FakeKubeApiServer {
   private readonly tokens = new Map<string, FakeTokenEntry>();
   private readonly configMaps: Collection;
   private readonly namespaces: Collection;
+  /** admissionregistration.k8s.io/v1 Mutating/ValidatingWebhookConfigurations (LIST, WATCH), read by the webhook admission plugins. */
+  private readonly webhookConfigurations: Readonly<Record<'mutating' | 'validating', Collection>>;
   private readonly server: https.Server;
   private readonly sockets = new Set<Socket>();
   private rv = 100;
@@ -265,6 +267,10 @@ export class FakeKubeApiServer {
     this.configMaps = new Collection(this, 'ConfigMap', 'ConfigMapList', 'v1');
     this.namespaces = new Collection(this, 'Namespace', 'NamespaceList', 'v1');
     for (const ns of ['default', 'kube-system', 'kube-public', namespace]) this.setNamespace(ns, 'Active');
+    this.webhookConfigurations = {
+      mutating: new Collection(this, 'MutatingWebhookConfiguration', 'MutatingWebhookConfigurationList', 'admissionregistration.k8s.io/v1'),
+      validating: new Collection(this, 'ValidatingWebhookConfiguration', 'ValidatingWebhookConfigurationList', 'admissionregistration.k8s.io/v1'),
+    };
 
     this.server = https.createServer({ cert: serving.certPem, key: serving.keyPem, ca: this.ca.certPem, requestCert: true, rejectUnauthorized: false }, (req, res) => {
       this.handle(req, res).catch((error: Error) => {
@@ -340,10 +346,18 @@ export class FakeKubeApiServer {
     this.namespaces.remove(name);
   }
 
+  /** Stores a Mutating/ValidatingWebhookConfiguration (`{ webhooks: [...] }`); `undefined` deletes it. */
+  setWebhookConfiguration(kind: 'mutating' | 'validating', name: string, body: Record<string, unknown> | undefined): void {
+    if (body === undefined) this.webhookConfigurations[kind].remove(name);
+    else this.webhookConfigurations[kind].put(name, body);
+  }
+
   /** Drops the watch history: watches resuming from an older resourceVersion get 410 Expired. */
   compact(): void {
     this.configMaps.compact();
     this.namespaces.compact();
+    this.webhookConfigurations.mutating.compact();
+    this.webhookConfigurations.validating.compact();
   }
 
   /** Stops listening and cuts every open connection (watches included), as a crashed API server. */
@@ -486,6 +500,13 @@ export class FakeKubeApiServer {
       const ns = this.namespaces.objects.get(nsMatch[1]);
       if (!ns) return this.reply(res, 404, statusBody(404, 'NotFound', `namespaces "${nsMatch[1]}" not found`, { name: nsMatch[1], kind: 'namespaces' }));
       return this.reply(res, 200, ns);
+    }
+
+    const webhookMatch = /^GET \/apis\/admissionregistration\.k8s\.io\/v1\/(mutating|validating)webhookconfigurations$/.exec(route);
+    if (webhookMatch) {
+      const collection = this.webhookConfigurations[webhookMatch[1] as 'mutating' | 'validating'];
+      if (isWatch) return collection.watch(req, res, query, () => true);
+      return this.reply(res, 200, collection.list(() => true));
     }
 
     if (route === 'POST /apis/authentication.k8s.io/v1/tokenreviews') {

@@ -1,0 +1,138 @@
+/**
+ * Admission webhooks in the bundled server as it ships: the esbuild bundle run as a process, its
+ * configurations watched from the kube-apiserver stand-in through its kubeconfig, a real local
+ * HTTPS webhook called with AdmissionReview JSON, and the admission flags.
+ */
+import * as https from 'node:https';
+import { AdmissionWebhookServer } from './support/admission-webhook-server';
+import { makeLeaf } from './support/pki';
+import { startServerEnvironment, type ServerEnvironment } from './support/server-process';
+
+jest.setTimeout(120_000);
+
+const FLUNDERS = '/apis/wardle.example.com/v1alpha1/namespaces/default/flunders';
+
+interface Reply {
+  readonly status: number;
+  readonly headers: Record<string, string | string[] | undefined>;
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  readonly body: any;
+}
+
+/** A request to the server as an x509 user in system:masters (authorized without a review). */
+function request(env: ServerEnvironment, method: string, path: string, body?: unknown): Promise<Reply> {
+  const user = makeLeaf(env.clientCa, { cn: 'alice', organizations: ['system:masters', 'devs'] });
+  const payload = body === undefined ? undefined : JSON.stringify(body);
+  return new Promise((resolve, reject) => {
+    const req = https.request(
+      {
+        host: '127.0.0.1',
+        port: env.server.port,
+        path,
+        method,
+        servername: env.serverName,
+        ca: env.servingCa.certPem,
+        cert: user.chainPem,
+        key: user.keyPem,
+        headers: payload === undefined ? {} : { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(payload) },
+      },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => {
+          const text = Buffer.concat(chunks).toString('utf8');
+          resolve({ status: res.statusCode ?? 0, headers: res.headers, body: text ? JSON.parse(text) : undefined });
+        });
+      },
+    );
+    req.on('error', reject);
+    req.end(payload);
+  });
+}
+
+function webhookFor(hooks: AdmissionWebhookServer, name: string, path: string): Record<string, unknown> {
+  return {
+    name,
+    clientConfig: { url: hooks.url(path), caBundle: hooks.caBundle },
+    rules: [{ operations: ['CREATE', 'UPDATE'], apiGroups: ['wardle.example.com'], apiVersions: ['*'], resources: ['flunders'] }],
+    sideEffects: 'None',
+    admissionReviewVersions: ['v1'],
+  };
+}
+
+/** Dry-run creates until the server's watch has the configuration and calls `path` (a dry run stores nothing). */
+async function untilCalled(env: ServerEnvironment, hooks: AdmissionWebhookServer, path: string): Promise<void> {
+  const deadline = Date.now() + 30_000;
+  while (hooks.calls(path).length === 0) {
+    if (Date.now() > deadline) throw new Error(`the server never called ${path}`);
+    await request(env, 'POST', `${FLUNDERS}?dryRun=All`, { apiVersion: 'wardle.example.com/v1alpha1', kind: 'Flunder', metadata: { name: 'probe' } });
+    await new Promise((resolve) => setTimeout(resolve, 100));
+  }
+  hooks.received.clear();
+}
+
+describe('the bundled server with admission webhooks (on by default)', () => {
+  let env: ServerEnvironment;
+  let hooks: AdmissionWebhookServer;
+
+  beforeAll(async () => {
+    hooks = await AdmissionWebhookServer.start();
+    env = await startServerEnvironment();
+  });
+
+  afterAll(async () => {
+    await env?.stop();
+    await hooks?.close();
+  });
+
+  test('fails a create a validating webhook denies, with its message; the review names the x509 user', async () => {
+    // GIVEN a ValidatingWebhookConfiguration in the cluster whose webhook denies names starting with "bad-"
+    hooks.on('/validate', (review) => (String(review.name).startsWith('bad-') ? { allowed: false, status: { message: 'bad names are not allowed' } } : { allowed: true }));
+    env.fake.setWebhookConfiguration('validating', 'names', { webhooks: [webhookFor(hooks, 'names.example.com', '/validate')] });
+    await untilCalled(env, hooks, '/validate');
+    // WHEN a bad and a good flunder are created
+    const refused = await request(env, 'POST', FLUNDERS, { apiVersion: 'wardle.example.com/v1alpha1', kind: 'Flunder', metadata: { name: 'bad-one' } });
+    const created = await request(env, 'POST', FLUNDERS, { apiVersion: 'wardle.example.com/v1alpha1', kind: 'Flunder', metadata: { name: 'good-one' } });
+    // THEN the bad one is refused as upstream words it, the good one stored
+    expect(refused.status).toBe(403);
+    expect(refused.body.message).toBe('admission webhook "names.example.com" denied the request: bad names are not allowed');
+    expect(created.status).toBe(201);
+    expect(hooks.calls('/validate')[0].userInfo).toMatchObject({ username: 'alice', groups: expect.arrayContaining(['system:masters', 'devs']) });
+    env.fake.setWebhookConfiguration('validating', 'names', undefined);
+  });
+
+  test('a mutating webhook\'s patch is stored and its warning returned', async () => {
+    hooks.on('/mutate', () => ({ allowed: true, patch: [{ op: 'add', path: '/metadata/annotations', value: { 'mutated-by': 'webhook' } }], warnings: ['annotated'] }));
+    env.fake.setWebhookConfiguration('mutating', 'annotate', { webhooks: [webhookFor(hooks, 'annotate.example.com', '/mutate')] });
+    await untilCalled(env, hooks, '/mutate');
+    const created = await request(env, 'POST', FLUNDERS, { apiVersion: 'wardle.example.com/v1alpha1', kind: 'Flunder', metadata: { name: 'mutated' } });
+    expect(created.status).toBe(201);
+    expect(created.headers.warning).toBe('299 - "annotated"');
+    const stored = await request(env, 'GET', `${FLUNDERS}/mutated`);
+    expect(stored.body.metadata.annotations).toEqual({ 'mutated-by': 'webhook' });
+    env.fake.setWebhookConfiguration('mutating', 'annotate', undefined);
+  });
+});
+
+describe('--disable-admission-plugins', () => {
+  test('with both webhook plugins disabled, a configured webhook that denies everything is not called', async () => {
+    const hooks = await AdmissionWebhookServer.start();
+    const env = await startServerEnvironment({ extraArgs: ['--disable-admission-plugins=MutatingAdmissionWebhook,ValidatingAdmissionWebhook'] });
+    try {
+      hooks.on('/deny', () => ({ allowed: false }));
+      env.fake.setWebhookConfiguration('validating', 'deny', { webhooks: [webhookFor(hooks, 'deny.example.com', '/deny')] });
+      const created = await request(env, 'POST', FLUNDERS, { apiVersion: 'wardle.example.com/v1alpha1', kind: 'Flunder', metadata: { name: 'free' } });
+      expect(created.status).toBe(201);
+      expect(hooks.calls('/deny')).toHaveLength(0);
+    } finally {
+      await env.stop();
+      await hooks.close();
+    }
+  });
+
+  test('fails to start with an unknown plugin name, naming the flag and the registered plugins', async () => {
+    await expect(startServerEnvironment({ extraArgs: ['--enable-admission-plugins=AlwaysPullImages'] })).rejects.toThrow(
+      /--enable-admission-plugins plugin "AlwaysPullImages" is unknown: expected some of NamespaceLifecycle, MutatingAdmissionWebhook, ValidatingAdmissionPolicy, ValidatingAdmissionWebhook, BanFlunder/,
+    );
+  });
+});
