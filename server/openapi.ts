@@ -18,14 +18,15 @@ import { SERVER_VERSION } from './version';
  *
  * Definitions are named `<reversed group>.<version>.<Kind>` (`com.example.wardle.v1alpha1.Flunder`)
  * and carry `x-kubernetes-group-version-kind`, which is how kubectl finds a kind's schema. Patch
- * operations consume JSON patch and merge patch only: advertising strategic merge patch would
- * make kubectl apply send it, and custom types cannot take it.
+ * operations consume JSON patch, merge patch and apply patches (as k8s.io/apiserver's installer
+ * lists them), not strategic merge patch: advertising it would make kubectl apply send it, and
+ * custom types cannot take it.
  */
 
 type Schema = Record<string, unknown>;
 type Method = 'get' | 'post' | 'put' | 'patch' | 'delete';
 
-const PATCH_TYPES = ['application/json-patch+json', 'application/merge-patch+json'];
+const PATCH_TYPES = ['application/json-patch+json', 'application/merge-patch+json', 'application/apply-patch+yaml'];
 const PRODUCES = ['application/json'];
 const PRODUCES_LIST = ['application/json', 'application/json;stream=watch'];
 
