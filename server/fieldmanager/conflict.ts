@@ -40,8 +40,8 @@ export function conflictMessage(conflicts: readonly FieldConflict[]): string {
     byManager.set(key, [...(byManager.get(key) ?? []), c.field]);
   }
   const lines: string[] = [];
-  // Go sorts by manager identifier: the order the conflicts come in.
-  for (const manager of byManager.keys()) {
+  // Go sorts the managers' identifiers; their printed forms sort the same way.
+  for (const manager of [...byManager.keys()].sort()) {
     lines.push(`conflicts with ${manager}:`);
     for (const field of byManager.get(manager) as string[]) lines.push(`- ${field}`);
   }
