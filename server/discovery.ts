@@ -16,6 +16,8 @@ import { errors } from './status';
 /** Verbs of a resource backed by storage, sorted as upstream lists them. */
 const RESOURCE_VERBS = ['create', 'delete', 'deletecollection', 'get', 'list', 'patch', 'update', 'watch'] as const;
 const STATUS_VERBS = ['get', 'patch', 'update'] as const;
+/** A scale subresource answers `autoscaling/v1` Scale, as a CRD's does. */
+const SCALE_KIND = { group: 'autoscaling', version: 'v1', kind: 'Scale' } as const;
 const AGGREGATED_GROUP = 'apidiscovery.k8s.io';
 const AGGREGATED_KIND = 'APIGroupDiscoveryList';
 /** The aggregated discovery versions served, most preferred first. */
@@ -56,6 +58,10 @@ function hasStatus(version: KindVersion): boolean {
   return version.subresources?.status === true;
 }
 
+function hasScale(version: KindVersion): boolean {
+  return version.subresources?.scale !== undefined;
+}
+
 function apiResources(api: ApiGroupDefinition, version: string): unknown[] {
   const resources: unknown[] = [];
   for (const { kind, version: kv } of kindsInVersion(api, version)) {
@@ -71,12 +77,17 @@ function apiResources(api: ApiGroupDefinition, version: string): unknown[] {
       storageVersionHash: storageVersionHash(api.group, storageVersion(kind).name, kind.kind),
     });
     if (hasStatus(kv)) resources.push({ name: `${kind.plural}/status`, singularName: '', namespaced, kind: kind.kind, verbs: STATUS_VERBS });
+    if (hasScale(kv)) resources.push({ name: `${kind.plural}/scale`, singularName: '', namespaced, group: SCALE_KIND.group, version: SCALE_KIND.version, kind: SCALE_KIND.kind, verbs: STATUS_VERBS });
   }
   return resources;
 }
 
 function aggregatedResource(api: ApiGroupDefinition, version: string, kind: KindDefinition, kv: KindVersion): unknown {
   const responseKind = { group: api.group, version, kind: kind.kind };
+  const subresources = [
+    ...(hasStatus(kv) ? [{ subresource: 'status', responseKind, verbs: STATUS_VERBS }] : []),
+    ...(hasScale(kv) ? [{ subresource: 'scale', responseKind: SCALE_KIND, verbs: STATUS_VERBS }] : []),
+  ];
   return {
     resource: kind.plural,
     responseKind,
@@ -85,7 +96,7 @@ function aggregatedResource(api: ApiGroupDefinition, version: string, kind: Kind
     verbs: RESOURCE_VERBS,
     ...(kind.shortNames?.length ? { shortNames: kind.shortNames } : {}),
     ...(kind.categories?.length ? { categories: kind.categories } : {}),
-    ...(hasStatus(kv) ? { subresources: [{ subresource: 'status', responseKind, verbs: STATUS_VERBS }] } : {}),
+    ...(subresources.length > 0 ? { subresources } : {}),
   };
 }
 

@@ -138,6 +138,37 @@ function stripNullable(schema: unknown): unknown {
   return out;
 }
 
+/** The `autoscaling/v1` Scale a scale subresource reads and writes, as Kubernetes publishes it. */
+const SCALE = 'io.k8s.api.autoscaling.v1.Scale';
+const SCALE_DEFINITIONS: Record<string, Schema> = {
+  [SCALE]: {
+    description: 'Scale represents a scaling request for a resource.',
+    properties: {
+      apiVersion: { description: 'APIVersion defines the versioned schema of this representation of an object.', type: 'string' },
+      kind: { description: 'Kind is a string value representing the REST resource this object represents.', type: 'string' },
+      metadata: { $ref: `#/definitions/${META_PREFIX}.ObjectMeta`, description: 'Standard object metadata; More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#metadata.' },
+      spec: { $ref: '#/definitions/io.k8s.api.autoscaling.v1.ScaleSpec', description: 'spec defines the behavior of the scale.' },
+      status: { $ref: '#/definitions/io.k8s.api.autoscaling.v1.ScaleStatus', description: 'status is the current status of the scale. Read-only.' },
+    },
+    type: 'object',
+    'x-kubernetes-group-version-kind': [{ group: 'autoscaling', kind: 'Scale', version: 'v1' }],
+  },
+  'io.k8s.api.autoscaling.v1.ScaleSpec': {
+    description: 'ScaleSpec describes the attributes of a scale subresource.',
+    properties: { replicas: { description: 'replicas is the desired number of instances for the scaled object.', format: 'int32', type: 'integer' } },
+    type: 'object',
+  },
+  'io.k8s.api.autoscaling.v1.ScaleStatus': {
+    description: 'ScaleStatus represents the current status of a scale subresource.',
+    properties: {
+      replicas: { description: 'replicas is the actual number of observed instances of the scaled object.', format: 'int32', type: 'integer' },
+      selector: { description: 'selector is the label query over pods that should match the replicas count, in the serialized form of a label selector.', type: 'string' },
+    },
+    required: ['replicas'],
+    type: 'object',
+  },
+};
+
 /** Paths and definitions of one served group version, in a neutral form. */
 function groupVersionModel(api: ApiGroupDefinition, version: string): { paths: Map<string, PathItem>; definitions: Record<string, Schema> } {
   const group = api.group;
@@ -181,6 +212,15 @@ function groupVersionModel(api: ApiGroupDefinition, version: string): { paths: M
         { method: 'get', id: `read${infix}${scoped}${k}Status`, description: `read status of the specified ${k}`, action: 'get', gvk, query: [], responses: { '200': object }, produces: PRODUCES },
         { method: 'put', id: `replace${infix}${scoped}${k}Status`, description: `replace status of the specified ${k}`, action: 'put', gvk, query: WRITE_QUERY, body: object, bodyRequired: true, responses: { '200': object, '201': object }, produces: PRODUCES },
         { method: 'patch', id: `patch${infix}${scoped}${k}Status`, description: `partially update status of the specified ${k}`, action: 'patch', gvk, query: WRITE_QUERY, body: 'patch', bodyRequired: true, responses: { '200': object, '201': object }, produces: PRODUCES },
+      ]);
+    }
+    if (kv.subresources?.scale) {
+      // As apiextensions' OpenAPI builder: autoscaling/v1 Scale in and out, the kind's GVK on the operations.
+      Object.assign(definitions, SCALE_DEFINITIONS);
+      add(`${collection}/{name}/scale`, [nameParam, ...nsParam], [
+        { method: 'get', id: `read${infix}${scoped}${k}Scale`, description: `read scale of the specified ${k}`, action: 'get', gvk, query: [], responses: { '200': SCALE }, produces: PRODUCES },
+        { method: 'put', id: `replace${infix}${scoped}${k}Scale`, description: `replace scale of the specified ${k}`, action: 'put', gvk, query: WRITE_QUERY, body: SCALE, bodyRequired: true, responses: { '200': SCALE, '201': SCALE }, produces: PRODUCES },
+        { method: 'patch', id: `patch${infix}${scoped}${k}Scale`, description: `partially update scale of the specified ${k}`, action: 'patch', gvk, query: WRITE_QUERY, body: 'patch', bodyRequired: true, responses: { '200': SCALE, '201': SCALE }, produces: PRODUCES },
       ]);
     }
     if (namespaced) {

@@ -59,14 +59,14 @@ function pathSegmentProblem(segment: string): string | undefined {
  * as the etcd3 key functions (NamespaceKeyFunc) refuse them; such an object cannot exist (names
  * and namespaces are validated on create), so this only answers honestly what was asked.
  */
-function checkObjectPath(scope: RequestScope): void {
+export function checkObjectPath(scope: RequestScope): void {
   const nameProblem = pathSegmentProblem(scope.info.name);
   if (nameProblem) throw errors.badRequest(`Name parameter invalid: ${JSON.stringify(scope.info.name)}: ${nameProblem}`);
   const namespaceProblem = scope.info.namespace === '' ? undefined : pathSegmentProblem(scope.info.namespace);
   if (namespaceProblem) throw errors.badRequest(`Namespace parameter is invalid: ${JSON.stringify(scope.info.namespace)}: ${namespaceProblem}`);
 }
 
-function contextOf(scope: RequestScope): OperationContext {
+export function contextOf(scope: RequestScope): OperationContext {
   // Ended before the handler answered: the request timed out (flow-control.ts sent the 504).
   return { namespace: scope.info.namespace, version: scope.version, subresource: scope.subresource, user: scope.user, abandoned: () => scope.res.writableEnded };
 }
@@ -90,7 +90,7 @@ const FIELD_MANAGER_MAX_LENGTH = 128;
  * (at most 128 printable characters; required for an apply patch) and `force` (apply patches
  * only), as metav1 validation checks them: 422 `CreateOptions.meta.k8s.io "" is invalid: …` naming each.
  */
-function parseWriteQuery(query: URLSearchParams, kind: 'CreateOptions' | 'UpdateOptions' | 'PatchOptions', patchType?: string): WriteQuery {
+export function parseWriteQuery(query: URLSearchParams, kind: 'CreateOptions' | 'UpdateOptions' | 'PatchOptions', patchType?: string): WriteQuery {
   const problems: FieldError[] = [];
   const forceValue = query.get('force');
   if (kind === 'PatchOptions') {
@@ -134,7 +134,7 @@ const MAX_NESTING_DEPTH = 1_000;
  * 400 for a decoded body nested deeper than MAX_NESTING_DEPTH. Checked without recursion, before
  * anything recursive meets the body and overflows the stack (was a 500).
  */
-function checkNesting<T>(value: T): T {
+export function checkNesting<T>(value: T): T {
   if (typeof value !== 'object' || value === null) return value;
   const pending: [unknown, number][] = [[value, 1]];
   while (pending.length > 0) {
@@ -158,10 +158,18 @@ function jsonHeaders(info: RequestInfo, contentLength: number): (string | number
   return headers;
 }
 
+/** A `Warning` header value: `299 - "<text>"`, as warning.AddWarning writes it. */
+export function warningHeader(text: string): string {
+  return `299 - ${JSON.stringify(text)}`;
+}
+
 /** Answers with encoded JSON (Content-Length is its byte length). */
-function sendJson(scope: RequestScope, code: number, body: Buffer, warnings: readonly string[] = []): void {
+export function sendJson(scope: RequestScope, code: number, body: Buffer, warnings: readonly string[] = []): void {
   const headers = jsonHeaders(scope.info, body.length);
-  if (warnings.length > 0) headers.push('Warning', warnings.map((w) => `299 - ${JSON.stringify(w)}`));
+  // writeHead's list replaces a Warning set before (the deprecation one, index.ts): keep it first.
+  const earlier = scope.res.getHeader('Warning');
+  const allWarnings = [...(Array.isArray(earlier) ? earlier : earlier === undefined ? [] : [String(earlier)]), ...warnings.map(warningHeader)];
+  if (allWarnings.length > 0) headers.push('Warning', allWarnings);
   scope.res.writeHead(code, headers);
   scope.res.end(body);
 }
