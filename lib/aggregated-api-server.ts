@@ -89,7 +89,7 @@ export interface AggregatedApiServerProps extends PodPlacement {
   /**
    * What the server reads from the cluster beyond namespaces, e.g. `GENERIC_APISERVER_RULES`
    * for a server built on k8s.io/apiserver.
-   * @default - none: namespaces get/list/watch only (`API_SERVER_RULES`), all the bundled server reads
+   * @default - none: `API_SERVER_RULES` only (namespaces and admission webhook configurations, get/list/watch), all the bundled server reads
    */
   readonly serverRules?: readonly k8s.PolicyRule[];
   /** @default {} */

@@ -206,9 +206,12 @@ describe('AggregatedApiServer with the defaults', () => {
     expect(reader.subjects).toEqual([subject]);
   });
 
-  test('grants the server what it reads itself and nothing more: namespaces get/list/watch', () => {
+  test('grants the server what it reads itself and nothing more: namespaces and admission webhook configurations, get/list/watch', () => {
     const role = findObject(objects, 'ClusterRole', 'wardle-apiserver') as any;
-    expect(role.rules).toEqual([{ apiGroups: [''], resources: ['namespaces'], verbs: ['get', 'list', 'watch'] }]);
+    expect(role.rules).toEqual([
+      { apiGroups: [''], resources: ['namespaces'], verbs: ['get', 'list', 'watch'] },
+      { apiGroups: ['admissionregistration.k8s.io'], resources: ['mutatingwebhookconfigurations', 'validatingwebhookconfigurations'], verbs: ['get', 'list', 'watch'] },
+    ]);
     const binding = findObject(objects, 'ClusterRoleBinding', 'wardle-apiserver') as any;
     expect(binding.roleRef.name).toBe('wardle-apiserver');
     expect(binding.subjects).toEqual([{ kind: 'ServiceAccount', name: 'wardle-apiserver', namespace: 'wardle' }]);
