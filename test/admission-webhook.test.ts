@@ -81,7 +81,7 @@ afterEach(async () => {
     for (const name of ['a', 'b', 'c']) if (standIn.find(kind, name)) standIn.remove(kind, name);
   }
   await eventually(() => mutating.webhooks().length === 0 && validating.webhooks().length === 0, 'configurations removed');
-  hooks.received.clear();
+  hooks.reset();
 });
 
 afterAll(async () => {
@@ -204,6 +204,15 @@ describe('validating webhooks', () => {
     expect(hooks.calls('/labelled').map((c) => c.operation)).toEqual(['CREATE', 'UPDATE']);
   });
 
+  test('fails with 404 when a namespaceSelector needs the labels of a namespace the cluster does not have', async () => {
+    // GIVEN a namespace the registry knows (NamespaceLifecycle) but the cluster stand-in does not
+    await configure('Validating', 'a', [hook('prod.example.com', '/prod', { namespaceSelector: { matchLabels: { env: 'prod' } } })]);
+    const reply = await registry.post(FLUNDERS.replace('/ns1/', '/default/'), flunder('nowhere'));
+    expect(reply.status).toBe(404);
+    expect(reply.body.message).toBe('namespaces "default" not found');
+    expect(hooks.calls('/prod')).toHaveLength(0);
+  });
+
   test('matchConditions in CEL decide over object, oldObject and request', async () => {
     await configure('Validating', 'a', [
       hook('checked.example.com', '/checked', {
@@ -222,7 +231,7 @@ describe('validating webhooks', () => {
     await configure('Validating', 'a', [hook('broken.example.com', '/broken', { matchConditions: [{ name: 'missing', expression: 'object.spec.nothing == 1' }] })]);
     const refused = await registry.post(FLUNDERS, flunder('cond-fail'));
     expect(refused.status).toBe(403);
-    expect(refused.body.message).toMatch(/^flunders\.wardle\.example\.com "cond-fail" is forbidden: matchCondition "missing": /);
+    expect(refused.body.message).toMatch(/^flunders\.wardle\.example\.com "cond-fail" is forbidden: expression 'object\.spec\.nothing == 1' resulted in error: .+/);
     await configure('Validating', 'a', [hook('broken.example.com', '/broken', { failurePolicy: 'Ignore', matchConditions: [{ name: 'missing', expression: 'object.spec.nothing == 1' }] })]);
     expect((await registry.post(FLUNDERS, flunder('cond-ignored'))).status).toBe(201);
     expect(hooks.calls('/broken')).toHaveLength(0);
@@ -329,6 +338,15 @@ describe('mutating webhooks', () => {
     expect(first).toHaveLength(2);
     expect(first[1].object.metadata.labels).toEqual({ second: 'yes' });
     expect(hooks.calls('/second')).toHaveLength(1);
+  });
+
+  test('a webhook with reinvocationPolicy IfNeeded is called once when no later webhook changed the object', async () => {
+    hooks.on('/first', () => ({ allowed: true, patch: [{ op: 'add', path: '/metadata/annotations', value: { a: '1' } }] }));
+    await configure('Mutating', 'a', [hook('first.example.com', '/first', { reinvocationPolicy: 'IfNeeded' })]);
+    await configure('Mutating', 'b', [hook('second.example.com', '/second')]);
+    expect((await registry.post(FLUNDERS, flunder('changed-by-itself'))).status).toBe(201);
+    expect(hooks.calls('/first')).toHaveLength(1);
+    expect(hooks.calls('/second')[0].object.metadata.annotations).toEqual({ a: '1' });
   });
 
   test('a webhook with reinvocationPolicy Never is called once', async () => {

@@ -100,6 +100,12 @@ export class AdmissionWebhookServer {
     return this;
   }
 
+  /** Forgets every handler (all paths allow again) and every review received. */
+  reset(): void {
+    this.handlers.clear();
+    this.received.clear();
+  }
+
   calls(path: string): AdmissionRequest[] {
     return this.received.get(path) ?? [];
   }

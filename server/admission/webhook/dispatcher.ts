@@ -222,7 +222,7 @@ class WebhookDispatcher {
     }
   }
 
-  /** True when every condition is true, false when one is false, else the errors (upstream's matcher). */
+  /** False when a condition is false, else the evaluation errors if any, else true (upstream's matchconditions matcher). */
   private evaluateMatchConditions(webhook: CompiledWebhook, attributes: AdmissionAttributes, kind: KindEntry, version: string): boolean | Error {
     if (webhook.matchConditions instanceof Error) return webhook.matchConditions;
     const bindings = {
@@ -242,9 +242,11 @@ class WebhookDispatcher {
       if (result === false) return false;
       if (result === true) continue;
       const why = isCelError(result as never) || result instanceof Error ? (result as Error).message : `expected bool, got ${typeof result}`;
-      problems.push(`matchCondition "${condition.name}": ${meter.exceeded ? 'operation cancelled: actual cost limit exceeded' : why}`);
+      problems.push(`expression '${condition.program.source}' resulted in error: ${meter.exceeded ? 'operation cancelled: actual cost limit exceeded' : why}`);
     }
-    return problems.length > 0 ? new Error(problems.join(', ')) : true;
+    // utilerrors.NewAggregate's wording: one error as it is, several in brackets.
+    if (problems.length > 0) return new Error(problems.length === 1 ? problems[0] : `[${problems.join(', ')}]`);
+    return true;
   }
 
   /** A stored-version object in `version` (a copy). */
