@@ -35,8 +35,24 @@ export interface ManagerInfo {
   readonly subresource?: string;
 }
 
+// Writes look up the same few managers over and over: identifiers and their parts are memoized.
+const MEMO_LIMIT = 1000;
+const identifiers = new Map<string, string>();
+const parsedIdentifiers = new Map<string, ManagerInfo>();
+
+function remember<V>(memo: Map<string, V>, key: string, value: V): V {
+  if (memo.size >= MEMO_LIMIT) memo.clear();
+  memo.set(key, value);
+  return value;
+}
+
 /** BuildManagerIdentifier: the entry's JSON without fieldsType, fieldsV1, time, and apiVersion for an applier. */
 export function managerIdentifier(info: ManagerInfo): string {
+  const key = `${info.operation}\u0000${info.manager}\u0000${info.apiVersion ?? ''}\u0000${info.subresource ?? ''}`;
+  return identifiers.get(key) ?? remember(identifiers, key, buildIdentifier(info));
+}
+
+function buildIdentifier(info: ManagerInfo): string {
   // omitempty, as Go marshals metav1.ManagedFieldsEntry.
   const parts = info.manager ? [`"manager":${goJson(info.manager)}`] : [];
   parts.push(`"operation":${goJson(info.operation)}`);
@@ -47,6 +63,10 @@ export function managerIdentifier(info: ManagerInfo): string {
 
 /** The parts of an identifier; a name that is not an identifier is taken as a bare manager name. */
 export function parseManagerIdentifier(identifier: string): ManagerInfo {
+  return parsedIdentifiers.get(identifier) ?? remember(parsedIdentifiers, identifier, parseIdentifier(identifier));
+}
+
+function parseIdentifier(identifier: string): ManagerInfo {
   try {
     const parsed = JSON.parse(identifier) as Partial<ManagerInfo>;
     if (parsed && typeof parsed === 'object' && typeof parsed.operation === 'string') {
@@ -98,15 +118,26 @@ export function decodeManagedFields(encoded: unknown): Managed {
   return managed;
 }
 
+const RFC3339_SECONDS = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/;
+
 function normalizeTime(time: unknown): string | undefined {
   if (typeof time !== 'string' || time === '') return undefined;
+  if (RFC3339_SECONDS.test(time)) return time;
   const ms = Date.parse(time);
   return Number.isNaN(ms) ? time : formatTime(new Date(ms));
 }
 
+let lastSecond = NaN;
+let lastFormatted = '';
+
 /** metav1.Time as JSON: RFC 3339, UTC, whole seconds. */
 export function formatTime(date: Date): string {
-  return `${date.toISOString().slice(0, 19)}Z`;
+  const second = Math.floor(date.getTime() / 1000);
+  if (second !== lastSecond) {
+    lastSecond = second;
+    lastFormatted = `${date.toISOString().slice(0, 19)}Z`;
+  }
+  return lastFormatted;
 }
 
 function timeSeconds(time: string | undefined): number {
