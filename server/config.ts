@@ -3,9 +3,11 @@
  * options, build each shared dependency once — the kube clients, the storage, the metrics — and
  * hand them to delegated auth, admission and the registry, which build none of their own.
  */
+import { readFileSync } from 'node:fs';
 import { resolve } from 'node:path';
 import type { Logger } from 'pino';
-import { WARDLE } from '../apis';
+import { ApiDefinitionError, ApiGroupDefinition, WARDLE, validateApiGroupDefinition } from '../apis';
+import { checkSupportedByBundledServer } from '../apis/features';
 import { KubeNamespaceLister } from './admission/namespace-lifecycle';
 import type { AdmissionPlugin } from './admission/types';
 import { WatchedNamespaceLabels, WatchedWebhookConfigurations, webhookAdmission } from './admission/webhook';
@@ -28,7 +30,9 @@ export type ConfiguredServer = Pick<ServerOptions, 'api' | 'auth' | 'apiServing'
  * what was already built.
  */
 export async function configure(config: ServerConfig, logger: Logger): Promise<ConfiguredServer> {
-  const api = WARDLE;
+  const api = config.apiDefinitionFile === undefined ? WARDLE : loadApiDefinition(config.apiDefinitionFile);
+  // Wardle's conversion, defaulting, validation and BanFlunder belong to the bundled API only.
+  const rules = api === WARDLE ? wardleRules : {};
   if (config.ignoredFlags.length > 0) logger.info({ flags: config.ignoredFlags }, 'flags accepted for compatibility with the Go apiservers and ignored');
   const clients = new KubeClients(config.kubeconfigContext, logger);
   const metrics = new Metrics();
@@ -58,9 +62,9 @@ export async function configure(config: ServerConfig, logger: Logger): Promise<C
     releases.push(() => auth.close());
     const namespaces = new KubeNamespaceLister(clients.for(config.kubeconfig), logger);
     releases.push(() => namespaces.close());
-    const admission = admissionChain(config, clients.for(config.kubeconfig), logger);
+    const admission = admissionChain(config, clients.for(config.kubeconfig), logger, api);
     releases.push(() => admission.close());
-    const apiServing = createApiServing({ api, storage: storage.storage, namespaces, admission: admission.plugins, rules: wardleRules, logger, minRequestTimeoutSeconds: config.minRequestTimeoutSeconds });
+    const apiServing = createApiServing({ api, storage: storage.storage, namespaces, admission: admission.plugins, rules, logger, minRequestTimeoutSeconds: config.minRequestTimeoutSeconds });
     metrics.readFrom({ watchCount: () => apiServing.watchCount(), cacheStats: () => storage.cacheStats(), resourceOf });
     return {
       api,
@@ -87,15 +91,16 @@ export async function configure(config: ServerConfig, logger: Logger): Promise<C
  * upstream's order: MutatingAdmissionWebhook, BanFlunder, ValidatingAdmissionWebhook, each only
  * when enabled. The webhook plugins watch their configurations and the namespaces' labels.
  */
-function admissionChain(config: ServerConfig, client: KubeClient, logger: Logger): { plugins: AdmissionPlugin[]; close(): void } {
+function admissionChain(config: ServerConfig, client: KubeClient, logger: Logger, api: ApiGroupDefinition = WARDLE): { plugins: AdmissionPlugin[]; close(): void } {
   const enabled = new Set(config.admissionPlugins ?? DEFAULT_ADMISSION_PLUGINS);
+  if (api !== WARDLE) enabled.delete('BanFlunder');
   const webhooksOn = enabled.has('MutatingAdmissionWebhook') || enabled.has('ValidatingAdmissionWebhook');
   if (!webhooksOn) return { plugins: enabled.has('BanFlunder') ? wardleAdmission() : [], close: () => undefined };
   const none = { hasSynced: () => true, webhooks: () => [] };
   const mutating = enabled.has('MutatingAdmissionWebhook') ? new WatchedWebhookConfigurations(client, 'mutating', logger) : undefined;
   const validating = enabled.has('ValidatingAdmissionWebhook') ? new WatchedWebhookConfigurations(client, 'validating', logger) : undefined;
   const namespaceLabels = new WatchedNamespaceLabels(client, logger);
-  const webhooks = webhookAdmission({ api: WARDLE, rules: wardleRules, mutating: mutating ?? none, validating: validating ?? none, namespaces: namespaceLabels, logger });
+  const webhooks = webhookAdmission({ api, rules: api === WARDLE ? wardleRules : {}, mutating: mutating ?? none, validating: validating ?? none, namespaces: namespaceLabels, logger });
   return {
     plugins: [...(mutating ? [webhooks.mutating] : []), ...(enabled.has('BanFlunder') ? wardleAdmission() : []), ...(validating ? [webhooks.validating] : [])],
     close: () => {
@@ -128,4 +133,26 @@ class KubeClients {
   close(): void {
     for (const client of this.clients.values()) client.close();
   }
+}
+
+/**
+ * The ApiGroupDefinition of `--api-definition-file` (JSON), checked as the constructs check one
+ * (validateApiGroupDefinition), and refused when it declares what this server does not honour (apis/features.ts).
+ */
+function loadApiDefinition(file: string): ApiGroupDefinition {
+  let definition: ApiGroupDefinition;
+  try {
+    definition = JSON.parse(readFileSync(file, 'utf8')) as ApiGroupDefinition;
+  } catch (error) {
+    throw new Error(`--api-definition-file="${file}" is not a JSON ApiGroupDefinition: ${(error as Error).message}`);
+  }
+  try {
+    validateApiGroupDefinition(definition);
+  } catch (error) {
+    if (error instanceof ApiDefinitionError) throw new Error(`--api-definition-file="${file}": ${error.message}`);
+    throw error;
+  }
+  // Before anything connects anywhere: one line per feature this server does not honour.
+  checkSupportedByBundledServer(definition, `--api-definition-file="${file}"`);
+  return definition;
 }

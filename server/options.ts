@@ -71,6 +71,8 @@ export interface ServerConfig {
   readonly tlsPrivateKeyFile: string;
   /** Kubeconfig for the server's own calls to kube-apiserver (namespaces); KUBECONFIG, then in-cluster, when unset. */
   readonly kubeconfig?: string;
+  /** `--api-definition-file`: the ApiGroupDefinition (JSON) to serve; the bundled wardle API when unset. */
+  readonly apiDefinitionFile?: string;
   /** `--context`: the context of every kubeconfig the server loads instead of its current-context. */
   readonly kubeconfigContext?: string;
   readonly auth: DelegatedAuthOptions;
@@ -113,6 +115,7 @@ interface RawFlags {
   readonly 'tls-cert-file'?: string;
   readonly 'tls-private-key-file'?: string;
   readonly kubeconfig?: string;
+  readonly 'api-definition-file'?: string;
   readonly context?: string;
   readonly 'authentication-kubeconfig'?: string;
   readonly 'authorization-kubeconfig'?: string;
@@ -234,6 +237,7 @@ function parser(argv: readonly string[]) {
       'max-mutating-requests-inflight': { type: 'string', default: String(FLOW_CONTROL_DEFAULTS.maxMutatingRequestsInflight), group: 'Flow control:', describe: 'Most mutating requests (create, update, patch, delete) served at once; past it 429 with Retry-After: 1; 0: no limit.' },
       'request-timeout': { type: 'string', default: `${FLOW_CONTROL_DEFAULTS.requestTimeoutMs / 1000}s`, group: 'Flow control:', describe: 'Longest a request other than a watch may take (a client\'s shorter ?timeout= wins); past it 504 and the request\'s answer is dropped.' },
       'min-request-timeout': { type: 'string', default: String(FLOW_CONTROL_DEFAULTS.minRequestTimeoutSeconds), group: 'Flow control:', describe: 'Seconds: a watch without timeoutSeconds ends after a random time between this and twice this, to spread reconnections; 0: watches do not end on their own.' },
+      'api-definition-file': { type: 'string', group: 'API:', describe: 'JSON file holding the ApiGroupDefinition to serve (apis/types.ts) instead of the bundled wardle.example.com API; a definition with a feature this server does not honour is refused at start, naming it.' },
       'log-level': { type: 'string', default: 'info', group: 'Logging:', describe: `One of ${LOG_LEVELS.join(', ')}.` },
       storage: { type: 'string', group: 'Storage:', describe: `Storage backend: ${STORAGE_BACKENDS.join(' or ')}. Default: etcd when --etcd-servers is given, else memory (one replica; objects are lost on restart).` },
       'etcd-servers': { ...list, group: 'Storage:', describe: 'etcd client URLs (http:// or https://), comma-separated; requests fail over between them.' },
@@ -484,6 +488,7 @@ export function validate(flags: RawFlags): ServerConfig {
     tlsCertFile: readableFile('tls-cert-file', flags['tls-cert-file'])!,
     tlsPrivateKeyFile: readableFile('tls-private-key-file', flags['tls-private-key-file'])!,
     kubeconfig: readableFile('kubeconfig', flags.kubeconfig),
+    ...(flags['api-definition-file'] !== undefined ? { apiDefinitionFile: readableFile('api-definition-file', flags['api-definition-file']) } : {}),
     ...(flags.context ? { kubeconfigContext: flags.context } : {}),
     auth,
     shutdownDelayMs: durationFlag(flags, 'shutdown-delay-duration'),
