@@ -1,4 +1,4 @@
-import { decodeApplyPatch, managerOrUserAgent, parseFieldPath, prefixFromUserAgent, resolvePath, strictApplyWarnings } from '../server/registry/apply';
+import { decodeApplyPatch, managerOrUserAgent, prefixFromUserAgent, strictApplyWarnings } from '../server/registry/apply';
 import { FLUNDERS, FLUNDERS_BETA, RegistryServer, flunder } from './support/registry-server';
 
 /**
@@ -60,19 +60,6 @@ describe('the field manager of a write', () => {
     expect(managerOrUserAgent('', undefined)).toBe('');
     expect(prefixFromUserAgent('tab\there\u0001/x')).toBe('tabhere');
     expect(Buffer.byteLength(prefixFromUserAgent('é'.repeat(100)))).toBe(128);
-  });
-});
-
-describe('field paths as Go prints them', () => {
-  test('parse and resolve fields, list-map keys, set values and indexes', () => {
-    const object = { spec: { ports: [{ containerPort: 80, protocol: 'TCP', name: 'web' }], finalizers: ['a,b]', 'c'], list: [[1], [2]] } };
-    const path = parseFieldPath('.spec.ports[containerPort=80,protocol="TCP"].name');
-    expect(path).toEqual([{ field: 'spec' }, { field: 'ports' }, { key: { containerPort: 80, protocol: 'TCP' } }, { field: 'name' }]);
-    expect(resolvePath(object, path!)).toEqual({ found: true, value: 'web' });
-    expect(resolvePath(object, parseFieldPath('.spec.finalizers[="a,b]"]')!)).toEqual({ found: true, value: 'a,b]' });
-    expect(resolvePath(object, parseFieldPath('.spec.list[1]')!)).toEqual({ found: true, value: [2] });
-    expect(resolvePath(object, parseFieldPath('.spec.ports[containerPort=81,protocol="TCP"]')!)).toEqual({ found: false });
-    expect(parseFieldPath('spec')).toBeUndefined();
   });
 });
 

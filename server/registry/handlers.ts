@@ -410,7 +410,7 @@ async function applyObject(scope: RequestScope, query: WriteQuery): Promise<void
   const decoded = decodeApplyPatch(await readBody(scope.req, scope.res));
   checkNesting(decoded.object);
   const manager = managerOf(scope, query);
-  const request: ApplyRequest = { apiVersion: scope.codec.apiVersion(scope.version.name), kind: scope.codec.kind, manager, force: query.force, subresource: scope.subresource };
+  const request: ApplyRequest = { manager, force: query.force, subresource: scope.subresource };
   const fieldManager = scope.store.fieldManager(scope.version);
   let strictWarnings: string[] = [];
   const apply = (live: KubeObject | undefined): KubeObject => {

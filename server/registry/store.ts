@@ -223,7 +223,7 @@ export class GenericStore {
       // The CRD strategies' ResetFields: with a status subresource, the main resource cannot set
       // status and /status cannot set spec (a write there keeps their live values, unowned).
       const resetFields = version.subresources?.status === true ? { '': [['status']], status: [['spec']] } : undefined;
-      this.fieldManagers.set(version.name, new FieldManager({ schema: version.schema, apiVersion: codec.apiVersion(version.name), ...(resetFields ? { resetFields } : {}) }));
+      this.fieldManagers.set(version.name, new FieldManager({ schema: version.schema, apiVersion: codec.apiVersion(version.name), kind: codec.kind, ...(resetFields ? { resetFields } : {}) }));
     }
   }
 
