@@ -317,6 +317,29 @@ describe('mutating webhooks', () => {
     expect(reply.body.spec).toEqual(stored.spec);
   });
 
+  test('an update whose spec a webhook changed bumps the generation; a status write does not keep a webhook\'s spec change', async () => {
+    // GIVEN a webhook that sets spec.reference on updates, and one for status writes that touches spec and status
+    hooks.on('/spec', () => ({ allowed: true, patch: [{ op: 'add', path: '/spec/reference', value: 'webhook-ref' }] }));
+    hooks.on('/status', () => ({ allowed: true, patch: [{ op: 'add', path: '/spec/reference', value: 'from-status' }, { op: 'add', path: '/status', value: { seen: true } }] }));
+    const base = { apiGroups: ['*'], apiVersions: ['*'], operations: ['UPDATE'] };
+    await configure('Mutating', 'a', [hook('spec.example.com', '/spec', { rules: [{ ...base, resources: ['flunders'] }] }), hook('status.example.com', '/status', { rules: [{ ...base, resources: ['flunders/status'] }] })]);
+    const created = await registry.post(FLUNDERS, flunder('generations', { reference: 'mine' }));
+    expect(created.body.metadata.generation).toBe(1);
+    // WHEN only a label changes (no spec change by the client)
+    const updated = await registry.patch(`${FLUNDERS}/generations`, { metadata: { labels: { x: 'y' } } });
+    // THEN the webhook's spec change bumped the generation
+    expect(updated.status).toBe(200);
+    expect(updated.body.spec.reference).toBe('webhook-ref');
+    expect(updated.body.metadata.generation).toBe(2);
+    // WHEN the status is written
+    const status = await registry.patch(`${FLUNDERS}/generations/status`, { status: { phase: 'x' } });
+    // THEN the webhook was called, and its spec change is not stored (Flunder's status schema has no fields: its status is pruned to {})
+    expect(status.status).toBe(200);
+    expect(hooks.calls('/status')).toHaveLength(1);
+    expect(status.body.spec.reference).toBe('webhook-ref');
+    expect(status.body.metadata.generation).toBe(2);
+  });
+
   test('fails a write whose patched object the schema refuses (422)', async () => {
     hooks.on('/bad-patch', () => ({ allowed: true, patch: [{ op: 'add', path: '/spec/referenceType', value: 'Bogus' }] }));
     await configure('Mutating', 'a', [hook('bad.example.com', '/bad-patch')]);

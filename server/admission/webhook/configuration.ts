@@ -134,7 +134,9 @@ function compiledOrError<T>(build: () => T): T | Error {
  * name, then each one's webhooks in order. Defaults are admissionregistration/v1's.
  */
 export function compileWebhooks(configurations: readonly WebhookConfigurationObject[], mutating: boolean): CompiledWebhook[] {
-  const sorted = [...configurations].sort((a, b) => (a.metadata?.name ?? '').localeCompare(b.metadata?.name ?? '', 'en'));
+  // By name in byte order, as Go's sort of strings.
+  const nameOf = (c: WebhookConfigurationObject) => c.metadata?.name ?? '';
+  const sorted = [...configurations].sort((a, b) => (nameOf(a) < nameOf(b) ? -1 : nameOf(a) > nameOf(b) ? 1 : 0));
   const compiled: CompiledWebhook[] = [];
   for (const configuration of sorted) {
     const configurationName = configuration.metadata?.name ?? '';

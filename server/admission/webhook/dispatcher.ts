@@ -116,6 +116,23 @@ function celInput(value: unknown): unknown {
   return value;
 }
 
+/** Everything but metadata and status: what bumps `generation`. */
+function specOf(object: Readonly<Record<string, unknown>>): Record<string, unknown> {
+  const { metadata: _m, apiVersion: _a, kind: _k, status: _s, ...rest } = object;
+  return rest;
+}
+
+/**
+ * An update whose spec a webhook changed gets the generation the store would have given it
+ * (upstream's PrepareForUpdate runs after mutation; here the store ran first).
+ */
+function bumpGenerationOnSpecChange(patched: Record<string, unknown>, before: Readonly<Record<string, unknown>>, old: Readonly<Record<string, unknown>> | undefined): void {
+  if (!old || jsonEqual(specOf(patched), specOf(before))) return;
+  const meta = patched.metadata as Record<string, unknown>;
+  const oldGeneration = (old.metadata as Record<string, unknown> | undefined)?.generation;
+  if (typeof oldGeneration === 'number' && meta.generation === oldGeneration) meta.generation = oldGeneration + 1;
+}
+
 /** Replaces `target`'s content with `source`'s, keeping the `metadata` object itself (the store holds a reference to it). */
 function replaceInPlace(target: Record<string, unknown>, source: Record<string, unknown>): void {
   const metadata = target.metadata as Record<string, unknown> | undefined;
@@ -323,7 +340,8 @@ class WebhookDispatcher {
       if (response.patchType !== undefined) throw new WebhookCallError('validating webhook may not return response.patchType');
     }
     if (Array.isArray(response.warnings) && attributes.warnings) {
-      for (const warning of response.warnings) if (typeof warning === 'string' && warning.trim() !== '') attributes.warnings.push(warning);
+      // The warning recorder drops duplicates (a reinvoked webhook warns once).
+      for (const warning of response.warnings) if (typeof warning === 'string' && warning.trim() !== '' && !attributes.warnings.includes(warning)) attributes.warnings.push(warning);
     }
     if (response.allowed !== true) throw denial(webhook.spec.name, response.status);
     return response;
@@ -399,7 +417,17 @@ class WebhookDispatcher {
     if (typeof patched !== 'object' || patched === null || Array.isArray(patched)) throw internalError('the patched object is not a JSON object');
     this.validatePatched(attributes, kind, version, patched);
     if (jsonEqual(patched, object)) return false;
-    replaceInPlace(attributes.object, kind.codec.convert(patched, version, kind.codec.storageVersion) as Record<string, unknown>);
+    const stored = structuredClone(kind.codec.convert(patched, version, kind.codec.storageVersion)) as Record<string, unknown>;
+    if (attributes.subresource === 'status') {
+      // The status strategy keeps only .status of a status write (upstream runs it after mutation).
+      const current = structuredClone(attributes.object);
+      if (stored.status === undefined) delete current.status;
+      else current.status = stored.status;
+      replaceInPlace(attributes.object, current);
+    } else {
+      bumpGenerationOnSpecChange(stored, attributes.object, attributes.oldObject);
+      replaceInPlace(attributes.object, stored);
+    }
     return true;
   }
 
