@@ -362,3 +362,23 @@ describe('Update taking ownership', () => {
     expect(s.managed()).toEqual({ 'controller/Update': ['.numeric', '.string'] });
   });
 });
+
+describe('schema changes (schema_change_test.go TestGranularToAtomicSchemaChanges)', () => {
+  test('"to-atomic": fails with a conflict on the now-atomic struct, force takes it whole', () => {
+    // GIVEN "one" applied struct.numeric while struct was granular
+    const granular: JSONSchemaProps = { type: 'object', properties: { struct: { type: 'object', properties: { numeric: { type: 'integer' }, string: { type: 'string' } } } } };
+    const atomic: JSONSchemaProps = { ...granular, properties: { struct: { ...(granular.properties?.struct as JSONSchemaProps), 'x-kubernetes-map-type': 'atomic' } } };
+    const before = state(granular);
+    before.apply('one', { struct: { numeric: 1 } });
+    // WHEN the schema makes struct atomic and "two" applies another struct
+    const after = new State(new FieldManager({ schema: atomic, apiVersion: API_VERSION }));
+    after.live = before.live;
+    const conflict = conflictOf(() => after.apply('two', { struct: { string: 'string' } }));
+    // THEN the conflict is on the struct as a whole
+    expect(conflict.conflicts.map((c) => [c.manager, c.field])).toEqual([['one', '.struct']]);
+    // WHEN forced, "two" owns the struct, "one" nothing
+    after.apply('two', { struct: { string: 'string' } }, true);
+    expect(after.object()).toEqual({ struct: { string: 'string' } });
+    expect(after.managed()).toEqual({ 'two/Apply': ['.struct'] });
+  });
+});

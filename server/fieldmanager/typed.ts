@@ -586,3 +586,52 @@ function validateWalk(node: TypeNode, value: unknown, path: PathElement[], error
       return;
   }
 }
+
+// ---------------------------------------------------------------------------------------------
+// ReconcileFieldSetWithSchema
+
+/**
+ * A set recorded when a field was granular, fixed for a schema that made it atomic: the paths
+ * below the now-atomic field become the field itself (typed.ReconcileFieldSetWithSchema).
+ * Undefined when nothing changes. Going from atomic to granular needs nothing: the member stays.
+ */
+export function reconcileFieldSetWithSchema(set: FieldSet, node: TypeNode): FieldSet | undefined {
+  const toRemove = new FieldSet();
+  reconcileWalk(node, set, [], false, toRemove);
+  if (toRemove.empty()) return undefined;
+  return set.recursiveDifference(toRemove).union(toRemove);
+}
+
+function reconcileWalk(node: TypeNode, set: FieldSet | undefined, path: PathElement[], isAtomic: boolean, atomics: FieldSet): void {
+  // Go's handleAtom order: a map, else a scalar, else a list.
+  if (node.map) {
+    const map = node.map;
+    if (map.fields.size === 0 && map.elementType === DEDUCED) return;
+    if (!isAtomic && map.atomic) {
+      if (set && !set.empty()) atomics.insert(path);
+      return;
+    }
+    if (set) reconcileItems(set, path, atomics, (pe) => (pe.kind === 'field' ? (map.fields.get(pe.name) ?? map.elementType) : map.elementType));
+    return;
+  }
+  if (node.scalar || !node.list) return;
+  const list = node.list;
+  if (!isAtomic && list.atomic) {
+    atomics.insert(path);
+    return;
+  }
+  if (set) reconcileItems(set, path, atomics, () => list.elementType);
+}
+
+function reconcileItems(set: FieldSet, path: PathElement[], atomics: FieldSet, typeOf: (pe: PathElement) => TypeNode | undefined): void {
+  const visit = (pe: PathElement, isMember: boolean) => {
+    const type = typeOf(pe);
+    if (!type) return;
+    const child = set.children.get(pe.id)?.set;
+    path.push(pe);
+    reconcileWalk(type, child, path, isMember && !child, atomics);
+    path.pop();
+  };
+  for (const child of set.children.values()) if (!set.members.has(child.pe.id)) visit(child.pe, false);
+  for (const pe of set.members.values()) visit(pe, true);
+}

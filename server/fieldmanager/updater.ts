@@ -9,7 +9,7 @@ import { FieldSet } from './field-set';
 import type { VersionedSet } from './managed-fields';
 import { jsonEquals, Path, pathToString } from './path-element';
 import type { TypeNode } from './schema';
-import { compareObjects, Comparison, ensureNamedFieldsAreMembers, mergeObjects, removeItems, toFieldSet } from './typed';
+import { compareObjects, Comparison, ensureNamedFieldsAreMembers, mergeObjects, reconcileFieldSetWithSchema, removeItems, toFieldSet } from './typed';
 
 /** One field another manager owns that the write would change. */
 export interface Conflict {
@@ -80,8 +80,17 @@ export class Updater {
     return compare;
   }
 
+  /** reconcileManagedFieldsWithSchemaChanges: sets recorded before a field became atomic own the field. */
+  private reconcile(managers: Map<string, VersionedSet>): void {
+    for (const [manager, versioned] of managers) {
+      const reconciled = reconcileFieldSetWithSchema(versioned.set, this.type);
+      if (reconciled) managers.set(manager, { ...versioned, set: reconciled });
+    }
+  }
+
   /** Updater.Update: manager now owns what it changed or added, besides what it owned and did not remove. */
   update(liveObject: unknown, newObject: unknown, version: string, managers: Map<string, VersionedSet>, manager: string): void {
+    this.reconcile(managers);
     const compare = this.updateOwners(liveObject, newObject, managers, manager, true);
     const previous = managers.get(manager)?.set ?? new FieldSet();
     const set = this.filter(previous.difference(compare.removed).union(compare.modified).union(compare.added));
@@ -95,6 +104,7 @@ export class Updater {
    * (throwing ConflictsError unless force). Returns undefined when the object does not change.
    */
   apply(liveObject: unknown, config: unknown, version: string, managers: Map<string, VersionedSet>, manager: string, force: boolean): unknown {
+    this.reconcile(managers);
     let newObject = mergeObjects(this.type, liveObject, config);
     const lastSet = managers.get(manager);
     managers.set(manager, { set: this.filter(toFieldSet(this.type, config)), apiVersion: version, applied: true });
