@@ -185,6 +185,12 @@ describe('PATCH with application/apply-patch+yaml', () => {
     expect(warned.body.spec.reference).toBe('second');
   });
 
+  test('fails with 500 for an applied field the schema does not declare, as Go answers the typed conversion error', async () => {
+    const reply = await apply(`${FLUNDERS}/a`, flunder('a', { unknown: 'x' }), 'fieldManager=m');
+    expect(reply.status).toBe(500);
+    expect(reply.body).toMatchObject({ reason: '', message: 'failed to create typed patch object (/a; wardle.example.com/v1alpha1, Kind=Flunder): .spec.unknown: field not declared in schema' });
+  });
+
   test('dryRun=All answers what would be created and stores nothing', async () => {
     const reply = await apply(`${FLUNDERS}/a`, flunder('a', { reference: 'x' }), 'fieldManager=m&dryRun=All');
     expect(reply.status).toBe(201);
@@ -320,6 +326,51 @@ describe('managedFields of ordinary writes', () => {
     // THEN the object's managedFields are those
     expect(reply.status).toBe(200);
     expect(reply.body.metadata.managedFields).toEqual([upgraded]);
+  });
+
+  test('an update that sends managedFields that do not decode keeps the live ones, as decodeLiveOrNew', async () => {
+    const created = await server.post(`${FLUNDERS}?fieldManager=creator`, flunder('a', { reference: 'x' }));
+    const bogus = [{ manager: 'x', operation: 'Bogus', apiVersion: GROUP_VERSION, fieldsType: 'FieldsV1', fieldsV1: {} }];
+    const put = await server.put(`${FLUNDERS}/a?fieldManager=creator`, { ...created.body, metadata: { ...created.body.metadata, managedFields: bogus } });
+    expect(put.status).toBe(200);
+    expect(put.body.metadata.managedFields).toEqual(created.body.metadata.managedFields);
+  });
+
+  test('after managedFields are cleared, ordinary writes record nothing until an apply, which gives the existing fields to before-first-apply', async () => {
+    // GIVEN a flunder whose managedFields were cleared
+    await server.post(`${FLUNDERS}?fieldManager=creator`, flunder('a', { reference: 'x' }));
+    await server.request('PATCH', `${FLUNDERS}/a`, { body: { metadata: { managedFields: [] } }, contentType: 'application/merge-patch+json' });
+    // WHEN an ordinary write changes it; THEN nothing is recorded (skipNonApplied)
+    const labelled = await server.request('PATCH', `${FLUNDERS}/a?fieldManager=labeller`, { body: { metadata: { labels: { a: 'b' } } }, contentType: 'application/merge-patch+json' });
+    expect(labelled.body.metadata.managedFields).toBeUndefined();
+    // WHEN it is applied to; THEN what was there belongs to before-first-apply
+    const applied = await server.request('PATCH', `${FLUNDERS}/a?fieldManager=applier`, { raw: JSON.stringify(flunder('a', {}, { annotations: { note: 'n' } })), contentType: APPLY });
+    expect(applied.status).toBe(200);
+    expect(managers(applied.body).sort()).toEqual(['applier/Apply', 'before-first-apply/Update']);
+  });
+
+  test('managedFields a mutating admission plugin leaves unreadable are put back, with a warning', async () => {
+    // GIVEN an admission plugin that breaks managedFields
+    await server.close();
+    server = await RegistryServer.start({
+      admission: [
+        {
+          name: 'Breaker',
+          operations: ['CREATE', 'UPDATE'],
+          async admit(attributes) {
+            (attributes.object!.metadata as Record<string, unknown>).managedFields = [{ manager: 'broken' }];
+          },
+        },
+      ],
+    });
+    // WHEN an object is created
+    const created = await server.post(`${FLUNDERS}?fieldManager=creator`, flunder('a'));
+    // THEN its managedFields are the ones recorded before admission, and the client is told
+    expect(created.status).toBe(201);
+    expect(managers(created.body)).toEqual(['creator/Update']);
+    expect(created.headers.warning).toBe(
+      '299 - ".metadata.managedFields was in an invalid state after admission; this could be caused by an outdated mutating admission controller; please fix your requests: operation must be `Apply` or `Update`"',
+    );
   });
 
   test('a status update records an entry with subresource status and never owns spec', async () => {

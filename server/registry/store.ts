@@ -17,7 +17,7 @@ import {
   TooLargeRevisionError,
 } from '../storage/types';
 import { GroupResource, StatusError, errors } from '../status';
-import { FieldManager } from '../fieldmanager';
+import { FieldManager, ManagedFieldsError, decodeManagedFields } from '../fieldmanager';
 import { CelValidator, compileVersionCel, validateCelRules } from './cel';
 import type { KindCodec } from './codec';
 import type { FieldError } from './field-errors';
@@ -632,7 +632,9 @@ export class GenericStore {
 
   private async admit(attributes: AdmissionAttributes): Promise<void> {
     const plugins = this.deps.admission.filter((p) => p.operations.includes(attributes.operation));
+    const managedFieldsBefore = managedFieldsOf(attributes.object);
     for (const plugin of plugins) await plugin.admit?.(attributes, this.deps.admissionContext);
+    keepValidManagedFields(attributes, managedFieldsBefore);
     for (const plugin of plugins) await plugin.validate?.(attributes, this.deps.admissionContext);
   }
 
@@ -660,6 +662,30 @@ export class GenericStore {
       dryRun,
       ...(warnings ? { warnings } : {}),
     };
+  }
+}
+
+function managedFieldsOf(object: KubeObject | undefined): unknown {
+  return object && isObject(object.metadata) ? object.metadata.managedFields : undefined;
+}
+
+/**
+ * ManagedFieldsValidatingAdmissionController: managedFields a mutating plugin left unreadable are
+ * put back as they were before admission, with a warning.
+ */
+function keepValidManagedFields(attributes: AdmissionAttributes, before: unknown): void {
+  const after = managedFieldsOf(attributes.object);
+  if (after === before || !attributes.object || !isObject(attributes.object.metadata)) return;
+  try {
+    decodeManagedFields(after);
+  } catch (error) {
+    if (!(error instanceof ManagedFieldsError)) throw error;
+    const meta = attributes.object.metadata;
+    if (before === undefined) delete meta.managedFields;
+    else meta.managedFields = before;
+    attributes.warnings?.push(
+      `.metadata.managedFields was in an invalid state after admission; this could be caused by an outdated mutating admission controller; please fix your requests: ${error.message}`,
+    );
   }
 }
 
