@@ -14,7 +14,7 @@
  */
 import { randomUUID } from 'node:crypto';
 import { applyPatch, type Operation } from 'fast-json-patch';
-import { CEL_PER_CALL_COST_LIMIT, CelMeter, isCelError } from '../../../apis/cel';
+import { CEL_PER_CALL_COST_LIMIT, CelMeter, isCelError, type CompiledCel } from '../../../apis/cel';
 import type { ApiGroupDefinition } from '../../../apis/types';
 import { StatusError, errors, type Status } from '../../status';
 import { compileVersionCel, validateCelRules, type CelValidator } from '../../registry/cel';
@@ -24,7 +24,7 @@ import type { ApiRules, KubeObject } from '../../registry/rules';
 import { pruneAndDefault, validateAgainstSchema } from '../../registry/schema';
 import type { AdmissionAttributes, AdmissionOperation, AdmissionPlugin } from '../types';
 import { clusterServiceResolver, callWebhook, WebhookCallError, type ServiceResolver } from './client';
-import type { CompiledWebhook, Labels, RuleWithOperations } from './configuration';
+import type { CompiledWebhook, LabelMatcher, LabelSelector, Labels, RuleWithOperations } from './configuration';
 import type { NamespaceLabels, WarnLogger, WebhookSource } from './source';
 
 export interface WebhookAdmissionOptions {
@@ -65,13 +65,13 @@ function jsonEqual(a: unknown, b: unknown): boolean {
 }
 
 /** Upstream's NewInternalError: `Internal error occurred: <message>`, the message also its cause. */
-function internalError(message: string): StatusError {
+export function internalError(message: string): StatusError {
   const base = errors.internal(message).status;
   return new StatusError({ ...base, details: { causes: [{ message }] } });
 }
 
 /** The name admission errors quote: the name, else the generateName, else `Unknown` (admission.extractResourceName). */
-function admissionName(attributes: AdmissionAttributes): string {
+export function admissionName(attributes: AdmissionAttributes): string {
   if (attributes.name) return attributes.name;
   const metadata = ((attributes.object ?? attributes.oldObject)?.metadata ?? {}) as { name?: unknown; generateName?: unknown };
   if (typeof metadata.name === 'string' && metadata.name) return metadata.name;
@@ -79,14 +79,14 @@ function admissionName(attributes: AdmissionAttributes): string {
   return 'Unknown';
 }
 
-function labelsOf(object: Readonly<Record<string, unknown>> | undefined): Labels | undefined {
+export function labelsOf(object: Readonly<Record<string, unknown>> | undefined): Labels | undefined {
   if (!object) return undefined;
   const labels = (object.metadata as { labels?: unknown } | undefined)?.labels;
   return typeof labels === 'object' && labels !== null ? (labels as Labels) : {};
 }
 
 /** rules.Matcher: operation, group, version, resource (with subresource) and scope. */
-function ruleMatches(rule: RuleWithOperations, attributes: AdmissionAttributes, version: string): boolean {
+export function ruleMatches(rule: RuleWithOperations, attributes: AdmissionAttributes, version: string): boolean {
   const any = (values: readonly string[] | undefined, value: string) => (values ?? []).some((v) => v === '*' || v === value);
   if (!any(rule.operations, attributes.operation)) return false;
   if (!any(rule.apiGroups, attributes.group)) return false;
@@ -108,7 +108,7 @@ function ruleMatches(rule: RuleWithOperations, attributes: AdmissionAttributes, 
 }
 
 /** A JSON value as CEL input: integers as int, objects as maps. */
-function celInput(value: unknown): unknown {
+export function celInput(value: unknown): unknown {
   if (value === undefined || value === null) return null;
   if (typeof value === 'number') return Number.isInteger(value) ? BigInt(value) : value;
   if (Array.isArray(value)) return value.map(celInput);
@@ -145,6 +145,97 @@ function replaceInPlace(target: Record<string, unknown>, source: Record<string, 
   } else {
     target.metadata = sourceMeta;
   }
+}
+
+/** MatchNamespaceSelector: cluster-scoped objects always match, as an empty selector; a missing namespace is 404. */
+export async function matchNamespaceSelector(
+  spec: LabelSelector | undefined,
+  selector: LabelMatcher | Error,
+  attributes: AdmissionAttributes,
+  namespaces: NamespaceLabels,
+): Promise<boolean | StatusError> {
+  if (attributes.namespace === '') return true;
+  if (selector instanceof Error) return internalError(selector.message);
+  if (Object.keys(spec?.matchLabels ?? {}).length === 0 && (spec?.matchExpressions ?? []).length === 0) return true;
+  try {
+    const labels = await namespaces.labels(attributes.namespace);
+    if (labels === undefined) return errors.notFound({ group: '', resource: 'namespaces' }, attributes.namespace);
+    return selector(labels);
+  } catch (error) {
+    return error instanceof StatusError ? error : internalError((error as Error).message);
+  }
+}
+
+/**
+ * Upstream's matchconditions matcher over JSON bindings: false when a condition is false, else
+ * the evaluation errors if any (`expression '…' resulted in error: …`), else true.
+ */
+export function evaluateMatchConditions(conditions: readonly { readonly program: CompiledCel }[], bindings: Readonly<Record<string, unknown>>): boolean | Error {
+  const input = Object.fromEntries(Object.entries(bindings).map(([name, value]) => [name, celInput(value)]));
+  const problems: string[] = [];
+  for (const condition of conditions) {
+    const result = evaluateCel(condition.program, input);
+    if (result === false) return false;
+    if (result === true) continue;
+    problems.push(result instanceof Error ? result.message : `expression '${condition.program.source}' resulted in error: expected bool, got ${typeof result}`);
+  }
+  // utilerrors.NewAggregate's wording: one error as it is, several in brackets.
+  if (problems.length > 0) return new Error(problems.length === 1 ? problems[0] : `[${problems.join(', ')}]`);
+  return true;
+}
+
+/** Evaluates a compiled expression over CEL input with the per-call cost limit; an error is worded as upstream's filter words it. */
+export function evaluateCel(program: CompiledCel, input: Readonly<Record<string, unknown>>): unknown {
+  const meter = new CelMeter(CEL_PER_CALL_COST_LIMIT);
+  let result: unknown;
+  try {
+    result = program.evaluate(input as never, meter);
+  } catch (error) {
+    result = error;
+  }
+  if (meter.exceeded) return new Error(`expression '${program.source}' resulted in error: operation cancelled: actual cost limit exceeded`);
+  if (isCelError(result as never) || result instanceof Error) return new Error(`expression '${program.source}' resulted in error: ${(result as Error).message}`);
+  return result;
+}
+
+/** The AdmissionRequest (the review's `request`, and the `request` variable of CEL expressions). */
+export function admissionRequest(
+  attributes: AdmissionAttributes,
+  kindName: string,
+  version: string,
+  uid: string,
+  withObjects: boolean,
+  object?: KubeObject | null,
+  oldObject?: KubeObject | null,
+): Record<string, unknown> {
+  const group = attributes.group;
+  const user = attributes.user;
+  const options = attributes.options ?? {
+    kind: attributes.operation === 'CREATE' ? 'CreateOptions' : attributes.operation === 'UPDATE' ? 'UpdateOptions' : 'DeleteOptions',
+    apiVersion: 'meta.k8s.io/v1',
+    ...(attributes.dryRun ? { dryRun: ['All'] } : {}),
+  };
+  return {
+    uid,
+    kind: { group, version, kind: kindName },
+    resource: { group, version, resource: attributes.resource },
+    ...(attributes.subresource ? { subResource: attributes.subresource } : {}),
+    requestKind: { group, version: attributes.version, kind: kindName },
+    requestResource: { group, version: attributes.version, resource: attributes.resource },
+    ...(attributes.subresource ? { requestSubResource: attributes.subresource } : {}),
+    ...(attributes.name ? { name: attributes.name } : {}),
+    ...(attributes.namespace ? { namespace: attributes.namespace } : {}),
+    operation: attributes.operation,
+    userInfo: {
+      username: user.name,
+      ...(user.uid ? { uid: user.uid } : {}),
+      ...(user.groups.length > 0 ? { groups: [...user.groups] } : {}),
+      ...(Object.keys(user.extra).length > 0 ? { extra: Object.fromEntries(Object.entries(user.extra).map(([k, v]) => [k, [...v]])) } : {}),
+    },
+    ...(withObjects ? { object: object ?? null, oldObject: oldObject ?? null } : {}),
+    dryRun: attributes.dryRun,
+    options,
+  };
 }
 
 class WebhookDispatcher {
@@ -184,7 +275,7 @@ class WebhookDispatcher {
    * matched version. Undefined when the webhook is not to be called.
    */
   async invocationFor(webhook: CompiledWebhook, attributes: AdmissionAttributes, kind: KindEntry): Promise<Invocation | undefined> {
-    const namespaceMatch = await this.matchNamespace(webhook, attributes);
+    const namespaceMatch = await matchNamespaceSelector(webhook.spec.namespaceSelector, webhook.namespaceSelector, attributes, this.options.namespaces);
     if (namespaceMatch === false) return undefined;
     let objectMatch: boolean | StatusError;
     if (webhook.objectSelector instanceof Error) objectMatch = internalError(webhook.objectSelector.message);
@@ -223,85 +314,19 @@ class WebhookDispatcher {
     return { webhook, version };
   }
 
-  /** MatchNamespaceSelector: cluster-scoped objects always match; a missing namespace is 404. */
-  private async matchNamespace(webhook: CompiledWebhook, attributes: AdmissionAttributes): Promise<boolean | StatusError> {
-    if (attributes.namespace === '') return true;
-    const selector = webhook.namespaceSelector;
-    if (selector instanceof Error) return internalError(selector.message);
-    const spec = webhook.spec.namespaceSelector;
-    if (Object.keys(spec?.matchLabels ?? {}).length === 0 && (spec?.matchExpressions ?? []).length === 0) return true;
-    try {
-      const labels = await this.options.namespaces.labels(attributes.namespace);
-      if (labels === undefined) return errors.notFound({ group: '', resource: 'namespaces' }, attributes.namespace);
-      return selector(labels);
-    } catch (error) {
-      return error instanceof StatusError ? error : internalError((error as Error).message);
-    }
-  }
-
-  /** False when a condition is false, else the evaluation errors if any, else true (upstream's matchconditions matcher). */
   private evaluateMatchConditions(webhook: CompiledWebhook, attributes: AdmissionAttributes, kind: KindEntry, version: string): boolean | Error {
     if (webhook.matchConditions instanceof Error) return webhook.matchConditions;
-    const bindings = {
-      object: celInput(this.versioned(kind, attributes.object, version)),
-      oldObject: celInput(this.versioned(kind, attributes.oldObject, version)),
-      request: celInput(this.request(attributes, kind, version, '', false)),
-    };
-    const problems: string[] = [];
-    for (const condition of webhook.matchConditions) {
-      const meter = new CelMeter(CEL_PER_CALL_COST_LIMIT);
-      let result: unknown;
-      try {
-        result = condition.program.evaluate(bindings as never, meter);
-      } catch (error) {
-        result = error;
-      }
-      if (result === false) return false;
-      if (result === true) continue;
-      const why = isCelError(result as never) || result instanceof Error ? (result as Error).message : `expected bool, got ${typeof result}`;
-      problems.push(`expression '${condition.program.source}' resulted in error: ${meter.exceeded ? 'operation cancelled: actual cost limit exceeded' : why}`);
-    }
-    // utilerrors.NewAggregate's wording: one error as it is, several in brackets.
-    if (problems.length > 0) return new Error(problems.length === 1 ? problems[0] : `[${problems.join(', ')}]`);
-    return true;
+    return evaluateMatchConditions(webhook.matchConditions, {
+      object: this.versioned(kind, attributes.object, version),
+      oldObject: this.versioned(kind, attributes.oldObject, version),
+      request: admissionRequest(attributes, kind.codec.kind, version, '', false),
+    });
   }
 
   /** A stored-version object in `version` (a copy). */
   versioned(kind: KindEntry, object: Readonly<Record<string, unknown>> | undefined, version: string): KubeObject | null {
     if (!object) return null;
     return structuredClone(kind.codec.fromStorage(object, version)) as KubeObject;
-  }
-
-  /** The AdmissionRequest, without its objects. */
-  private request(attributes: AdmissionAttributes, kind: KindEntry, version: string, uid: string, withObjects: boolean, object?: KubeObject | null, oldObject?: KubeObject | null): Record<string, unknown> {
-    const group = attributes.group;
-    const user = attributes.user;
-    const options = attributes.options ?? {
-      kind: attributes.operation === 'CREATE' ? 'CreateOptions' : attributes.operation === 'UPDATE' ? 'UpdateOptions' : 'DeleteOptions',
-      apiVersion: 'meta.k8s.io/v1',
-      ...(attributes.dryRun ? { dryRun: ['All'] } : {}),
-    };
-    return {
-      uid,
-      kind: { group, version, kind: kind.codec.kind },
-      resource: { group, version, resource: attributes.resource },
-      ...(attributes.subresource ? { subResource: attributes.subresource } : {}),
-      requestKind: { group, version: attributes.version, kind: kind.codec.kind },
-      requestResource: { group, version: attributes.version, resource: attributes.resource },
-      ...(attributes.subresource ? { requestSubResource: attributes.subresource } : {}),
-      ...(attributes.name ? { name: attributes.name } : {}),
-      ...(attributes.namespace ? { namespace: attributes.namespace } : {}),
-      operation: attributes.operation,
-      userInfo: {
-        username: user.name,
-        ...(user.uid ? { uid: user.uid } : {}),
-        ...(user.groups.length > 0 ? { groups: [...user.groups] } : {}),
-        ...(Object.keys(user.extra).length > 0 ? { extra: Object.fromEntries(Object.entries(user.extra).map(([k, v]) => [k, [...v]])) } : {}),
-      },
-      ...(withObjects ? { object: object ?? null, oldObject: oldObject ?? null } : {}),
-      dryRun: attributes.dryRun,
-      options,
-    };
   }
 
   /**
@@ -320,7 +345,7 @@ class WebhookDispatcher {
     const review = {
       apiVersion: 'admission.k8s.io/v1',
       kind: 'AdmissionReview',
-      request: this.request(attributes, kind, invocation.version, uid, true, object, this.versioned(kind, attributes.oldObject, invocation.version)),
+      request: admissionRequest(attributes, kind.codec.kind, invocation.version, uid, true, object, this.versioned(kind, attributes.oldObject, invocation.version)),
     };
     const answer = (await callWebhook(webhook.spec.clientConfig, review, webhook.timeoutMs, this.resolveService)) as Record<string, unknown>;
     const response = answer.response as Record<string, unknown> | undefined;
