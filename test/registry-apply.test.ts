@@ -191,6 +191,16 @@ describe('PATCH with application/apply-patch+yaml', () => {
     expect(reply.body).toMatchObject({ reason: '', message: 'failed to create typed patch object (/a; wardle.example.com/v1alpha1, Kind=Flunder): .spec.unknown: field not declared in schema' });
   });
 
+  test('fails with 409 for a stale resourceVersion in the applied object (a precondition), and for a uid when nothing exists', async () => {
+    const created = await apply(`${FLUNDERS}/a`, flunder('a', { reference: 'one' }), 'fieldManager=m');
+    const stale = await apply(`${FLUNDERS}/a`, flunder('a', { reference: 'two' }, { resourceVersion: '1' }), 'fieldManager=m');
+    expect([stale.status, stale.body.reason]).toEqual([409, 'Conflict']);
+    const current = await apply(`${FLUNDERS}/a`, flunder('a', { reference: 'two' }, { resourceVersion: created.body.metadata.resourceVersion }), 'fieldManager=m');
+    expect(current.status).toBe(200);
+    const uid = await apply(`${FLUNDERS}/b`, flunder('b', {}, { uid: 'abc' }), 'fieldManager=m');
+    expect([uid.status, uid.body.message]).toEqual([409, 'Operation cannot be fulfilled on flunders.wardle.example.com "b": uid mismatch: the provided object specified uid abc, and no existing object was found']);
+  });
+
   test('dryRun=All answers what would be created and stores nothing', async () => {
     const reply = await apply(`${FLUNDERS}/a`, flunder('a', { reference: 'x' }), 'fieldManager=m&dryRun=All');
     expect(reply.status).toBe(201);
