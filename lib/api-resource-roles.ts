@@ -1,6 +1,8 @@
 import { k8s } from 'cdk8s-plus-28';
 import { Construct } from 'constructs';
 import { ApiGroupDefinition, KindDefinition } from '../apis';
+// The subresources a served version has, which the bundled server serves (apis/features.ts): grants follow what exists.
+import { subresourcesOf } from '../apis/features';
 
 export const AGGREGATE_TO_VIEW = 'rbac.authorization.k8s.io/aggregate-to-view';
 export const AGGREGATE_TO_EDIT = 'rbac.authorization.k8s.io/aggregate-to-edit';
@@ -88,14 +90,5 @@ function editorRules(group: string, kinds: readonly KindDefinition[]): k8s.Polic
     ...readerRules(group, kinds),
     ...(kinds.length > 0 ? [{ apiGroups: [group], resources: kinds.map((kind) => kind.plural), verbs: WRITE_VERBS }] : []),
     ...(scalable.length > 0 ? [{ apiGroups: [group], resources: scalable, verbs: ['update', 'patch'] }] : []),
-  ];
-}
-
-/** The subresources any served version of the kind has, in a fixed order. */
-function subresourcesOf(kind: KindDefinition): string[] {
-  const served = kind.versions.filter((version) => version.served);
-  return [
-    ...(served.some((version) => version.subresources?.status === true) ? ['status'] : []),
-    ...(served.some((version) => version.subresources?.scale !== undefined) ? ['scale'] : []),
   ];
 }

@@ -60,9 +60,8 @@ export class CustomResourceDefinitions extends Construct implements ICustomResou
     const { group } = props.api;
     const conversion = props.conversion === undefined || props.conversion === 'None' ? undefined : _webhookConversion(props.conversion);
     if (props.conversion === undefined) props.api.kinds.forEach(_checkConvertibleWithoutWebhook);
-    this.definitions = props.api.kinds.map(
-      (kind) =>
-        new k8s.KubeCustomResourceDefinition(this, kind.kind, {
+    this.definitions = props.api.kinds.map((kind) => {
+      const crd = new _KubeCustomResourceDefinition(this, kind.kind, kind, {
           metadata: { name: `${kind.plural}.${group}` },
           spec: {
             group,
@@ -78,8 +77,9 @@ export class CustomResourceDefinitions extends Construct implements ICustomResou
             versions: kind.versions.map(crdVersion),
             conversion: conversion ?? { strategy: 'None' },
           },
-        }),
-    );
+      });
+      return crd;
+    });
   }
 }
 
@@ -128,6 +128,41 @@ function _checkConvertibleWithoutWebhook(kind: KindDefinition): void {
         'so conversion "None" would silently drop their fields when kube-apiserver prunes against the storage schema ' +
         '(expected a conversion webhook in "conversion", or conversion: \'None\' to accept that loss)',
     );
+  }
+}
+
+/**
+ * The L1 CRD, with `optionalOldSelf` put back on the rules of the schema nodes the binding
+ * rewrites (the root and `properties`, recursively): cdk8s-plus-28's ValidationRule predates the
+ * field (Kubernetes 1.29) and its serializer drops it, and without it kube-apiserver would not run
+ * on create a rule the bundled server runs. `items` and `additionalProperties` pass through the
+ * binding untouched, the field with them.
+ */
+class _KubeCustomResourceDefinition extends k8s.KubeCustomResourceDefinition {
+  constructor(scope: Construct, id: string, private readonly _kind: KindDefinition, props: k8s.KubeCustomResourceDefinitionProps) {
+    super(scope, id, props);
+  }
+
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any -- the signature of ApiObject.toJson it overrides
+  public toJson(): any {
+    const json = super.toJson();
+    const versions = (json.spec?.versions ?? []) as { schema?: { openAPIV3Schema?: Record<string, unknown> } }[];
+    this._kind.versions.forEach((version, i) => {
+      const emitted = versions[i]?.schema?.openAPIV3Schema;
+      if (emitted) _restoreOptionalOldSelf(version.schema, emitted);
+    });
+    return json;
+  }
+}
+
+function _restoreOptionalOldSelf(schema: JSONSchemaProps, emitted: Record<string, unknown>): void {
+  const rules = emitted['x-kubernetes-validations'] as Record<string, unknown>[] | undefined;
+  (schema['x-kubernetes-validations'] ?? []).forEach((rule, j) => {
+    if (rule.optionalOldSelf !== undefined && rules?.[j]) rules[j].optionalOldSelf = rule.optionalOldSelf;
+  });
+  const properties = emitted.properties as Record<string, Record<string, unknown>> | undefined;
+  for (const [name, property] of Object.entries(schema.properties ?? {})) {
+    if (properties?.[name]) _restoreOptionalOldSelf(property, properties[name]);
   }
 }
 
