@@ -516,3 +516,70 @@ describe('properties', () => {
     );
   });
 });
+
+describe('entries recorded in another apiVersion (merge.Updater with a Converter; multiple_appliers_test.go TestMultipleAppliersFieldRenameConversions)', () => {
+  // v1 calls the field `a`, v2 calls it `b`; the conversion renames it.
+  const v1: JSONSchemaProps = { type: 'object', properties: { spec: { type: 'object', properties: { a: str, keep: str } } } };
+  const v2: JSONSchemaProps = { type: 'object', properties: { spec: { type: 'object', properties: { b: str, keep: str } } } };
+  const convert = (object: Obj, to: string): Obj => {
+    const spec = { ...((object.spec ?? {}) as Obj) };
+    if (to === 'example.com/v2' && 'a' in spec) {
+      spec.b = spec.a;
+      delete spec.a;
+    }
+    if (to === 'example.com/v1' && 'b' in spec) {
+      spec.a = spec.b;
+      delete spec.b;
+    }
+    return { ...object, apiVersion: to, ...(object.spec === undefined ? {} : { spec }) };
+  };
+  const inV1 = new FieldManager({ schema: v1, apiVersion: 'example.com/v1', otherVersions: { 'example.com/v2': v2 }, convert });
+  const inV2 = new FieldManager({ schema: v2, apiVersion: 'example.com/v2', otherVersions: { 'example.com/v1': v1 }, convert });
+  const at = (apiVersion: string, spec: Obj): Obj => ({ apiVersion, kind: 'Thing', metadata: { name: 'x' }, spec });
+  const withUid = (o: Obj): Obj => ({ ...o, metadata: { ...(o.metadata as Obj), uid: 'u' } });
+
+  test('fails with a conflict on a renamed field, named in the owner\'s version; force takes it', () => {
+    // GIVEN "old" applied spec.a through v1
+    const live = withUid(inV1.apply(undefined, at('example.com/v1', { a: '1' }), 'old', false));
+    // WHEN "new" applies another value of the same field, spec.b, through v2 (live given in v2)
+    const liveV2 = convert(live, 'example.com/v2');
+    const conflict = (() => {
+      try {
+        inV2.apply(liveV2, at('example.com/v2', { b: '2' }), 'new', false);
+      } catch (e) {
+        return e as ApplyConflictError;
+      }
+      throw new Error('expected a conflict');
+    })();
+    // THEN the conflict names the field as its owner recorded it
+    expect(conflict.message).toBe('Apply failed with 1 conflict: conflict with "old": .spec.a');
+    // WHEN forced, "old" loses the field: nothing left, its entry goes
+    const forced = inV2.apply(liveV2, at('example.com/v2', { b: '2' }), 'new', true);
+    expect(entries(forced).map((e) => [e.manager, e.apiVersion, owned(e)])).toEqual([['new', 'example.com/v2', ['.spec.b']]]);
+  });
+
+  test('without the versions, entries are compared as recorded: the renamed field is not seen as owned', () => {
+    const plainV2 = new FieldManager({ schema: v2, apiVersion: 'example.com/v2' });
+    const live = withUid(inV1.apply(undefined, at('example.com/v1', { a: '1' }), 'old', false));
+    const stored = plainV2.apply(convert(live, 'example.com/v2'), at('example.com/v2', { b: '2' }), 'new', false);
+    expect(entries(stored).map((e) => e.manager)).toEqual(['new', 'old']);
+  });
+
+  test('an applier that switches version still prunes what it stopped applying (prune in the last set\'s version)', () => {
+    // GIVEN "me" applied a and keep through v1
+    const live = withUid(inV1.apply(undefined, at('example.com/v1', { a: '1', keep: 'k' }), 'me', false));
+    // WHEN it applies through v2 with only b (the same field as a)
+    const stored = inV2.apply(convert(live, 'example.com/v2'), at('example.com/v2', { b: '1' }), 'me', false);
+    // THEN keep, which it no longer applies, is gone; b stays
+    expect(stored.spec).toEqual({ b: '1' });
+    expect(entries(stored).map((e) => [e.manager, e.apiVersion, owned(e)])).toEqual([['me', 'example.com/v2', ['.spec.b']]]);
+  });
+
+  test('an entry in a version the kind does not have is dropped (Go\'s missing-version rule)', () => {
+    const created = withUid(inV1.update(undefined, at('example.com/v1', { a: '1' }), 'writer'));
+    const ghost: ManagedFieldsEntry = { manager: 'ghost', operation: 'Update', apiVersion: 'example.com/v0', fieldsType: 'FieldsV1', fieldsV1: { 'f:spec': { 'f:keep': {} } } };
+    const live = { ...created, metadata: { ...(created.metadata as Obj), managedFields: [...entries(created), ghost] } };
+    const stored = inV1.update(live, { ...live, spec: { a: '2' } }, 'writer');
+    expect(entries(stored).map((e) => e.manager)).toEqual(['writer']);
+  });
+});

@@ -6,11 +6,11 @@
  * builds in NewDefaultFieldManager), pure (no I/O): the registry calls `update()` on every
  * ordinary write and `apply()` for `application/apply-patch+yaml`.
  *
- * Not ported: conversion of managed fields between apiVersions (every entry's set is compared as
- * recorded, whatever apiVersion it names: right while the versions of a kind share their field
- * layout; Go converts the object to each entry's version first), the reconciliation of sets
- * with a schema that changed between atomic and granular (ReconcileFieldSetWithSchema), and
- * defaulting of the applied result (the registry defaults what it stores).
+ * Entries recorded in another apiVersion are compared in it when the options give the kind's
+ * other versions and a conversion (`otherVersions`, `convert`), as Go converts; without them
+ * every entry is compared as recorded. Not done here: defaulting of the applied result and
+ * restoring system metadata (uid, creationTimestamp…) the applied object may overwrite — the
+ * registry does both for what it stores, as Go's strategy and rest.BeforeUpdate do.
  */
 import type { JSONSchemaProps } from '../../apis/types';
 import { errors, StatusError } from '../status';
@@ -20,7 +20,7 @@ import { decodeManagedFields, emptyManaged, encodeManagedFields, formatTime, Man
 import { fieldElement, goJson } from './path-element';
 import { compileRootSchema, TypeNode } from './schema';
 import { compareObjects, toFieldSet, TypedValueError, validateApplied } from './typed';
-import { ConflictsError, Updater } from './updater';
+import { ConflictsError, Updater, Versions } from './updater';
 
 export { decodeManagedFields, ManagedFieldsError } from './managed-fields';
 export { FieldSet, FieldsV1Error } from './field-set';
@@ -115,6 +115,21 @@ export interface FieldManagerOptions {
   readonly resetFields?: Readonly<Record<string, readonly (readonly string[])[]>>;
   /** The kind, e.g. `Flunder`: an applied configuration of another kind is refused (400). @default - not checked */
   readonly kind?: string;
+  /**
+   * The kind's other versions: whole-object schema by apiVersion (`wardle.example.com/v1beta1`).
+   * With `convert`, an entry recorded in another version is compared, pruned and reported in
+   * that version, as Go converts with the CRD's conversion; an entry in a version not listed is
+   * dropped (Go's missing-version rule).
+   * @default - none: every entry is compared as recorded, whatever apiVersion it names (right
+   *   while the versions share their field layout)
+   */
+  readonly otherVersions?: Readonly<Record<string, JSONSchemaProps>>;
+  /**
+   * Converts a whole object (its `apiVersion` says its version) into `toApiVersion`; throwing
+   * means the version cannot be reached (its entries are dropped). Used only with `otherVersions`.
+   * @default - none
+   */
+  readonly convert?: (object: Obj, toApiVersion: string) => Obj;
 }
 
 /** kubectl's client-side apply annotation, which server-side apply by `kubectl` keeps up to date. */
@@ -146,19 +161,22 @@ export class FieldManager {
   private readonly updaters = new Map<string, Updater>();
   private readonly resetPaths: Readonly<Record<string, readonly (readonly string[])[]>>;
 
+  private readonly versions: Versions;
+
   constructor(readonly options: FieldManagerOptions) {
     this.type = compileRootSchema(options.schema);
     this.resetPaths = options.resetFields ?? {};
+    this.versions = versionsOf(options, this.type);
     for (const [subresource, paths] of Object.entries(this.resetPaths)) {
       const ignored = FieldSet.of(...paths.filter((p) => p.length > 0).map((p) => p.map(fieldElement)));
-      this.updaters.set(subresource, new Updater(this.type, ignored.empty() ? undefined : ignored));
+      this.updaters.set(subresource, new Updater(this.versions, ignored.empty() ? undefined : ignored));
     }
   }
 
   private updater(subresource: string): Updater {
     let updater = this.updaters.get(subresource);
     if (!updater) {
-      updater = new Updater(this.type, undefined);
+      updater = new Updater(this.versions, undefined);
       this.updaters.set(subresource, updater);
     }
     return updater;
@@ -281,7 +299,7 @@ export class FieldManager {
   /** managedFieldsUpdater + stripMeta + structuredMerge for an Update; then capManagers. */
   private recordUpdate(live: unknown, newObject: unknown, managed: Managed, identifier: string, subresource: string, now: Date): void {
     const fields = managed.fields;
-    this.updater(subresource).update(live, stripManagedFieldsOf(newObject), this.options.apiVersion, fields, CURRENT_OPERATION);
+    this.updater(subresource).update(live, stripManagedFieldsOf(newObject), fields, CURRENT_OPERATION);
     stripFields(fields, CURRENT_OPERATION);
     const current = fields.get(CURRENT_OPERATION);
     if (current) {
@@ -295,7 +313,7 @@ export class FieldManager {
 
   /** managedFieldsUpdater + stripMeta + structuredMerge for an Apply. Returns the object to store (without managedFields). */
   private recordApply(live: Obj, applied: Obj, managed: Managed, identifier: string, force: boolean, subresource: string, now: Date): Obj {
-    const merged = this.updater(subresource).apply(live, applied, this.options.apiVersion, managed.fields, identifier, force);
+    const merged = this.updater(subresource).apply(live, applied, managed.fields, identifier, force);
     stripFields(managed.fields, identifier);
     if (merged === undefined) return live;
     managed.times.set(identifier, formatTime(now));
@@ -344,6 +362,17 @@ export class FieldManager {
       else target[last] = structuredClone(source);
     }
   }
+}
+
+/** The updater's view of the kind's versions: with a conversion, each its own type; without, all as the current one. */
+function versionsOf(options: FieldManagerOptions, type: TypeNode): Versions {
+  const convert = options.convert;
+  if (!convert || !options.otherVersions) {
+    return { current: options.apiVersion, typeOf: () => type, convert: (object) => object };
+  }
+  const types = new Map<string, TypeNode>([[options.apiVersion, type]]);
+  for (const [apiVersion, schema] of Object.entries(options.otherVersions)) if (apiVersion !== options.apiVersion) types.set(apiVersion, compileRootSchema(schema));
+  return { current: options.apiVersion, typeOf: (apiVersion) => types.get(apiVersion), convert: (object, apiVersion) => convert(object as Obj, apiVersion) };
 }
 
 function isRecord(value: unknown): value is Obj {
