@@ -38,6 +38,7 @@ const QUERY: Record<string, { type: 'string' | 'boolean' | 'integer'; descriptio
   fieldManager: { type: 'string', description: 'fieldManager names the actor making the change.' },
   fieldSelector: { type: 'string', description: 'fieldSelector restricts a list by fields (metadata.name, metadata.namespace).' },
   fieldValidation: { type: 'string', description: 'fieldValidation: Ignore, Warn or Strict handling of unknown fields.' },
+  force: { type: 'boolean', description: 'force takes over the fields other managers own; apply patches only.' },
   gracePeriodSeconds: { type: 'integer', description: 'gracePeriodSeconds before the object is deleted.' },
   labelSelector: { type: 'string', description: 'labelSelector restricts a list by labels.' },
   limit: { type: 'integer', description: 'limit is the most items one page of a list returns.' },
@@ -53,6 +54,8 @@ const QUERY: Record<string, { type: 'string' | 'boolean' | 'integer'; descriptio
 
 const LIST_QUERY = ['allowWatchBookmarks', 'continue', 'fieldSelector', 'labelSelector', 'limit', 'resourceVersion', 'resourceVersionMatch', 'sendInitialEvents', 'timeoutSeconds', 'watch'];
 const WRITE_QUERY = ['dryRun', 'fieldManager', 'fieldValidation'];
+/** PatchOptions: `force` is for apply patches (server-side apply). */
+const PATCH_QUERY = [...WRITE_QUERY, 'force'];
 const DELETE_QUERY = ['dryRun', 'gracePeriodSeconds', 'orphanDependents', 'propagationPolicy'];
 const DELETE_COLLECTION_QUERY = ['continue', 'dryRun', 'fieldSelector', 'gracePeriodSeconds', 'labelSelector', 'limit', 'orphanDependents', 'propagationPolicy', 'resourceVersion', 'resourceVersionMatch', 'sendInitialEvents', 'timeoutSeconds'];
 
@@ -204,14 +207,14 @@ function groupVersionModel(api: ApiGroupDefinition, version: string): { paths: M
     add(`${collection}/{name}`, [nameParam, ...nsParam], [
       { method: 'get', id: `read${infix}${scoped}${k}`, description: `read the specified ${k}`, action: 'get', gvk, query: [], responses: { '200': object }, produces: PRODUCES },
       { method: 'put', id: `replace${infix}${scoped}${k}`, description: `replace the specified ${k}`, action: 'put', gvk, query: WRITE_QUERY, body: object, bodyRequired: true, responses: { '200': object, '201': object }, produces: PRODUCES },
-      { method: 'patch', id: `patch${infix}${scoped}${k}`, description: `partially update the specified ${k}`, action: 'patch', gvk, query: WRITE_QUERY, body: 'patch', bodyRequired: true, responses: { '200': object, '201': object }, produces: PRODUCES },
+      { method: 'patch', id: `patch${infix}${scoped}${k}`, description: `partially update the specified ${k}`, action: 'patch', gvk, query: PATCH_QUERY, body: 'patch', bodyRequired: true, responses: { '200': object, '201': object }, produces: PRODUCES },
       { method: 'delete', id: `delete${infix}${scoped}${k}`, description: `delete a ${k}`, action: 'delete', gvk, query: DELETE_QUERY, body: `${META_PREFIX}.DeleteOptions`, responses: { '200': status, '202': status }, produces: PRODUCES },
     ]);
     if (kv.subresources?.status) {
       add(`${collection}/{name}/status`, [nameParam, ...nsParam], [
         { method: 'get', id: `read${infix}${scoped}${k}Status`, description: `read status of the specified ${k}`, action: 'get', gvk, query: [], responses: { '200': object }, produces: PRODUCES },
         { method: 'put', id: `replace${infix}${scoped}${k}Status`, description: `replace status of the specified ${k}`, action: 'put', gvk, query: WRITE_QUERY, body: object, bodyRequired: true, responses: { '200': object, '201': object }, produces: PRODUCES },
-        { method: 'patch', id: `patch${infix}${scoped}${k}Status`, description: `partially update status of the specified ${k}`, action: 'patch', gvk, query: WRITE_QUERY, body: 'patch', bodyRequired: true, responses: { '200': object, '201': object }, produces: PRODUCES },
+        { method: 'patch', id: `patch${infix}${scoped}${k}Status`, description: `partially update status of the specified ${k}`, action: 'patch', gvk, query: PATCH_QUERY, body: 'patch', bodyRequired: true, responses: { '200': object, '201': object }, produces: PRODUCES },
       ]);
     }
     if (kv.subresources?.scale) {

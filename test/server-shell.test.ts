@@ -193,6 +193,7 @@ describe('openapi', () => {
     expect(Object.keys(spec.paths).every((p) => p.startsWith(`/apis/${GROUP}/`))).toBe(true);
     const flunder = spec.paths[`/apis/${GROUP}/v1alpha1/namespaces/{namespace}/flunders/{name}`];
     expect(flunder.patch.consumes).toEqual(['application/json-patch+json', 'application/merge-patch+json', 'application/apply-patch+yaml']);
+    expect(flunder.patch.parameters.filter((p: { in: string }) => p.in === 'query').map((p: { name: string }) => p.name)).toEqual(['dryRun', 'fieldManager', 'fieldValidation', 'force']);
     expect(res.body).not.toContain('strategic-merge-patch');
     expect(flunder.get['x-kubernetes-group-version-kind']).toEqual({ group: GROUP, version: 'v1alpha1', kind: 'Flunder' });
     expect(spec.paths[`/apis/${GROUP}/v1alpha1/fischers/{name}`].delete).toBeDefined();
