@@ -382,3 +382,58 @@ describe('schema changes (schema_change_test.go TestGranularToAtomicSchemaChange
     expect(after.managed()).toEqual({ 'two/Apply': ['.struct'] });
   });
 });
+
+describe('duplicated items in live lists (duplicates_test.go TestDuplicates)', () => {
+  const schema: JSONSchemaProps = {
+    type: 'object',
+    properties: {
+      set: { type: 'array', 'x-kubernetes-list-type': 'set', items: { type: 'integer' } },
+      list: {
+        type: 'array',
+        'x-kubernetes-list-type': 'map',
+        'x-kubernetes-list-map-keys': ['name'],
+        items: { type: 'object', properties: { name: { type: 'string' }, value1: { type: 'integer' }, value2: { type: 'integer' } } },
+      },
+    },
+  };
+
+  test('"sets/merging/remove_duplicate": a duplicated value is owned whole; a forced apply makes it single', () => {
+    // GIVEN an updater wrote a set with 1 twice
+    const s = state(schema);
+    s.update('updater', { set: [1, 1, 3, 4] });
+    expect(s.managed()).toEqual({ 'updater/Update': ['.set', '.set[=1]', '.set[=3]', '.set[=4]'] });
+    // WHEN an applier applies [1]: the duplicate changes, a conflict
+    const conflict = conflictOf(() => s.apply('applier', { set: [1] }));
+    expect(conflict.conflicts.map((c) => [c.manager, c.field])).toEqual([['updater', '.set[=1]']]);
+    // WHEN forced
+    s.apply('applier', { set: [1] }, true);
+    // THEN the value is single and the applier's
+    expect(s.object()).toEqual({ set: [1, 3, 4] });
+    expect(s.managed()).toEqual({ 'applier/Apply': ['.set[=1]'], 'updater/Update': ['.set', '.set[=3]', '.set[=4]'] });
+  });
+
+  test('"list/merge/change_duplicated_item": a duplicated key is one owned item, replaced by a forced apply', () => {
+    const s = state(schema);
+    s.update('updater', {
+      list: [
+        { name: 'a', value1: 1 },
+        { name: 'a', value1: 2 },
+        { name: 'b', value1: 3 },
+      ],
+    });
+    expect(s.managed()).toEqual({ 'updater/Update': ['.list', '.list[name="a"]', '.list[name="b"]', '.list[name="b"].name', '.list[name="b"].value1'] });
+    const conflict = conflictOf(() => s.apply('applier', { list: [{ name: 'a', value1: 3 }] }));
+    expect(conflict.conflicts.map((c) => [c.manager, c.field])).toEqual([['updater', '.list[name="a"]']]);
+    s.apply('applier', { list: [{ name: 'a', value1: 3 }] }, true);
+    expect(s.object()).toEqual({
+      list: [
+        { name: 'a', value1: 3 },
+        { name: 'b', value1: 3 },
+      ],
+    });
+    expect(s.managed()).toEqual({
+      'applier/Apply': ['.list[name="a"]', '.list[name="a"].name', '.list[name="a"].value1'],
+      'updater/Update': ['.list', '.list[name="b"]', '.list[name="b"].name', '.list[name="b"].value1'],
+    });
+  });
+});
