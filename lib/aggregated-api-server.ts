@@ -4,6 +4,7 @@ import { k8s } from 'cdk8s-plus-28';
 import { Construct } from 'constructs';
 import { _checkCollisionsAtSynth } from './_collisions';
 import { ApiGroupDefinition, servedVersions, validateApiGroupDefinition } from '../apis';
+import { checkSupportedByBundledServer } from '../apis/features';
 import { _checkDns1035Label, _checkDns1123Label, _checkDns1123Subdomain, _checkIntegerInRange, _checkLabels } from './_validate';
 import { API_SERVICE_PORT, ApiService, DEFAULT_GROUP_PRIORITY_MINIMUM, DEFAULT_VERSION_PRIORITY } from './api-service';
 import { ApiServiceDeployerRole } from './api-service-deployer-role';
@@ -46,6 +47,14 @@ export interface AggregatedApiServerProps extends PodPlacement {
   readonly name?: string;
   /** @default DEFAULT_SERVER_IMAGE */
   readonly image?: string;
+  /**
+   * Whether `image` is this package's bundled server. Its support for what `api` declares is then
+   * checked at synth against the list it reads itself (apis/features.ts), and a feature it does not
+   * honour is refused, naming kind, version, field and feature (the lines it would print at
+   * start). `false` for an image of your own (e.g. built on k8s.io/apiserver): nothing is checked.
+   * @default true
+   */
+  readonly bundledServer?: boolean;
   /** @default IF_NOT_PRESENT */
   readonly imagePullPolicy?: kplus.ImagePullPolicy;
   /**
@@ -142,6 +151,7 @@ export class AggregatedApiServer extends Construct {
     super(scope, id);
     _checkCollisionsAtSynth(this);
     validateApiGroupDefinition(props.api);
+    if (props.bundledServer !== false) checkSupportedByBundledServer(props.api, `AggregatedApiServer api "${props.api.group}" (bundledServer: false for an image that is not the bundled server)`);
     this.api = props.api;
     const firstLabel = props.api.group.split('.')[0];
     this.namespace = _checkDns1123Label('namespace', props.namespace ?? firstLabel);

@@ -7,7 +7,10 @@ import {
 } from '../apis/features';
 import type { ApiGroupDefinition, JSONSchemaProps, KindDefinition, KindVersion } from '../apis/types';
 import { CustomResourceDefinitions } from '../lib/custom-resource-definitions';
+import { AggregatedApiServer } from '../lib/aggregated-api-server';
 import { ApiResourceRoles } from '../lib/api-resource-roles';
+import { Storage } from '../lib/storage';
+import { fixtureCertificates } from './constructs/_fixtures';
 import { Discovery } from '../server/discovery';
 import { RegistryServer } from './support/registry-server';
 
@@ -312,6 +315,20 @@ describe('refusals: what the server does not honour is refused on both sides wit
     // THEN named
     expect(unsupportedFeatures(wrongRoot).map(describeUnsupportedFeature)).toEqual(['kind Thing, version v1, field subresources.scale.specReplicasPath: scale specReplicasPath ".status.replicas" should be a json path under .spec']);
     expect(unsupportedFeatures(wrongType).map(describeUnsupportedFeature)).toEqual(['kind Thing, version v1, field subresources.scale.specReplicasPath: scale specReplicasPath ".spec.x" must point to a field of type integer (the schema says string)']);
+  });
+
+  test('fails to construct the AggregatedApiServer that deploys the bundled server, with the same lines; an image of one\'s own is not checked', () => {
+    // GIVEN a definition with format email
+    const api = definition({}, {}, obj({ type: 'string', format: 'email' }));
+    const deploy = (bundledServer?: boolean) =>
+      new AggregatedApiServer(Testing.chart(), 'server', { api, name: 'wardle-apiserver', namespace: 'wardle', certificates: fixtureCertificates(), storage: Storage.memory(), ...(bundledServer === undefined ? {} : { bundledServer }) });
+    // WHEN the construct deploys the bundled server THEN it throws the server's line
+    expect(() => deploy()).toThrow(
+      'AggregatedApiServer api "parity.example.com" (bundledServer: false for an image that is not the bundled server): the bundled server does not support this feature of the definition:\n' +
+        '  - kind Thing, version v1, field schema.properties.spec.properties.x.format: format "email" is not supported by the bundled server',
+    );
+    // AND for an image of one's own it builds
+    expect(() => deploy(false)).not.toThrow();
   });
 
   test('fails to build the registry (server start) with the same lines', async () => {
