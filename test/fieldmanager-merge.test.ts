@@ -6,7 +6,11 @@
  */
 import type { JSONSchemaProps } from '../apis/types';
 import { ApplyConflictError, FieldManager, ManagedFieldsEntry, Obj } from '../server/fieldmanager';
+import fc from 'fast-check';
 import { FieldSet } from '../server/fieldmanager/field-set';
+import { fieldElement, keyElement, valueElement } from '../server/fieldmanager/path-element';
+import { compileRootSchema } from '../server/fieldmanager/schema';
+import { extractItems, removeItems, toFieldSet } from '../server/fieldmanager/typed';
 
 const API_VERSION = 'example.com/v1';
 
@@ -435,5 +439,64 @@ describe('duplicated items in live lists (duplicates_test.go TestDuplicates)', (
       'applier/Apply': ['.list[name="a"]', '.list[name="a"].name', '.list[name="a"].value1'],
       'updater/Update': ['.list', '.list[name="b"]', '.list[name="b"].name', '.list[name="b"].value1'],
     });
+  });
+});
+
+describe('removeItems and extractItems (typed/remove.go)', () => {
+  const schema: JSONSchemaProps = {
+    type: 'object',
+    properties: {
+      spec: {
+        type: 'object',
+        properties: {
+          replicas: { type: 'integer' },
+          tags: { type: 'array', 'x-kubernetes-list-type': 'set', items: { type: 'string' } },
+          ports: {
+            type: 'array',
+            'x-kubernetes-list-type': 'map',
+            'x-kubernetes-list-map-keys': ['name'],
+            items: { type: 'object', properties: { name: { type: 'string' }, port: { type: 'integer' } } },
+          },
+          settings: { type: 'object', additionalProperties: { type: 'string' } },
+        },
+      },
+    },
+  };
+  const type = compileRootSchema(schema);
+  const spec = { replicas: 2, tags: ['a', 'b'], ports: [{ name: 'http', port: 80 }, { name: 'https', port: 443 }], settings: { x: '1', y: '2' } };
+
+  test('extracting some fields keeps them (and the keys of the items they are in), removing them drops them', () => {
+    // GIVEN the fields .spec.ports[name="https"].port and .spec.tags[="a"]
+    const items = FieldSet.of(
+      [fieldElement('spec'), fieldElement('ports'), keyElement([['name', 'https']]), fieldElement('port')],
+      [fieldElement('spec'), fieldElement('tags'), valueElement('a')],
+    );
+    // THEN extract keeps only those, remove keeps the rest
+    expect(extractItems(type, { spec }, items)).toEqual({ spec: { ports: [{ port: 443 }], tags: ['a'] } });
+    expect(removeItems(type, { spec }, items)).toEqual({ spec: { replicas: 2, tags: ['b'], ports: [{ name: 'http', port: 80 }, { name: 'https' }], settings: { x: '1', y: '2' } } });
+  });
+
+  test('property: extracting every field a value sets gives the value back; removing them all leaves no value (emptied maps become null, as in Go)', () => {
+    const onlyNulls = (v: unknown): boolean =>
+      v === null || (typeof v === 'object' && (Array.isArray(v) ? v.every(onlyNulls) : Object.values(v as object).every(onlyNulls)));
+    const key = fc.constantFrom('a', 'b', 'c');
+    const specArb = fc.record(
+      {
+        replicas: fc.integer({ min: 0, max: 3 }),
+        tags: fc.uniqueArray(key, { minLength: 1 }),
+        ports: fc.uniqueArray(fc.record({ name: key, port: fc.integer({ min: 1, max: 3 }) }), { selector: (p) => p.name, minLength: 1 }),
+        settings: fc.dictionary(key, key, { minKeys: 1 }),
+      },
+      { requiredKeys: [] },
+    );
+    fc.assert(
+      fc.property(specArb, (value) => {
+        const object = { spec: value };
+        const all = toFieldSet(type, object);
+        expect(extractItems(type, object, all)).toEqual(Object.keys(value).length === 0 ? { spec: {} } : object);
+        expect(onlyNulls(removeItems(type, object, all))).toBe(true);
+      }),
+      { numRuns: 200 },
+    );
   });
 });
