@@ -233,6 +233,21 @@ describe('PATCH with application/apply-patch+yaml', () => {
     expect((await server.get(`${FLUNDERS}/a`)).body.spec).toEqual({ reference: 'x', referenceType: 'Flunder' });
   });
 
+  test('a field set through another version conflicts with its manager, named in that version; force takes it over', async () => {
+    // GIVEN a flunder applied through v1alpha1
+    await apply(`${FLUNDERS}/a`, flunder('a', { reference: 'one', referenceType: 'Flunder' }), 'fieldManager=first');
+    // WHEN another manager applies another value of the same field through v1beta1
+    const beta = { ...flunder('a', { flunderReference: 'two', referenceType: 'Flunder' }), apiVersion: 'wardle.example.com/v1beta1' };
+    const conflict = await apply(`${FLUNDERS_BETA}/a`, beta, 'fieldManager=second');
+    // THEN it conflicts with the first manager, on the field as that manager's version names it
+    expect([conflict.status, conflict.body.message]).toEqual([409, 'Apply failed with 1 conflict: conflict with "first": .spec.reference']);
+    // AND forcing takes it over: the first manager keeps only what the second did not change
+    const forced = await apply(`${FLUNDERS_BETA}/a`, beta, 'fieldManager=second&force=true');
+    expect(forced.status).toBe(200);
+    const owners = Object.fromEntries(entries(forced.body).map((e) => [e.manager, e.fieldsV1]));
+    expect(owners).toEqual({ first: { 'f:spec': { 'f:referenceType': {} } }, second: { 'f:spec': { 'f:flunderReference': {}, 'f:referenceType': {} } } });
+  });
+
   describe('an object client-side apply manages (last-applied-configuration)', () => {
     /** What `kubectl apply` (client-side) leaves: the annotation, and the fields its Update entry owns. */
     async function clientSideApplied(spec: Record<string, unknown>): Promise<void> {

@@ -219,11 +219,23 @@ export class GenericStore {
     private readonly deps: StoreDeps,
   ) {
     for (const version of codec.definition.versions) this.celValidators.set(version.name, compileVersionCel(codec.kind, version));
+    // Entries recorded through another version are compared in it, converted as the kind converts.
+    const versionNames = new Map(codec.definition.versions.map((v) => [codec.apiVersion(v.name), v.name]));
+    const convert = (object: KubeObject, toApiVersion: string): KubeObject => {
+      const from = versionNames.get(String(object.apiVersion));
+      const to = versionNames.get(toApiVersion);
+      if (from === undefined || to === undefined) throw new Error(`${this.codec.kind} has no version ${from === undefined ? String(object.apiVersion) : toApiVersion}`);
+      return codec.convert(object, from, to) as KubeObject;
+    };
     for (const version of codec.definition.versions) {
       // The CRD strategies' ResetFields: with a status subresource, the main resource cannot set
       // status and /status cannot set spec (a write there keeps their live values, unowned).
       const resetFields = version.subresources?.status === true ? { '': [['status']], status: [['spec']] } : undefined;
-      this.fieldManagers.set(version.name, new FieldManager({ schema: version.schema, apiVersion: codec.apiVersion(version.name), kind: codec.kind, ...(resetFields ? { resetFields } : {}) }));
+      const otherVersions = Object.fromEntries(codec.definition.versions.filter((v) => v !== version).map((v) => [codec.apiVersion(v.name), v.schema]));
+      this.fieldManagers.set(
+        version.name,
+        new FieldManager({ schema: version.schema, apiVersion: codec.apiVersion(version.name), kind: codec.kind, otherVersions, convert, ...(resetFields ? { resetFields } : {}) }),
+      );
     }
   }
 
