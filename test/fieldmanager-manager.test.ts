@@ -583,3 +583,23 @@ describe('entries recorded in another apiVersion (merge.Updater with a Converter
     expect(entries(stored).map((e) => e.manager)).toEqual(['writer']);
   });
 });
+
+describe('validation of the applied object (typed/validate.go)', () => {
+  const schema: JSONSchemaProps = { type: 'object', properties: { spec: { type: 'object', properties: { replicas: int, name: str, on: { type: 'boolean' } } } } };
+  const fm = new FieldManager({ schema, apiVersion: 'v1' });
+  const apply = (spec: Obj) => () => fm.apply(undefined, { apiVersion: 'v1', kind: 'T', metadata: { name: 'a' }, spec }, 'me', false);
+
+  test('fails on a scalar of the wrong type, worded as validateScalar', () => {
+    expect(apply({ replicas: 'three' })).toThrow('(/a; /v1, Kind=T): .spec.replicas: expected numeric (int or float), got string');
+    expect(apply({ name: 1 })).toThrow('.spec.name: expected string, got &value.valueUnstructured{Value:1}');
+    expect(apply({ on: 'yes' })).toThrow('.spec.on: expected boolean, got &{yes}');
+  });
+
+  test('fails on the first undeclared field of a map only, as Go stops there', () => {
+    expect(apply({ x: 1, y: 2 })).toThrow(/: \.spec\.x: field not declared in schema$/);
+  });
+
+  test('null is a valid value of any field', () => {
+    expect(() => apply({ replicas: null, name: null })()).not.toThrow();
+  });
+});

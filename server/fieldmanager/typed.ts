@@ -533,23 +533,22 @@ function validateWalk(node: TypeNode, value: unknown, path: PathElement[], error
       return;
     }
     const seen = new Set<string>();
-    value.forEach((item, i) => {
+    for (let i = 0; i < value.length; i++) {
+      const item = value[i] as JsonValue;
       let pe: PathElement;
       try {
-        pe = listItemElement(list, item as JsonValue);
+        pe = listItemElement(list, item);
       } catch (e) {
+        // Go bails out of the list: without an element, nothing deeper can be reported.
         errors.push({ path: where(), message: `element ${i}: ${(e as Error).message}` });
         return;
       }
-      if (seen.has(pe.id)) {
-        errors.push({ path: where(), message: `duplicate entries for key ${pathToString([pe])}` });
-        return;
-      }
+      if (seen.has(pe.id)) errors.push({ path: where(), message: `duplicate entries for key ${pathToString([pe])}` });
       seen.add(pe.id);
       path.push(pe);
       validateWalk(list.elementType, item, path, errors);
       path.pop();
-    });
+    }
     return;
   }
   if (isObject(value)) {
@@ -562,8 +561,13 @@ function validateWalk(node: TypeNode, value: unknown, path: PathElement[], error
       if (value[key] === undefined) continue;
       path.push(fieldElement(key));
       const type = map.fields.get(key) ?? map.elementType;
-      if (!type) errors.push({ path: where(), message: 'field not declared in schema' });
-      else validateWalk(type, value[key], path, errors);
+      if (!type) {
+        // Go stops at the first undeclared field of a map.
+        errors.push({ path: where(), message: 'field not declared in schema' });
+        path.pop();
+        return;
+      }
+      validateWalk(type, value[key], path, errors);
       path.pop();
     }
     return;
@@ -572,15 +576,16 @@ function validateWalk(node: TypeNode, value: unknown, path: PathElement[], error
     errors.push({ path: where(), message: `expected ${node.map ? 'map' : 'list'}, got ${JSON.stringify(value)}` });
     return;
   }
+  // validateScalar's wording, Go's %T / %#v / %v of the value included.
   switch (node.scalar) {
     case 'numeric':
-      if (typeof value !== 'number') errors.push({ path: where(), message: `expected numeric (int or float), got ${typeof value}` });
+      if (typeof value !== 'number') errors.push({ path: where(), message: `expected numeric (int or float), got ${typeof value === 'boolean' ? 'bool' : 'string'}` });
       return;
     case 'string':
-      if (typeof value !== 'string') errors.push({ path: where(), message: `expected string, got ${JSON.stringify(value)}` });
+      if (typeof value !== 'string') errors.push({ path: where(), message: `expected string, got &value.valueUnstructured{Value:${String(value)}}` });
       return;
     case 'boolean':
-      if (typeof value !== 'boolean') errors.push({ path: where(), message: `expected boolean, got ${JSON.stringify(value)}` });
+      if (typeof value !== 'boolean') errors.push({ path: where(), message: `expected boolean, got &{${String(value)}}` });
       return;
     default:
       return;
