@@ -49,6 +49,8 @@ const RESOURCES: Record<string, string> = {
   CronJob: 'cronjobs',
   MutatingWebhookConfiguration: 'mutatingwebhookconfigurations',
   ValidatingWebhookConfiguration: 'validatingwebhookconfigurations',
+  ValidatingAdmissionPolicy: 'validatingadmissionpolicies',
+  ValidatingAdmissionPolicyBinding: 'validatingadmissionpolicybindings',
 };
 
 const KINDS_OF_RESOURCES = new Map(Object.entries(RESOURCES).map(([kind, resource]) => [resource, kind]));

@@ -11,3 +11,4 @@ export {
   type NamespaceLabels,
   type WebhookSource,
 } from './source';
+export { validatingAdmissionPolicy, WatchedPolicies, compilePolicies, type PolicySource, type PolicyAdmissionOptions } from './policy';

@@ -20,20 +20,22 @@ export const MUTATING_WEBHOOK_CONFIGURATIONS = '/apis/admissionregistration.k8s.
 export const VALIDATING_WEBHOOK_CONFIGURATIONS = '/apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations';
 const NAMESPACES = '/api/v1/namespaces';
 
-interface Named {
-  readonly metadata?: { readonly name?: string; readonly labels?: Labels };
+export interface Named {
+  readonly metadata?: { readonly name?: string; readonly labels?: Labels; readonly resourceVersion?: string };
 }
 
 /**
  * A reflector's store: the objects of one collection by name, replaced by every SYNC (a list,
- * first or after a 410) and kept by the events between.
+ * first or after a 410) and kept by the events between. With `notServedIsEmpty`, a collection
+ * the cluster does not serve (404 to the list: an API version it does not have yet) counts as
+ * listed and empty, while the reflector keeps retrying.
  */
-class ReflectedCollection<T extends Named> {
+export class ReflectedCollection<T extends Named> {
   readonly objects = new Map<string, T>();
   synced = false;
   private readonly watch: { stop(): void };
 
-  constructor(client: WatchingClient, path: string, logger: WarnLogger, onChange: () => void) {
+  constructor(client: WatchingClient, path: string, logger: WarnLogger, onChange: () => void, notServedIsEmpty = false) {
     this.watch = client.watch(
       path,
       (event) => {
@@ -56,7 +58,19 @@ class ReflectedCollection<T extends Named> {
         }
         onChange();
       },
-      { onError: (error) => logger.warn({ err: error, path }, 'watch failed; retrying') },
+      {
+        onError: (error) => {
+          if (notServedIsEmpty && (error as { status?: unknown }).status === 404) {
+            if (!this.synced || this.objects.size > 0) {
+              this.objects.clear();
+              this.synced = true;
+              onChange();
+            }
+            return;
+          }
+          logger.warn({ err: error, path }, 'watch failed; retrying');
+        },
+      },
     );
   }
 
@@ -126,6 +140,8 @@ export class FixedWebhookConfigurations implements WebhookSource {
 export interface NamespaceLabels {
   hasSynced(): boolean;
   labels(namespace: string): Promise<Labels | undefined>;
+  /** The whole Namespace object (ValidatingAdmissionPolicy's `namespaceObject`); `undefined` when it does not exist. */
+  namespace(namespace: string): Promise<Record<string, unknown> | undefined>;
 }
 
 export class FixedNamespaceLabels implements NamespaceLabels {
@@ -137,6 +153,11 @@ export class FixedNamespaceLabels implements NamespaceLabels {
 
   async labels(namespace: string): Promise<Labels | undefined> {
     return this.namespaces[namespace];
+  }
+
+  async namespace(namespace: string): Promise<Record<string, unknown> | undefined> {
+    const labels = this.namespaces[namespace];
+    return labels === undefined ? undefined : { apiVersion: 'v1', kind: 'Namespace', metadata: { name: namespace, labels }, status: { phase: 'Active' } };
   }
 }
 
@@ -159,12 +180,17 @@ export class WatchedNamespaceLabels implements NamespaceLabels {
   }
 
   async labels(namespace: string): Promise<Labels | undefined> {
+    const object = await this.namespace(namespace);
+    return object === undefined ? undefined : ((object as Named).metadata?.labels ?? {});
+  }
+
+  async namespace(namespace: string): Promise<Record<string, unknown> | undefined> {
     const cached = this.collection.objects.get(namespace);
-    if (cached) return cached.metadata?.labels ?? {};
-    const response = await this.client.request<Named>('GET', `${NAMESPACES}/${encodeURIComponent(namespace)}`);
+    if (cached) return cached as Record<string, unknown>;
+    const response = await this.client.request<Record<string, unknown>>('GET', `${NAMESPACES}/${encodeURIComponent(namespace)}`);
     if (response.status === 404) return undefined;
     if (response.status !== 200) throw errors.internal(`unable to look up namespace "${namespace}": kube-apiserver answered ${response.status}`);
-    return response.body.metadata?.labels ?? {};
+    return response.body;
   }
 
   close(): void {

@@ -1,0 +1,156 @@
+/**
+ * ValidatingAdmissionPolicy through the registry over HTTP: policies and bindings watched from
+ * the kube-apiserver stand-in by the server's KubeClient, their CEL validations run on writes.
+ */
+import pino from 'pino';
+import { WARDLE } from '../apis/wardle';
+import { validatingAdmissionPolicy, WatchedNamespaceLabels, WatchedPolicies } from '../server/admission/webhook';
+import { createKubeClient, type KubeClient } from '../server/kube-client';
+import { wardleAdmission, wardleRules } from '../server/registry/wardle';
+import { KubeApiServerStandIn } from './support/kube-apiserver-stand-in';
+import { FLUNDERS, RegistryServer, flunder } from './support/registry-server';
+
+jest.setTimeout(60_000);
+
+let standIn: KubeApiServerStandIn;
+let client: KubeClient;
+let policies: WatchedPolicies;
+let namespaces: WatchedNamespaceLabels;
+let registry: RegistryServer;
+
+async function eventually(check: () => boolean, what: string, timeoutMs = 20_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  while (!check()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
+}
+
+const FLUNDER_RULES = { resourceRules: [{ apiGroups: ['wardle.example.com'], apiVersions: ['v1alpha1'], operations: ['CREATE', 'UPDATE'], resources: ['flunders'] }] };
+
+/** Stores a policy and its binding, and waits until the plugin has compiled these very versions of both. */
+async function bind(name: string, policySpec: Record<string, unknown>, bindingSpec: Record<string, unknown> = {}): Promise<void> {
+  const policy = standIn.put({ apiVersion: 'admissionregistration.k8s.io/v1', kind: 'ValidatingAdmissionPolicy', metadata: { name }, spec: { matchConstraints: FLUNDER_RULES, ...policySpec } });
+  const binding = standIn.put({
+    apiVersion: 'admissionregistration.k8s.io/v1',
+    kind: 'ValidatingAdmissionPolicyBinding',
+    metadata: { name: `${name}-binding` },
+    spec: { policyName: name, validationActions: ['Deny'], ...bindingSpec },
+  });
+  await eventually(() => {
+    const compiled = policies.policies().find((p) => p.name === name);
+    return compiled !== undefined && compiled.resourceVersion === policy.metadata.resourceVersion && compiled.bindings[0]?.resourceVersion === binding.metadata.resourceVersion;
+  }, `policy ${name} and its binding`);
+}
+
+beforeAll(async () => {
+  standIn = await KubeApiServerStandIn.start();
+  standIn.put({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'ns1', labels: { env: 'prod' } } });
+  standIn.put({ apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'ns2', labels: { env: 'dev' } } });
+  client = createKubeClient({ server: standIn.url, caPem: standIn.ca.certPem, token: standIn.adminToken });
+  const logger = pino({ level: 'silent' });
+  policies = new WatchedPolicies(client, logger);
+  namespaces = new WatchedNamespaceLabels(client, logger);
+  registry = await RegistryServer.start({ admission: [...wardleAdmission(), validatingAdmissionPolicy({ api: WARDLE, rules: wardleRules, policies, namespaces })] });
+});
+
+afterEach(async () => {
+  for (const kind of ['ValidatingAdmissionPolicyBinding', 'ValidatingAdmissionPolicy']) {
+    for (const name of ['p', 'p-binding']) if (standIn.find(kind, name)) standIn.remove(kind, name);
+  }
+  await eventually(() => policies.policies().length === 0, 'policies removed');
+});
+
+afterAll(async () => {
+  await registry?.close();
+  policies?.close();
+  namespaces?.close();
+  client?.close();
+  await standIn?.close();
+});
+
+describe('ValidatingAdmissionPolicy', () => {
+  test('fails a create a validation refuses: 422 Invalid worded as upstream, with the cause', async () => {
+    // GIVEN a policy that wants a reference
+    await bind('p', { validations: [{ expression: "has(object.spec.reference) && object.spec.reference != ''", message: 'a flunder needs a reference' }] });
+    // WHEN a flunder without one is created
+    const refused = await registry.post(FLUNDERS, flunder('no-ref'));
+    // THEN
+    expect(refused.status).toBe(422);
+    const message = "ValidatingAdmissionPolicy 'p' with binding 'p-binding' denied request: a flunder needs a reference";
+    expect(refused.body).toMatchObject({
+      reason: 'Invalid',
+      code: 422,
+      message: `flunders.wardle.example.com "no-ref" is forbidden: ${message}`,
+      details: { name: 'no-ref', group: 'wardle.example.com', kind: 'flunders', causes: [{ message }] },
+    });
+    expect((await registry.post(FLUNDERS, flunder('with-ref', { reference: 'x' }))).status).toBe(201);
+  });
+
+  test('messageExpression, reason, variables, request and namespaceObject', async () => {
+    await bind('p', {
+      variables: [{ name: 'prod', expression: "namespaceObject.metadata.labels.env == 'prod'" }],
+      validations: [
+        {
+          expression: "!variables.prod || object.metadata.name.startsWith('prod-')",
+          messageExpression: "'in ' + request.namespace + ' names start with prod-, not ' + object.metadata.name",
+          reason: 'Forbidden',
+        },
+      ],
+    });
+    const refused = await registry.post(FLUNDERS, flunder('casual'));
+    expect(refused.status).toBe(403);
+    expect(refused.body.reason).toBe('Forbidden');
+    expect(refused.body.message).toBe("flunders.wardle.example.com \"casual\" is forbidden: ValidatingAdmissionPolicy 'p' with binding 'p-binding' denied request: in ns1 names start with prod-, not casual");
+    expect((await registry.post(FLUNDERS, flunder('prod-ok'))).status).toBe(201);
+    expect((await registry.post(FLUNDERS.replace('/ns1/', '/ns2/'), flunder('casual'))).status).toBe(201);
+  });
+
+  test('transition rules with oldObject; the default message names the expression', async () => {
+    await bind('p', { validations: [{ expression: 'oldObject == null || object.spec.reference == oldObject.spec.reference' }] });
+    expect((await registry.post(FLUNDERS, flunder('fixed', { reference: 'a' }))).status).toBe(201);
+    const refused = await registry.patch(`${FLUNDERS}/fixed`, { spec: { reference: 'b' } });
+    expect(refused.status).toBe(422);
+    expect(refused.body.message).toMatch(/denied request: failed expression: oldObject == null \|\| object\.spec\.reference == oldObject\.spec\.reference$/);
+  });
+
+  test('validationActions Warn answers with a Warning header and lets the write through', async () => {
+    await bind('p', { validations: [{ expression: 'false', message: 'just so you know' }] }, { validationActions: ['Warn', 'Audit'] });
+    const created = await registry.post(FLUNDERS, flunder('warned'));
+    expect(created.status).toBe(201);
+    expect(created.headers.warning).toBe(`299 - "Validation failed for ValidatingAdmissionPolicy 'p' with binding 'p-binding': just so you know"`);
+  });
+
+  test('matchConditions decide whether a policy applies', async () => {
+    await bind('p', { matchConditions: [{ name: 'not-exempt', expression: "!has(object.metadata.labels) || !('exempt' in object.metadata.labels)" }], validations: [{ expression: 'false' }] });
+    expect((await registry.post(FLUNDERS, flunder('exempted', {}, { labels: { exempt: 'yes' } }))).status).toBe(201);
+    expect((await registry.post(FLUNDERS, flunder('checked'))).status).toBe(422);
+  });
+
+  test('a policy whose constraints or binding do not match does not apply', async () => {
+    await bind(
+      'p',
+      { matchConstraints: { resourceRules: [{ apiGroups: ['wardle.example.com'], apiVersions: ['*'], operations: ['CREATE'], resources: ['flunders'], resourceNames: ['only-this'] }] }, validations: [{ expression: 'false' }] },
+      { matchResources: { namespaceSelector: { matchLabels: { env: 'prod' } } } },
+    );
+    expect((await registry.post(FLUNDERS, flunder('other'))).status).toBe(201);
+    expect((await registry.post(FLUNDERS.replace('/ns1/', '/ns2/'), flunder('only-this'))).status).toBe(201);
+    expect((await registry.post(FLUNDERS, flunder('only-this'))).status).toBe(422);
+  });
+
+  test('fails a write whose expression errors under failurePolicy Fail; Ignore lets it through', async () => {
+    await bind('p', { validations: [{ expression: 'object.spec.missing == 1' }] });
+    const refused = await registry.post(FLUNDERS, flunder('erring'));
+    expect(refused.status).toBe(422);
+    expect(refused.body.message).toMatch(/denied request: expression 'object\.spec\.missing == 1' resulted in error: /);
+    await bind('p', { failurePolicy: 'Ignore', validations: [{ expression: 'object.spec.missing == 1' }] });
+    expect((await registry.post(FLUNDERS, flunder('erring'))).status).toBe(201);
+  });
+
+  test('fails writes under a policy that does not compile (failed to configure binding)', async () => {
+    await bind('p', { validations: [{ expression: 'object.spec.(' }] });
+    const refused = await registry.post(FLUNDERS, flunder('broken'));
+    expect(refused.status).toBe(422);
+    expect(refused.body.message).toMatch(/denied request: failed to configure binding: expression 'object\.spec\.\(': compilation failed: /);
+  });
+});
