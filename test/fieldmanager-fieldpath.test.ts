@@ -196,3 +196,12 @@ describe('properties', () => {
     );
   });
 });
+
+describe('string order', () => {
+  test('is Go\'s byte order: a character beyond U+FFFF sorts after U+FFFD, as in UTF-8', () => {
+    // GIVEN field names with U+FFFD and an emoji (U+1F680, a surrogate pair in JavaScript)
+    const set = FieldSet.of([f('\u{1F680}')], [f('\uFFFD')], [f('z')]);
+    // THEN they are written in code point order, as Go sorts UTF-8 bytes
+    expect(Object.keys(set.toFieldsV1())).toEqual(['f:z', 'f:\uFFFD', 'f:\u{1F680}']);
+  });
+});

@@ -143,9 +143,23 @@ export function compareElements(a: PathElement, b: PathElement): number {
 
 const KIND_ORDER = { field: 0, key: 1, value: 2, index: 3 } as const;
 
-/** Go's strings.Compare compares UTF-8 bytes; for the BMP below the surrogates, UTF-16 code units agree. */
+/**
+ * Go's strings.Compare: UTF-8 bytes, that is code points. UTF-16 code units order the same way
+ * except that a surrogate (half of a character beyond U+FFFF) must rank above U+E000-U+FFFF.
+ */
 export function compareStrings(a: string, b: string): number {
-  return a < b ? -1 : a > b ? 1 : 0;
+  if (a === b) return 0;
+  const n = Math.min(a.length, b.length);
+  for (let i = 0; i < n; i++) {
+    const x = a.charCodeAt(i);
+    const y = b.charCodeAt(i);
+    if (x === y) continue;
+    const xSurrogate = x >= 0xd800 && x <= 0xdfff;
+    const ySurrogate = y >= 0xd800 && y <= 0xdfff;
+    if (xSurrogate !== ySurrogate) return xSurrogate ? 1 : -1;
+    return x < y ? -1 : 1;
+  }
+  return a.length < b.length ? -1 : 1;
 }
 
 /** value.Compare: numbers < strings < booleans < lists < maps < null. */
