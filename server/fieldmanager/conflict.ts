@@ -5,7 +5,7 @@
 import { StatusError } from '../status';
 import type { FieldConflict } from './index';
 import { parseManagerIdentifier } from './managed-fields';
-import { pathToString } from './path-element';
+import { compareStrings, pathToString } from './path-element';
 import type { Conflict } from './updater';
 
 /** printManager: `"kubectl"`, `"m" with subresource "status"`, `"m" using wardle.example.com/v1alpha1`. */
@@ -41,7 +41,7 @@ export function conflictMessage(conflicts: readonly FieldConflict[]): string {
   }
   const lines: string[] = [];
   // Go sorts the managers' identifiers; their printed forms sort the same way.
-  for (const manager of [...byManager.keys()].sort()) {
+  for (const manager of [...byManager.keys()].sort(compareStrings)) {
     lines.push(`conflicts with ${manager}:`);
     for (const field of byManager.get(manager) as string[]) lines.push(`- ${field}`);
   }

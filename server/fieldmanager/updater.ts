@@ -7,7 +7,7 @@
  */
 import { FieldSet } from './field-set';
 import type { VersionedSet } from './managed-fields';
-import { jsonEquals, Path, pathToString } from './path-element';
+import { compareStrings, jsonEquals, Path, pathToString } from './path-element';
 import type { TypeNode } from './schema';
 import { compareObjects, Comparison, ensureNamedFieldsAreMembers, mergeObjects, reconcileFieldSetWithSchema, removeItems, toFieldSet } from './typed';
 
@@ -120,7 +120,7 @@ export class Updater {
     }
     if (!force && conflicts.size > 0) {
       const list: Conflict[] = [];
-      for (const manager of [...conflicts.keys()].sort()) {
+      for (const manager of [...conflicts.keys()].sort(compareStrings)) {
         for (const path of (conflicts.get(manager) as FieldSet).paths()) list.push({ identifier: manager, path });
       }
       throw new ConflictsError(list);
