@@ -3,7 +3,8 @@ import * as kplus from 'cdk8s-plus-28';
 import { k8s } from 'cdk8s-plus-28';
 import { Construct } from 'constructs';
 import { _checkCollisionsAtSynth } from './_collisions';
-import { ApiGroupDefinition, servedVersions, validateApiGroupDefinition } from '../apis';
+import { createHash } from 'node:crypto';
+import { ApiGroupDefinition, WARDLE, servedVersions, validateApiGroupDefinition } from '../apis';
 import { checkSupportedByBundledServer } from '../apis/features';
 import { _checkDns1035Label, _checkDns1123Label, _checkDns1123Subdomain, _checkIntegerInRange, _checkLabels } from './_validate';
 import { API_SERVICE_PORT, ApiService, DEFAULT_GROUP_PRIORITY_MINIMUM, DEFAULT_VERSION_PRIORITY } from './api-service';
@@ -228,6 +229,8 @@ export class AggregatedApiServer extends Construct {
     });
     this.etcdCluster = this.storage.etcdCluster;
 
+    // The bundled server serves wardle.example.com unless told otherwise: any other API goes to it as a file.
+    const definitionConfigMap = props.bundledServer !== false && JSON.stringify(props.api) !== JSON.stringify(WARDLE) ? this._apiDefinitionConfigMap(props.api) : undefined;
     this.serverDeployment = new ApiServerDeployment(this, 'Deployment', {
       name: this.name,
       namespace: this.namespace,
@@ -245,6 +248,7 @@ export class AggregatedApiServer extends Construct {
       servingCertificateChecksum: certificates.servingCertificateChecksum,
       etcdClientSecretName: this.storage.etcdClientSecretName,
       etcdClientCertificateChecksum: this.storage.etcdClientCertificateChecksum,
+      ...(definitionConfigMap ? { apiDefinitionConfigMapName: definitionConfigMap.name, apiDefinitionChecksum: definitionConfigMap.checksum } : {}),
     });
     this.deployment = this.serverDeployment.deployment;
     this.podDisruptionBudget = this.serverDeployment.podDisruptionBudget;
@@ -283,6 +287,15 @@ export class AggregatedApiServer extends Construct {
         for (const [key, value] of Object.entries(labels)) child.metadata.addLabel(key, value);
       }
     }
+  }
+
+  /** `<name>-api-definition`: `api.json`, the definition the bundled server reads at start (`--api-definition-file`). */
+  private _apiDefinitionConfigMap(api: ApiGroupDefinition): { name: string; checksum: string } {
+    const json = JSON.stringify(api);
+    // A ConfigMap holds at most 1 MiB (kube-apiserver refuses more).
+    if (Buffer.byteLength(json) > 1024 * 1024) throw new Error(`api "${api.group}" is ${Buffer.byteLength(json)} bytes as JSON, more than the 1 MiB a ConfigMap holds (expected a smaller definition, or bundledServer: false for an image that carries its own)`);
+    const configMap = new kplus.ConfigMap(this, 'ApiDefinition', { metadata: { name: `${this.name}-api-definition`, namespace: this.namespace }, data: { 'api.json': json } });
+    return { name: configMap.name, checksum: createHash('sha256').update(json).digest('hex') };
   }
 }
 

@@ -14,6 +14,10 @@ export const ETCD_CLIENT_CERT_DIRECTORY = '/var/run/apiserver/etcd-client';
 /** Pod-template annotation holding a SHA-256 of the etcd client certificate's PEM text (and its CA bundle's): a new certificate rolls the pods (the server reads it at start). */
 export const ETCD_CLIENT_CERT_CHECKSUM_ANNOTATION = 'apiextension.cdk8s.io/etcd-client-cert-sha256';
 /** The container's HTTPS port: GKE private clusters open only 443 and 10250 to the control plane. */
+/** Where the definition ConfigMap is mounted; `--api-definition-file` points at `api.json` in it. */
+export const API_DEFINITION_DIRECTORY = '/etc/apiserver/api-definition';
+/** Pod annotation: SHA-256 of the definition served, so that a changed definition rolls the pods. */
+export const API_DEFINITION_CHECKSUM_ANNOTATION = 'apiextension.cdk8s.io/api-definition-sha256';
 export const DEFAULT_SECURE_PORT = 10250;
 /** The non-root user and group the server runs as (numeric, so `runAsNonRoot` can be checked). */
 export const SERVER_USER_ID = 65532;
@@ -85,6 +89,14 @@ export interface ApiServerDeploymentProps extends PodPlacement {
    * @default - no annotation
    */
   readonly etcdClientCertificateChecksum?: string;
+  /**
+   * A ConfigMap holding `api.json`, the ApiGroupDefinition the bundled server serves, mounted
+   * read-only at `API_DEFINITION_DIRECTORY` and given as `--api-definition-file`.
+   * @default - none: the image serves its own API (the bundled server: wardle.example.com)
+   */
+  readonly apiDefinitionConfigMapName?: string;
+  /** SHA-256 (hex) of `api.json`, on the pod template so a new definition rolls the pods. @default - no annotation */
+  readonly apiDefinitionChecksum?: string;
 }
 
 export interface IApiServerDeployment {
@@ -140,6 +152,7 @@ export class ApiServerDeployment extends Construct implements IApiServerDeployme
             `--secure-port=${this.securePort}`,
             `--tls-cert-file=${SERVING_CERT_DIRECTORY}/tls.crt`,
             `--tls-private-key-file=${SERVING_CERT_DIRECTORY}/tls.key`,
+            ...(props.apiDefinitionConfigMapName !== undefined ? [`--api-definition-file=${API_DEFINITION_DIRECTORY}/api.json`] : []),
             ...(props.extraArgs ?? []),
           ],
           envVariables: Object.fromEntries(Object.entries(props.env ?? {}).map(([key, value]) => [key, kplus.EnvValue.fromValue(value)])),
@@ -185,6 +198,10 @@ export class ApiServerDeployment extends Construct implements IApiServerDeployme
         readOnly: true,
       });
     }
+    if (props.apiDefinitionConfigMapName !== undefined) {
+      const definition = kplus.ConfigMap.fromConfigMapName(this, 'ApiDefinitionConfigMap', props.apiDefinitionConfigMapName);
+      container.mount(API_DEFINITION_DIRECTORY, kplus.Volume.fromConfigMap(this, 'ApiDefinition', definition, { name: 'api-definition', defaultMode: 0o444 }), { readOnly: true });
+    }
     container.mount('/tmp', kplus.Volume.fromEmptyDir(this, 'Tmp', 'tmp'));
 
     const apiObject = ApiObject.of(this.deployment);
@@ -220,5 +237,6 @@ function _checksumAnnotations(props: ApiServerDeploymentProps): Record<string, s
   const annotations: Record<string, string> = {};
   if (props.servingCertificateChecksum !== undefined) annotations[SERVING_CERT_CHECKSUM_ANNOTATION] = props.servingCertificateChecksum;
   if (props.etcdClientCertificateChecksum !== undefined) annotations[ETCD_CLIENT_CERT_CHECKSUM_ANNOTATION] = props.etcdClientCertificateChecksum;
+  if (props.apiDefinitionChecksum !== undefined) annotations[API_DEFINITION_CHECKSUM_ANNOTATION] = props.apiDefinitionChecksum;
   return Object.keys(annotations).length > 0 ? annotations : undefined;
 }

@@ -331,6 +331,23 @@ describe('refusals: what the server does not honour is refused on both sides wit
     expect(() => deploy(false)).not.toThrow();
   });
 
+  test('the construct hands its definition to the bundled server: a ConfigMap with api.json, mounted, --api-definition-file, a checksum that rolls the pods', () => {
+    // GIVEN an AggregatedApiServer for a definition of one's own
+    const api = definition({ subresources: { scale: { specReplicasPath: '.spec.replicas', statusReplicasPath: '.status.replicas' } } }, {}, obj({ type: 'integer' }, { properties: { replicas: { type: 'integer' } } }));
+    const chart = Testing.chart();
+    new AggregatedApiServer(chart, 'server', { api, name: 'wardle-apiserver', namespace: 'wardle', certificates: fixtureCertificates(), storage: Storage.memory() });
+    const objects = Testing.synth(chart) as Json[];
+    // WHEN its objects are read
+    const configMap = objects.find((o) => o.kind === 'ConfigMap' && (o.metadata as Json).name === 'wardle-apiserver-api-definition') as Json;
+    const deployment = objects.find((o) => o.kind === 'Deployment') as { spec: { template: { metadata: { annotations: Json }; spec: { containers: { args: string[]; volumeMounts: Json[] }[]; volumes: Json[] } } } };
+    // THEN the server reads exactly the definition the construct was given
+    expect(JSON.parse((configMap.data as Record<string, string>)['api.json'])).toEqual(api);
+    const [container] = deployment.spec.template.spec.containers;
+    expect(container.args).toContain('--api-definition-file=/etc/apiserver/api-definition/api.json');
+    expect(container.volumeMounts).toContainEqual({ mountPath: '/etc/apiserver/api-definition', name: 'api-definition', readOnly: true });
+    expect(deployment.spec.template.metadata.annotations['apiextension.cdk8s.io/api-definition-sha256']).toMatch(/^[0-9a-f]{64}$/);
+  });
+
   test('fails to build the registry (server start) with the same lines', async () => {
     // GIVEN a definition with format email WHEN the server's registry is built THEN it throws naming it
     await expect(RegistryServer.start({ api: definition({}, {}, obj({ type: 'string', format: 'email' })), rules: {}, admission: [] })).rejects.toThrow(
@@ -340,7 +357,7 @@ describe('refusals: what the server does not honour is refused on both sides wit
 });
 
 function discovery(api: ApiGroupDefinition, pathName: string): string {
-  let body = Buffer.alloc(0);
+  let body: Buffer = Buffer.alloc(0);
   const res = { statusCode: 0, setHeader: () => undefined, end: (b?: Buffer) => (body = b ?? body) };
   new Discovery(api).serve({ headers: { accept: 'application/json' }, method: 'GET' } as never, res as never, pathName);
   return body.toString();

@@ -196,7 +196,7 @@ describe('scale subresource', () => {
 
 describe('scale in discovery and OpenAPI', () => {
   const written = (doc: Discovery, path: string, accept = 'application/json'): Record<string, unknown> => {
-    let body = Buffer.alloc(0);
+    let body: Buffer = Buffer.alloc(0);
     const res = { statusCode: 0, setHeader: () => undefined, end: (b?: Buffer) => (body = b ?? body) };
     doc.serve({ headers: { accept }, method: 'GET' } as never, res as never, path);
     return JSON.parse(body.toString()) as Record<string, unknown>;
@@ -225,7 +225,7 @@ describe('scale in discovery and OpenAPI', () => {
 
   test('OpenAPI v3 has the scale path, its operations and the Scale definitions', () => {
     // GIVEN the OpenAPI of the group WHEN the v1 document is read
-    let body = Buffer.alloc(0);
+    let body: Buffer = Buffer.alloc(0);
     const res = { statusCode: 0, setHeader: () => undefined, end: (b?: Buffer) => (body = b ?? body) };
     new OpenApi(SCALABLE).serve({ headers: { accept: 'application/json' }, method: 'GET', url: '/openapi/v3/apis/scale.example.com/v1' } as never, res as never, `/openapi/v3/apis/${GROUP}/v1`);
     const doc = JSON.parse(body.toString()) as { paths: Record<string, Record<string, { operationId: string }>>; components: { schemas: Record<string, unknown> } };
