@@ -10,7 +10,7 @@ import { ApiDefinitionError, ApiGroupDefinition, WARDLE, validateApiGroupDefinit
 import { checkSupportedByBundledServer } from '../apis/features';
 import { KubeNamespaceLister } from './admission/namespace-lifecycle';
 import type { AdmissionPlugin } from './admission/types';
-import { validatingAdmissionPolicy, WatchedNamespaceLabels, WatchedPolicies, WatchedWebhookConfigurations, webhookAdmission } from './admission/webhook';
+import { WatchedNamespaceLabels, WatchedWebhookConfigurations, webhookAdmission } from './admission/webhook';
 import { startDelegatedAuth } from './auth';
 import { loadKubeClient, type KubeClient } from './kube-client';
 import { Metrics } from './metrics';
@@ -88,32 +88,25 @@ export async function configure(config: ServerConfig, logger: Logger): Promise<C
 
 /**
  * The admission plugins after NamespaceLifecycle (which createApiServing runs first), in
- * upstream's order: MutatingAdmissionWebhook, BanFlunder, ValidatingAdmissionPolicy,
- * ValidatingAdmissionWebhook, each only when enabled. The webhook and policy plugins watch their
- * configurations and the namespaces (labels, namespaceObject).
+ * upstream's order: MutatingAdmissionWebhook, BanFlunder, ValidatingAdmissionWebhook, each only
+ * when enabled. The webhook plugins watch their configurations and the namespaces' labels.
  */
 function admissionChain(config: ServerConfig, client: KubeClient, logger: Logger, api: ApiGroupDefinition = WARDLE): { plugins: AdmissionPlugin[]; close(): void } {
   const enabled = new Set(config.admissionPlugins ?? DEFAULT_ADMISSION_PLUGINS);
   if (api !== WARDLE) enabled.delete('BanFlunder');
-  const rules = api === WARDLE ? wardleRules : {};
+  const webhooksOn = enabled.has('MutatingAdmissionWebhook') || enabled.has('ValidatingAdmissionWebhook');
+  if (!webhooksOn) return { plugins: enabled.has('BanFlunder') ? wardleAdmission() : [], close: () => undefined };
   const none = { hasSynced: () => true, webhooks: () => [] };
   const mutating = enabled.has('MutatingAdmissionWebhook') ? new WatchedWebhookConfigurations(client, 'mutating', logger) : undefined;
   const validating = enabled.has('ValidatingAdmissionWebhook') ? new WatchedWebhookConfigurations(client, 'validating', logger) : undefined;
-  const policies = enabled.has('ValidatingAdmissionPolicy') ? new WatchedPolicies(client, logger) : undefined;
-  const namespaceLabels = mutating || validating || policies ? new WatchedNamespaceLabels(client, logger) : undefined;
-  const webhooks = namespaceLabels && (mutating || validating) ? webhookAdmission({ api, rules, mutating: mutating ?? none, validating: validating ?? none, namespaces: namespaceLabels, logger }) : undefined;
+  const namespaceLabels = new WatchedNamespaceLabels(client, logger);
+  const webhooks = webhookAdmission({ api, rules: api === WARDLE ? wardleRules : {}, mutating: mutating ?? none, validating: validating ?? none, namespaces: namespaceLabels, logger });
   return {
-    plugins: [
-      ...(mutating && webhooks ? [webhooks.mutating] : []),
-      ...(enabled.has('BanFlunder') ? wardleAdmission() : []),
-      ...(policies && namespaceLabels ? [validatingAdmissionPolicy({ api, rules, policies, namespaces: namespaceLabels })] : []),
-      ...(validating && webhooks ? [webhooks.validating] : []),
-    ],
+    plugins: [...(mutating ? [webhooks.mutating] : []), ...(enabled.has('BanFlunder') ? wardleAdmission() : []), ...(validating ? [webhooks.validating] : [])],
     close: () => {
       mutating?.close();
       validating?.close();
-      policies?.close();
-      namespaceLabels?.close();
+      namespaceLabels.close();
     },
   };
 }
