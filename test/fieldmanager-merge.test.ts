@@ -500,3 +500,31 @@ describe('removeItems and extractItems (typed/remove.go)', () => {
     );
   });
 });
+
+describe('ObjectMeta', () => {
+  test('labels are granular, finalizers a set, ownerReferences keyed by uid: at the root and in an embedded resource', () => {
+    const schema: JSONSchemaProps = {
+      type: 'object',
+      properties: { spec: { type: 'object', properties: { template: { type: 'object', 'x-kubernetes-embedded-resource': true, 'x-kubernetes-preserve-unknown-fields': true } } } },
+    };
+    const s = state(schema);
+    s.apply('one', { metadata: { name: 'x', labels: { a: '1' }, finalizers: ['f1'] }, spec: { template: { metadata: { labels: { a: '1' } } } } });
+    s.apply('two', {
+      metadata: { name: 'x', labels: { b: '2' }, finalizers: ['f2'], ownerReferences: [{ apiVersion: 'v1', kind: 'K', name: 'n', uid: 'u1' }] },
+      spec: { template: { metadata: { labels: { b: '2' } } } },
+    });
+    expect((s.live?.metadata as Obj).labels).toEqual({ a: '1', b: '2' });
+    expect((s.live?.metadata as Obj).finalizers).toEqual(['f1', 'f2']);
+    expect(s.object()).toEqual({ spec: { template: { metadata: { labels: { a: '1', b: '2' } } } } });
+    expect(s.managed()['two/Apply']).toEqual([
+      '.metadata.finalizers[="f2"]',
+      '.metadata.labels.b',
+      '.metadata.ownerReferences[uid="u1"]',
+      '.metadata.ownerReferences[uid="u1"].apiVersion',
+      '.metadata.ownerReferences[uid="u1"].kind',
+      '.metadata.ownerReferences[uid="u1"].name',
+      '.metadata.ownerReferences[uid="u1"].uid',
+      '.spec.template.metadata.labels.b',
+    ]);
+  });
+});

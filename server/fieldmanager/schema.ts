@@ -14,8 +14,9 @@
  *   scalar, a list or a map.
  * - deduced (Go's `__untyped_deduced_`): maps granular with deduced values, lists atomic.
  *
- * `metadata` at the root is ObjectMeta as kube-apiserver types it (labels and annotations granular
- * maps, finalizers a set, ownerReferences a map list keyed by uid), whatever the schema says.
+ * `metadata` at the root, and in an `x-kubernetes-embedded-resource`, is ObjectMeta as
+ * kube-apiserver types it (labels and annotations granular maps, finalizers a set,
+ * ownerReferences a map list keyed by uid), whatever the schema says.
  */
 import type { JSONSchemaProps } from '../../apis/types';
 import type { JsonValue } from './path-element';
@@ -112,7 +113,7 @@ function compile(schema: JSONSchemaProps, preserveUnknown: boolean): TypeNode {
   const preserve = preserveUnknown || schema['x-kubernetes-preserve-unknown-fields'] === true;
   switch (schema.type) {
     case 'object':
-      return { map: compileMap(schema, preserve) };
+      return { map: schema['x-kubernetes-embedded-resource'] === true ? embedded(compileMap(schema, preserve)) : compileMap(schema, preserve) };
     case 'array':
       return { list: compileList(schema, preserve) };
     case 'string':
@@ -125,6 +126,15 @@ function compile(schema: JSONSchemaProps, preserveUnknown: boolean): TypeNode {
     default:
       return { scalar: 'untyped', list: compileList(schema, preserve), map: compileMap(schema, preserve) };
   }
+}
+
+/** apiextensions' OpenAPI builder gives an embedded resource apiVersion, kind and ObjectMeta. */
+function embedded(map: MapType): MapType {
+  const fields = new Map(map.fields);
+  if (!fields.has('apiVersion')) fields.set('apiVersion', STRING);
+  if (!fields.has('kind')) fields.set('kind', STRING);
+  fields.set('metadata', OBJECT_META);
+  return { ...map, fields };
 }
 
 function compileMap(schema: JSONSchemaProps, preserve: boolean): MapType {
