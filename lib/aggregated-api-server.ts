@@ -99,7 +99,7 @@ export interface AggregatedApiServerProps extends PodPlacement {
   /**
    * What the server reads from the cluster beyond namespaces, e.g. `GENERIC_APISERVER_RULES`
    * for a server built on k8s.io/apiserver.
-   * @default - none: `API_SERVER_RULES` only (namespaces and admission webhook configurations, get/list/watch), all the bundled server reads
+   * @default - none: `API_SERVER_RULES` only (namespaces, admission webhook configurations and policies, get/list/watch), all the bundled server reads
    */
   readonly serverRules?: readonly k8s.PolicyRule[];
   /** @default {} */

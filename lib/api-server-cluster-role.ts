@@ -5,22 +5,26 @@ import { _checkDns1123Label } from './_validate';
 
 /**
  * What the bundled server reads from the cluster by itself: namespaces, for the
- * NamespaceLifecycle admission rule and webhooks' namespaceSelectors (as
- * kubernetes/sample-apiserver's RBAC grants), and the admission webhook configurations its
- * MutatingAdmissionWebhook and ValidatingAdmissionWebhook plugins watch. Delegated
- * authentication and authorization are granted apart (`AuthDelegation`).
+ * NamespaceLifecycle admission rule and admission selectors (as kubernetes/sample-apiserver's
+ * RBAC grants), and what its MutatingAdmissionWebhook, ValidatingAdmissionWebhook and
+ * ValidatingAdmissionPolicy plugins watch. Delegated authentication and authorization are
+ * granted apart (`AuthDelegation`).
  */
 export const API_SERVER_RULES: readonly k8s.PolicyRule[] = [
   { apiGroups: [''], resources: ['namespaces'], verbs: ['get', 'list', 'watch'] },
-  { apiGroups: ['admissionregistration.k8s.io'], resources: ['mutatingwebhookconfigurations', 'validatingwebhookconfigurations'], verbs: ['get', 'list', 'watch'] },
+  {
+    apiGroups: ['admissionregistration.k8s.io'],
+    resources: ['mutatingwebhookconfigurations', 'validatingwebhookconfigurations', 'validatingadmissionpolicies', 'validatingadmissionpolicybindings'],
+    verbs: ['get', 'list', 'watch'],
+  },
 ];
 
 /**
  * What a server built on the Go library k8s.io/apiserver (e.g. kubernetes/sample-apiserver)
  * also reads, as the aggregator e2e test grants it: the admission webhook and policy
  * configurations, and the API Priority and Fairness objects. Pass them as `serverRules` when
- * `image` is such a server; the bundled server reads only the webhook configurations (in
- * `API_SERVER_RULES`).
+ * `image` is such a server; the bundled server reads the admission ones too (in
+ * `API_SERVER_RULES`), not the flow-control ones.
  */
 export const GENERIC_APISERVER_RULES: readonly k8s.PolicyRule[] = [
   {

@@ -10,7 +10,7 @@ import { ApiDefinitionError, ApiGroupDefinition, WARDLE, validateApiGroupDefinit
 import { checkSupportedByBundledServer } from '../apis/features';
 import { KubeNamespaceLister } from './admission/namespace-lifecycle';
 import type { AdmissionPlugin } from './admission/types';
-import { WatchedNamespaceLabels, WatchedWebhookConfigurations, webhookAdmission } from './admission/webhook';
+import { validatingAdmissionPolicy, WatchedNamespaceLabels, WatchedPolicies, WatchedWebhookConfigurations, webhookAdmission } from './admission/webhook';
 import { startDelegatedAuth } from './auth';
 import { loadKubeClient, type KubeClient } from './kube-client';
 import { Metrics } from './metrics';
@@ -88,25 +88,32 @@ export async function configure(config: ServerConfig, logger: Logger): Promise<C
 
 /**
  * The admission plugins after NamespaceLifecycle (which createApiServing runs first), in
- * upstream's order: MutatingAdmissionWebhook, BanFlunder, ValidatingAdmissionWebhook, each only
- * when enabled. The webhook plugins watch their configurations and the namespaces' labels.
+ * upstream's order: MutatingAdmissionWebhook, BanFlunder, ValidatingAdmissionPolicy,
+ * ValidatingAdmissionWebhook, each only when enabled. The webhook and policy plugins watch their
+ * configurations and the namespaces (labels, namespaceObject).
  */
 function admissionChain(config: ServerConfig, client: KubeClient, logger: Logger, api: ApiGroupDefinition = WARDLE): { plugins: AdmissionPlugin[]; close(): void } {
   const enabled = new Set(config.admissionPlugins ?? DEFAULT_ADMISSION_PLUGINS);
   if (api !== WARDLE) enabled.delete('BanFlunder');
-  const webhooksOn = enabled.has('MutatingAdmissionWebhook') || enabled.has('ValidatingAdmissionWebhook');
-  if (!webhooksOn) return { plugins: enabled.has('BanFlunder') ? wardleAdmission() : [], close: () => undefined };
+  const rules = api === WARDLE ? wardleRules : {};
   const none = { hasSynced: () => true, webhooks: () => [] };
   const mutating = enabled.has('MutatingAdmissionWebhook') ? new WatchedWebhookConfigurations(client, 'mutating', logger) : undefined;
   const validating = enabled.has('ValidatingAdmissionWebhook') ? new WatchedWebhookConfigurations(client, 'validating', logger) : undefined;
-  const namespaceLabels = new WatchedNamespaceLabels(client, logger);
-  const webhooks = webhookAdmission({ api, rules: api === WARDLE ? wardleRules : {}, mutating: mutating ?? none, validating: validating ?? none, namespaces: namespaceLabels, logger });
+  const policies = enabled.has('ValidatingAdmissionPolicy') ? new WatchedPolicies(client, logger) : undefined;
+  const namespaceLabels = mutating || validating || policies ? new WatchedNamespaceLabels(client, logger) : undefined;
+  const webhooks = namespaceLabels && (mutating || validating) ? webhookAdmission({ api, rules, mutating: mutating ?? none, validating: validating ?? none, namespaces: namespaceLabels, logger }) : undefined;
   return {
-    plugins: [...(mutating ? [webhooks.mutating] : []), ...(enabled.has('BanFlunder') ? wardleAdmission() : []), ...(validating ? [webhooks.validating] : [])],
+    plugins: [
+      ...(mutating && webhooks ? [webhooks.mutating] : []),
+      ...(enabled.has('BanFlunder') ? wardleAdmission() : []),
+      ...(policies && namespaceLabels ? [validatingAdmissionPolicy({ api, rules, policies, namespaces: namespaceLabels })] : []),
+      ...(validating && webhooks ? [webhooks.validating] : []),
+    ],
     close: () => {
       mutating?.close();
       validating?.close();
-      namespaceLabels.close();
+      policies?.close();
+      namespaceLabels?.close();
     },
   };
 }

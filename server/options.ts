@@ -161,13 +161,12 @@ interface RawFlags {
 
 /**
  * The admission plugins this server registers, in the order they run: upstream's
- * RecommendedPluginOrder, then sample-apiserver's BanFlunder. ValidatingAdmissionPolicy is named
- * so that Deployments disabling it run, but it is not implemented.
+ * RecommendedPluginOrder, then sample-apiserver's BanFlunder.
  */
 export const ADMISSION_PLUGINS = ['NamespaceLifecycle', 'MutatingAdmissionWebhook', 'ValidatingAdmissionPolicy', 'ValidatingAdmissionWebhook', 'BanFlunder'] as const;
 export type AdmissionPluginName = (typeof ADMISSION_PLUGINS)[number];
 /** On unless disabled, as upstream (its DefaultOffPlugins are none of these). */
-export const DEFAULT_ADMISSION_PLUGINS: readonly AdmissionPluginName[] = ['NamespaceLifecycle', 'MutatingAdmissionWebhook', 'ValidatingAdmissionWebhook', 'BanFlunder'];
+export const DEFAULT_ADMISSION_PLUGINS: readonly AdmissionPluginName[] = ['NamespaceLifecycle', 'MutatingAdmissionWebhook', 'ValidatingAdmissionPolicy', 'ValidatingAdmissionWebhook', 'BanFlunder'];
 
 /**
  * Flags of the Go apiservers this server has no use for, accepted so their Deployments run
@@ -328,9 +327,6 @@ function admissionPlugins(flags: RawFlags): readonly AdmissionPluginName[] {
   }
   const overlap = enable.filter((name) => disable.includes(name));
   if (overlap.length > 0) throw new OptionsError(`[${[...new Set(overlap)].sort().join(' ')}] in enable-admission-plugins and disable-admission-plugins overlapped: expected each plugin in at most one of them`);
-  if (enable.includes('ValidatingAdmissionPolicy')) {
-    throw new OptionsError('--enable-admission-plugins plugin "ValidatingAdmissionPolicy" is not implemented by this server: expected it left out (ValidatingAdmissionPolicies do not apply to its resources)');
-  }
   if (disable.includes('NamespaceLifecycle')) {
     throw new OptionsError('--disable-admission-plugins plugin "NamespaceLifecycle" cannot be disabled here: the bundled server always runs it (objects would be accepted in missing or terminating namespaces)');
   }

@@ -26,25 +26,23 @@ function plugins(...args: string[]): readonly string[] | undefined {
 }
 
 describe('admission plugin flags', () => {
-  test('both webhook plugins are on by default, in upstream order', () => {
-    expect(plugins()).toEqual(['NamespaceLifecycle', 'MutatingAdmissionWebhook', 'ValidatingAdmissionWebhook', 'BanFlunder']);
+  test('the webhook and policy plugins are on by default, in upstream order', () => {
+    expect(plugins()).toEqual(['NamespaceLifecycle', 'MutatingAdmissionWebhook', 'ValidatingAdmissionPolicy', 'ValidatingAdmissionWebhook', 'BanFlunder']);
   });
 
   test('--disable-admission-plugins takes plugins out (comma lists and repeated flags)', () => {
-    expect(plugins('--disable-admission-plugins=MutatingAdmissionWebhook', '--disable-admission-plugins', 'BanFlunder')).toEqual(['NamespaceLifecycle', 'ValidatingAdmissionWebhook']);
-    // Disabling ValidatingAdmissionPolicy (which upstream runs) is accepted: there is nothing to disable.
+    expect(plugins('--disable-admission-plugins=MutatingAdmissionWebhook', '--disable-admission-plugins', 'BanFlunder')).toEqual(['NamespaceLifecycle', 'ValidatingAdmissionPolicy', 'ValidatingAdmissionWebhook']);
     expect(plugins('--disable-admission-plugins=ValidatingAdmissionPolicy,ValidatingAdmissionWebhook')).toEqual(['NamespaceLifecycle', 'MutatingAdmissionWebhook', 'BanFlunder']);
   });
 
   test('--enable-admission-plugins of a default plugin changes nothing', () => {
-    expect(plugins('--enable-admission-plugins=ValidatingAdmissionWebhook,NamespaceLifecycle')).toEqual(['NamespaceLifecycle', 'MutatingAdmissionWebhook', 'ValidatingAdmissionWebhook', 'BanFlunder']);
+    expect(plugins('--enable-admission-plugins=ValidatingAdmissionWebhook,NamespaceLifecycle')).toEqual(['NamespaceLifecycle', 'MutatingAdmissionWebhook', 'ValidatingAdmissionPolicy', 'ValidatingAdmissionWebhook', 'BanFlunder']);
   });
 
   test.each([
     [['--enable-admission-plugins=PodSecurity'], '--enable-admission-plugins plugin "PodSecurity" is unknown: expected some of NamespaceLifecycle, MutatingAdmissionWebhook, ValidatingAdmissionPolicy, ValidatingAdmissionWebhook, BanFlunder, comma-separated'],
     [['--disable-admission-plugins=mutatingadmissionwebhook'], '--disable-admission-plugins plugin "mutatingadmissionwebhook" is unknown: expected some of'],
     [['--enable-admission-plugins=BanFlunder', '--disable-admission-plugins=BanFlunder'], '[BanFlunder] in enable-admission-plugins and disable-admission-plugins overlapped'],
-    [['--enable-admission-plugins=ValidatingAdmissionPolicy'], '--enable-admission-plugins plugin "ValidatingAdmissionPolicy" is not implemented by this server'],
     [['--disable-admission-plugins=NamespaceLifecycle'], '--disable-admission-plugins plugin "NamespaceLifecycle" cannot be disabled here'],
   ])('fails for %j, naming the flag and the value', (args, message) => {
     expect(() => plugins(...args)).toThrow(message);

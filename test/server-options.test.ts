@@ -76,7 +76,7 @@ describe('parseCommandLine', () => {
       maxRequestBodyBytesInflight: 8 * 1024 * 1024,
       flowControl: { maxRequestsInflight: 400, maxMutatingRequestsInflight: 200, requestTimeoutMs: 60_000 },
       minRequestTimeoutSeconds: 1800,
-      admissionPlugins: ['NamespaceLifecycle', 'MutatingAdmissionWebhook', 'ValidatingAdmissionWebhook', 'BanFlunder'],
+      admissionPlugins: ['NamespaceLifecycle', 'MutatingAdmissionWebhook', 'ValidatingAdmissionPolicy', 'ValidatingAdmissionWebhook', 'BanFlunder'],
       ignoredFlags: [],
     });
   });

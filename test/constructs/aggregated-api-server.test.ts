@@ -206,11 +206,15 @@ describe('AggregatedApiServer with the defaults', () => {
     expect(reader.subjects).toEqual([subject]);
   });
 
-  test('grants the server what it reads itself and nothing more: namespaces and admission webhook configurations, get/list/watch', () => {
+  test('grants the server what it reads itself and nothing more: namespaces and admission webhook configurations and policies, get/list/watch', () => {
     const role = findObject(objects, 'ClusterRole', 'wardle-apiserver') as any;
     expect(role.rules).toEqual([
       { apiGroups: [''], resources: ['namespaces'], verbs: ['get', 'list', 'watch'] },
-      { apiGroups: ['admissionregistration.k8s.io'], resources: ['mutatingwebhookconfigurations', 'validatingwebhookconfigurations'], verbs: ['get', 'list', 'watch'] },
+      {
+        apiGroups: ['admissionregistration.k8s.io'],
+        resources: ['mutatingwebhookconfigurations', 'validatingwebhookconfigurations', 'validatingadmissionpolicies', 'validatingadmissionpolicybindings'],
+        verbs: ['get', 'list', 'watch'],
+      },
     ]);
     const binding = findObject(objects, 'ClusterRoleBinding', 'wardle-apiserver') as any;
     expect(binding.roleRef.name).toBe('wardle-apiserver');
