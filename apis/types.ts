@@ -5,6 +5,9 @@
  *
  * The vocabulary is Kubernetes' own, as in `apiextensions.k8s.io/v1` CustomResourceDefinition,
  * so that a definition maps one to one onto a CRD.
+ *
+ * Every field means the same through the CRD construct and through the bundled server; what the
+ * server does not honour is refused by both (apis/features.ts; README, "What a definition means").
  */
 
 /** Whether objects of a kind live in a namespace or at the cluster scope. */
@@ -16,6 +19,11 @@ export type ResourceScope = 'Namespaced' | 'Cluster';
  */
 export interface JSONSchemaProps {
   readonly type?: 'object' | 'array' | 'string' | 'integer' | 'number' | 'boolean';
+  /**
+   * Checked as kube-apiserver checks CRD formats (apis/features.ts VALIDATED_STRING_FORMATS, e.g.
+   * `date-time`, `ipv4`, `uuid`, `duration`); `email`, `uri` and formats kube-apiserver does not
+   * recognize for the type are refused.
+   */
   readonly format?: string;
   readonly description?: string;
   readonly properties?: Readonly<Record<string, JSONSchemaProps>>;
@@ -25,6 +33,7 @@ export interface JSONSchemaProps {
   readonly enum?: readonly unknown[];
   readonly default?: unknown;
   readonly nullable?: boolean;
+  /** A Go (RE2) regular expression, matched anywhere in the string unless anchored. */
   readonly pattern?: string;
   readonly minimum?: number;
   readonly maximum?: number;
@@ -83,10 +92,16 @@ export interface PrinterColumn {
   readonly priority?: number;
 }
 
-/** The scale subresource, as in a CRD (`/scale`). */
+/**
+ * The scale subresource, as in a CRD (`<plural>/<name>/scale`): an `autoscaling/v1` Scale read
+ * from and written to the object at these paths (`kubectl scale`, HorizontalPodAutoscaler).
+ */
 export interface ScaleSubresource {
+  /** A `.spec.…` path to an integer field, e.g. `.spec.replicas`: what a Scale's spec.replicas writes. */
   readonly specReplicasPath: string;
+  /** A `.status.…` path to an integer field: the Scale's status.replicas. */
   readonly statusReplicasPath: string;
+  /** A `.spec.…` or `.status.…` path to a string field: the Scale's status.selector. @default - none */
   readonly labelSelectorPath?: string;
 }
 
@@ -109,7 +124,9 @@ export interface KindVersion {
   readonly subresources?: Subresources;
   /** Columns beyond Name (first) and Age (last) in `kubectl get`. @default - none */
   readonly printerColumns?: readonly PrinterColumn[];
+  /** Requests to the version answer with a `Warning` header (kubectl prints it). @default false */
   readonly deprecated?: boolean;
+  /** The warning's text. @default - `<group>/<version> <Kind> is deprecated; use <group>/<newer> <Kind>` (kube-apiserver's) */
   readonly deprecationWarning?: string;
 }
 
