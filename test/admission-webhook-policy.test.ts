@@ -147,6 +147,25 @@ describe('ValidatingAdmissionPolicy', () => {
     expect((await registry.post(FLUNDERS, flunder('erring'))).status).toBe(201);
   });
 
+  test('a cluster that does not serve admissionregistration.k8s.io/v1 policies (before 1.30) has none: the source syncs empty', async () => {
+    // GIVEN a client whose lists of policies are answered 404, as kube-apiserver 1.28 answers them
+    const notServed = {
+      request: async () => ({ status: 404, body: {} as never }),
+      watch: (_path: string, _onEvent: unknown, options?: { onError?: (error: Error) => void }) => {
+        const timer = setTimeout(() => options?.onError?.(Object.assign(new Error('HTTP 404'), { status: 404 })), 10);
+        return { stop: () => clearTimeout(timer), done: Promise.resolve() };
+      },
+    };
+    const source = new WatchedPolicies(notServed, pino({ level: 'silent' }));
+    try {
+      // THEN it counts as listed, with no policy
+      await eventually(() => source.hasSynced(), 'the not-served source to sync');
+      expect(source.policies()).toEqual([]);
+    } finally {
+      source.close();
+    }
+  });
+
   test('fails writes under a policy that does not compile (failed to configure binding)', async () => {
     await bind('p', { validations: [{ expression: 'object.spec.(' }] });
     const refused = await registry.post(FLUNDERS, flunder('broken'));
