@@ -146,6 +146,17 @@ describe('scale subresource', () => {
     expect(reply.body.details.causes).toEqual([{ type: 'FieldValueInvalid', field: '.spec.replicas', message: 'Invalid value: -1: should be a non-negative integer' }]);
   });
 
+  test('fails a create or update of the object itself whose replicas break the scale rules (ValidateScaleSpec/Status)', async () => {
+    // GIVEN no widget WHEN one is created with -1 replicas, and one beyond int32
+    const negative = await server.post(WIDGETS, { metadata: { name: 'neg' }, spec: { replicas: -1 } });
+    const huge = await server.post(WIDGETS, { metadata: { name: 'huge' }, spec: { replicas: 2147483648 } });
+    // THEN 422 naming the path, as kube-apiserver validates a CR with a scale subresource
+    expect(negative.status).toBe(422);
+    expect(negative.body.details.causes).toEqual([{ type: 'FieldValueInvalid', field: '.spec.replicas', message: 'Invalid value: -1: should be a non-negative integer' }]);
+    expect(huge.status).toBe(422);
+    expect(huge.body.details.causes[0].message).toBe('Invalid value: 2147483648: should be less than or equal to 2147483647');
+  });
+
   test('fails a GET when the spec replicas field is missing (500, as upstream) and a scale PATCH that leaves it empty (400)', async () => {
     // GIVEN a widget without spec.replicas
     await createWidget('w6', {});

@@ -25,6 +25,7 @@ import { ListQuery, decodeContinue, encodeContinue, expiredContinue, notOlderTha
 import { Meta, generateName, now, pruneObjectMeta, validateObjectMeta } from './metadata';
 import { KubeObject, isObject } from './rules';
 import { pruneAndDefault, validateAgainstSchema } from './schema';
+import { scaleFieldProblems } from './scale';
 
 /**
  * The generic store of one kind, as k8s.io/apiserver's registry/generic/registry/store.go: the
@@ -447,6 +448,9 @@ export class GenericStore {
     }
     this.codec.rules.default?.(object, context.version.name);
     const problems = [...validateObjectMeta(meta, { namespaced: this.codec.namespaced }), ...validateAgainstSchema(object, context.version.schema)];
+    // customResourceValidator.ValidateScaleSpec/Status: replicas at the scale paths non-negative int32s, the selector a string.
+    const scale = context.version.subresources?.scale;
+    if (scale) problems.push(...scaleFieldProblems(object, scale));
     if (problems.length > 0) throw this.invalid(meta, problems);
     const warnings = fieldValidation === 'Warn' ? unknown.map((path) => `unknown field "${path}"`) : [];
     return { object, warnings };
