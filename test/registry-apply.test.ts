@@ -44,6 +44,22 @@ describe('decoding an apply patch', () => {
     );
   });
 
+  test('fails with 400 for a body nested deeper than 1,000 levels, before the YAML parser recurses into it', () => {
+    // GIVEN bodies nested a million levels deep (flow collections, unclosed; sequence entries on one line)
+    for (const body of [`a: ${'['.repeat(1_000_000)}`, '- '.repeat(1_000_000), `{"a": ${'{"b": '.repeat(100_000)}`]) {
+      // WHEN decoded; THEN refused by depth, not by the parser's stack (which took seconds to overflow)
+      expect(() => decodeApplyPatch(Buffer.from(body))).toThrow('the body of the request is nested deeper than 1000 levels (exceeded max depth)');
+    }
+    // AND brackets in quoted scalars and comments do not count
+    expect(decodeApplyPatch(Buffer.from(`a: "${'['.repeat(2000)}"\nb: '${'{'.repeat(2000)}' # ${'['.repeat(2000)}\n`)).object).toEqual({ a: '['.repeat(2000), b: '{'.repeat(2000) });
+  });
+
+  test('a JSON body with duplicate keys in nested objects and lists: the last value wins, each duplicate named by line', () => {
+    const decoded = decodeApplyPatch(Buffer.from('{"a": 1,\n "l": [{"k": 1, "k": 2}, "k"],\n "a": {"x": "\\"a\\"", "x": 3}}'));
+    expect(decoded.object).toEqual({ a: { x: 3 }, l: [{ k: 2 }, 'k'] });
+    expect(decoded.duplicates).toEqual(['line 2: key "k" already set in map', 'line 3: key "a" already set in map', 'line 3: key "x" already set in map']);
+  });
+
   test.each([
     ['a list', '[1, 2]', 'error decoding patch: error unmarshaling JSON: while decoding JSON: json: cannot unmarshal array into Go value of type map[string]interface {}'],
     ['a string', 'hello', 'error decoding patch: error unmarshaling JSON: while decoding JSON: json: cannot unmarshal string into Go value of type map[string]interface {}'],

@@ -88,12 +88,117 @@ function findDuplicateKeys(node: unknown, lines: YAML.LineCounter, found: string
 }
 
 /**
+ * How deep flow collections (`[`, `{`) may nest in a YAML body, as handlers.ts limits a decoded
+ * body; the YAML parser recurses per level (it overflows the stack past ~800) and takes seconds
+ * to find out on a deeply nested body, so the depth is counted first, in one pass.
+ */
+const MAX_FLOW_DEPTH = 1_000;
+
+/**
+ * 400 when the body's flow collections, or the sequence entries that open one line (`- - - x`),
+ * nest deeper than MAX_FLOW_DEPTH (quoted scalars and comments skipped). Nesting by indentation
+ * needs a longer line per level, so the body's size bounds it.
+ */
+function checkFlowDepth(text: string): void {
+  const tooDeep = () => errors.badRequest(`the body of the request is nested deeper than ${MAX_FLOW_DEPTH} levels (exceeded max depth)`);
+  let depth = 0;
+  let lineStart = true;
+  let entries = 0;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
+    if (lineStart) {
+      if (c === ' ') continue;
+      if (c === '-' && (text[i + 1] === ' ' || text[i + 1] === '\t')) {
+        if (++entries > MAX_FLOW_DEPTH) throw tooDeep();
+        i++;
+        continue;
+      }
+      lineStart = false;
+      entries = 0;
+    }
+    if (c === '\n') {
+      lineStart = true;
+      entries = 0;
+    } else if (c === '[' || c === '{') {
+      if (++depth > MAX_FLOW_DEPTH) throw tooDeep();
+    } else if (c === ']' || c === '}') {
+      depth = Math.max(0, depth - 1);
+    } else if (c === '"') {
+      for (i++; i < text.length && text[i] !== '"'; i++) if (text[i] === '\\') i++;
+    } else if (c === "'") {
+      for (i++; i < text.length && !(text[i] === "'" && text[i + 1] !== "'"); i++) if (text[i] === "'") i++;
+    } else if (c === '#' && (i === 0 || /\s/.test(text[i - 1]))) {
+      while (i + 1 < text.length && text[i + 1] !== '\n') i++;
+    }
+  }
+}
+
+/**
+ * The duplicate keys of a JSON text (already parsed, so valid), with their lines: one linear pass,
+ * where the YAML parser would take seconds on a large body.
+ */
+function jsonDuplicateKeys(text: string): string[] {
+  const found: string[] = [];
+  const keys: (Set<string> | undefined)[] = []; // per open collection: an object's keys, undefined for an array
+  let line = 1;
+  let expectingKey = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text[i];
+    if (c === '\n') line++;
+    else if (c === '{') {
+      keys.push(new Set());
+      expectingKey = true;
+    } else if (c === '[') {
+      keys.push(undefined);
+      expectingKey = false;
+    } else if (c === '}' || c === ']') {
+      keys.pop();
+      expectingKey = false;
+    } else if (c === ',') {
+      expectingKey = keys[keys.length - 1] !== undefined;
+    } else if (c === '"') {
+      const start = i;
+      for (i++; text[i] !== '"'; i++) if (text[i] === '\\') i++;
+      if (expectingKey) {
+        const key = JSON.parse(text.slice(start, i + 1)) as string;
+        const seen = keys[keys.length - 1]!;
+        if (seen.has(key)) found.push(`line ${line}: key ${JSON.stringify(key)} already set in map`);
+        seen.add(key);
+        expectingKey = false;
+      }
+    }
+  }
+  return found;
+}
+
+/** The decoded value as the apply patch's object: null is an empty object, anything but a mapping is 400. */
+function asPatchObject(value: unknown): KubeObject {
+  if (value === null || value === undefined) return {};
+  if (!isObject(value)) {
+    throw errors.badRequest(`error decoding patch: error unmarshaling JSON: while decoding JSON: json: cannot unmarshal ${jsonTypeName(value)} into Go value of type map[string]interface {}`);
+  }
+  return value;
+}
+
+/**
  * Decodes an apply patch as yaml.Unmarshal into a map (the first YAML document; JSON is YAML): 400
  * `error decoding patch: …` when it is not YAML or not a mapping. An empty body is an empty object.
+ * A JSON body (what kubectl and client-go send) is read as JSON: the same value, in linear time.
  */
 export function decodeApplyPatch(body: Buffer): DecodedApplyPatch {
+  const text = body.toString('utf8');
+  if (/^\s*[{[]/.test(text)) {
+    let parsed: unknown;
+    try {
+      parsed = JSON.parse(text);
+    } catch {
+      parsed = undefined; // not JSON after all (or too deep for JSON.parse): read as YAML below
+    }
+    if (parsed !== undefined) return { object: asPatchObject(parsed), duplicates: isObject(parsed) ? jsonDuplicateKeys(text) : [] };
+  }
+  checkFlowDepth(text);
   const lines = new YAML.LineCounter();
-  const [document] = YAML.parseAllDocuments(body.toString('utf8'), { ...YAML_OPTIONS, lineCounter: lines });
+  const [document] = YAML.parseAllDocuments(text, { ...YAML_OPTIONS, lineCounter: lines });
   if (document === undefined) return { object: {}, duplicates: [] };
   if (!(document instanceof YAML.Document)) throw errors.badRequest('error decoding patch: error converting YAML to JSON: yaml: the body is not a YAML document');
   const problem = document.errors[0];
@@ -107,13 +212,10 @@ export function decodeApplyPatch(body: Buffer): DecodedApplyPatch {
   } catch (error) {
     throw errors.badRequest(`error decoding patch: error converting YAML to JSON: yaml: ${(error as Error).message.split('\n')[0]}`);
   }
-  if (value === null || value === undefined) return { object: {}, duplicates: [] };
-  if (!isObject(value)) {
-    throw errors.badRequest(`error decoding patch: error unmarshaling JSON: while decoding JSON: json: cannot unmarshal ${jsonTypeName(value)} into Go value of type map[string]interface {}`);
-  }
+  const object = asPatchObject(value);
   const duplicates: string[] = [];
-  findDuplicateKeys(document.contents, lines, duplicates);
-  return { object: value, duplicates };
+  if (value !== null && value !== undefined) findDuplicateKeys(document.contents, lines, duplicates);
+  return { object, duplicates };
 }
 
 /**
