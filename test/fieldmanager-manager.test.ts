@@ -603,3 +603,89 @@ describe('validation of the applied object (typed/validate.go)', () => {
     expect(() => apply({ replicas: null, name: null })()).not.toThrow();
   });
 });
+
+describe('property: ownership never outlives the field', () => {
+  const schema: JSONSchemaProps = {
+    type: 'object',
+    properties: {
+      spec: {
+        type: 'object',
+        properties: {
+          replicas: int,
+          tags: { type: 'array', 'x-kubernetes-list-type': 'set', items: str },
+          args: { type: 'array', items: str },
+          ports: {
+            type: 'array',
+            'x-kubernetes-list-type': 'map',
+            'x-kubernetes-list-map-keys': ['name'],
+            items: { type: 'object', properties: { name: str, port: int } },
+          },
+          settings: { type: 'object', additionalProperties: str },
+        },
+      },
+    },
+  };
+  const fm = new FieldManager({ schema, apiVersion: 'example.com/v1' });
+  const key = fc.constantFrom('a', 'b', 'c');
+  const specArb = fc.record(
+    {
+      replicas: fc.integer({ min: 0, max: 2 }),
+      tags: fc.uniqueArray(key),
+      args: fc.array(key, { maxLength: 2 }),
+      ports: fc.uniqueArray(fc.record({ name: key, port: fc.integer({ min: 1, max: 2 }) }, { requiredKeys: ['name'] }), { selector: (p) => p.name, maxLength: 3 }),
+      settings: fc.dictionary(key, key, { maxKeys: 2 }),
+    },
+    { requiredKeys: [] },
+  );
+  const opArb = fc.record({ manager: fc.constantFrom('a', 'b', 'c'), kind: fc.constantFrom('apply', 'force', 'update'), spec: specArb });
+
+  /** Whether the path leads to something in the object (a field, a keyed item, a set value, an index). */
+  function exists(value: unknown, path: FieldSet['paths'] extends () => (infer P)[] ? P : never): boolean {
+    let here: unknown = value;
+    for (const pe of path) {
+      if (pe.kind === 'field') {
+        if (here === null || typeof here !== 'object' || Array.isArray(here) || !(pe.name in (here as Obj))) return false;
+        here = (here as Obj)[pe.name];
+      } else if (pe.kind === 'key') {
+        if (!Array.isArray(here)) return false;
+        here = here.find((item) => pe.fields.every(([k, v]) => (item as Obj)[k] === v));
+        if (here === undefined) return false;
+      } else if (pe.kind === 'value') {
+        if (!Array.isArray(here) || !here.includes(pe.value)) return false;
+        here = pe.value;
+      } else {
+        if (!Array.isArray(here) || pe.index >= here.length) return false;
+        here = here[pe.index];
+      }
+    }
+    return true;
+  }
+
+  test('after any sequence of applies and updates by several managers, every owned field exists', () => {
+    fc.assert(
+      fc.property(fc.array(opArb, { minLength: 1, maxLength: 6 }), (ops) => {
+        let live: Obj | undefined;
+        for (const op of ops) {
+          // GIVEN a write: an update carries the live metadata (as a PUT of what was read), an apply only a name
+          const body: Obj = { apiVersion: 'example.com/v1', kind: 'Thing', metadata: { name: 'x' }, spec: op.spec };
+          try {
+            const stored =
+              op.kind === 'update'
+                ? fm.update(live, { ...body, metadata: { ...((live?.metadata as Obj) ?? { name: 'x' }) } }, op.manager)
+                : fm.apply(live, body, op.manager, op.kind === 'force');
+            live = { ...stored, metadata: { ...(stored.metadata as Obj), uid: 'u' } };
+          } catch (e) {
+            if (!(e instanceof ApplyConflictError)) throw e;
+          }
+          // THEN every path any entry owns is in the object
+          for (const entry of entries(live as Obj)) {
+            for (const path of FieldSet.fromFieldsV1(entry.fieldsV1).paths()) {
+              if (!exists(live, path)) throw new Error(`${entry.manager}/${entry.operation} owns ${path.map((pe) => pe.id).join(' ')}, which is not in ${JSON.stringify(live)}`);
+            }
+          }
+        }
+      }),
+      { numRuns: 300 },
+    );
+  });
+});
