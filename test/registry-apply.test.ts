@@ -1,3 +1,4 @@
+import fc from 'fast-check';
 import { decodeApplyPatch, managerOrUserAgent, prefixFromUserAgent, strictApplyWarnings } from '../server/registry/apply';
 import { FLUNDERS, FLUNDERS_BETA, RegistryServer, flunder } from './support/registry-server';
 
@@ -66,6 +67,27 @@ describe('decoding an apply patch', () => {
     ['broken YAML', 'a: b: c', 'error decoding patch: error converting YAML to JSON: yaml: line 1: '],
   ])('fails with 400 for %s', (_what, body, message) => {
     expect(() => decodeApplyPatch(Buffer.from(body))).toThrow(message);
+  });
+});
+
+describe('decoding an apply patch, property', () => {
+  test('a JSON body decodes to the same object and duplicates whether read as JSON or as YAML', () => {
+    // GIVEN any JSON object, written with one of its keys repeated (a duplicate the last value wins)
+    fc.assert(
+      fc.property(fc.dictionary(fc.string(), fc.jsonValue(), { minKeys: 1 }), fc.jsonValue(), (object, extra) => {
+        const [first] = Object.keys(object);
+        const text = `${JSON.stringify(object).slice(0, -1)},\n${JSON.stringify(first)}: ${JSON.stringify(extra)}}`;
+        // WHEN decoded as JSON (the fast path) and as YAML (a leading comment sends it there)
+        const asJson = decodeApplyPatch(Buffer.from(text));
+        const asYaml = decodeApplyPatch(Buffer.from(`# yaml\n${text}`));
+        // THEN both give JSON.parse's object, and name the same duplicate (one line apart)
+        expect(asJson.object).toEqual(JSON.parse(text));
+        expect(asYaml.object).toEqual(asJson.object);
+        expect(asJson.duplicates).toEqual([`line 2: key ${JSON.stringify(first)} already set in map`]);
+        expect(asYaml.duplicates).toEqual([`line 3: key ${JSON.stringify(first)} already set in map`]);
+      }),
+      { numRuns: 300 },
+    );
   });
 });
 
