@@ -114,6 +114,44 @@ describe('the bundled server with admission webhooks (on by default)', () => {
   });
 });
 
+describe('the bundled server with ValidatingAdmissionPolicy (on by default)', () => {
+  let env: ServerEnvironment;
+
+  beforeAll(async () => {
+    env = await startServerEnvironment();
+  });
+
+  afterAll(async () => {
+    await env?.stop();
+  });
+
+  test('fails a create a bound policy denies, with upstream\'s wording', async () => {
+    // GIVEN a policy refusing flunders without a reference, bound with Deny
+    env.fake.setWebhookConfiguration('policy', 'needs-reference', {
+      spec: {
+        matchConstraints: { resourceRules: [{ apiGroups: ['wardle.example.com'], apiVersions: ['*'], operations: ['CREATE'], resources: ['flunders'] }] },
+        validations: [{ expression: 'has(object.spec) && has(object.spec.reference)', message: 'a reference is required' }],
+      },
+    });
+    env.fake.setWebhookConfiguration('policyBinding', 'needs-reference', { spec: { policyName: 'needs-reference', validationActions: ['Deny'] } });
+    // WHEN a flunder without a reference is created (until the server's watch has the policy)
+    const deadline = Date.now() + 30_000;
+    let reply: Reply;
+    do {
+      reply = await request(env, 'POST', `${FLUNDERS}?dryRun=All`, { apiVersion: 'wardle.example.com/v1alpha1', kind: 'Flunder', metadata: { name: 'no-reference' } });
+      if (reply.status !== 201) break;
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    } while (Date.now() < deadline);
+    // THEN 422 with the policy's and binding's names
+    expect(reply.status).toBe(422);
+    expect(reply.body.message).toBe(
+      `flunders.wardle.example.com "no-reference" is forbidden: ValidatingAdmissionPolicy 'needs-reference' with binding 'needs-reference' denied request: a reference is required`,
+    );
+    const created = await request(env, 'POST', FLUNDERS, { apiVersion: 'wardle.example.com/v1alpha1', kind: 'Flunder', metadata: { name: 'with-reference' }, spec: { reference: 'x' } });
+    expect(created.status).toBe(201);
+  });
+});
+
 describe('--disable-admission-plugins', () => {
   test('with both webhook plugins disabled, a configured webhook that denies everything is not called', async () => {
     const hooks = await AdmissionWebhookServer.start();

@@ -81,6 +81,9 @@ interface Watcher {
   readonly matches: (o: StoredObject) => boolean;
 }
 
+/** The admissionregistration.k8s.io/v1 collections the fake holds. */
+export type AdmissionConfigurationKind = 'mutating' | 'validating' | 'policy' | 'policyBinding';
+
 /** One collection of objects with a watch history, like a resource in etcd behind the watch cache. */
 class Collection {
   readonly objects = new Map<string, StoredObject>();
@@ -237,8 +240,8 @@ export class FakeKubeApiServer {
   private readonly tokens = new Map<string, FakeTokenEntry>();
   private readonly configMaps: Collection;
   private readonly namespaces: Collection;
-  /** admissionregistration.k8s.io/v1 Mutating/ValidatingWebhookConfigurations (LIST, WATCH), read by the webhook admission plugins. */
-  private readonly webhookConfigurations: Readonly<Record<'mutating' | 'validating', Collection>>;
+  /** admissionregistration.k8s.io/v1 Mutating/ValidatingWebhookConfigurations, ValidatingAdmissionPolicies and their bindings (LIST, WATCH), read by the admission plugins. */
+  private readonly webhookConfigurations: Readonly<Record<AdmissionConfigurationKind, Collection>>;
   private readonly server: https.Server;
   private readonly sockets = new Set<Socket>();
   private rv = 100;
@@ -270,6 +273,8 @@ export class FakeKubeApiServer {
     this.webhookConfigurations = {
       mutating: new Collection(this, 'MutatingWebhookConfiguration', 'MutatingWebhookConfigurationList', 'admissionregistration.k8s.io/v1'),
       validating: new Collection(this, 'ValidatingWebhookConfiguration', 'ValidatingWebhookConfigurationList', 'admissionregistration.k8s.io/v1'),
+      policy: new Collection(this, 'ValidatingAdmissionPolicy', 'ValidatingAdmissionPolicyList', 'admissionregistration.k8s.io/v1'),
+      policyBinding: new Collection(this, 'ValidatingAdmissionPolicyBinding', 'ValidatingAdmissionPolicyBindingList', 'admissionregistration.k8s.io/v1'),
     };
 
     this.server = https.createServer({ cert: serving.certPem, key: serving.keyPem, ca: this.ca.certPem, requestCert: true, rejectUnauthorized: false }, (req, res) => {
@@ -346,8 +351,8 @@ export class FakeKubeApiServer {
     this.namespaces.remove(name);
   }
 
-  /** Stores a Mutating/ValidatingWebhookConfiguration (`{ webhooks: [...] }`); `undefined` deletes it. */
-  setWebhookConfiguration(kind: 'mutating' | 'validating', name: string, body: Record<string, unknown> | undefined): void {
+  /** Stores a Mutating/ValidatingWebhookConfiguration (`{ webhooks: [...] }`) or a ValidatingAdmissionPolicy/Binding (`{ spec }`); `undefined` deletes it. */
+  setWebhookConfiguration(kind: AdmissionConfigurationKind, name: string, body: Record<string, unknown> | undefined): void {
     if (body === undefined) this.webhookConfigurations[kind].remove(name);
     else this.webhookConfigurations[kind].put(name, body);
   }
@@ -356,8 +361,7 @@ export class FakeKubeApiServer {
   compact(): void {
     this.configMaps.compact();
     this.namespaces.compact();
-    this.webhookConfigurations.mutating.compact();
-    this.webhookConfigurations.validating.compact();
+    for (const collection of Object.values(this.webhookConfigurations)) collection.compact();
   }
 
   /** Stops listening and cuts every open connection (watches included), as a crashed API server. */
@@ -502,9 +506,15 @@ export class FakeKubeApiServer {
       return this.reply(res, 200, ns);
     }
 
-    const webhookMatch = /^GET \/apis\/admissionregistration\.k8s\.io\/v1\/(mutating|validating)webhookconfigurations$/.exec(route);
-    if (webhookMatch) {
-      const collection = this.webhookConfigurations[webhookMatch[1] as 'mutating' | 'validating'];
+    const admissionPaths: Record<string, AdmissionConfigurationKind> = {
+      mutatingwebhookconfigurations: 'mutating',
+      validatingwebhookconfigurations: 'validating',
+      validatingadmissionpolicies: 'policy',
+      validatingadmissionpolicybindings: 'policyBinding',
+    };
+    const webhookMatch = /^GET \/apis\/admissionregistration\.k8s\.io\/v1\/([a-z]+)$/.exec(route);
+    if (webhookMatch && Object.prototype.hasOwnProperty.call(admissionPaths, webhookMatch[1])) {
+      const collection = this.webhookConfigurations[admissionPaths[webhookMatch[1]]];
       if (isWatch) return collection.watch(req, res, query, () => true);
       return this.reply(res, 200, collection.list(() => true));
     }
