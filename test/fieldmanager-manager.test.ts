@@ -18,6 +18,7 @@ import {
   TypedPatchError,
 } from '../server/fieldmanager';
 import { FieldSet } from '../server/fieldmanager/field-set';
+import type { Path } from '../server/fieldmanager/path-element';
 import { encodeManagedFields, managerIdentifier } from '../server/fieldmanager/managed-fields';
 import { StatusError } from '../server/status';
 
@@ -640,7 +641,7 @@ describe('property: ownership never outlives the field', () => {
   const opArb = fc.record({ manager: fc.constantFrom('a', 'b', 'c'), kind: fc.constantFrom('apply', 'force', 'update'), spec: specArb });
 
   /** Whether the path leads to something in the object (a field, a keyed item, a set value, an index). */
-  function exists(value: unknown, path: FieldSet['paths'] extends () => (infer P)[] ? P : never): boolean {
+  function exists(value: unknown, path: Path): boolean {
     let here: unknown = value;
     for (const pe of path) {
       if (pe.kind === 'field') {
