@@ -129,6 +129,37 @@ function listDefinition(group: string, version: string, kind: KindDefinition): S
   };
 }
 
+const EMBEDDED_DESCRIPTIONS = {
+  apiVersion: 'apiVersion defines the versioned schema of this representation of an object. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#resources',
+  kind: 'kind is a string value representing the type of this object. In CamelCase. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#types-kinds',
+  metadata: "Standard object's metadata. More info: https://git.k8s.io/community/contributors/devel/sig-architecture/api-conventions.md#metadata",
+};
+
+/**
+ * apiextensions' addEmbeddedProperties: an `x-kubernetes-embedded-resource` node publishes
+ * apiVersion, kind (both required) and metadata (ObjectMeta); in swagger 2.0 not under
+ * `x-kubernetes-preserve-unknown-fields` (kubectl would then refuse the unknown fields).
+ */
+function withEmbeddedProperties(schema: unknown, v2: boolean): unknown {
+  if (Array.isArray(schema)) return schema.map((item) => withEmbeddedProperties(item, v2));
+  if (schema === null || typeof schema !== 'object') return schema;
+  const out: Schema = {};
+  for (const [key, value] of Object.entries(schema)) {
+    out[key] = key === 'default' || key === 'enum' || key === 'example' || key === 'x-kubernetes-validations' ? value : withEmbeddedProperties(value, v2);
+  }
+  if (out['x-kubernetes-embedded-resource'] !== true || (v2 && out['x-kubernetes-preserve-unknown-fields'] === true)) return out;
+  out.properties = {
+    ...((out.properties as Schema | undefined) ?? {}),
+    apiVersion: { description: EMBEDDED_DESCRIPTIONS.apiVersion, type: 'string' },
+    kind: { description: EMBEDDED_DESCRIPTIONS.kind, type: 'string' },
+    metadata: { $ref: `#/definitions/${META_PREFIX}.ObjectMeta`, description: EMBEDDED_DESCRIPTIONS.metadata },
+  };
+  const required = Array.isArray(out.required) ? [...(out.required as string[])] : [];
+  for (const field of ['kind', 'apiVersion']) if (!required.includes(field)) required.push(field);
+  out.required = required;
+  return out;
+}
+
 /** Swagger 2.0 has no `nullable`; upstream publishes CRD schemas to v2 without it. */
 function stripNullable(schema: unknown): unknown {
   if (Array.isArray(schema)) return schema.map(stripNullable);
@@ -288,7 +319,7 @@ function buildOpenApiV2(api: ApiGroupDefinition): Schema {
   const all: Record<string, Schema> = { ...meta };
   for (const version of versions) {
     const model = groupVersionModel(api, version);
-    for (const [name, def] of Object.entries(model.definitions)) all[name] = stripNullable(def) as Schema;
+    for (const [name, def] of Object.entries(model.definitions)) all[name] = stripNullable(withEmbeddedProperties(def, true)) as Schema;
     for (const [path, item] of model.paths) {
       const entry: Schema = {};
       for (const op of item.operations) entry[op.method] = swaggerOperation(op, api.group, version);
@@ -357,7 +388,7 @@ function v3Operation(op: Operation, group: string, version: string): Schema {
 function buildOpenApiV3(api: ApiGroupDefinition, version: string): Schema {
   const meta = metaDefinitions([{ group: api.group, version }]);
   const model = groupVersionModel(api, version);
-  const all: Record<string, Schema> = { ...meta, ...model.definitions };
+  const all: Record<string, Schema> = { ...meta, ...(withEmbeddedProperties(model.definitions, false) as Record<string, Schema>) };
   const paths: [string, Schema][] = [];
   for (const [path, item] of model.paths) {
     const entry: Schema = {};

@@ -12,6 +12,7 @@ import { ApiResourceRoles } from '../lib/api-resource-roles';
 import { Storage } from '../lib/storage';
 import { fixtureCertificates } from './constructs/_fixtures';
 import { Discovery } from '../server/discovery';
+import { OpenApi } from '../server/openapi';
 import { RegistryServer } from './support/registry-server';
 
 /**
@@ -259,6 +260,26 @@ describe('kind and version fields', () => {
     const granted = Testing.synth(chart).flatMap((role) => (role.rules as Json[]).flatMap((rule) => rule.resources as string[]));
     // THEN only the resource itself
     expect([...new Set(granted)]).toEqual(['things']);
+  });
+
+  test('x-kubernetes-embedded-resource in OpenAPI: apiVersion, kind (required) and metadata published, as apiextensions\' builder adds them', () => {
+    // GIVEN an embedded resource field
+    const api = definition({}, {}, obj({ type: 'object', 'x-kubernetes-embedded-resource': true, properties: { data: str } }));
+    // WHEN the v3 and v2 documents are read
+    const read = (url: string) => {
+      let body: Buffer = Buffer.alloc(0);
+      const res = { statusCode: 0, setHeader: () => undefined, end: (b?: Buffer) => (body = b ?? body) };
+      new OpenApi(api).serve({ headers: { accept: 'application/json' }, method: 'GET', url } as never, res as never, url);
+      return JSON.parse(body.toString()) as Json;
+    };
+    const v3 = ((read(`/openapi/v3/apis/${GROUP}/v1`).components as Json).schemas as Record<string, { properties: Record<string, Json> }>)['com.example.parity.v1.Thing'];
+    const v2 = (read('/openapi/v2').definitions as Record<string, { properties: Record<string, Json> }>)['com.example.parity.v1.Thing'];
+    // THEN both publish the type and object meta of the embedded object
+    for (const doc of [v3, v2]) {
+      const x = (doc.properties.spec.properties as Record<string, Json>).x;
+      expect(Object.keys(x.properties as Json).sort()).toEqual(['apiVersion', 'data', 'kind', 'metadata']);
+      expect(x.required).toEqual(['kind', 'apiVersion']);
+    }
   });
 
   test('printerColumns: in the CRD and in the server\'s Table (name, type, format, description, priority; jsonPath evaluated)', async () => {
