@@ -163,12 +163,14 @@ describe('validating webhooks', () => {
     expect(hooks.calls('/counted')).toHaveLength(1);
   });
 
-  test('subresource rules: flunders/status is called for status writes only, */* for both', async () => {
+  test('subresource rules: flunders/status and */status are called for status writes only, * for the main resource only, */* for both', async () => {
     const base = { apiGroups: ['*'], apiVersions: ['*'], operations: ['UPDATE'] };
     await configure('Validating', 'a', [
       hook('status.example.com', '/status', { rules: [{ ...base, resources: ['flunders/status'] }] }),
       hook('main.example.com', '/main', { rules: [{ ...base, resources: ['flunders'] }] }),
       hook('all.example.com', '/all', { rules: [{ ...base, resources: ['*/*'] }] }),
+      hook('star.example.com', '/star', { rules: [{ ...base, resources: ['*'] }] }),
+      hook('any-status.example.com', '/any-status', { rules: [{ ...base, resources: ['*/status'] }] }),
     ]);
     expect((await registry.post(FLUNDERS, flunder('sub'))).status).toBe(201);
     expect((await registry.patch(`${FLUNDERS}/sub/status`, { status: { ok: true } })).status).toBe(200);
@@ -176,6 +178,9 @@ describe('validating webhooks', () => {
     expect(hooks.calls('/status').map((c) => c.subResource)).toEqual(['status']);
     expect(hooks.calls('/main').map((c) => c.subResource)).toEqual([undefined]);
     expect(hooks.calls('/all')).toHaveLength(2);
+    // '*' is every resource but no subresource; '*/status' the status of every resource
+    expect(hooks.calls('/star').map((c) => c.subResource)).toEqual([undefined]);
+    expect(hooks.calls('/any-status').map((c) => c.subResource)).toEqual(['status']);
   });
 
   test('matchPolicy Equivalent: a webhook for v1beta1 gets a v1alpha1 write converted to v1beta1', async () => {
