@@ -76,6 +76,8 @@ interface Operation {
   /** status code → definition name */
   readonly responses: Readonly<Record<string, string>>;
   readonly produces: readonly string[];
+  /** The patch media types a patch operation consumes. @default PATCH_TYPES */
+  readonly patchTypes?: readonly string[];
 }
 
 interface PathItem {
@@ -174,6 +176,7 @@ function stripNullable(schema: unknown): unknown {
 
 /** The `autoscaling/v1` Scale a scale subresource reads and writes, as Kubernetes publishes it. */
 const SCALE = 'io.k8s.api.autoscaling.v1.Scale';
+const SCALE_PATCH_TYPES = ['application/json-patch+json', 'application/merge-patch+json', 'application/strategic-merge-patch+json'];
 const SCALE_DEFINITIONS: Record<string, Schema> = {
   [SCALE]: {
     description: 'Scale represents a scaling request for a resource.',
@@ -254,7 +257,8 @@ function groupVersionModel(api: ApiGroupDefinition, version: string): { paths: M
       add(`${collection}/{name}/scale`, [nameParam, ...nsParam], [
         { method: 'get', id: `read${infix}${scoped}${k}Scale`, description: `read scale of the specified ${k}`, action: 'get', gvk, query: [], responses: { '200': SCALE }, produces: PRODUCES },
         { method: 'put', id: `replace${infix}${scoped}${k}Scale`, description: `replace scale of the specified ${k}`, action: 'put', gvk, query: WRITE_QUERY, body: SCALE, bodyRequired: true, responses: { '200': SCALE, '201': SCALE }, produces: PRODUCES },
-        { method: 'patch', id: `patch${infix}${scoped}${k}Scale`, description: `partially update scale of the specified ${k}`, action: 'patch', gvk, query: WRITE_QUERY, body: 'patch', bodyRequired: true, responses: { '200': SCALE, '201': SCALE }, produces: PRODUCES },
+        // What the scale subresource accepts: no server-side apply there (415).
+        { method: 'patch', id: `patch${infix}${scoped}${k}Scale`, description: `partially update scale of the specified ${k}`, action: 'patch', gvk, query: WRITE_QUERY, body: 'patch', bodyRequired: true, responses: { '200': SCALE, '201': SCALE }, produces: PRODUCES, patchTypes: SCALE_PATCH_TYPES },
       ]);
     }
     if (namespaced) {
@@ -299,7 +303,7 @@ function swaggerOperation(op: Operation, group: string, version: string): Schema
   for (const [code, def] of Object.entries(op.responses)) responses[code] = { description: RESPONSE_TEXT[code], schema: { $ref: `#/definitions/${def}` } };
   responses['401'] = UNAUTHORIZED;
   return {
-    consumes: op.method === 'patch' ? PATCH_TYPES : ['*/*'],
+    consumes: op.method === 'patch' ? (op.patchTypes ?? PATCH_TYPES) : ['*/*'],
     description: op.description,
     operationId: op.id,
     ...(parameters.length ? { parameters } : {}),
@@ -368,7 +372,7 @@ function v3Operation(op: Operation, group: string, version: string): Schema {
   responses['401'] = UNAUTHORIZED;
   let requestBody: Schema | undefined;
   if (op.body === 'patch') {
-    requestBody = { content: Object.fromEntries(PATCH_TYPES.map((t) => [t, { schema: { $ref: `#/components/schemas/${META_PREFIX}.Patch` } }])), required: true };
+    requestBody = { content: Object.fromEntries((op.patchTypes ?? PATCH_TYPES).map((t) => [t, { schema: { $ref: `#/components/schemas/${META_PREFIX}.Patch` } }])), required: true };
   } else if (op.body) {
     requestBody = { content: { '*/*': { schema: { $ref: `#/components/schemas/${op.body}` } } }, ...(op.bodyRequired ? { required: true } : {}) };
   }

@@ -189,6 +189,16 @@ describe('scale subresource', () => {
     expect(wrongName.body.message).toBe('the name of the object (other) does not match the name on the URL (w7)');
   });
 
+  test('fails a server-side apply of the Scale with 415 naming the patch types scale accepts', async () => {
+    // GIVEN a widget WHEN an apply patch is sent to its scale
+    await createWidget('w9', { replicas: 1 });
+    const reply = await server.request('PATCH', `${WIDGETS}/w9/scale?fieldManager=me`, { raw: 'spec:\n  replicas: 2\n', contentType: 'application/apply-patch+yaml' });
+    // THEN 415, and nothing changed
+    expect(reply.status).toBe(415);
+    expect(reply.body.message).toBe('the body of the request was in an unknown format - accepted media types include: application/json-patch+json, application/merge-patch+json, application/strategic-merge-patch+json');
+    expect((await server.get(`${WIDGETS}/w9`)).body.spec.replicas).toBe(1);
+  });
+
   test('fails with 404 for a kind that has no scale subresource, and 405 for verbs scale does not serve', async () => {
     // GIVEN a plain object and a widget
     expect((await server.post(`/apis/${GROUP}/v1/namespaces/ns1/plains`, { metadata: { name: 'p1' }, spec: { replicas: 1 } })).status).toBe(201);
@@ -244,6 +254,8 @@ describe('scale in discovery and OpenAPI', () => {
     const path = doc.paths[`/apis/${GROUP}/v1/namespaces/{namespace}/widgets/{name}/scale`];
     expect(Object.keys(path).filter((k) => k !== 'parameters').sort()).toEqual(['get', 'patch', 'put']);
     expect(path.get.operationId).toBe('readScaleExampleComV1NamespacedWidgetScale');
+    // the patch types scale accepts (no apply-patch: 415 there)
+    expect(Object.keys((path.patch as unknown as { requestBody: { content: Record<string, unknown> } }).requestBody.content)).toEqual(['application/json-patch+json', 'application/merge-patch+json', 'application/strategic-merge-patch+json']);
     expect(Object.keys(doc.components.schemas)).toEqual(expect.arrayContaining(['io.k8s.api.autoscaling.v1.Scale', 'io.k8s.api.autoscaling.v1.ScaleSpec', 'io.k8s.api.autoscaling.v1.ScaleStatus']));
     expect(doc.paths[`/apis/${GROUP}/v1/namespaces/{namespace}/plains/{name}/scale`]).toBeUndefined();
   });
