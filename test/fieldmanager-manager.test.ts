@@ -18,7 +18,10 @@ import {
   TypedPatchError,
 } from '../server/fieldmanager';
 import { FieldSet } from '../server/fieldmanager/field-set';
+import { STRIP_SET } from '../server/fieldmanager/managers';
 import type { Path } from '../server/fieldmanager/path-element';
+import { compileRootSchema } from '../server/fieldmanager/schema';
+import { toFieldSet } from '../server/fieldmanager/typed';
 import { encodeManagedFields, managerIdentifier } from '../server/fieldmanager/managed-fields';
 import { StatusError } from '../server/status';
 
@@ -511,7 +514,8 @@ describe('properties', () => {
           if (k === 'settings') expect(spec.settings).toEqual(expect.objectContaining(v as Obj));
         }
         const mineEntry = entries(stored).find((e) => e.manager === 'me');
-        return mineEntry === undefined || JSON.stringify(mineEntry.fieldsV1) !== '{}';
+        const expected = toFieldSet(compileRootSchema(schema), thing(mine)).difference(STRIP_SET);
+        return expected.empty() ? mineEntry === undefined : mineEntry !== undefined && FieldSet.fromFieldsV1(mineEntry.fieldsV1).equals(expected);
       }),
       { numRuns: 200 },
     );
