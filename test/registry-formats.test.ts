@@ -94,6 +94,75 @@ const CASES: readonly [format: string, value: string, valid: boolean, why: strin
   ['quantity', 'not a quantity', true, 'no checker'],
 ];
 
+/** kube-openapi's own test cases, as they stand in its tests (strfmt/default_test.go, time_test.go, duration_test.go at d427ff9). */
+const B64_TEXT = 'This is a byte array with unprintable chars, but it also isn';
+const UPSTREAM_VALID: Readonly<Record<string, readonly string[]>> = {
+  hostname: [
+    'somewhere.com', '888.com', 'a.com', 'a.b.com', 'a.b.c.com', 'a.b.c.d.com', 'a.b.c.d.e.com', '1.com', '1.2.com', '1.2.3.com', '1.2.3.4.com',
+    '99.domain.com', '99.99.domain.com', '1wwworg.example.com', '1000wwworg.example.com', 'xn--bcher-kva.example.com', 'xn-80ak6aa92e.co',
+    'xn-80ak6aa92e.com', 'xn--ls8h.la', '☁→❄→☃→☀→☺→☂→☹→✝.ws', 'www.example.onion', 'www.example.ôlà', 'ôlà.ôlà', 'ôlà.ôlà.ôlà', 'ex$ample',
+    'localhost', 'example', 'x', 'x-y', 'a.b.c.dot', 'www.example.org', 'a.b.c.d.e.f.g.dot', 'ex=ample.com', '<foo>', 'www.example-hyphenated.org',
+    'www.詹姆斯.org', 'www.élégigôö.org', 'www.詹姆斯.london',
+  ],
+  ipv4: ['192.168.254.1', '127.0.0.1', '192.168.1.1', '192.168.1.01'],
+  ipv6: ['::1', '::2'],
+  cidr: ['192.168.254.1/24', '192.0.2.1/24', '192.0.02.1/24', '2001:db8:a0b:12f0::1/32'],
+  mac: ['01:02:03:04:05:06', '06:05:04:03:02:01'],
+  isbn: ['0321751043'],
+  isbn10: ['0321751043'],
+  isbn13: ['978-0321751041'],
+  hexcolor: ['#FFFFFF', '#000000'],
+  rgbcolor: ['rgb(255,255,255)', 'rgb(0,0,0)'],
+  ssn: ['111-11-1111', '999 99 9999'],
+  creditcard: ['4111-1111-1111-1111', '4012-8888-8888-1881'],
+  password: ['super secret stuff here', 'even more secret'],
+  // base64.URLEncoding of the text (with padding), as the Go test encodes it
+  byte: [Buffer.from(B64_TEXT).toString('base64').replace(/\+/g, '-').replace(/\//g, '_')],
+  datetime: ['2014-12-15T08:00:00.000Z', '2011-08-18T19:03:37.000+01:00', '2014-12-15T19:30:20.000Z', '0001-01-01T00:00:00.000Z'],
+  duration: [
+    '0ms', '2ms', '1ns', '1us', '1µs', '1ms', '1s', '1m', '1h', '1hr', '1d', '1w', '1wk', '1nanoseconds', '1nanos', '1microseconds', '1micros', '1millis',
+    '1milliseconds', '1second', '1sec', '1min', '1minute', '1hour', '1day', '1week', '1  ns', '1  us', '1  µs', '1  ms', '1  s', '1  m', '1  h', '1  hr',
+    '1  d', '1  w', '1  wk', '1  nanoseconds', '1  nanos', '1  microseconds', '1  micros', '1  millis', '1  milliseconds', '1  second', '1  sec', '1  min',
+    '1  minute', '1  hour', '1  day', '1  week', '45 weeks', '45 weekz', '12 hours', '12 minutes',
+  ],
+};
+const UPSTREAM_INVALID: Readonly<Record<string, readonly string[]>> = {
+  hostname: [
+    'somewhere.com!', 'user@email.domain', '1.1.1.1', 'a'.repeat(256), `x.y.${'a'.repeat(64)}`, 'www.example-.org', 'www.--example.org', '-www.example.org',
+    'www-.example.org', 'www.d-.org', 'www.-d.org', 'www-', '-www', 'www.ex ample.org', '_www.example.org', 'www.ex;ample.org', 'www.example_underscored.org',
+    'www.詹姆斯.x', 'a.b.c.d', '-xyz', 'xyz-', 'x.', 'a.b.c.dot-', 'a.b.c.é;ö',
+  ],
+  ipv4: ['198.168.254.2.2'],
+  ipv6: ['127.0.0.1'],
+  cidr: ['198.168.254.2', '2001:db8:a0b:12f0::1'],
+  mac: ['01:02:03:04:05'],
+  uuid: ['not-a-uuid'],
+  uuid3: ['not-a-uuid'],
+  uuid4: ['not-a-uuid'],
+  uuid5: ['not-a-uuid'],
+  isbn: ['836217463'],
+  isbn10: ['836217463'],
+  isbn13: ['978-0321751042'],
+  hexcolor: ['#fffffffz'],
+  rgbcolor: ['rgb(300,0,0)'],
+  ssn: ['999 99 999'],
+  creditcard: ['9999-9999-9999-999'],
+  byte: ['ZWxpemFiZXRocG9zZXk'],
+  datetime: ['zor', 'zorg', 'zorgTx', '1972-12-31Tx', '1972-12-31T24:40:00.000Z', '1972-12-31T23:63:00.000Z', '1972-12-31T23:59:60.000Z'],
+  duration: ['yada', 'three week', '9999999999999999999999999999999999999999999999999999999 weeks', '12 parsecs', '12 y', '45 wekk', '45 weeekks', '12 phours'],
+};
+
+describe("kube-openapi's own format test cases give the same verdicts here", () => {
+  test.each(Object.entries(UPSTREAM_VALID).flatMap(([format, values]) => values.map((value) => [format, value] as const)))('%s %j is valid', (format, value) => {
+    // GIVEN a value upstream's tests call valid WHEN judged THEN valid
+    expect(matchesFormat(format, value)).toBe(true);
+  });
+  test.each(Object.entries(UPSTREAM_INVALID).flatMap(([format, values]) => values.map((value) => [format, value] as const)))('fails %s %j', (format, value) => {
+    // GIVEN a value upstream's tests call invalid WHEN judged THEN invalid
+    expect(matchesFormat(format, value)).toBe(false);
+  });
+});
+
 describe('string formats (kube-apiserver verdicts)', () => {
   test.each(CASES)('%s %j → %s (%s)', (format, value, valid) => {
     // GIVEN a format and a value WHEN judged THEN as kube-apiserver judges it
