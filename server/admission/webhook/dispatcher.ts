@@ -336,7 +336,8 @@ class WebhookDispatcher {
   async call(invocation: Invocation, attributes: AdmissionAttributes, kind: KindEntry, mutating: boolean, object: KubeObject | null): Promise<Record<string, unknown>> {
     const { webhook } = invocation;
     if (attributes.dryRun && !(webhook.sideEffects === 'None' || webhook.sideEffects === 'NoneOnDryRun')) {
-      if (webhook.sideEffects === undefined) throw errors.badRequest('Webhook SideEffects is nil');
+      // A call failure (the failurePolicy applies), as upstream; admissionregistration/v1 requires the field anyway.
+      if (webhook.sideEffects === undefined) throw new WebhookCallError('Webhook SideEffects is nil');
       throw errors.badRequest(`admission webhook "${webhook.spec.name}" does not support dry run`);
     }
     const reviewVersions = webhook.spec.admissionReviewVersions ?? ['v1'];
