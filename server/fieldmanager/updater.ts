@@ -202,10 +202,21 @@ export class Updater {
     }
 
     // addBackDanglingItems: only fields the applier owned last time may go.
-    const prunedAtLast = this.inVersion(pruned, lastSet.apiVersion).object;
+    let prunedAtLast: unknown;
+    try {
+      prunedAtLast = this.inVersion(pruned, lastSet.apiVersion).object;
+    } catch (e) {
+      if (e instanceof MissingVersion) return merged;
+      throw e;
+    }
     const prunedSet = ensure(toFieldSet(atLast.type, prunedAtLast), atLast.type);
     const mergedSet = ensure(toFieldSet(atLast.type, atLast.object), atLast.type);
     const result = removeItems(atLast.type, atLast.object, mergedSet.difference(prunedSet).intersection(last));
-    return this.inVersion(result, this.versions.current).object;
+    try {
+      return this.inVersion(result, this.versions.current).object;
+    } catch (e) {
+      if (e instanceof MissingVersion) throw new Error(`failed to prune fields: failed to convert the pruned object to ${this.versions.current}`);
+      throw e;
+    }
   }
 }
