@@ -120,6 +120,12 @@ describe('the built server serving a definition of its own', () => {
         expect(refused.stderr).toContain('Expected replicas to be 9, was 4');
         const read = await kubectl(['get', 'widgets', 'w', '-o', 'jsonpath={.spec.replicas} {.metadata.generation}']);
         expect(read.stdout).toBe('4 3');
+        // …and kubectl reads the Scale itself (a Table of it, then the object)
+        const table = await kubectl(['get', 'widgets', 'w', '--subresource=scale']);
+        expect(table.stderr).toBe('');
+        expect(table.stdout).toMatch(/^NAME\s+CREATED AT\s*\nw\s+\S+\s*$/);
+        const scale = await kubectl(['get', 'widgets', 'w', '--subresource=scale', '-o', 'json']);
+        expect(JSON.parse(scale.stdout)).toMatchObject({ apiVersion: 'autoscaling/v1', kind: 'Scale', spec: { replicas: 4 } });
       },
       120_000,
     );

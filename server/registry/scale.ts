@@ -8,7 +8,7 @@ import { FieldError, fieldErrors } from './field-errors';
 import { checkNesting, checkObjectPath, contextOf, parseWriteQuery, RequestScope, sendJson } from './handlers';
 import { JSON_PATCH, MERGE_PATCH, applyObjectPatch, checkPatch } from './patch';
 import { KubeObject, isObject } from './rules';
-import { objectTable } from './table';
+import { objectTable, parseIncludeObject } from './table';
 
 /**
  * The scale subresource (`<plural>/<name>/scale`), as apiextensions-apiserver serves a CRD's
@@ -131,11 +131,16 @@ function scaleDefinition(scope: RequestScope): ScaleSubresource {
   return scale;
 }
 
-/** The Scale as JSON, or as a Table of it (`kubectl get --subresource=scale`: Name and Age). */
+/**
+ * The Scale as JSON, or as a Table of it (`kubectl get --subresource=scale`): ScaleREST has no
+ * table convertor, so upstream's default one answers, Name and "Created At" (a date).
+ */
 function scaleBody(scope: RequestScope, scale: Scale): Buffer {
   if (scope.output.as === 'Table') {
-    const includeObject = scope.query.get('includeObject') === 'None' ? 'None' : scope.query.get('includeObject') === 'Object' ? 'Object' : 'Metadata';
-    return Buffer.from(JSON.stringify(objectTable(scale as unknown as Record<string, unknown>, { version: { ...scope.version, printerColumns: [] }, metaVersion: scope.output.version, includeObject })));
+    const table = objectTable(scale as unknown as Record<string, unknown>, { version: { ...scope.version, printerColumns: [] }, metaVersion: scope.output.version, includeObject: parseIncludeObject(scope.query.get('includeObject')) });
+    const columns = table.columnDefinitions as { name: string }[];
+    columns[columns.length - 1] = { ...columns[columns.length - 1], name: 'Created At' };
+    return Buffer.from(JSON.stringify(table));
   }
   if (scope.output.as !== 'Object') throw errors.notAcceptable(['application/json', 'application/json;as=Table;v=v1;g=meta.k8s.io']);
   return Buffer.from(JSON.stringify(scale));
