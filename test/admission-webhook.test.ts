@@ -143,6 +143,19 @@ describe('validating webhooks', () => {
     expect(calls[2]).toMatchObject({ object: null, oldObject: { spec: { reference: 'two' } }, options: { kind: 'DeleteOptions' } });
   });
 
+  test('validating webhooks are called in parallel: the first answers only once the second was called', async () => {
+    // GIVEN webhook a, first in order, that answers only after webhook b received its review (sequential calls would time a out)
+    hooks.on('/a', async () => {
+      await eventually(() => hooks.calls('/b').length > 0, 'webhook b to be called', 8_000);
+      return { allowed: true };
+    });
+    await configure('Validating', 'a', [hook('a.example.com', '/a', { timeoutSeconds: 10 })]);
+    await configure('Validating', 'b', [hook('b.example.com', '/b')]);
+    // WHEN a flunder is created THEN both allowed it
+    expect((await registry.post(FLUNDERS, flunder('parallel'))).status).toBe(201);
+    expect(hooks.calls('/a')).toHaveLength(1);
+  });
+
   test('a webhook whose rules do not match is never called', async () => {
     // GIVEN webhooks for another resource, another group, another operation, another version (Exact), and the status subresource
     const base = { apiGroups: ['wardle.example.com'], apiVersions: ['*'] };

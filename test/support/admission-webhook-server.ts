@@ -5,6 +5,7 @@
  * path, so a test can count calls and read what was sent. Its serving certificate comes from the
  * project's test PKI, for `localhost`, 127.0.0.1 and the service names given.
  */
+import type { ServerResponse } from 'node:http';
 import * as https from 'node:https';
 import type { AddressInfo, Socket } from 'node:net';
 import { makeCa, makeServerCert, type TestCa } from './pki';
@@ -23,8 +24,8 @@ export interface WebhookAnswer {
   readonly rawResponse?: Record<string, unknown>;
 }
 
-/** Decides the answer to one review; `'hang'` never answers. */
-export type WebhookHandler = (request: AdmissionRequest) => WebhookAnswer | 'hang';
+/** Decides the answer to one review (possibly later); `'hang'` never answers. */
+export type WebhookHandler = (request: AdmissionRequest) => WebhookAnswer | 'hang' | Promise<WebhookAnswer>;
 
 export class AdmissionWebhookServer {
   static async start(serviceNames: readonly string[] = []): Promise<AdmissionWebhookServer> {
@@ -62,23 +63,31 @@ export class AdmissionWebhookServer {
         const request = review.request;
         this.received.set(path, [...(this.received.get(path) ?? []), request]);
         const handler = this.handlers.get(path);
-        const answer = handler ? handler(request) : { allowed: true };
-        if (answer === 'hang') return;
-        const response = answer.rawResponse ?? {
-          uid: request.uid,
-          allowed: answer.allowed,
-          ...(answer.status ? { status: answer.status } : {}),
-          ...(answer.patch ? { patchType: 'JSONPatch', patch: Buffer.from(JSON.stringify(answer.patch)).toString('base64') } : {}),
-          ...(answer.warnings ? { warnings: answer.warnings } : {}),
-        };
-        const text = JSON.stringify({ apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview', response });
-        res.writeHead(200, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(text) }).end(text);
+        const decided = handler ? handler(request) : { allowed: true };
+        if (decided === 'hang') return;
+        // A handler that gives up (rejects) answers nothing: the connection is cut, as a crashed webhook's.
+        Promise.resolve(decided).then(
+          (answer) => this.answer(res, request, answer),
+          () => res.destroy(),
+        );
       });
     });
     this.server.on('connection', (socket: Socket) => {
       this.sockets.add(socket);
       socket.on('close', () => this.sockets.delete(socket));
     });
+  }
+
+  private answer(res: ServerResponse, request: AdmissionRequest, answer: WebhookAnswer): void {
+    const response = answer.rawResponse ?? {
+      uid: request.uid,
+      allowed: answer.allowed,
+      ...(answer.status ? { status: answer.status } : {}),
+      ...(answer.patch ? { patchType: 'JSONPatch', patch: Buffer.from(JSON.stringify(answer.patch)).toString('base64') } : {}),
+      ...(answer.warnings ? { warnings: answer.warnings } : {}),
+    };
+    const text = JSON.stringify({ apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview', response });
+    res.writeHead(200, { 'Content-Type': 'application/json', 'Content-Length': Buffer.byteLength(text) }).end(text);
   }
 
   get port(): number {
