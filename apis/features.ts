@@ -19,7 +19,7 @@ import { ApiGroupDefinition, JSONSchemaProps, KindDefinition, KindVersion } from
  * way (server/registry/formats.ts).
  */
 export const VALIDATED_STRING_FORMATS: readonly string[] = [
-  'bsonobjectid', 'hostname', 'ipv4', 'ipv6', 'cidr', 'mac', 'uuid', 'uuid3', 'uuid4', 'uuid5', 'isbn', 'isbn10', 'isbn13',
+  'bsonobjectid', 'uri', 'hostname', 'ipv4', 'ipv6', 'cidr', 'mac', 'uuid', 'uuid3', 'uuid4', 'uuid5', 'isbn', 'isbn10', 'isbn13',
   'creditcard', 'ssn', 'hexcolor', 'rgbcolor', 'byte', 'password', 'date', 'duration', 'datetime',
 ];
 
@@ -37,12 +37,10 @@ export const UNCHECKED_FORMATS: Readonly<Record<string, readonly string[]>> = {
 /**
  * Formats kube-apiserver validates that the bundled server does not (yet), with why: refused.
  * `email` is Go's net/mail.ParseAddress (RFC 5322 with display names, comments, quoted strings
- * and obsolete forms) and `uri` is net/url.ParseRequestURI: not ported, so refused rather than
- * checked differently.
+ * and obsolete forms): not ported, so refused rather than checked differently.
  */
 export const REFUSED_FORMATS: Readonly<Record<string, string>> = {
   email: "kube-apiserver checks it with Go's net/mail.ParseAddress, which the bundled server does not implement",
-  uri: "kube-apiserver checks it with Go's net/url.ParseRequestURI, which the bundled server does not implement",
   k8sshortname: 'kube-apiserver validates it only from 1.34 (ignored before); the bundled server does not',
   k8slongname: 'kube-apiserver validates it only from 1.34 (ignored before); the bundled server does not',
 };

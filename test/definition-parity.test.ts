@@ -317,7 +317,7 @@ describe('kind and version fields', () => {
 describe('refusals: what the server does not honour is refused on both sides with the same line', () => {
   test.each([
     ['format email', obj({ type: 'string', format: 'email' }), 'kind Thing, version v1, field schema.properties.spec.properties.x.format: format "email" is not supported by the bundled server'],
-    ['format uri', obj({ type: 'string', format: 'uri' }), 'field schema.properties.spec.properties.x.format: format "uri" is not supported by the bundled server'],
+    ['format k8s-short-name (1.34+)', obj({ type: 'string', format: 'k8s-short-name' }), 'field schema.properties.spec.properties.x.format: format "k8s-short-name" is not supported by the bundled server: kube-apiserver validates it only from 1.34'],
     ['an unrecognized format', obj({ type: 'string', format: 'colour' }), 'format "colour" is not a format kube-apiserver recognizes for type string'],
     ['a format on the wrong type', obj({ type: 'integer', format: 'date' }), 'format "date" is not a format kube-apiserver recognizes for type integer'],
     ['a pattern RE2 cannot compile', obj({ type: 'string', pattern: '(?=a)' }), 'pattern "(?=a)" is not a valid RE2 regular expression'],

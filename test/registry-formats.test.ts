@@ -163,6 +163,27 @@ describe("kube-openapi's own format test cases give the same verdicts here", () 
   });
 });
 
+/** Go's own ParseRequestURI cases (net/url url_test.go, parseRequestURLTests): uri is govalidator.IsRequestURI. */
+const REQUEST_URI_CASES: readonly [string, boolean][] = [
+  ['http://foo.com', true], ['http://foo.com/', true], ['http://foo.com/path', true], ['/', true],
+  ['//not.a.user@%66%6f%6f.com/just/a/path/also', true], ['*', true], ['http://192.168.0.1/', true], ['http://192.168.0.1:8080/', true],
+  ['http://[fe80::1]/', true], ['http://[fe80::1]:8080/', true], ['http://[fe80::1%25en0]/', true], ['http://[fe80::1%25en0]:8080/', true],
+  ['http://[fe80::1%25%65%6e%301-._~]/', true], ['http://[fe80::1%25%65%6e%301-._~]:8080/', true],
+  ['foo.html', false], ['../dir/', false], [' http://foo.com', false], ['http://192.168.0.%31/', false], ['http://192.168.0.%31:8080/', false],
+  ['http://[fe80::%31]/', false], ['http://[fe80::%31]:8080/', false], ['http://[fe80::%31%25en0]/', false], ['http://[fe80::%31%25en0]:8080/', false],
+  ['http://[fe80::1%en0]/', false], ['http://[fe80::1%en0]:8080/', false],
+  // and from the parser's code: opaque URIs, ports, userinfo, escapes, control characters
+  ['mailto:someone@example.com', true], ['urn:isbn:0451450523', true], ['http://host:port/', false], ['http://us er@host/', false],
+  ['http://user:p%41ss@host/', true], ['/a%zz', false], ['http://host/a\nb', false], [':foo', false], ['', false],
+];
+
+describe("uri: Go's net/url.ParseRequestURI verdicts", () => {
+  test.each(REQUEST_URI_CASES)('%j → %s', (value, valid) => {
+    // GIVEN a value from Go's tests WHEN judged as format uri THEN as Go judges it
+    expect(matchesFormat('uri', value)).toBe(valid);
+  });
+});
+
 describe('string formats (kube-apiserver verdicts)', () => {
   test.each(CASES)('%s %j → %s (%s)', (format, value, valid) => {
     // GIVEN a format and a value WHEN judged THEN as kube-apiserver judges it

@@ -7,7 +7,8 @@ import { RE2JS } from '@bufbuild/re2';
  * - kube-openapi pkg/validation/strfmt: default.go (hostname, uuid*, the govalidator checkers),
  *   time.go (IsDateTime), date.go (IsDate: time.Parse("2006-01-02")), duration.go (ParseDuration:
  *   Go's time.ParseDuration, else the Scala-style "<n> <unit>" matcher), bson.go (ObjectIDFromHex);
- * - kube-openapi pkg/internal/third_party/govalidator (patterns.go, validator.go);
+ * - kube-openapi pkg/internal/third_party/govalidator (patterns.go, validator.go); uri is its
+ *   IsRequestURI, Go's net/url.ParseRequestURI;
  * - ipv4 and cidr: k8s.io/utils/net ParseIPSloppy / ParseCIDRSloppy (Go 1.16's parser: leading
  *   zeros allowed); ipv6: net.ParseIP (Go ≥ 1.22: netip.ParseAddr without a zone).
  * Go works on bytes: the regular expressions run with RE2 semantics (@bufbuild/re2), lengths are
@@ -334,9 +335,124 @@ function isMac(s: string): boolean {
   return false;
 }
 
+// ---- uri: Go's net/url.ParseRequestURI (govalidator.IsRequestURI) ----------------------------
+
+type UrlEncoding = 'path' | 'host' | 'zone' | 'userPassword';
+
+const isAlphanumeric = (c: string) => /^[a-zA-Z0-9]$/.test(c);
+
+/** net/url's shouldEscape, for the modes parsing uses. */
+function shouldEscape(c: string, mode: UrlEncoding): boolean {
+  if (isAlphanumeric(c)) return false;
+  if ((mode === 'host' || mode === 'zone') && `!$&'()*+,;=:[]<>"`.includes(c)) return false;
+  if ('-_.~'.includes(c)) return false;
+  if ('$&+,/:;=?@'.includes(c)) {
+    if (mode === 'path') return c === '?';
+    if (mode === 'userPassword') return c === '@' || c === '/' || c === '?' || c === ':';
+  }
+  return true;
+}
+
+/** net/url's unescape, for its verdict: well-formed %XX, and in a host only what a host may hold. */
+function unescapes(s: string, mode: UrlEncoding): boolean {
+  for (let i = 0; i < s.length; ) {
+    const c = s[i];
+    if (c === '%') {
+      if (i + 2 >= s.length || HEX_VALUE(s[i + 1]) < 0 || HEX_VALUE(s[i + 2]) < 0) return false;
+      // In a host, %-encoding is for non-ASCII bytes only (and %25, a zone's percent sign).
+      if (mode === 'host' && HEX_VALUE(s[i + 1]) < 8 && s.slice(i, i + 3) !== '%25') return false;
+      if (mode === 'zone') {
+        const byte = String.fromCharCode(HEX_VALUE(s[i + 1]) * 16 + HEX_VALUE(s[i + 2]));
+        if (s.slice(i, i + 3) !== '%25' && byte !== ' ' && shouldEscape(byte, 'host')) return false;
+      }
+      i += 3;
+    } else {
+      if ((mode === 'host' || mode === 'zone') && c.charCodeAt(0) < 0x80 && shouldEscape(c, mode)) return false;
+      i++;
+    }
+  }
+  return true;
+}
+
+/** `""` or `:` followed by digits. */
+function validOptionalPort(port: string): boolean {
+  return port === '' || /^:[0-9]*$/.test(port);
+}
+
+function parsesHost(host: string): boolean {
+  if (host.startsWith('[')) {
+    const close = host.lastIndexOf(']');
+    if (close < 0 || !validOptionalPort(host.slice(close + 1))) return false;
+    const zone = host.slice(0, close).indexOf('%25');
+    if (zone >= 0) return unescapes(host.slice(0, zone), 'host') && unescapes(host.slice(zone, close), 'zone') && unescapes(host.slice(close), 'host');
+  } else {
+    const colon = host.lastIndexOf(':');
+    if (colon >= 0 && !validOptionalPort(host.slice(colon))) return false;
+  }
+  return unescapes(host, 'host');
+}
+
+/** validUserinfo: letters, digits and `-._:~!$&'()*+,;=%@` only (runes: anything non-ASCII is refused). */
+function validUserinfo(userinfo: string): boolean {
+  return /^[A-Za-z0-9\-._:~!$&'()*+,;=%@]*$/.test(userinfo);
+}
+
+function parsesAuthority(authority: string): boolean {
+  const at = authority.lastIndexOf('@');
+  if (!parsesHost(at < 0 ? authority : authority.slice(at + 1))) return false;
+  if (at < 0) return true;
+  const userinfo = authority.slice(0, at);
+  if (!validUserinfo(Buffer.from(userinfo, 'latin1').toString('utf8'))) return false;
+  const colon = userinfo.indexOf(':');
+  return colon < 0 ? unescapes(userinfo, 'userPassword') : unescapes(userinfo.slice(0, colon), 'userPassword') && unescapes(userinfo.slice(colon + 1), 'userPassword');
+}
+
+/**
+ * url.ParseRequestURI's verdict (Go's net/url parse with viaRequest): an absolute URI (a scheme,
+ * then an opaque part or `//authority/path`) or an absolute path, no control characters, valid
+ * %-escapes, a valid host and port. Works on the UTF-8 bytes, as Go does.
+ */
+export function isRequestUri(input: string): boolean {
+  const raw = Buffer.from(input, 'utf8').toString('latin1');
+  if ([...raw].some((c) => c.charCodeAt(0) < 0x20 || c.charCodeAt(0) === 0x7f)) return false; // invalid control character
+  if (raw === '') return false;
+  if (raw === '*') return true;
+  let scheme = '';
+  let rest = raw;
+  for (let i = 0; i < raw.length; i++) {
+    const c = raw[i];
+    if (/[a-zA-Z]/.test(c)) continue;
+    if (/[0-9+\-.]/.test(c)) {
+      if (i === 0) break;
+      continue;
+    }
+    if (c === ':') {
+      if (i === 0) return false; // missing protocol scheme
+      scheme = raw.slice(0, i);
+      rest = raw.slice(i + 1);
+    }
+    break;
+  }
+  if (rest.endsWith('?') && rest.split('?').length === 2) rest = rest.slice(0, -1);
+  else if (rest.includes('?')) rest = rest.slice(0, rest.indexOf('?'));
+  if (!rest.startsWith('/')) return scheme !== ''; // opaque with a scheme; else "invalid URI for request"
+  if (scheme !== '' && rest.startsWith('//')) {
+    let authority = rest.slice(2);
+    rest = '';
+    const slash = authority.indexOf('/');
+    if (slash >= 0) {
+      rest = authority.slice(slash);
+      authority = authority.slice(0, slash);
+    }
+    if (!parsesAuthority(authority)) return false;
+  }
+  return unescapes(rest, 'path');
+}
+
 /** The checker of each validated format, by normalized name (apis/features.ts VALIDATED_STRING_FORMATS). */
 const CHECKERS: Readonly<Record<string, (value: string) => boolean>> = {
   bsonobjectid: (s) => /^[0-9a-fA-F]{24}$/.test(s),
+  uri: isRequestUri,
   hostname: isHostname,
   ipv4: (s) => isIP(s, true) && s.includes('.'),
   ipv6: (s) => isIP(s, false) && s.includes(':'),
