@@ -190,7 +190,7 @@ function versionProblems(version: KindVersion, report: (field: string, problem: 
       continue;
     }
     // As apiextensions: a replicas path the schema defines must be an integer, a selector path a string.
-    const node = schemaAt(version.schema, scalePathFields(path).flatMap((f) => [f]));
+    const node = schemaAt(version.schema, scalePathFields(path));
     const expected = name === 'labelSelectorPath' ? 'string' : 'integer';
     if (node?.type !== undefined && node.type !== expected) {
       report(`subresources.scale.${name}`, `scale ${name} ${JSON.stringify(path)} must point to a field of type ${expected} (the schema says ${node.type})`);

@@ -5,6 +5,7 @@ import { errors } from '../status';
 import { managerOrUserAgent } from './apply';
 import { parseBody, readBody, readObject } from './body';
 import { FieldError, fieldErrors } from './field-errors';
+import { parseResourceVersion } from './list-options';
 import { checkNesting, checkObjectPath, contextOf, parseWriteQuery, RequestScope, sendJson } from './handlers';
 import { JSON_PATCH, MERGE_PATCH, applyObjectPatch, checkPatch } from './patch';
 import { KubeObject, isObject } from './rules';
@@ -204,7 +205,7 @@ async function writeScale(scope: RequestScope, kind: 'UpdateOptions' | 'PatchOpt
 export async function getScale(scope: RequestScope): Promise<void> {
   checkObjectPath(scope);
   const definition = scaleDefinition(scope);
-  const value = await scope.store.get(scope.info.namespace, scope.info.name, { resourceVersion: scope.query.get('resourceVersion') ?? '' });
+  const value = await scope.store.get(scope.info.namespace, scope.info.name, { resourceVersion: parseResourceVersion(scope.query) });
   const { scale, specFound } = scaleOf(scope.codec.fromStorage(value, scope.version.name), definition);
   if (!specFound) throw errors.internal(`the spec replicas field "${definition.specReplicasPath}" does not exist`);
   sendJson(scope, 200, scaleBody(scope, scale));
