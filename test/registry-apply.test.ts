@@ -1,5 +1,6 @@
 import fc from 'fast-check';
 import { decodeApplyPatch, managerOrUserAgent, prefixFromUserAgent, strictApplyWarnings } from '../server/registry/apply';
+import { MAX_YAML_BODY_BYTES } from '../server/registry/body';
 import { FLUNDERS, FLUNDERS_BETA, RegistryServer, flunder } from './support/registry-server';
 
 /**
@@ -46,8 +47,8 @@ describe('decoding an apply patch', () => {
   });
 
   test('fails with 400 for a body nested deeper than 1,000 levels, before the YAML parser recurses into it', () => {
-    // GIVEN bodies nested a million levels deep (flow collections, unclosed; sequence entries on one line)
-    for (const body of [`a: ${'['.repeat(1_000_000)}`, '- '.repeat(1_000_000), `{"a": ${'{"b": '.repeat(100_000)}`]) {
+    // GIVEN bodies nested up to 100,000 levels deep, within the YAML size limit (flow collections, unclosed; sequence entries on one line)
+    for (const body of [`a: ${'['.repeat(100_000)}`, '- '.repeat(100_000), `{"a": ${'{"b": '.repeat(40_000)}`]) {
       // WHEN decoded; THEN refused by depth, not by the parser's stack (which took seconds to overflow)
       expect(() => decodeApplyPatch(Buffer.from(body))).toThrow('the body of the request is nested deeper than 1000 levels (exceeded max depth)');
     }
@@ -119,6 +120,30 @@ describe('PATCH with application/apply-patch+yaml', () => {
   function entries(object: { metadata: { managedFields?: Entry[] } }): Entry[] {
     return object.metadata.managedFields ?? [];
   }
+
+  test('fails with 413 for a YAML body over 256 KiB, apply or create, before parsing it; the same object as JSON is taken', async () => {
+    // GIVEN a Flunder whose YAML (block style, not JSON) is over the YAML limit: 4,000 labels
+    const labels = Object.fromEntries(Array.from({ length: 4000 }, (_, i) => [`label-${i}`, 'v'.repeat(60)]));
+    const labelLines = Object.entries(labels).map(([key, value]) => `    ${key}: ${value}\n`).join('');
+    const yaml = `apiVersion: ${GROUP_VERSION}\nkind: Flunder\nmetadata:\n  name: big\n  labels:\n${labelLines}spec:\n  reference: r\n`;
+    expect(Buffer.byteLength(yaml)).toBeGreaterThan(MAX_YAML_BODY_BYTES);
+
+    // WHEN it is applied, or created as application/yaml
+    const applied = await apply(`${FLUNDERS}/big`, yaml, 'fieldManager=m');
+    const created = await server.request('POST', FLUNDERS, { raw: yaml, contentType: 'application/yaml' });
+
+    // THEN both are 413 naming the limit, and nothing was stored
+    for (const reply of [applied, created]) {
+      expect(reply.status).toBe(413);
+      expect(reply.body.reason).toBe('RequestEntityTooLarge');
+      expect(reply.body.message).toBe(`Request entity too large: a YAML body is limited to 262144 bytes (this one has ${Buffer.byteLength(yaml)}): send it as JSON`);
+    }
+    expect((await server.request('GET', `${FLUNDERS}/big`)).status).toBe(404);
+
+    // AND the same object sent as JSON (as kubectl sends it) is applied
+    const asJson = { apiVersion: GROUP_VERSION, kind: 'Flunder', metadata: { name: 'big', labels }, spec: { reference: 'r' } };
+    expect((await apply(`${FLUNDERS}/big`, asJson, 'fieldManager=m')).status).toBe(201);
+  });
 
   test('fails with 422 without a fieldManager, as ValidatePatchOptions words it', async () => {
     const reply = await apply(`${FLUNDERS}/a`, flunder('a'), '');

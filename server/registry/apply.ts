@@ -2,6 +2,7 @@ import YAML from 'yaml';
 import { ApplyConflictError, FieldManager } from '../fieldmanager';
 import { StatusError, errors } from '../status';
 import { KubeObject, isObject } from './rules';
+import { checkYamlBodySize } from './body';
 
 /**
  * Server-side apply at the REST layer, as k8s.io/apiserver's patch handler does it
@@ -196,6 +197,7 @@ export function decodeApplyPatch(body: Buffer): DecodedApplyPatch {
     }
     if (parsed !== undefined) return { object: asPatchObject(parsed), duplicates: isObject(parsed) ? jsonDuplicateKeys(text) : [] };
   }
+  checkYamlBodySize(body);
   checkFlowDepth(text);
   const lines = new YAML.LineCounter();
   const [document] = YAML.parseAllDocuments(text, { ...YAML_OPTIONS, lineCounter: lines });

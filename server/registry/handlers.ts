@@ -82,12 +82,12 @@ interface WriteQuery {
 }
 
 const FIELD_VALIDATIONS = ['Ignore', 'Warn', 'Strict'];
-/** metav1 validation's FieldManagerMaxLength. */
-const FIELD_MANAGER_MAX_LENGTH = 128;
+/** metav1 validation's FieldManagerMaxLength: bytes of UTF-8, as Go's len() counts them. */
+const FIELD_MANAGER_MAX_BYTES = 128;
 
 /**
  * `dryRun` (only "All", repeatable), `fieldValidation` ("", Ignore, Warn, Strict), `fieldManager`
- * (at most 128 printable characters; required for an apply patch) and `force` (apply patches
+ * (at most 128 bytes of printable characters; required for an apply patch) and `force` (apply patches
  * only), as metav1 validation checks them: 422 `CreateOptions.meta.k8s.io "" is invalid: …` naming each.
  */
 export function parseWriteQuery(query: URLSearchParams, kind: 'CreateOptions' | 'UpdateOptions' | 'PatchOptions', patchType?: string): WriteQuery {
@@ -103,7 +103,7 @@ export function parseWriteQuery(query: URLSearchParams, kind: 'CreateOptions' | 
   const fieldValidation = query.get('fieldValidation') ?? '';
   if (fieldValidation !== '' && !FIELD_VALIDATIONS.includes(fieldValidation)) problems.push(fieldErrors.notSupported('fieldValidation', fieldValidation, ['', ...FIELD_VALIDATIONS]));
   const fieldManager = query.get('fieldManager') ?? '';
-  if ([...fieldManager].length > FIELD_MANAGER_MAX_LENGTH) problems.push(fieldErrors.tooLong('fieldManager', FIELD_MANAGER_MAX_LENGTH));
+  if (Buffer.byteLength(fieldManager) > FIELD_MANAGER_MAX_BYTES) problems.push(fieldErrors.tooLong('fieldManager', FIELD_MANAGER_MAX_BYTES));
   // unicode.IsPrint: letters, marks, numbers, punctuation, symbols and the ASCII space; one error per character, at its byte offset.
   let offset = 0;
   for (const character of fieldManager) {
