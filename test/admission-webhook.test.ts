@@ -398,7 +398,7 @@ describe('mutating webhooks', () => {
     expect(hooks.calls('/first')).toHaveLength(1);
   });
 
-  test('warnings of mutating and validating webhooks reach the client as Warning headers', async () => {
+  test('warnings of mutating and validating webhooks reach the client as Warning headers, on create, update and delete', async () => {
     hooks.on('/warn-m', () => ({ allowed: true, warnings: ['mutating says hi'] }));
     hooks.on('/warn-v', () => ({ allowed: true, warnings: ['validating says "careful"'] }));
     await configure('Mutating', 'a', [hook('warn-m.example.com', '/warn-m')]);
@@ -409,6 +409,15 @@ describe('mutating webhooks', () => {
     const updated = await registry.put(`${FLUNDERS}/warned`, { ...created.body, spec: { reference: 'u' } });
     expect(updated.status).toBe(200);
     expect(updated.headers.warning).toBe('299 - "mutating says hi", 299 - "validating says \\"careful\\""');
+    // AND a delete carries them too; a deletecollection once each, whatever the number of items
+    const deleted = await registry.request('DELETE', `${FLUNDERS}/warned`);
+    expect(deleted.status).toBe(200);
+    expect(deleted.headers.warning).toBe('299 - "mutating says hi", 299 - "validating says \\"careful\\""');
+    for (const name of ['warned-1', 'warned-2']) expect((await registry.post(FLUNDERS, flunder(name, {}, { labels: { batch: 'warned' } }))).status).toBe(201);
+    const collection = await registry.request('DELETE', `${FLUNDERS}?labelSelector=batch%3Dwarned`);
+    expect(collection.status).toBe(200);
+    expect((collection.body as { items: unknown[] }).items).toHaveLength(2);
+    expect(collection.headers.warning).toBe('299 - "mutating says hi", 299 - "validating says \\"careful\\""');
   });
 
   test('fails a dry run to a webhook with side effects (400, as upstream words it); sideEffects None is called with dryRun true', async () => {

@@ -163,13 +163,17 @@ export function warningHeader(text: string): string {
   return `299 - ${JSON.stringify(text)}`;
 }
 
-/** Answers with encoded JSON (Content-Length is its byte length). */
-export function sendJson(scope: RequestScope, code: number, body: Buffer, warnings: readonly string[] = []): void {
-  const headers = jsonHeaders(scope.info, body.length);
-  // writeHead's list replaces a Warning set before (the deprecation one, index.ts): keep it first.
+/** Adds the Warning headers to a writeHead list: those set before (the deprecation one, index.ts), which the list would replace, then `warnings`. */
+function pushWarnings(scope: RequestScope, headers: (string | number | string[])[], warnings: readonly string[]): void {
   const earlier = scope.res.getHeader('Warning');
   const allWarnings = [...(Array.isArray(earlier) ? earlier : earlier === undefined ? [] : [String(earlier)]), ...warnings.map(warningHeader)];
   if (allWarnings.length > 0) headers.push('Warning', allWarnings);
+}
+
+/** Answers with encoded JSON (Content-Length is its byte length). */
+export function sendJson(scope: RequestScope, code: number, body: Buffer, warnings: readonly string[] = []): void {
+  const headers = jsonHeaders(scope.info, body.length);
+  pushWarnings(scope, headers, warnings);
   scope.res.writeHead(code, headers);
   scope.res.end(body);
 }
@@ -262,11 +266,13 @@ function listBody(scope: RequestScope, items: readonly StoredValue[], listMeta: 
  * Answers a list: head and rest written as one response (corked: one write to the connection),
  * without copying the rest into a new buffer with the head.
  */
-function sendList(scope: RequestScope, body: ListBody): void {
+function sendList(scope: RequestScope, body: ListBody, warnings: readonly string[] = []): void {
   const res = scope.res;
   const headLength = Buffer.byteLength(body.head);
+  const headers = jsonHeaders(scope.info, headLength + body.rest.length);
+  pushWarnings(scope, headers, warnings);
   res.cork();
-  res.writeHead(200, jsonHeaders(scope.info, headLength + body.rest.length));
+  res.writeHead(200, headers);
   if (headLength > 0) res.write(body.head);
   res.end(body.rest);
   res.uncork();
@@ -474,12 +480,12 @@ export async function deleteObject(scope: RequestScope): Promise<void> {
   checkObjectPath(scope);
   const options = await readDeleteOptions(scope);
   const deleted = await scope.store.delete(contextOf(scope), scope.info.name, options);
-  respondWritten(scope, 200, deleted);
+  respondWritten(scope, 200, deleted.value, deleted.warnings);
 }
 
 export async function deleteCollection(scope: RequestScope): Promise<void> {
   const listOptions = parseListQuery(scope.query, false);
   const options = await readDeleteOptions(scope);
   const deleted = await scope.store.deleteCollection(contextOf(scope), listOptions, options);
-  sendList(scope, listBody(scope, deleted.items, deleted.listMeta));
+  sendList(scope, listBody(scope, deleted.items, deleted.listMeta), deleted.warnings);
 }

@@ -407,30 +407,33 @@ export class GenericStore {
   }
 
   /** Deletes one object: immediately, or by setting deletionTimestamp while finalizers remain. */
-  async delete(context: OperationContext, name: string, options: DeleteOptions): Promise<StoredValue> {
-    return interpretingStorageErrors(this.codec, 'delete', () => this.deleteOne(context, name, options));
+  async delete(context: OperationContext, name: string, options: DeleteOptions): Promise<WriteResult> {
+    const warnings: string[] = [];
+    const value = await interpretingStorageErrors(this.codec, 'delete', () => this.deleteOne(context, name, options, warnings));
+    return { value, warnings };
   }
 
   /** Deletes every object a list selects (one by one, as the store's DeleteCollection); answers them and the revision after. */
-  async deleteCollection(context: OperationContext, listOptions: ListQuery, options: DeleteOptions): Promise<ListedObjects> {
+  async deleteCollection(context: OperationContext, listOptions: ListQuery, options: DeleteOptions): Promise<ListedObjects & { readonly warnings: readonly string[] }> {
     const prefix = this.codec.prefix(context.namespace || undefined);
     const filter = selectorFilter(listOptions);
     return interpretingStorageErrors(this.codec, 'delete', async () => {
       const listed = await this.deps.storage.list(prefix, filter ? { filter } : {});
       const deleted: StoredValue[] = [];
+      const warnings: string[] = []; // admission's, of every item, each text once
       for (const item of listed.items) {
         const itemMeta = item.value.metadata as Meta;
         const name = itemMeta.name as string;
         const namespace = itemMeta.namespace as string | undefined;
         const itemContext = namespace !== undefined && namespace !== context.namespace ? { ...context, namespace } : context;
         try {
-          deleted.push(await this.deleteOne(itemContext, name, options));
+          deleted.push(await this.deleteOne(itemContext, name, options, warnings));
         } catch (error) {
           if (error instanceof StatusError && error.code === 404) continue; // deleted meanwhile
           throw error;
         }
       }
-      return { items: deleted, listMeta: { resourceVersion: String(await this.deps.storage.currentRevision()) } };
+      return { items: deleted, listMeta: { resourceVersion: String(await this.deps.storage.currentRevision()) }, warnings: [...new Set(warnings)] };
     });
   }
 
@@ -604,7 +607,7 @@ export class GenericStore {
     }
   }
 
-  private async deleteOne(context: OperationContext, name: string, options: DeleteOptions): Promise<StoredValue> {
+  private async deleteOne(context: OperationContext, name: string, options: DeleteOptions, warnings: string[]): Promise<StoredValue> {
     const { codec } = this;
     const { storage } = this.deps;
     const key = codec.key(context.namespace, name);
@@ -619,7 +622,7 @@ export class GenericStore {
       if (resourceVersion && resourceVersion !== meta.resourceVersion) {
         throw errors.conflict(codec.gr, name, `Precondition failed: ResourceVersion in precondition: ${resourceVersion}, ResourceVersion in object meta: ${String(meta.resourceVersion ?? '')}`);
       }
-      await this.admit(this.admissionAttributes(context, 'DELETE', name, options.dryRun, undefined, old.value));
+      await this.admit(this.admissionAttributes(context, 'DELETE', name, options.dryRun, undefined, old.value, warnings));
       stopIfAbandoned(context, codec.gr, 'delete');
       const finalizers = finalizersOnDelete(meta, options);
       try {
