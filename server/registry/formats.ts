@@ -15,7 +15,11 @@ import { RE2JS } from '@bufbuild/re2';
  * UTF-8 byte counts.
  */
 
-const re2 = (pattern: string) => RE2JS.compile(pattern);
+/** Compiled on first use: HOSTNAME's Unicode classes alone take ~150 ms at start and keep their tables in memory. */
+function re2(pattern: string): { test(text: string): boolean } {
+  let compiled: RE2JS | undefined;
+  return { test: (text) => (compiled ??= RE2JS.compile(pattern)).test(text) };
+}
 
 const HOSTNAME = re2(
   '^([a-zA-Z0-9\\p{S}\\p{L}]((-?[a-zA-Z0-9\\p{S}\\p{L}]{0,62})?)|([a-zA-Z0-9\\p{S}\\p{L}](([a-zA-Z0-9-\\p{S}\\p{L}]{0,61}[a-zA-Z0-9\\p{S}\\p{L}])?)(\\.)){1,}([a-zA-Z0-9\\p{S}\\p{L}])(-?[a-zA-Z0-9\\p{S}\\p{L}]){1,62})$',
