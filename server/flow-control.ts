@@ -122,7 +122,7 @@ export function tooManyRequests(limitFlag: string, limit: number): StatusError {
     message: 'Too many requests, please try again later.',
     reason: 'TooManyRequests',
     details: {
-      causes: [{ type: 'TooManyRequests', message: `${limit} requests of this kind are in flight, the limit set by --${limitFlag}` }],
+      causes: [{ reason: 'TooManyRequests', message: `${limit} requests of this kind are in flight, the limit set by --${limitFlag}` }],
       retryAfterSeconds: RETRY_AFTER_SECONDS,
     },
     code: 429,

@@ -3,8 +3,9 @@
  * with the reason, code and message wording of k8s.io/apimachinery/pkg/api/errors.
  */
 
+/** metav1.StatusCause: its Go field Type is `reason` on the wire. */
 export interface StatusCause {
-  readonly type?: string;
+  readonly reason?: string;
   readonly message?: string;
   readonly field?: string;
 }
@@ -84,7 +85,7 @@ export const errors = {
     failure(406, 'NotAcceptable', `only the following media types are accepted: ${accepted.join(', ')}`),
   unsupportedMediaType: (contentType: string, supported: readonly string[]) =>
     failure(415, 'UnsupportedMediaType', `the body of the request was in an unknown format - accepted media types include: ${supported.join(', ')}`, {
-      causes: [{ type: 'UnsupportedMediaType', message: contentType }],
+      causes: [{ reason: 'UnsupportedMediaType', message: contentType }],
     }),
   gone: (message: string) => failure(410, 'Expired', message),
   requestEntityTooLarge: (message = 'the request is too large') => failure(413, 'RequestEntityTooLarge', message),
@@ -95,7 +96,7 @@ export const errors = {
    */
   tooLargeResourceVersion: (requested: number, current: number) =>
     failure(504, 'Timeout', `Timeout: Too large resource version: ${requested}, current: ${current}`, {
-      causes: [{ type: 'ResourceVersionTooLarge', message: 'Too large resource version' }],
+      causes: [{ reason: 'ResourceVersionTooLarge', message: 'Too large resource version' }],
       retryAfterSeconds: 1,
     }),
   /** The storage cannot be reached (nothing was written): 503, retry after `retryAfterSeconds` (the Retry-After header). */

@@ -38,7 +38,7 @@ describe('NamespaceLifecycle in the registry', () => {
         name: 'f',
         group: 'wardle.example.com',
         kind: 'flunders',
-        causes: [{ type: 'NamespaceTerminating', message: 'namespace dying is being terminated', field: 'metadata.namespace' }],
+        causes: [{ reason: 'NamespaceTerminating', message: 'namespace dying is being terminated', field: 'metadata.namespace' }],
       },
     });
   });

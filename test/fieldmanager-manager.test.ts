@@ -225,8 +225,8 @@ describe('conflicts', () => {
       reason: 'Conflict',
       details: {
         causes: [
-          { type: 'FieldManagerConflict', message: 'conflict with "bar"', field: '.metadata.labels.app' },
-          { type: 'FieldManagerConflict', message: 'conflict with "kubectl-create" using wardle.example.com/v1alpha1', field: '.spec.reference' },
+          { reason: 'FieldManagerConflict', message: 'conflict with "bar"', field: '.metadata.labels.app' },
+          { reason: 'FieldManagerConflict', message: 'conflict with "kubectl-create" using wardle.example.com/v1alpha1', field: '.spec.reference' },
         ],
       },
       code: 409,

@@ -182,8 +182,8 @@ function expectWellFormed(sent: Sent, reply: Reply): void {
     } catch {
       throw new Error(`not a JSON Status: ${context}`);
     }
-    const details = status.details as { causes?: { type?: string }[] } | undefined;
-    const tooLargeResourceVersion = reply.status === 504 && status.reason === 'Timeout' && details?.causes?.[0]?.type === 'ResourceVersionTooLarge';
+    const details = status.details as { causes?: { reason?: string }[] } | undefined;
+    const tooLargeResourceVersion = reply.status === 504 && status.reason === 'Timeout' && details?.causes?.[0]?.reason === 'ResourceVersionTooLarge';
     if (reply.status >= 500 && !tooLargeResourceVersion) throw new Error(`a ${reply.status}: ${context}`);
     if (status.kind !== 'Status' || status.apiVersion !== 'v1' || status.status !== 'Failure' || status.code !== reply.status || typeof status.reason !== 'string' || status.reason === '' || typeof status.message !== 'string') {
       throw new Error(`not a Failure Status with code ${reply.status} and a reason: ${context}`);

@@ -212,7 +212,7 @@ describe('PATCH with application/apply-patch+yaml', () => {
     expect(conflict.body).toMatchObject({
       reason: 'Conflict',
       message: `Apply failed with 1 conflict: conflict with "first": .spec.reference`,
-      details: { causes: [{ type: 'FieldManagerConflict', message: 'conflict with "first"', field: '.spec.reference' }] },
+      details: { causes: [{ reason: 'FieldManagerConflict', message: 'conflict with "first"', field: '.spec.reference' }] },
     });
     expect((await server.get(`${FLUNDERS}/a`)).body.spec.reference).toBe('one');
     // WHEN it forces

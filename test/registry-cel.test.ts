@@ -37,7 +37,7 @@ describe('the Kubernetes docs examples', () => {
     // GIVEN the docs' two rules WHEN replicas exceeds maxReplicas
     const errors = verdict(replicas, docsRules, { minReplicas: 0, replicas: 20, maxReplicas: 10 });
     // THEN one Invalid cause, the value shown as the schema type, the rule's message
-    expect(errors).toEqual([{ type: 'FieldValueInvalid', field: '', message: 'Invalid value: "object": replicas should be smaller than or equal to maxReplicas.' }]);
+    expect(errors).toEqual([{ reason: 'FieldValueInvalid', field: '', message: 'Invalid value: "object": replicas should be smaller than or equal to maxReplicas.' }]);
     expect(verdict(replicas, docsRules, { minReplicas: 0, replicas: 5, maxReplicas: 10 })).toEqual([]);
   });
 
@@ -94,7 +94,7 @@ describe('the Kubernetes docs examples', () => {
   ] as [string, JSONSchemaProps, unknown, unknown][])('%s', (rule, schema, passing, failing) => {
     // GIVEN a docs rule WHEN an object the docs accept, then one they refuse, is validated THEN the verdicts match
     expect(verdict(schema, [{ rule }], passing)).toEqual([]);
-    expect(verdict(schema, [{ rule }], failing)).toEqual([{ type: 'FieldValueInvalid', field: '', message: `Invalid value: "object": failed rule: ${rule}` }]);
+    expect(verdict(schema, [{ rule }], failing)).toEqual([{ reason: 'FieldValueInvalid', field: '', message: `Invalid value: "object": failed rule: ${rule}` }]);
   });
 
   test("self.metadata.name.startsWith(self.prefix) sees the resource root's metadata.name", () => {
@@ -114,7 +114,7 @@ describe('the Kubernetes docs examples', () => {
   test('messageExpression: "x exceeded max limit of " + string(self.maxLimit)', () => {
     const schema: JSONSchemaProps = { type: 'object', properties: { x: int, maxLimit: int } };
     const rules = [{ rule: 'self.x <= self.maxLimit', messageExpression: '"x exceeded max limit of " + string(self.maxLimit)' }];
-    expect(verdict(schema, rules, { x: 11, maxLimit: 10 })).toEqual([{ type: 'FieldValueInvalid', field: '', message: 'Invalid value: "object": x exceeded max limit of 10' }]);
+    expect(verdict(schema, rules, { x: 11, maxLimit: 10 })).toEqual([{ reason: 'FieldValueInvalid', field: '', message: 'Invalid value: "object": x exceeded max limit of 10' }]);
   });
 
   test('a messageExpression that fails falls back to message, then to the default', () => {
@@ -127,10 +127,10 @@ describe('the Kubernetes docs examples', () => {
     const schema: JSONSchemaProps = { type: 'object', properties: { maxLimit: int, foo: { type: 'object', properties: { test: { type: 'object', properties: { x: int } } } } } };
     const validator = compileCelValidator({ type: 'object', properties: { spec: { ...schema, 'x-kubernetes-validations': [{ rule: 'self.foo.test.x <= self.maxLimit', fieldPath: '.foo.test.x', reason: 'FieldValueForbidden' }] } } }, false);
     expect(validateCelRules(validator, { spec: { maxLimit: 1, foo: { test: { x: 2 } } } }, undefined)).toEqual([
-      { type: 'FieldValueForbidden', field: 'spec.foo.test.x', message: 'Forbidden: failed rule: self.foo.test.x <= self.maxLimit' },
+      { reason: 'FieldValueForbidden', field: 'spec.foo.test.x', message: 'Forbidden: failed rule: self.foo.test.x <= self.maxLimit' },
     ]);
-    expect(verdict(schema, [{ rule: 'false', reason: 'FieldValueRequired', message: 'needed' }], {})).toEqual([{ type: 'FieldValueRequired', field: '', message: 'Required value: needed' }]);
-    expect(verdict(schema, [{ rule: 'false', reason: 'FieldValueDuplicate' }], {})).toEqual([{ type: 'FieldValueDuplicate', field: '', message: 'Duplicate value: "object"' }]);
+    expect(verdict(schema, [{ rule: 'false', reason: 'FieldValueRequired', message: 'needed' }], {})).toEqual([{ reason: 'FieldValueRequired', field: '', message: 'Required value: needed' }]);
+    expect(verdict(schema, [{ rule: 'false', reason: 'FieldValueDuplicate' }], {})).toEqual([{ reason: 'FieldValueDuplicate', field: '', message: 'Duplicate value: "object"' }]);
   });
 
   test('rules on nested nodes: fields, list items and map values report their own path', () => {
@@ -149,9 +149,9 @@ describe('the Kubernetes docs examples', () => {
     };
     const validator = compileCelValidator(schema, false);
     expect(validateCelRules(validator, { spec: { replicas: -1, hosts: ['ok', 'NotOk'], labels: { a: 'toolong' } } }, undefined)).toEqual([
-      { type: 'FieldValueInvalid', field: 'spec.replicas', message: 'Invalid value: "integer": must not be negative' },
-      { type: 'FieldValueInvalid', field: 'spec.hosts[1]', message: 'Invalid value: "string": failed rule: self.lowerAscii() == self' },
-      { type: 'FieldValueInvalid', field: 'spec.labels[a]', message: 'Invalid value: "string": failed rule: size(self) <= 3' },
+      { reason: 'FieldValueInvalid', field: 'spec.replicas', message: 'Invalid value: "integer": must not be negative' },
+      { reason: 'FieldValueInvalid', field: 'spec.hosts[1]', message: 'Invalid value: "string": failed rule: self.lowerAscii() == self' },
+      { reason: 'FieldValueInvalid', field: 'spec.labels[a]', message: 'Invalid value: "string": failed rule: size(self) <= 3' },
     ]);
   });
 
@@ -204,8 +204,8 @@ describe('the Kubernetes docs examples', () => {
 
   test('a runtime error is reported with the rule, as upstream', () => {
     const schema: JSONSchemaProps = { type: 'object', properties: { a: int, b: int } };
-    expect(verdict(schema, [{ rule: 'self.a / self.b > 0' }], { a: 1, b: 0 })).toEqual([{ type: 'FieldValueInvalid', field: '', message: 'Invalid value: "object": int divide by zero evaluating rule: self.a / self.b > 0' }]);
-    expect(verdict(schema, [{ rule: 'self.b > 0' }], { a: 1 })).toEqual([{ type: 'FieldValueInvalid', field: '', message: 'Invalid value: "object": no such key: b evaluating rule: self.b > 0' }]);
+    expect(verdict(schema, [{ rule: 'self.a / self.b > 0' }], { a: 1, b: 0 })).toEqual([{ reason: 'FieldValueInvalid', field: '', message: 'Invalid value: "object": int divide by zero evaluating rule: self.a / self.b > 0' }]);
+    expect(verdict(schema, [{ rule: 'self.b > 0' }], { a: 1 })).toEqual([{ reason: 'FieldValueInvalid', field: '', message: 'Invalid value: "object": no such key: b evaluating rule: self.b > 0' }]);
     expect(verdict(schema, [{ rule: "self.a > 'x'" }], { a: 1 })[0].message).toMatch(/^Invalid value: "object": '.*no matching overload.*': call arguments did not match a supported operator, function or macro signature for rule: self.a > 'x'$/);
   });
 });
@@ -217,13 +217,13 @@ describe('transition rules (oldSelf)', () => {
     // GIVEN the docs' immutability rule on a string
     // WHEN created THEN it does not run; WHEN updated THEN a change fails and no change passes
     expect(verdict(str, [immutable], 'a')).toEqual([]);
-    expect(verdict(str, [immutable], 'b', 'a')).toEqual([{ type: 'FieldValueInvalid', field: '', message: 'Invalid value: "string": Value is immutable' }]);
+    expect(verdict(str, [immutable], 'b', 'a')).toEqual([{ reason: 'FieldValueInvalid', field: '', message: 'Invalid value: "string": Value is immutable' }]);
     expect(verdict(str, [immutable], 'a', 'a')).toEqual([]);
   });
 
   test('self >= oldSelf (a value that may only grow), on a nested field', () => {
     const validator = compileCelValidator({ type: 'object', properties: { spec: { type: 'object', properties: { size: { ...int, 'x-kubernetes-validations': [{ rule: 'self >= oldSelf' }] } } } } }, false);
-    expect(validateCelRules(validator, { spec: { size: 1 } }, { spec: { size: 2 } })).toEqual([{ type: 'FieldValueInvalid', field: 'spec.size', message: 'Invalid value: "integer": failed rule: self >= oldSelf' }]);
+    expect(validateCelRules(validator, { spec: { size: 1 } }, { spec: { size: 2 } })).toEqual([{ reason: 'FieldValueInvalid', field: 'spec.size', message: 'Invalid value: "integer": failed rule: self >= oldSelf' }]);
     expect(validateCelRules(validator, { spec: { size: 3 } }, { spec: { size: 2 } })).toEqual([]);
     // an old object without the field: the rule does not run
     expect(validateCelRules(validator, { spec: { size: 1 } }, { spec: {} })).toEqual([]);
@@ -240,7 +240,7 @@ describe('transition rules (oldSelf)', () => {
     const items: JSONSchemaProps = { type: 'object', properties: { name: str, port: { ...int, 'x-kubernetes-validations': [immutable] } } };
     const mapList = compileCelValidator({ type: 'array', 'x-kubernetes-list-type': 'map', 'x-kubernetes-list-map-keys': ['name'], items }, false);
     expect(validateCelRules(mapList, [{ name: 'b', port: 2 }, { name: 'a', port: 9 }], [{ name: 'a', port: 1 }, { name: 'b', port: 2 }])).toEqual([
-      { type: 'FieldValueInvalid', field: '[1].port', message: 'Invalid value: "integer": Value is immutable' },
+      { reason: 'FieldValueInvalid', field: '[1].port', message: 'Invalid value: "integer": Value is immutable' },
     ]);
     const atomicList = compileCelValidator({ type: 'array', items }, false);
     expect(validateCelRules(atomicList, [{ name: 'a', port: 9 }], [{ name: 'a', port: 1 }])).toEqual([]);
@@ -263,7 +263,7 @@ describe('cost limits', () => {
     // WHEN it is evaluated THEN it stops at the per-call limit with kube-apiserver's error, well before finishing
     expect(verdict(items, [{ rule: cubic }], many)).toEqual([
       {
-        type: 'FieldValueInvalid',
+        reason: 'FieldValueInvalid',
         field: '',
         message: `Invalid value: "object": 'operation cancelled: actual cost limit exceeded': no further validation rules will be run due to call cost exceeds limit for rule: ${cubic}`,
       },
@@ -274,7 +274,7 @@ describe('cost limits', () => {
   test('fails the rules of an object past the per-object budget, and runs no further rule', () => {
     const quadratic = 'self.l.all(a, self.l.all(b, a != "x"))'; // 160,000 steps
     const errors = verdict(items, [{ rule: quadratic }, { rule: quadratic }, { rule: 'false' }], many, undefined, { perCallLimit: 1_000_000, budget: 300_000 });
-    expect(errors).toEqual([{ type: 'FieldValueInvalid', field: '', message: 'Invalid value: "object": validation failed due to running out of cost budget, no further validation rules will be run' }]);
+    expect(errors).toEqual([{ reason: 'FieldValueInvalid', field: '', message: 'Invalid value: "object": validation failed due to running out of cost budget, no further validation rules will be run' }]);
   });
 
   test('fails a cheap-looking call repeated over a long string: string operands cost their length', () => {
@@ -354,10 +354,10 @@ describe('through the server', () => {
     // THEN 422 Invalid, the cause at the fieldPath, the messageExpression's message
     expect(alpha.status).toBe(422);
     expect(alpha.body).toMatchObject({ kind: 'Status', reason: 'Invalid', message: expect.stringContaining('Flunder.wardle.example.com "loop" is invalid') });
-    expect(alpha.body.details.causes).toEqual([{ type: 'FieldValueInvalid', field: 'spec.reference', message: 'Invalid value: "object": Flunder loop cannot reference itself' }]);
+    expect(alpha.body.details.causes).toEqual([{ reason: 'FieldValueInvalid', field: 'spec.reference', message: 'Invalid value: "object": Flunder loop cannot reference itself' }]);
     const beta = await server.post(FLUNDERS_BETA, { ...flunder('loop', { flunderReference: 'loop', referenceType: 'Flunder' }), apiVersion: 'wardle.example.com/v1beta1' });
     expect(beta.status).toBe(422);
-    expect(beta.body.details.causes).toEqual([{ type: 'FieldValueInvalid', field: 'spec.flunderReference', message: 'Invalid value: "object": Flunder loop cannot reference itself' }]);
+    expect(beta.body.details.causes).toEqual([{ reason: 'FieldValueInvalid', field: 'spec.flunderReference', message: 'Invalid value: "object": Flunder loop cannot reference itself' }]);
     // a Fischer of the same name is not the Flunder itself
     expect((await server.post(FLUNDERS, flunder('loop', { reference: 'loop', referenceType: 'Fischer' }))).status).toBe(201);
   });
@@ -367,7 +367,7 @@ describe('through the server', () => {
     expect((await server.post(FLUNDERS, flunder('a', { reference: 'b' }))).status).toBe(201);
     const patched = await server.patch(`${FLUNDERS}/a`, { spec: { reference: 'a' } });
     expect(patched.status).toBe(422);
-    expect(patched.body.details.causes).toEqual([{ type: 'FieldValueInvalid', field: 'spec.reference', message: 'Invalid value: "object": Flunder a cannot reference itself' }]);
+    expect(patched.body.details.causes).toEqual([{ reason: 'FieldValueInvalid', field: 'spec.reference', message: 'Invalid value: "object": Flunder a cannot reference itself' }]);
     expect((await server.patch(`${FLUNDERS}/a`, { spec: { reference: 'c' } })).status).toBe(200);
   });
 
@@ -415,11 +415,11 @@ describe('through the server', () => {
     expect((await server.post(widgets, widget('w', { minReplicas: 1, replicas: 2, class: 'gold' }))).status).toBe(201);
     const changed = await server.put(`${widgets}/w`, widget('w', { minReplicas: 1, replicas: 2, class: 'silver' }));
     expect(changed.status).toBe(422);
-    expect(changed.body.details.causes).toEqual([{ type: 'FieldValueInvalid', field: 'spec.class', message: 'Invalid value: "string": Value is immutable' }]);
+    expect(changed.body.details.causes).toEqual([{ reason: 'FieldValueInvalid', field: 'spec.class', message: 'Invalid value: "string": Value is immutable' }]);
     expect((await server.put(`${widgets}/w`, widget('w', { minReplicas: 1, replicas: 3, class: 'gold' }))).status).toBe(200);
     const tooFew = await server.post(widgets, widget('v', { minReplicas: 3, replicas: 2 }));
     expect(tooFew.status).toBe(422);
-    expect(tooFew.body.details.causes).toEqual([{ type: 'FieldValueInvalid', field: 'spec', message: 'Invalid value: "object": replicas should be greater than or equal to minReplicas.' }]);
+    expect(tooFew.body.details.causes).toEqual([{ reason: 'FieldValueInvalid', field: 'spec', message: 'Invalid value: "object": replicas should be greater than or equal to minReplicas.' }]);
   });
 
   test('fails a rule that would run too long with the budget error, and keeps answering', async () => {
@@ -428,7 +428,7 @@ describe('through the server', () => {
     const reply = await server.post(widgets, widget('slow', { minReplicas: 0, replicas: 0, tags: Array.from({ length: 400 }, (_, i) => `t${i}`) }));
     expect(reply.status).toBe(422);
     expect(reply.body.details.causes).toEqual([
-      expect.objectContaining({ type: 'FieldValueInvalid', field: 'spec.tags', message: expect.stringContaining("Invalid value: \"array\": 'operation cancelled: actual cost limit exceeded'") }),
+      expect.objectContaining({ reason: 'FieldValueInvalid', field: 'spec.tags', message: expect.stringContaining("Invalid value: \"array\": 'operation cancelled: actual cost limit exceeded'") }),
     ]);
     expect((await server.get(widgets)).status).toBe(200);
   });

@@ -100,22 +100,22 @@ describe('conversion, defaulting and validation through the API', () => {
   ])('v1beta1 spec %j fails with 422 %s on %s', async (spec, type, field, message) => {
     const reply = await server.post(FLUNDERS_BETA, { metadata: { name: 'v' }, spec });
     expect(reply.status).toBe(422);
-    expect(reply.body).toMatchObject({ kind: 'Status', reason: 'Invalid', code: 422, details: { name: 'v', group: 'wardle.example.com', kind: 'Flunder', causes: [{ type, field, message }] } });
+    expect(reply.body).toMatchObject({ kind: 'Status', reason: 'Invalid', code: 422, details: { name: 'v', group: 'wardle.example.com', kind: 'Flunder', causes: [{ reason: type, field, message }] } });
     expect(reply.body.message).toBe(`Flunder.wardle.example.com "v" is invalid: ${field}: ${message}`);
   });
 
   test('v1alpha1 with referenceType Fischer and no reference fails as upstream does, on the internal field', async () => {
     const reply = await server.post(FLUNDERS, flunder('v', { referenceType: 'Fischer' }));
     expect(reply.status).toBe(422);
-    expect(reply.body.details.causes).toEqual([{ type: 'FieldValueRequired', field: 'spec.fischerReference', message: 'Required value: cannot be empty if referenceType is Fischer' }]);
+    expect(reply.body.details.causes).toEqual([{ reason: 'FieldValueRequired', field: 'spec.fischerReference', message: 'Required value: cannot be empty if referenceType is Fischer' }]);
   });
 
   test('schema validation: a wrong type and an unsupported enum value are 422 with one cause each', async () => {
     const reply = await server.post(FLUNDERS, flunder('t', { reference: 42, referenceType: 'Widget' }));
     expect(reply.status).toBe(422);
     expect(reply.body.details.causes).toEqual([
-      { type: 'FieldValueTypeInvalid', field: 'spec.reference', message: 'Invalid value: "integer": spec.reference in body must be of type string: "integer"' },
-      { type: 'FieldValueNotSupported', field: 'spec.referenceType', message: 'Unsupported value: "Widget": supported values: "Flunder", "Fischer"' },
+      { reason: 'FieldValueTypeInvalid', field: 'spec.reference', message: 'Invalid value: "integer": spec.reference in body must be of type string: "integer"' },
+      { reason: 'FieldValueNotSupported', field: 'spec.referenceType', message: 'Unsupported value: "Widget": supported values: "Flunder", "Fischer"' },
     ]);
     expect(reply.body.message).toMatch(/^Flunder.wardle.example.com "t" is invalid: \[spec.reference: Invalid value: "integer": .*, spec.referenceType: Unsupported value: "Widget": .*\]$/);
   });

@@ -160,7 +160,7 @@ describe('metadata validation', () => {
     expect(reply.status).toBe(422);
     expect(reply.body.reason).toBe('Invalid');
     expect(reply.body.details.causes).toEqual([
-      expect.objectContaining({ type: 'FieldValueInvalid', field: 'metadata.name', message: expect.stringMatching(/^Invalid value: "Bad_Name": a lowercase RFC 1123 subdomain/) }),
+      expect.objectContaining({ reason: 'FieldValueInvalid', field: 'metadata.name', message: expect.stringMatching(/^Invalid value: "Bad_Name": a lowercase RFC 1123 subdomain/) }),
     ]);
     expect(reply.body.message).toMatch(/^Flunder.wardle.example.com "Bad_Name" is invalid: metadata.name: Invalid value: "Bad_Name"/);
   });
@@ -168,7 +168,7 @@ describe('metadata validation', () => {
   test('fails with 422 when neither name nor generateName is given', async () => {
     const reply = await server.post(FLUNDERS, { metadata: {} });
     expect(reply.status).toBe(422);
-    expect(reply.body.details.causes).toEqual([{ type: 'FieldValueRequired', field: 'metadata.name', message: 'Required value: name or generateName is required' }]);
+    expect(reply.body.details.causes).toEqual([{ reason: 'FieldValueRequired', field: 'metadata.name', message: 'Required value: name or generateName is required' }]);
   });
 
   test('fails with 422 for invalid label keys and values', async () => {
@@ -293,7 +293,7 @@ describe('update', () => {
     const created = (await server.post(FLUNDERS, flunder('uid'))).body;
     const reply = await server.put(`${FLUNDERS}/uid`, { ...created, metadata: { ...created.metadata, uid: 'other' } });
     expect(reply.status).toBe(422);
-    expect(reply.body.details.causes).toEqual([{ type: 'FieldValueInvalid', field: 'metadata.uid', message: 'Invalid value: "other": field is immutable' }]);
+    expect(reply.body.details.causes).toEqual([{ reason: 'FieldValueInvalid', field: 'metadata.uid', message: 'Invalid value: "other": field is immutable' }]);
   });
 });
 

@@ -201,7 +201,7 @@ describe('string formats (kube-apiserver verdicts)', () => {
     const schema = { type: 'object' as const, properties: { spec: { type: 'object' as const, properties: { address: { type: 'string' as const, format: 'ipv4' } } } } };
     const problems = validateAgainstSchema({ spec: { address: '300.1.1.1' } }, schema);
     // THEN one TypeInvalid cause naming the field and the format
-    expect(problems).toEqual([{ type: 'FieldValueTypeInvalid', field: 'spec.address', message: 'Invalid value: "300.1.1.1": spec.address in body must be of type ipv4: "300.1.1.1"' }]);
+    expect(problems).toEqual([{ reason: 'FieldValueTypeInvalid', field: 'spec.address', message: 'Invalid value: "300.1.1.1": spec.address in body must be of type ipv4: "300.1.1.1"' }]);
   });
 
   test('fails a value outside an RE2 Unicode class (\\pL), reading the pattern as Go\'s regexp does', () => {

@@ -183,7 +183,7 @@ describe('list', () => {
     expect(reply.body).toMatchObject({
       reason: 'Timeout',
       message: `Timeout: Too large resource version: ${future}, current: ${current}`,
-      details: { causes: [{ type: 'ResourceVersionTooLarge', message: 'Too large resource version' }], retryAfterSeconds: 1 },
+      details: { causes: [{ reason: 'ResourceVersionTooLarge', message: 'Too large resource version' }], retryAfterSeconds: 1 },
     });
     expect(reply.headers['retry-after']).toBe('1');
   });

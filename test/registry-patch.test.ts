@@ -40,7 +40,7 @@ describe('merge patch (RFC 7386)', () => {
     const reply = await server.patch(`${FLUNDERS}/p`, { spec: { referenceType: 'Widget' } });
     expect(reply.status).toBe(422);
     expect(reply.body.details.causes).toEqual([
-      { type: 'FieldValueNotSupported', field: 'spec.referenceType', message: 'Unsupported value: "Widget": supported values: "Flunder", "Fischer"' },
+      { reason: 'FieldValueNotSupported', field: 'spec.referenceType', message: 'Unsupported value: "Widget": supported values: "Flunder", "Fischer"' },
     ]);
   });
 
@@ -77,7 +77,7 @@ describe('JSON patch (RFC 6902)', () => {
     const reply = await server.patch(`${FLUNDERS}/p`, [{ op: 'test', path: '/spec/reference', value: 'not-a' }, { op: 'replace', path: '/spec/reference', value: 'z' }], 'application/json-patch+json');
     expect(reply.status).toBe(422);
     expect(reply.body.reason).toBe('Invalid');
-    expect(reply.body.details.causes[0].type).toBe('UnexpectedServerResponse');
+    expect(reply.body.details.causes[0].reason).toBe('UnexpectedServerResponse');
     expect((await server.get(`${FLUNDERS}/p`)).body.spec.reference).toBe('a');
   });
 

@@ -143,7 +143,7 @@ describe('scale subresource', () => {
 
     // THEN 422 on the kind, the field the definition's JSONPath
     expect(reply.status).toBe(422);
-    expect(reply.body.details.causes).toEqual([{ type: 'FieldValueInvalid', field: '.spec.replicas', message: 'Invalid value: -1: should be a non-negative integer' }]);
+    expect(reply.body.details.causes).toEqual([{ reason: 'FieldValueInvalid', field: '.spec.replicas', message: 'Invalid value: -1: should be a non-negative integer' }]);
   });
 
   test('fails a create or update of the object itself whose replicas break the scale rules (ValidateScaleSpec/Status)', async () => {
@@ -152,7 +152,7 @@ describe('scale subresource', () => {
     const huge = await server.post(WIDGETS, { metadata: { name: 'huge' }, spec: { replicas: 2147483648 } });
     // THEN 422 naming the path, as kube-apiserver validates a CR with a scale subresource
     expect(negative.status).toBe(422);
-    expect(negative.body.details.causes).toEqual([{ type: 'FieldValueInvalid', field: '.spec.replicas', message: 'Invalid value: -1: should be a non-negative integer' }]);
+    expect(negative.body.details.causes).toEqual([{ reason: 'FieldValueInvalid', field: '.spec.replicas', message: 'Invalid value: -1: should be a non-negative integer' }]);
     expect(huge.status).toBe(422);
     expect(huge.body.details.causes[0].message).toBe('Invalid value: 2147483648: should be less than or equal to 2147483647');
   });

@@ -156,7 +156,7 @@ export function namespaceLifecycle(lister: NamespaceLister): AdmissionPlugin {
           ...refused.status,
           details: {
             ...refused.status.details,
-            causes: [{ type: 'NamespaceTerminating', message: `namespace ${attributes.namespace} is being terminated`, field: 'metadata.namespace' }],
+            causes: [{ reason: 'NamespaceTerminating', message: `namespace ${attributes.namespace} is being terminated`, field: 'metadata.namespace' }],
           },
         });
       }

@@ -56,7 +56,7 @@ export function conflictStatus(conflicts: readonly FieldConflict[]): StatusError
     status: 'Failure',
     message: conflictMessage(conflicts),
     reason: 'Conflict',
-    details: { causes: conflicts.map((c) => ({ type: 'FieldManagerConflict', message: `conflict with ${c.printedManager}`, field: c.field })) },
+    details: { causes: conflicts.map((c) => ({ reason: 'FieldManagerConflict', message: `conflict with ${c.printedManager}`, field: c.field })) },
     code: 409,
   });
 }

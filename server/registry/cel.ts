@@ -242,7 +242,7 @@ function fieldErrorForReason(path: string, type: string, detail: string, reason:
     case 'FieldValueRequired':
       return fieldErrors.required(path, detail);
     case 'FieldValueDuplicate':
-      return { type: 'FieldValueDuplicate', message: `Duplicate value: ${JSON.stringify(type)}`, field: path };
+      return { reason: 'FieldValueDuplicate', message: `Duplicate value: ${JSON.stringify(type)}`, field: path };
     default:
       return fieldErrors.invalid(path, type, detail);
   }

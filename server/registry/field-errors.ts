@@ -2,9 +2,9 @@ import type { StatusCause } from '../status';
 
 /**
  * Field errors as k8s.io/apimachinery/pkg/util/validation/field builds them: each becomes a
- * `StatusCause` {type, message: the error body, field} of a 422 Invalid.
+ * `StatusCause` {reason (Go's Type), message: the error body, field} of a 422 Invalid.
  */
-export type FieldError = StatusCause & { readonly type: string; readonly message: string; readonly field: string };
+export type FieldError = StatusCause & { readonly reason: string; readonly message: string; readonly field: string };
 
 /** Renders a value the way field errors quote it: strings in double quotes, the rest as JSON. */
 function show(value: unknown): string {
@@ -13,33 +13,33 @@ function show(value: unknown): string {
 
 export const fieldErrors = {
   invalid: (field: string, value: unknown, detail: string): FieldError => ({
-    type: 'FieldValueInvalid',
+    reason: 'FieldValueInvalid',
     message: `Invalid value: ${show(value)}${detail ? `: ${detail}` : ''}`,
     field,
   }),
   required: (field: string, detail = ''): FieldError => ({
-    type: 'FieldValueRequired',
+    reason: 'FieldValueRequired',
     message: `Required value${detail ? `: ${detail}` : ''}`,
     field,
   }),
-  forbidden: (field: string, detail: string): FieldError => ({ type: 'FieldValueForbidden', message: `Forbidden: ${detail}`, field }),
+  forbidden: (field: string, detail: string): FieldError => ({ reason: 'FieldValueForbidden', message: `Forbidden: ${detail}`, field }),
   notSupported: (field: string, value: unknown, supported: readonly unknown[]): FieldError => ({
-    type: 'FieldValueNotSupported',
+    reason: 'FieldValueNotSupported',
     message: `Unsupported value: ${show(value)}: supported values: ${supported.map(show).join(', ')}`,
     field,
   }),
   typeInvalid: (field: string, value: unknown, detail: string): FieldError => ({
-    type: 'FieldValueTypeInvalid',
+    reason: 'FieldValueTypeInvalid',
     message: `Invalid value: ${show(value)}: ${detail}`,
     field,
   }),
   tooLong: (field: string, max: number): FieldError => ({
-    type: 'FieldValueTooLong',
+    reason: 'FieldValueTooLong',
     message: `Too long: may not be more than ${max} bytes`,
     field,
   }),
   tooMany: (field: string, actual: number, max: number): FieldError => ({
-    type: 'FieldValueTooMany',
+    reason: 'FieldValueTooMany',
     message: `Too many: ${actual}: must have at most ${max} items`,
     field,
   }),

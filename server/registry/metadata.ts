@@ -129,7 +129,7 @@ export function validateObjectMeta(meta: Meta, rules: ObjectMetaRules, old?: Met
   const annotations = validateStringMap(meta, 'annotations', errors);
   const annotationBytes = Object.entries(annotations).reduce((n, [k, v]) => n + k.length + (typeof v === 'string' ? v.length : 0), 0);
   if (annotationBytes > TOTAL_ANNOTATION_SIZE_LIMIT) {
-    errors.push({ type: 'FieldValueTooLong', message: `Too long: must have at most ${TOTAL_ANNOTATION_SIZE_LIMIT} bytes`, field: 'metadata.annotations' });
+    errors.push({ reason: 'FieldValueTooLong', message: `Too long: must have at most ${TOTAL_ANNOTATION_SIZE_LIMIT} bytes`, field: 'metadata.annotations' });
   }
 
   const finalizers = meta.finalizers;

@@ -47,7 +47,7 @@ function unprocessable(message: string): StatusError {
     status: 'Failure',
     message: 'the server rejected our request due to an error in our request',
     reason: 'Invalid',
-    details: { causes: [{ type: 'UnexpectedServerResponse', message }] },
+    details: { causes: [{ reason: 'UnexpectedServerResponse', message }] },
     code: 422,
   });
 }

@@ -181,7 +181,7 @@ function goSyntax(value: Json): string {
 /** field.Duplicate's body: simple values printed plainly, strings quoted, maps and lists as Go syntax. */
 function duplicate(path: string, value: Json): FieldError {
   const shown = value === null || value === undefined ? '"null"' : typeof value === 'string' ? JSON.stringify(value) : typeof value === 'object' ? goSyntax(value) : String(value);
-  return { type: 'FieldValueDuplicate', message: `Duplicate value: ${shown}`, field: path };
+  return { reason: 'FieldValueDuplicate', message: `Duplicate value: ${shown}`, field: path };
 }
 
 /** json.Marshal's text of a value: object keys sorted, so equal maps compare equal. */
