@@ -10,7 +10,7 @@ import { ApiDefinitionError, ApiGroupDefinition, WARDLE, validateApiGroupDefinit
 import { checkSupportedByBundledServer } from '../apis/features';
 import { KubeNamespaceLister } from './admission/namespace-lifecycle';
 import type { AdmissionPlugin } from './admission/types';
-import { validatingAdmissionPolicy, WatchedNamespaceLabels, WatchedPolicies, WatchedWebhookConfigurations, webhookAdmission } from './admission/webhook';
+import { validatingAdmissionPolicy, WatchedPolicies, WatchedWebhookConfigurations, webhookAdmission, type NamespaceLabels } from './admission/webhook';
 import { startDelegatedAuth } from './auth';
 import { loadKubeClient, type KubeClient } from './kube-client';
 import { Metrics } from './metrics';
@@ -62,7 +62,7 @@ export async function configure(config: ServerConfig, logger: Logger): Promise<C
     releases.push(() => auth.close());
     const namespaces = new KubeNamespaceLister(clients.for(config.kubeconfig), logger);
     releases.push(() => namespaces.close());
-    const admission = admissionChain(config, clients.for(config.kubeconfig), logger, api);
+    const admission = admissionChain(config, clients.for(config.kubeconfig), namespaces, logger, api);
     releases.push(() => admission.close());
     const apiServing = createApiServing({ api, storage: storage.storage, namespaces, admission: admission.plugins, rules, logger, minRequestTimeoutSeconds: config.minRequestTimeoutSeconds });
     metrics.readFrom({ watchCount: () => apiServing.watchCount(), cacheStats: () => storage.cacheStats(), resourceOf });
@@ -90,9 +90,9 @@ export async function configure(config: ServerConfig, logger: Logger): Promise<C
  * The admission plugins after NamespaceLifecycle (which createApiServing runs first), in
  * upstream's order: MutatingAdmissionWebhook, BanFlunder, ValidatingAdmissionPolicy,
  * ValidatingAdmissionWebhook, each only when enabled. The webhook and policy plugins watch their
- * configurations and the namespaces (labels, namespaceObject).
+ * configurations, and read namespaces (labels, namespaceObject) from NamespaceLifecycle's reflector.
  */
-function admissionChain(config: ServerConfig, client: KubeClient, logger: Logger, api: ApiGroupDefinition = WARDLE): { plugins: AdmissionPlugin[]; close(): void } {
+function admissionChain(config: ServerConfig, client: KubeClient, namespaces: NamespaceLabels, logger: Logger, api: ApiGroupDefinition = WARDLE): { plugins: AdmissionPlugin[]; close(): void } {
   const enabled = new Set(config.admissionPlugins ?? DEFAULT_ADMISSION_PLUGINS);
   if (api !== WARDLE) enabled.delete('BanFlunder');
   const rules = api === WARDLE ? wardleRules : {};
@@ -100,20 +100,18 @@ function admissionChain(config: ServerConfig, client: KubeClient, logger: Logger
   const mutating = enabled.has('MutatingAdmissionWebhook') ? new WatchedWebhookConfigurations(client, 'mutating', logger) : undefined;
   const validating = enabled.has('ValidatingAdmissionWebhook') ? new WatchedWebhookConfigurations(client, 'validating', logger) : undefined;
   const policies = enabled.has('ValidatingAdmissionPolicy') ? new WatchedPolicies(client, logger) : undefined;
-  const namespaceLabels = mutating || validating || policies ? new WatchedNamespaceLabels(client, logger) : undefined;
-  const webhooks = namespaceLabels && (mutating || validating) ? webhookAdmission({ api, rules, mutating: mutating ?? none, validating: validating ?? none, namespaces: namespaceLabels, logger }) : undefined;
+  const webhooks = mutating || validating ? webhookAdmission({ api, rules, mutating: mutating ?? none, validating: validating ?? none, namespaces, logger }) : undefined;
   return {
     plugins: [
       ...(mutating && webhooks ? [webhooks.mutating] : []),
       ...(enabled.has('BanFlunder') ? wardleAdmission() : []),
-      ...(policies && namespaceLabels ? [validatingAdmissionPolicy({ api, rules, policies, namespaces: namespaceLabels })] : []),
+      ...(policies ? [validatingAdmissionPolicy({ api, rules, policies, namespaces })] : []),
       ...(validating && webhooks ? [webhooks.validating] : []),
     ],
     close: () => {
       mutating?.close();
       validating?.close();
       policies?.close();
-      namespaceLabels?.close();
     },
   };
 }

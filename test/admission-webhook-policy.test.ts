@@ -4,7 +4,8 @@
  */
 import pino from 'pino';
 import { WARDLE } from '../apis/wardle';
-import { validatingAdmissionPolicy, WatchedNamespaceLabels, WatchedPolicies } from '../server/admission/webhook';
+import { validatingAdmissionPolicy, WatchedPolicies } from '../server/admission/webhook';
+import { KubeNamespaceLister } from '../server/admission/namespace-lifecycle';
 import { createKubeClient, type KubeClient } from '../server/kube-client';
 import { wardleAdmission, wardleRules } from '../server/registry/wardle';
 import { KubeApiServerStandIn } from './support/kube-apiserver-stand-in';
@@ -15,7 +16,7 @@ jest.setTimeout(60_000);
 let standIn: KubeApiServerStandIn;
 let client: KubeClient;
 let policies: WatchedPolicies;
-let namespaces: WatchedNamespaceLabels;
+let namespaces: KubeNamespaceLister;
 let registry: RegistryServer;
 
 async function eventually(check: () => boolean, what: string, timeoutMs = 20_000): Promise<void> {
@@ -50,7 +51,7 @@ beforeAll(async () => {
   client = createKubeClient({ server: standIn.url, caPem: standIn.ca.certPem, token: standIn.adminToken });
   const logger = pino({ level: 'silent' });
   policies = new WatchedPolicies(client, logger);
-  namespaces = new WatchedNamespaceLabels(client, logger);
+  namespaces = new KubeNamespaceLister(client, logger);
   registry = await RegistryServer.start({ admission: [...wardleAdmission(), validatingAdmissionPolicy({ api: WARDLE, rules: wardleRules, policies, namespaces })] });
 });
 

@@ -6,7 +6,8 @@
  */
 import pino from 'pino';
 import { WARDLE } from '../apis/wardle';
-import { webhookAdmission, WatchedNamespaceLabels, WatchedWebhookConfigurations, type WebhookSpec } from '../server/admission/webhook';
+import { webhookAdmission, WatchedWebhookConfigurations, type WebhookSpec } from '../server/admission/webhook';
+import { KubeNamespaceLister } from '../server/admission/namespace-lifecycle';
 import { createKubeClient, type KubeClient } from '../server/kube-client';
 import { wardleAdmission, wardleRules } from '../server/registry/wardle';
 import { AdmissionWebhookServer } from './support/admission-webhook-server';
@@ -23,7 +24,7 @@ let client: KubeClient;
 let hooks: AdmissionWebhookServer;
 let mutating: WatchedWebhookConfigurations;
 let validating: WatchedWebhookConfigurations;
-let namespaces: WatchedNamespaceLabels;
+let namespaces: KubeNamespaceLister;
 let registry: RegistryServer;
 
 async function eventually(check: () => boolean, what: string, timeoutMs = 20_000): Promise<void> {
@@ -62,7 +63,7 @@ beforeAll(async () => {
   const logger = pino({ level: 'silent' });
   mutating = new WatchedWebhookConfigurations(client, 'mutating', logger);
   validating = new WatchedWebhookConfigurations(client, 'validating', logger);
-  namespaces = new WatchedNamespaceLabels(client, logger);
+  namespaces = new KubeNamespaceLister(client, logger);
   const plugins = webhookAdmission({
     api: WARDLE,
     rules: wardleRules,

@@ -1,6 +1,7 @@
 import type { Logger } from 'pino';
 import { StatusError, errors } from '../status';
 import type { AdmissionAttributes, AdmissionPlugin } from './types';
+import type { NamespaceLabels } from './webhook/source';
 
 /**
  * NamespaceLifecycle, as k8s.io/apiserver/pkg/admission/plugin/namespace/lifecycle: namespaced
@@ -61,7 +62,7 @@ export interface KubeNamespaceListerOptions {
 }
 
 interface NamespaceObject {
-  readonly metadata?: { readonly name?: string };
+  readonly metadata?: { readonly name?: string; readonly labels?: Readonly<Record<string, string>> };
   readonly status?: { readonly phase?: string };
 }
 
@@ -70,12 +71,14 @@ function phaseOf(namespace: NamespaceObject): NamespacePhase {
 }
 
 /**
- * A NamespaceLister fed by a reflector on `/api/v1/namespaces` (list, then watch; relisted by
- * the client on 410), falling back to a live GET for a namespace the cache does not know,
- * as upstream does. Needs `get`, `list` and `watch` on namespaces.
+ * The server's one reflector on `/api/v1/namespaces` (list, then watch; relisted by the client on
+ * 410), falling back to a live GET for a namespace the cache does not know, as upstream does. It
+ * answers NamespaceLifecycle (phase) and the webhook and policy plugins (labels for
+ * namespaceSelector, the object for namespaceObject), as Go's plugins share one namespace
+ * informer. Needs `get`, `list` and `watch` on namespaces.
  */
-export class KubeNamespaceLister implements NamespaceLister {
-  private readonly cache = new Map<string, NamespacePhase>();
+export class KubeNamespaceLister implements NamespaceLister, NamespaceLabels {
+  private readonly cache = new Map<string, NamespaceObject>();
   private synced = false;
   private readonly watch: { stop(): void; readonly done: Promise<void> };
   private readonly missingNamespaceWaitMs: number;
@@ -101,12 +104,12 @@ export class KubeNamespaceLister implements NamespaceLister {
     switch (event.type) {
       case 'SYNC':
         this.cache.clear();
-        for (const item of object.items ?? []) if (item.metadata?.name) this.cache.set(item.metadata.name, phaseOf(item));
+        for (const item of object.items ?? []) if (item.metadata?.name) this.cache.set(item.metadata.name, item);
         this.synced = true;
         break;
       case 'ADDED':
       case 'MODIFIED':
-        if (object.metadata?.name) this.cache.set(object.metadata.name, phaseOf(object));
+        if (object.metadata?.name) this.cache.set(object.metadata.name, object);
         break;
       case 'DELETED':
         if (object.metadata?.name) this.cache.delete(object.metadata.name);
@@ -115,10 +118,24 @@ export class KubeNamespaceLister implements NamespaceLister {
   }
 
   async phase(name: string): Promise<NamespacePhase | undefined> {
+    const namespace = await this.lookup(name);
+    return namespace === undefined ? undefined : phaseOf(namespace);
+  }
+
+  async labels(name: string): Promise<Readonly<Record<string, string>> | undefined> {
+    const namespace = await this.lookup(name);
+    return namespace === undefined ? undefined : (namespace.metadata?.labels ?? {});
+  }
+
+  async namespace(name: string): Promise<Record<string, unknown> | undefined> {
+    return (await this.lookup(name)) as Record<string, unknown> | undefined;
+  }
+
+  /** The cached namespace; else, after a moment for the watch to deliver one created just before, a live GET (undefined on 404). */
+  private async lookup(name: string): Promise<NamespaceObject | undefined> {
     const cached = this.cache.get(name);
     if (cached) return cached;
     if (this.synced) {
-      // Give the watch a moment to deliver a namespace created just before this request.
       await new Promise((resolve) => setTimeout(resolve, this.missingNamespaceWaitMs));
       const late = this.cache.get(name);
       if (late) return late;
@@ -128,7 +145,7 @@ export class KubeNamespaceLister implements NamespaceLister {
     if (response.status !== 200) {
       throw errors.internal(`unable to look up namespace "${name}": kube-apiserver answered ${response.status}`);
     }
-    return phaseOf(response.body);
+    return response.body;
   }
 
   close(): void {

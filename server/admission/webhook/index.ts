@@ -6,7 +6,6 @@ export {
   FixedWebhookConfigurations,
   MUTATING_WEBHOOK_CONFIGURATIONS,
   VALIDATING_WEBHOOK_CONFIGURATIONS,
-  WatchedNamespaceLabels,
   WatchedWebhookConfigurations,
   type NamespaceLabels,
   type WebhookSource,

@@ -1,9 +1,9 @@
 /**
  * What the webhook plugins read from kube-apiserver, kept current by reflectors as Go's shared
- * informers keep the plugins' listers: the MutatingWebhookConfigurations, the
- * ValidatingWebhookConfigurations, and the labels of namespaces (for namespaceSelector).
+ * informers keep the plugins' listers: the MutatingWebhookConfigurations and the
+ * ValidatingWebhookConfigurations. Namespaces (for namespaceSelector and namespaceObject) come from
+ * NamespaceLifecycle's reflector (KubeNamespaceLister), which implements NamespaceLabels.
  */
-import { errors } from '../../status';
 import { compileWebhooks, type CompiledWebhook, type Labels, type WebhookConfigurationObject } from './configuration';
 
 /** The part of server/kube-client.ts's KubeClient the sources use. */
@@ -18,7 +18,6 @@ export interface WarnLogger {
 
 export const MUTATING_WEBHOOK_CONFIGURATIONS = '/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations';
 export const VALIDATING_WEBHOOK_CONFIGURATIONS = '/apis/admissionregistration.k8s.io/v1/validatingwebhookconfigurations';
-const NAMESPACES = '/api/v1/namespaces';
 
 export interface Named {
   readonly metadata?: { readonly name?: string; readonly labels?: Labels; readonly resourceVersion?: string };
@@ -158,42 +157,5 @@ export class FixedNamespaceLabels implements NamespaceLabels {
   async namespace(namespace: string): Promise<Record<string, unknown> | undefined> {
     const labels = this.namespaces[namespace];
     return labels === undefined ? undefined : { apiVersion: 'v1', kind: 'Namespace', metadata: { name: namespace, labels }, status: { phase: 'Active' } };
-  }
-}
-
-/**
- * Namespace labels from a reflector on namespaces; a namespace the cache does not know is asked
- * of kube-apiserver directly, as upstream's namespace matcher falls back to a live GET.
- */
-export class WatchedNamespaceLabels implements NamespaceLabels {
-  private readonly collection: ReflectedCollection<Named>;
-
-  constructor(
-    private readonly client: WatchingClient,
-    logger: WarnLogger,
-  ) {
-    this.collection = new ReflectedCollection(client, NAMESPACES, logger, () => undefined);
-  }
-
-  hasSynced(): boolean {
-    return this.collection.synced;
-  }
-
-  async labels(namespace: string): Promise<Labels | undefined> {
-    const object = await this.namespace(namespace);
-    return object === undefined ? undefined : ((object as Named).metadata?.labels ?? {});
-  }
-
-  async namespace(namespace: string): Promise<Record<string, unknown> | undefined> {
-    const cached = this.collection.objects.get(namespace);
-    if (cached) return cached as Record<string, unknown>;
-    const response = await this.client.request<Record<string, unknown>>('GET', `${NAMESPACES}/${encodeURIComponent(namespace)}`);
-    if (response.status === 404) return undefined;
-    if (response.status !== 200) throw errors.internal(`unable to look up namespace "${namespace}": kube-apiserver answered ${response.status}`);
-    return response.body;
-  }
-
-  close(): void {
-    this.collection.stop();
   }
 }
