@@ -1,8 +1,8 @@
 import { CelScalar, celEnv, celFunc, celMethod, isCelError, isCelList, isCelMap, listType, mapType, parse, plan } from '@bufbuild/cel';
 import type { CelError, CelInput, CelList, CelValue } from '@bufbuild/cel';
 import { strings } from '@bufbuild/cel/ext';
-import { RE2JS } from '@bufbuild/re2';
 import { setFlagsFromString } from 'node:v8';
+import { compiledRe2 } from './re2';
 
 /**
  * The CEL dialect of `x-kubernetes-validations`, shared by definition-time validation
@@ -145,20 +145,6 @@ const listsLibrary = [
   }),
 ];
 
-const RE2_CACHE_SIZE = 256;
-const re2Cache = new Map<string, RE2JS>();
-
-/** A compiled RE2 pattern, kept for the next call (rules use a few constant patterns). */
-function re2(pattern: string): RE2JS {
-  let compiled = re2Cache.get(pattern);
-  if (compiled === undefined) {
-    compiled = RE2JS.compile(pattern);
-    if (re2Cache.size >= RE2_CACHE_SIZE) re2Cache.delete(re2Cache.keys().next().value as string);
-    re2Cache.set(pattern, compiled);
-  }
-  return compiled;
-}
-
 let linearRegexpEnabled = false;
 
 /**
@@ -181,7 +167,7 @@ function linearRegExp(pattern: string): RegExp {
 
 function findAll(text: string, pattern: string, limit: number): string[] {
   charge(Math.ceil(text.length / 10));
-  if (limit === 0 || !re2(pattern).test(text)) return [];
+  if (limit === 0 || !compiledRe2(pattern).test(text)) return [];
   const found: string[] = [];
   for (const match of text.matchAll(linearRegExp(pattern))) {
     found.push(match[0]);
@@ -363,7 +349,7 @@ const env = celEnv({
   funcs: [...strings, ...listsLibrary, ...regexLibrary, ...quantityLibrary, ...optionalLibrary, ...meteringLibrary],
   re2: {
     compile: (pattern: string) => {
-      const compiled = re2(pattern);
+      const compiled = compiledRe2(pattern);
       return {
         test: (text: string) => {
           charge(Math.ceil(text.length / 10));

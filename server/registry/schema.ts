@@ -1,4 +1,4 @@
-import { RE2JS } from '@bufbuild/re2';
+import { compiledRe2 } from '../../apis/re2';
 import type { JSONSchemaProps } from '../../apis/types';
 import { child, FieldError, fieldErrors, index } from './field-errors';
 import { matchesFormat } from './formats';
@@ -146,26 +146,13 @@ function validateString(value: string, schema: JSONSchemaProps, path: string, er
     errors.push(fieldErrors.invalid(path, value, `${path} in body should be at least ${schema.minLength} chars long`));
   }
   // Go's regexp (RE2), unanchored, as kube-openapi's pattern check; a pattern RE2 cannot compile is refused at start (apis/features.ts).
-  if (schema.pattern !== undefined && !compiledPattern(schema.pattern).test(value)) {
+  if (schema.pattern !== undefined && !compiledRe2(schema.pattern).test(value)) {
     errors.push(fieldErrors.invalid(path, value, `${path} in body should match '${schema.pattern}'`));
   }
   // errors.InvalidType(path, "body", format, value), as kube-openapi's FormatOf words it.
   if (schema.format !== undefined && !matchesFormat(schema.format, value)) {
     errors.push(fieldErrors.typeInvalid(path, value, `${path} in body must be of type ${schema.format}: ${JSON.stringify(value)}`));
   }
-}
-
-const PATTERN_CACHE_SIZE = 512;
-const patternCache = new Map<string, RE2JS>();
-
-function compiledPattern(pattern: string): RE2JS {
-  let compiled = patternCache.get(pattern);
-  if (compiled === undefined) {
-    compiled = RE2JS.compile(pattern);
-    if (patternCache.size >= PATTERN_CACHE_SIZE) patternCache.delete(patternCache.keys().next().value as string);
-    patternCache.set(pattern, compiled);
-  }
-  return compiled;
 }
 
 /** Go's `%#v` of a decoded JSON value, as field.Duplicate renders a map or a list. */
