@@ -89,6 +89,25 @@ describe('EtcdStorage on a plain etcd', () => {
     for (const s of open.splice(0)) await s.close();
   });
 
+  test('objects read back with equal managedFields share one frozen list (the watch cache holds it once); the values are unchanged', async () => {
+    // GIVEN two objects written by the same manager in the same second, and one by another manager
+    const managedFields = (manager: string) => [{ manager, operation: 'Update', apiVersion: 'wardle.example.com/v1alpha1', time: '2026-12-03T10:00:00Z', fieldsType: 'FieldsV1', fieldsV1: { 'f:spec': { 'f:n': {} } } }];
+    const withFields = (name: string, manager: string) => ({ metadata: { name, managedFields: managedFields(manager) }, spec: { n: 1 } });
+    await storage.create('/flunders/ns/shared-a', withFields('shared-a', 'kubectl'));
+    await storage.create('/flunders/ns/shared-b', withFields('shared-b', 'kubectl'));
+    await storage.create('/flunders/ns/shared-c', withFields('shared-c', 'helm'));
+
+    // WHEN they are read back
+    const [a, b, c] = await Promise.all(['a', 'b', 'c'].map(async (n) => (await storage.get(`/flunders/ns/shared-${n}`))!.value.metadata as Record<string, unknown>));
+
+    // THEN a and b hold the very same frozen list, c its own, and each equals what was written
+    expect(a.managedFields).toBe(b.managedFields);
+    expect(c.managedFields).not.toBe(a.managedFields);
+    expect(Object.isFrozen((a.managedFields as object[])[0])).toBe(true);
+    expect(a.managedFields).toEqual(managedFields('kubectl'));
+    expect(c.managedFields).toEqual(managedFields('helm'));
+  });
+
   test('create, get, update and delete: the etcd revision is the resourceVersion, values are frozen', async () => {
     // GIVEN
     const start = await storage.currentRevision();

@@ -15,7 +15,7 @@
  * and at once when a request finds etcd unavailable. Watches end with `StorageUnavailableError`
  * when their connection is lost (see etcd-watch.ts); the caller watches again.
  */
-import { deepFreeze, recordEncodedSize } from './frozen';
+import { deepFreeze, recordEncodedSize, shareManagedFields } from './frozen';
 import { performance } from 'node:perf_hooks';
 import {
   castGrpcError,
@@ -100,6 +100,7 @@ function decode(json: Buffer, revision: number): StoredValue {
   const parsed = value.metadata;
   const metadata = (parsed !== null && typeof parsed === 'object' ? parsed : (value.metadata = { ...(parsed ?? {}) })) as Record<string, unknown>;
   metadata.resourceVersion = String(revision);
+  shareManagedFields(metadata);
   recordEncodedSize(value, json.length);
   return deepFreeze(value);
 }
