@@ -1,7 +1,7 @@
 import type { Logger } from 'pino';
 import { StatusError, errors } from '../status';
 import type { AdmissionAttributes, AdmissionPlugin } from './types';
-import type { NamespaceLabels } from './webhook/source';
+import { ReflectedCollection, type NamespaceLabels } from './webhook/source';
 
 /**
  * NamespaceLifecycle, as k8s.io/apiserver/pkg/admission/plugin/namespace/lifecycle: namespaced
@@ -78,43 +78,21 @@ function phaseOf(namespace: NamespaceObject): NamespacePhase {
  * informer. Needs `get`, `list` and `watch` on namespaces.
  */
 export class KubeNamespaceLister implements NamespaceLister, NamespaceLabels {
-  private readonly cache = new Map<string, NamespaceObject>();
-  private synced = false;
-  private readonly watch: { stop(): void; readonly done: Promise<void> };
+  private readonly namespaces: ReflectedCollection<NamespaceObject>;
   private readonly missingNamespaceWaitMs: number;
 
   constructor(
     private readonly client: NamespaceClient,
-    private readonly logger: Logger,
+    logger: Logger,
     options: KubeNamespaceListerOptions = {},
   ) {
     this.missingNamespaceWaitMs = options.missingNamespaceWaitMs ?? 50;
-    this.watch = client.watch('/api/v1/namespaces', (event) => this.onEvent(event), {
-      onError: (error) => this.logger.warn({ err: error }, 'namespace watch failed; retrying'),
-    });
+    this.namespaces = new ReflectedCollection<NamespaceObject>(client, '/api/v1/namespaces', logger, () => undefined);
   }
 
   /** Whether the first list has been received. */
   hasSynced(): boolean {
-    return this.synced;
-  }
-
-  private onEvent(event: { readonly type: string; readonly object: unknown }): void {
-    const object = event.object as NamespaceObject & { items?: NamespaceObject[] };
-    switch (event.type) {
-      case 'SYNC':
-        this.cache.clear();
-        for (const item of object.items ?? []) if (item.metadata?.name) this.cache.set(item.metadata.name, item);
-        this.synced = true;
-        break;
-      case 'ADDED':
-      case 'MODIFIED':
-        if (object.metadata?.name) this.cache.set(object.metadata.name, object);
-        break;
-      case 'DELETED':
-        if (object.metadata?.name) this.cache.delete(object.metadata.name);
-        break;
-    }
+    return this.namespaces.synced;
   }
 
   async phase(name: string): Promise<NamespacePhase | undefined> {
@@ -133,11 +111,11 @@ export class KubeNamespaceLister implements NamespaceLister, NamespaceLabels {
 
   /** The cached namespace; else, after a moment for the watch to deliver one created just before, a live GET (undefined on 404). */
   private async lookup(name: string): Promise<NamespaceObject | undefined> {
-    const cached = this.cache.get(name);
+    const cached = this.namespaces.objects.get(name);
     if (cached) return cached;
-    if (this.synced) {
+    if (this.namespaces.synced) {
       await new Promise((resolve) => setTimeout(resolve, this.missingNamespaceWaitMs));
-      const late = this.cache.get(name);
+      const late = this.namespaces.objects.get(name);
       if (late) return late;
     }
     const response = await this.client.request<NamespaceObject>('GET', `/api/v1/namespaces/${encodeURIComponent(name)}`);
@@ -149,7 +127,7 @@ export class KubeNamespaceLister implements NamespaceLister, NamespaceLabels {
   }
 
   close(): void {
-    this.watch.stop();
+    this.namespaces.stop();
   }
 }
 
