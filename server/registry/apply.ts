@@ -13,10 +13,15 @@ import { checkYamlBodySize } from './body';
  */
 
 /** metav1 validation's FieldManagerMaxLength (bytes). */
-const FIELD_MANAGER_MAX_BYTES = 128;
+export const FIELD_MANAGER_MAX_BYTES = 128;
 
 /** unicode.IsPrint: letters, marks, numbers, punctuation, symbols and the ASCII space. */
 const PRINTABLE = /^[\p{L}\p{M}\p{N}\p{P}\p{S} ]$/u;
+
+/** Whether one character is printable as Go's unicode.IsPrint says (fieldManager's rule). */
+export function isPrintable(character: string): boolean {
+  return PRINTABLE.test(character);
+}
 
 // ---- the field manager's name ------------------------------------------------------------------
 
@@ -28,7 +33,7 @@ export function prefixFromUserAgent(userAgent: string): string {
   let prefix = '';
   let bytes = 0;
   for (const character of userAgent.split('/')[0]) {
-    if (!PRINTABLE.test(character)) continue;
+    if (!isPrintable(character)) continue;
     const length = Buffer.byteLength(character);
     if (bytes + length > FIELD_MANAGER_MAX_BYTES) break;
     prefix += character;

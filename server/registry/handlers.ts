@@ -8,7 +8,7 @@ import type { StoredValue } from '../storage/types';
 import { errors } from '../status';
 import { parseBody, readBody, readObject } from './body';
 import type { KindCodec } from './codec';
-import { ApplyRequest, applyConfiguration, decodeApplyPatch, managerOrUserAgent, strictApplyWarnings } from './apply';
+import { ApplyRequest, FIELD_MANAGER_MAX_BYTES, applyConfiguration, decodeApplyPatch, isPrintable, managerOrUserAgent, strictApplyWarnings } from './apply';
 import { FieldError, fieldErrors } from './field-errors';
 import { parseListQuery, parseResourceVersion, selectorFilter } from './list-options';
 import type { Meta } from './metadata';
@@ -82,8 +82,6 @@ interface WriteQuery {
 }
 
 const FIELD_VALIDATIONS = ['Ignore', 'Warn', 'Strict'];
-/** metav1 validation's FieldManagerMaxLength: bytes of UTF-8, as Go's len() counts them. */
-const FIELD_MANAGER_MAX_BYTES = 128;
 
 /**
  * `dryRun` (only "All", repeatable), `fieldValidation` ("", Ignore, Warn, Strict), `fieldManager`
@@ -107,7 +105,7 @@ export function parseWriteQuery(query: URLSearchParams, kind: 'CreateOptions' | 
   // unicode.IsPrint: letters, marks, numbers, punctuation, symbols and the ASCII space; one error per character, at its byte offset.
   let offset = 0;
   for (const character of fieldManager) {
-    if (!/^[\p{L}\p{M}\p{N}\p{P}\p{S} ]$/u.test(character)) {
+    if (!isPrintable(character)) {
       const code = `U+${character.codePointAt(0)!.toString(16).toUpperCase().padStart(4, '0')}`;
       problems.push(fieldErrors.invalid('fieldManager', fieldManager, `invalid character ${code} (at position ${offset})`));
     }
