@@ -289,6 +289,11 @@ export class FakeKubeApiServer {
     });
   }
 
+  /** Watches open now on every collection: the server under test holds one per reflector once it has started them all. */
+  openWatches(): number {
+    return [this.configMaps, this.namespaces, ...Object.values(this.webhookConfigurations)].reduce((n, c) => n + c.watchers.size, 0);
+  }
+
   /** `https://127.0.0.1:<port>`. */
   get url(): string {
     return `https://127.0.0.1:${this.boundPort}`;
