@@ -12,6 +12,7 @@ import { KubeNamespaceLister } from './admission/namespace-lifecycle';
 import type { AdmissionPlugin } from './admission/types';
 import { validatingAdmissionPolicy, WatchedPolicies, WatchedWebhookConfigurations, webhookAdmission, type NamespaceLabels } from './admission/webhook';
 import { startDelegatedAuth } from './auth';
+import { informerSyncCheck, type SyncedInformer } from './health';
 import { loadKubeClient, type KubeClient } from './kube-client';
 import { Metrics } from './metrics';
 import { DEFAULT_ADMISSION_PLUGINS, type ServerConfig } from './options';
@@ -22,7 +23,7 @@ import type { ServerOptions } from './server';
 import { createStorage, type ServerStorage } from './storage';
 
 /** Everything Server.start needs beyond the serving flags. */
-export type ConfiguredServer = Pick<ServerOptions, 'api' | 'auth' | 'apiServing' | 'metrics' | 'storageChecks' | 'onClose'>;
+export type ConfiguredServer = Pick<ServerOptions, 'api' | 'auth' | 'apiServing' | 'metrics' | 'storageChecks' | 'readyChecks' | 'onClose'>;
 
 /**
  * Builds the server's parts for `config`. Rejects with a one-line Error when a part cannot start
@@ -72,6 +73,7 @@ export async function configure(config: ServerConfig, logger: Logger): Promise<C
       apiServing,
       metrics,
       storageChecks: storage.readyChecks,
+      readyChecks: [informerSyncCheck([{ type: '*v1.Namespace', hasSynced: () => namespaces.hasSynced() }, ...admission.informers])],
       // After the listener closed and auth stopped: the namespace watch, the clients, then storage.
       onClose: async () => {
         namespaces.close();
@@ -92,7 +94,7 @@ export async function configure(config: ServerConfig, logger: Logger): Promise<C
  * ValidatingAdmissionWebhook, each only when enabled. The webhook and policy plugins watch their
  * configurations, and read namespaces (labels, namespaceObject) from NamespaceLifecycle's reflector.
  */
-function admissionChain(config: ServerConfig, client: KubeClient, namespaces: NamespaceLabels, logger: Logger, api: ApiGroupDefinition = WARDLE): { plugins: AdmissionPlugin[]; close(): void } {
+function admissionChain(config: ServerConfig, client: KubeClient, namespaces: NamespaceLabels, logger: Logger, api: ApiGroupDefinition = WARDLE): { plugins: AdmissionPlugin[]; informers: SyncedInformer[]; close(): void } {
   const enabled = new Set(config.admissionPlugins ?? DEFAULT_ADMISSION_PLUGINS);
   if (api !== WARDLE) enabled.delete('BanFlunder');
   const rules = api === WARDLE ? wardleRules : {};
@@ -107,6 +109,11 @@ function admissionChain(config: ServerConfig, client: KubeClient, namespaces: Na
       ...(enabled.has('BanFlunder') ? wardleAdmission() : []),
       ...(policies ? [validatingAdmissionPolicy({ api, rules, policies, namespaces })] : []),
       ...(validating && webhooks ? [webhooks.validating] : []),
+    ],
+    informers: [
+      ...(mutating ? [{ type: '*v1.MutatingWebhookConfiguration', hasSynced: () => mutating.hasSynced() }] : []),
+      ...(validating ? [{ type: '*v1.ValidatingWebhookConfiguration', hasSynced: () => validating.hasSynced() }] : []),
+      ...(policies ? policies.informers() : []),
     ],
     close: () => {
       mutating?.close();

@@ -24,6 +24,28 @@ export function checkOf(name: string, ready: () => boolean, reason: string): Hea
   return { name, check: () => (ready() ? undefined : reason) };
 }
 
+/** A reflector the server lists and watches, named as Go names an informer's type (`*v1.Namespace`). */
+export interface SyncedInformer {
+  readonly type: string;
+  hasSynced(): boolean;
+}
+
+/**
+ * k8s.io/apiserver's `informer-sync` readiness check (healthz.NewInformerSyncHealthz): ready once
+ * every informer of the shared factory (namespaces, the webhook configurations, the policies and
+ * bindings) has its first list, so a new replica joins the Service only when admission can answer
+ * writes instead of holding them.
+ */
+export function informerSyncCheck(informers: readonly SyncedInformer[]): HealthCheck {
+  return {
+    name: 'informer-sync',
+    check: () => {
+      const notStarted = informers.filter((informer) => !informer.hasSynced()).map((informer) => informer.type);
+      return notStarted.length === 0 ? undefined : `${notStarted.length} informers not started yet: [${notStarted.join(' ')}]`;
+    },
+  };
+}
+
 export type HealthEndpoint = 'healthz' | 'livez' | 'readyz';
 
 function plain(res: ServerResponse, code: number, body: string): void {

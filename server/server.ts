@@ -31,6 +31,8 @@ export interface ServerOptions {
   readonly certPollIntervalMs?: number;
   /** Readiness of the storage: `etcd`, or `storage` for memory. @default - a `storage` check on apiServing.isReady() */
   readonly storageChecks?: readonly HealthCheck[];
+  /** Readiness checks after the storage's (`informer-sync`). @default - none */
+  readonly readyChecks?: readonly HealthCheck[];
   /** Where requests and storage report; read at each scrape. @default - one counting apiServing's watches */
   readonly metrics?: Metrics;
   /** --max-requests-inflight, --max-mutating-requests-inflight, --request-timeout. @default - Go's: 400, 200, 60 s */
@@ -71,6 +73,7 @@ export class Server {
         log,
         checkOf('authentication-config', () => auth.isReady(), 'the authentication configuration is not loaded yet'),
         ...(options.storageChecks ?? [checkOf('storage', () => apiServing.isReady(), 'storage is not ready')]),
+        ...(options.readyChecks ?? []),
         shutdown,
       ],
     });

@@ -174,3 +174,46 @@ describe('--disable-admission-plugins', () => {
     );
   });
 });
+
+describe('readiness: the informer-sync check', () => {
+  /** GET `path` anonymously, as the kubelet's probe does: status and plain-text body. */
+  function probe(env: ServerEnvironment, path: string): Promise<{ status: number; body: string }> {
+    return new Promise((resolve, reject) => {
+      https
+        .get({ host: '127.0.0.1', port: env.server.port, path, servername: env.serverName, ca: env.servingCa.certPem, agent: false }, (res) => {
+          let body = '';
+          res.on('data', (c: Buffer) => (body += c.toString('utf8')));
+          res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
+        })
+        .on('error', reject);
+    });
+  }
+
+  test('the server is not ready until the namespace, webhook and policy informers have listed, naming the one that has not', async () => {
+    // GIVEN kube-apiserver refuses the list of MutatingWebhookConfigurations (the ClusterRole lacks it)
+    const env = await startServerEnvironment({ prepareFake: (fake) => fake.admissionForbidden.add('mutating'), waitReady: false });
+    try {
+      // WHEN the server has started and the other informers have listed
+      const deadline = Date.now() + 30_000;
+      let check = await probe(env, '/readyz/informer-sync').catch(() => ({ status: 0, body: '' }));
+      while (!check.body.includes(': 1 informers') && Date.now() < deadline) {
+        await new Promise((resolve) => setTimeout(resolve, 100));
+        check = await probe(env, '/readyz/informer-sync').catch(() => ({ status: 0, body: '' }));
+      }
+
+      // THEN /readyz fails on informer-sync, which names the informer as upstream's check does
+      expect(check).toEqual({ status: 500, body: 'internal server error: 1 informers not started yet: [*v1.MutatingWebhookConfiguration]\n' });
+      const readyz = await probe(env, '/readyz?verbose');
+      expect(readyz.status).toBe(500);
+      expect(readyz.body).toContain('[-]informer-sync failed: reason withheld\n');
+      expect(readyz.body).toContain('[+]storage ok\n');
+
+      // AND once the list is allowed, the reflector's retry makes the server ready
+      env.fake.admissionForbidden.delete('mutating');
+      await env.server.waitReady(30_000);
+      expect((await probe(env, '/readyz?verbose')).body).toContain('[+]informer-sync ok\n');
+    } finally {
+      await env.stop();
+    }
+  });
+});

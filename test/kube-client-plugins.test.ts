@@ -147,9 +147,9 @@ describe('exec credential plugins', () => {
     const kubeconfig = writeKubeconfig({ 'exec-user': 'exec:\n  apiVersion: client.authentication.k8s.io/v1\n  command: ./rotating.sh' });
     const server = await startReady([`--kubeconfig=${kubeconfig}`]);
     try {
-      // Ready does not wait for the admission plugins' reflectors; the one request that may meet the
-      // revoked token must be the TokenReview, so let the six watches (auth ConfigMap, namespaces,
-      // four admissionregistration collections) open first.
+      // Ready means the reflectors have listed; each opens its watch right after. The one request
+      // that may meet the revoked token must be the TokenReview, so let the six watches (auth
+      // ConfigMap, namespaces, four admissionregistration collections) open first.
       await until(() => fake.openWatches() === 6, 'the server\'s six watches to open');
       expect(readFileSync(runs, 'utf8')).toBe('run\n');
 

@@ -236,6 +236,8 @@ export class FakeKubeApiServer {
   authorize: (spec: SubjectAccessReviewSpec) => SubjectAccessReviewStatus = () => ({ allowed: false });
   /** Answer 403 to every read of the auth ConfigMap, as without the auth-reader RoleBinding. */
   configMapForbidden = false;
+  /** Answer 403 to lists and watches of these admissionregistration collections, as without the ClusterRole's grant. */
+  readonly admissionForbidden = new Set<AdmissionConfigurationKind>();
 
   private readonly tokens = new Map<string, FakeTokenEntry>();
   private readonly configMaps: Collection;
@@ -519,7 +521,13 @@ export class FakeKubeApiServer {
     };
     const webhookMatch = /^GET \/apis\/admissionregistration\.k8s\.io\/v1\/([a-z]+)$/.exec(route);
     if (webhookMatch && Object.prototype.hasOwnProperty.call(admissionPaths, webhookMatch[1])) {
-      const collection = this.webhookConfigurations[admissionPaths[webhookMatch[1]]];
+      const kind = admissionPaths[webhookMatch[1]];
+      if (this.admissionForbidden.has(kind)) {
+        const resource = webhookMatch[1];
+        const message = `${resource}.admissionregistration.k8s.io is forbidden: User "${user.username}" cannot ${isWatch ? 'watch' : 'list'} resource "${resource}" in API group "admissionregistration.k8s.io" at the cluster scope`;
+        return this.reply(res, 403, statusBody(403, 'Forbidden', message, { group: 'admissionregistration.k8s.io', kind: resource }));
+      }
+      const collection = this.webhookConfigurations[kind];
       if (isWatch) return collection.watch(req, res, query, () => true);
       return this.reply(res, 200, collection.list(() => true));
     }

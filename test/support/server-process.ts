@@ -58,6 +58,8 @@ export interface ServerProcessOptions {
   readonly readyTimeoutMs?: number;
   /** Keep the server's stdout (JSON logs) in logLines, or send it to /dev/null (benchmarks). @default 'capture' */
   readonly logs?: 'capture' | 'discard';
+  /** Resolve once /readyz answers 200; false: as soon as the process is spawned (call waitReady()). @default true */
+  readonly waitReady?: boolean;
 }
 
 export class ServerProcess {
@@ -71,7 +73,7 @@ export class ServerProcess {
       stdio: ['ignore', options.logs === 'discard' ? 'ignore' : 'pipe', 'pipe'],
     });
     const server = new ServerProcess(child, port, options.ca, options.serverName);
-    await server.waitReady(options.readyTimeoutMs ?? 15_000);
+    if (options.waitReady ?? true) await server.waitReady(options.readyTimeoutMs ?? 15_000);
     return server;
   }
 
@@ -131,7 +133,8 @@ export class ServerProcess {
     });
   }
 
-  private async waitReady(timeoutMs: number): Promise<void> {
+  /** Resolves once GET /readyz answers 200; rejects after `timeoutMs` with the last answer. */
+  async waitReady(timeoutMs = 15_000): Promise<void> {
     const deadline = Date.now() + timeoutMs;
     let last = 'no answer yet';
     while (Date.now() < deadline) {
@@ -201,6 +204,10 @@ export interface ServerEnvironmentOptions {
   readonly logs?: 'capture' | 'discard';
   /** Where the server keeps objects: its memory, or a real etcd started for it (removed by stop()). @default 'memory' */
   readonly storage?: 'memory' | 'etcd';
+  /** Called with the stand-in before the server starts (what it answers from the first request). */
+  readonly prepareFake?: (fake: FakeKubeApiServer) => void;
+  /** Wait for the server's /readyz. @default true */
+  readonly waitReady?: boolean;
 }
 
 /**
@@ -224,6 +231,7 @@ export async function startServerEnvironment(options: ServerEnvironmentOptions =
   const fake = await FakeKubeApiServer.start();
   fake.setAuthConfigMap(FakeKubeApiServer.authConfigMapData({ clientCaPem: clientCa.certPem, requestheaderCaPem: requestheaderCa.certPem, allowedNames: options.allowedNames }));
   fake.authorize = () => ({ allowed: true, reason: 'allowed by the e2e stand-in' });
+  options.prepareFake?.(fake);
   const kubeconfig = fake.writeKubeconfig(dir);
   const port = await freePort();
   let server: ServerProcess;
@@ -244,6 +252,7 @@ export async function startServerEnvironment(options: ServerEnvironmentOptions =
       nodeArgs: options.nodeArgs,
       env: options.env,
       logs: options.logs,
+      waitReady: options.waitReady,
     });
   } catch (error) {
     await fake.stop();

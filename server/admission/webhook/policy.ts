@@ -181,6 +181,14 @@ export class WatchedPolicies implements PolicySource {
     return this.compiled;
   }
 
+  /** The two reflectors, for the `informer-sync` readiness check. */
+  informers(): { type: string; hasSynced(): boolean }[] {
+    return [
+      { type: '*v1.ValidatingAdmissionPolicy', hasSynced: () => this.policiesCollection.synced },
+      { type: '*v1.ValidatingAdmissionPolicyBinding', hasSynced: () => this.bindingsCollection.synced },
+    ];
+  }
+
   close(): void {
     this.policiesCollection.stop();
     this.bindingsCollection.stop();
