@@ -7,6 +7,7 @@ import * as https from 'node:https';
 import { AdmissionWebhookServer } from './support/admission-webhook-server';
 import { makeLeaf } from './support/pki';
 import { startServerEnvironment, type ServerEnvironment } from './support/server-process';
+import { until } from './support/until';
 
 jest.setTimeout(120_000);
 
@@ -194,12 +195,11 @@ describe('readiness: the informer-sync check', () => {
     const env = await startServerEnvironment({ prepareFake: (fake) => fake.admissionForbidden.add('mutating'), waitReady: false });
     try {
       // WHEN the server has started and the other informers have listed
-      const deadline = Date.now() + 30_000;
-      let check = await probe(env, '/readyz/informer-sync').catch(() => ({ status: 0, body: '' }));
-      while (!check.body.includes(': 1 informers') && Date.now() < deadline) {
-        await new Promise((resolve) => setTimeout(resolve, 100));
+      let check = { status: 0, body: '' };
+      await until(async () => {
         check = await probe(env, '/readyz/informer-sync').catch(() => ({ status: 0, body: '' }));
-      }
+        return check.body.includes(': 1 informers');
+      }, 'informer-sync to name one informer').catch(() => undefined);
 
       // THEN /readyz fails on informer-sync, which names the informer as upstream's check does
       expect(check).toEqual({ status: 500, body: 'internal server error: 1 informers not started yet: [*v1.MutatingWebhookConfiguration]\n' });

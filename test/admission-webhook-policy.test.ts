@@ -10,6 +10,7 @@ import { createKubeClient, type KubeClient } from '../server/kube-client';
 import { wardleAdmission, wardleRules } from '../server/registry/wardle';
 import { KubeApiServerStandIn } from './support/kube-apiserver-stand-in';
 import { FLUNDERS, RegistryServer, flunder } from './support/registry-server';
+import { until } from './support/until';
 
 jest.setTimeout(60_000);
 
@@ -19,13 +20,6 @@ let policies: WatchedPolicies;
 let namespaces: KubeNamespaceLister;
 let registry: RegistryServer;
 
-async function eventually(check: () => boolean, what: string, timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
 
 const FLUNDER_RULES = { resourceRules: [{ apiGroups: ['wardle.example.com'], apiVersions: ['v1alpha1'], operations: ['CREATE', 'UPDATE'], resources: ['flunders'] }] };
 
@@ -38,7 +32,7 @@ async function bind(name: string, policySpec: Record<string, unknown>, bindingSp
     metadata: { name: `${name}-binding` },
     spec: { policyName: name, validationActions: ['Deny'], ...bindingSpec },
   });
-  await eventually(() => {
+  await until(() => {
     const compiled = policies.policies().find((p) => p.name === name);
     return compiled !== undefined && compiled.resourceVersion === policy.metadata.resourceVersion && compiled.bindings[0]?.resourceVersion === binding.metadata.resourceVersion;
   }, `policy ${name} and its binding`);
@@ -59,7 +53,7 @@ afterEach(async () => {
   for (const kind of ['ValidatingAdmissionPolicyBinding', 'ValidatingAdmissionPolicy']) {
     for (const name of ['p', 'p-binding']) if (standIn.find(kind, name)) standIn.remove(kind, name);
   }
-  await eventually(() => policies.policies().length === 0, 'policies removed');
+  await until(() => policies.policies().length === 0, 'policies removed');
 });
 
 afterAll(async () => {
@@ -160,7 +154,7 @@ describe('ValidatingAdmissionPolicy', () => {
     const source = new WatchedPolicies(notServed, pino({ level: 'silent' }));
     try {
       // THEN it counts as listed, with no policy
-      await eventually(() => source.hasSynced(), 'the not-served source to sync');
+      await until(() => source.hasSynced(), 'the not-served source to sync');
       expect(source.policies()).toEqual([]);
     } finally {
       source.close();

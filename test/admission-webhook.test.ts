@@ -14,6 +14,7 @@ import { AdmissionWebhookServer } from './support/admission-webhook-server';
 import { KubeApiServerStandIn } from './support/kube-apiserver-stand-in';
 import { makeCa } from './support/pki';
 import { FLUNDERS, FLUNDERS_BETA, RegistryServer, flunder } from './support/registry-server';
+import { until } from './support/until';
 
 jest.setTimeout(60_000);
 
@@ -27,13 +28,6 @@ let validating: WatchedWebhookConfigurations;
 let namespaces: KubeNamespaceLister;
 let registry: RegistryServer;
 
-async function eventually(check: () => boolean, what: string, timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!check()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
 
 /** A webhook of the test server at `path` (through the service reference), for flunders by default. */
 function hook(name: string, path: string, extra: Partial<WebhookSpec> = {}): WebhookSpec {
@@ -51,7 +45,7 @@ function hook(name: string, path: string, extra: Partial<WebhookSpec> = {}): Web
 async function configure(kind: 'Mutating' | 'Validating', name: string, webhooks: WebhookSpec[]): Promise<void> {
   standIn.put({ apiVersion: 'admissionregistration.k8s.io/v1', kind: `${kind}WebhookConfiguration`, metadata: { name }, webhooks });
   const source = kind === 'Mutating' ? mutating : validating;
-  await eventually(() => webhooks.every((w) => source.webhooks().some((c) => c.spec.name === w.name && c.configurationName === name)), `configuration ${name}`);
+  await until(() => webhooks.every((w) => source.webhooks().some((c) => c.spec.name === w.name && c.configurationName === name)), `configuration ${name}`);
 }
 
 beforeAll(async () => {
@@ -81,7 +75,7 @@ afterEach(async () => {
   for (const kind of ['MutatingWebhookConfiguration', 'ValidatingWebhookConfiguration']) {
     for (const name of ['a', 'b', 'c']) if (standIn.find(kind, name)) standIn.remove(kind, name);
   }
-  await eventually(() => mutating.webhooks().length === 0 && validating.webhooks().length === 0, 'configurations removed');
+  await until(() => mutating.webhooks().length === 0 && validating.webhooks().length === 0, 'configurations removed');
   hooks.reset();
 });
 
@@ -147,7 +141,7 @@ describe('validating webhooks', () => {
   test('validating webhooks are called in parallel: the first answers only once the second was called', async () => {
     // GIVEN webhook a, first in order, that answers only after webhook b received its review (sequential calls would time a out)
     hooks.on('/a', async () => {
-      await eventually(() => hooks.calls('/b').length > 0, 'webhook b to be called', 8_000);
+      await until(() => hooks.calls('/b').length > 0, 'webhook b to be called', 8_000);
       return { allowed: true };
     });
     await configure('Validating', 'a', [hook('a.example.com', '/a', { timeoutSeconds: 10 })]);

@@ -3,6 +3,7 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { configFromKubeconfig, inClusterConfig, loadKubeClient, type KubeClient, type KubeWatchEvent } from '../server/kube-client';
 import { AUTH_CONFIGMAP_NAME, FakeKubeApiServer } from './support/fake-kube-apiserver';
+import { until } from './support/until';
 
 let fake: FakeKubeApiServer;
 let dir: string;
@@ -13,13 +14,6 @@ function track(client: KubeClient): KubeClient {
   return client;
 }
 
-async function until(condition: () => boolean, what: string, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
 
 beforeAll(async () => {
   fake = await FakeKubeApiServer.start();

@@ -455,28 +455,30 @@ describe('errors', () => {
   });
 });
 
-describe('properties', () => {
-  const schema: JSONSchemaProps = {
-    type: 'object',
-    properties: {
-      spec: {
-        type: 'object',
-        properties: {
-          replicas: int,
-          tags: { type: 'array', 'x-kubernetes-list-type': 'set', items: str },
-          args: { type: 'array', items: str },
-          ports: {
-            type: 'array',
-            'x-kubernetes-list-type': 'map',
-            'x-kubernetes-list-map-keys': ['name'],
-            items: { type: 'object', properties: { name: str, port: int } },
-          },
-          settings: { type: 'object', additionalProperties: str },
+/** The schema of the property tests: a scalar, a set, an atomic list, a keyed list and a map. */
+const PROPERTY_SCHEMA: JSONSchemaProps = {
+  type: 'object',
+  properties: {
+    spec: {
+      type: 'object',
+      properties: {
+        replicas: int,
+        tags: { type: 'array', 'x-kubernetes-list-type': 'set', items: str },
+        args: { type: 'array', items: str },
+        ports: {
+          type: 'array',
+          'x-kubernetes-list-type': 'map',
+          'x-kubernetes-list-map-keys': ['name'],
+          items: { type: 'object', properties: { name: str, port: int } },
         },
+        settings: { type: 'object', additionalProperties: str },
       },
     },
-  };
-  const fm = new FieldManager({ schema, apiVersion: 'example.com/v1' });
+  },
+};
+
+describe('properties', () => {
+  const fm = new FieldManager({ schema: PROPERTY_SCHEMA, apiVersion: 'example.com/v1' });
   const key = fc.constantFrom('a', 'b', 'c', 'd');
   const specArb = fc.record(
     {
@@ -514,7 +516,7 @@ describe('properties', () => {
           if (k === 'settings') expect(spec.settings).toEqual(expect.objectContaining(v as Obj));
         }
         const mineEntry = entries(stored).find((e) => e.manager === 'me');
-        const expected = toFieldSet(compileRootSchema(schema), thing(mine)).difference(STRIP_SET);
+        const expected = toFieldSet(compileRootSchema(PROPERTY_SCHEMA), thing(mine)).difference(STRIP_SET);
         return expected.empty() ? mineEntry === undefined : mineEntry !== undefined && FieldSet.fromFieldsV1(mineEntry.fieldsV1).equals(expected);
       }),
       { numRuns: 200 },
@@ -610,27 +612,7 @@ describe('validation of the applied object (typed/validate.go)', () => {
 });
 
 describe('property: ownership never outlives the field', () => {
-  const schema: JSONSchemaProps = {
-    type: 'object',
-    properties: {
-      spec: {
-        type: 'object',
-        properties: {
-          replicas: int,
-          tags: { type: 'array', 'x-kubernetes-list-type': 'set', items: str },
-          args: { type: 'array', items: str },
-          ports: {
-            type: 'array',
-            'x-kubernetes-list-type': 'map',
-            'x-kubernetes-list-map-keys': ['name'],
-            items: { type: 'object', properties: { name: str, port: int } },
-          },
-          settings: { type: 'object', additionalProperties: str },
-        },
-      },
-    },
-  };
-  const fm = new FieldManager({ schema, apiVersion: 'example.com/v1' });
+  const fm = new FieldManager({ schema: PROPERTY_SCHEMA, apiVersion: 'example.com/v1' });
   const key = fc.constantFrom('a', 'b', 'c');
   const specArb = fc.record(
     {

@@ -20,6 +20,7 @@ import type { Storage } from '../server/storage/types';
 import { EtcdProcess } from './support/etcd';
 import { makeCa, makeLeaf, makeServerCert, TestCa, TestCertificate } from './support/pki';
 import { FakeAuth, memoryLogger, request, Response } from './support/shell-fakes';
+import { until } from './support/until';
 
 /**
  * Flow control and timeouts against the real server shell and registry, built in-process (delegated
@@ -85,13 +86,6 @@ function gatedStorage(memory: MemoryStorage, gates: Gates): Storage {
   });
 }
 
-async function until(condition: () => boolean, what: string, timeoutMs = 20_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 20));
-  }
-}
 
 let dir: string;
 let servingCa: TestCa;

@@ -14,6 +14,7 @@ import * as path from 'node:path';
 import { FakeKubeApiServer } from './support/fake-kube-apiserver';
 import { makeCa, makeLeaf, type TestCa } from './support/pki';
 import { freePort, serverBundle, ServerProcess } from './support/server-process';
+import { until } from './support/until';
 
 const SERVER_NAME = 'wardle-apiserver.wardle.svc';
 let fake: FakeKubeApiServer;
@@ -80,13 +81,6 @@ async function startReady(extra: string[], env: NodeJS.ProcessEnv = {}): Promise
   return ServerProcess.start({ args: serverArgs(await freePort(), extra), ca: servingCa.certPem, serverName: SERVER_NAME, env, readyTimeoutMs: 30_000 });
 }
 
-async function until(condition: () => boolean, what: string, timeoutMs = 30_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 50));
-  }
-}
 
 describe('exec credential plugins', () => {
   test.each(['client.authentication.k8s.io/v1', 'client.authentication.k8s.io/v1beta1'])('the token a %s plugin prints is what the server sends', async (apiVersion) => {

@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { makeCa, makeLeaf } from './support/pki';
 import { freePort, serverBundle } from './support/server-process';
+import { until } from './support/until';
 
 /** Accepts TCP connections and never writes a byte. */
 async function silentPeer(): Promise<{ port: number; accepted: () => number; close: () => void }> {
@@ -60,13 +61,6 @@ function kubeconfigFor(port: number): string {
   return file;
 }
 
-async function until(condition: () => boolean, what: string, timeoutMs = 30_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 20));
-  }
-}
 
 /** Starts the built server, waits until `waitingOn` has accepted its connection, sends `signal`, and returns how it ended. */
 async function signalDuringStartup(signal: NodeJS.Signals, extraArgs: string[], waitingOn: { accepted: () => number }, kubeApiserverPort: number) {

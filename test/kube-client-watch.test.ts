@@ -10,6 +10,7 @@ import { tmpdir } from 'node:os';
 import * as path from 'node:path';
 import { loadKubeClient, type KubeClient, type KubeWatchEvent } from '../server/kube-client';
 import { AUTH_CONFIGMAP_NAME, FakeKubeApiServer } from './support/fake-kube-apiserver';
+import { until } from './support/until';
 
 const CM_PATH = `/api/v1/namespaces/kube-system/configmaps?fieldSelector=${encodeURIComponent(`metadata.name=${AUTH_CONFIGMAP_NAME}`)}`;
 
@@ -96,13 +97,6 @@ function clientThroughProxy(watchIdleTimeoutMs: number): KubeClient {
   return client;
 }
 
-async function until(condition: () => boolean, what: string, timeoutMs = 15_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((r) => setTimeout(r, 10));
-  }
-}
 
 test('a watch whose peer goes silent is re-established after the idle timeout, from its resourceVersion (no relist)', async () => {
   // GIVEN a running watch through the proxy, with a 1 s idle timeout

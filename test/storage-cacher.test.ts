@@ -18,6 +18,7 @@ import {
   WatchCallbacks,
 } from '../server/storage/types';
 import { EtcdProcess } from './support/etcd';
+import { until } from './support/until';
 
 const logger = pino({ level: 'silent' });
 
@@ -26,13 +27,6 @@ function obj(name: string, extra: Record<string, unknown> = {}): Record<string, 
 }
 
 /** Polls `condition` until it holds, failing after `timeoutMs`. */
-async function until(condition: () => boolean, what: string, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 5));
-  }
-}
 
 interface SpiedWatch {
   readonly prefix: string;

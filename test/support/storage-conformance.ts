@@ -26,6 +26,7 @@ import {
   StoredValue,
   TooLargeRevisionError,
 } from '../../server/storage/types';
+import { until } from './until';
 
 /** The key prefixes the suite writes under: a cache in front of the store must cover them. */
 export const CONFORMANCE_RESOURCE_PREFIXES: readonly string[] = ['/flunders/', '/fischers/'];
@@ -66,13 +67,9 @@ function isDeepFrozen(value: unknown): boolean {
   return Object.isFrozen(value) && Object.values(value as object).every(isDeepFrozen);
 }
 
-/** Polls `condition` until it holds or the deadline passes (then fails naming `what`). */
-async function waitUntil(condition: () => boolean, what: string, timeoutMs = DELIVERY_DEADLINE_MS): Promise<void> {
-  const deadline = Date.now() + timeoutMs;
-  while (!condition()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 5));
-  }
+/** Polls `condition` until it holds or the stores' delivery deadline passes (then fails naming `what`). */
+function waitUntil(condition: () => boolean, what: string, timeoutMs = DELIVERY_DEADLINE_MS): Promise<void> {
+  return until(condition, what, timeoutMs, 5);
 }
 
 /** Sleeps; only to give a store the chance to do what it must not (never to wait for a result). */
