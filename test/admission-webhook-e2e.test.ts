@@ -6,6 +6,7 @@
 import * as https from 'node:https';
 import { AdmissionWebhookServer } from './support/admission-webhook-server';
 import { makeLeaf } from './support/pki';
+import { request as plainRequest } from './support/shell-fakes';
 import { startServerEnvironment, type ServerEnvironment } from './support/server-process';
 import { until } from './support/until';
 
@@ -177,18 +178,8 @@ describe('--disable-admission-plugins', () => {
 });
 
 describe('readiness: the informer-sync check', () => {
-  /** GET `path` anonymously, as the kubelet's probe does: status and plain-text body. */
-  function probe(env: ServerEnvironment, path: string): Promise<{ status: number; body: string }> {
-    return new Promise((resolve, reject) => {
-      https
-        .get({ host: '127.0.0.1', port: env.server.port, path, servername: env.serverName, ca: env.servingCa.certPem, agent: false }, (res) => {
-          let body = '';
-          res.on('data', (c: Buffer) => (body += c.toString('utf8')));
-          res.on('end', () => resolve({ status: res.statusCode ?? 0, body }));
-        })
-        .on('error', reject);
-    });
-  }
+  /** GET `path` anonymously, as the kubelet's probe does. */
+  const probe = (env: ServerEnvironment, path: string) => plainRequest(env.server.port, path, { ca: env.servingCa.certPem, servername: env.serverName });
 
   test('the server is not ready until the namespace, webhook and policy informers have listed, naming the one that has not', async () => {
     // GIVEN kube-apiserver refuses the list of MutatingWebhookConfigurations (the ClusterRole lacks it)
@@ -197,8 +188,9 @@ describe('readiness: the informer-sync check', () => {
       // WHEN the server has started and the other informers have listed
       let check = { status: 0, body: '' };
       await until(async () => {
-        check = await probe(env, '/readyz/informer-sync').catch(() => ({ status: 0, body: '' }));
-        return check.body.includes(': 1 informers');
+        const { status, body } = await probe(env, '/readyz/informer-sync').catch(() => check);
+        check = { status, body };
+        return body.includes(': 1 informers');
       }, 'informer-sync to name one informer').catch(() => undefined);
 
       // THEN /readyz fails on informer-sync, which names the informer as upstream's check does

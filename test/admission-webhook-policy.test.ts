@@ -20,7 +20,6 @@ let policies: WatchedPolicies;
 let namespaces: KubeNamespaceLister;
 let registry: RegistryServer;
 
-
 const FLUNDER_RULES = { resourceRules: [{ apiGroups: ['wardle.example.com'], apiVersions: ['v1alpha1'], operations: ['CREATE', 'UPDATE'], resources: ['flunders'] }] };
 
 /** Stores a policy and its binding, and waits until the plugin has compiled these very versions of both. */

@@ -28,7 +28,6 @@ let validating: WatchedWebhookConfigurations;
 let namespaces: KubeNamespaceLister;
 let registry: RegistryServer;
 
-
 /** A webhook of the test server at `path` (through the service reference), for flunders by default. */
 function hook(name: string, path: string, extra: Partial<WebhookSpec> = {}): WebhookSpec {
   return {

@@ -14,7 +14,6 @@ function track(client: KubeClient): KubeClient {
   return client;
 }
 
-
 beforeAll(async () => {
   fake = await FakeKubeApiServer.start();
 });

@@ -86,7 +86,6 @@ function gatedStorage(memory: MemoryStorage, gates: Gates): Storage {
   });
 }
 
-
 let dir: string;
 let servingCa: TestCa;
 let bob: TestCertificate;

@@ -81,7 +81,6 @@ async function startReady(extra: string[], env: NodeJS.ProcessEnv = {}): Promise
   return ServerProcess.start({ args: serverArgs(await freePort(), extra), ca: servingCa.certPem, serverName: SERVER_NAME, env, readyTimeoutMs: 30_000 });
 }
 
-
 describe('exec credential plugins', () => {
   test.each(['client.authentication.k8s.io/v1', 'client.authentication.k8s.io/v1beta1'])('the token a %s plugin prints is what the server sends', async (apiVersion) => {
     // GIVEN a plugin (named relative to the kubeconfig, with args and env from it) that prints an

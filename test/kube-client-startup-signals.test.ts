@@ -61,7 +61,6 @@ function kubeconfigFor(port: number): string {
   return file;
 }
 
-
 /** Starts the built server, waits until `waitingOn` has accepted its connection, sends `signal`, and returns how it ended. */
 async function signalDuringStartup(signal: NodeJS.Signals, extraArgs: string[], waitingOn: { accepted: () => number }, kubeApiserverPort: number) {
   const child = spawn(

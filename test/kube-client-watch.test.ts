@@ -97,7 +97,6 @@ function clientThroughProxy(watchIdleTimeoutMs: number): KubeClient {
   return client;
 }
 
-
 test('a watch whose peer goes silent is re-established after the idle timeout, from its resourceVersion (no relist)', async () => {
   // GIVEN a running watch through the proxy, with a 1 s idle timeout
   fake.setAuthConfigMap({ v: 'before' });

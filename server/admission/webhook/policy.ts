@@ -21,6 +21,7 @@ import type { AdmissionAttributes, AdmissionPlugin } from '../types';
 import { labelSelectorMatcher, type FailurePolicy, type LabelMatcher, type LabelSelector, type MatchCondition, type MatchPolicy, type RuleWithOperations } from './configuration';
 import { admissionName, admissionRequest, celInput, evaluateCel, evaluateMatchConditions, labelsOf, matchNamespaceSelector, ruleMatches } from './dispatcher';
 import { ReflectedCollection, type Named, type NamespaceLabels, type WarnLogger, type WatchingClient } from './source';
+import type { SyncedInformer } from '../../health';
 
 export const VALIDATING_ADMISSION_POLICIES = '/apis/admissionregistration.k8s.io/v1/validatingadmissionpolicies';
 export const VALIDATING_ADMISSION_POLICY_BINDINGS = '/apis/admissionregistration.k8s.io/v1/validatingadmissionpolicybindings';
@@ -182,7 +183,7 @@ export class WatchedPolicies implements PolicySource {
   }
 
   /** The two reflectors, for the `informer-sync` readiness check. */
-  informers(): { type: string; hasSynced(): boolean }[] {
+  informers(): SyncedInformer[] {
     return [
       { type: '*v1.ValidatingAdmissionPolicy', hasSynced: () => this.policiesCollection.synced },
       { type: '*v1.ValidatingAdmissionPolicyBinding', hasSynced: () => this.bindingsCollection.synced },
