@@ -524,14 +524,27 @@ async function benchStore(store: Store): Promise<StoreResult> {
   }
 }
 
+/**
+ * The machine's CPU time so far by /proc/stat's first line: all of it and the share the hypervisor gave to other
+ * guests (steal). On a shared VM steal moves req/s by tens of percent between runs of one build; the report says it.
+ */
+function machineCpuTicks(): { total: number; steal: number } {
+  const fields = fs.readFileSync('/proc/stat', 'utf8').split('\n', 1)[0].trim().split(/\s+/).slice(1, 9).map(Number);
+  return { total: fields.reduce((a, b) => a + b, 0), steal: fields[7] ?? 0 };
+}
+const ticksAtStart = machineCpuTicks();
+
 const mib = (kib: number): string => (kib / 1024).toFixed(1);
 const verdict = (ok: boolean): string => (ok ? 'met' : 'MISSED');
 
 function report(results: readonly StoreResult[]): string {
   const load = os.loadavg().map((l) => l.toFixed(1)).join(' ');
+  const ticks = machineCpuTicks();
+  const steal = (100 * (ticks.steal - ticksAtStart.steal)) / Math.max(1, ticks.total - ticksAtStart.total);
   const out = [
     `Run ${new Date().toISOString()} on ${os.cpus().length} × ${os.cpus()[0]?.model.trim()}, Node ${process.version}, ${wrkVersion()}; ` +
-      `wrk -t1 -c${CONNECTIONS} --latency, ${SECONDS} s per measurement after ${WARMUP_SECONDS} s warm-up, median of ${ROUNDS} rounds; load average at the end ${load}.`,
+      `wrk -t1 -c${CONNECTIONS} --latency, ${SECONDS} s per measurement after ${WARMUP_SECONDS} s warm-up, median of ${ROUNDS} rounds; load average at the end ${load}; ` +
+      `CPU time stolen by the hypervisor during the run ${steal.toFixed(1)}%.`,
     '',
     '| store | request | response | server req/s | p50 ms | p99 ms | errors | bare req/s | bare p99 ms | server / bare (each round) | CPU µs/request server; bare; bare / server | target |',
     '|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|',
