@@ -526,7 +526,7 @@ async function benchStore(store: Store): Promise<StoreResult> {
 
 /**
  * The machine's CPU time so far by /proc/stat's first line: all of it and the share the hypervisor gave to other
- * guests (steal). On a shared VM steal moves req/s by tens of percent between runs of one build; the report says it.
+ * guests (steal). Steal takes CPU from a run without showing in the load average; the report says how much there was.
  */
 function machineCpuTicks(): { total: number; steal: number } {
   const fields = fs.readFileSync('/proc/stat', 'utf8').split('\n', 1)[0].trim().split(/\s+/).slice(1, 9).map(Number);
