@@ -91,6 +91,17 @@ describe('create', () => {
     expect(wrongKind.body.message).toBe('the kind in the data (Fischer) does not match the expected kind (Flunder)');
   });
 
+  test('fails with 400, not 500, when apiVersion or kind is not a string', async () => {
+    // An object whose toString is not a function made String() throw: found by fuzz-request-parsing (seed 1357534718).
+    const objectKind = await server.post(FLUNDERS, { ...flunder('x'), kind: { toString: '' } });
+    expect(objectKind.status).toBe(400);
+    expect(objectKind.body).toMatchObject({ kind: 'Status', reason: 'BadRequest', code: 400 });
+    expect(objectKind.body.message).toBe("couldn't get version/kind; json parse error: json: cannot unmarshal object into Go struct field .kind of type string");
+    const numberVersion = await server.post(FLUNDERS, { ...flunder('x'), apiVersion: 1 });
+    expect(numberVersion.status).toBe(400);
+    expect(numberVersion.body.message).toBe("couldn't get version/kind; json parse error: json: cannot unmarshal number into Go struct field .apiVersion of type string");
+  });
+
   test('fails with 400 BadRequest for malformed JSON and for a non-object body', async () => {
     const malformed = await server.request('POST', FLUNDERS, { raw: '{"metadata": {"name": "x"' });
     expect(malformed.status).toBe(400);

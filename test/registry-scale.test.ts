@@ -181,12 +181,15 @@ describe('scale subresource', () => {
     // WHEN a Deployment or a Scale named otherwise is put
     const wrongKind = await server.put(`${WIDGETS}/w7/scale`, { apiVersion: 'apps/v1', kind: 'Deployment', metadata: { name: 'w7' }, spec: { replicas: 2 } });
     const wrongName = await server.put(`${WIDGETS}/w7/scale`, { apiVersion: 'autoscaling/v1', kind: 'Scale', metadata: { name: 'other' }, spec: { replicas: 2 } });
+    const objectKind = await server.put(`${WIDGETS}/w7/scale`, { apiVersion: 'autoscaling/v1', kind: { toString: '' }, metadata: { name: 'w7' }, spec: { replicas: 2 } });
 
     // THEN 400 naming what does not match
     expect(wrongKind.status).toBe(400);
     expect(wrongKind.body.message).toBe('the API version in the data (apps/v1) does not match the expected API version (autoscaling/v1)');
     expect(wrongName.status).toBe(400);
     expect(wrongName.body.message).toBe('the name of the object (other) does not match the name on the URL (w7)');
+    expect(objectKind.status).toBe(400);
+    expect(objectKind.body.message).toBe("couldn't get version/kind; json parse error: json: cannot unmarshal object into Go struct field .kind of type string");
   });
 
   test('fails a server-side apply of the Scale with 415 naming the patch types scale accepts', async () => {

@@ -90,6 +90,11 @@ function itemElementAt(list: ListType, item: JsonValue, index: number, path: Pat
   }
 }
 
+/** A value for Go's %v in a message: String() throws on an object whose toString is not a function. */
+function goValueText(value: unknown): string {
+  return typeof value === 'object' && value !== null ? JSON.stringify(value) : String(value);
+}
+
 // ---------------------------------------------------------------------------------------------
 // ToFieldSet
 
@@ -582,10 +587,10 @@ function validateWalk(node: TypeNode, value: unknown, path: PathElement[], error
       if (typeof value !== 'number') errors.push({ path: where(), message: `expected numeric (int or float), got ${typeof value === 'boolean' ? 'bool' : 'string'}` });
       return;
     case 'string':
-      if (typeof value !== 'string') errors.push({ path: where(), message: `expected string, got &value.valueUnstructured{Value:${String(value)}}` });
+      if (typeof value !== 'string') errors.push({ path: where(), message: `expected string, got &value.valueUnstructured{Value:${goValueText(value)}}` });
       return;
     case 'boolean':
-      if (typeof value !== 'boolean') errors.push({ path: where(), message: `expected boolean, got &{${String(value)}}` });
+      if (typeof value !== 'boolean') errors.push({ path: where(), message: `expected boolean, got &{${goValueText(value)}}` });
       return;
     default:
       return;

@@ -67,7 +67,7 @@ const YAML_OPTIONS: YAML.ParseOptions & YAML.DocumentOptions & YAML.SchemaOption
 };
 
 /** What Go's json.Unmarshal calls a JSON value that is not an object, for its "cannot unmarshal" error. */
-function jsonTypeName(value: unknown): string {
+export function jsonTypeName(value: unknown): string {
   if (Array.isArray(value)) return 'array';
   if (typeof value === 'string') return 'string';
   if (typeof value === 'number' || typeof value === 'bigint') return 'number';

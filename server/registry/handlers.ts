@@ -8,7 +8,7 @@ import type { StoredValue } from '../storage/types';
 import { errors } from '../status';
 import { parseBody, readBody, readObject } from './body';
 import type { KindCodec } from './codec';
-import { ApplyRequest, FIELD_MANAGER_MAX_BYTES, applyConfiguration, decodeApplyPatch, isPrintable, managerOrUserAgent, strictApplyWarnings } from './apply';
+import { ApplyRequest, FIELD_MANAGER_MAX_BYTES, applyConfiguration, decodeApplyPatch, isPrintable, jsonTypeName, managerOrUserAgent, strictApplyWarnings } from './apply';
 import { FieldError, fieldErrors } from './field-errors';
 import { parseListQuery, parseResourceVersion, selectorFilter } from './list-options';
 import type { Meta } from './metadata';
@@ -319,8 +319,19 @@ export async function watchObjects(scope: RequestScope, deps: HandlerDeps): Prom
 
 // ---- incoming objects --------------------------------------------------------------------------
 
+/** 400 when a body's `apiVersion` or `kind` is not a string, as the JSON serializer's type-meta decoding (SimpleMetaFactory.Interpret) answers. */
+export function checkTypeMetaStrings(body: Record<string, unknown>): void {
+  for (const field of ['apiVersion', 'kind'] as const) {
+    const value = body[field];
+    if (value !== undefined && value !== null && typeof value !== 'string') {
+      throw errors.badRequest(`couldn't get version/kind; json parse error: json: cannot unmarshal ${jsonTypeName(value)} into Go struct field .${field} of type string`);
+    }
+  }
+}
+
 /** Checks `apiVersion`/`kind` of a body against the endpoint (400 on a mismatch) and fills them in when absent. */
 function withExpectedTypeMeta(scope: RequestScope, body: KubeObject): KubeObject {
+  checkTypeMetaStrings(body);
   const expectedApiVersion = scope.codec.apiVersion(scope.version.name);
   if (body.apiVersion !== undefined && body.apiVersion !== '' && body.apiVersion !== expectedApiVersion) {
     throw errors.badRequest(`the API version in the data (${String(body.apiVersion)}) does not match the expected API version (${expectedApiVersion})`);
