@@ -10,7 +10,9 @@
  *   the bare server answers each with bytes of the same size (the server's own answer).
  * Then: 500 watchers all notified of one write; RSS idle and with 10,000 Flunders stored.
  * On etcd also the write ceiling: raw etcd puts with the `etcd3` client the server uses, 50 in
- * flight, and CREATE as a ratio to it.
+ * flight, and CREATE as a ratio to it; and the ceiling of any HTTPS server that writes through
+ * that client on this machine: a `node:https` server whose only work per POST is one etcd3 put of
+ * the body, under the same wrk load as CREATE (HTTP, TLS and the client, without an API server).
  *
  * Every scenario runs BENCH_ROUNDS times (bare, then server, alternating); the tables give the
  * medians (the ratio is the median of each round's ratio).
@@ -204,6 +206,46 @@ server.listen(Number(port), '127.0.0.1', () => process.stdout.write('ready\\n'))
 process.on('SIGTERM', () => process.exit(0));
 `;
 
+/** The put-only front: node:https answering each POST with its body after one etcd3 put of it (under a key of its own). */
+const PUT_FRONT_SERVER = `
+const https = require('node:https');
+const fs = require('node:fs');
+const [certFile, keyFile, port, etcd3Path, etcdUrl] = process.argv.slice(1);
+const client = new (require(etcd3Path).Etcd3)({ hosts: etcdUrl });
+let counter = 0;
+const server = https.createServer({ cert: fs.readFileSync(certFile), key: fs.readFileSync(keyFile), keepAliveTimeout: 90000 }, (req, res) => {
+  const chunks = [];
+  req.on('data', (chunk) => chunks.push(chunk));
+  req.on('end', () => {
+    const body = Buffer.concat(chunks);
+    client.put('/bench-front/' + counter++).value(body).then(
+      () => {
+        res.writeHead(201, { 'Content-Type': 'application/json', 'Content-Length': body.length });
+        res.end(body);
+      },
+      (error) => {
+        res.writeHead(500);
+        res.end(String(error));
+      },
+    );
+  });
+});
+server.listen(Number(port), '127.0.0.1', () => process.stdout.write('ready\\n'));
+process.on('SIGTERM', () => process.exit(0));
+`;
+
+async function startPutFront(env: ServerEnvironment, etcd: EtcdProcess): Promise<{ child: ChildProcess; port: number }> {
+  const port = await freePort();
+  const child = spawn(process.execPath, ['-e', PUT_FRONT_SERVER, path.join(env.dir, 'tls.crt'), path.join(env.dir, 'tls.key'), String(port), require.resolve('etcd3'), etcd.clientUrl], {
+    stdio: ['ignore', 'pipe', 'inherit'],
+  });
+  await new Promise<void>((resolve, reject) => {
+    child.stdout!.once('data', () => resolve());
+    child.once('exit', (code) => reject(new Error(`the put-only front exited: ${code}`)));
+  });
+  return { child, port };
+}
+
 async function startBare(env: ServerEnvironment, bodies: Record<string, string>): Promise<{ child: ChildProcess; port: number }> {
   const bodiesFile = path.join(scriptDir, `bodies-${++scriptCounter}.json`);
   fs.writeFileSync(bodiesFile, JSON.stringify(bodies));
@@ -394,6 +436,10 @@ interface StoreResult {
   readonly rows: { scenario: Scenario; bytes: number; server: Measurement; bare: Measurement; ratio: number; rounds: number[]; cpuRatio: number }[];
   readonly rawPuts?: Measurement;
   readonly createToRawPuts?: number;
+  /** The put-only front under CREATE's load, and CREATE and the front as ratios (median of each round's). */
+  readonly putFront?: Measurement;
+  readonly createToPutFront?: number;
+  readonly putFrontToRawPuts?: number;
   readonly fanOut: { allMs: number; p50Ms: number; setupMs: number }[];
   /** 1 s after start. */
   readonly startedRssKiB: number;
@@ -414,6 +460,7 @@ async function benchStore(store: Store): Promise<StoreResult> {
   const etcd = store === 'etcd' ? await EtcdProcess.start() : undefined;
   let env: ServerEnvironment | undefined;
   let bare: { child: ChildProcess; port: number } | undefined;
+  let putFront: { child: ChildProcess; port: number } | undefined;
   try {
     env = await startServerEnvironment({
       logs: 'discard',
@@ -476,6 +523,9 @@ async function benchStore(store: Store): Promise<StoreResult> {
 
     const rounds = new Map<string, { server: Measurement[]; bare: Measurement[] }>(scenarios.map((s) => [s.name, { server: [], bare: [] }]));
     const raw: Measurement[] = [];
+    const front: Measurement[] = [];
+    const createScenario = scenarios.find((s) => s.method === 'POST');
+    if (etcd && createScenario) putFront = await startPutFront(env, etcd);
     let afterReadsRssKiB = 0;
     for (let round = 0; round < ROUNDS; round++) {
       for (const s of scenarios) {
@@ -493,6 +543,11 @@ async function benchStore(store: Store): Promise<StoreResult> {
       if (etcd && scenarios.some((s) => s.method === 'POST')) {
         raw.push(await rawEtcdPuts(etcd, SECONDS, round));
         process.stderr.write(`${store} round ${round + 1}/${ROUNDS} raw etcd puts: ${raw.at(-1)!.rps.toFixed(0)}/s\n`);
+      }
+      if (putFront && createScenario) {
+        await runWrk(putFront.child.pid!, putFront.port, createScenario, undefined, WARMUP_SECONDS);
+        front.push(await runWrk(putFront.child.pid!, putFront.port, createScenario, undefined, SECONDS));
+        process.stderr.write(`${store} round ${round + 1}/${ROUNDS} put-only front: ${front.at(-1)!.rps.toFixed(0)}/s\n`);
       }
     }
     if (afterReadsRssKiB === 0) {
@@ -516,9 +571,13 @@ async function benchStore(store: Store): Promise<StoreResult> {
     const create = rounds.get('CREATE a Flunder');
     const rawPuts = raw.length > 0 ? medianMeasurement(raw) : undefined;
     const createToRawPuts = create && raw.length > 0 ? median(create.server.map((m, i) => m.rps / raw[i].rps)) : undefined;
-    return { store, rows, rawPuts, createToRawPuts, fanOut, startedRssKiB, idleRssKiB, populatedRssKiB, settledRssKiB, replicaRssKiB, afterReadsRssKiB };
+    const putFrontResult = front.length > 0 ? medianMeasurement(front) : undefined;
+    const createToPutFront = create && front.length > 0 ? median(create.server.map((m, i) => m.rps / front[i].rps)) : undefined;
+    const putFrontToRawPuts = front.length > 0 && raw.length > 0 ? median(front.map((m, i) => m.rps / raw[i].rps)) : undefined;
+    return { store, rows, rawPuts, createToRawPuts, putFront: putFrontResult, createToPutFront, putFrontToRawPuts, fanOut, startedRssKiB, idleRssKiB, populatedRssKiB, settledRssKiB, replicaRssKiB, afterReadsRssKiB };
   } finally {
     bare?.child.kill('SIGTERM');
+    putFront?.child.kill('SIGTERM');
     await env?.stop();
     await etcd?.remove();
   }
@@ -554,7 +613,8 @@ function report(results: readonly StoreResult[]): string {
       const isCreate = row.scenario.method === 'POST';
       const target = isCreate
         ? r.createToRawPuts !== undefined
-          ? `≥ 0.6× raw etcd puts: ${r.createToRawPuts.toFixed(2)}× ${verdict(r.createToRawPuts >= 0.6)}`
+          ? `≥ 0.6× raw etcd puts: ${r.createToRawPuts.toFixed(2)}× ${verdict(r.createToRawPuts >= 0.6)}` +
+            (r.createToPutFront !== undefined ? `; ${r.createToPutFront.toFixed(2)}× the put-only front` : '')
           : '(ceiling: raw etcd puts, etcd only)'
         : row.scenario.name.startsWith('GET')
           ? `≥ 0.5×, p99 < 20 ms: ${verdict(row.ratio >= 0.5 && row.server.p99Ms < 20)}`
@@ -565,6 +625,12 @@ function report(results: readonly StoreResult[]): string {
     }
     if (r.rawPuts) {
       out.push(`| ${r.store} | raw etcd puts (etcd3, ${CONNECTIONS} in flight) | | ${r.rawPuts.rps.toFixed(0)} | ${r.rawPuts.p50Ms.toFixed(1)} | ${r.rawPuts.p99Ms.toFixed(1)} | ${r.rawPuts.errors} | | | | | the write ceiling |`);
+    }
+    if (r.putFront) {
+      const f = r.putFront;
+      out.push(
+        `| ${r.store} | put-only front: node:https, one etcd3 put per POST (wrk, CREATE's load) | | ${f.rps.toFixed(0)} | ${f.p50Ms.toFixed(1)} | ${f.p99Ms.toFixed(1)} | ${f.errors} | | | ${r.putFrontToRawPuts !== undefined ? `${r.putFrontToRawPuts.toFixed(2)}× raw etcd puts` : ''} | ${f.cpuUsPerRequest.toFixed(0)} | the ceiling of an HTTPS server writing through this client |`,
+      );
     }
   }
   out.push('', `| store | ${WATCHERS} watchers: all saw one write (median of rounds; each round) | median watcher | opening the streams | RSS idle (1 s after start; 30 s) | RSS with ${STORED.toLocaleString('en-US')} Flunders (right after populating; settled, idle; after the read load) |`, '|---|---:|---:|---:|---:|---:|');
