@@ -102,6 +102,19 @@ describe('create', () => {
     expect(numberVersion.body.message).toBe("couldn't get version/kind; json parse error: json: cannot unmarshal number into Go struct field .apiVersion of type string");
   });
 
+  test('reads a null apiVersion or kind as empty, as Go decodes JSON null into a string, and fills both in', async () => {
+    // WHEN a create and then an update name neither (null)
+    const created = await server.post(FLUNDERS, { ...flunder('nulled'), apiVersion: null, kind: null });
+    const updated = await server.put(`${FLUNDERS}/nulled`, { ...created.body, apiVersion: null, kind: null, spec: { reference: 'other' } });
+
+    // THEN both succeed, answered and stored with the endpoint's apiVersion and kind
+    expect(created.status).toBe(201);
+    expect(created.body).toMatchObject({ apiVersion: 'wardle.example.com/v1alpha1', kind: 'Flunder' });
+    expect(updated.status).toBe(200);
+    expect(updated.body).toMatchObject({ apiVersion: 'wardle.example.com/v1alpha1', kind: 'Flunder', spec: { reference: 'other' } });
+    expect((await server.get(`${FLUNDERS}/nulled`)).body).toMatchObject({ apiVersion: 'wardle.example.com/v1alpha1', kind: 'Flunder' });
+  });
+
   test('fails with 400 BadRequest for malformed JSON and for a non-object body', async () => {
     const malformed = await server.request('POST', FLUNDERS, { raw: '{"metadata": {"name": "x"' });
     expect(malformed.status).toBe(400);

@@ -319,25 +319,32 @@ export async function watchObjects(scope: RequestScope, deps: HandlerDeps): Prom
 
 // ---- incoming objects --------------------------------------------------------------------------
 
-/** 400 when a body's `apiVersion` or `kind` is not a string, as the JSON serializer's type-meta decoding (SimpleMetaFactory.Interpret) answers. */
-export function checkTypeMetaStrings(body: Record<string, unknown>): void {
-  for (const field of ['apiVersion', 'kind'] as const) {
+/**
+ * A body's `apiVersion` and `kind` as the JSON serializer's type-meta decoding
+ * (SimpleMetaFactory.Interpret) reads them into Go strings: absent or `null` → "" (what the endpoint
+ * then defaults), any other non-string → 400.
+ */
+export function decodeTypeMeta(body: Record<string, unknown>): { readonly apiVersion: string; readonly kind: string } {
+  const read = (field: 'apiVersion' | 'kind'): string => {
     const value = body[field];
-    if (value !== undefined && value !== null && typeof value !== 'string') {
+    if (value === undefined || value === null) return '';
+    if (typeof value !== 'string') {
       throw errors.badRequest(`couldn't get version/kind; json parse error: json: cannot unmarshal ${jsonTypeName(value)} into Go struct field .${field} of type string`);
     }
-  }
+    return value;
+  };
+  return { apiVersion: read('apiVersion'), kind: read('kind') };
 }
 
-/** Checks `apiVersion`/`kind` of a body against the endpoint (400 on a mismatch) and fills them in when absent. */
+/** Checks `apiVersion`/`kind` of a body against the endpoint (400 on a mismatch) and fills them in when empty. */
 function withExpectedTypeMeta(scope: RequestScope, body: KubeObject): KubeObject {
-  checkTypeMetaStrings(body);
+  const { apiVersion, kind } = decodeTypeMeta(body);
   const expectedApiVersion = scope.codec.apiVersion(scope.version.name);
-  if (body.apiVersion !== undefined && body.apiVersion !== '' && body.apiVersion !== expectedApiVersion) {
-    throw errors.badRequest(`the API version in the data (${String(body.apiVersion)}) does not match the expected API version (${expectedApiVersion})`);
+  if (apiVersion !== '' && apiVersion !== expectedApiVersion) {
+    throw errors.badRequest(`the API version in the data (${apiVersion}) does not match the expected API version (${expectedApiVersion})`);
   }
-  if (body.kind !== undefined && body.kind !== '' && body.kind !== scope.codec.kind) {
-    throw errors.badRequest(`the kind in the data (${String(body.kind)}) does not match the expected kind (${scope.codec.kind})`);
+  if (kind !== '' && kind !== scope.codec.kind) {
+    throw errors.badRequest(`the kind in the data (${kind}) does not match the expected kind (${scope.codec.kind})`);
   }
   return scope.codec.withTypeMeta(body, scope.version.name);
 }

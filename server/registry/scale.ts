@@ -6,7 +6,7 @@ import { managerOrUserAgent } from './apply';
 import { parseBody, readBody, readObject } from './body';
 import { FieldError, fieldErrors } from './field-errors';
 import { parseResourceVersion } from './list-options';
-import { checkNesting, checkObjectPath, checkTypeMetaStrings, contextOf, parseWriteQuery, RequestScope, sendJson } from './handlers';
+import { checkNesting, checkObjectPath, contextOf, decodeTypeMeta, parseWriteQuery, RequestScope, sendJson } from './handlers';
 import { JSON_PATCH, MERGE_PATCH, applyObjectPatch, checkPatch } from './patch';
 import { KubeObject, isObject } from './rules';
 import { objectTable, parseIncludeObject } from './table';
@@ -150,12 +150,12 @@ function scaleBody(scope: RequestScope, scale: Scale): Buffer {
 /** Checks a Scale sent by a client: autoscaling/v1 Scale, its name the URL's, spec.replicas an int32. */
 function checkIncomingScale(scope: RequestScope, body: unknown): { replicas: number; resourceVersion: string } {
   if (!isObject(body)) throw errors.badRequest('the body of the request must be an autoscaling/v1 Scale object');
-  checkTypeMetaStrings(body);
-  if (body.apiVersion !== undefined && body.apiVersion !== '' && body.apiVersion !== SCALE_API_VERSION) {
-    throw errors.badRequest(`the API version in the data (${String(body.apiVersion)}) does not match the expected API version (${SCALE_API_VERSION})`);
+  const { apiVersion, kind } = decodeTypeMeta(body);
+  if (apiVersion !== '' && apiVersion !== SCALE_API_VERSION) {
+    throw errors.badRequest(`the API version in the data (${apiVersion}) does not match the expected API version (${SCALE_API_VERSION})`);
   }
-  if (body.kind !== undefined && body.kind !== '' && body.kind !== SCALE_KIND) {
-    throw errors.badRequest(`the kind in the data (${String(body.kind)}) does not match the expected kind (${SCALE_KIND})`);
+  if (kind !== '' && kind !== SCALE_KIND) {
+    throw errors.badRequest(`the kind in the data (${kind}) does not match the expected kind (${SCALE_KIND})`);
   }
   const meta = isObject(body.metadata) ? body.metadata : {};
   if (meta.name !== undefined && meta.name !== scope.info.name) {
