@@ -306,6 +306,41 @@ describe('failures to call a webhook', () => {
   });
 });
 
+describe('connections to webhooks', () => {
+  /** A webhook server of its own (connections counted from zero), called by URL. */
+  async function ownWebhook(name: string): Promise<{ server: AdmissionWebhookServer; spec: WebhookSpec }> {
+    const server = await AdmissionWebhookServer.start();
+    return { server, spec: { ...hook(name, '/own'), clientConfig: { url: server.url('/own'), caBundle: server.caBundle } } };
+  }
+
+  test('keeps the connection alive: successive writes reach the webhook over one TLS connection', async () => {
+    const { server, spec } = await ownWebhook('kept.example.com');
+    try {
+      await configure('Validating', 'a', [spec]);
+      for (const name of ['kept-1', 'kept-2', 'kept-3']) expect((await registry.post(FLUNDERS, flunder(name))).status).toBe(201);
+      expect(server.calls('/own').map((r) => r.name)).toEqual(['kept-1', 'kept-2', 'kept-3']);
+      expect(server.connections).toBe(1);
+    } finally {
+      await server.close();
+    }
+  });
+
+  test('a call whose kept connection the webhook closes unanswered is sent once more on a new connection', async () => {
+    const { server, spec } = await ownWebhook('dropping.example.com');
+    try {
+      await configure('Validating', 'a', [spec]);
+      expect((await registry.post(FLUNDERS, flunder('before-drop'))).status).toBe(201);
+      server.dropNextReusedRequest();
+      const reply = await registry.post(FLUNDERS, flunder('after-drop'));
+      expect(reply.status).toBe(201);
+      expect(server.calls('/own').map((r) => r.name)).toEqual(['before-drop', 'after-drop']);
+      expect(server.connections).toBe(2);
+    } finally {
+      await server.close();
+    }
+  });
+});
+
 describe('mutating webhooks', () => {
   test('a JSON patch is applied, pruned and stored', async () => {
     // GIVEN a webhook that adds a label, sets a spec field and adds a field the schema does not know

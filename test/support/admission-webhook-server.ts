@@ -40,11 +40,24 @@ export class AdmissionWebhookServer {
   private readonly handlers = new Map<string, WebhookHandler>();
   private readonly server: https.Server;
   private readonly sockets = new Set<Socket>();
+  /** TLS connections accepted so far. */
+  connections = 0;
+  /** Requests served per connection, to find a kept connection's second request. */
+  private readonly requestsOn = new WeakMap<Socket, number>();
+  private dropReusedOnce = false;
 
   private constructor(serviceNames: readonly string[]) {
     this.ca = makeCa('admission-webhook-test-ca');
     const serving = makeServerCert(this.ca, serviceNames);
     this.server = https.createServer({ cert: serving.certPem, key: serving.keyPem }, (req, res) => {
+      const served = (this.requestsOn.get(req.socket) ?? 0) + 1;
+      this.requestsOn.set(req.socket, served);
+      if (served > 1 && this.dropReusedOnce) {
+        // As a webhook whose idle timeout closed the connection just as the request came.
+        this.dropReusedOnce = false;
+        req.socket.destroy();
+        return;
+      }
       const chunks: Buffer[] = [];
       req.on('data', (chunk: Buffer) => chunks.push(chunk));
       req.on('end', () => {
@@ -72,6 +85,7 @@ export class AdmissionWebhookServer {
         );
       });
     });
+    this.server.on('secureConnection', () => this.connections++);
     this.server.on('connection', (socket: Socket) => {
       this.sockets.add(socket);
       socket.on('close', () => this.sockets.delete(socket));
@@ -107,6 +121,11 @@ export class AdmissionWebhookServer {
   on(path: string, handler: WebhookHandler): this {
     this.handlers.set(path, handler);
     return this;
+  }
+
+  /** The next request that comes on a connection already used is dropped unread (the connection closed). */
+  dropNextReusedRequest(): void {
+    this.dropReusedOnce = true;
   }
 
   /** Forgets every handler (all paths allow again) and every review received. */

@@ -5,6 +5,13 @@
  * roots) always verified; `?timeout=<n>s` on the URL and the call abandoned at that deadline.
  * Errors are worded as Go's http client words them (`Post "<url>": context deadline exceeded`).
  *
+ * Connections are kept alive between calls, as upstream's webhook ClientManager keeps one client
+ * (and its transport's idle connections) per configuration: one agent per host, port, TLS name and
+ * CA bundle, at most 25 idle connections each (utilnet.SetTransportDefaults' MaxIdleConnsPerHost),
+ * closed after 90 s idle (Go's IdleConnTimeout) or sooner when the webhook announces `Keep-Alive:
+ * timeout=` (node's agent then closes them a second early). A call whose reused connection the
+ * webhook closed before answering is sent once more on a new one.
+ *
  * The server presents no client certificate to webhooks (upstream's --admission-control-config-file
  * kubeconfig for webhook authentication is not implemented).
  */
@@ -16,6 +23,31 @@ export type ServiceResolver = (service: ServiceReference) => { readonly host: st
 
 /** In a cluster the service's DNS name resolves. */
 export const clusterServiceResolver: ServiceResolver = (service) => ({ host: `${service.name}.${service.namespace}.svc`, port: service.port ?? 443 });
+
+/** Idle connections kept per agent, and how long (Go: MaxIdleConnsPerHost 25, IdleConnTimeout 90 s). */
+const MAX_IDLE_CONNECTIONS = 25;
+const IDLE_TIMEOUT_MS = 90_000;
+/** Agents kept (least recently used dropped first): webhooks' configurations, not their calls, bound it. */
+const MAX_AGENTS = 64;
+
+const agents = new Map<string, https.Agent>();
+
+/**
+ * The keep-alive agent for connections to `host`:`port` verified as `servername` under `ca`. A
+ * dropped agent is not destroyed (its calls in flight finish); its idle connections time out.
+ */
+function agentFor(host: string, port: number, servername: string | undefined, ca: string | undefined): https.Agent {
+  const key = JSON.stringify([host, port, servername ?? '', ca ?? '']);
+  let agent = agents.get(key);
+  if (agent) {
+    agents.delete(key);
+  } else {
+    agent = new https.Agent({ keepAlive: true, maxFreeSockets: MAX_IDLE_CONNECTIONS, timeout: IDLE_TIMEOUT_MS, scheduling: 'lifo' });
+    if (agents.size >= MAX_AGENTS) agents.delete(agents.keys().next().value as string);
+  }
+  agents.set(key, agent);
+  return agent;
+}
 
 /** The largest answer read from a webhook (a response is a review, not a payload). */
 const MAX_RESPONSE_BYTES = 16 * 1024 * 1024;
@@ -88,66 +120,84 @@ export function callWebhook(config: WebhookClientConfig, review: unknown, timeou
   const post = `Post "${target.shown}"`;
   const ca = config.caBundle ? Buffer.from(config.caBundle, 'base64').toString('utf8') : undefined;
   const body = Buffer.from(JSON.stringify(review));
+  const servername = /^[\d.]+$|:/.test(target.servername) ? undefined : target.servername;
+  const agent = agentFor(target.host, target.port, servername, ca);
   return new Promise((resolvePromise, reject) => {
     let settled = false;
+    let current: ReturnType<typeof https.request> | undefined;
     const fail = (message: string) => {
       if (settled) return;
       settled = true;
       clearTimeout(timer);
       reject(new WebhookCallError(`failed to call webhook: ${message}`));
     };
-    const request = https.request(
-      {
-        host: target.host,
-        port: target.port,
-        servername: /^[\d.]+$|:/.test(target.servername) ? undefined : target.servername,
-        path: `${target.url.pathname}${target.url.search}`,
-        method: 'POST',
-        // Verification is never skipped: the caBundle when given, else Node's (system) roots.
-        ...(ca ? { ca } : {}),
-        rejectUnauthorized: true,
-        agent: false,
-        headers: { 'Content-Type': 'application/json', Accept: 'application/json', 'Content-Length': body.length },
-      },
-      (response) => {
-        const chunks: Buffer[] = [];
-        let size = 0;
-        response.on('data', (chunk: Buffer) => {
-          size += chunk.length;
-          if (size > MAX_RESPONSE_BYTES) {
-            fail(`${post}: the response is larger than ${MAX_RESPONSE_BYTES} bytes`);
-            request.destroy();
-            return;
-          }
-          chunks.push(chunk);
-        });
-        response.on('error', (error) => fail(`${post}: ${error.message}`));
-        response.on('end', () => {
-          if (settled) return;
-          const text = Buffer.concat(chunks).toString('utf8');
-          const code = response.statusCode ?? 0;
-          if (code < 200 || code > 299) {
-            fail(text.trim() ? `an error on the server (${JSON.stringify(text.trim().slice(0, 1024))}) has prevented the request from succeeding` : `the server responded with the status code ${code} but did not return more information`);
-            return;
-          }
-          let decoded: unknown;
-          try {
-            decoded = JSON.parse(text);
-          } catch (error) {
-            fail(`${post}: the answer is not JSON: ${(error as Error).message}`);
-            return;
-          }
-          settled = true;
-          clearTimeout(timer);
-          resolvePromise(decoded);
-        });
-      },
-    );
+    const send = (attempt: number) => {
+      let answered = false;
+      const request = https.request(
+        {
+          host: target.host,
+          port: target.port,
+          servername,
+          path: `${target.url.pathname}${target.url.search}`,
+          method: 'POST',
+          // Verification is never skipped: the caBundle when given, else Node's (system) roots.
+          ...(ca ? { ca } : {}),
+          rejectUnauthorized: true,
+          agent,
+          headers: { 'Content-Type': 'application/json', Accept: 'application/json', 'Content-Length': body.length },
+        },
+        (response) => {
+          answered = true;
+          const chunks: Buffer[] = [];
+          let size = 0;
+          response.on('data', (chunk: Buffer) => {
+            size += chunk.length;
+            if (size > MAX_RESPONSE_BYTES) {
+              fail(`${post}: the response is larger than ${MAX_RESPONSE_BYTES} bytes`);
+              request.destroy();
+              return;
+            }
+            chunks.push(chunk);
+          });
+          response.on('error', (error) => fail(`${post}: ${error.message}`));
+          response.on('end', () => {
+            if (settled) return;
+            const text = Buffer.concat(chunks).toString('utf8');
+            const code = response.statusCode ?? 0;
+            if (code < 200 || code > 299) {
+              fail(text.trim() ? `an error on the server (${JSON.stringify(text.trim().slice(0, 1024))}) has prevented the request from succeeding` : `the server responded with the status code ${code} but did not return more information`);
+              return;
+            }
+            let decoded: unknown;
+            try {
+              decoded = JSON.parse(text);
+            } catch (error) {
+              fail(`${post}: the answer is not JSON: ${(error as Error).message}`);
+              return;
+            }
+            settled = true;
+            clearTimeout(timer);
+            resolvePromise(decoded);
+          });
+        },
+      );
+      current = request;
+      request.on('error', (error: NodeJS.ErrnoException) => {
+        // A kept connection the webhook closed as this call went out (its idle timeout): the call
+        // never reached a handler that answered; once more on a new connection (webhooks are
+        // called again anyway under reinvocation, and must be idempotent).
+        if (!settled && !answered && attempt === 1 && request.reusedSocket && (error.code === 'ECONNRESET' || error.code === 'EPIPE')) {
+          send(2);
+          return;
+        }
+        fail(`${post}: ${describeFailure(error, target.host, target.port, target.servername)}`);
+      });
+      request.end(body);
+    };
     const timer = setTimeout(() => {
       fail(`${post}: context deadline exceeded`);
-      request.destroy();
+      current?.destroy();
     }, timeoutMs);
-    request.on('error', (error: NodeJS.ErrnoException) => fail(`${post}: ${describeFailure(error, target.host, target.port, target.servername)}`));
-    request.end(body);
+    send(1);
   });
 }
