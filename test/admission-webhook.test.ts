@@ -5,6 +5,7 @@
  * HTTPS webhook with admission.k8s.io/v1 AdmissionReview JSON.
  */
 import pino from 'pino';
+import type { ApiGroupDefinition } from '../apis/types';
 import { WARDLE } from '../apis/wardle';
 import { webhookAdmission, WatchedWebhookConfigurations, type WebhookSpec } from '../server/admission/webhook';
 import { KubeNamespaceLister } from '../server/admission/namespace-lifecycle';
@@ -472,6 +473,76 @@ describe('mutating webhooks', () => {
     expect(reply.status).toBe(201);
     expect(reply.body).toMatchObject({ apiVersion: 'wardle.example.com/v1beta1', spec: { flunderReference: 'from-alpha' } });
     expect(hooks.calls('/alpha')[0]).toMatchObject({ kind: { version: 'v1alpha1' }, requestKind: { version: 'v1beta1' } });
+  });
+});
+
+describe('scale subresource', () => {
+  /** A kind with a scale subresource, in a group of its own, served with the same webhook sources. */
+  const SCALED: ApiGroupDefinition = {
+    group: 'scale.example.com',
+    kinds: [
+      {
+        kind: 'Widget',
+        plural: 'widgets',
+        singular: 'widget',
+        scope: 'Namespaced',
+        versions: [
+          {
+            name: 'v1',
+            served: true,
+            storage: true,
+            schema: { type: 'object', properties: { spec: { type: 'object', properties: { replicas: { type: 'integer' } } }, status: { type: 'object', properties: { replicas: { type: 'integer' } } } } },
+            subresources: { status: true, scale: { specReplicasPath: '.spec.replicas', statusReplicasPath: '.status.replicas' } },
+          },
+        ],
+      },
+    ],
+  };
+  const WIDGETS = '/apis/scale.example.com/v1/namespaces/ns1/widgets';
+  const widgetHook = (name: string, path: string, resources: string[]): WebhookSpec => ({
+    ...hook(name, path),
+    rules: [{ operations: ['UPDATE'], apiGroups: ['scale.example.com'], apiVersions: ['v1'], resources }],
+  });
+
+  test('webhooks for widgets/scale get autoscaling/v1 Scale reviews and may patch the Scale; webhooks for widgets are not called', async () => {
+    // GIVEN a registry of widgets behind the webhook plugins, and a widget with 1 replica
+    const plugins = webhookAdmission({ api: SCALED, rules: {}, mutating, validating, namespaces, resolveService: () => ({ host: '127.0.0.1', port: hooks.port }) });
+    const widgets = await RegistryServer.start({ api: SCALED, rules: {}, admission: [plugins.mutating, plugins.validating] });
+    try {
+      expect((await widgets.post(WIDGETS, { apiVersion: 'scale.example.com/v1', kind: 'Widget', metadata: { name: 'w1' }, spec: { replicas: 1 } })).status).toBe(201);
+      hooks.on('/cap', () => ({ allowed: true, patch: [{ op: 'replace', path: '/spec/replicas', value: 4 }] }));
+      await configure('Mutating', 'a', [widgetHook('cap.example.com', '/cap', ['widgets/scale'])]);
+      await configure('Validating', 'b', [widgetHook('check.example.com', '/check', ['widgets/scale']), widgetHook('main.example.com', '/main', ['widgets'])]);
+
+      // WHEN the scale is set to 9
+      const reply = await widgets.put(`${WIDGETS}/w1/scale`, { apiVersion: 'autoscaling/v1', kind: 'Scale', metadata: { name: 'w1' }, spec: { replicas: 9 } });
+
+      // THEN the mutating webhook's 4 is stored and answered; both scale webhooks got Scale reviews; the main resource's webhook was not called
+      expect(reply.status).toBe(200);
+      expect(reply.body.spec).toEqual({ replicas: 4 });
+      expect((await widgets.get(`${WIDGETS}/w1`)).body.spec.replicas).toBe(4);
+      const [mutated] = hooks.calls('/cap');
+      const [checked] = hooks.calls('/check');
+      for (const review of [mutated, checked]) {
+        expect(review).toMatchObject({
+          kind: { group: 'autoscaling', version: 'v1', kind: 'Scale' },
+          resource: { group: 'scale.example.com', version: 'v1', resource: 'widgets' },
+          subResource: 'scale',
+          requestKind: { group: 'autoscaling', version: 'v1', kind: 'Scale' },
+          requestResource: { group: 'scale.example.com', version: 'v1', resource: 'widgets' },
+          requestSubResource: 'scale',
+          name: 'w1',
+          namespace: 'ns1',
+          operation: 'UPDATE',
+          oldObject: { apiVersion: 'autoscaling/v1', kind: 'Scale', spec: { replicas: 1 } },
+        });
+      }
+      expect(mutated.object).toMatchObject({ apiVersion: 'autoscaling/v1', kind: 'Scale', metadata: { name: 'w1' }, spec: { replicas: 9 } });
+      expect(checked.object).toMatchObject({ apiVersion: 'autoscaling/v1', kind: 'Scale', spec: { replicas: 4 } });
+      expect(hooks.calls('/main')).toHaveLength(0);
+    } finally {
+      await widgets.close();
+    }
   });
 });
 

@@ -1,4 +1,6 @@
 import type { ApiGroupDefinition, JSONSchemaProps } from '../apis/types';
+import type { AdmissionAttributes, AdmissionPlugin } from '../server/admission/types';
+import { errors } from '../server/status';
 import { Discovery } from '../server/discovery';
 import { OpenApi } from '../server/openapi';
 import { RegistryServer } from './support/registry-server';
@@ -215,6 +217,108 @@ describe('scale subresource', () => {
     expect(missing.status).toBe(404);
     expect(deleted.status).toBe(405);
     expect((await server.get(`${WIDGETS}/missing/scale`)).status).toBe(404);
+  });
+});
+
+describe('admission of scale writes', () => {
+  /** What a plugin saw: the attributes of each phase, objects copied. */
+  interface Seen {
+    readonly phase: 'admit' | 'validate';
+    readonly attributes: Omit<AdmissionAttributes, 'user' | 'warnings'>;
+  }
+
+  /** A registry on SCALABLE with one plugin that records what it sees and may change the Scale. */
+  async function withPlugin(mutate?: (scale: Record<string, unknown>) => void, refuse?: (scale: Record<string, unknown>) => boolean): Promise<Seen[]> {
+    const seen: Seen[] = [];
+    const record = (phase: Seen['phase'], { user: _user, warnings: _warnings, ...attributes }: AdmissionAttributes) => seen.push({ phase, attributes: structuredClone(attributes) });
+    const plugin: AdmissionPlugin = {
+      name: 'ScaleWatcher',
+      operations: ['CREATE', 'UPDATE', 'DELETE'],
+      admit: (attributes) => {
+        record('admit', attributes);
+        if (attributes.subresource === 'scale' && attributes.object) mutate?.(attributes.object);
+      },
+      validate: (attributes) => {
+        record('validate', attributes);
+        if (attributes.subresource === 'scale' && attributes.object && refuse?.(attributes.object)) throw errors.forbiddenByAdmission({ group: GROUP, resource: 'widgets' }, 'w', 'too many replicas');
+      },
+    };
+    await server.close();
+    server = await RegistryServer.start({ api: SCALABLE, rules: {}, admission: [plugin] });
+    return seen;
+  }
+
+  test('plugins see autoscaling/v1 Scales, new and old, with subresource scale, as ScaleREST shows them', async () => {
+    // GIVEN a widget with 1 replica
+    const seen = await withPlugin();
+    await createWidget('w1', { replicas: 1 });
+    seen.length = 0;
+
+    // WHEN its scale is set to 3
+    const reply = await server.put(`${WIDGETS}/w1/scale`, { apiVersion: 'autoscaling/v1', kind: 'Scale', metadata: { name: 'w1' }, spec: { replicas: 3 } });
+
+    // THEN both phases saw the Scale of the new object and of the stored one, named as kind autoscaling/v1 Scale
+    expect(reply.status).toBe(200);
+    expect(seen.map((s) => s.phase)).toEqual(['admit', 'validate']);
+    for (const { attributes } of seen) {
+      expect(attributes).toMatchObject({ operation: 'UPDATE', group: GROUP, version: 'v1', resource: 'widgets', subresource: 'scale', namespace: 'ns1', name: 'w1' });
+      expect(attributes.objectKind).toEqual({ group: 'autoscaling', version: 'v1', kind: 'Scale' });
+      expect(attributes.object).toMatchObject({ apiVersion: 'autoscaling/v1', kind: 'Scale', metadata: { name: 'w1', namespace: 'ns1' }, spec: { replicas: 3 }, status: { replicas: 0 } });
+      expect(attributes.oldObject).toMatchObject({ apiVersion: 'autoscaling/v1', kind: 'Scale', spec: { replicas: 1 } });
+      expect(attributes.object).not.toHaveProperty('metadata.managedFields');
+    }
+  });
+
+  test('what mutating admission changes in the Scale is written to the object; validating admission sees the result and may refuse it', async () => {
+    // GIVEN a plugin that caps replicas at 5 and refuses more than 4 (a cap its mutation breaks)
+    const seen = await withPlugin(
+      (scale) => {
+        const spec = scale.spec as { replicas?: number };
+        if ((spec.replicas ?? 0) > 5) spec.replicas = 5;
+      },
+      (scale) => ((scale.spec as { replicas?: number }).replicas ?? 0) > 4 && (scale.metadata as { name: string }).name === 'w3',
+    );
+    await createWidget('w2', { replicas: 1 });
+    await createWidget('w3', { replicas: 1 });
+    const generation = (await server.get(`${WIDGETS}/w2`)).body.metadata.generation as number;
+    seen.length = 0;
+
+    // WHEN 9 replicas are asked for, through PUT and through a merge patch
+    const capped = await server.put(`${WIDGETS}/w2/scale`, { apiVersion: 'autoscaling/v1', kind: 'Scale', metadata: { name: 'w2' }, spec: { replicas: 9 } });
+    const refused = await server.request('PATCH', `${WIDGETS}/w3/scale`, { raw: '{"spec":{"replicas":9}}', contentType: 'application/merge-patch+json' });
+
+    // THEN the first stores 5 (generation bumped once) and answers it; validation saw 5; the second is refused and nothing changed
+    expect(capped.status).toBe(200);
+    expect(capped.body.spec).toEqual({ replicas: 5 });
+    const stored = (await server.get(`${WIDGETS}/w2`)).body;
+    expect(stored.spec.replicas).toBe(5);
+    expect(stored.metadata.generation).toBe(generation + 1);
+    expect(seen.find((s) => s.phase === 'validate' && s.attributes.name === 'w2')?.attributes.object).toMatchObject({ spec: { replicas: 5 } });
+    expect(refused.status).toBe(403);
+    expect(refused.body.message).toMatch(/too many replicas/);
+    expect((await server.get(`${WIDGETS}/w3`)).body.spec.replicas).toBe(1);
+  });
+
+  test('fails with 422 a Scale that mutating admission made invalid, as a client\'s', async () => {
+    // GIVEN a plugin that sets replicas to -1
+    await withPlugin((scale) => {
+      (scale.spec as { replicas?: number }).replicas = -1;
+    });
+    await createWidget('w4', { replicas: 1 });
+
+    // WHEN the scale is written
+    const reply = await server.put(`${WIDGETS}/w4/scale`, { apiVersion: 'autoscaling/v1', kind: 'Scale', metadata: { name: 'w4' }, spec: { replicas: 2 } });
+
+    // THEN 422 naming the spec replicas path, and the object kept its replicas
+    expect(reply.status).toBe(422);
+    expect(reply.body.details.causes).toEqual([expect.objectContaining({ field: '.spec.replicas', message: expect.stringMatching(/should be a non-negative integer/) })]);
+    expect((await server.get(`${WIDGETS}/w4`)).body.spec.replicas).toBe(1);
+  });
+
+  test('writes of the object itself are admitted as the object, without objectKind', async () => {
+    const seen = await withPlugin();
+    await createWidget('w5', { replicas: 1 });
+    expect(seen.every((s) => s.attributes.objectKind === undefined && s.attributes.subresource === '' && (s.attributes.object as { kind?: string }).kind === 'Widget')).toBe(true);
   });
 });
 

@@ -23,6 +23,13 @@ export interface AdmissionAttributes {
   /** Empty on a create that uses generateName (the name is generated after mutating admission). */
   readonly name: string;
   /**
+   * The kind of `object` and `oldObject` when a subresource has a kind of its own, as
+   * autoscaling/v1 Scale on `/scale` (upstream's attributes then name that kind, not the
+   * resource's): the objects are of that kind, in that version, and not converted between the
+   * resource's versions. @default - the resource's kind (`group`, `kind`), objects in its storage version
+   */
+  readonly objectKind?: { readonly group: string; readonly version: string; readonly kind: string };
+  /**
    * The object to be stored, in the kind's storage version; `admit` may change it in place.
    * Absent for DELETE.
    */

@@ -9,6 +9,7 @@ import { parseResourceVersion } from './list-options';
 import { checkNesting, checkObjectPath, contextOf, decodeTypeMeta, parseWriteQuery, RequestScope, sendJson } from './handlers';
 import { JSON_PATCH, MERGE_PATCH, applyObjectPatch, checkPatch } from './patch';
 import { KubeObject, isObject } from './rules';
+import type { AdmissionView } from './store';
 import { objectTable, parseIncludeObject } from './table';
 
 /**
@@ -171,6 +172,23 @@ function checkIncomingScale(scope: RequestScope, body: unknown): { replicas: num
 }
 
 /**
+ * `object` (changed in place) with the replicas of `scale`, a Scale from the client or from
+ * mutating admission, as scaleUpdatedObjectInfo.UpdatedObject takes it: checked as a Scale,
+ * spec.replicas written to specReplicasPath, its resourceVersion (when set) a precondition, the
+ * result's replicas fields checked (422).
+ */
+function withScale(scope: RequestScope, definition: ScaleSubresource, object: KubeObject, scale: unknown): KubeObject {
+  const { replicas, resourceVersion } = checkIncomingScale(scope, scale);
+  if (replicas === UNSET_REPLICAS) throw errors.badRequest(`the spec replicas field "${definition.specReplicasPath}" cannot be empty`);
+  setNested(object, scalePathFields(definition.specReplicasPath), replicas);
+  const meta = (isObject(object.metadata) ? object.metadata : (object.metadata = {})) as Record<string, unknown>;
+  if (resourceVersion !== '') meta.resourceVersion = resourceVersion;
+  const problems = scaleFieldProblems(object, definition);
+  if (problems.length > 0) throw errors.invalid(scope.codec.kind, scope.codec.group, scope.info.name, problems);
+  return object;
+}
+
+/**
  * The object updated from a Scale, as scaleUpdatedObjectInfo.UpdatedObject: the Scale the client
  * sent (or patched from the current one) writes its replicas to specReplicasPath; its
  * resourceVersion, when set, becomes the object's (a precondition).
@@ -183,16 +201,15 @@ async function writeScale(scope: RequestScope, kind: 'UpdateOptions' | 'PatchOpt
   const update = (current: KubeObject): KubeObject => {
     const { scale: oldScale, specFound } = scaleOf(current, definition);
     const old: Scale = specFound ? oldScale : { ...oldScale, spec: { replicas: UNSET_REPLICAS } };
-    const { replicas, resourceVersion } = checkIncomingScale(scope, newScale(old));
-    if (replicas === UNSET_REPLICAS) throw errors.badRequest(`the spec replicas field "${definition.specReplicasPath}" cannot be empty`);
-    setNested(current, scalePathFields(definition.specReplicasPath), replicas);
-    const meta = (isObject(current.metadata) ? current.metadata : (current.metadata = {})) as Record<string, unknown>;
-    if (resourceVersion !== '') meta.resourceVersion = resourceVersion;
-    const problems = scaleFieldProblems(current, definition);
-    if (problems.length > 0) throw errors.invalid(scope.codec.kind, scope.codec.group, scope.info.name, problems);
-    return current;
+    return withScale(scope, definition, current, newScale(old));
   };
-  const written = await scope.store.update(contextOf(scope), scope.info.name, { update }, { dryRun, fieldValidation, fieldManager: managerOrUserAgent(query.fieldManager, scope.req.headers['user-agent']) });
+  // Admission sees Scales, as upstream's ScaleREST shows them (kind autoscaling/v1 Scale).
+  const admissionView: AdmissionView = {
+    kind: { group: SCALE_GROUP, version: SCALE_VERSION, kind: SCALE_KIND },
+    view: (object) => scaleOf(object, definition).scale as unknown as KubeObject,
+    apply: (object, scale) => withScale(scope, definition, object, scale),
+  };
+  const written = await scope.store.update(contextOf(scope), scope.info.name, { update, admissionView }, { dryRun, fieldValidation, fieldManager: managerOrUserAgent(query.fieldManager, scope.req.headers['user-agent']) });
   const object = scope.codec.fromStorage(written.value, scope.version.name);
   let scale: Scale;
   try {

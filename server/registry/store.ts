@@ -17,6 +17,7 @@ import {
   TooLargeRevisionError,
 } from '../storage/types';
 import { GroupResource, StatusError, errors } from '../status';
+import { deepFreeze } from '../storage/frozen';
 import { FieldManager, ManagedFieldsError, decodeManagedFields } from '../fieldmanager';
 import { CelValidator, compileVersionCel, validateCelRules } from './cel';
 import type { KindCodec } from './codec';
@@ -120,7 +121,25 @@ export type UpdatedObjectInfo =
        * @default - a missing object is 404
        */
       readonly create?: () => KubeObject;
+      /**
+       * Admission sees the write as this view of the object (a subresource with a kind of its
+       * own, as /scale's Scale). @default - the object itself
+       */
+      readonly admissionView?: AdmissionView;
     };
+
+/**
+ * A subresource's own object made from the resource's, as ScaleREST's admission wrappers make an
+ * autoscaling/v1 Scale of a custom resource for admission (toScaleUpdateValidation and the
+ * scaleUpdatedObjectInfo transformers): objects in the request version.
+ */
+export interface AdmissionView {
+  readonly kind: { readonly group: string; readonly version: string; readonly kind: string };
+  /** The view of an object (a new value). */
+  view(object: Readonly<KubeObject>): KubeObject;
+  /** `object` (a copy, changed in place) with what mutating admission changed in its view written back; throws a StatusError for a view it cannot take. */
+  apply(object: KubeObject, view: Readonly<KubeObject>): KubeObject;
+}
 
 export interface DeleteOptions {
   readonly preconditions?: { readonly uid?: string; readonly resourceVersion?: string };
@@ -397,7 +416,7 @@ export class GenericStore {
         const prepared = this.prepareIncoming(context, updated, options.fieldValidation);
         warnings = prepared.warnings;
         const incoming = info.managesFields === true ? prepared.object : this.trackUpdate(context, live, prepared.object, options);
-        return this.updatedObject(context, name, incoming, old, options.dryRun, prepared.warnings);
+        return this.updatedObject(context, name, incoming, old, options.dryRun, prepared.warnings, info.admissionView);
       };
     }
     const value = await interpretingStorageErrors(codec, 'object' in info ? 'update' : 'patch', () =>
@@ -497,7 +516,7 @@ export class GenericStore {
    * with the stored one as the update strategies do — status kept or taken alone per
    * subresource, system metadata kept, generation bumped on a spec change — then validated and admitted.
    */
-  private async updatedObject(context: OperationContext, name: string, incoming: KubeObject, old: StoredObject, dryRun: boolean, warnings?: string[]): Promise<KubeObject> {
+  private async updatedObject(context: OperationContext, name: string, incoming: KubeObject, old: StoredObject, dryRun: boolean, warnings?: string[], view?: AdmissionView): Promise<KubeObject> {
     const { codec } = this;
     const hasStatusSubresource = context.version.subresources?.status === true;
     const oldValue = old.value;
@@ -542,9 +561,37 @@ export class GenericStore {
     const version = context.version.name;
     this.validateByCel(nextMeta, version, codec.convert(next, codec.storageVersion, version), codec.convert(oldValue, codec.storageVersion, version));
     this.validateByRules(nextMeta, validated, codec.toInternal(oldValue, codec.storageVersion));
-    await this.admit(this.admissionAttributes(context, 'UPDATE', name, dryRun, next, oldValue, warnings));
+    if (view) next = await this.admitThroughView(context, name, dryRun, next, oldValue, warnings, view);
+    else await this.admit(this.admissionAttributes(context, 'UPDATE', name, dryRun, next, oldValue, warnings));
     stopIfAbandoned(context, this.codec.gr, 'update');
     return next;
+  }
+
+  /**
+   * Admission of an update made through a view (see AdmissionView): plugins see the views of the
+   * new and the stored object; what mutating admission changed in the view is written back to the
+   * object (its generation as the spec then compares with the stored one), and validating
+   * admission sees the view made anew from the result.
+   */
+  private async admitThroughView(context: OperationContext, name: string, dryRun: boolean, next: KubeObject, oldValue: StoredValue, warnings: string[] | undefined, view: AdmissionView): Promise<KubeObject> {
+    const { codec } = this;
+    const version = context.version.name;
+    const viewOf = (object: Readonly<KubeObject>): KubeObject => view.view(codec.convert(object, codec.storageVersion, version));
+    const attributes = { ...this.admissionAttributes(context, 'UPDATE', name, dryRun, undefined, undefined, warnings), objectKind: view.kind };
+    const oldView = deepFreeze(viewOf(oldValue));
+    const plugins = this.deps.admission.filter((p) => p.operations.includes('UPDATE'));
+    const mutated = viewOf(next);
+    for (const plugin of plugins) await plugin.admit?.({ ...attributes, object: mutated, oldObject: oldView }, this.deps.admissionContext);
+    let admitted = next;
+    if (!jsonEqual(mutated, viewOf(next))) {
+      const applied = view.apply(structuredClone(codec.convert(next, codec.storageVersion, version)) as KubeObject, mutated);
+      admitted = structuredClone(codec.convert(applied, version, codec.storageVersion)) as KubeObject;
+      const withStatus = context.version.subresources?.status === true;
+      const oldGeneration = typeof (oldValue.metadata as Meta | undefined)?.generation === 'number' ? ((oldValue.metadata as Meta).generation as number) : 0;
+      metaOf(admitted).generation = jsonEqual(specOf(admitted, withStatus), specOf(oldValue, withStatus)) ? oldGeneration : oldGeneration + 1;
+    }
+    for (const plugin of plugins) await plugin.validate?.({ ...attributes, object: viewOf(admitted), oldObject: oldView }, this.deps.admissionContext);
+    return admitted;
   }
 
   // ---- storage -------------------------------------------------------------------------------

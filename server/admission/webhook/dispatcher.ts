@@ -198,6 +198,15 @@ export function evaluateCel(program: CompiledCel, input: Readonly<Record<string,
   return result;
 }
 
+/**
+ * An object of the attributes as admission shows it in `version` (a copy): the resource's object
+ * converted from its storage version, or a subresource's own object (`objectKind`) as it is.
+ */
+export function admissionObject(codec: KindCodec, attributes: AdmissionAttributes, object: Readonly<Record<string, unknown>> | undefined, version: string): KubeObject | null {
+  if (!object) return null;
+  return structuredClone(attributes.objectKind ? object : codec.fromStorage(object, version)) as KubeObject;
+}
+
 /** The AdmissionRequest (the review's `request`, and the `request` variable of CEL expressions). */
 export function admissionRequest(
   attributes: AdmissionAttributes,
@@ -210,6 +219,8 @@ export function admissionRequest(
 ): Record<string, unknown> {
   const group = attributes.group;
   const user = attributes.user;
+  // A subresource of a kind of its own (autoscaling/v1 Scale) is that kind in whatever version was matched.
+  const objectKind = attributes.objectKind;
   const options = attributes.options ?? {
     kind: attributes.operation === 'CREATE' ? 'CreateOptions' : attributes.operation === 'UPDATE' ? 'UpdateOptions' : 'DeleteOptions',
     apiVersion: 'meta.k8s.io/v1',
@@ -217,10 +228,10 @@ export function admissionRequest(
   };
   return {
     uid,
-    kind: { group, version, kind: kindName },
+    kind: objectKind ? { ...objectKind } : { group, version, kind: kindName },
     resource: { group, version, resource: attributes.resource },
     ...(attributes.subresource ? { subResource: attributes.subresource } : {}),
-    requestKind: { group, version: attributes.version, kind: kindName },
+    requestKind: objectKind ? { ...objectKind } : { group, version: attributes.version, kind: kindName },
     requestResource: { group, version: attributes.version, resource: attributes.resource },
     ...(attributes.subresource ? { requestSubResource: attributes.subresource } : {}),
     ...(attributes.name ? { name: attributes.name } : {}),
@@ -317,16 +328,15 @@ class WebhookDispatcher {
   private evaluateMatchConditions(webhook: CompiledWebhook, attributes: AdmissionAttributes, kind: KindEntry, version: string): boolean | Error {
     if (webhook.matchConditions instanceof Error) return webhook.matchConditions;
     return evaluateMatchConditions(webhook.matchConditions, {
-      object: this.versioned(kind, attributes.object, version),
-      oldObject: this.versioned(kind, attributes.oldObject, version),
+      object: this.versioned(kind, attributes, attributes.object, version),
+      oldObject: this.versioned(kind, attributes, attributes.oldObject, version),
       request: admissionRequest(attributes, kind.codec.kind, version, '', false),
     });
   }
 
-  /** A stored-version object in `version` (a copy). */
-  versioned(kind: KindEntry, object: Readonly<Record<string, unknown>> | undefined, version: string): KubeObject | null {
-    if (!object) return null;
-    return structuredClone(kind.codec.fromStorage(object, version)) as KubeObject;
+  /** An object of the attributes in `version` (a copy). */
+  versioned(kind: KindEntry, attributes: AdmissionAttributes, object: Readonly<Record<string, unknown>> | undefined, version: string): KubeObject | null {
+    return admissionObject(kind.codec, attributes, object, version);
   }
 
   /**
@@ -346,7 +356,7 @@ class WebhookDispatcher {
     const review = {
       apiVersion: 'admission.k8s.io/v1',
       kind: 'AdmissionReview',
-      request: admissionRequest(attributes, kind.codec.kind, invocation.version, uid, true, object, this.versioned(kind, attributes.oldObject, invocation.version)),
+      request: admissionRequest(attributes, kind.codec.kind, invocation.version, uid, true, object, this.versioned(kind, attributes, attributes.oldObject, invocation.version)),
     };
     const answer = (await callWebhook(webhook.spec.clientConfig, review, webhook.timeoutMs, this.resolveService)) as Record<string, unknown>;
     const response = answer.response as Record<string, unknown> | undefined;
@@ -417,7 +427,7 @@ class WebhookDispatcher {
   /** Calls one mutating webhook and applies its patch; true when the object changed. */
   private async callMutating(invocation: Invocation, attributes: AdmissionAttributes, kind: KindEntry): Promise<boolean> {
     const { webhook, version } = invocation;
-    const object = this.versioned(kind, attributes.object, version);
+    const object = this.versioned(kind, attributes, attributes.object, version);
     const response = await this.withFailurePolicy(webhook, () => this.call(invocation, attributes, kind, true, object));
     if (!response || typeof response.patch !== 'string' || response.patch === '') return false;
     if (response.patchType !== 'JSONPatch') {
@@ -441,6 +451,12 @@ class WebhookDispatcher {
       throw internalError((error as Error).message);
     }
     if (typeof patched !== 'object' || patched === null || Array.isArray(patched)) throw internalError('the patched object is not a JSON object');
+    if (attributes.objectKind) {
+      // A subresource's own object (a Scale): the store writes it back to the resource and checks it there.
+      if (jsonEqual(patched, object)) return false;
+      replaceInPlace(attributes.object, patched);
+      return true;
+    }
     this.validatePatched(attributes, kind, version, patched);
     if (jsonEqual(patched, object)) return false;
     const stored = structuredClone(kind.codec.convert(patched, version, kind.codec.storageVersion)) as Record<string, unknown>;
@@ -474,7 +490,7 @@ class WebhookDispatcher {
     kind.codec.rules.default?.(patched, version);
     const oldMeta = (attributes.oldObject?.metadata ?? undefined) as Record<string, unknown> | undefined;
     const problems = [...validateObjectMeta(meta, { namespaced: kind.codec.namespaced }, oldMeta), ...validateAgainstSchema(patched as never, schemaVersion.schema)];
-    const old = this.versioned(kind, attributes.oldObject, version) ?? undefined;
+    const old = this.versioned(kind, attributes, attributes.oldObject, version) ?? undefined;
     if (problems.length === 0) problems.push(...validateCelRules(kind.cel.get(version), patched, old));
     if (problems.length > 0) {
       const name = typeof meta.name === 'string' && meta.name ? meta.name : typeof meta.generateName === 'string' ? meta.generateName : '';
@@ -496,7 +512,7 @@ class WebhookDispatcher {
     // All at once, as upstream's validating dispatcher; the first refusal in webhook order is answered.
     const outcomes = await Promise.all(
       invocations.map((invocation) =>
-        this.withFailurePolicy(invocation.webhook, () => this.call(invocation, attributes, kind, false, this.versioned(kind, attributes.object, invocation.version))).then(
+        this.withFailurePolicy(invocation.webhook, () => this.call(invocation, attributes, kind, false, this.versioned(kind, attributes, attributes.object, invocation.version))).then(
           () => undefined,
           (error: unknown) => error,
         ),

@@ -15,11 +15,11 @@
 import { CelCompileError, compileCel, type CompiledCel } from '../../../apis/cel';
 import type { ApiGroupDefinition } from '../../../apis/types';
 import { KindCodec } from '../../registry/codec';
-import type { ApiRules, KubeObject } from '../../registry/rules';
+import type { ApiRules } from '../../registry/rules';
 import { StatusError, errors } from '../../status';
 import type { AdmissionAttributes, AdmissionPlugin } from '../types';
 import { labelSelectorMatcher, type FailurePolicy, type LabelMatcher, type LabelSelector, type MatchCondition, type MatchPolicy, type RuleWithOperations } from './configuration';
-import { admissionName, admissionRequest, celInput, evaluateCel, evaluateMatchConditions, labelsOf, matchNamespaceSelector, ruleMatches } from './dispatcher';
+import { admissionName, admissionObject, admissionRequest, celInput, evaluateCel, evaluateMatchConditions, labelsOf, matchNamespaceSelector, ruleMatches } from './dispatcher';
 import { ReflectedCollection, type Named, type NamespaceLabels, type WarnLogger, type WatchingClient } from './source';
 import type { SyncedInformer } from '../../health';
 
@@ -285,7 +285,7 @@ export function validatingAdmissionPolicy(options: PolicyAdmissionOptions): Admi
           configError(binding.name, 'paramKind and paramRef are not supported by this server');
           continue;
         }
-        const convert = (object: Readonly<Record<string, unknown>> | undefined) => (object ? (structuredClone(codec.fromStorage(object, version)) as KubeObject) : null);
+        const convert = (object: Readonly<Record<string, unknown>> | undefined) => admissionObject(codec, attributes, object, version);
         const request = admissionRequest(attributes, codec.kind, version, '', false);
         const namespaceObject = attributes.namespace === '' ? null : ((await options.namespaces.namespace(attributes.namespace)) ?? null);
         const json = { object: convert(attributes.object), oldObject: convert(attributes.oldObject), request, params: null, namespaceObject };
