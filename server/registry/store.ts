@@ -586,6 +586,8 @@ export class GenericStore {
     if (!jsonEqual(mutated, viewOf(next))) {
       const applied = view.apply(structuredClone(codec.convert(next, codec.storageVersion, version)) as KubeObject, mutated);
       admitted = structuredClone(codec.convert(applied, version, codec.storageVersion)) as KubeObject;
+      // As for the object before admission: the revision is the store's (a precondition was checked before).
+      delete metaOf(admitted).resourceVersion;
       const withStatus = context.version.subresources?.status === true;
       const oldGeneration = typeof (oldValue.metadata as Meta | undefined)?.generation === 'number' ? ((oldValue.metadata as Meta).generation as number) : 0;
       metaOf(admitted).generation = jsonEqual(specOf(admitted, withStatus), specOf(oldValue, withStatus)) ? oldGeneration : oldGeneration + 1;
