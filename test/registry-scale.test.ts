@@ -234,11 +234,11 @@ describe('admission of scale writes', () => {
     const plugin: AdmissionPlugin = {
       name: 'ScaleWatcher',
       operations: ['CREATE', 'UPDATE', 'DELETE'],
-      admit: (attributes) => {
+      admit: async (attributes) => {
         record('admit', attributes);
         if (attributes.subresource === 'scale' && attributes.object) mutate?.(attributes.object);
       },
-      validate: (attributes) => {
+      validate: async (attributes) => {
         record('validate', attributes);
         if (attributes.subresource === 'scale' && attributes.object && refuse?.(attributes.object)) throw errors.forbiddenByAdmission({ group: GROUP, resource: 'widgets' }, 'w', 'too many replicas');
       },
