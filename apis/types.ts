@@ -21,8 +21,8 @@ export interface JSONSchemaProps {
   readonly type?: 'object' | 'array' | 'string' | 'integer' | 'number' | 'boolean';
   /**
    * Checked as kube-apiserver checks CRD formats (apis/features.ts VALIDATED_STRING_FORMATS, e.g.
-   * `date-time`, `ipv4`, `uuid`, `duration`); `email`, `uri` and formats kube-apiserver does not
-   * recognize for the type are refused.
+   * `date-time`, `ipv4`, `uuid`, `email`, `duration`); `k8s-short-name`/`k8s-long-name` (validated
+   * from 1.34 only) and formats kube-apiserver does not recognize for the type are refused.
    */
   readonly format?: string;
   readonly description?: string;

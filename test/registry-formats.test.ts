@@ -1,4 +1,4 @@
-import { UNCHECKED_FORMATS, VALIDATED_STRING_FORMATS } from '../apis/features';
+import { UNCHECKED_FORMATS, unsupportedFeatures, VALIDATED_STRING_FORMATS } from '../apis/features';
 import { CHECKED_FORMATS, matchesFormat } from '../server/registry/formats';
 import { validateAgainstSchema } from '../server/registry/schema';
 
@@ -104,6 +104,7 @@ const UPSTREAM_VALID: Readonly<Record<string, readonly string[]>> = {
     'localhost', 'example', 'x', 'x-y', 'a.b.c.dot', 'www.example.org', 'a.b.c.d.e.f.g.dot', 'ex=ample.com', '<foo>', 'www.example-hyphenated.org',
     'www.詹姆斯.org', 'www.élégigôö.org', 'www.詹姆斯.london',
   ],
+  email: ['somebodyelse@somewhere.com'],
   ipv4: ['192.168.254.1', '127.0.0.1', '192.168.1.1', '192.168.1.01'],
   ipv6: ['::1', '::2'],
   cidr: ['192.168.254.1/24', '192.0.2.1/24', '192.0.02.1/24', '2001:db8:a0b:12f0::1/32'],
@@ -132,6 +133,7 @@ const UPSTREAM_INVALID: Readonly<Record<string, readonly string[]>> = {
     'www-.example.org', 'www.d-.org', 'www.-d.org', 'www-', '-www', 'www.ex ample.org', '_www.example.org', 'www.ex;ample.org', 'www.example_underscored.org',
     'www.詹姆斯.x', 'a.b.c.d', '-xyz', 'xyz-', 'x.', 'a.b.c.dot-', 'a.b.c.é;ö',
   ],
+  email: ['somebody@somewhere@com'],
   ipv4: ['198.168.254.2.2'],
   ipv6: ['127.0.0.1'],
   cidr: ['198.168.254.2', '2001:db8:a0b:12f0::1'],
@@ -177,6 +179,46 @@ const REQUEST_URI_CASES: readonly [string, boolean][] = [
   ['http://user:p%41ss@host/', true], ['/a%zz', false], ['http://host/a\nb', false], [':foo', false], ['', false],
 ];
 
+/**
+ * email is strfmt.IsEmail: Go's net/mail.ParseAddress accepts exactly one address. Go's own cases
+ * (src/net/mail/message_test.go: TestAddressParsing, TestAddressParsingAndFormatting,
+ * TestAddressParsingError, TestAddressFormattingAndParsing's formatted names), then cases read off
+ * Go 1.24's parser (groups, comments, domain literals, encoded words).
+ */
+const EMAIL_VALID: readonly string[] = [
+  'jdoe@machine.example', 'John Doe <jdoe@machine.example>', '"Joe Q. Public" <john.q.public@example.com>',
+  '=?iso-8859-1?q?J=F6rg_Doe?= <joerg@example.com>', '=?us-ascii?q?J=6Frg_Doe?= <joerg@example.com>', '=?utf-8?q?J=C3=B6rg_Doe?= <joerg@example.com>',
+  '=?ISO-8859-1?Q?Andr=E9?= Pirard <PIRARD@vm1.ulg.ac.be>', '=?ISO-8859-1?B?SvZyZw==?= <joerg@example.com>', '=?UTF-8?B?SsO2cmc=?= <joerg@example.com>',
+  'Asem H. <noreply@example.com>', '"Gø Pher" <gopher@example.com>', 'µ <micro@example.com>', 'Micro <µ@example.com>', 'Micro <micro@µ.example.com>',
+  '<Bob@example.com>', '<".bob"@example.com>', '<" "@example.com>', '<"dot.and space"@example.com>', '<admin@mailserver1>',
+  "<#!$%&'*+-/=?^_`{}|~@example.org>", '<"very.(),:;<>[]\\".VERY.\\"very@\\\\ \\"very\\".unusual"@strange.example.com>', '<"Abc\\\\@def"@example.com>',
+  '<test1/test2=test3@example.com>', '<joe@uk>', '<"john..doe"@example.com>', '<"0:"@0>',
+  '=?utf-8?q?B=C3=B6b_Jac=C3=B6b?= <bob@example.com>', '=?utf-8?b?QsO2YiwgSmFjw7Zi?= <bob@example.com>', '"=??Q?x?=" <hello@world.com>',
+  // read off the parser
+  'a@b (Alice)', 'a@b (=?utf-8?q?J=C3=B6rg?=)', '  a@b  ', 'a@b (one) (two)', 'Team: a@b;', 'Team: <a@b> (c);',
+  'Alice (x) Smith <a@b>', 'a@[192.0.2.1]', 'a@[::ffff:192.0.2.1]', 'a@[IPv6:2001:db8::1]', 'a@[IPv6:192.0.2.1]',
+  // an unsupported charset after the first word ends the phrase (Go ignores the error once it has a word)
+  'Name =?koi8-r?q?x?= <a@b>', '=?utf-8?q?bad=ZZ?= <a@b>', 'a\ud800b@c',
+];
+const EMAIL_INVALID: readonly string[] = [
+  '=?iso-8859-2?Q?Bogl=E1rka_Tak=E1cs?= <unknown@gmail.com>', 'a@gmail.com b@gmail.com', '"\u0000" <null@example.net>', '"\\\u0000" <escaped-null@example.net>',
+  '<Abc.example.com>', '<A@b@c@example.com>', '<a"b(c)d,e:f;g<h>i[j\\k]l@example.com>', '<just"not"right@example.com>', '<john..doe@example.com>',
+  '<john.doe@example..com>', '<john.doe.@example.com>', '<.john.doe@example.com>', '<@example.com>', '<test@.>', '< @example.com>', '<""@0>',
+  '', 'NotAnEmail', '@NotAnEmail', 'not_an_email@somewhere.', 'somebody@somewhere@com',
+  // read off the parser
+  'Team: ;', 'Team: a@b, c@d;', 'a@b (unclosed', 'a@b (=?koi8-r?q?x?=)', 'Alice <a@b', 'a@[300.0.0.1]', 'a@[2001:db8::1]', 'a@[IPv6:zz]', 'a@[1.2.3.4',
+  'a@b\tc', 'a@b\nc', 'Name <a@b> trailing', 'Name =?koi8-r?q?x?= More <a@b>',
+];
+
+describe("email: Go's net/mail.ParseAddress verdicts (strfmt.IsEmail)", () => {
+  test.each(EMAIL_VALID)('%j is valid', (value) => {
+    expect(matchesFormat('email', value)).toBe(true);
+  });
+  test.each(EMAIL_INVALID)('fails %j', (value) => {
+    expect(matchesFormat('email', value)).toBe(false);
+  });
+});
+
 describe("uri: Go's net/url.ParseRequestURI verdicts", () => {
   test.each(REQUEST_URI_CASES)('%j → %s', (value, valid) => {
     // GIVEN a value from Go's tests WHEN judged as format uri THEN as Go judges it
@@ -202,6 +244,17 @@ describe('string formats (kube-apiserver verdicts)', () => {
     const problems = validateAgainstSchema({ spec: { address: '300.1.1.1' } }, schema);
     // THEN one TypeInvalid cause naming the field and the format
     expect(problems).toEqual([{ reason: 'FieldValueTypeInvalid', field: 'spec.address', message: 'Invalid value: "300.1.1.1": spec.address in body must be of type ipv4: "300.1.1.1"' }]);
+  });
+
+  test('a definition may use format email: the server accepts it and refuses a field that is not one address', () => {
+    // GIVEN a schema with an email field (refused by the bundled server before Go's net/mail was ported)
+    const schema = { type: 'object' as const, properties: { contact: { type: 'string' as const, format: 'email' } } };
+    // WHEN validated THEN an address (with a display name) passes, two addresses do not
+    expect(unsupportedFeatures({ group: 'x.example.com', kinds: [{ kind: 'T', plural: 'ts', singular: 't', scope: 'Namespaced', versions: [{ name: 'v1', served: true, storage: true, schema }] }] })).toEqual([]);
+    expect(validateAgainstSchema({ contact: 'Ops Team <ops@example.com>' }, schema)).toEqual([]);
+    expect(validateAgainstSchema({ contact: 'a@example.com, b@example.com' }, schema)).toEqual([
+      { reason: 'FieldValueTypeInvalid', field: 'contact', message: 'Invalid value: "a@example.com, b@example.com": contact in body must be of type email: "a@example.com, b@example.com"' },
+    ]);
   });
 
   test('fails a value outside an RE2 Unicode class (\\pL), reading the pattern as Go\'s regexp does', () => {

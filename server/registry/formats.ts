@@ -1,4 +1,6 @@
 import { RE2JS } from '@bufbuild/re2';
+import { isEmail } from './email';
+import { dtoi, HEX_VALUE, isDigit, parseIP, parseIPv4, parseIPv6 } from './go-ip';
 
 /**
  * The string formats kube-apiserver checks in CRD objects, ported from their Go sources so the
@@ -10,7 +12,8 @@ import { RE2JS } from '@bufbuild/re2';
  * - kube-openapi pkg/internal/third_party/govalidator (patterns.go, validator.go); uri is its
  *   IsRequestURI, Go's net/url.ParseRequestURI;
  * - ipv4 and cidr: k8s.io/utils/net ParseIPSloppy / ParseCIDRSloppy (Go 1.16's parser: leading
- *   zeros allowed); ipv6: net.ParseIP (Go ≥ 1.22: netip.ParseAddr without a zone).
+ *   zeros allowed); ipv6: net.ParseIP (Go ≥ 1.22: netip.ParseAddr without a zone) (go-ip.ts);
+ * - email: IsEmail, Go's net/mail.ParseAddress (email.ts).
  * Go works on bytes: the regular expressions run with RE2 semantics (@bufbuild/re2), lengths are
  * UTF-8 byte counts.
  */
@@ -39,8 +42,6 @@ const SSN = re2('^\\d{3}[- ]?\\d{2}[- ]?\\d{4}$');
 const DATE_TIME_CLOCK = /^([0-9]{2}):([0-9]{2}):([0-9]{2})([^\n][0-9]+)?(z|([+-][0-9]{2}:[0-9]{2}))$/u;
 
 const byteLength = (s: string) => Buffer.byteLength(s, 'utf8');
-const isDigit = (c: string | undefined) => c !== undefined && c >= '0' && c <= '9';
-const HEX_VALUE = (c: string | undefined): number => (c === undefined ? -1 : /^[0-9a-fA-F]$/.test(c) ? parseInt(c, 16) : -1);
 
 /** IsHostname: the pattern, at most 255 bytes, labels at most 63 bytes. */
 function isHostname(s: string): boolean {
@@ -212,89 +213,8 @@ export function isDuration(s: string): boolean {
 
 // ---- addresses ---------------------------------------------------------------------------------
 
-/** Go's dtoi: decimal digits, at least one, below 0xFFFFFF; [value, digits] or undefined. */
-function dtoi(s: string): [number, number] | undefined {
-  let n = 0;
-  let i = 0;
-  for (; isDigit(s[i]); i++) {
-    n = n * 10 + Number(s[i]);
-    if (n >= 0xffffff) return undefined;
-  }
-  return i === 0 ? undefined : [n, i];
-}
-
-/** An IPv4 dotted quad; `sloppy` allows leading zeros (Go < 1.17, k8s.io/utils/net). Returns the 4 bytes. */
-function parseIPv4(input: string, sloppy: boolean): number[] | undefined {
-  let s = input;
-  const bytes: number[] = [];
-  for (let i = 0; i < 4; i++) {
-    if (s.length === 0) return undefined;
-    if (i > 0) {
-      if (s[0] !== '.') return undefined;
-      s = s.slice(1);
-    }
-    const parsed = dtoi(s);
-    if (!parsed || parsed[0] > 0xff) return undefined;
-    if (!sloppy && parsed[1] > 1 && s[0] === '0') return undefined;
-    bytes.push(parsed[0]);
-    s = s.slice(parsed[1]);
-  }
-  return s.length === 0 ? bytes : undefined;
-}
-
-/**
- * An IPv6 address: hex fields, one `::`, an IPv4 tail. `maxHexDigits` is 4 for netip.ParseAddr
- * (net.ParseIP since Go 1.22), unlimited for Go 1.16's parser (the sloppy one).
- */
-function parseIPv6(input: string, sloppy: boolean): boolean {
-  let s = input;
-  let ellipsis = -1;
-  if (s.startsWith('::')) {
-    ellipsis = 0;
-    s = s.slice(2);
-    if (s.length === 0) return true;
-  }
-  let i = 0;
-  while (i < 16) {
-    let n = 0;
-    let c = 0;
-    for (; HEX_VALUE(s[c]) >= 0; c++) {
-      n = n * 16 + HEX_VALUE(s[c]);
-      if (n >= 0xffffff || (!sloppy && c >= 4)) return false;
-    }
-    if (c === 0 || n > 0xffff) return false;
-    if (c < s.length && s[c] === '.') {
-      if (ellipsis < 0 && i !== 12) return false;
-      if (i + 4 > 16) return false;
-      if (!parseIPv4(s, sloppy)) return false;
-      s = '';
-      i += 4;
-      break;
-    }
-    i += 2;
-    s = s.slice(c);
-    if (s.length === 0) break;
-    if (s[0] !== ':' || s.length === 1) return false;
-    s = s.slice(1);
-    if (s[0] === ':') {
-      if (ellipsis >= 0) return false;
-      ellipsis = i;
-      s = s.slice(1);
-      if (s.length === 0) break;
-    }
-  }
-  if (s.length !== 0) return false;
-  if (i < 16) return ellipsis >= 0;
-  return ellipsis < 0;
-}
-
-/** Go's ParseIP (either family), strict or sloppy: the first '.' or ':' decides. */
 function isIP(s: string, sloppy: boolean): boolean {
-  for (const c of s) {
-    if (c === '.') return parseIPv4(s, sloppy) !== undefined;
-    if (c === ':') return parseIPv6(s, sloppy);
-  }
-  return false;
+  return parseIP(s, sloppy) !== undefined;
 }
 
 /** ParseCIDRSloppy: `<address>/<prefix>`, the prefix decimal and at most the address's bits. */
@@ -307,7 +227,7 @@ function isCidr(s: string): boolean {
   let valid = parseIPv4(address, true) !== undefined;
   if (!valid) {
     bits = 128;
-    valid = parseIPv6(address, true);
+    valid = parseIPv6(address, true) !== undefined;
   }
   const parsed = dtoi(mask);
   return valid && parsed !== undefined && parsed[1] === mask.length && parsed[0] <= bits;
@@ -457,6 +377,7 @@ export function isRequestUri(input: string): boolean {
 const CHECKERS: Readonly<Record<string, (value: string) => boolean>> = {
   bsonobjectid: (s) => /^[0-9a-fA-F]{24}$/.test(s),
   uri: isRequestUri,
+  email: isEmail,
   hostname: isHostname,
   ipv4: (s) => isIP(s, true) && s.includes('.'),
   ipv6: (s) => isIP(s, false) && s.includes(':'),
