@@ -3,6 +3,7 @@
  * the kube-apiserver stand-in by the server's KubeClient, their CEL validations run on writes.
  */
 import pino from 'pino';
+import type { ApiGroupDefinition } from '../apis/types';
 import { WARDLE } from '../apis/wardle';
 import { validatingAdmissionPolicy, WatchedPolicies } from '../server/admission/webhook';
 import { KubeNamespaceLister } from '../server/admission/namespace-lifecycle';
@@ -165,5 +166,57 @@ describe('ValidatingAdmissionPolicy', () => {
     const refused = await registry.post(FLUNDERS, flunder('broken'));
     expect(refused.status).toBe(422);
     expect(refused.body.message).toMatch(/denied request: failed to configure binding: expression 'object\.spec\.\(': compilation failed: /);
+  });
+});
+
+describe('ValidatingAdmissionPolicy on the scale subresource', () => {
+  test('a policy for widgets/scale sees autoscaling/v1 Scales (object, oldObject, request.kind) and refuses too many replicas', async () => {
+    // GIVEN a kind with a scale subresource served behind the policy plugin, and a widget with 1 replica
+    const scaled: ApiGroupDefinition = {
+      group: 'scale.example.com',
+      kinds: [
+        {
+          kind: 'Widget',
+          plural: 'widgets',
+          singular: 'widget',
+          scope: 'Namespaced',
+          versions: [
+            {
+              name: 'v1',
+              served: true,
+              storage: true,
+              schema: { type: 'object', properties: { spec: { type: 'object', properties: { replicas: { type: 'integer' } } }, status: { type: 'object', properties: { replicas: { type: 'integer' } } } } },
+              subresources: { status: true, scale: { specReplicasPath: '.spec.replicas', statusReplicasPath: '.status.replicas' } },
+            },
+          ],
+        },
+      ],
+    };
+    const widgetsPath = '/apis/scale.example.com/v1/namespaces/ns1/widgets';
+    const widgets = await RegistryServer.start({ api: scaled, rules: {}, admission: [validatingAdmissionPolicy({ api: scaled, rules: {}, policies, namespaces })] });
+    try {
+      expect((await widgets.post(widgetsPath, { apiVersion: 'scale.example.com/v1', kind: 'Widget', metadata: { name: 'w1' }, spec: { replicas: 1 } })).status).toBe(201);
+      await bind('p', {
+        matchConstraints: { resourceRules: [{ apiGroups: ['scale.example.com'], apiVersions: ['v1'], operations: ['UPDATE'], resources: ['widgets/scale'] }] },
+        validations: [
+          {
+            expression: "request.kind.group == 'autoscaling' && request.kind.kind == 'Scale' && object.kind == 'Scale' && oldObject.kind == 'Scale' && object.spec.replicas <= 5",
+            messageExpression: "'at most 5 replicas, not ' + string(object.spec.replicas)",
+          },
+        ],
+      });
+
+      // WHEN the scale is set to 3, then to 9
+      const allowed = await widgets.put(`${widgetsPath}/w1/scale`, { apiVersion: 'autoscaling/v1', kind: 'Scale', metadata: { name: 'w1' }, spec: { replicas: 3 } });
+      const refused = await widgets.request('PATCH', `${widgetsPath}/w1/scale`, { raw: '{"spec":{"replicas":9}}', contentType: 'application/merge-patch+json' });
+
+      // THEN 3 passes; 9 is refused by the policy, and the widget keeps 3
+      expect(allowed.status).toBe(200);
+      expect(refused.status).toBe(422);
+      expect(refused.body.message).toBe("widgets.scale.example.com \"w1\" is forbidden: ValidatingAdmissionPolicy 'p' with binding 'p-binding' denied request: at most 5 replicas, not 9");
+      expect((await widgets.get(`${widgetsPath}/w1`)).body.spec.replicas).toBe(3);
+    } finally {
+      await widgets.close();
+    }
   });
 });
