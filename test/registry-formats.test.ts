@@ -1,3 +1,4 @@
+import fc from 'fast-check';
 import { UNCHECKED_FORMATS, unsupportedFeatures, VALIDATED_STRING_FORMATS } from '../apis/features';
 import { CHECKED_FORMATS, matchesFormat } from '../server/registry/formats';
 import { validateAgainstSchema } from '../server/registry/schema';
@@ -216,6 +217,29 @@ describe("email: Go's net/mail.ParseAddress verdicts (strfmt.IsEmail)", () => {
   });
   test.each(EMAIL_INVALID)('fails %j', (value) => {
     expect(matchesFormat('email', value)).toBe(false);
+  });
+
+  test('any string gets a verdict: the parser neither throws nor loops (property, the characters its grammar turns on)', () => {
+    const pieces = fc.constantFrom(...'ab.@<>()[]:;,"\\ \t=?_', 'µ', '=?utf-8?q?x?=', '=?koi8-r?b?eA==?=', 'IPv6:', '::1', '192.0.2.1', '\ud800');
+    fc.assert(
+      fc.property(fc.array(pieces, { maxLength: 40 }), (parts) => {
+        expect(typeof matchesFormat('email', parts.join(''))).toBe('boolean');
+      }),
+      { numRuns: 3000, seed: 20261204 },
+    );
+  });
+
+  test('every dot-atom local part @ dot-atom domain is an address, with or without a display name (property)', () => {
+    const atom = fc.stringMatching(/^[a-zA-Z0-9!#$%&'*+/=?^_`{|}~-]{1,8}$/);
+    const dotAtom = fc.array(atom, { minLength: 1, maxLength: 3 }).map((atoms) => atoms.join('.'));
+    fc.assert(
+      fc.property(dotAtom, dotAtom, fc.stringMatching(/^[A-Za-z]{1,8}( [A-Za-z]{1,8})?$/), (local, domain, name) => {
+        expect(matchesFormat('email', `${local}@${domain}`)).toBe(true);
+        expect(matchesFormat('email', `${name} <${local}@${domain}>`)).toBe(true);
+        expect(matchesFormat('email', `${local}@${domain}@${domain}`)).toBe(false);
+      }),
+      { numRuns: 500, seed: 20261204 },
+    );
   });
 });
 
