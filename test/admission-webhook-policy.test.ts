@@ -3,7 +3,6 @@
  * the kube-apiserver stand-in by the server's KubeClient, their CEL validations run on writes.
  */
 import pino from 'pino';
-import type { ApiGroupDefinition } from '../apis/types';
 import { WARDLE } from '../apis/wardle';
 import { validatingAdmissionPolicy, WatchedPolicies } from '../server/admission/webhook';
 import { KubeNamespaceLister } from '../server/admission/namespace-lifecycle';
@@ -11,6 +10,7 @@ import { createKubeClient, type KubeClient } from '../server/kube-client';
 import { wardleAdmission, wardleRules } from '../server/registry/wardle';
 import { KubeApiServerStandIn } from './support/kube-apiserver-stand-in';
 import { FLUNDERS, RegistryServer, flunder } from './support/registry-server';
+import { SCALABLE, WIDGETS } from './support/scalable-api';
 import { until } from './support/until';
 
 jest.setTimeout(60_000);
@@ -172,30 +172,9 @@ describe('ValidatingAdmissionPolicy', () => {
 describe('ValidatingAdmissionPolicy on the scale subresource', () => {
   test('a policy for widgets/scale sees autoscaling/v1 Scales (object, oldObject, request.kind) and refuses too many replicas', async () => {
     // GIVEN a kind with a scale subresource served behind the policy plugin, and a widget with 1 replica
-    const scaled: ApiGroupDefinition = {
-      group: 'scale.example.com',
-      kinds: [
-        {
-          kind: 'Widget',
-          plural: 'widgets',
-          singular: 'widget',
-          scope: 'Namespaced',
-          versions: [
-            {
-              name: 'v1',
-              served: true,
-              storage: true,
-              schema: { type: 'object', properties: { spec: { type: 'object', properties: { replicas: { type: 'integer' } } }, status: { type: 'object', properties: { replicas: { type: 'integer' } } } } },
-              subresources: { status: true, scale: { specReplicasPath: '.spec.replicas', statusReplicasPath: '.status.replicas' } },
-            },
-          ],
-        },
-      ],
-    };
-    const widgetsPath = '/apis/scale.example.com/v1/namespaces/ns1/widgets';
-    const widgets = await RegistryServer.start({ api: scaled, rules: {}, admission: [validatingAdmissionPolicy({ api: scaled, rules: {}, policies, namespaces })] });
+    const widgets = await RegistryServer.start({ api: SCALABLE, rules: {}, admission: [validatingAdmissionPolicy({ api: SCALABLE, rules: {}, policies, namespaces })] });
     try {
-      expect((await widgets.post(widgetsPath, { apiVersion: 'scale.example.com/v1', kind: 'Widget', metadata: { name: 'w1' }, spec: { replicas: 1 } })).status).toBe(201);
+      expect((await widgets.post(WIDGETS, { apiVersion: 'scale.example.com/v1', kind: 'Widget', metadata: { name: 'w1' }, spec: { replicas: 1 } })).status).toBe(201);
       await bind('p', {
         matchConstraints: { resourceRules: [{ apiGroups: ['scale.example.com'], apiVersions: ['v1'], operations: ['UPDATE'], resources: ['widgets/scale'] }] },
         validations: [
@@ -207,14 +186,14 @@ describe('ValidatingAdmissionPolicy on the scale subresource', () => {
       });
 
       // WHEN the scale is set to 3, then to 9
-      const allowed = await widgets.put(`${widgetsPath}/w1/scale`, { apiVersion: 'autoscaling/v1', kind: 'Scale', metadata: { name: 'w1' }, spec: { replicas: 3 } });
-      const refused = await widgets.request('PATCH', `${widgetsPath}/w1/scale`, { raw: '{"spec":{"replicas":9}}', contentType: 'application/merge-patch+json' });
+      const allowed = await widgets.put(`${WIDGETS}/w1/scale`, { apiVersion: 'autoscaling/v1', kind: 'Scale', metadata: { name: 'w1' }, spec: { replicas: 3 } });
+      const refused = await widgets.request('PATCH', `${WIDGETS}/w1/scale`, { raw: '{"spec":{"replicas":9}}', contentType: 'application/merge-patch+json' });
 
       // THEN 3 passes; 9 is refused by the policy, and the widget keeps 3
       expect(allowed.status).toBe(200);
       expect(refused.status).toBe(422);
       expect(refused.body.message).toBe("widgets.scale.example.com \"w1\" is forbidden: ValidatingAdmissionPolicy 'p' with binding 'p-binding' denied request: at most 5 replicas, not 9");
-      expect((await widgets.get(`${widgetsPath}/w1`)).body.spec.replicas).toBe(3);
+      expect((await widgets.get(`${WIDGETS}/w1`)).body.spec.replicas).toBe(3);
     } finally {
       await widgets.close();
     }

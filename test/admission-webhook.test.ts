@@ -5,7 +5,6 @@
  * HTTPS webhook with admission.k8s.io/v1 AdmissionReview JSON.
  */
 import pino from 'pino';
-import type { ApiGroupDefinition } from '../apis/types';
 import { WARDLE } from '../apis/wardle';
 import { webhookAdmission, WatchedWebhookConfigurations, type WebhookSpec } from '../server/admission/webhook';
 import { KubeNamespaceLister } from '../server/admission/namespace-lifecycle';
@@ -14,6 +13,7 @@ import { wardleAdmission, wardleRules } from '../server/registry/wardle';
 import { AdmissionWebhookServer } from './support/admission-webhook-server';
 import { KubeApiServerStandIn } from './support/kube-apiserver-stand-in';
 import { makeCa } from './support/pki';
+import { SCALABLE, WIDGETS } from './support/scalable-api';
 import { FLUNDERS, FLUNDERS_BETA, RegistryServer, flunder } from './support/registry-server';
 import { until } from './support/until';
 
@@ -477,28 +477,6 @@ describe('mutating webhooks', () => {
 });
 
 describe('scale subresource', () => {
-  /** A kind with a scale subresource, in a group of its own, served with the same webhook sources. */
-  const SCALED: ApiGroupDefinition = {
-    group: 'scale.example.com',
-    kinds: [
-      {
-        kind: 'Widget',
-        plural: 'widgets',
-        singular: 'widget',
-        scope: 'Namespaced',
-        versions: [
-          {
-            name: 'v1',
-            served: true,
-            storage: true,
-            schema: { type: 'object', properties: { spec: { type: 'object', properties: { replicas: { type: 'integer' } } }, status: { type: 'object', properties: { replicas: { type: 'integer' } } } } },
-            subresources: { status: true, scale: { specReplicasPath: '.spec.replicas', statusReplicasPath: '.status.replicas' } },
-          },
-        ],
-      },
-    ],
-  };
-  const WIDGETS = '/apis/scale.example.com/v1/namespaces/ns1/widgets';
   const widgetHook = (name: string, path: string, resources: string[]): WebhookSpec => ({
     ...hook(name, path),
     rules: [{ operations: ['UPDATE'], apiGroups: ['scale.example.com'], apiVersions: ['v1'], resources }],
@@ -506,8 +484,8 @@ describe('scale subresource', () => {
 
   test('webhooks for widgets/scale get autoscaling/v1 Scale reviews and may patch the Scale; webhooks for widgets are not called', async () => {
     // GIVEN a registry of widgets behind the webhook plugins, and a widget with 1 replica
-    const plugins = webhookAdmission({ api: SCALED, rules: {}, mutating, validating, namespaces, resolveService: () => ({ host: '127.0.0.1', port: hooks.port }) });
-    const widgets = await RegistryServer.start({ api: SCALED, rules: {}, admission: [plugins.mutating, plugins.validating] });
+    const plugins = webhookAdmission({ api: SCALABLE, rules: {}, mutating, validating, namespaces, resolveService: () => ({ host: '127.0.0.1', port: hooks.port }) });
+    const widgets = await RegistryServer.start({ api: SCALABLE, rules: {}, admission: [plugins.mutating, plugins.validating] });
     try {
       expect((await widgets.post(WIDGETS, { apiVersion: 'scale.example.com/v1', kind: 'Widget', metadata: { name: 'w1' }, spec: { replicas: 1 } })).status).toBe(201);
       hooks.on('/cap', () => ({ allowed: true, patch: [{ op: 'replace', path: '/spec/replicas', value: 4 }] }));

@@ -1,53 +1,16 @@
-import type { ApiGroupDefinition, JSONSchemaProps } from '../apis/types';
 import type { AdmissionAttributes, AdmissionPlugin } from '../server/admission/types';
 import { errors } from '../server/status';
 import { Discovery } from '../server/discovery';
 import { OpenApi } from '../server/openapi';
 import { RegistryServer } from './support/registry-server';
+import { SCALABLE, SCALE_GROUP, WIDGETS } from './support/scalable-api';
 
 /**
  * The scale subresource as apiextensions-apiserver serves a CRD's (pkg/registry/customresource
  * etcd.go ScaleREST): autoscaling/v1 Scale read from and written to the definition's paths.
  */
 
-const GROUP = 'scale.example.com';
-const integer: JSONSchemaProps = { type: 'integer' };
-
-export const SCALABLE: ApiGroupDefinition = {
-  group: GROUP,
-  kinds: [
-    {
-      kind: 'Widget',
-      plural: 'widgets',
-      singular: 'widget',
-      scope: 'Namespaced',
-      versions: [
-        {
-          name: 'v1',
-          served: true,
-          storage: true,
-          schema: {
-            type: 'object',
-            properties: {
-              spec: { type: 'object', properties: { replicas: integer, selector: { type: 'string' } } },
-              status: { type: 'object', properties: { replicas: integer, selector: { type: 'string' } } },
-            },
-          },
-          subresources: { status: true, scale: { specReplicasPath: '.spec.replicas', statusReplicasPath: '.status.replicas', labelSelectorPath: '.status.selector' } },
-        },
-      ],
-    },
-    {
-      kind: 'Plain',
-      plural: 'plains',
-      singular: 'plain',
-      scope: 'Namespaced',
-      versions: [{ name: 'v1', served: true, storage: true, schema: { type: 'object', properties: { spec: { type: 'object', properties: { replicas: integer } } } } }],
-    },
-  ],
-};
-
-const WIDGETS = `/apis/${GROUP}/v1/namespaces/ns1/widgets`;
+const GROUP = SCALE_GROUP;
 
 let server: RegistryServer;
 
