@@ -23,6 +23,7 @@ import { isIP } from 'node:net';
 import { basename, dirname, extname, join } from 'node:path';
 import pino, { type Logger } from 'pino';
 import { parseDocument } from 'yaml';
+import type { AuditAnnotations } from './admission/audit-annotations';
 import type { AuthorizationDecision, UserInfo } from './auth/types';
 import type { RequestInfo } from './request-info';
 
@@ -276,6 +277,8 @@ export interface AuditedRequest {
   readonly seconds: number;
   /** The connection's remote address, read when the request arrived. */
   readonly remote: string | undefined;
+  /** What admission added (webhooks' and policies' audit annotations). */
+  readonly admissionAnnotations?: AuditAnnotations;
 }
 
 /** A line-oriented destination that never blocks its caller. */
@@ -388,7 +391,7 @@ function userJson(user: UserInfo | undefined): Record<string, unknown> {
  * omitempty does. Nothing of the request's headers but the User-Agent and forwarding addresses.
  */
 export function auditEventLine(req: IncomingMessage, done: AuditedRequest, stage: AuditStage, stageMicros: number): string {
-  const { info, user, decision } = done;
+  const { info, user } = done;
   const resource = info?.isResourceRequest ? info : undefined;
   const userAgentHeader = req.headers['user-agent'] ?? '';
   const userAgent = userAgentHeader.length > MAX_USER_AGENT_LENGTH ? `${userAgentHeader.slice(0, MAX_USER_AGENT_LENGTH)}...TRUNCATED` : userAgentHeader;
@@ -418,10 +421,20 @@ export function auditEventLine(req: IncomingMessage, done: AuditedRequest, stage
     responseStatus: { metadata: {}, message: failedAuthentication ? authMethods(req) : undefined, code: done.code || undefined },
     requestReceivedTimestamp: microTime(stageMicros - Math.round(done.seconds * 1e6)),
     stageTimestamp: microTime(stageMicros),
-    // As upstream's WithAuthorization: the decision and the authorizer's reason, empty or not.
-    annotations: decision ? { 'authorization.k8s.io/decision': decision.allowed ? 'allow' : 'forbid', 'authorization.k8s.io/reason': decision.reason } : undefined,
+    annotations: eventAnnotations(done),
   };
   return `${JSON.stringify(event)}\n`;
+}
+
+/**
+ * The event's annotations: authorization's decision and reason (as upstream's WithAuthorization,
+ * empty or not), then admission's; keys sorted, as Go writes a map.
+ */
+function eventAnnotations(done: AuditedRequest): Record<string, string> | undefined {
+  const entries: (readonly [string, string])[] = [...(done.admissionAnnotations?.entries() ?? [])];
+  if (done.decision) entries.push(['authorization.k8s.io/decision', done.decision.allowed ? 'allow' : 'forbid'], ['authorization.k8s.io/reason', done.decision.reason]);
+  if (entries.length === 0) return undefined;
+  return Object.fromEntries(entries.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
 }
 
 /** lumberjack's backup name: `<name>-<UTC time as 2006-01-02T15-04-05.000><ext>` beside the file. */

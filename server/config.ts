@@ -107,7 +107,7 @@ function admissionChain(config: ServerConfig, client: KubeClient, namespaces: Na
     plugins: [
       ...(mutating && webhooks ? [webhooks.mutating] : []),
       ...(enabled.has('BanFlunder') ? wardleAdmission() : []),
-      ...(policies ? [validatingAdmissionPolicy({ api, rules, policies, namespaces })] : []),
+      ...(policies ? [validatingAdmissionPolicy({ api, rules, policies, namespaces, logger })] : []),
       ...(validating && webhooks ? [webhooks.validating] : []),
     ],
     informers: [

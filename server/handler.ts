@@ -2,6 +2,7 @@ import { randomUUID } from 'node:crypto';
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import { ApiGroupDefinition, servedVersions } from '../apis';
+import { AuditAnnotations } from './admission/audit-annotations';
 import type { AuditLog } from './audit';
 import { forbiddenError } from './auth/authorizer';
 import type { AuthorizationDecision, Authenticator, Authorizer, UserInfo } from './auth/types';
@@ -98,9 +99,9 @@ export function createHandler(options: HandlerOptions): RequestHandler {
   }
 
   /** Serves the request; a promise only for what answers asynchronously (resources, /metrics). Throws StatusError. */
-  function route(req: IncomingMessage, res: ServerResponse, info: RequestInfo, user: UserInfo): Promise<void> | undefined {
+  function route(req: IncomingMessage, res: ServerResponse, info: RequestInfo, user: UserInfo, auditAnnotations: AuditAnnotations | undefined): Promise<void> | undefined {
     if (info.isResourceRequest) {
-      if (info.apiGroup === api.group && versions.has(info.apiVersion)) return apiServing.handle(req, res, info, user);
+      if (info.apiGroup === api.group && versions.has(info.apiVersion)) return apiServing.handle(req, res, info, user, auditAnnotations);
       throw errors.pathNotFound();
     }
     const path = info.path;
@@ -136,6 +137,8 @@ export function createHandler(options: HandlerOptions): RequestHandler {
     let closed = false;
     // Read now: under HTTP/2 the socket is a per-stream view that forgets the connection once the stream closes.
     const remote = req.socket.remoteAddress;
+    // What admission adds for the audit event; kept only when there is an audit log to write it to.
+    const auditAnnotations = audit ? new AuditAnnotations() : undefined;
     res.once('close', () => {
       closed = true;
       clearDeadline?.();
@@ -154,7 +157,7 @@ export function createHandler(options: HandlerOptions): RequestHandler {
       };
       metrics.observe(labels, code, seconds);
       const resource = info?.isResourceRequest ? info : undefined;
-      audit?.record(req, { auditID: auditId, info, user, decision, code, seconds, remote });
+      audit?.record(req, { auditID: auditId, info, user, decision, code, seconds, remote, ...(auditAnnotations ? { admissionAnnotations: auditAnnotations } : {}) });
       logRequest({
         auditID: auditId,
         user: user?.name,
@@ -199,7 +202,7 @@ export function createHandler(options: HandlerOptions): RequestHandler {
       decision = authorized instanceof Promise ? await authorized : authorized;
       if (!decision.allowed) throw forbiddenError(user, info, decision.reason);
       if (closed || res.writableEnded) return;
-      const routed = route(req, res, info, user);
+      const routed = route(req, res, info, user, auditAnnotations);
       if (routed) await routed;
     } catch (error) {
       if (error instanceof StatusError) {

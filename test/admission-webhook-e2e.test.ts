@@ -3,7 +3,10 @@
  * configurations watched from the kube-apiserver stand-in through its kubeconfig, a real local
  * HTTPS webhook called with AdmissionReview JSON, and the admission flags.
  */
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import * as https from 'node:https';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { AdmissionWebhookServer } from './support/admission-webhook-server';
 import { makeLeaf } from './support/pki';
 import { request as plainRequest } from './support/shell-fakes';
@@ -151,6 +154,50 @@ describe('the bundled server with ValidatingAdmissionPolicy (on by default)', ()
     );
     const created = await request(env, 'POST', FLUNDERS, { apiVersion: 'wardle.example.com/v1alpha1', kind: 'Flunder', metadata: { name: 'with-reference' }, spec: { reference: 'x' } });
     expect(created.status).toBe(201);
+  });
+});
+
+describe('admission audit annotations in the audit log', () => {
+  test("a policy's auditAnnotations and an Audit-action failure reach the request's audit event, beside authorization's", async () => {
+    // GIVEN the server writing an audit log at Metadata, and a policy that notes names and audits flunders named "noted"
+    const dir = mkdtempSync(join(tmpdir(), 'admission-audit-'));
+    const log = join(dir, 'audit.log');
+    writeFileSync(join(dir, 'policy.yaml'), 'apiVersion: audit.k8s.io/v1\nkind: Policy\nrules: [{level: Metadata}]\n');
+    const env = await startServerEnvironment({ extraArgs: [`--audit-log-path=${log}`, `--audit-policy-file=${join(dir, 'policy.yaml')}`] });
+    try {
+      env.fake.setWebhookConfiguration('policy', 'noting', {
+        spec: {
+          matchConstraints: { resourceRules: [{ apiGroups: ['wardle.example.com'], apiVersions: ['*'], operations: ['CREATE'], resources: ['flunders'] }] },
+          validations: [{ expression: "object.metadata.name != 'noted'", message: 'this name is noted' }],
+          auditAnnotations: [{ key: 'name', valueExpression: 'object.metadata.name' }],
+        },
+      });
+      env.fake.setWebhookConfiguration('policyBinding', 'noting', { spec: { policyName: 'noting', validationActions: ['Audit'] } });
+
+      // WHEN flunders named "noted" are created (dry runs until the server's watch has the policy)
+      const events = () =>
+        (existsSync(log) ? readFileSync(log, 'utf8') : '')
+          .split('\n')
+          .filter((line) => line !== '')
+          .map((line) => JSON.parse(line) as { verb: string; annotations?: Record<string, string> });
+      await until(async () => {
+        await request(env, 'POST', `${FLUNDERS}?dryRun=All`, { apiVersion: 'wardle.example.com/v1alpha1', kind: 'Flunder', metadata: { name: 'noted' } });
+        return events().some((event) => event.annotations?.['noting/name'] === 'noted');
+      }, 'an audit event with the policy\'s annotation');
+
+      // THEN that event carries the policy's annotations and authorization's, keys sorted
+      const event = events().find((e) => e.verb === 'create' && e.annotations?.['noting/name'] === 'noted')!;
+      expect(event.annotations).toEqual({
+        'authorization.k8s.io/decision': 'allow',
+        'authorization.k8s.io/reason': '',
+        'noting/name': 'noted',
+        'validation.policy.admission.k8s.io/validation_failure': '[{"expressionIndex":0,"message":"this name is noted","validationActions":["Audit"],"binding":"noting","policy":"noting"}]',
+      });
+      expect(Object.keys(event.annotations!)).toEqual([...Object.keys(event.annotations!)].sort());
+    } finally {
+      await env.stop();
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
 

@@ -169,6 +169,37 @@ describe('ValidatingAdmissionPolicy', () => {
   });
 });
 
+describe('ValidatingAdmissionPolicy audit annotations', () => {
+  const lastAnnotations = () => Object.fromEntries(registry.auditAnnotations.at(-1)!.entries());
+
+  test('a failed validation under the Audit action is recorded as validation_failure, and the write goes through', async () => {
+    await bind('p', { validations: [{ expression: 'true' }, { expression: "object.metadata.name != 'audited'", message: 'audited names are noted' }] }, { validationActions: ['Audit'] });
+    expect((await registry.post(FLUNDERS, flunder('audited'))).status).toBe(201);
+    expect(lastAnnotations()).toEqual({
+      'validation.policy.admission.k8s.io/validation_failure': '[{"expressionIndex":1,"message":"audited names are noted","validationActions":["Audit"],"binding":"p-binding","policy":"p"}]',
+    });
+  });
+
+  test("the policy's auditAnnotations are recorded as <policy>/<key>; a null value is left out; a value of another type fails under failurePolicy Fail", async () => {
+    await bind('p', {
+      validations: [{ expression: 'true' }],
+      auditAnnotations: [
+        { key: 'owner', valueExpression: "'team-' + object.metadata.name" },
+        { key: 'nothing', valueExpression: 'null' },
+      ],
+    });
+    expect((await registry.post(FLUNDERS, flunder('owned'))).status).toBe(201);
+    expect(lastAnnotations()).toEqual({ 'p/owner': 'team-owned' });
+
+    await bind('p', { validations: [{ expression: 'true' }], auditAnnotations: [{ key: 'count', valueExpression: '1' }] });
+    const refused = await registry.post(FLUNDERS, flunder('counted'));
+    expect(refused.status).toBe(422);
+    expect(refused.body.message).toBe(
+      "flunders.wardle.example.com \"counted\" is forbidden: ValidatingAdmissionPolicy 'p' with binding 'p-binding' denied request: valueExpression '1' resulted in unsupported return type: int. Return type must be either string or null.",
+    );
+  });
+});
+
 describe('ValidatingAdmissionPolicy on the scale subresource', () => {
   test('a policy for widgets/scale sees autoscaling/v1 Scales (object, oldObject, request.kind) and refuses too many replicas', async () => {
     // GIVEN a kind with a scale subresource served behind the policy plugin, and a widget with 1 replica

@@ -476,6 +476,55 @@ describe('mutating webhooks', () => {
   });
 });
 
+describe('audit annotations', () => {
+  /** The annotations admission added to the registry's last request. */
+  const lastAnnotations = () => Object.fromEntries(registry.auditAnnotations.at(-1)!.entries());
+
+  test("a webhook's auditAnnotations are recorded as <webhook>/<key>; a key that is not a qualified name is left out", async () => {
+    hooks.on('/annotate', (request) => ({ allowed: true, rawResponse: { uid: request.uid, allowed: true, auditAnnotations: { decision: 'checked', 'Not A Key!': 'dropped' } } }));
+    await configure('Validating', 'a', [hook('annotate.example.com', '/annotate')]);
+    expect((await registry.post(FLUNDERS, flunder('annotated'))).status).toBe(201);
+    expect(lastAnnotations()).toEqual({ 'annotate.example.com/decision': 'checked' });
+  });
+
+  test('fails the call of a webhook whose auditAnnotations are not strings (the answer does not decode)', async () => {
+    hooks.on('/bad-annotations', (request) => ({ allowed: true, rawResponse: { uid: request.uid, allowed: true, auditAnnotations: { count: 3 } } }));
+    await configure('Validating', 'a', [hook('bad.example.com', '/bad-annotations')]);
+    const reply = await registry.post(FLUNDERS, flunder('badly-annotated'));
+    expect(reply.status).toBe(500);
+    expect(reply.body.message).toBe(
+      'Internal error occurred: failed calling webhook "bad.example.com": json: cannot unmarshal number into Go struct field AdmissionResponse.response.auditAnnotations of type string',
+    );
+  });
+
+  test('every mutating webhook called is recorded with its round, its place among all mutating webhooks and whether it mutated', async () => {
+    // GIVEN two mutating webhooks; only the second matches flunder writes and it patches, reinvocation on
+    hooks.on('/patcher', () => ({ allowed: true, patch: [{ op: 'add', path: '/metadata/labels', value: { patched: 'yes' } }] }));
+    await configure('Mutating', 'a', [
+      { ...hook('elsewhere.example.com', '/elsewhere'), rules: [{ operations: ['CREATE'], apiGroups: ['other.example.com'], apiVersions: ['*'], resources: ['*'] }] },
+      hook('patcher.example.com', '/patcher'),
+    ]);
+    // WHEN a flunder is created
+    expect((await registry.post(FLUNDERS, flunder('mutated'))).status).toBe(201);
+    // THEN upstream's mutation annotation for index 1 (the first webhook was not called)
+    expect(lastAnnotations()).toEqual({ 'mutation.webhook.admission.k8s.io/round_0_index_1': '{"configuration":"a","webhook":"patcher.example.com","mutated":true}' });
+  });
+
+  test('a webhook that fails open under failurePolicy Ignore is recorded (validating and mutating)', async () => {
+    // GIVEN webhooks that time out, failing open
+    hooks.on('/hang', () => 'hang');
+    await configure('Validating', 'a', [hook('slow-v.example.com', '/hang', { timeoutSeconds: 1, failurePolicy: 'Ignore' })]);
+    await configure('Mutating', 'b', [hook('slow-m.example.com', '/hang', { timeoutSeconds: 1, failurePolicy: 'Ignore' })]);
+    // WHEN a flunder is created THEN it is, and both failures are recorded
+    expect((await registry.post(FLUNDERS, flunder('failed-open'))).status).toBe(201);
+    expect(lastAnnotations()).toEqual({
+      'failed-open.mutation.webhook.admission.k8s.io/round_0_index_0': 'slow-m.example.com',
+      'mutation.webhook.admission.k8s.io/round_0_index_0': '{"configuration":"b","webhook":"slow-m.example.com","mutated":false}',
+      'failed-open.validating.webhook.admission.k8s.io/round_0_index_0': 'slow-v.example.com',
+    });
+  });
+});
+
 describe('scale subresource', () => {
   const widgetHook = (name: string, path: string, resources: string[]): WebhookSpec => ({
     ...hook(name, path),

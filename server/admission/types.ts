@@ -1,4 +1,5 @@
 import type { UserInfo } from '../auth/types';
+import type { AuditAnnotations } from './audit-annotations';
 
 /**
  * Admission, as k8s.io/apiserver's admission.Interface: after a request is authenticated,
@@ -46,6 +47,8 @@ export interface AdmissionAttributes {
   readonly options?: Readonly<Record<string, unknown>>;
   /** Warnings for the client (Warning headers); plugins append to it. @default - none kept */
   readonly warnings?: string[];
+  /** The request's audit annotations; plugins add to them. @default - none kept */
+  readonly auditAnnotations?: AuditAnnotations;
 }
 
 /** What a plugin may read of the API it guards. */

@@ -1,6 +1,7 @@
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type { Logger } from 'pino';
 import type { KindVersion } from '../../apis/types';
+import type { AuditAnnotations } from '../admission/audit-annotations';
 import type { UserInfo } from '../auth/types';
 import { ResourceOutput, mediaTypeOf, parseContentType } from '../content';
 import type { RequestInfo } from '../request-info';
@@ -42,6 +43,8 @@ export interface RequestScope {
   /** '' or 'status'. */
   readonly subresource: string;
   readonly output: ResourceOutput;
+  /** The request's audit annotations (admission adds to them). */
+  readonly auditAnnotations?: AuditAnnotations;
 }
 
 export type Handler = (scope: RequestScope, deps: HandlerDeps) => Promise<void>;
@@ -68,7 +71,14 @@ export function checkObjectPath(scope: RequestScope): void {
 
 export function contextOf(scope: RequestScope): OperationContext {
   // Ended before the handler answered: the request timed out (flow-control.ts sent the 504).
-  return { namespace: scope.info.namespace, version: scope.version, subresource: scope.subresource, user: scope.user, abandoned: () => scope.res.writableEnded };
+  return {
+    namespace: scope.info.namespace,
+    version: scope.version,
+    subresource: scope.subresource,
+    user: scope.user,
+    abandoned: () => scope.res.writableEnded,
+    ...(scope.auditAnnotations ? { auditAnnotations: scope.auditAnnotations } : {}),
+  };
 }
 
 /** The write options (CreateOptions, UpdateOptions, PatchOptions) from the query, validated as ValidateCreateOptions & co. (422). */

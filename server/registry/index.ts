@@ -3,6 +3,7 @@ import type { Logger } from 'pino';
 import { checkSupportedByBundledServer } from '../../apis/features';
 import type { ApiGroupDefinition, KindDefinition, KindVersion } from '../../apis/types';
 import { compareKubeVersions } from '../../apis/versions';
+import type { AuditAnnotations } from '../admission/audit-annotations';
 import { NamespaceLister, namespaceLifecycle } from '../admission/namespace-lifecycle';
 import type { AdmissionContext, AdmissionPlugin } from '../admission/types';
 import type { UserInfo } from '../auth/types';
@@ -28,7 +29,8 @@ export interface ApiServing {
    * Handles one resource request for the group (RequestInfo.isResourceRequest, apiGroup matches).
    * Writes the response (JSON / Table / PartialObjectMetadata / watch stream) or throws StatusError.
    */
-  handle(req: IncomingMessage, res: ServerResponse, info: RequestInfo, user: UserInfo): Promise<void>;
+  /** Serves one request; `auditAnnotations` collects what admission adds for its audit event. */
+  handle(req: IncomingMessage, res: ServerResponse, info: RequestInfo, user: UserInfo, auditAnnotations?: AuditAnnotations): Promise<void>;
   /** Storage ready (a /readyz check). */
   isReady(): boolean;
   /** Open watch streams (for /metrics). */
@@ -149,7 +151,7 @@ export function createApiServing(options: ApiServingOptions): ApiServing {
   const hub = new WatchHub();
   const deps: HandlerDeps = { hub, watchSettings: { bookmarkIntervalMs: options.bookmarkIntervalMs ?? 60_000, minRequestTimeoutSeconds: options.minRequestTimeoutSeconds }, logger };
 
-  async function handle(req: IncomingMessage, res: ServerResponse, info: RequestInfo, user: UserInfo): Promise<void> {
+  async function handle(req: IncomingMessage, res: ServerResponse, info: RequestInfo, user: UserInfo, auditAnnotations?: AuditAnnotations): Promise<void> {
     const codec = codecs.get(info.resource);
     const version = codec?.version(info.apiVersion);
     if (!codec || !version || info.apiGroup !== api.group || info.parts.length > 0) throw errors.pathNotFound();
@@ -169,7 +171,7 @@ export function createApiServing(options: ApiServingOptions): ApiServing {
 
     const chosen = negotiate<ResourceOutput>(parseAccept(req.headers.accept), RESOURCE_OFFERS[offers]);
     if (!chosen) throw errors.notAcceptable(SUPPORTED_OUTPUT_TYPES);
-    const scope: RequestScope = { req, res, info, user, query: info.query, codec, store: stores.get(codec)!, version, subresource: info.subresource, output: chosen.value };
+    const scope: RequestScope = { req, res, info, user, query: info.query, codec, store: stores.get(codec)!, version, subresource: info.subresource, output: chosen.value, ...(auditAnnotations ? { auditAnnotations } : {}) };
     try {
       await handler(scope, deps);
     } catch (error) {

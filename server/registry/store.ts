@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto';
 import type { KindVersion } from '../../apis/types';
+import type { AuditAnnotations } from '../admission/audit-annotations';
 import type { AdmissionAttributes, AdmissionContext, AdmissionOperation, AdmissionPlugin } from '../admission/types';
 import type { UserInfo } from '../auth/types';
 import {
@@ -59,6 +60,8 @@ export interface OperationContext {
    * @default - never
    */
   readonly abandoned?: () => boolean;
+  /** The request's audit annotations, for admission to add to. @default - none kept */
+  readonly auditAnnotations?: AuditAnnotations;
 }
 
 export type FieldValidation = 'Ignore' | 'Warn' | 'Strict';
@@ -729,6 +732,7 @@ export class GenericStore {
       user: context.user,
       dryRun,
       ...(warnings ? { warnings } : {}),
+      ...(context.auditAnnotations ? { auditAnnotations: context.auditAnnotations } : {}),
     };
   }
 }

@@ -4,6 +4,7 @@ import type { AddressInfo } from 'node:net';
 import pino from 'pino';
 import type { ApiGroupDefinition } from '../../apis/types';
 import { WARDLE } from '../../apis/wardle';
+import { AuditAnnotations } from '../../server/admission/audit-annotations';
 import { FixedNamespaceLister, NamespacePhase } from '../../server/admission/namespace-lifecycle';
 import type { AdmissionPlugin } from '../../server/admission/types';
 import type { UserInfo } from '../../server/auth/types';
@@ -76,6 +77,8 @@ export class RegistryServer {
   readonly namespaces: FixedNamespaceLister;
   readonly serving: ApiServing;
   user: UserInfo = TEST_USER;
+  /** The audit annotations admission added to each request, in arrival order. */
+  readonly auditAnnotations: AuditAnnotations[] = [];
   private readonly server: http.Server;
   private readonly agent: http.Agent;
   private readonly tls: RegistryServerOptions['tls'];
@@ -113,7 +116,9 @@ export class RegistryServer {
     try {
       const info = parseRequestInfo(req.method ?? 'GET', req.url ?? '/');
       if (!info.isResourceRequest) throw errors.pathNotFound();
-      await this.serving.handle(req, res, info, this.user);
+      const annotations = new AuditAnnotations();
+      this.auditAnnotations.push(annotations);
+      await this.serving.handle(req, res, info, this.user, annotations);
     } catch (error) {
       const status = error instanceof StatusError ? error.status : errors.internal(String(error)).status;
       if (!(error instanceof StatusError)) console.error(error);

@@ -375,6 +375,7 @@ class WebhookDispatcher {
       if (hasPatch) throw new WebhookCallError('validating webhook may not return response.patch');
       if (response.patchType !== undefined) throw new WebhookCallError('validating webhook may not return response.patchType');
     }
+    this.recordAuditAnnotations(webhook, attributes, response.auditAnnotations, mutating);
     if (Array.isArray(response.warnings) && attributes.warnings) {
       // The warning recorder drops duplicates (a reinvoked webhook warns once).
       for (const warning of response.warnings) if (typeof warning === 'string' && warning.trim() !== '' && !attributes.warnings.includes(warning)) attributes.warnings.push(warning);
@@ -383,8 +384,31 @@ class WebhookDispatcher {
     return response;
   }
 
+  /**
+   * The webhook's `auditAnnotations`, as `<webhook name>/<key>` on the request (refused keys are
+   * logged and left out, as upstream's dispatchers do). A value that is not a string fails the
+   * call, as the answer would not decode into an AdmissionResponse.
+   */
+  private recordAuditAnnotations(webhook: CompiledWebhook, attributes: AdmissionAttributes, annotations: unknown, mutating: boolean): void {
+    if (annotations === undefined || annotations === null) return;
+    if (typeof annotations !== 'object' || Array.isArray(annotations)) {
+      throw new WebhookCallError(`json: cannot unmarshal ${Array.isArray(annotations) ? 'array' : typeof annotations} into Go struct field AdmissionResponse.response.auditAnnotations of type map[string]string`);
+    }
+    const entries = Object.entries(annotations as Record<string, unknown>);
+    for (const [, value] of entries) {
+      if (typeof value !== 'string') throw new WebhookCallError(`json: cannot unmarshal ${value === null ? 'null' : Array.isArray(value) ? 'array' : typeof value} into Go struct field AdmissionResponse.response.auditAnnotations of type string`);
+    }
+    for (const [key, value] of entries) this.annotate(attributes, `${webhook.spec.name}/${key}`, value as string, `${mutating ? 'mutating' : 'validating'} webhook ${webhook.spec.name}`);
+  }
+
+  /** Adds an audit annotation to the request; one refused is logged, as upstream logs it. */
+  annotate(attributes: AdmissionAttributes, key: string, value: string, by: string): void {
+    const refused = attributes.auditAnnotations?.add(key, value);
+    if (refused !== undefined) this.options.logger?.warn({ key, value, err: refused }, `Failed to set admission audit annotation for ${by}`);
+  }
+
   /** Runs a call, applying the failurePolicy to a failed call (`failed calling webhook "x": …`). */
-  async withFailurePolicy<T>(webhook: CompiledWebhook, run: () => Promise<T>): Promise<T | undefined> {
+  async withFailurePolicy<T>(webhook: CompiledWebhook, run: () => Promise<T>, failedOpen?: () => void): Promise<T | undefined> {
     try {
       return await run();
     } catch (error) {
@@ -392,6 +416,7 @@ class WebhookDispatcher {
       const message = `failed calling webhook "${webhook.spec.name}": ${error.message}`;
       if (webhook.failurePolicy === 'Ignore') {
         this.options.logger?.warn({ webhook: webhook.spec.name, err: error.message }, 'Failed calling webhook, failing open');
+        failedOpen?.();
         return undefined;
       }
       throw internalError(message);
@@ -410,11 +435,11 @@ class WebhookDispatcher {
     const reinvoke = new Set<string>();
     for (const round of [0, 1]) {
       if (round === 1 && reinvoke.size === 0) return;
-      for (const webhook of webhooks) {
+      for (const [index, webhook] of webhooks.entries()) {
         if (round === 1 && !reinvoke.has(webhook.uid)) continue;
         const invocation = await this.invocationFor(webhook, attributes, kind);
         if (!invocation) continue;
-        const changed = await this.callMutating(invocation, attributes, kind);
+        const changed = await this.callMutating(invocation, attributes, kind, round, index);
         if (changed && round === 0) {
           for (const uid of previouslyInvoked) reinvoke.add(uid);
           previouslyInvoked = new Set();
@@ -424,16 +449,43 @@ class WebhookDispatcher {
     }
   }
 
-  /** Calls one mutating webhook and applies its patch; true when the object changed. */
-  private async callMutating(invocation: Invocation, attributes: AdmissionAttributes, kind: KindEntry): Promise<boolean> {
+  /**
+   * Calls one mutating webhook and applies its patch; true when the object changed. The request's
+   * audit event records the call (`mutation.webhook.admission.k8s.io/round_<r>_index_<i>`: the
+   * configuration, the webhook and whether it mutated, however the call ended) and a call that
+   * failed open (`failed-open.mutation.webhook.admission.k8s.io/…`: the webhook), as upstream's
+   * webhookAnnotator does; `index` is the webhook's place among all mutating webhooks.
+   */
+  private async callMutating(invocation: Invocation, attributes: AdmissionAttributes, kind: KindEntry, round: number, index: number): Promise<boolean> {
+    const { webhook } = invocation;
+    const suffix = `round_${round}_index_${index}`;
+    let changed = false;
+    try {
+      // A patch type that fails open answers undefined: not changed.
+      changed =
+        (await this.mutateOnce(invocation, attributes, kind, () =>
+          this.annotate(attributes, `failed-open.mutation.webhook.admission.k8s.io/${suffix}`, webhook.spec.name, `mutating webhook ${webhook.spec.name}`),
+        )) === true;
+      return changed;
+    } finally {
+      const value = JSON.stringify({ configuration: webhook.configurationName, webhook: webhook.spec.name, mutated: changed });
+      this.annotate(attributes, `mutation.webhook.admission.k8s.io/${suffix}`, value, `mutating webhook ${webhook.spec.name}`);
+    }
+  }
+
+  private async mutateOnce(invocation: Invocation, attributes: AdmissionAttributes, kind: KindEntry, failedOpen: () => void): Promise<boolean> {
     const { webhook, version } = invocation;
     const object = this.versioned(kind, attributes, attributes.object, version);
-    const response = await this.withFailurePolicy(webhook, () => this.call(invocation, attributes, kind, true, object));
+    const response = await this.withFailurePolicy(webhook, () => this.call(invocation, attributes, kind, true, object), failedOpen);
     if (!response || typeof response.patch !== 'string' || response.patch === '') return false;
     if (response.patchType !== 'JSONPatch') {
-      return (await this.withFailurePolicy(webhook, async () => {
-        throw new WebhookCallError(`unsupported patch type ${JSON.stringify(response.patchType)}`);
-      })) as never;
+      return (await this.withFailurePolicy(
+        webhook,
+        async () => {
+          throw new WebhookCallError(`unsupported patch type ${JSON.stringify(response.patchType)}`);
+        },
+        failedOpen,
+      )) as never;
     }
     let operations: Operation[];
     try {
@@ -511,8 +563,13 @@ class WebhookDispatcher {
     }
     // All at once, as upstream's validating dispatcher; the first refusal in webhook order is answered.
     const outcomes = await Promise.all(
-      invocations.map((invocation) =>
-        this.withFailurePolicy(invocation.webhook, () => this.call(invocation, attributes, kind, false, this.versioned(kind, attributes, attributes.object, invocation.version))).then(
+      invocations.map((invocation, index) =>
+        this.withFailurePolicy(
+          invocation.webhook,
+          () => this.call(invocation, attributes, kind, false, this.versioned(kind, attributes, attributes.object, invocation.version)),
+          // Upstream's index here is the webhook's place among those called.
+          () => this.annotate(attributes, `failed-open.validating.webhook.admission.k8s.io/round_0_index_${index}`, invocation.webhook.spec.name, `validating webhook ${invocation.webhook.spec.name}`),
+        ).then(
           () => undefined,
           (error: unknown) => error,
         ),

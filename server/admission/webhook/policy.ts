@@ -6,11 +6,12 @@
  * was validated. A failed validation is acted on as the binding's `validationActions` say: Deny
  * (`<resource> "<name>" is forbidden: ValidatingAdmissionPolicy '<p>' with binding '<b>' denied
  * request: <message>`, code from the validation's reason, 422 Invalid by default) and Warn (a
- * Warning header); Audit is accepted and not recorded. Errors (an expression that fails, a
- * policy that does not compile) follow the policy's failurePolicy.
+ * Warning header) and Audit (the `validation.policy.admission.k8s.io/validation_failure` audit
+ * annotation); the policy's `auditAnnotations` are recorded as `<policy>/<key>`. Errors (an
+ * expression that fails, a policy that does not compile) follow the policy's failurePolicy.
  *
  * Not done: `paramKind`/`paramRef` (a binding that names params fails as its failurePolicy says),
- * `authorizer` in expressions, audit annotations; expressions are not type-checked before they run.
+ * `authorizer` in expressions; expressions are not type-checked before they run.
  */
 import { CelCompileError, compileCel, type CompiledCel } from '../../../apis/cel';
 import type { ApiGroupDefinition } from '../../../apis/types';
@@ -56,6 +57,7 @@ export interface ValidatingAdmissionPolicyObject extends Named {
     readonly variables?: readonly { readonly name: string; readonly expression: string }[];
     readonly matchConditions?: readonly MatchCondition[];
     readonly paramKind?: { readonly apiVersion?: string; readonly kind?: string };
+    readonly auditAnnotations?: readonly { readonly key: string; readonly valueExpression: string }[];
   };
 }
 
@@ -87,6 +89,7 @@ export interface CompiledPolicy {
         readonly matchConditions: readonly { readonly name: string; readonly program: CompiledCel }[];
         readonly variables: readonly { readonly name: string; readonly program: CompiledCel }[];
         readonly validations: readonly { readonly validation: Validation; readonly program: CompiledCel; readonly messageProgram?: CompiledCel }[];
+        readonly auditAnnotations: readonly { readonly key: string; readonly program: CompiledCel }[];
       }
     | Error;
   readonly bindings: readonly { readonly name: string; readonly resourceVersion: string; readonly match?: CompiledMatch; readonly actions: readonly string[]; readonly paramRef: boolean }[];
@@ -131,6 +134,7 @@ export function compilePolicies(policies: readonly ValidatingAdmissionPolicyObje
           program: compileExpression(validation.expression),
           ...(validation.messageExpression ? { messageProgram: compileExpression(validation.messageExpression) } : {}),
         })),
+        auditAnnotations: (spec.auditAnnotations ?? []).map((a) => ({ key: a.key, program: compileExpression(a.valueExpression) })),
       };
     } catch (error) {
       body = error as Error;
@@ -203,7 +207,14 @@ export interface PolicyAdmissionOptions {
   readonly namespaces: NamespaceLabels;
   /** How long a write waits for the first lists before 403 `not yet ready to handle request`. @default 10000 */
   readonly readyTimeoutMs?: number;
+  /** Where an audit annotation the request refused is reported. @default - not reported */
+  readonly logger?: WarnLogger;
 }
+
+/** The most of an audit annotation's value kept (upstream's maxAuditAnnotationValueLength). */
+const MAX_AUDIT_ANNOTATION_VALUE_LENGTH = 10 * 1024;
+/** Where a failed validation of a binding with the Audit action is recorded. */
+const VALIDATION_FAILURE_ANNOTATION = 'validation.policy.admission.k8s.io/validation_failure';
 
 /** A denial waiting to be answered: the first one (policy order) is. */
 interface Denial {
@@ -258,7 +269,13 @@ export function validatingAdmissionPolicy(options: PolicyAdmissionOptions): Admi
       await new Promise((resolve) => setTimeout(resolve, 50));
     }
     const denials: Denial[] = [];
+    const annotate = (key: string, value: string, policy: string) => {
+      const refused = attributes.auditAnnotations?.add(key, value);
+      if (refused !== undefined) options.logger?.warn({ key, value, err: refused }, `failed to set admission audit annotation for policy ${policy}`);
+    };
     for (const policy of options.policies.policies()) {
+      // The policy's auditAnnotations over all its bindings: a value once per key and value, distinct values joined.
+      const auditValues = new Map<string, string[]>();
       const configError = (binding: string, why: string) => {
         if (policy.failurePolicy === 'Fail') denials.push({ policy: policy.name, binding, message: `failed to configure binding: ${why}`, reason: '' });
       };
@@ -304,7 +321,7 @@ export function validatingAdmissionPolicy(options: PolicyAdmissionOptions): Admi
           const value = evaluateCel(variable.program, input);
           if (!(value instanceof Error)) variables.set(variable.name, value);
         }
-        for (const { validation, program, messageProgram } of policy.compiled.validations) {
+        for (const [expressionIndex, { validation, program, messageProgram }] of policy.compiled.validations.entries()) {
           const result = evaluateCel(program, input);
           let failure: { message: string; reason: string } | undefined;
           if (result instanceof Error) {
@@ -320,10 +337,28 @@ export function validatingAdmissionPolicy(options: PolicyAdmissionOptions): Admi
             else if (action === 'Warn') {
               const warning = `Validation failed for ValidatingAdmissionPolicy '${policy.name}' with binding '${binding.name}': ${failure.message}`;
               if (attributes.warnings && !attributes.warnings.includes(warning)) attributes.warnings.push(warning);
+            } else if (action === 'Audit') {
+              // A list of one, as upstream writes it (a second failure's value is refused: the key is taken).
+              const value = JSON.stringify([{ expressionIndex, message: failure.message, validationActions: binding.actions, binding: binding.name, policy: policy.name }]);
+              annotate(VALIDATION_FAILURE_ANNOTATION, value, policy.name);
             }
           }
         }
+        for (const { key, program } of policy.compiled.auditAnnotations) {
+          const value = evaluateCel(program, input);
+          if (value === null) continue;
+          if (typeof value === 'string') {
+            const values = auditValues.get(key) ?? [];
+            const kept = value.slice(0, MAX_AUDIT_ANNOTATION_VALUE_LENGTH);
+            if (!values.includes(kept)) auditValues.set(key, [...values, kept]);
+            continue;
+          }
+          const message =
+            value instanceof Error ? value.message : `valueExpression '${program.source}' resulted in unsupported return type: ${celTypeName(value)}. Return type must be either string or null.`;
+          if (policy.failurePolicy === 'Fail') denials.push({ policy: policy.name, binding: binding.name, message, reason: '' });
+        }
       }
+      for (const [key, values] of auditValues) annotate(`${policy.name}/${key}`, values.join(', '), policy.name);
     }
     if (denials.length === 0) return;
     const [denial] = denials;
@@ -334,6 +369,16 @@ export function validatingAdmissionPolicy(options: PolicyAdmissionOptions): Admi
   }
 
   return { name: 'ValidatingAdmissionPolicy', operations: ['CREATE', 'UPDATE', 'DELETE'], validate };
+}
+
+/** The CEL type of a value, as an error names it. */
+function celTypeName(value: unknown): string {
+  if (typeof value === 'bigint') return 'int';
+  if (typeof value === 'number') return 'double';
+  if (typeof value === 'boolean') return 'bool';
+  if (Array.isArray(value) || (typeof value === 'object' && value !== null && Symbol.iterator in value && !(value instanceof Map))) return 'list';
+  if (value instanceof Map) return 'map';
+  return typeof value;
 }
 
 /** The JSON bindings as CEL input (a mutable record, so `variables` can be added). */
