@@ -505,7 +505,7 @@ describe('audit annotations', () => {
       hook('patcher.example.com', '/patcher'),
     ]);
     // WHEN a flunder is created
-    expect((await registry.post(FLUNDERS, flunder('mutated'))).status).toBe(201);
+    expect((await registry.post(FLUNDERS, flunder('mutation-recorded'))).status).toBe(201);
     // THEN upstream's mutation annotation for index 1 (the first webhook was not called)
     expect(lastAnnotations()).toEqual({ 'mutation.webhook.admission.k8s.io/round_0_index_1': '{"configuration":"a","webhook":"patcher.example.com","mutated":true}' });
   });

@@ -157,6 +157,19 @@ describe('scale subresource', () => {
     expect(objectKind.body.message).toBe("couldn't get version/kind; json parse error: json: cannot unmarshal object into Go struct field .kind of type string");
   });
 
+  test("a scale write records the writer's Update entry (subresource scale, owning .spec.replicas), taken from the creator", async () => {
+    // GIVEN a widget created by one manager
+    await server.request('POST', `${WIDGETS}?fieldManager=creator`, { raw: JSON.stringify({ apiVersion: `${GROUP}/v1`, kind: 'Widget', metadata: { name: 'wm' }, spec: { replicas: 1, selector: 'x' } }) });
+    // WHEN another scales it
+    expect((await server.request('PATCH', `${WIDGETS}/wm/scale?fieldManager=scaler`, { raw: '{"spec":{"replicas":3}}', contentType: 'application/merge-patch+json' })).status).toBe(200);
+    // THEN as upstream's ScaleHandler leaves the parent's managedFields
+    const entries = (await server.get(`${WIDGETS}/wm`)).body.metadata.managedFields as Record<string, unknown>[];
+    expect(entries.map(({ time: _time, ...entry }) => entry)).toEqual([
+      { manager: 'creator', operation: 'Update', apiVersion: `${GROUP}/v1`, fieldsType: 'FieldsV1', fieldsV1: { 'f:spec': { '.': {}, 'f:selector': {} } } },
+      { manager: 'scaler', operation: 'Update', apiVersion: `${GROUP}/v1`, fieldsType: 'FieldsV1', fieldsV1: { 'f:spec': { 'f:replicas': {} } }, subresource: 'scale' },
+    ]);
+  });
+
   test('fails a server-side apply of the Scale with 415 naming the patch types scale accepts', async () => {
     // GIVEN a widget WHEN an apply patch is sent to its scale
     await createWidget('w9', { replicas: 1 });
