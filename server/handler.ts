@@ -157,7 +157,7 @@ export function createHandler(options: HandlerOptions): RequestHandler {
       };
       metrics.observe(labels, code, seconds);
       const resource = info?.isResourceRequest ? info : undefined;
-      audit?.record(req, { auditID: auditId, info, user, decision, code, seconds, remote, ...(auditAnnotations ? { admissionAnnotations: auditAnnotations } : {}) });
+      audit?.record(req, { auditID: auditId, info, user, decision, code, seconds, remote, admissionAnnotations: auditAnnotations });
       logRequest({
         auditID: auditId,
         user: user?.name,

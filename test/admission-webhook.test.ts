@@ -481,10 +481,11 @@ describe('audit annotations', () => {
   const lastAnnotations = () => Object.fromEntries(registry.auditAnnotations.at(-1)!.entries());
 
   test("a webhook's auditAnnotations are recorded as <webhook>/<key>; a key that is not a qualified name is left out", async () => {
-    hooks.on('/annotate', (request) => ({ allowed: true, rawResponse: { uid: request.uid, allowed: true, auditAnnotations: { decision: 'checked', 'Not A Key!': 'dropped' } } }));
+    hooks.on('/annotate', (request) => ({ allowed: true, rawResponse: { uid: request.uid, allowed: true, auditAnnotations: { decision: 'checked', 'Not A Key!': 'dropped', empty: null } } }));
     await configure('Validating', 'a', [hook('annotate.example.com', '/annotate')]);
     expect((await registry.post(FLUNDERS, flunder('annotated'))).status).toBe(201);
-    expect(lastAnnotations()).toEqual({ 'annotate.example.com/decision': 'checked' });
+    // null decodes as Go decodes it into a string: empty
+    expect(lastAnnotations()).toEqual({ 'annotate.example.com/decision': 'checked', 'annotate.example.com/empty': '' });
   });
 
   test('fails the call of a webhook whose auditAnnotations are not strings (the answer does not decode)', async () => {

@@ -24,11 +24,19 @@ export class AuditAnnotations {
     return undefined;
   }
 
-  get(key: string): string | undefined {
-    return this.values?.get(key);
-  }
-
   entries(): readonly (readonly [string, string])[] {
     return this.values ? [...this.values] : [];
   }
+}
+
+/** Adds an audit annotation for `by` (a webhook, a policy); one the request refuses is logged, as upstream logs it. */
+export function recordAuditAnnotation(
+  annotations: AuditAnnotations | undefined,
+  key: string,
+  value: string,
+  by: string,
+  logger: { warn(fields: object, message: string): void } | undefined,
+): void {
+  const refused = annotations?.add(key, value);
+  if (refused !== undefined) logger?.warn({ key, value, err: refused }, `failed to set admission audit annotation for ${by}`);
 }

@@ -178,47 +178,31 @@ class AddressParser {
   }
 
   /** consumePhrase: one or more words (atoms, quoted strings, encoded words), CFWS between them. */
-  consumePhrase(): string {
-    const words: string[] = [];
-    let isPrevEncoded = false;
-    let failure: unknown;
+  consumePhrase(): void {
+    let words = 0;
     for (;;) {
-      if (words.length > 0 && !this.skipCFWS()) fail('misformatted parenthetical comment');
+      if (words > 0 && !this.skipCFWS()) fail('misformatted parenthetical comment');
       this.skipSpace();
-      if (this.empty()) break;
-      let word: string;
-      let isEncoded = false;
+      if (this.empty()) return;
       try {
-        if (this.peek() === '"') {
-          word = this.consumeQuotedString();
-        } else {
-          word = this.consumeAtom(true, true);
-          [word, isEncoded] = decodeRFC2047Word(word);
-        }
+        if (this.peek() === '"') this.consumeQuotedString();
+        else checkEncodedWord(this.consumeAtom(true, true));
       } catch (error) {
         if (!(error instanceof MailError)) throw error;
-        failure = error;
-        break;
+        // Go ignores the error once it has a word.
+        if (words === 0) fail('missing word in phrase');
+        return;
       }
-      if (isPrevEncoded && isEncoded) words[words.length - 1] += word;
-      else words.push(word);
-      isPrevEncoded = isEncoded;
+      words++;
     }
-    // Go ignores the error once it has a word.
-    if (failure !== undefined && words.length === 0) fail('missing word in phrase');
-    return words.join(' ');
   }
 
-  /** consumeDisplayNameComment: `(Name)` after an addr-spec, its encoded words decoded. */
-  consumeDisplayNameComment(): string {
+  /** consumeDisplayNameComment: `(Name)` after an addr-spec; its encoded words must have a charset Go decodes. */
+  consumeDisplayNameComment(): void {
     if (!this.consume('(')) fail('comment does not start with (');
     const comment = this.consumeComment();
     if (comment === undefined) fail('misformatted parenthetical comment');
-    return comment
-      .split(/[ \t]+/)
-      .filter((word) => word !== '')
-      .map((word) => decodeRFC2047Word(word)[0])
-      .join(' ');
+    for (const word of comment.split(/[ \t]+/)) if (word !== '') checkEncodedWord(word);
   }
 
   /** parseAddress: a mailbox (addr-spec, or name and angle-addr), or, `handleGroup`, a group. */
@@ -277,49 +261,26 @@ function parseSingleAddress(p: AddressParser): void {
 }
 
 /**
- * decodeRFC2047Word with Go's default decoder: an encoded word (`=?charset?B|Q?text?=`) of
- * UTF-8, ISO-8859-1 or US-ASCII is decoded; another charset fails the word (Go: "charset not
- * supported"); anything that is not a well-formed encoded word is the word itself, not encoded.
+ * decodeRFC2047Word with Go's default decoder, for its verdict only (the parser's names are not
+ * kept): a well-formed encoded word (`=?charset?B|Q?text?=`) of a charset other than UTF-8,
+ * ISO-8859-1 or US-ASCII fails (Go: "charset not supported"); anything else passes, a malformed
+ * encoded word as a plain word.
  */
-function decodeRFC2047Word(word: string): [string, boolean] {
+function checkEncodedWord(word: string): void {
   // mime.WordDecoder.Decode: len(word) counts bytes.
-  if (Buffer.byteLength(word) < 8 || !word.startsWith('=?') || !word.endsWith('?=') || word.split('?').length !== 5) return [word, false];
+  if (Buffer.byteLength(word) < 8 || !word.startsWith('=?') || !word.endsWith('?=') || word.split('?').length !== 5) return;
   const [charset, encoding, text] = word.slice(2, -2).split('?');
-  if (charset === '' || Buffer.byteLength(encoding) !== 1) return [word, false];
-  const content = decodeEncodedText(encoding, text);
-  if (content === undefined) return [word, false];
-  switch (goFold(charset)) {
-    case 'utf-8':
-      return [content.toString('utf8'), true];
-    case 'iso-8859-1':
-      return [content.toString('latin1'), true];
-    case 'us-ascii':
-      return [[...content].map((b) => (b < 0x80 ? String.fromCharCode(b) : '\ufffd')).join(''), true];
-    default:
-      return fail('charset not supported');
-  }
+  if (charset === '' || Buffer.byteLength(encoding) !== 1 || !isEncodedText(encoding, text)) return;
+  if (!['utf-8', 'iso-8859-1', 'us-ascii'].includes(goFold(charset))) fail('charset not supported');
 }
 
-/** The bytes of an encoded word's text: base64 (padded) or Q; undefined when malformed. */
-function decodeEncodedText(encoding: string, text: string): Buffer | undefined {
-  if (encoding === 'B' || encoding === 'b') {
-    // base64.StdEncoding: the standard alphabet, padded to a multiple of 4.
-    return /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/.test(text) ? Buffer.from(text, 'base64') : undefined;
-  }
-  if (encoding !== 'Q' && encoding !== 'q') return undefined;
-  const bytes: number[] = [];
-  for (let i = 0; i < text.length; i++) {
-    const c = text.charCodeAt(i);
-    if (c === 0x5f) bytes.push(0x20);
-    else if (c === 0x3d) {
-      const hex = text.slice(i + 1, i + 3);
-      if (!/^[0-9A-Fa-f]{2}$/.test(hex)) return undefined;
-      bytes.push(parseInt(hex, 16));
-      i += 2;
-    } else if ((c >= 0x20 && c <= 0x7e) || c === 0x0a || c === 0x0d || c === 0x09) bytes.push(c);
-    else return undefined;
-  }
-  return Buffer.from(bytes);
+/** Whether an encoded word's text decodes: base64 (padded), or Q. */
+function isEncodedText(encoding: string, text: string): boolean {
+  // base64.StdEncoding: the standard alphabet, padded to a multiple of 4.
+  if (encoding === 'B' || encoding === 'b') return /^(?:[A-Za-z0-9+/]{4})*(?:[A-Za-z0-9+/]{2}==|[A-Za-z0-9+/]{3}=)?$/.test(text);
+  if (encoding !== 'Q' && encoding !== 'q') return false;
+  // qDecode: `=` and two hex digits, or printable ASCII, tab, CR, LF.
+  return /^(?:=[0-9A-Fa-f]{2}|[\x20-\x3c\x3e-\x7e\t\r\n])*$/.test(text);
 }
 
 /** A charset name as strings.EqualFold compares it with ASCII names: case, and ſ (U+017F) as s. */

@@ -77,7 +77,7 @@ export function contextOf(scope: RequestScope): OperationContext {
     subresource: scope.subresource,
     user: scope.user,
     abandoned: () => scope.res.writableEnded,
-    ...(scope.auditAnnotations ? { auditAnnotations: scope.auditAnnotations } : {}),
+    auditAnnotations: scope.auditAnnotations,
   };
 }
 

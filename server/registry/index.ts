@@ -171,7 +171,7 @@ export function createApiServing(options: ApiServingOptions): ApiServing {
 
     const chosen = negotiate<ResourceOutput>(parseAccept(req.headers.accept), RESOURCE_OFFERS[offers]);
     if (!chosen) throw errors.notAcceptable(SUPPORTED_OUTPUT_TYPES);
-    const scope: RequestScope = { req, res, info, user, query: info.query, codec, store: stores.get(codec)!, version, subresource: info.subresource, output: chosen.value, ...(auditAnnotations ? { auditAnnotations } : {}) };
+    const scope: RequestScope = { req, res, info, user, query: info.query, codec, store: stores.get(codec)!, version, subresource: info.subresource, output: chosen.value, auditAnnotations };
     try {
       await handler(scope, deps);
     } catch (error) {

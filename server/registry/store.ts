@@ -580,22 +580,21 @@ export class GenericStore {
     const { codec } = this;
     const version = context.version.name;
     const viewOf = (object: Readonly<KubeObject>): KubeObject => view.view(codec.convert(object, codec.storageVersion, version));
-    const attributes = { ...this.admissionAttributes(context, 'UPDATE', name, dryRun, undefined, undefined, warnings), objectKind: view.kind };
+    const before = viewOf(next);
     const oldView = deepFreeze(viewOf(oldValue));
-    const plugins = this.deps.admission.filter((p) => p.operations.includes('UPDATE'));
-    const mutated = viewOf(next);
-    for (const plugin of plugins) await plugin.admit?.({ ...attributes, object: mutated, oldObject: oldView }, this.deps.admissionContext);
+    const attributes: AdmissionAttributes = { ...this.admissionAttributes(context, 'UPDATE', name, dryRun, structuredClone(before), oldView, warnings), objectKind: view.kind };
     let admitted = next;
-    if (!jsonEqual(mutated, viewOf(next))) {
-      const applied = view.apply(structuredClone(codec.convert(next, codec.storageVersion, version)) as KubeObject, mutated);
+    await this.admit(attributes, () => {
+      if (jsonEqual(attributes.object, before)) return attributes;
+      const applied = view.apply(structuredClone(codec.convert(next, codec.storageVersion, version)) as KubeObject, attributes.object!);
       admitted = structuredClone(codec.convert(applied, version, codec.storageVersion)) as KubeObject;
       // As for the object before admission: the revision is the store's (a precondition was checked before).
       delete metaOf(admitted).resourceVersion;
       const withStatus = context.version.subresources?.status === true;
       const oldGeneration = typeof (oldValue.metadata as Meta | undefined)?.generation === 'number' ? ((oldValue.metadata as Meta).generation as number) : 0;
       metaOf(admitted).generation = jsonEqual(specOf(admitted, withStatus), specOf(oldValue, withStatus)) ? oldGeneration : oldGeneration + 1;
-    }
-    for (const plugin of plugins) await plugin.validate?.({ ...attributes, object: viewOf(admitted), oldObject: oldView }, this.deps.admissionContext);
+      return { ...attributes, object: viewOf(admitted) };
+    });
     return admitted;
   }
 
@@ -701,12 +700,18 @@ export class GenericStore {
 
   // ---- admission -----------------------------------------------------------------------------
 
-  private async admit(attributes: AdmissionAttributes): Promise<void> {
+  /**
+   * Mutating, then validating admission. `afterMutation` gives what validating plugins see when
+   * it is not what mutating ones left (a view's change written back to the object, and the view
+   * made anew from it).
+   */
+  private async admit(attributes: AdmissionAttributes, afterMutation?: () => AdmissionAttributes): Promise<void> {
     const plugins = this.deps.admission.filter((p) => p.operations.includes(attributes.operation));
     const managedFieldsBefore = managedFieldsOf(attributes.object);
     for (const plugin of plugins) await plugin.admit?.(attributes, this.deps.admissionContext);
     keepValidManagedFields(attributes, managedFieldsBefore);
-    for (const plugin of plugins) await plugin.validate?.(attributes, this.deps.admissionContext);
+    const validated = afterMutation?.() ?? attributes;
+    for (const plugin of plugins) await plugin.validate?.(validated, this.deps.admissionContext);
   }
 
   private admissionAttributes(
@@ -732,7 +737,7 @@ export class GenericStore {
       user: context.user,
       dryRun,
       ...(warnings ? { warnings } : {}),
-      ...(context.auditAnnotations ? { auditAnnotations: context.auditAnnotations } : {}),
+      auditAnnotations: context.auditAnnotations,
     };
   }
 }

@@ -24,6 +24,8 @@ import type { ApiRules, KubeObject } from '../../registry/rules';
 import { pruneAndDefault, validateAgainstSchema } from '../../registry/schema';
 import type { AdmissionAttributes, AdmissionOperation, AdmissionPlugin } from '../types';
 import { clusterServiceResolver, callWebhook, WebhookCallError, type ServiceResolver } from './client';
+import { recordAuditAnnotation } from '../audit-annotations';
+import { jsonTypeName } from '../../registry/apply';
 import type { CompiledWebhook, LabelMatcher, LabelSelector, Labels, RuleWithOperations } from './configuration';
 import type { NamespaceLabels, WarnLogger, WebhookSource } from './source';
 
@@ -328,15 +330,10 @@ class WebhookDispatcher {
   private evaluateMatchConditions(webhook: CompiledWebhook, attributes: AdmissionAttributes, kind: KindEntry, version: string): boolean | Error {
     if (webhook.matchConditions instanceof Error) return webhook.matchConditions;
     return evaluateMatchConditions(webhook.matchConditions, {
-      object: this.versioned(kind, attributes, attributes.object, version),
-      oldObject: this.versioned(kind, attributes, attributes.oldObject, version),
+      object: admissionObject(kind.codec, attributes, attributes.object, version),
+      oldObject: admissionObject(kind.codec, attributes, attributes.oldObject, version),
       request: admissionRequest(attributes, kind.codec.kind, version, '', false),
     });
-  }
-
-  /** An object of the attributes in `version` (a copy). */
-  versioned(kind: KindEntry, attributes: AdmissionAttributes, object: Readonly<Record<string, unknown>> | undefined, version: string): KubeObject | null {
-    return admissionObject(kind.codec, attributes, object, version);
   }
 
   /**
@@ -356,7 +353,7 @@ class WebhookDispatcher {
     const review = {
       apiVersion: 'admission.k8s.io/v1',
       kind: 'AdmissionReview',
-      request: admissionRequest(attributes, kind.codec.kind, invocation.version, uid, true, object, this.versioned(kind, attributes, attributes.oldObject, invocation.version)),
+      request: admissionRequest(attributes, kind.codec.kind, invocation.version, uid, true, object, admissionObject(kind.codec, attributes, attributes.oldObject, invocation.version)),
     };
     const answer = (await callWebhook(webhook.spec.clientConfig, review, webhook.timeoutMs, this.resolveService)) as Record<string, unknown>;
     const response = answer.response as Record<string, unknown> | undefined;
@@ -386,25 +383,22 @@ class WebhookDispatcher {
 
   /**
    * The webhook's `auditAnnotations`, as `<webhook name>/<key>` on the request (refused keys are
-   * logged and left out, as upstream's dispatchers do). A value that is not a string fails the
-   * call, as the answer would not decode into an AdmissionResponse.
+   * logged and left out, as upstream's dispatchers do). They decode as Go decodes them into a
+   * map[string]string: null is an empty value, any other non-string fails the call.
    */
   private recordAuditAnnotations(webhook: CompiledWebhook, attributes: AdmissionAttributes, annotations: unknown, mutating: boolean): void {
     if (annotations === undefined || annotations === null) return;
-    if (typeof annotations !== 'object' || Array.isArray(annotations)) {
-      throw new WebhookCallError(`json: cannot unmarshal ${Array.isArray(annotations) ? 'array' : typeof annotations} into Go struct field AdmissionResponse.response.auditAnnotations of type map[string]string`);
-    }
-    const entries = Object.entries(annotations as Record<string, unknown>);
-    for (const [, value] of entries) {
-      if (typeof value !== 'string') throw new WebhookCallError(`json: cannot unmarshal ${value === null ? 'null' : Array.isArray(value) ? 'array' : typeof value} into Go struct field AdmissionResponse.response.auditAnnotations of type string`);
-    }
-    for (const [key, value] of entries) this.annotate(attributes, `${webhook.spec.name}/${key}`, value as string, `${mutating ? 'mutating' : 'validating'} webhook ${webhook.spec.name}`);
+    const cannotUnmarshal = (value: unknown, type: string) => new WebhookCallError(`json: cannot unmarshal ${jsonTypeName(value)} into Go struct field AdmissionResponse.response.auditAnnotations of type ${type}`);
+    if (typeof annotations !== 'object' || Array.isArray(annotations)) throw cannotUnmarshal(annotations, 'map[string]string');
+    const entries = Object.entries(annotations as Record<string, unknown>).map(([key, value]): [string, string] => {
+      if (value !== null && typeof value !== 'string') throw cannotUnmarshal(value, 'string');
+      return [key, value ?? ''];
+    });
+    for (const [key, value] of entries) this.annotate(attributes, `${webhook.spec.name}/${key}`, value, `${mutating ? 'mutating' : 'validating'} webhook ${webhook.spec.name}`);
   }
 
-  /** Adds an audit annotation to the request; one refused is logged, as upstream logs it. */
-  annotate(attributes: AdmissionAttributes, key: string, value: string, by: string): void {
-    const refused = attributes.auditAnnotations?.add(key, value);
-    if (refused !== undefined) this.options.logger?.warn({ key, value, err: refused }, `Failed to set admission audit annotation for ${by}`);
+  private annotate(attributes: AdmissionAttributes, key: string, value: string, by: string): void {
+    recordAuditAnnotation(attributes.auditAnnotations, key, value, by, this.options.logger);
   }
 
   /** Runs a call, applying the failurePolicy to a failed call (`failed calling webhook "x": …`). */
@@ -475,7 +469,7 @@ class WebhookDispatcher {
 
   private async mutateOnce(invocation: Invocation, attributes: AdmissionAttributes, kind: KindEntry, failedOpen: () => void): Promise<boolean> {
     const { webhook, version } = invocation;
-    const object = this.versioned(kind, attributes, attributes.object, version);
+    const object = admissionObject(kind.codec, attributes, attributes.object, version);
     const response = await this.withFailurePolicy(webhook, () => this.call(invocation, attributes, kind, true, object), failedOpen);
     if (!response || typeof response.patch !== 'string' || response.patch === '') return false;
     if (response.patchType !== 'JSONPatch') {
@@ -542,7 +536,7 @@ class WebhookDispatcher {
     kind.codec.rules.default?.(patched, version);
     const oldMeta = (attributes.oldObject?.metadata ?? undefined) as Record<string, unknown> | undefined;
     const problems = [...validateObjectMeta(meta, { namespaced: kind.codec.namespaced }, oldMeta), ...validateAgainstSchema(patched as never, schemaVersion.schema)];
-    const old = this.versioned(kind, attributes, attributes.oldObject, version) ?? undefined;
+    const old = admissionObject(kind.codec, attributes, attributes.oldObject, version) ?? undefined;
     if (problems.length === 0) problems.push(...validateCelRules(kind.cel.get(version), patched, old));
     if (problems.length > 0) {
       const name = typeof meta.name === 'string' && meta.name ? meta.name : typeof meta.generateName === 'string' ? meta.generateName : '';
@@ -566,7 +560,7 @@ class WebhookDispatcher {
       invocations.map((invocation, index) =>
         this.withFailurePolicy(
           invocation.webhook,
-          () => this.call(invocation, attributes, kind, false, this.versioned(kind, attributes, attributes.object, invocation.version)),
+          () => this.call(invocation, attributes, kind, false, admissionObject(kind.codec, attributes, attributes.object, invocation.version)),
           // Upstream's index here is the webhook's place among those called.
           () => this.annotate(attributes, `failed-open.validating.webhook.admission.k8s.io/round_0_index_${index}`, invocation.webhook.spec.name, `validating webhook ${invocation.webhook.spec.name}`),
         ).then(

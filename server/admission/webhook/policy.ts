@@ -18,6 +18,7 @@ import type { ApiGroupDefinition } from '../../../apis/types';
 import { KindCodec } from '../../registry/codec';
 import type { ApiRules } from '../../registry/rules';
 import { StatusError, errors } from '../../status';
+import { recordAuditAnnotation } from '../audit-annotations';
 import type { AdmissionAttributes, AdmissionPlugin } from '../types';
 import { labelSelectorMatcher, type FailurePolicy, type LabelMatcher, type LabelSelector, type MatchCondition, type MatchPolicy, type RuleWithOperations } from './configuration';
 import { admissionName, admissionObject, admissionRequest, celInput, evaluateCel, evaluateMatchConditions, labelsOf, matchNamespaceSelector, ruleMatches } from './dispatcher';
@@ -269,10 +270,7 @@ export function validatingAdmissionPolicy(options: PolicyAdmissionOptions): Admi
       await new Promise((resolve) => setTimeout(resolve, 50));
     }
     const denials: Denial[] = [];
-    const annotate = (key: string, value: string, policy: string) => {
-      const refused = attributes.auditAnnotations?.add(key, value);
-      if (refused !== undefined) options.logger?.warn({ key, value, err: refused }, `failed to set admission audit annotation for policy ${policy}`);
-    };
+    const annotate = (key: string, value: string, policy: string) => recordAuditAnnotation(attributes.auditAnnotations, key, value, `policy ${policy}`, options.logger);
     for (const policy of options.policies.policies()) {
       // The policy's auditAnnotations over all its bindings: a value once per key and value, distinct values joined.
       const auditValues = new Map<string, string[]>();
