@@ -8,6 +8,7 @@ import { AuditLog } from './audit';
 import { configure } from './config';
 import { createLogger } from './logging';
 import { OptionsError, parseCommandLine, ServerConfig } from './options';
+import { pinNextTickShape } from './next-tick-shape';
 import { setRequestBodyBudget } from './registry/body';
 import { Server } from './server';
 
@@ -21,6 +22,9 @@ import { Server } from './server';
  */
 const HEAP_GROWING_PERCENT = 50;
 if (!process.execArgv.some((arg) => /^--heap[-_]growing[-_]percent\b/.test(arg))) setFlagsFromString(`--heap-growing-percent=${HEAP_GROWING_PERCENT}`);
+
+// Before any idle time: an idle spell would otherwise leave every later nextTick on V8's slow path.
+pinNextTickShape();
 
 /** Options → config (clients, storage, auth, registry, each built once) → a running server. */
 async function run(config: ServerConfig, logger: Logger): Promise<Server> {
