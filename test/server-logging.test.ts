@@ -1,6 +1,11 @@
+import { spawnSync } from 'node:child_process';
+import { closeSync, mkdtempSync, openSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import * as path from 'node:path';
 import { Writable } from 'node:stream';
+import { buildSync } from 'esbuild';
 import pino from 'pino';
-import { RequestLogLine, createLogger, requestLogWriter } from '../server/logging';
+import { REQUEST_LINES_BUFFER_BYTES, REQUEST_LINES_FLUSH_MS, RequestLogLine, createLogger, requestLogWriter } from '../server/logging';
 
 /** A destination that keeps each write as it came. */
 function capture(): { stream: Writable; writes: string[] } {
@@ -80,5 +85,66 @@ describe('request log line', () => {
     // THEN pino formatted it
     expect(writes).toHaveLength(1);
     expect(JSON.parse(writes[0])).toMatchObject({ level: 30, msg: 'request', name: 'f1', code: 200 });
+  });
+});
+
+describe('stdout', () => {
+  let dir: string;
+  beforeAll(() => {
+    dir = mkdtempSync(path.join(tmpdir(), 'logging-stdout-'));
+    buildSync({ entryPoints: [path.join(__dirname, '..', 'server', 'logging.ts')], bundle: true, outfile: path.join(dir, 'logging.js'), platform: 'node', format: 'cjs', logLevel: 'silent' });
+  });
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  /** Runs `body` in a process whose stdout is a file; returns what it wrote there and its report on stderr (JSON). */
+  function runWithStdoutInFile(body: string): { lines: Record<string, unknown>[]; report: Record<string, number> } {
+    const stdoutPath = path.join(dir, `stdout-${Date.now()}`);
+    const stdout = openSync(stdoutPath, 'w');
+    const script = `
+      const { fstatSync } = require('node:fs');
+      const { createLogger, requestLogWriter } = require(${JSON.stringify(path.join(dir, 'logging.js'))});
+      const logger = createLogger('info');
+      const request = requestLogWriter(logger);
+      const line = (name) => ({ ...${JSON.stringify(base)}, name });
+      const written = () => fstatSync(1).size;
+      const report = {};
+      ${body}`;
+    const child = spawnSync(process.execPath, ['-e', script], { stdio: ['ignore', stdout, 'pipe'], encoding: 'utf8' });
+    closeSync(stdout);
+    if (child.status !== 0) throw new Error(`the child failed (${String(child.status)}): ${child.stderr}`);
+    const lines = readFileSync(stdoutPath, 'utf8').split('\n').filter((l) => l !== '').map((l) => JSON.parse(l) as Record<string, unknown>);
+    return { lines, report: JSON.parse(child.stderr) as Record<string, number> };
+  }
+
+  test('request lines wait to be written together; any other line is written at once, after them', () => {
+    // GIVEN the logger of the server, on stdout
+    const { lines, report } = runWithStdoutInFile(`
+      // WHEN two request lines are logged, then a warning, then one more request line
+      request(line('a')); request(line('b'));
+      report.afterRequestLines = written();
+      logger.warn('a warning');
+      report.afterWarning = written();
+      request(line('c'));
+      report.afterLastRequestLine = written();
+      // ...and the process waits past the flush period
+      setTimeout(() => { report.afterWaiting = written(); process.stderr.write(JSON.stringify(report)); }, ${REQUEST_LINES_FLUSH_MS} + 500);`);
+    // THEN the request lines waited, the warning took them out with it, the last one went out within the period
+    expect(report.afterRequestLines).toBe(0);
+    expect(report.afterWarning).toBeGreaterThan(0);
+    expect(report.afterLastRequestLine).toBe(report.afterWarning);
+    expect(report.afterWaiting).toBeGreaterThan(report.afterWarning);
+    expect(lines.map((l) => l.name ?? l.msg)).toEqual(['a', 'b', 'a warning', 'c']);
+  });
+
+  test('request lines go out without waiting once they fill the buffer, and all of them at exit', () => {
+    // GIVEN / WHEN more request lines than the buffer holds, then exit at once
+    const count = Math.ceil((2 * REQUEST_LINES_BUFFER_BYTES) / 300);
+    const { lines, report } = runWithStdoutInFile(`
+      for (let i = 0; i < ${count}; i++) request(line('r' + i));
+      report.beforeExit = written();
+      process.stderr.write(JSON.stringify(report));`);
+    // THEN some were written before the exit, and every one is there, in order
+    expect(report.beforeExit).toBeGreaterThanOrEqual(REQUEST_LINES_BUFFER_BYTES);
+    expect(lines.map((l) => l.name)).toEqual(Array.from({ length: count }, (_, i) => `r${i}`));
   });
 });
