@@ -7,8 +7,8 @@ import type { Logger } from 'pino';
 import { AuditLog } from './audit';
 import { configure } from './config';
 import { createLogger } from './logging';
-import { OptionsError, parseCommandLine, ServerConfig } from './options';
 import { pinNextTickShape } from './next-tick-shape';
+import { OptionsError, parseCommandLine, ServerConfig } from './options';
 import { setRequestBodyBudget } from './registry/body';
 import { Server } from './server';
 

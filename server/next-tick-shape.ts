@@ -9,7 +9,7 @@
  * as the tick objects using them, and the server has none between requests: once it has sat idle
  * through three full GCs (V8 keeps an unused map for two; the memory reducer runs them when the
  * process goes quiet), the maps die, the next tick builds new ones, and from then on every
- * `nextTick` costs ~5× what it did. Node 20, 22 and 24 all do this. An HTTP request makes about
+ * `nextTick` costs 4–6× what it did (Node 20, 22 and 24 alike). An HTTP request makes about
  * half a dozen ticks (the request stream's end, the response's finish), which came to 5 µs of the
  * ~85 µs of CPU a GET takes (perf, bench/RESULTS.md).
  *
