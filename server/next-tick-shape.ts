@@ -6,12 +6,11 @@
  * V8 caches how to add each of those properties by the object's map at that point, and that kind
  * of cache has no polymorphic state: the first time it meets another map it goes megamorphic, for
  * good, and every later tick adds its properties through the runtime. The maps are only as alive
- * as the tick objects using them, and the server has none between requests: once it has sat idle
- * through three full GCs (V8 keeps an unused map for two; the memory reducer runs them when the
- * process goes quiet), the maps die, the next tick builds new ones, and from then on every
- * `nextTick` costs 4–6× what it did (Node 20, 22 and 24 alike). An HTTP request makes about
- * half a dozen ticks (the request stream's end, the response's finish), which came to 5 µs of the
- * ~85 µs of CPU a GET takes (perf, bench/RESULTS.md).
+ * as the tick objects using them, and a server between requests (or starting up) has none: once
+ * three full GCs have run with no tick object alive (V8 keeps an unused map for two), the maps
+ * die, the next tick builds new ones, and from then on every `nextTick` costs 4–6× what it did
+ * (Node 20, 22 and 24 alike). An HTTP request makes several ticks (the request stream's end, the
+ * response's finish), which came to 5 µs of the ~85 µs of CPU a GET takes (perf, bench/RESULTS.md).
  *
  * Holding one real tick object keeps its maps, so every later tick finds them again. It is
  * caught as async_hooks reports it to an init hook, enabled for that one call only.
