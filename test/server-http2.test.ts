@@ -76,9 +76,9 @@ function send(session: http2.ClientHttp2Session, method: string, urlPath: string
 const flunder = (name: string) => JSON.stringify({ apiVersion: `${GROUP}/v1alpha1`, kind: 'Flunder', metadata: { name }, spec: {} });
 const JSON_BODY = { 'content-type': 'application/json' };
 
-/** The server's request log line matching `match`, waited for (the child's stdout is a pipe). */
+/** The server's request log line matching `match`, waited for (request lines reach stdout up to REQUEST_LINES_FLUSH_MS late). */
 async function requestLog(match: (line: Record<string, unknown>) => boolean): Promise<Record<string, unknown>> {
-  for (let i = 0; i < 100; i++) {
+  for (let i = 0; i < 250; i++) {
     const line = env.server.logs().find((l) => l.msg === 'request' && match(l));
     if (line) return line;
     await new Promise((r) => setTimeout(r, 20));
