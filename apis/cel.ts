@@ -1,4 +1,4 @@
-import { CelScalar, celEnv, celFunc, celMethod, isCelError, isCelList, isCelMap, listType, mapType, parse, plan } from '@bufbuild/cel';
+import { CelScalar, celEnv, celFunc, celMethod, celType, isCelError, isCelList, isCelMap, listType, mapType, parse, plan } from '@bufbuild/cel';
 import type { CelError, CelInput, CelList, CelValue } from '@bufbuild/cel';
 import { strings } from '@bufbuild/cel/ext';
 import { setFlagsFromString } from 'node:v8';
@@ -515,3 +515,8 @@ export function compileCel(source: string, rootVariables: ReadonlySet<string> = 
 }
 
 export { isCelError, isCelList };
+
+/** The CEL type name of a result, as cel-go's `Type()` prints it in errors (`int`, `map`, `google.protobuf.Duration`). */
+export function celTypeName(value: unknown): string {
+  return celType(value as CelValue).name;
+}

@@ -197,6 +197,9 @@ describe('ValidatingAdmissionPolicy audit annotations', () => {
     expect(refused.body.message).toBe(
       "flunders.wardle.example.com \"counted\" is forbidden: ValidatingAdmissionPolicy 'p' with binding 'p-binding' denied request: valueExpression '1' resulted in unsupported return type: int. Return type must be either string or null.",
     );
+
+    await bind('p', { validations: [{ expression: 'true' }], auditAnnotations: [{ key: 'labels', valueExpression: "{'a': 'b'}" }] });
+    expect((await registry.post(FLUNDERS, flunder('mapped'))).body.message).toContain("valueExpression '{'a': 'b'}' resulted in unsupported return type: map. Return type must be either string or null.");
   });
 });
 

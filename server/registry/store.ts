@@ -179,6 +179,13 @@ function specOf(object: Readonly<KubeObject>, withStatus: boolean): Record<strin
   return withStatus ? rest : { ...rest, status };
 }
 
+/** The generation an update leaves, as the strategies' PrepareForUpdate: the stored one, one more when the spec changed. */
+function generationAfterUpdate(next: Readonly<KubeObject>, old: Readonly<KubeObject>, withStatus: boolean): number | undefined {
+  const stored = (old.metadata as Meta | undefined)?.generation;
+  const generation = typeof stored === 'number' ? stored : undefined;
+  return jsonEqual(specOf(next, withStatus), specOf(old, withStatus)) ? generation : (generation ?? 0) + 1;
+}
+
 /** The finalizers after a delete request, as the store's deletionFinalizersForGarbageCollection. */
 function finalizersOnDelete(meta: Meta, options: DeleteOptions): string[] {
   const current = Array.isArray(meta.finalizers) ? (meta.finalizers as string[]) : [];
@@ -552,9 +559,8 @@ export class GenericStore {
         if (oldValue.status === undefined) delete next.status;
         else next.status = structuredClone(oldValue.status);
       }
-      if (!jsonEqual(specOf(next, hasStatusSubresource), specOf(oldValue, hasStatusSubresource))) {
-        meta.generation = (typeof oldMeta.generation === 'number' ? oldMeta.generation : 0) + 1;
-      }
+      const generation = generationAfterUpdate(next, oldValue, hasStatusSubresource);
+      if (generation !== undefined) meta.generation = generation;
     }
     const nextMeta = metaOf(next);
     delete nextMeta.resourceVersion;
@@ -590,9 +596,9 @@ export class GenericStore {
       admitted = structuredClone(codec.convert(applied, version, codec.storageVersion)) as KubeObject;
       // As for the object before admission: the revision is the store's (a precondition was checked before).
       delete metaOf(admitted).resourceVersion;
-      const withStatus = context.version.subresources?.status === true;
-      const oldGeneration = typeof (oldValue.metadata as Meta | undefined)?.generation === 'number' ? ((oldValue.metadata as Meta).generation as number) : 0;
-      metaOf(admitted).generation = jsonEqual(specOf(admitted, withStatus), specOf(oldValue, withStatus)) ? oldGeneration : oldGeneration + 1;
+      const generation = generationAfterUpdate(admitted, oldValue, context.version.subresources?.status === true);
+      if (generation === undefined) delete metaOf(admitted).generation;
+      else metaOf(admitted).generation = generation;
       return { ...attributes, object: viewOf(admitted) };
     });
     return admitted;

@@ -13,7 +13,7 @@
  * Not done: `paramKind`/`paramRef` (a binding that names params fails as its failurePolicy says),
  * `authorizer` in expressions; expressions are not type-checked before they run.
  */
-import { CelCompileError, compileCel, type CompiledCel } from '../../../apis/cel';
+import { CelCompileError, celTypeName, compileCel, type CompiledCel } from '../../../apis/cel';
 import type { ApiGroupDefinition } from '../../../apis/types';
 import { KindCodec } from '../../registry/codec';
 import type { ApiRules } from '../../registry/rules';
@@ -367,16 +367,6 @@ export function validatingAdmissionPolicy(options: PolicyAdmissionOptions): Admi
   }
 
   return { name: 'ValidatingAdmissionPolicy', operations: ['CREATE', 'UPDATE', 'DELETE'], validate };
-}
-
-/** The CEL type of a value, as an error names it. */
-function celTypeName(value: unknown): string {
-  if (typeof value === 'bigint') return 'int';
-  if (typeof value === 'number') return 'double';
-  if (typeof value === 'boolean') return 'bool';
-  if (Array.isArray(value) || (typeof value === 'object' && value !== null && Symbol.iterator in value && !(value instanceof Map))) return 'list';
-  if (value instanceof Map) return 'map';
-  return typeof value;
 }
 
 /** The JSON bindings as CEL input (a mutable record, so `variables` can be added). */
