@@ -12,7 +12,11 @@
  * On etcd also the write ceiling: raw etcd puts with the `etcd3` client the server uses, 50 in
  * flight, and CREATE as a ratio to it; and the ceiling of any HTTPS server that writes through
  * that client on this machine: a `node:https` server whose only work per POST is one etcd3 put of
- * the body, under the same wrk load as CREATE (HTTP, TLS and the client, without an API server).
+ * the body, under the same wrk load as CREATE (HTTP, TLS and the client, without an API server);
+ * the same front with its etcd3 client in a worker thread (what taking the client off the
+ * JavaScript thread gains, and what the second V8 isolate costs in RSS); and for each writer the
+ * CPU per write of every process on the machine (writer, etcd, load generator), with the most
+ * writes per second that CPU allows on this machine's cores.
  *
  * Every scenario runs BENCH_ROUNDS times (bare, then server, alternating); the tables give the
  * medians (the ratio is the median of each round's ratio).
@@ -55,6 +59,10 @@ interface Measurement {
   readonly errors: number;
   /** CPU time (user + system) the serving process spent per request, µs: unlike req/s, barely moved by other load on the machine. */
   readonly cpuUsPerRequest: number;
+  /** The same for the process behind it (etcd), when one was named; else NaN. */
+  readonly peerCpuUsPerRequest: number;
+  /** The same for the load generator (wrk, or the raw-put client in this process). */
+  readonly loadCpuUsPerRequest: number;
 }
 
 /** utime and stime of a process in µs (/proc/<pid>/stat, fields 14 and 15, in clock ticks of 10 ms). */
@@ -85,6 +93,8 @@ function medianMeasurement(ms: readonly Measurement[]): Measurement {
     p99Ms: median(ms.map((m) => m.p99Ms)),
     errors: ms.reduce((n, m) => n + m.errors, 0),
     cpuUsPerRequest: median(ms.map((m) => m.cpuUsPerRequest)),
+    peerCpuUsPerRequest: median(ms.map((m) => m.peerCpuUsPerRequest)),
+    loadCpuUsPerRequest: median(ms.map((m) => m.loadCpuUsPerRequest)),
   };
 }
 
@@ -108,6 +118,22 @@ function requireWrk(): void {
 function wrkVersion(): string {
   return spawnSync('wrk', ['-v'], { encoding: 'utf8' }).stdout.split('\n')[0]?.replace(/ Copyright.*/, '') ?? 'wrk';
 }
+
+/**
+ * CPU µs of this process's children that have ended and been waited for (cutime and cstime,
+ * fields 16 and 17 of /proc/self/stat): across one wrk run, wrk's own CPU, since no other child
+ * ends meanwhile.
+ */
+function endedChildrenMicros(): number {
+  const stat = fs.readFileSync('/proc/self/stat', 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[13]) + Number(fields[14])) * 10_000;
+}
+
+const totalMicros = (pid: number): number => {
+  const { user, system } = cpuMicros(pid);
+  return user + system;
+};
 
 /** CPU µs of each thread of a process, by `<tid> <name>`. */
 function threadMicros(pid: number): Map<string, number> {
@@ -158,13 +184,18 @@ function wrkScript(scenario: { method: string; path: string }, token: string | u
 let scriptCounter = 0;
 const scriptDir = fs.mkdtempSync(path.join(os.tmpdir(), 'bench-wrk-'));
 
-/** `wrk -t1 -c<CONNECTIONS> -d<seconds>s --latency` of one scenario against the process `pid` listening on `port`; resolves its figures. */
-function runWrk(pid: number, port: number, scenario: { method: string; path: string }, token: string | undefined, seconds: number): Promise<Measurement> {
+/**
+ * `wrk -t1 -c<CONNECTIONS> -d<seconds>s --latency` of one scenario against the process `pid` listening on `port`; resolves its
+ * figures, with the CPU of `peerPid` (etcd behind the server) and of wrk itself per request.
+ */
+function runWrk(pid: number, port: number, scenario: { method: string; path: string }, token: string | undefined, seconds: number, peerPid?: number): Promise<Measurement> {
   const runId = `${process.pid}-${++scriptCounter}`;
   const script = path.join(scriptDir, `${runId}.lua`);
   fs.writeFileSync(script, wrkScript(scenario, token, runId));
   const args = ['-t1', `-c${CONNECTIONS}`, `-d${seconds}s`, '--latency', '--timeout', '10s', '-s', script, `https://127.0.0.1:${port}${scenario.path}`];
   const cpuBefore = cpuMicros(pid);
+  const peerBefore = peerPid === undefined ? NaN : totalMicros(peerPid);
+  const wrkBefore = endedChildrenMicros();
   const threadsBefore = process.env.BENCH_DEBUG ? threadMicros(pid) : new Map<string, number>();
   return new Promise((resolve, reject) => {
     const child = spawn('wrk', args, { stdio: ['ignore', 'pipe', 'pipe'] });
@@ -177,13 +208,23 @@ function runWrk(pid: number, port: number, scenario: { method: string; path: str
       if (code !== 0 || !line) return reject(new Error(`wrk ${args.join(' ')} exited ${code}:\n${out}`));
       const r = JSON.parse(line[1]) as { requests: number; duration_us: number; errors: number; p50_us: number; p99_us: number };
       const cpuAfter = cpuMicros(pid);
+      const peerCpuUsPerRequest = peerPid === undefined ? NaN : (totalMicros(peerPid) - peerBefore) / r.requests;
+      const loadCpuUsPerRequest = (endedChildrenMicros() - wrkBefore) / r.requests;
       const user = cpuAfter.user - cpuBefore.user;
       const system = cpuAfter.system - cpuBefore.system;
       if (process.env.BENCH_DEBUG) {
         const threads = [...threadMicros(pid)].map(([t, us]) => `${t} ${((us - (threadsBefore.get(t) ?? 0)) / r.requests).toFixed(1)}`).join(', ');
         process.stderr.write(`  pid ${pid}: ${(user / r.requests).toFixed(1)} µs user + ${(system / r.requests).toFixed(1)} µs system per request; by thread: ${threads}\n`);
       }
-      resolve({ rps: r.requests / (r.duration_us / 1e6), p50Ms: r.p50_us / 1000, p99Ms: r.p99_us / 1000, errors: r.errors, cpuUsPerRequest: (user + system) / r.requests });
+      resolve({
+        rps: r.requests / (r.duration_us / 1e6),
+        p50Ms: r.p50_us / 1000,
+        p99Ms: r.p99_us / 1000,
+        errors: r.errors,
+        cpuUsPerRequest: (user + system) / r.requests,
+        peerCpuUsPerRequest,
+        loadCpuUsPerRequest,
+      });
     });
   });
 }
@@ -206,19 +247,47 @@ server.listen(Number(port), '127.0.0.1', () => process.stdout.write('ready\\n'))
 process.on('SIGTERM', () => process.exit(0));
 `;
 
-/** The put-only front: node:https answering each POST with its body after one etcd3 put of it (under a key of its own). */
+/**
+ * The put-only front: node:https answering each POST with its body after one etcd3 put of it (under a key of its own).
+ * With `worker`, the etcd3 client lives in a worker thread and the HTTPS thread only passes it the bodies: how much an
+ * HTTPS server gains here by taking the client off its JavaScript thread, and what the second V8 isolate costs in RSS.
+ */
 const PUT_FRONT_SERVER = `
 const https = require('node:https');
 const fs = require('node:fs');
-const [certFile, keyFile, port, etcd3Path, etcdUrl] = process.argv.slice(1);
-const client = new (require(etcd3Path).Etcd3)({ hosts: etcdUrl });
+const { Worker } = require('node:worker_threads');
+const [certFile, keyFile, port, etcd3Path, etcdUrl, mode] = process.argv.slice(1);
+let put;
+if (mode === 'worker') {
+  const worker = new Worker(
+    "const { parentPort, workerData } = require('node:worker_threads');" +
+      'const client = new (require(workerData.etcd3Path).Etcd3)({ hosts: workerData.etcdUrl });' +
+      'parentPort.on("message", ({ id, key, value }) => client.put(key).value(value).then(() => parentPort.postMessage({ id }), (error) => parentPort.postMessage({ id, error: String(error) })));',
+    { eval: true, workerData: { etcd3Path, etcdUrl } },
+  );
+  const pending = new Map();
+  let nextId = 0;
+  worker.on('message', ({ id, error }) => {
+    const settle = pending.get(id);
+    pending.delete(id);
+    settle(error);
+  });
+  put = (key, value) => new Promise((resolve, reject) => {
+    const id = nextId++;
+    pending.set(id, (error) => (error === undefined ? resolve() : reject(new Error(error))));
+    worker.postMessage({ id, key, value });
+  });
+} else {
+  const client = new (require(etcd3Path).Etcd3)({ hosts: etcdUrl });
+  put = (key, value) => client.put(key).value(value);
+}
 let counter = 0;
 const server = https.createServer({ cert: fs.readFileSync(certFile), key: fs.readFileSync(keyFile), keepAliveTimeout: 90000 }, (req, res) => {
   const chunks = [];
   req.on('data', (chunk) => chunks.push(chunk));
   req.on('end', () => {
     const body = Buffer.concat(chunks);
-    client.put('/bench-front/' + counter++).value(body).then(
+    put('/bench-front/' + mode + '/' + counter++, body).then(
       () => {
         res.writeHead(201, { 'Content-Type': 'application/json', 'Content-Length': body.length });
         res.end(body);
@@ -234,16 +303,27 @@ server.listen(Number(port), '127.0.0.1', () => process.stdout.write('ready\\n'))
 process.on('SIGTERM', () => process.exit(0));
 `;
 
-async function startPutFront(env: ServerEnvironment, etcd: EtcdProcess): Promise<{ child: ChildProcess; port: number }> {
+type PutFrontMode = 'main' | 'worker';
+
+interface PutFront {
+  readonly child: ChildProcess;
+  readonly port: number;
+  /** RSS 2 s after it is ready, before any load: with `worker`, a second V8 isolate holding the etcd3 client. */
+  readonly idleRssKiB: number;
+}
+
+async function startPutFront(env: ServerEnvironment, etcd: EtcdProcess, mode: PutFrontMode): Promise<PutFront> {
   const port = await freePort();
-  const child = spawn(process.execPath, ['-e', PUT_FRONT_SERVER, path.join(env.dir, 'tls.crt'), path.join(env.dir, 'tls.key'), String(port), require.resolve('etcd3'), etcd.clientUrl], {
+  const child = spawn(process.execPath, ['-e', PUT_FRONT_SERVER, path.join(env.dir, 'tls.crt'), path.join(env.dir, 'tls.key'), String(port), require.resolve('etcd3'), etcd.clientUrl, mode], {
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   await new Promise<void>((resolve, reject) => {
     child.stdout!.once('data', () => resolve());
-    child.once('exit', (code) => reject(new Error(`the put-only front exited: ${code}`)));
+    child.once('exit', (code) => reject(new Error(`the put-only front (${mode}) exited: ${code}`)));
   });
-  return { child, port };
+  await new Promise((r) => setTimeout(r, 2000));
+  const idleRssKiB = Number(/VmRSS:\s+(\d+)/.exec(fs.readFileSync(`/proc/${child.pid}/status`, 'utf8'))?.[1] ?? NaN);
+  return { child, port, idleRssKiB };
 }
 
 async function startBare(env: ServerEnvironment, bodies: Record<string, string>): Promise<{ child: ChildProcess; port: number }> {
@@ -370,10 +450,23 @@ async function rawEtcdPuts(etcd: EtcdProcess, seconds: number, round: number): P
     await run(process.hrtime.bigint() + BigInt(WARMUP_SECONDS * 1e9), false);
     errors = 0;
     const start = process.hrtime.bigint();
+    const clientBefore = process.cpuUsage();
+    const etcdBefore = totalMicros(etcd.pid!);
     await run(start + BigInt(Math.round(seconds * 1e9)), true);
     const elapsed = Number(process.hrtime.bigint() - start) / 1e9;
+    const clientCpu = process.cpuUsage(clientBefore);
+    const puts = latencies.length;
     latencies.sort((a, b) => a - b);
-    return { rps: latencies.length / elapsed, p50Ms: latencies[Math.floor(latencies.length * 0.5)], p99Ms: latencies[Math.floor(latencies.length * 0.99)], errors, cpuUsPerRequest: NaN };
+    return {
+      rps: puts / elapsed,
+      p50Ms: latencies[Math.floor(puts * 0.5)],
+      p99Ms: latencies[Math.floor(puts * 0.99)],
+      errors,
+      cpuUsPerRequest: NaN,
+      peerCpuUsPerRequest: (totalMicros(etcd.pid!) - etcdBefore) / puts,
+      // The client is this process: all of its CPU in the measurement is the puts'.
+      loadCpuUsPerRequest: (clientCpu.user + clientCpu.system) / puts,
+    };
   } finally {
     client.close();
   }
@@ -436,10 +529,9 @@ interface StoreResult {
   readonly rows: { scenario: Scenario; bytes: number; server: Measurement; bare: Measurement; ratio: number; rounds: number[]; cpuRatio: number }[];
   readonly rawPuts?: Measurement;
   readonly createToRawPuts?: number;
-  /** The put-only front under CREATE's load, and CREATE and the front as ratios (median of each round's). */
-  readonly putFront?: Measurement;
+  /** The put-only fronts under CREATE's load, and CREATE and each front as ratios (median of each round's). */
+  readonly putFronts: readonly { mode: PutFrontMode; measurement: Measurement; toRawPuts: number; idleRssKiB: number }[];
   readonly createToPutFront?: number;
-  readonly putFrontToRawPuts?: number;
   readonly fanOut: { allMs: number; p50Ms: number; setupMs: number }[];
   /** 1 s after start. */
   readonly startedRssKiB: number;
@@ -460,7 +552,7 @@ async function benchStore(store: Store): Promise<StoreResult> {
   const etcd = store === 'etcd' ? await EtcdProcess.start() : undefined;
   let env: ServerEnvironment | undefined;
   let bare: { child: ChildProcess; port: number } | undefined;
-  let putFront: { child: ChildProcess; port: number } | undefined;
+  const putFronts = new Map<PutFrontMode, PutFront>();
   try {
     env = await startServerEnvironment({
       logs: 'discard',
@@ -523,9 +615,14 @@ async function benchStore(store: Store): Promise<StoreResult> {
 
     const rounds = new Map<string, { server: Measurement[]; bare: Measurement[] }>(scenarios.map((s) => [s.name, { server: [], bare: [] }]));
     const raw: Measurement[] = [];
-    const front: Measurement[] = [];
+    const front = new Map<PutFrontMode, Measurement[]>();
     const createScenario = scenarios.find((s) => s.method === 'POST');
-    if (etcd && createScenario) putFront = await startPutFront(env, etcd);
+    if (etcd && createScenario) {
+      for (const mode of ['main', 'worker'] as const) {
+        putFronts.set(mode, await startPutFront(env, etcd, mode));
+        front.set(mode, []);
+      }
+    }
     let afterReadsRssKiB = 0;
     for (let round = 0; round < ROUNDS; round++) {
       for (const s of scenarios) {
@@ -537,17 +634,17 @@ async function benchStore(store: Store): Promise<StoreResult> {
         await runWrk(bare.child.pid!, bare.port, { method: s.method, path: s.barePath }, undefined, WARMUP_SECONDS);
         r.bare.push(await runWrk(bare.child.pid!, bare.port, { method: s.method, path: s.barePath }, undefined, SECONDS));
         await runWrk(env.server.pid, env.server.port, s, token, WARMUP_SECONDS);
-        r.server.push(await runWrk(env.server.pid, env.server.port, s, token, SECONDS));
+        r.server.push(await runWrk(env.server.pid, env.server.port, s, token, SECONDS, etcd?.pid));
         process.stderr.write(`${store} round ${round + 1}/${ROUNDS} ${s.name}: server ${r.server.at(-1)!.rps.toFixed(0)} req/s, bare ${r.bare.at(-1)!.rps.toFixed(0)} req/s\n`);
       }
       if (etcd && scenarios.some((s) => s.method === 'POST')) {
         raw.push(await rawEtcdPuts(etcd, SECONDS, round));
         process.stderr.write(`${store} round ${round + 1}/${ROUNDS} raw etcd puts: ${raw.at(-1)!.rps.toFixed(0)}/s\n`);
       }
-      if (putFront && createScenario) {
-        await runWrk(putFront.child.pid!, putFront.port, createScenario, undefined, WARMUP_SECONDS);
-        front.push(await runWrk(putFront.child.pid!, putFront.port, createScenario, undefined, SECONDS));
-        process.stderr.write(`${store} round ${round + 1}/${ROUNDS} put-only front: ${front.at(-1)!.rps.toFixed(0)}/s\n`);
+      for (const [mode, putFront] of putFronts) {
+        await runWrk(putFront.child.pid!, putFront.port, createScenario!, undefined, WARMUP_SECONDS);
+        front.get(mode)!.push(await runWrk(putFront.child.pid!, putFront.port, createScenario!, undefined, SECONDS, etcd?.pid));
+        process.stderr.write(`${store} round ${round + 1}/${ROUNDS} put-only front (${mode}): ${front.get(mode)!.at(-1)!.rps.toFixed(0)}/s\n`);
       }
     }
     if (afterReadsRssKiB === 0) {
@@ -571,13 +668,18 @@ async function benchStore(store: Store): Promise<StoreResult> {
     const create = rounds.get('CREATE a Flunder');
     const rawPuts = raw.length > 0 ? medianMeasurement(raw) : undefined;
     const createToRawPuts = create && raw.length > 0 ? median(create.server.map((m, i) => m.rps / raw[i].rps)) : undefined;
-    const putFrontResult = front.length > 0 ? medianMeasurement(front) : undefined;
-    const createToPutFront = create && front.length > 0 ? median(create.server.map((m, i) => m.rps / front[i].rps)) : undefined;
-    const putFrontToRawPuts = front.length > 0 && raw.length > 0 ? median(front.map((m, i) => m.rps / raw[i].rps)) : undefined;
-    return { store, rows, rawPuts, createToRawPuts, putFront: putFrontResult, createToPutFront, putFrontToRawPuts, fanOut, startedRssKiB, idleRssKiB, populatedRssKiB, settledRssKiB, replicaRssKiB, afterReadsRssKiB };
+    const mainFront = front.get('main');
+    const createToPutFront = create && mainFront ? median(create.server.map((m, i) => m.rps / mainFront[i].rps)) : undefined;
+    const putFrontResults = [...front].map(([mode, ms]) => ({
+      mode,
+      measurement: medianMeasurement(ms),
+      toRawPuts: median(ms.map((m, i) => m.rps / raw[i].rps)),
+      idleRssKiB: putFronts.get(mode)!.idleRssKiB,
+    }));
+    return { store, rows, rawPuts, createToRawPuts, putFronts: putFrontResults, createToPutFront, fanOut, startedRssKiB, idleRssKiB, populatedRssKiB, settledRssKiB, replicaRssKiB, afterReadsRssKiB };
   } finally {
     bare?.child.kill('SIGTERM');
-    putFront?.child.kill('SIGTERM');
+    for (const putFront of putFronts.values()) putFront.child.kill('SIGTERM');
     await env?.stop();
     await etcd?.remove();
   }
@@ -595,6 +697,38 @@ const ticksAtStart = machineCpuTicks();
 
 const mib = (kib: number): string => (kib / 1024).toFixed(1);
 const verdict = (ok: boolean): string => (ok ? 'met' : 'MISSED');
+
+/**
+ * Where each write's CPU goes, in every process on the machine (the writer, etcd, the load generator), and the most
+ * writes per second that CPU allows on this machine's cores were every thread of every process busy all the time: a
+ * ceiling no change of threading in the server can pass, only less CPU per write.
+ */
+function writeBudget(results: readonly StoreResult[]): string[] {
+  const cores = os.cpus().length;
+  const rows: string[] = [];
+  for (const r of results) {
+    if (!r.rawPuts) continue;
+    const raw = r.rawPuts.rps;
+    const line = (writer: string, m: Measurement, writerCpu: number, ratio: number, rss: string) => {
+      const all = writerCpu + m.peerCpuUsPerRequest + m.loadCpuUsPerRequest;
+      const most = (cores * 1e6) / all;
+      rows.push(
+        `| ${r.store} | ${writer} | ${m.rps.toFixed(0)} | ${ratio.toFixed(2)}× | ${writerCpu.toFixed(0)}; ${m.peerCpuUsPerRequest.toFixed(0)}; ${m.loadCpuUsPerRequest.toFixed(0)}; **${all.toFixed(0)}** | ${most.toFixed(0)}/s = ${(most / raw).toFixed(2)}× raw puts | ${rss} |`,
+      );
+    };
+    line('raw etcd puts (the client is the writer and the load)', r.rawPuts, 0, 1, '');
+    for (const f of r.putFronts) line(`put-only front (${f.mode === 'main' ? 'one thread' : 'client in a worker thread'})`, f.measurement, f.measurement.cpuUsPerRequest, f.toRawPuts, `${mib(f.idleRssKiB)} MiB`);
+    const create = r.rows.find((row) => row.scenario.method === 'POST');
+    if (create && r.createToRawPuts !== undefined) line('CREATE through the server', create.server, create.server.cpuUsPerRequest, r.createToRawPuts, `${mib(r.idleRssKiB)} MiB`);
+  }
+  if (rows.length === 0) return [];
+  return [
+    '',
+    `| store | writer | writes/s | × raw puts | CPU µs per write: writer; etcd; load generator; **all** | at most, all ${cores} cores busy | RSS idle |`,
+    '|---|---|---:|---:|---:|---:|---:|',
+    ...rows,
+  ];
+}
 
 function report(results: readonly StoreResult[]): string {
   const load = os.loadavg().map((l) => l.toFixed(1)).join(' ');
@@ -626,13 +760,15 @@ function report(results: readonly StoreResult[]): string {
     if (r.rawPuts) {
       out.push(`| ${r.store} | raw etcd puts (etcd3, ${CONNECTIONS} in flight) | | ${r.rawPuts.rps.toFixed(0)} | ${r.rawPuts.p50Ms.toFixed(1)} | ${r.rawPuts.p99Ms.toFixed(1)} | ${r.rawPuts.errors} | | | | | the write ceiling |`);
     }
-    if (r.putFront) {
-      const f = r.putFront;
+    for (const f of r.putFronts) {
+      const m = f.measurement;
+      const what = f.mode === 'main' ? 'put-only front: node:https, one etcd3 put per POST (wrk, CREATE\'s load)' : 'put-only front, its etcd3 client in a worker thread';
       out.push(
-        `| ${r.store} | put-only front: node:https, one etcd3 put per POST (wrk, CREATE's load) | | ${f.rps.toFixed(0)} | ${f.p50Ms.toFixed(1)} | ${f.p99Ms.toFixed(1)} | ${f.errors} | | | ${r.putFrontToRawPuts !== undefined ? `${r.putFrontToRawPuts.toFixed(2)}× raw etcd puts` : ''} | ${f.cpuUsPerRequest.toFixed(0)} | the ceiling of an HTTPS server writing through this client |`,
+        `| ${r.store} | ${what} | | ${m.rps.toFixed(0)} | ${m.p50Ms.toFixed(1)} | ${m.p99Ms.toFixed(1)} | ${m.errors} | | | ${f.toRawPuts.toFixed(2)}× raw etcd puts | ${m.cpuUsPerRequest.toFixed(0)} | the ceiling of an HTTPS server writing through this client${f.mode === 'main' ? '' : ' off its main thread'} |`,
       );
     }
   }
+  out.push(...writeBudget(results));
   out.push('', `| store | ${WATCHERS} watchers: all saw one write (median of rounds; each round) | median watcher | opening the streams | RSS idle (1 s after start; 30 s) | RSS with ${STORED.toLocaleString('en-US')} Flunders (right after populating; settled, idle; after the read load) |`, '|---|---:|---:|---:|---:|---:|');
   for (const r of results) {
     const all = r.fanOut.map((f) => f.allMs);

@@ -100,6 +100,11 @@ export class EtcdProcess {
     await this.signal('SIGKILL');
   }
 
+  /** The running etcd's process id (the benchmark reads its CPU time from /proc). */
+  get pid(): number | undefined {
+    return this.child?.pid;
+  }
+
   /** SIGSTOP: etcd keeps its connections open and answers nothing (a hung peer) until resume(). */
   pause(): void {
     this.child?.kill('SIGSTOP');
