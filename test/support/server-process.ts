@@ -22,13 +22,21 @@ function findRoot(): string {
 const ROOT = findRoot();
 let bundle: string | undefined;
 
-/** Bundles server/main.ts with server/build.mjs into a temporary file (once per process) and returns its path. */
+/** Names the bundle jest's globalSetup built for the whole run (test/support/global-setup.ts). */
+export const SERVER_BUNDLE_ENV = 'CDK8S_API_EXTENSION_SERVER_BUNDLE';
+
+/** Bundles server/main.ts with server/build.mjs into `out`; returns `out`. */
+export function buildServerBundle(out: string): string {
+  execFileSync(process.execPath, [path.join(ROOT, 'server', 'build.mjs'), '--outfile', out], { cwd: ROOT, stdio: ['ignore', 'ignore', 'pipe'] });
+  return out;
+}
+
+/**
+ * The server bundle: the one jest's globalSetup built for the run, else (the benchmarks) one built
+ * into a temporary directory once per process.
+ */
 export function serverBundle(): string {
-  if (!bundle) {
-    const out = path.join(mkdtempSync(path.join(tmpdir(), 'server-bundle-')), 'server.js');
-    execFileSync(process.execPath, [path.join(ROOT, 'server', 'build.mjs'), '--outfile', out], { cwd: ROOT, stdio: ['ignore', 'ignore', 'pipe'] });
-    bundle = out;
-  }
+  bundle ??= process.env[SERVER_BUNDLE_ENV] || buildServerBundle(path.join(mkdtempSync(path.join(tmpdir(), 'server-bundle-')), 'server.js'));
   return bundle;
 }
 
