@@ -50,8 +50,19 @@ describe('server/Dockerfile', () => {
     const copies = runtime.filter((l) => l.startsWith('COPY'));
     expect(copies).toEqual(['COPY --from=build /out/server.js /out/server.js.map /out/server.js.LEGAL.txt /app/']);
     expect(runtime.some((l) => /^RUN /.test(l))).toBe(false);
-    // without --enable-source-maps, which would hold the decoded map (~95 MiB of RSS)
-    expect(runtime.at(-1)).toBe('ENTRYPOINT ["/nodejs/bin/node", "/app/server.js"]');
+    // without --enable-source-maps, which would hold the decoded map (~95 MiB of RSS), and with
+    // the young generation capped (Node 24 grows it by the machine's memory)
+    expect(runtime.at(-1)).toBe('ENTRYPOINT ["/nodejs/bin/node", "--max-semi-space-size=16", "/app/server.js"]');
+  });
+
+  test('node accepts the entrypoint\'s flags and runs the bundle with them', () => {
+    // GIVEN the entrypoint's node flags
+    const entrypoint = JSON.parse(stages[1].at(-1)!.replace(/^ENTRYPOINT /, '')) as string[];
+    const flags = entrypoint.slice(1, -1);
+    expect(flags).toEqual(['--max-semi-space-size=16']);
+
+    // THEN node starts the bundle with them (an unknown flag would stop it: "bad option")
+    expect(execFileSync(process.execPath, [...flags, serverBundle(), '--version'], { encoding: 'utf8' }).trim()).toMatch(/^v\d+\.\d+\.\d+/);
   });
 
   test('copies exactly the files server/build.mjs writes, and that bundle runs without node_modules', () => {
