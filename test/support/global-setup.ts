@@ -1,9 +1,9 @@
 /**
- * Jest's globalSetup: one temporary directory for the whole run, made the workers' TMPDIR (and so
- * that of every process they start: servers, etcd, kubectl), and the server bundle built into it
- * once. globalTeardown removes it: a run leaves nothing in the system's temporary directory (each
- * test file used to bundle the server anew, ~9 MB, and cdk8s's Testing.app() makes a directory
- * per app).
+ * Jest's globalSetup: one temporary directory for the whole run, made the workers' TMPDIR (so every
+ * temporary file the tests make lands in it: etcd data, kubeconfigs, kubectl caches, cdk8s's
+ * Testing.app() directories), and the server bundle built into it once. globalTeardown removes it:
+ * a run leaves nothing in the system's temporary directory (each test file used to bundle the
+ * server anew, ~9 MB, and never remove it).
  */
 import { mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
