@@ -35,7 +35,7 @@ import * as os from 'node:os';
 import * as path from 'node:path';
 import { Etcd3 } from 'etcd3';
 import { EtcdProcess } from '../test/support/etcd';
-import { freePort, serverBundle, startServerEnvironment, ServerEnvironment } from '../test/support/server-process';
+import { freePort, processRssKiB, serverBundle, startServerEnvironment, ServerEnvironment } from '../test/support/server-process';
 
 const SECONDS = Number(process.env.BENCH_SECONDS ?? 5);
 const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3);
@@ -322,8 +322,7 @@ async function startPutFront(env: ServerEnvironment, etcd: EtcdProcess, mode: Pu
     child.once('exit', (code) => reject(new Error(`the put-only front (${mode}) exited: ${code}`)));
   });
   await new Promise((r) => setTimeout(r, 2000));
-  const idleRssKiB = Number(/VmRSS:\s+(\d+)/.exec(fs.readFileSync(`/proc/${child.pid}/status`, 'utf8'))?.[1] ?? NaN);
-  return { child, port, idleRssKiB };
+  return { child, port, idleRssKiB: processRssKiB(child.pid!) };
 }
 
 async function startBare(env: ServerEnvironment, bodies: Record<string, string>): Promise<{ child: ChildProcess; port: number }> {

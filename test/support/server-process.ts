@@ -40,6 +40,14 @@ export function serverBundle(): string {
   return bundle;
 }
 
+/** Resident set size of process `pid` in KiB (VmRSS of /proc/<pid>/status). */
+export function processRssKiB(pid: number): number {
+  const status = readFileSync(`/proc/${pid}/status`, 'utf8');
+  const match = /^VmRSS:\s+(\d+) kB$/m.exec(status);
+  if (!match) throw new Error(`no VmRSS in /proc/${pid}/status`);
+  return Number(match[1]);
+}
+
 /** A TCP port free on 127.0.0.1 right now. */
 export function freePort(): Promise<number> {
   return new Promise((resolve, reject) => {
@@ -160,12 +168,9 @@ export class ServerProcess {
     throw new Error(`the server was not ready within ${timeoutMs} ms: ${last}\n${this.stderr}\n${this.logLines.slice(-10).join('\n')}`);
   }
 
-  /** Resident set size of the server process in KiB (VmRSS of /proc/<pid>/status). */
+  /** Resident set size of the server process in KiB. */
   rssKiB(): number {
-    const status = readFileSync(`/proc/${this.pid}/status`, 'utf8');
-    const match = /^VmRSS:\s+(\d+) kB$/m.exec(status);
-    if (!match) throw new Error(`no VmRSS in /proc/${this.pid}/status`);
-    return Number(match[1]);
+    return processRssKiB(this.pid);
   }
 
   /** SIGTERM (graceful shutdown), then SIGKILL after `graceMs`; resolves the exit code. */
